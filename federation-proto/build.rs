@@ -1,0 +1,15 @@
+//! Compiles the .proto files in Rust (protox), so the build needs no system `protoc`.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/liandong/v1/cases.proto",
+        "proto/liandong/v1/raft.proto",
+        "proto/liandong/v1/admin.proto",
+        "proto/liandong/v1/federation.proto",
+    ];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! Liandong's pure case engine: `(case, command, stamped time) -> events`, deterministic, no IO, no
+//! clock, no async (openraft's engine style). The node stamps every log entry with its leader's
+//! clock and every replica applies the same events, so every replica reaches the same case.
+//!
+//! - `ids`: office division codes and case ids
+//! - `calendar`: China-time dates, the holiday calendar as data, RFC 3339
+//! - `rules`: the statute's limits in numbers, and how a limit is counted
+//! - `model`: the case and its words; `command`: what may be asked of it
+//! - `engine`: `register`, `decide`, `tick`, `receive`
+//! - `case`: `Case::apply` and the stored form; `event`: events and the hash chain
+//! - `clock`: deadline clocks and their thresholds; `validate`: input limits, ID numbers, keys
+#![forbid(unsafe_code)]
+
+mod calendar;
+mod case;
+mod clock;
+mod command;
+mod engine;
+mod error;
+mod event;
+mod ids;
+mod model;
+pub mod rules;
+mod validate;
+
+pub use calendar::{
+    china_day, format_rfc3339, parse_rfc3339, Calendar, Date, DayKind, Millis, CALENDAR_HEADER,
+    CALENDAR_NAME_CHARS_MAX, CALENDAR_ROWS_MAX, CHINA_OFFSET_MS, DAY_MS, HOUR_MS, MINUTE_MS,
+    SECOND_MS,
+};
+pub use clock::{threshold_at, ClockKind, ClockRun, Clocks, Deadlines};
+pub use command::CaseCommand;
+pub use engine::{decide, receive, register, tick, Context};
+pub use error::{DomainError, ERROR_ECHO_CHARS_MAX};
+pub use event::{canonical_json, Event, HistoryEntry, EVENT_VERSION, GENESIS_HASH};
+pub use ids::{CaseId, Level, OfficeCode, CASE_SEQ_DIGITS_MIN};
+pub use model::{
+    Case, CaseKind, Channel, DeclineRoute, Grade, GradeInfo, HandoffKind, Opinion, Petitioner,
+    Receipt, Registration, ReviewLevel, Satisfaction, Status, Supervision, CASE_VERSION,
+};
+pub use validate::{
+    id_number as validate_id_number, normalise_id_number, petitioner_key, CATEGORY_CHARS_MAX,
+    DEPARTMENT_CHARS_MAX, ID_NUMBER_LEN, NAME_CHARS_MAX, OFFICER_CHARS_MAX, PHONE_DIGITS_MAX,
+    PHONE_DIGITS_MIN, REASON_CHARS_MAX, SUMMARY_CHARS_MAX, TEXT_CHARS_MAX,
+};

@@ -1,0 +1,374 @@
+//! The case and the words it is made of. The engine (engine.rs) decides, `Case::apply` (case.rs)
+//! folds; this file only says what a case holds and how its words are spelled.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::calendar::Millis;
+use crate::clock::{Clocks, Deadlines};
+use crate::error::{echo, DomainError};
+use crate::event::HistoryEntry;
+use crate::ids::{CaseId, OfficeCode};
+use crate::validate;
+
+/// A closed set of words, spelled as the CLI types them. Serialises as the word; parsing is
+/// case-insensitive; `reserved` words deserialise but are refused from people by `FromStr`.
+macro_rules! words {
+    (
+        $(#[$meta:meta])* $name:ident, $error:ident, reserved [$($reserved:ident),*],
+        { $($(#[$variant_meta:meta])* $variant:ident => $word:literal),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($(#[$variant_meta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $word),+ }
+            }
+
+            fn from_word(word: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|value| value.as_str().eq_ignore_ascii_case(word))
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = DomainError;
+            fn from_str(input: &str) -> Result<$name, DomainError> {
+                match $name::from_word(input.trim()) {
+                    $(Some($name::$reserved) => Err(DomainError::$error { input: echo(input) }),)*
+                    Some(value) => Ok(value),
+                    None => Err(DomainError::$error { input: echo(input) }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                let word = String::deserialize(deserializer)?;
+                $name::from_word(&word).ok_or_else(|| serde::de::Error::custom(DomainError::$error { input: echo(&word) }))
+            }
+        }
+    };
+}
+
+words!(
+    /// How the petition came in (登记渠道).
+    Channel, InvalidChannel, reserved [], {
+        /// Walk-in visit (走访).
+        Visit => "visit",
+        Letter => "letter",
+        /// Phone, including the 12345 hotline.
+        Phone => "phone",
+        Online => "online",
+        /// Video reception (视频接访).
+        Video => "video",
+    }
+);
+
+words!(
+    /// The statutory route a petitioner is pointed to when a petition is not accepted: the matter
+    /// belongs to another legal procedure.
+    DeclineRoute, InvalidDeclineRoute, reserved [], {
+        Litigation => "litigation",
+        Arbitration => "arbitration",
+        /// Administrative review (行政复议).
+        AdminReview => "admin-review",
+        /// Discipline inspection (纪检监察).
+        Discipline => "discipline",
+    }
+);
+
+words!(
+    /// The reply's opinion (处理意见).
+    Opinion, InvalidOpinion, reserved [], {
+        Support => "support",
+        Explain => "explain",
+        NotSupport => "not-support",
+    }
+);
+
+words!(
+    /// The petitioner's evaluation of the reply.
+    Satisfaction, InvalidSatisfaction, reserved [NotEvaluated], {
+        Satisfied => "satisfied",
+        /// Basically satisfied.
+        Basic => "basic",
+        Dissatisfied => "dissatisfied",
+        /// Set by the engine alone, when the evaluation window lapses.
+        NotEvaluated => "not-evaluated",
+    }
+);
+
+words!(
+    /// Grade of a major case (A most serious).
+    Grade, InvalidGrade, reserved [], {
+        A => "A",
+        B => "B",
+        C => "C",
+    }
+);
+
+/// Which escalation a review request starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewLevel {
+    /// 复查: of an original case's reply, one level up.
+    Review,
+    /// 复核: of a review decision, one more level up; its result is final.
+    ReReview,
+}
+
+impl ReviewLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewLevel::Review => "review",
+            ReviewLevel::ReReview => "re_review",
+        }
+    }
+}
+
+/// Where a case stands in the statute: an original petition, or a review / re-review of another
+/// case's reply (registered one level up, linked to the case it reviews).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CaseKind {
+    Original,
+    Review { of: CaseId },
+    ReReview { of: CaseId },
+}
+
+impl CaseKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CaseKind::Original => "original",
+            CaseKind::Review { .. } => "review",
+            CaseKind::ReReview { .. } => "re_review",
+        }
+    }
+
+    /// Review and re-review cases are decided within 30 days, without extension.
+    pub fn is_review(&self) -> bool {
+        !matches!(self, CaseKind::Original)
+    }
+}
+
+/// How ownership moves in a handoff.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HandoffKind {
+    /// 转送: to the competent office.
+    Transfer,
+    /// 交办: down the tree, with a report-back deadline.
+    Assign { due_by: Millis },
+    /// 退回: the receiver hands the case back to the office it came from.
+    Return,
+}
+
+impl HandoffKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HandoffKind::Transfer => "transfer",
+            HandoffKind::Assign { .. } => "assign",
+            HandoffKind::Return => "return",
+        }
+    }
+}
+
+/// Where a case stands. Copies at different offices can differ: the sender's copy of a handed-off
+/// case is `InTransit` and then a `Forwarded` stub, while the receiver's copy carries on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    /// Registered (or received): awaiting the 15-day decision.
+    Registered,
+    /// Accepted (受理): being handled, the reply clock running.
+    Accepted,
+    /// Handed off, not yet acknowledged by the receiver: read-only here.
+    InTransit { to: OfficeCode, kind: HandoffKind },
+    /// The receiver owns it now; this copy is a stub pointing there.
+    Forwarded { to: OfficeCode },
+    /// Not accepted (不予受理), with the route the petitioner was told.
+    Declined { route: DeclineRoute },
+    /// Replied: evaluation and review windows open.
+    Replied,
+    /// Replied and evaluated by the petitioner; the review window may still be open.
+    Evaluated,
+    /// The petitioner asked for review; the linked review case carries on one level up.
+    ReviewRequested,
+    /// The matter is closed: no review window is left.
+    Final,
+}
+
+impl Status {
+    /// Stable snake_case word for APIs, queries and stats.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Registered => "registered",
+            Status::Accepted => "accepted",
+            Status::InTransit { .. } => "in_transit",
+            Status::Forwarded { .. } => "forwarded",
+            Status::Declined { .. } => "declined",
+            Status::Replied => "replied",
+            Status::Evaluated => "evaluated",
+            Status::ReviewRequested => "review_requested",
+            Status::Final => "final",
+        }
+    }
+
+    /// Every status word, for validating query filters.
+    pub const WORDS: [&'static str; 9] = [
+        "registered",
+        "accepted",
+        "in_transit",
+        "forwarded",
+        "declined",
+        "replied",
+        "evaluated",
+        "review_requested",
+        "final",
+    ];
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an officer types at intake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub channel: Channel,
+    /// PRC resident ID number (18 characters, GB 11643 checksum).
+    pub petitioner_id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub category: String,
+    pub summary: String,
+    /// Where the matter arose, if it names a division.
+    pub location: Option<OfficeCode>,
+    /// The first-contact officer (首办责任人).
+    pub officer: String,
+}
+
+impl Registration {
+    /// Every field within its named limit (see the `*_CHARS_MAX` constants); the first failure.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        validate::id_number(&self.petitioner_id)?;
+        validate::line("name", &self.name, validate::NAME_CHARS_MAX)?;
+        if let Some(phone) = &self.phone {
+            validate::phone(phone)?;
+        }
+        validate::line("category", &self.category, validate::CATEGORY_CHARS_MAX)?;
+        validate::text("summary", &self.summary, validate::SUMMARY_CHARS_MAX)?;
+        validate::line("officer", &self.officer, validate::OFFICER_CHARS_MAX)
+    }
+}
+
+/// Personal data: stays at the owning office, moves only with ownership, never in summaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Petitioner {
+    pub name: String,
+    /// Normalised (a check 'x' made uppercase).
+    pub id_number: String,
+    pub phone: Option<String>,
+}
+
+/// A major case's grade with the four fixed points (四定): who leads, which department, what plan,
+/// by when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GradeInfo {
+    pub grade: Grade,
+    pub leader: String,
+    pub department: String,
+    pub plan: String,
+    pub deadline: Millis,
+}
+
+/// How this copy came to its current owner: needed to return it, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub from: OfficeCode,
+    pub handoff: HandoffKind,
+    pub at: Millis,
+}
+
+/// An ancestor's open supervision order (督办) on this case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervision {
+    pub from: OfficeCode,
+    pub text: String,
+    pub ordered_at: Millis,
+    pub due_by: Millis,
+}
+
+/// The stored form's version; `Case::from_bytes` refuses any other.
+pub const CASE_VERSION: u16 = 1;
+
+/// A petition (信访件) as one office's copy sees it. Built by `register` / `receive`, changed only by
+/// `Case::apply`, stored with `to_bytes` (versioned JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    /// Stored-format version, always [`CASE_VERSION`]; deserialising another version fails.
+    #[serde(deserialize_with = "crate::case::deserialize_case_version")]
+    pub v: u16,
+    #[serde(rename = "case_id")]
+    pub id: CaseId,
+    pub kind: CaseKind,
+    /// The current owner as this copy knows it (for a stub: the office it was forwarded to).
+    pub office: OfficeCode,
+    pub status: Status,
+    /// When the status last changed: the age of a backlog.
+    pub status_since: Millis,
+    pub channel: Channel,
+    pub category: String,
+    pub summary: String,
+    pub location: Option<OfficeCode>,
+    /// Personal data; None on a forwarded stub.
+    pub petitioner: Option<Petitioner>,
+    /// Finds repeat petitions without personal data.
+    pub petitioner_key: String,
+    pub registered_at: Millis,
+    /// First-contact officer (首办责任).
+    pub first_officer: String,
+    /// The officer who accepted the case, and when.
+    pub handler: Option<String>,
+    pub accepted_at: Option<Millis>,
+    /// Set when this copy was received in a handoff.
+    pub received: Option<Receipt>,
+    pub grade: Option<GradeInfo>,
+    pub opinion: Option<Opinion>,
+    pub reply_text: Option<String>,
+    pub replied_at: Option<Millis>,
+    pub satisfaction: Option<Satisfaction>,
+    pub supervision: Option<Supervision>,
+    /// When each running limit ends (None where it is not running).
+    pub deadlines: Deadlines,
+    /// When each statutory clock started and which threshold it has reached.
+    pub clocks: Clocks,
+    /// The one extension of the reply limit was used.
+    pub extended: bool,
+    /// A statutory clock of this office's reached 100 % (sticky; reset when a new office receives
+    /// the case).
+    pub overdue: bool,
+    /// Every applied event, hash-chained.
+    pub history: Vec<HistoryEntry>,
+}

@@ -1,0 +1,262 @@
+//! The officer API. Any replica takes a request: a write goes to the office's leader (forwarded
+//! at most [`MAX_FORWARD_HOPS`] times), a linearizable read waits on the leader's read index.
+
+use std::future::Future;
+use std::time::Duration;
+
+use federation_proto::v1::cases_client::CasesClient;
+use federation_proto::v1::cases_server::Cases;
+use federation_proto::v1::{ActRequest, CaseReply, Consistency, FileRequest, ShowRequest};
+use liandong_domain::{CaseCommand, CaseId, OfficeCode, Registration};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::{case_reply, domain_error};
+use crate::raft::network::Transport;
+use crate::raft::types::Operation;
+use crate::replica::{Replica, ReplicaError, Replicas};
+
+/// A request is passed from replica to replica at most this often (a leader change mid-way).
+pub const MAX_FORWARD_HOPS: u32 = 2;
+/// How long a write may wait for a leader and a quorum before the officer is told to retry.
+pub const WRITE_DEADLINE_MS: u64 = 5_000;
+/// Pause between attempts while an election runs.
+pub const RETRY_PAUSE_MS: u64 = 25;
+
+pub struct CaseService {
+    pub replicas: Replicas,
+    pub transport: Transport,
+}
+
+fn parse_office(code: &str) -> Result<OfficeCode, Status> {
+    code.parse()
+        .map_err(|e| Status::invalid_argument(format!("bad office code {code:?}: {e}")))
+}
+
+fn parse_case_id(id: &str) -> Result<CaseId, Status> {
+    id.parse()
+        .map_err(|e| Status::invalid_argument(format!("bad case id {id:?}: {e}")))
+}
+
+fn request_id(id: String) -> Option<String> {
+    (!id.is_empty()).then_some(id)
+}
+
+/// Statuses after which another attempt may succeed (no leader, leader moved, link down).
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted
+    )
+}
+
+impl CaseService {
+    fn replica(&self, office: &OfficeCode) -> Result<&Replica, Status> {
+        self.replicas.get(office).ok_or_else(|| {
+            Status::not_found(format!(
+                "office {office} is not carried by this host (it carries {})",
+                self.replicas.offices().join(", ")
+            ))
+        })
+    }
+
+    fn client(&self, api_addr: &str) -> Result<CasesClient<Channel>, Status> {
+        let channel = self
+            .transport
+            .channel(api_addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(CasesClient::new(channel))
+    }
+
+    /// Runs `attempt` here, or `forward` at the leader, until one answers or the deadline passes.
+    async fn with_leader<T, A, AF, F, FF>(
+        &self,
+        office: &OfficeCode,
+        hops: u32,
+        attempt: A,
+        forward: F,
+    ) -> Result<T, Status>
+    where
+        A: Fn(Replica) -> AF,
+        AF: Future<Output = Result<T, ReplicaError>>,
+        F: Fn(CasesClient<Channel>) -> FF,
+        FF: Future<Output = Result<Response<T>, Status>>,
+    {
+        let replica = self.replica(office)?.clone();
+        let deadline = Instant::now() + Duration::from_millis(WRITE_DEADLINE_MS);
+        let mut last_reason;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, attempt(replica.clone())).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(ReplicaError::ForwardToLeader {
+                    leader: Some(leader),
+                    ..
+                })) if hops < MAX_FORWARD_HOPS => {
+                    match forward(self.client(&leader.api_addr)?).await {
+                        Ok(reply) => return Ok(reply.into_inner()),
+                        Err(status) if retryable(&status) => {
+                            last_reason = status.message().to_string()
+                        }
+                        Err(status) => return Err(status),
+                    }
+                }
+                Ok(Err(ReplicaError::Storage { reason, .. })) => {
+                    return Err(Status::internal(reason))
+                }
+                Ok(Err(error)) => last_reason = error.to_string(),
+                Err(_elapsed) => last_reason = "no quorum acknowledged in time".to_string(),
+            }
+            if Instant::now() >= deadline {
+                return Err(Status::unavailable(format!(
+                    "office {office} cannot serve now: {last_reason}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+        }
+    }
+
+    async fn write(
+        &self,
+        office: &OfficeCode,
+        op: Operation,
+        hops: u32,
+        forward: impl ForwardWrite,
+    ) -> Result<CaseReply, Status> {
+        let written = self
+            .with_leader(
+                office,
+                hops,
+                |replica| {
+                    let op = op.clone();
+                    async move { replica.write(op).await.map(|w| (w.response, w.log_index)) }
+                },
+                |client| {
+                    let forward = forward.clone();
+                    async move {
+                        forward.send(client).await.map(|reply| {
+                            reply.map(|r| {
+                                (
+                                    crate::raft::types::Response::Case {
+                                        document: r.case_document,
+                                    },
+                                    r.log_index,
+                                )
+                            })
+                        })
+                    }
+                },
+            )
+            .await?;
+        case_reply(written.0, written.1)
+    }
+}
+
+/// A request that can be re-sent to the leader, one hop further.
+trait ForwardWrite: Clone {
+    fn send(
+        self,
+        client: CasesClient<Channel>,
+    ) -> impl Future<Output = Result<Response<CaseReply>, Status>>;
+}
+
+impl ForwardWrite for FileRequest {
+    async fn send(
+        mut self,
+        mut client: CasesClient<Channel>,
+    ) -> Result<Response<CaseReply>, Status> {
+        self.hops += 1;
+        client.file(self).await
+    }
+}
+
+impl ForwardWrite for ActRequest {
+    async fn send(
+        mut self,
+        mut client: CasesClient<Channel>,
+    ) -> Result<Response<CaseReply>, Status> {
+        self.hops += 1;
+        client.act(self).await
+    }
+}
+
+#[tonic::async_trait]
+impl Cases for CaseService {
+    async fn file(&self, request: Request<FileRequest>) -> Result<Response<CaseReply>, Status> {
+        let request = request.into_inner();
+        let office = parse_office(&request.office)?;
+        let proto = request
+            .registration
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("registration is missing"))?;
+        let registration = Registration::try_from(proto).map_err(domain_error)?;
+        // Refuse malformed input before it reaches the log: nothing is proposed, nothing changes.
+        registration.validate().map_err(domain_error)?;
+        let op = Operation::File {
+            registration,
+            request_id: request_id(request.request_id.clone()),
+        };
+        let hops = request.hops;
+        self.write(&office, op, hops, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn act(&self, request: Request<ActRequest>) -> Result<Response<CaseReply>, Status> {
+        let request = request.into_inner();
+        let case_id = parse_case_id(&request.case_id)?;
+        let proto = request
+            .command
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("command is missing"))?;
+        let command = CaseCommand::try_from(proto).map_err(domain_error)?;
+        let op = Operation::Act {
+            case_id: case_id.clone(),
+            command,
+            request_id: request_id(request.request_id.clone()),
+        };
+        let hops = request.hops;
+        self.write(&case_id.office, op, hops, request)
+            .await
+            .map(Response::new)
+    }
+
+    async fn show(&self, request: Request<ShowRequest>) -> Result<Response<CaseReply>, Status> {
+        let request = request.into_inner();
+        let case_id = parse_case_id(&request.case_id)?;
+        let office = case_id.office.clone();
+        let read = |replica: &Replica| -> Result<CaseReply, Status> {
+            match replica.case_document(&case_id) {
+                Ok(Some(document)) => Ok(CaseReply {
+                    case_document: document,
+                    log_index: 0,
+                }),
+                Ok(None) => Err(Status::not_found(format!(
+                    "case {case_id} is not held by office {office}"
+                ))),
+                Err(error) => Err(Status::internal(error.to_string())),
+            }
+        };
+        if Consistency::try_from(request.consistency) == Ok(Consistency::Local) {
+            return read(self.replica(&office)?).map(Response::new);
+        }
+        let hops = request.hops;
+        let forwarded = self
+            .with_leader(
+                &office,
+                hops,
+                |replica| async move { replica.read_barrier().await.map(|()| None) },
+                |mut client| {
+                    let mut request = request.clone();
+                    request.hops += 1;
+                    async move { client.show(request).await.map(|reply| reply.map(Some)) }
+                },
+            )
+            .await?;
+        match forwarded {
+            Some(reply) => Ok(Response::new(reply)),
+            None => read(self.replica(&office)?).map(Response::new),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! tonic services of a host: cases (officers), raft (replicas), admin (operators).
+pub mod admin;
+pub mod cases;
+pub mod raft;
+
+use crate::raft::types::{RejectKind, Response};
+use federation_proto::v1::CaseReply;
+use tonic::Status;
+
+/// Maps what the state machine answered to the officer API's reply or status.
+pub fn case_reply(response: Response, log_index: u64) -> Result<CaseReply, Status> {
+    match response {
+        Response::Case { document } => Ok(CaseReply {
+            case_document: document,
+            log_index,
+        }),
+        Response::Rejected {
+            kind,
+            code,
+            message,
+        } => Err(rejection(kind, &code, &message)),
+        other => Err(Status::internal(format!(
+            "unexpected state machine reply {other:?}"
+        ))),
+    }
+}
+
+pub fn rejection(kind: RejectKind, code: &str, message: &str) -> Status {
+    let text = format!("{code}: {message}");
+    match kind {
+        RejectKind::Invalid => Status::invalid_argument(text),
+        RejectKind::Forbidden => Status::failed_precondition(text),
+        RejectKind::NotFound => Status::not_found(text),
+    }
+}
+
+pub fn domain_error(error: liandong_domain::DomainError) -> Status {
+    let kind = if error.is_invalid_input() {
+        RejectKind::Invalid
+    } else {
+        RejectKind::Forbidden
+    };
+    rejection(kind, error.code(), &error.to_string())
+}

@@ -1,0 +1,79 @@
+//! The raft transport server: hands each request to the named office's local replica.
+
+use federation_proto::v1::raft_transport_server::RaftTransport;
+use federation_proto::v1::{RaftReply, RaftRequest};
+use liandong_domain::OfficeCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::raft::types::Raft;
+use crate::replica::Replicas;
+
+pub struct RaftService {
+    pub replicas: Replicas,
+}
+
+impl RaftService {
+    fn raft_for(&self, request: &RaftRequest) -> Result<Raft, Status> {
+        let office: OfficeCode = request.office.parse().map_err(|e| {
+            Status::invalid_argument(format!("bad office code {:?}: {e}", request.office))
+        })?;
+        let replica = self.replicas.get(&office).ok_or_else(|| {
+            Status::not_found(format!("this host carries no replica of office {office}"))
+        })?;
+        if replica.id != request.target {
+            return Err(Status::not_found(format!(
+                "this host carries replica {} of office {office}, not {}",
+                replica.id, request.target
+            )));
+        }
+        Ok(replica.raft.clone())
+    }
+}
+
+fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(payload)
+        .map_err(|e| Status::invalid_argument(format!("raft payload does not decode: {e}")))
+}
+
+fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<RaftReply>, Status> {
+    let encoded = match &result {
+        Ok(value) => RaftReply {
+            payload: serde_json::to_vec(value).unwrap_or_default(),
+            error: Vec::new(),
+        },
+        Err(error) => RaftReply {
+            payload: Vec::new(),
+            error: serde_json::to_vec(error).unwrap_or_default(),
+        },
+    };
+    Ok(Response::new(encoded))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = self.raft_for(&request)?;
+        reply(raft.append_entries(decode(&request.payload)?).await)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = self.raft_for(&request)?;
+        reply(raft.vote(decode(&request.payload)?).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let request = request.into_inner();
+        let raft = self.raft_for(&request)?;
+        reply(raft.install_snapshot(decode(&request.payload)?).await)
+    }
+}

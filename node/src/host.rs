@@ -1,0 +1,285 @@
+//! A host process: opens its RocksDB, starts one Raft per office it carries, serves the raft
+//! transport, the officer API and the admin API, proposes deadline ticks, and shuts down cleanly.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use federation_proto::v1::admin_server::AdminServer;
+use federation_proto::v1::cases_server::CasesServer;
+use federation_proto::v1::raft_transport_server::RaftTransportServer;
+use federation_proto::MESSAGE_BYTES_MAX;
+use liandong_domain::{Calendar, OfficeCode};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::admin::AdminService;
+use crate::api::cases::CaseService;
+use crate::api::raft::RaftService;
+use crate::clock::Clock;
+use crate::manifest::{HostConfig, HostEntry, Manifest};
+use crate::metrics;
+use crate::raft::network::{OfficeNetwork, Transport};
+use crate::raft::types::{NodeInfo, Operation, Raft};
+use crate::replica::{Replica, Replicas};
+use crate::store::keys::sm;
+use crate::store::{HostDb, LogStore, StateMachineStore};
+
+/// Raft timing, sized for loopback and LAN links (election timeout well above 10x the append
+/// latency, openraft's FAQ), short enough that a leader's loss is repaired in well under a second.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 50;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 250;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 500;
+/// A snapshot is cut after this many entries, and the log before it purged.
+pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
+/// How often a leader checks whether any case's deadline clock is due.
+pub const TICK_INTERVAL_MS: u64 = 1_000;
+/// Environment knob for drills: shifts this host's clock by this many milliseconds.
+pub const CLOCK_SKEW_ENV: &str = "LIANDONG_CLOCK_SKEW_MS";
+
+pub fn raft_config() -> anyhow::Result<Arc<openraft::Config>> {
+    let config = openraft::Config {
+        cluster_name: "liandong".to_string(),
+        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+        max_payload_entries: 1_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_LOGS_SINCE_LAST),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    };
+    Ok(Arc::new(config.validate()?))
+}
+
+fn node_info(manifest: &Manifest, host_name: &str) -> anyhow::Result<NodeInfo> {
+    let host = manifest
+        .host(host_name)
+        .ok_or_else(|| anyhow!("manifest names no host {host_name}"))?;
+    Ok(NodeInfo {
+        host: host.name.clone(),
+        raft_addr: host.raft_addr.clone(),
+        api_addr: host.api_addr.clone(),
+    })
+}
+
+/// Logs to stderr (a host's log file under `DIR/run/`); `RUST_LOG` overrides the level.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on SIGTERM or Ctrl-C: the signal for a graceful shutdown.
+pub async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Runs the host named in `config_path` until `shutdown` resolves.
+pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let config = HostConfig::load(config_path)?;
+    let manifest = Manifest::load(&config.manifest)?;
+    manifest.validate()?;
+    let host = manifest
+        .host(&config.host)
+        .ok_or_else(|| anyhow!("manifest names no host {}", config.host))?
+        .clone();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let db = HostDb::open(&config.data_dir.join("db")).context("opening RocksDB")?;
+    let skew_ms = std::env::var(CLOCK_SKEW_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let clock = Arc::new(Clock::new(
+        manifest.clock_origin_ms,
+        manifest.time_scale,
+        skew_ms,
+    ));
+    let transport = Transport::default();
+    let replicas = Replicas::new(start_replicas(&manifest, &host, &db, &clock, &transport).await?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let raft_listener = TcpListener::bind(&host.raft_addr)
+        .await
+        .with_context(|| format!("binding {}", host.raft_addr))?;
+    let api_listener = TcpListener::bind(&host.api_addr)
+        .await
+        .with_context(|| format!("binding {}", host.api_addr))?;
+    let raft_server = tonic::transport::Server::builder()
+        .add_service(
+            RaftTransportServer::new(RaftService {
+                replicas: replicas.clone(),
+            })
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX),
+        )
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(raft_listener),
+            stopped(stop_rx.clone()),
+        );
+    let api_server = tonic::transport::Server::builder()
+        .add_service(CasesServer::new(CaseService {
+            replicas: replicas.clone(),
+            transport: transport.clone(),
+        }))
+        .add_service(AdminServer::new(AdminService {
+            host: host.name.clone(),
+            replicas: replicas.clone(),
+        }))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(api_listener),
+            stopped(stop_rx.clone()),
+        );
+    let raft_task = tokio::spawn(raft_server);
+    let api_task = tokio::spawn(api_server);
+    let metrics_task = tokio::spawn(metrics::serve(
+        host.metrics_addr.clone(),
+        replicas.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    bootstrap(&manifest, &replicas).await?;
+    let ticker_task = tokio::spawn(tick_loop(replicas.clone(), stop_rx.clone()));
+    tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
+
+    shutdown.await;
+    tracing::info!(host = %host.name, "shutting down");
+    let _ = stop_tx.send(true);
+    for task in [raft_task, api_task] {
+        if let Ok(Err(error)) = task.await {
+            tracing::warn!(%error, "server stopped with an error");
+        }
+    }
+    let _ = metrics_task.await;
+    let _ = ticker_task.await;
+    for replica in replicas.iter() {
+        if let Err(error) = replica.raft.shutdown().await {
+            tracing::warn!(office = %replica.office, %error, "raft shutdown");
+        }
+    }
+    db.flush().context("flushing RocksDB")?;
+    tracing::info!(host = %host.name, "stopped");
+    Ok(())
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+async fn start_replicas(
+    manifest: &Manifest,
+    host: &HostEntry,
+    db: &HostDb,
+    clock: &Arc<Clock>,
+    transport: &Transport,
+) -> anyhow::Result<Vec<Replica>> {
+    let secret = hex::decode(&manifest.secret_hex).context("manifest secret_hex is not hex")?;
+    let calendar = Arc::new(Calendar::china());
+    let config = raft_config()?;
+    let mut replicas = Vec::new();
+    for code in &host.offices {
+        let office_entry = manifest
+            .office(code)
+            .ok_or_else(|| anyhow!("host {} carries unknown office {code}", host.name))?;
+        let member = office_entry
+            .members
+            .iter()
+            .find(|member| member.host == host.name)
+            .ok_or_else(|| anyhow!("office {code} has no member on host {}", host.name))?;
+        let office: OfficeCode = code
+            .parse()
+            .map_err(|e| anyhow!("office code {code}: {e}"))?;
+        let log_store = LogStore::new(db.clone(), code);
+        let state_machine =
+            StateMachineStore::new(db.clone(), office.clone(), secret.clone(), calendar.clone());
+        let network = OfficeNetwork {
+            office: code.clone(),
+            transport: transport.clone(),
+        };
+        let raft = Raft::new(
+            member.id,
+            config.clone(),
+            network,
+            log_store,
+            state_machine.clone(),
+        )
+        .await
+        .with_context(|| format!("starting raft of office {code}"))?;
+        replicas.push(Replica {
+            office,
+            id: member.id,
+            raft,
+            state_machine,
+            clock: clock.clone(),
+        });
+    }
+    Ok(replicas)
+}
+
+/// Replica 1 of each office forms the group on its very first start.
+async fn bootstrap(manifest: &Manifest, replicas: &Replicas) -> anyhow::Result<()> {
+    for replica in replicas.iter().filter(|replica| replica.id == 1) {
+        if replica.raft.is_initialized().await? {
+            continue;
+        }
+        let office = manifest
+            .office(replica.office.as_str())
+            .ok_or_else(|| anyhow!("unknown office"))?;
+        let mut members = BTreeMap::new();
+        for member in &office.members {
+            members.insert(member.id, node_info(manifest, &member.host)?);
+        }
+        if let Err(error) = replica.raft.initialize(members).await {
+            tracing::warn!(office = %replica.office, %error, "initialize");
+        }
+    }
+    Ok(())
+}
+
+/// Leaders propose a tick when some case's alarm is due; applying it raises warnings and
+/// overdue marks with the tick's stamped time on every replica.
+async fn tick_loop(replicas: Replicas, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        for replica in replicas.iter() {
+            if !replica.raft.metrics().borrow().state.is_leader() || !alarm_due(replica) {
+                continue;
+            }
+            if let Err(error) = replica.write(Operation::Tick).await {
+                tracing::debug!(office = %replica.office, %error, "tick not committed");
+            }
+        }
+    }
+}
+
+fn alarm_due(replica: &Replica) -> bool {
+    match replica.state_machine.scan_prefix(sm::ALARM, 1) {
+        Ok(first) => first
+            .first()
+            .and_then(|(key, _)| sm::alarm_time(key))
+            .is_some_and(|at| at <= replica.clock.now()),
+        Err(error) => {
+            tracing::warn!(office = %replica.office, %error, "reading alarms");
+            false
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! A plain-text metrics page per host (Prometheus exposition format) for operators' scrapers.
+
+use std::fmt::Write as _;
+use std::future::Future;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::replica::Replicas;
+
+/// Largest request head we read before answering (we answer every path alike).
+const REQUEST_BYTES_MAX: usize = 4096;
+
+pub fn render(replicas: &Replicas) -> String {
+    let mut out = String::new();
+    for replica in replicas.iter() {
+        let metrics = replica.raft.metrics().borrow().clone();
+        let labels = format!("office=\"{}\",replica=\"{}\"", replica.office, replica.id);
+        let leader = u8::from(metrics.state.is_leader());
+        let applied = metrics.last_applied.map(|log_id| log_id.index).unwrap_or(0);
+        let _ = writeln!(out, "liandong_raft_is_leader{{{labels}}} {leader}");
+        let _ = writeln!(
+            out,
+            "liandong_raft_term{{{labels}}} {}",
+            metrics.current_term
+        );
+        let _ = writeln!(
+            out,
+            "liandong_raft_last_log_index{{{labels}}} {}",
+            metrics.last_log_index.unwrap_or(0)
+        );
+        let _ = writeln!(
+            out,
+            "liandong_raft_last_applied_index{{{labels}}} {applied}"
+        );
+    }
+    out
+}
+
+pub async fn serve(addr: String, replicas: Replicas, shutdown: impl Future<Output = ()>) {
+    let listener = match TcpListener::bind(&addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(%addr, %error, "metrics port not bound; metrics disabled");
+            return;
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let (mut stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted { Ok(pair) => pair, Err(_) => continue },
+            _ = &mut shutdown => return,
+        };
+        let body = render(&replicas);
+        tokio::spawn(async move {
+            let mut head = vec![0u8; REQUEST_BYTES_MAX];
+            let _ = stream.read(&mut head).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}

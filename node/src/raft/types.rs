@@ -1,0 +1,111 @@
+//! openraft's type configuration for an office's Raft group, and what goes through its log.
+
+use std::fmt;
+use std::io::Cursor;
+
+use liandong_domain::{CaseCommand, CaseId, Millis, Registration};
+use serde::{Deserialize, Serialize};
+
+/// Where a replica can be reached: its host's raft port (replication) and api port (forwarding).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub host: String,
+    pub raft_addr: String,
+    pub api_addr: String,
+}
+
+impl fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.host, self.raft_addr)
+    }
+}
+
+/// One log entry's payload: an operation stamped with the leader's clock. Every replica applies it
+/// with that stamped time, so applying is deterministic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The leader's hybrid logical clock when it proposed this entry (Unix ms, scaled by the
+    /// federation's time scale).
+    pub at: Millis,
+    pub op: Operation,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Operation {
+    /// Register a petition at this office.
+    File {
+        registration: Registration,
+        request_id: Option<String>,
+    },
+    /// An officer's command on a case this office holds.
+    Act {
+        case_id: CaseId,
+        command: CaseCommand,
+        request_id: Option<String>,
+    },
+    /// Advance the deadline clocks of every case whose alarm is due at `at`.
+    Tick,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.op {
+            Operation::File { .. } => write!(f, "file@{}", self.at),
+            Operation::Act { case_id, .. } => write!(f, "act({case_id})@{}", self.at),
+            Operation::Tick => write!(f, "tick@{}", self.at),
+        }
+    }
+}
+
+/// Why the state machine refused an operation. Deterministic: every replica refuses alike, and a
+/// refused operation changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectKind {
+    /// The input is malformed (bad code, field too long, ...).
+    Invalid,
+    /// The statute forbids this transition in the case's current state.
+    Forbidden,
+    /// No such case at this office.
+    NotFound,
+}
+
+/// What applying one entry produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The case after the operation, as the case engine's versioned document.
+    Case {
+        document: Vec<u8>,
+    },
+    Rejected {
+        kind: RejectKind,
+        code: String,
+        message: String,
+    },
+    Ticked {
+        events: u32,
+    },
+    /// Membership and blank entries.
+    Nothing,
+}
+
+openraft::declare_raft_types!(
+    /// The Raft types of one office's group.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = u64,
+        Node = NodeInfo,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeInfo>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type Vote = openraft::Vote<NodeId>;

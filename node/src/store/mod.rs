@@ -1,0 +1,88 @@
+//! RocksDB storage of a host: one database, every replica's keys under its office's prefix.
+//! Raft log writes are synced (fsync of the WAL) before openraft hears they are durable; state
+//! machine writes ride the same WAL and are recovered from it after a crash.
+
+pub mod codec;
+pub mod keys;
+mod log;
+mod state_machine;
+pub mod txn;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use log::LogStore;
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+pub use state_machine::{AppliedState, StateMachineStore};
+pub use txn::Txn;
+
+use crate::raft::types::StorageError;
+
+/// The RocksDB of one host, shared by all the replicas it carries.
+#[derive(Clone)]
+pub struct HostDb {
+    db: Arc<DB>,
+}
+
+impl HostDb {
+    pub fn open(path: &Path) -> Result<HostDb, rocksdb::Error> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Bounded resources per host: many replicas share one memtable budget and one WAL.
+        options.set_max_open_files(512);
+        options.set_keep_log_file_num(4);
+        options.set_max_background_jobs(2);
+        let families = [keys::CF_LOG, keys::CF_META, keys::CF_SM]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let db = DB::open_cf_descriptors(&options, path, families)?;
+        Ok(HostDb { db: Arc::new(db) })
+    }
+
+    pub fn raw(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // The three families are created at open; a missing one is a programming error.
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    /// Flushes memtables and syncs the WAL: used at graceful shutdown.
+    pub fn flush(&self) -> Result<(), rocksdb::Error> {
+        self.db.flush_wal(true)?;
+        for name in [keys::CF_LOG, keys::CF_META, keys::CF_SM] {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs blocking storage IO without stalling the async runtime's other tasks.
+pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::from_io_error(
+        openraft::ErrorSubject::Store,
+        openraft::ErrorVerb::Read,
+        std::io::Error::other(e.to_string()),
+    )
+}
+
+pub(crate) fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::from_io_error(
+        openraft::ErrorSubject::Store,
+        openraft::ErrorVerb::Write,
+        std::io::Error::other(e.to_string()),
+    )
+}

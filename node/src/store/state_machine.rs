@@ -1,0 +1,273 @@
+//! The state machine of one replica, persisted in RocksDB under its office's prefix: cases,
+//! counters, the alarm index and the applied state, all written in one batch per `apply` call.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use liandong_domain::{Calendar, Millis, OfficeCode};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, RaftSnapshotBuilder};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, CF_META, CF_SM};
+use super::txn::Txn;
+use super::{blocking, codec, read_err, write_err, HostDb};
+use crate::raft::apply::{apply_request, ApplyContext};
+use crate::raft::types::{
+    Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+/// What a replica has applied: stored with the state it describes, in the same batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    /// The greatest stamped time applied: the state machine's clock never runs backwards.
+    pub last_at: Millis,
+    /// Hash chain over every change applied, one link per log entry.
+    pub state_hash: String,
+    pub cases: u64,
+}
+
+/// A snapshot's body: every state machine key of the office, relative to its prefix.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: HostDb,
+    office: OfficeCode,
+    context: Arc<ApplyContext>,
+    prefix: Vec<u8>,
+}
+
+impl StateMachineStore {
+    pub fn new(
+        db: HostDb,
+        office: OfficeCode,
+        secret: Vec<u8>,
+        calendar: Arc<Calendar>,
+    ) -> StateMachineStore {
+        let prefix = keys::office_prefix(office.as_str());
+        let context = Arc::new(ApplyContext {
+            office: office.clone(),
+            secret,
+            calendar,
+        });
+        StateMachineStore {
+            db,
+            office,
+            context,
+            prefix,
+        }
+    }
+
+    pub fn office(&self) -> &OfficeCode {
+        &self.office
+    }
+
+    pub fn applied(&self) -> Result<AppliedState, StorageError> {
+        let key = [self.prefix.as_slice(), keys::sm::APPLIED].concat();
+        match self
+            .db
+            .raw()
+            .get_cf(self.db.cf(CF_SM), key)
+            .map_err(read_err)?
+        {
+            None => Ok(AppliedState::default()),
+            Some(bytes) => codec::decode(&bytes).map_err(read_err),
+        }
+    }
+
+    /// Reads one stored value of this office's state machine (a case document, a counter).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        self.db
+            .raw()
+            .get_cf(self.db.cf(CF_SM), [self.prefix.as_slice(), key].concat())
+    }
+
+    /// Values under a relative prefix, in key order, at most `limit`.
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, rocksdb::Error> {
+        let start = [self.prefix.as_slice(), prefix].concat();
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(keys::prefix_end(&start));
+        let iter = self.db.raw().iterator_cf_opt(
+            self.db.cf(CF_SM),
+            options,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (key, value) = item?;
+            out.push((key[self.prefix.len()..].to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn snapshot_key(&self) -> Vec<u8> {
+        keys::meta_key(self.office.as_str(), "snapshot")
+    }
+
+    fn build(&self) -> Result<Snapshot, StorageError> {
+        let db = self.db.raw();
+        let view = db.snapshot();
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&view);
+        options.set_iterate_upper_bound(keys::prefix_end(&self.prefix));
+        let mut pairs = Vec::new();
+        let iter = db.iterator_cf_opt(
+            self.db.cf(CF_SM),
+            options,
+            IteratorMode::From(&self.prefix, Direction::Forward),
+        );
+        let mut applied = AppliedState::default();
+        for item in iter {
+            let (key, value) = item.map_err(read_err)?;
+            let relative = key[self.prefix.len()..].to_vec();
+            if relative == keys::sm::APPLIED {
+                applied = codec::decode(&value).map_err(read_err)?;
+            }
+            pairs.push((relative, value.to_vec()));
+        }
+        let data = codec::encode(&SnapshotBody { pairs });
+        let snapshot_id = match applied.last_applied {
+            Some(log_id) => format!(
+                "{}-{}-{}",
+                log_id.leader_id.term,
+                log_id.index,
+                applied.state_hash.get(..12).unwrap_or("")
+            ),
+            None => "empty".to_string(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership,
+            snapshot_id,
+        };
+        self.save_snapshot(&meta, &data)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+
+    fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
+        let cf = self.db.cf(CF_META);
+        blocking(|| {
+            self.db
+                .raw()
+                .put_cf(cf, self.snapshot_key(), codec::encode(&stored))
+        })
+        .map_err(write_err)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        blocking(|| self.build())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let applied = self.applied()?;
+        Ok((applied.last_applied, applied.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut state = self.applied()?;
+        let mut txn = Txn::new(&self.db, self.office.as_str());
+        let mut responses = Vec::new();
+        for entry in entries {
+            let response = match &entry.payload {
+                EntryPayload::Blank => Response::Nothing,
+                EntryPayload::Normal(request) => {
+                    apply_request(&mut txn, &self.context, &mut state, request)
+                        .map_err(write_err)?
+                }
+                EntryPayload::Membership(membership) => {
+                    state.membership =
+                        StoredMembership::new(Some(entry.log_id), membership.clone());
+                    Response::Nothing
+                }
+            };
+            state.last_applied = Some(entry.log_id);
+            state.state_hash = txn.chain_hash(&state.state_hash, entry.log_id.index);
+            responses.push(response);
+        }
+        txn.put(keys::sm::APPLIED.to_vec(), codec::encode(&state));
+        let batch = txn.into_batch();
+        // The raft log is already synced; the state machine rides the same WAL unsynced.
+        blocking(|| self.db.raw().write(batch)).map_err(write_err)?;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = codec::decode(&data).map_err(read_err)?;
+        let cf = self.db.cf(CF_SM);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            cf,
+            self.prefix.as_slice(),
+            keys::prefix_end(&self.prefix).as_slice(),
+        );
+        for (key, value) in &body.pairs {
+            batch.put_cf(cf, [self.prefix.as_slice(), key].concat(), value);
+        }
+        blocking(|| self.db.raw().write(batch)).map_err(write_err)?;
+        self.save_snapshot(meta, &data)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let cf = self.db.cf(CF_META);
+        let Some(bytes) = self
+            .db
+            .raw()
+            .get_cf(cf, self.snapshot_key())
+            .map_err(read_err)?
+        else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot = codec::decode(&bytes).map_err(read_err)?;
+        Ok(Some(Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        }))
+    }
+}

@@ -1,0 +1,32 @@
+//! liandong: parses flags, runs the command, prints its report. Errors are one line on stderr.
+
+use clap::Parser;
+use liandong_ops::cli::Cli;
+
+fn main() {
+    let cli = Cli::parse();
+    let json = cli.json;
+    if matches!(cli.command, liandong_ops::cli::Command::Node(_)) {
+        liandong_node::host::init_tracing();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("liandong: cannot start the runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    match runtime.block_on(liandong_ops::commands::run(cli)) {
+        Ok(report) if json => println!("{}", report.json),
+        Ok(report) => println!("{}", report.text),
+        Err(error) => {
+            let line = format!("{error:#}").replace('\n', " ");
+            eprintln!("liandong: {line}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The `liandong` command line (shared/CONTRACT.md): flags and dispatch. Each command's work lives
+//! in its own module.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "liandong",
+    version,
+    about = "Liandong (联动): a federated petition case system"
+)]
+pub struct Cli {
+    /// The federation folder made by `federation init`.
+    #[arg(long, global = true, default_value = "./federation")]
+    pub dir: PathBuf,
+    /// Print exactly one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a federation from the official division codes.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+    /// Start every host in the background; return once every office has a leader.
+    Up(UpArgs),
+    /// Stop every host (graceful, SIGKILL after a grace period).
+    Down,
+    /// Offices, leaders, replicas and hosts.
+    Status,
+    /// Register and handle cases.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Operator drills: crash, pause and restart replicas.
+    #[command(subcommand)]
+    Drill(DrillCommand),
+    /// Run one host in the foreground (what `up` starts; the same as `liandong-node`).
+    #[command(hide = true)]
+    Node(NodeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The host's TOML config, written by `liandong federation init`.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FederationCommand {
+    /// Build the manifest, host configs and ports for a region of shared/topology's codes.
+    Init(InitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// A province (2 digits), city (4) or county (6) division code, e.g. 5306 (Zhaotong).
+    #[arg(long)]
+    pub region: String,
+    /// Keep only the first N children of every office (a small federation for tests).
+    #[arg(long)]
+    pub max_children: Option<usize>,
+    /// Replicas per office: 1, 3 or 5.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u8,
+    /// Run the deadline clocks this many times faster than the wall clock.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// First of the consecutive 127.0.0.1 ports given to the hosts (3 per host).
+    #[arg(long, default_value_t = 17_100)]
+    pub base_port: u16,
+    /// Replace an existing federation folder's manifest and configs (data is kept).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Give up waiting for leaders after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_seconds: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaseCommand {
+    /// Register a petition (登记).
+    File(FileArgs),
+    /// Show a case with its history (linearizable read).
+    Show(ShowArgs),
+    /// Accept a case for handling (受理).
+    Accept(OfficerArgs),
+    /// Decline with the statutory route the petitioner should take.
+    Decline(DeclineArgs),
+    /// Extend the 60-day handling limit once, by at most 30 days, with a reason.
+    Extend(ExtendArgs),
+    /// Reply with an opinion.
+    Reply(ReplyArgs),
+    /// Record the petitioner's satisfaction.
+    Evaluate(EvaluateArgs),
+    /// Grade a major case A/B/C with the four fixed points (四定).
+    Grade(GradeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FileArgs {
+    #[arg(long)]
+    pub office: String,
+    /// visit | letter | phone | online | video
+    #[arg(long)]
+    pub channel: String,
+    /// The petitioner's 18-character resident ID number.
+    #[arg(long)]
+    pub petitioner_id: String,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub category: String,
+    #[arg(long)]
+    pub summary: String,
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// Division code of the place the matter concerns.
+    #[arg(long)]
+    pub location: Option<String>,
+    /// The first-contact officer (首办责任人).
+    #[arg(long, default_value = "registrar")]
+    pub officer: String,
+    /// A unique id for this request: retrying with the same id registers the case once.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    pub case_id: String,
+    /// Read this replica's own copy (no leader involved; may lag).
+    #[arg(long)]
+    pub replica: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct OfficerArgs {
+    pub case_id: String,
+    #[arg(long, default_value = "handler")]
+    pub officer: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeclineArgs {
+    pub case_id: String,
+    /// litigation | arbitration | admin-review | discipline
+    #[arg(long)]
+    pub route: String,
+    #[arg(long, default_value = "handler")]
+    pub officer: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExtendArgs {
+    pub case_id: String,
+    #[arg(long)]
+    pub days: u32,
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long, default_value = "handler")]
+    pub officer: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplyArgs {
+    pub case_id: String,
+    /// support | explain | not-support
+    #[arg(long)]
+    pub opinion: String,
+    #[arg(long)]
+    pub text: String,
+    #[arg(long, default_value = "handler")]
+    pub officer: String,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    pub case_id: String,
+    /// satisfied | basic | dissatisfied
+    #[arg(long)]
+    pub satisfaction: String,
+}
+
+#[derive(Args, Debug)]
+pub struct GradeArgs {
+    pub case_id: String,
+    /// A | B | C
+    #[arg(long)]
+    pub grade: String,
+    #[arg(long)]
+    pub leader: String,
+    #[arg(long)]
+    pub department: String,
+    #[arg(long)]
+    pub plan: String,
+    /// The fixed deadline, RFC 3339 (e.g. 2026-12-31T18:00:00+08:00).
+    #[arg(long)]
+    pub deadline: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DrillCommand {
+    /// SIGKILL the host carrying an office's leader (or replica N).
+    Kill(DrillTarget),
+    /// Start again the hosts of an office's replicas that are down (or replica N's).
+    Restart(DrillTarget),
+    /// SIGSTOP the host carrying an office's leader (or replica N).
+    Pause(DrillTarget),
+    /// SIGCONT paused hosts of an office (or replica N's).
+    Resume(DrillTarget),
+}
+
+#[derive(Args, Debug)]
+pub struct DrillTarget {
+    #[arg(long)]
+    pub office: String,
+    /// Target the office's current leader.
+    #[arg(long, conflicts_with = "replica")]
+    pub leader: bool,
+    /// Target replica N (1-based).
+    #[arg(long)]
+    pub replica: Option<u64>,
+}

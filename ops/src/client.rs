@@ -1,0 +1,122 @@
+//! Talking to a running federation: host status, and calls to an office through whichever of
+//! its hosts answers (every replica forwards writes to its leader).
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use federation_proto::v1::admin_client::AdminClient;
+use federation_proto::v1::cases_client::CasesClient;
+use federation_proto::v1::{StatusReply, StatusRequest};
+use liandong_node::manifest::{HostEntry, Manifest};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::layout::Layout;
+
+/// How long one attempt may wait for a TCP connection.
+pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// How long a status request may take before the host counts as not answering.
+pub const STATUS_TIMEOUT_MS: u64 = 2_000;
+/// How long an office call keeps retrying hosts (covers an election after a leader's crash).
+pub const OFFICE_CALL_DEADLINE_MS: u64 = 15_000;
+
+pub struct Federation {
+    pub layout: Layout,
+    pub manifest: Manifest,
+}
+
+pub async fn channel(addr: &str) -> Result<Channel, Status> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Status::invalid_argument(e.to_string()))?
+        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("{addr}: {e}")))
+}
+
+/// Errors after which another host, or a later attempt, may succeed.
+pub fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Unknown
+    )
+}
+
+impl Federation {
+    pub fn open(layout: Layout) -> anyhow::Result<Federation> {
+        let manifest = layout.load_manifest()?;
+        Ok(Federation { layout, manifest })
+    }
+
+    pub async fn host_status(&self, host: &HostEntry) -> Option<StatusReply> {
+        let attempt = async {
+            let mut client = AdminClient::new(channel(&host.api_addr).await.ok()?);
+            client
+                .status(StatusRequest {})
+                .await
+                .ok()
+                .map(|reply| reply.into_inner())
+        };
+        tokio::time::timeout(Duration::from_millis(STATUS_TIMEOUT_MS), attempt)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Every host's status, asked concurrently.
+    pub async fn statuses(&self) -> Vec<(HostEntry, Option<StatusReply>)> {
+        let asks = self
+            .manifest
+            .hosts
+            .iter()
+            .map(|host| async move { (host.clone(), self.host_status(host).await) });
+        futures::future::join_all(asks).await
+    }
+
+    /// Calls `call` on the officer API of `office`'s hosts in turn until one answers with
+    /// something other than "unavailable", or the deadline passes.
+    pub async fn office_call<T, F, Fut>(&self, office: &str, call: F) -> Result<T, Status>
+    where
+        F: Fn(CasesClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let entry = self
+            .manifest
+            .office(office)
+            .ok_or_else(|| Status::not_found(format!("no office {office} in this federation")))?;
+        let addrs: Vec<String> = entry
+            .members
+            .iter()
+            .filter_map(|member| {
+                self.manifest
+                    .host(&member.host)
+                    .map(|host| host.api_addr.clone())
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(OFFICE_CALL_DEADLINE_MS);
+        let mut last = Status::unavailable(format!("office {office} has no hosts"));
+        loop {
+            for addr in &addrs {
+                let outcome = match channel(addr).await {
+                    Ok(channel) => call(CasesClient::new(channel)).await,
+                    Err(status) => Err(status),
+                };
+                match outcome {
+                    Ok(value) => return Ok(value),
+                    Err(status) if retryable(&status) => last = status,
+                    Err(status) => return Err(status),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn status_error(status: &Status) -> anyhow::Error {
+    anyhow!("{}", status.message())
+}

@@ -1,0 +1,10 @@
+//! liandong: the operators' command line. Builds federations from the official topology, runs
+//! and stops hosts, registers and handles cases, runs drills.
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod layout;
+pub mod process;
+pub mod sample;
+pub mod topology;
+pub mod view;

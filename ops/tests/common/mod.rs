@@ -1,0 +1,128 @@
+//! Drives the real `liandong` binary against real host processes on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Fed {
+    pub dir: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+pub fn liandong_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_liandong")
+}
+
+/// A base port with `count` free consecutive ports after it.
+pub fn free_base_port(count: u16) -> u16 {
+    for _ in 0..200 {
+        let base: u16 = 20_000 + rand::random::<u16>() % 30_000;
+        let listeners: Vec<_> = (0..count)
+            .map(|i| TcpListener::bind(("127.0.0.1", base + i)))
+            .collect();
+        if listeners.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no free port range found");
+}
+
+impl Fed {
+    /// `liandong federation init` with these flags (plus a free base port), not started.
+    pub fn init(flags: &[&str], hosts: u16) -> Fed {
+        let temp = tempfile::Builder::new()
+            .prefix("liandong-test-")
+            .tempdir()
+            .unwrap();
+        let dir = temp.path().join("federation");
+        let fed = Fed { dir, _temp: temp };
+        let port = free_base_port(hosts * 3).to_string();
+        let mut args = vec!["federation", "init", "--base-port", &port];
+        args.extend_from_slice(flags);
+        fed.ok(&args);
+        fed
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(liandong_bin())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("running liandong")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "liandong {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs_tail()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command with `--json` that must succeed; returns its document.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let text = self.ok(&with_json);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("liandong {args:?} printed no JSON ({e}): {text}"))
+    }
+
+    /// Runs a command that must fail; returns its one-line stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "liandong {args:?} should have failed"
+        );
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "one line expected: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+
+    pub fn logs_tail(&self) -> String {
+        let run = self.dir.join("run");
+        let mut out = String::new();
+        for entry in std::fs::read_dir(&run).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                out.push_str(&format!("\n--- {}\n", path.display()));
+                for line in tail.into_iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+/// A valid sample resident ID number (with its check character), distinct per `n`.
+pub fn id_number(n: u64) -> String {
+    liandong_ops::sample::id_number(n)
+}
