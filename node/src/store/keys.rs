@@ -2,6 +2,9 @@
 //! (`<office code>/`), the layout the multi-Raft systems use (TiKV's raftstore). Division codes
 //! have 2, 4, 6 or 9 digits, and the `/` terminator keeps `5306/` from being a prefix of `530602/`.
 
+/// Key-value pairs read from a scan, keys relative to an office prefix.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Column family of raft log entries: `<office>/` + index (u64, big-endian).
 pub const CF_LOG: &str = "log";
 /// Column family of raft metadata: vote, committed, purged, the current snapshot.

@@ -2,6 +2,10 @@
 //! Raft log writes are synced (fsync of the WAL) before openraft hears they are durable; state
 //! machine writes ride the same WAL and are recovered from it after a crash.
 
+// openraft's trait methods dictate `StorageError` (large) as the error type; our helpers return
+// the same type so that `?` needs no conversion.
+#![allow(clippy::result_large_err)]
+
 pub mod codec;
 pub mod keys;
 mod log;

@@ -100,7 +100,7 @@ impl StateMachineStore {
         &self,
         prefix: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, rocksdb::Error> {
+    ) -> Result<keys::KeyValues, rocksdb::Error> {
         let start = [self.prefix.as_slice(), prefix].concat();
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(keys::prefix_end(&start));

@@ -64,7 +64,7 @@ impl<'a> Txn<'a> {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, rocksdb::Error> {
+    ) -> Result<keys::KeyValues, rocksdb::Error> {
         let mut found: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(self.absolute(end));

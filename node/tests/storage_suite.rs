@@ -1,0 +1,42 @@
+//! openraft's storage conformance suite against our RocksDB log store and state machine.
+
+use std::sync::Arc;
+
+use liandong_node::domain::Calendar;
+use liandong_node::raft::types::{StorageError, TypeConfig};
+use liandong_node::store::{HostDb, LogStore, StateMachineStore};
+use openraft::testing::{StoreBuilder, Suite};
+
+struct RocksBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RocksBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| {
+            StorageError::from_io_error(
+                openraft::ErrorSubject::Store,
+                openraft::ErrorVerb::Write,
+                e,
+            )
+        })?;
+        let db = HostDb::open(dir.path()).expect("open RocksDB");
+        // Two offices share the database, as on a real host: the suite must not see the other.
+        let neighbour = LogStore::new(db.clone(), "530602");
+        drop(neighbour);
+        let log = LogStore::new(db.clone(), "5306");
+        let state_machine = StateMachineStore::new(
+            db,
+            "5306".parse().unwrap(),
+            vec![7; 32],
+            Arc::new(Calendar::china()),
+        );
+        Ok((dir, log, state_machine))
+    }
+}
+
+/// Our RocksDB store passes every test of openraft's conformance suite.
+#[test]
+fn rocksdb_store_passes_openrafts_storage_suite() {
+    Suite::test_all(RocksBuilder).unwrap();
+}
