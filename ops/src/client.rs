@@ -82,6 +82,9 @@ impl Federation {
         F: Fn(CasesClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        if let Err(error) = office.parse::<liandong_domain::OfficeCode>() {
+            return Err(Status::invalid_argument(error.to_string()));
+        }
         let entry = self
             .manifest
             .office(office)
