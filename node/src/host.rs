@@ -15,7 +15,7 @@ use federation_proto::MESSAGE_BYTES_MAX;
 use liandong_domain::{Calendar, OfficeCode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::admin::AdminService;
 use crate::api::cases::CaseService;
@@ -127,10 +127,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),
         )
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(raft_listener),
-            stopped(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(incoming(raft_listener), stopped(stop_rx.clone()));
     let api_server = tonic::transport::Server::builder()
         .add_service(CasesServer::new(CaseService {
             replicas: replicas.clone(),
@@ -140,10 +137,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             host: host.name.clone(),
             replicas: replicas.clone(),
         }))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(api_listener),
-            stopped(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(incoming(api_listener), stopped(stop_rx.clone()));
     let raft_task = tokio::spawn(raft_server);
     let api_task = tokio::spawn(api_server);
     let metrics_task = tokio::spawn(metrics::serve(
@@ -174,6 +168,12 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     db.flush().context("flushing RocksDB")?;
     tracing::info!(host = %host.name, "stopped");
     Ok(())
+}
+
+/// Accepted connections with Nagle off: a raft append or an officer's request is one small
+/// message that must leave now, not wait 40 ms for a delayed ACK.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
