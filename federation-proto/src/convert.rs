@@ -93,6 +93,7 @@ impl TryFrom<v1::CaseCommand> for CaseCommand {
                 plan: c.plan,
                 deadline: c.deadline_ms,
             },
+            Proto::AnswerSupervision(c) => CaseCommand::AnswerSupervision { text: c.text, officer: c.officer },
         })
     }
 }
@@ -160,6 +161,9 @@ pub fn command_to_proto(command: &CaseCommand) -> Option<v1::CaseCommand> {
             plan: plan.clone(),
             deadline_ms: *deadline,
         }),
+        CaseCommand::AnswerSupervision { text, officer } => {
+            Proto::AnswerSupervision(v1::AnswerSupervision { text: text.clone(), officer: officer.clone() })
+        }
         _ => return None,
     };
     Some(v1::CaseCommand {
@@ -230,6 +234,7 @@ mod tests {
                 satisfaction: Satisfaction::Basic,
             },
             CaseCommand::RequestReview,
+            CaseCommand::AnswerSupervision { text: "done".into(), officer: "h".into() },
             CaseCommand::SetGrade {
                 grade: Grade::B,
                 leader: "l".into(),

@@ -9,6 +9,7 @@ pub mod v1 {
 }
 
 pub mod convert;
+pub mod envelope;
 
 /// The largest gRPC message any Liandong endpoint sends or accepts (a raft batch, a snapshot
 /// chunk, a federation batch): bounded so one peer cannot exhaust another's memory.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use federation_proto::v1::admin_server::AdminServer;
 use federation_proto::v1::cases_server::CasesServer;
+use federation_proto::v1::federation_server::FederationServer;
 use federation_proto::v1::raft_transport_server::RaftTransportServer;
 use federation_proto::MESSAGE_BYTES_MAX;
 use liandong_domain::{Calendar, OfficeCode};
@@ -21,6 +22,9 @@ use crate::api::admin::AdminService;
 use crate::api::cases::CaseService;
 use crate::api::raft::RaftService;
 use crate::clock::Clock;
+use crate::federation::faults::{FaultSpec, Faults};
+use crate::federation::pump::{Directory, Pump};
+use crate::federation::service::FederationService;
 use crate::manifest::{HostConfig, HostEntry, Manifest};
 use crate::metrics;
 use crate::raft::network::{OfficeNetwork, Transport};
@@ -128,6 +132,9 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             .max_encoding_message_size(MESSAGE_BYTES_MAX),
         )
         .serve_with_incoming_shutdown(incoming(raft_listener), stopped(stop_rx.clone()));
+    let directory = Arc::new(Directory::new(&manifest));
+    let faults = Faults::default();
+    faults.set(FaultSpec::load(&config.log_dir));
     let api_server = tonic::transport::Server::builder()
         .add_service(CasesServer::new(CaseService {
             replicas: replicas.clone(),
@@ -137,6 +144,16 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             host: host.name.clone(),
             replicas: replicas.clone(),
         }))
+        .add_service(
+            FederationServer::new(FederationService {
+                replicas: replicas.clone(),
+                directory: directory.clone(),
+                faults: faults.clone(),
+                check_peer: false,
+            })
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX),
+        )
         .serve_with_incoming_shutdown(incoming(api_listener), stopped(stop_rx.clone()));
     let raft_task = tokio::spawn(raft_server);
     let api_task = tokio::spawn(api_server);
@@ -148,6 +165,9 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
 
     bootstrap(&manifest, &replicas).await?;
     let ticker_task = tokio::spawn(tick_loop(replicas.clone(), stop_rx.clone()));
+    let faults_task = tokio::spawn(faults.clone().watch(config.log_dir.clone(), stopped(stop_rx.clone())));
+    let pump = Pump { replicas: replicas.clone(), directory, transport: transport.clone(), faults };
+    let pump_task = tokio::spawn(pump.run(stop_rx.clone()));
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
 
     shutdown.await;
@@ -160,6 +180,8 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     }
     let _ = metrics_task.await;
     let _ = ticker_task.await;
+    let _ = faults_task.await;
+    let _ = pump_task.await;
     for replica in replicas.iter() {
         if let Err(error) = replica.raft.shutdown().await {
             tracing::warn!(office = %replica.office, %error, "raft shutdown");
@@ -203,9 +225,13 @@ async fn start_replicas(
         let office: OfficeCode = code
             .parse()
             .map_err(|e| anyhow!("office code {code}: {e}"))?;
+        let parent = match &office_entry.parent {
+            Some(parent) => Some(parent.parse().map_err(|e| anyhow!("parent code {parent}: {e}"))?),
+            None => None,
+        };
         let log_store = LogStore::new(db.clone(), code);
         let state_machine =
-            StateMachineStore::new(db.clone(), office.clone(), secret.clone(), calendar.clone());
+            StateMachineStore::new(db.clone(), office.clone(), parent, secret.clone(), calendar.clone());
         let network = OfficeNetwork {
             office: code.clone(),
             transport: transport.clone(),

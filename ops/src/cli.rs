@@ -36,9 +36,17 @@ pub enum Command {
     /// Register and handle cases.
     #[command(subcommand)]
     Case(CaseCommand),
-    /// Operator drills: crash, pause and restart replicas.
+    /// Operator drills: crash, pause and restart replicas; cut and heal offices' links.
     #[command(subcommand)]
     Drill(DrillCommand),
+    /// Issue a supervision order (督办) from an ancestor office on a case below it.
+    Supervise(SuperviseArgs),
+    /// The supervision orders an office has issued, with answers and overdue flags.
+    Orders(OrdersArgs),
+    /// Cases in a supervising office's subtree, from its index.
+    Query(QueryArgs),
+    /// Check the federation's invariants on the live system.
+    Verify,
     /// Run one host in the foreground (what `up` starts; the same as `liandong-node`).
     #[command(hide = true)]
     Node(NodeArgs),
@@ -104,6 +112,96 @@ pub enum CaseCommand {
     Evaluate(EvaluateArgs),
     /// Grade a major case A/B/C with the four fixed points (四定).
     Grade(GradeArgs),
+    /// Transfer (转送) the case to the competent office: ownership moves.
+    Transfer(TransferArgs),
+    /// Assign (交办) the case down to a descendant office, with a report-back limit.
+    Assign(AssignArgs),
+    /// Return (退回) a transferred or assigned case within 5 working days of receipt.
+    Return(ReturnArgs),
+    /// Ask for review (复查), or re-review (复核) of a review: goes up one level.
+    RequestReview(CaseArg),
+    /// Answer the supervision order on a case in writing.
+    AnswerSupervision(AnswerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CaseArg {
+    pub case_id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    pub case_id: String,
+    #[arg(long)]
+    pub to: String,
+    #[arg(long, default_value = "handler")]
+    pub officer: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AssignArgs {
+    pub case_id: String,
+    #[arg(long)]
+    pub to: String,
+    /// Report-back limit, 1 to 90 days.
+    #[arg(long)]
+    pub due_days: u32,
+    #[arg(long, default_value = "handler")]
+    pub officer: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ReturnArgs {
+    pub case_id: String,
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long, default_value = "handler")]
+    pub officer: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AnswerArgs {
+    pub case_id: String,
+    #[arg(long)]
+    pub text: String,
+    #[arg(long, default_value = "handler")]
+    pub officer: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SuperviseArgs {
+    pub case_id: String,
+    /// The issuing office: an ancestor of the office holding the case.
+    #[arg(long)]
+    pub from: String,
+    #[arg(long)]
+    pub due_days: u32,
+    #[arg(long)]
+    pub text: String,
+}
+
+#[derive(Args, Debug)]
+pub struct OrdersArgs {
+    #[arg(long)]
+    pub office: String,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The supervising office.
+    #[arg(long = "as")]
+    pub as_office: String,
+    /// Narrow to one office of the subtree.
+    #[arg(long)]
+    pub office: Option<String>,
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub overdue: bool,
+    #[arg(long)]
+    pub category: Option<String>,
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +316,16 @@ pub enum DrillCommand {
     Pause(DrillTarget),
     /// SIGCONT paused hosts of an office (or replica N's).
     Resume(DrillTarget),
+    /// Cut an office off every other office (its own Raft group stays whole).
+    Partition(PartitionArgs),
+    /// Remove every cut.
+    Heal,
+}
+
+#[derive(Args, Debug)]
+pub struct PartitionArgs {
+    #[arg(long)]
+    pub office: String,
 }
 
 #[derive(Args, Debug)]

@@ -82,6 +82,15 @@ impl Federation {
         F: Fn(CasesClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        self.office_channel_call(office, |channel| call(CasesClient::new(channel))).await
+    }
+
+    /// Like [`Federation::office_call`], for any service on the office's hosts.
+    pub async fn office_channel_call<T, F, Fut>(&self, office: &str, call: F) -> Result<T, Status>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
         if let Err(error) = office.parse::<liandong_domain::OfficeCode>() {
             return Err(Status::invalid_argument(error.to_string()));
         }
@@ -103,7 +112,7 @@ impl Federation {
         loop {
             for addr in &addrs {
                 let outcome = match channel(addr).await {
-                    Ok(channel) => call(CasesClient::new(channel)).await,
+                    Ok(channel) => call(channel).await,
                     Err(status) => Err(status),
                 };
                 match outcome {

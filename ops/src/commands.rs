@@ -21,6 +21,8 @@ use crate::view;
 pub struct Report {
     pub json: Value,
     pub text: String,
+    /// False when the command ran but found a problem (a failed invariant): exit non-zero.
+    pub ok: bool,
 }
 
 impl Report {
@@ -28,6 +30,7 @@ impl Report {
         Report {
             json,
             text: text.into(),
+            ok: true,
         }
     }
 }
@@ -41,6 +44,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Status => status(&layout).await,
         Command::Case(command) => case(&layout, command).await,
         Command::Drill(command) => drill(&layout, command).await,
+        Command::Supervise(args) => supervise(&layout, &args).await,
+        Command::Orders(args) => orders(&layout, &args).await,
+        Command::Query(args) => query(&layout, &args).await,
+        Command::Verify => crate::verify::verify(&Federation::open(layout.clone())?).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
             Ok(Report::new(json!({"stopped": true}), "host stopped"))
@@ -268,6 +275,26 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
             )
             .await
         }
+        CaseCommand::Transfer(args) => {
+            let command = v1::Transfer { to: args.to, officer: args.officer };
+            act(&federation, &args.case_id, case_command::Command::Transfer(command)).await
+        }
+        CaseCommand::Assign(args) => {
+            let command = v1::Assign { to: args.to, due_days: args.due_days, officer: args.officer };
+            act(&federation, &args.case_id, case_command::Command::Assign(command)).await
+        }
+        CaseCommand::Return(args) => {
+            let command = v1::Return { reason: args.reason, officer: args.officer };
+            act(&federation, &args.case_id, case_command::Command::Return(command)).await
+        }
+        CaseCommand::RequestReview(args) => {
+            let command = case_command::Command::RequestReview(v1::RequestReview {});
+            act(&federation, &args.case_id, command).await
+        }
+        CaseCommand::AnswerSupervision(args) => {
+            let command = v1::AnswerSupervision { text: args.text, officer: args.officer };
+            act(&federation, &args.case_id, case_command::Command::AnswerSupervision(command)).await
+        }
         CaseCommand::Grade(args) => {
             let deadline_ms = liandong_domain::parse_rfc3339(&args.deadline)
                 .map_err(|e| anyhow!("--deadline {:?}: {e}", args.deadline))?;
@@ -302,19 +329,44 @@ fn office_of(case_id: &str) -> anyhow::Result<String> {
     Ok(id.office.to_string())
 }
 
-async fn act(
-    federation: &Federation,
-    case_id: &str,
-    command: case_command::Command,
-) -> Result<CaseReply, tonic::Status> {
-    let office = office_of(case_id).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+/// Forwarding stubs followed at most this often when looking for a case's holder.
+pub const STUB_HOPS_MAX: usize = 16;
+
+/// The office holding a case now, and its copy there: starts at the office in the case id and
+/// follows forwarding stubs.
+pub async fn locate(federation: &Federation, case_id: &str) -> Result<(String, CaseReply), tonic::Status> {
+    let mut office = office_of(case_id).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+    for _ in 0..STUB_HOPS_MAX {
+        let request = ShowRequest {
+            case_id: case_id.to_string(),
+            consistency: Consistency::Linearizable as i32,
+            hops: 0,
+            office: office.clone(),
+        };
+        let reply = federation
+            .office_call(&office, |mut client| {
+                let request = request.clone();
+                async move { client.show(request).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let case = Case::from_bytes(&reply.case_document)
+            .map_err(|e| tonic::Status::internal(format!("bad case document: {e}")))?;
+        match case.status {
+            liandong_domain::Status::Forwarded { to } => office = to.to_string(),
+            _ => return Ok((office, reply)),
+        }
+    }
+    Err(tonic::Status::failed_precondition(format!("case {case_id}: more than {STUB_HOPS_MAX} forwarding stubs")))
+}
+
+async fn act(federation: &Federation, case_id: &str, command: case_command::Command) -> Result<CaseReply, tonic::Status> {
+    let (office, _) = locate(federation, case_id).await?;
     let request = ActRequest {
         case_id: case_id.to_string(),
-        command: Some(v1::CaseCommand {
-            command: Some(command),
-        }),
+        command: Some(v1::CaseCommand { command: Some(command) }),
         hops: 0,
         request_id: request_id(),
+        office: office.clone(),
     };
     federation
         .office_call(&office, |mut client| {
@@ -325,33 +377,21 @@ async fn act(
 }
 
 async fn show(federation: &Federation, args: &ShowArgs) -> anyhow::Result<Report> {
-    let office = office_of(&args.case_id)?;
-    let request = ShowRequest {
-        case_id: args.case_id.clone(),
-        consistency: if args.replica.is_some() {
-            Consistency::Local
-        } else {
-            Consistency::Linearizable
-        } as i32,
-        hops: 0,
-    };
     let reply = match args.replica {
         Some(replica) => {
+            let office = office_of(&args.case_id)?;
+            let request = ShowRequest {
+                case_id: args.case_id.clone(),
+                consistency: Consistency::Local as i32,
+                hops: 0,
+                office: office.clone(),
+            };
             let host = member_host(&federation.manifest, &office, replica)?;
-            let channel = crate::client::channel(&host)
-                .await
-                .map_err(|s| status_error(&s))?;
+            let channel = crate::client::channel(&host).await.map_err(|s| status_error(&s))?;
             let mut client = federation_proto::v1::cases_client::CasesClient::new(channel);
             client.show(request).await.map(|r| r.into_inner())
         }
-        None => {
-            federation
-                .office_call(&office, |mut client| {
-                    let request = request.clone();
-                    async move { client.show(request).await.map(|r| r.into_inner()) }
-                })
-                .await
-        }
+        None => locate(federation, &args.case_id).await.map(|(_, reply)| reply),
     };
     case_report(reply.map_err(|status| status_error(&status))?)
 }
@@ -370,6 +410,8 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
         DrillCommand::Restart(target) => ("restart", target),
         DrillCommand::Pause(target) => ("pause", target),
         DrillCommand::Resume(target) => ("resume", target),
+        DrillCommand::Partition(args) => return partition(layout, Some(&args.office)),
+        DrillCommand::Heal => return partition(layout, None),
     };
     let hosts = drill_hosts(&federation, target, verb).await?;
     let mut done = Vec::new();
@@ -398,6 +440,121 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
         json!({"drill": verb, "office": target.office, "targets": done}),
         text,
     ))
+}
+
+async fn supervise(layout: &Layout, args: &SuperviseArgs) -> anyhow::Result<Report> {
+    let federation = Federation::open(layout.clone())?;
+    let (holder, _) = locate(&federation, &args.case_id).await.map_err(|s| status_error(&s))?;
+    let request = v1::SuperviseRequest {
+        from: args.from.clone(),
+        case_id: args.case_id.clone(),
+        to: holder,
+        due_days: args.due_days,
+        text: args.text.clone(),
+        hops: 0,
+    };
+    let reply = federation
+        .office_call(&args.from, |mut client| {
+            let request = request.clone();
+            async move { client.supervise(request).await.map(|r| r.into_inner()) }
+        })
+        .await
+        .map_err(|s| status_error(&s))?;
+    let order: Value = serde_json::from_slice(&reply.order_document)?;
+    let text = format!(
+        "order {} from {} on {} (held by {}), due {}",
+        order["order_id"].as_str().unwrap_or(""),
+        args.from,
+        args.case_id,
+        order["to"].as_str().unwrap_or(""),
+        order["due_by"].as_i64().map(liandong_domain::format_rfc3339).unwrap_or_default()
+    );
+    Ok(Report::new(order, text))
+}
+
+async fn orders(layout: &Layout, args: &OrdersArgs) -> anyhow::Result<Report> {
+    let federation = Federation::open(layout.clone())?;
+    let request = v1::OrdersRequest { office: args.office.clone() };
+    let reply = federation
+        .office_call(&args.office, |mut client| {
+            let request = request.clone();
+            async move { client.orders(request).await.map(|r| r.into_inner()) }
+        })
+        .await
+        .map_err(|s| status_error(&s))?;
+    let mut orders = Vec::new();
+    let mut lines = Vec::new();
+    for document in &reply.order_documents {
+        let mut order: Value = serde_json::from_slice(document)?;
+        let answered = !order["answer"].is_null();
+        let overdue = !answered && order["refused"].is_null() && order["due_by"].as_i64().is_some_and(|due| reply.now_ms > due);
+        order["overdue"] = Value::Bool(overdue);
+        lines.push(format!(
+            "{} on {} at {}: {}{}",
+            order["order_id"].as_str().unwrap_or(""),
+            order["case_id"].as_str().unwrap_or(""),
+            order["to"].as_str().unwrap_or(""),
+            if answered { format!("answered: {}", order["answer"]["text"].as_str().unwrap_or("")) } else { "open".to_string() },
+            if overdue { " OVERDUE" } else { "" }
+        ));
+        orders.push(order);
+    }
+    Ok(Report::new(json!({"office": args.office, "orders": orders}), lines.join("\n")))
+}
+
+async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
+    let federation = Federation::open(layout.clone())?;
+    if let Some(status) = &args.status {
+        if !liandong_domain::Status::WORDS.contains(&status.as_str()) {
+            bail!("unknown status {status:?}: one of {}", liandong_domain::Status::WORDS.join(", "));
+        }
+    }
+    let request = v1::QueryRequest {
+        as_office: args.as_office.clone(),
+        office: args.office.clone(),
+        status: args.status.clone(),
+        overdue_only: args.overdue,
+        category: args.category.clone(),
+        limit: args.limit,
+    };
+    let reply = federation
+        .office_channel_call(&args.as_office, |channel| {
+            let request = request.clone();
+            async move {
+                let mut client = federation_proto::v1::federation_client::FederationClient::new(channel);
+                client.query(request).await.map(|r| r.into_inner())
+            }
+        })
+        .await
+        .map_err(|s| status_error(&s))?;
+    let cases: Vec<Value> = reply.cases.iter().map(view::summary_json).collect();
+    let text = cases
+        .iter()
+        .map(|c| format!("{} at {}: {} ({})", c["case_id"].as_str().unwrap_or(""), c["office"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or(""), c["category"].as_str().unwrap_or("")))
+        .chain(std::iter::once(format!("{} cases", cases.len())))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let json = json!({"cases": cases, "partial": reply.partial, "unreachable": reply.unreachable, "as_of": {}});
+    Ok(Report::new(json, text))
+}
+
+fn partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Report> {
+    let manifest = layout.load_manifest()?;
+    let mut spec = liandong_node::federation::faults::FaultSpec::load(&layout.run_dir());
+    match office {
+        Some(code) => {
+            manifest.office(code).ok_or_else(|| anyhow!("no office {code} in this federation"))?;
+            spec.partitioned.insert(code.to_string());
+        }
+        None => spec.partitioned.clear(),
+    }
+    std::fs::create_dir_all(layout.run_dir())?;
+    spec.save(&layout.run_dir())?;
+    // Hosts re-read the fault file every 100 ms: wait until every one has seen it.
+    std::thread::sleep(Duration::from_millis(3 * liandong_node::federation::faults::FAULTS_POLL_MS));
+    let cut: Vec<&String> = spec.partitioned.iter().collect();
+    let text = if cut.is_empty() { "every link healed".to_string() } else { format!("cut off: {}", cut.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) };
+    Ok(Report::new(json!({"partitioned": cut}), text))
 }
 
 fn signal_host(layout: &Layout, host: &str, signal: i32) -> anyhow::Result<Option<i32>> {

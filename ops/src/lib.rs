@@ -7,4 +7,5 @@ pub mod layout;
 pub mod process;
 pub mod sample;
 pub mod topology;
+pub mod verify;
 pub mod view;

@@ -31,6 +31,7 @@ pub fn status_json(
         .map(|office| {
             let mut term = 0;
             let mut outbox_pending = 0;
+            let mut outbox_oldest_ms = 0;
             let replicas: Vec<Value> = office
                 .members
                 .iter()
@@ -44,6 +45,7 @@ pub fn status_json(
                         term = term.max(replica.term);
                         if replica.state == "Leader" {
                             outbox_pending = replica.outbox_pending;
+                            outbox_oldest_ms = replica.outbox_oldest_ms;
                         }
                     }
                     json!({
@@ -66,6 +68,7 @@ pub fn status_json(
                 "term": term,
                 "replicas": replicas,
                 "outbox_pending": outbox_pending,
+                "outbox_oldest": (outbox_oldest_ms > 0).then(|| format_rfc3339(outbox_oldest_ms)),
             })
         })
         .collect();
@@ -97,8 +100,12 @@ pub fn status_text(status: &Value) -> String {
                 format!("{}:{}@{}", r["id"], state, r["last_applied"])
             })
             .collect();
+        let outbox = match office["outbox_oldest"].as_str() {
+            Some(oldest) => format!(" outbox={} (oldest {oldest})", office["outbox_pending"]),
+            None => String::new(),
+        };
         lines.push(format!(
-            "{} {} ({}) leader={} term={} [{}]",
+            "{} {} ({}) leader={} term={} [{}]{outbox}",
             office["code"].as_str().unwrap_or(""),
             office["name"].as_str().unwrap_or(""),
             office["level"].as_str().unwrap_or(""),
@@ -144,6 +151,11 @@ pub fn case_json(case: &Case) -> Value {
         "office": case.office.to_string(),
         "kind": case.kind,
         "status": case.status.as_str(),
+        "forwarded_to": match &case.status {
+            liandong_domain::Status::Forwarded { to } | liandong_domain::Status::InTransit { to, .. } => Some(to.to_string()),
+            _ => None,
+        },
+        "supervision": case.supervision,
         "channel": case.channel.as_str(),
         "category": case.category,
         "summary": case.summary,
@@ -187,4 +199,20 @@ pub fn case_text(case: &Case) -> String {
         ));
     }
     lines.join("\n")
+}
+
+/// A case summary from an office's index, as `query` prints it.
+pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
+    json!({
+        "case_id": summary.case_id,
+        "office": summary.owner,
+        "status": summary.status,
+        "kind": summary.kind,
+        "category": summary.category,
+        "petitioner_key": summary.petitioner_key,
+        "location": summary.location,
+        "overdue": summary.overdue,
+        "registered_at": format_rfc3339(summary.registered_ms),
+        "changed_at": format_rfc3339(summary.changed_ms),
+    })
 }

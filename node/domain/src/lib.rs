@@ -19,6 +19,7 @@ mod engine;
 mod error;
 mod event;
 mod ids;
+pub mod message;
 mod model;
 pub mod rules;
 mod validate;

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use federation_proto::v1::cases_client::CasesClient;
 use federation_proto::v1::cases_server::Cases;
-use federation_proto::v1::{ActRequest, CaseReply, Consistency, FileRequest, ShowRequest};
+use federation_proto::v1::{
+    ActRequest, CaseReply, Consistency, FileRequest, OrderReply, OrdersReply, OrdersRequest,
+    ShowRequest, SuperviseRequest,
+};
 use liandong_domain::{CaseCommand, CaseId, OfficeCode, Registration};
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -37,6 +40,15 @@ fn parse_office(code: &str) -> Result<OfficeCode, Status> {
 fn parse_case_id(id: &str) -> Result<CaseId, Status> {
     id.parse()
         .map_err(|e| Status::invalid_argument(format!("bad case id {id:?}: {e}")))
+}
+
+/// The office named as holding a case, or the office in its id.
+fn holder(office: &str, case_id: &CaseId) -> Result<OfficeCode, Status> {
+    if office.is_empty() {
+        Ok(case_id.office.clone())
+    } else {
+        parse_office(office)
+    }
 }
 
 fn request_id(id: String) -> Option<String> {
@@ -206,6 +218,7 @@ impl Cases for CaseService {
     async fn act(&self, request: Request<ActRequest>) -> Result<Response<CaseReply>, Status> {
         let request = request.into_inner();
         let case_id = parse_case_id(&request.case_id)?;
+        let holder = holder(&request.office, &case_id)?;
         let proto = request
             .command
             .clone()
@@ -217,15 +230,78 @@ impl Cases for CaseService {
             request_id: request_id(request.request_id.clone()),
         };
         let hops = request.hops;
-        self.write(&case_id.office, op, hops, request)
+        self.write(&holder, op, hops, request)
             .await
             .map(Response::new)
+    }
+
+    async fn supervise(
+        &self,
+        request: Request<SuperviseRequest>,
+    ) -> Result<Response<OrderReply>, Status> {
+        let request = request.into_inner();
+        let from = parse_office(&request.from)?;
+        let to = parse_office(&request.to)?;
+        let case_id = parse_case_id(&request.case_id)?;
+        let op = Operation::Supervise {
+            case_id,
+            to,
+            due_days: request.due_days,
+            text: request.text.clone(),
+        };
+        let hops = request.hops;
+        let (response, _) = self
+            .with_leader(
+                &from,
+                hops,
+                |replica| {
+                    let op = op.clone();
+                    async move { replica.write(op).await.map(|w| (w.response, w.log_index)) }
+                },
+                |mut client| {
+                    let mut request = request.clone();
+                    request.hops += 1;
+                    async move {
+                        let reply = client.supervise(request).await?;
+                        let document = reply.into_inner().order_document;
+                        Ok(Response::new((crate::raft::types::Response::Order { document }, 0)))
+                    }
+                },
+            )
+            .await?;
+        match response {
+            crate::raft::types::Response::Order { document } => {
+                Ok(Response::new(OrderReply { order_document: document }))
+            }
+            other => case_reply(other, 0).map(|_| Response::new(OrderReply::default())),
+        }
+    }
+
+    async fn orders(&self, request: Request<OrdersRequest>) -> Result<Response<OrdersReply>, Status> {
+        let office = parse_office(&request.get_ref().office)?;
+        let replica = self.replica(&office)?;
+        replica
+            .read_barrier()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let orders = replica
+            .state_machine
+            .scan_prefix(crate::federation::state::ORDER, crate::federation::state::OUTBOX_LEN_MAX as usize)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let order_documents = orders
+            .into_iter()
+            .filter_map(|(_, value)| {
+                let order: crate::federation::state::OrderRecord = crate::store::codec::decode(&value).ok()?;
+                serde_json::to_vec(&order).ok()
+            })
+            .collect();
+        Ok(Response::new(OrdersReply { order_documents, now_ms: replica.clock.now() }))
     }
 
     async fn show(&self, request: Request<ShowRequest>) -> Result<Response<CaseReply>, Status> {
         let request = request.into_inner();
         let case_id = parse_case_id(&request.case_id)?;
-        let office = case_id.office.clone();
+        let office = holder(&request.office, &case_id)?;
         let read = |replica: &Replica| -> Result<CaseReply, Status> {
             match replica.case_document(&case_id) {
                 Ok(Some(document)) => Ok(CaseReply {

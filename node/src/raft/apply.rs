@@ -1,28 +1,41 @@
 //! Applying one log entry: the case engine (pure, deterministic) plus the bookkeeping around it:
-//! case ids, the alarm index, the applied state. Every replica runs this with the leader's
-//! stamped time and reaches the same state.
+//! case ids, the alarm index, request deduplication, the federation's outbox and inbox, the
+//! applied state. Every replica runs this with the leader's stamped time and reaches the same
+//! state; an operation refused here changes nothing.
 
 use std::sync::Arc;
 
 use liandong_domain::{
     self as domain, Calendar, Case, CaseCommand, CaseId, CaseKind, Context, Date, DomainError,
-    Millis, OfficeCode, Registration,
+    Event, Millis, OfficeCode, Registration,
 };
 
+use crate::federation::apply as federation;
 use crate::raft::types::{Operation, RejectKind, Request, Response};
-use crate::store::codec::CodecError;
+use crate::store::codec::{decode, encode, CodecError};
 use crate::store::keys::sm;
 use crate::store::{AppliedState, Txn};
 
 /// Cases whose alarms one tick handles at most; the rest wait for the next tick.
 pub const TICK_CASES_MAX: usize = 256;
+/// Request ids longer than this are not remembered (a client sends a short random id).
+pub const REQUEST_ID_BYTES_MAX: usize = 64;
 
 /// What every replica of an office applies with.
 pub struct ApplyContext {
     pub office: OfficeCode,
+    /// The office above in this federation (None for its root): escalations and index
+    /// summaries go there.
+    pub parent: Option<OfficeCode>,
     /// The federation secret: the petitioner key is an HMAC under it.
     pub secret: Vec<u8>,
     pub calendar: Arc<Calendar>,
+}
+
+impl ApplyContext {
+    pub fn domain(&self, now: Millis) -> Context<'_> {
+        Context { office: &self.office, now, calendar: &self.calendar }
+    }
 }
 
 /// A failure of storage itself (not of the operation): it stops the replica.
@@ -30,29 +43,28 @@ pub struct ApplyContext {
 pub enum ApplyError {
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),
-    #[error("stored case: {0}")]
+    #[error("stored value: {0}")]
     Codec(#[from] CodecError),
     #[error("stored case {key}: {source}")]
     Case { key: String, source: DomainError },
 }
 
 /// A refusal that changes nothing.
-struct Refusal(Response);
+struct Refused(Response);
 
-impl From<DomainError> for Refusal {
-    fn from(error: DomainError) -> Refusal {
-        let kind = if error.is_invalid_input() {
-            RejectKind::Invalid
-        } else {
-            RejectKind::Forbidden
-        };
-        Refusal(Response::Rejected {
-            kind,
-            code: error.code().to_string(),
-            message: error.to_string(),
-        })
+fn refused(kind: RejectKind, code: &str, message: impl Into<String>) -> Refused {
+    Refused(Response::Rejected { kind, code: code.to_string(), message: message.into() })
+}
+
+impl From<DomainError> for Refused {
+    fn from(error: DomainError) -> Refused {
+        let kind = if error.is_invalid_input() { RejectKind::Invalid } else { RejectKind::Forbidden };
+        refused(kind, error.code(), error.to_string())
     }
 }
+
+/// The reply and the case it concerns, or a refusal.
+type Outcome = Result<Result<(Response, CaseId), Refused>, ApplyError>;
 
 pub fn apply_request(
     txn: &mut Txn<'_>,
@@ -63,16 +75,9 @@ pub fn apply_request(
     // The state machine's clock never runs backwards, whatever the leaders' clocks did.
     let now = request.at.max(state.last_at);
     state.last_at = now;
-    let ctx = Context {
-        office: &context.office,
-        now,
-        calendar: &context.calendar,
-    };
     let request_id = match &request.op {
-        Operation::File { request_id, .. } | Operation::Act { request_id, .. } => {
-            request_id.as_deref()
-        }
-        Operation::Tick => None,
+        Operation::File { request_id, .. } | Operation::Act { request_id, .. } => request_id.as_deref(),
+        _ => None,
     };
     if let Some(request_id) = request_id {
         if let Some(response) = replay(txn, request_id)? {
@@ -80,11 +85,17 @@ pub fn apply_request(
         }
     }
     let outcome = match &request.op {
-        Operation::File { registration, .. } => file(txn, context, state, &ctx, registration),
-        Operation::Act {
-            case_id, command, ..
-        } => act(txn, &ctx, case_id, command),
-        Operation::Tick => return tick(txn, &ctx).map(|events| Response::Ticked { events }),
+        Operation::File { registration, .. } => file(txn, context, now, state, registration),
+        Operation::Act { case_id, command, .. } => act(txn, context, now, state, case_id, command),
+        Operation::Tick => return tick(txn, context, now, state).map(|events| Response::Ticked { events }),
+        Operation::Supervise { case_id, to, due_days, text } => {
+            let outcome = federation::supervise(txn, context, now, state, case_id, to, *due_days, text)?;
+            return Ok(outcome.unwrap_or_else(|r| refused(RejectKind::Forbidden, &r.code, r.reason).0));
+        }
+        Operation::Receive { from, envelopes } => return federation::receive(txn, context, now, state, from, envelopes),
+        Operation::Acked { to, through, refused } => {
+            return federation::acked(txn, context, now, state, to, *through, refused)
+        }
     }?;
     match outcome {
         Ok((response, case_id)) => {
@@ -93,145 +104,154 @@ pub fn apply_request(
             }
             Ok(response)
         }
-        Err(Refusal(response)) => Ok(response),
+        Err(Refused(response)) => Ok(response),
     }
 }
-
-/// Request ids longer than this are not remembered (a client sends a short random id).
-pub const REQUEST_ID_BYTES_MAX: usize = 64;
 
 /// The case a request id already produced: a retried request is answered, not applied again.
 fn replay(txn: &Txn<'_>, request_id: &str) -> Result<Option<Response>, ApplyError> {
     if request_id.len() > REQUEST_ID_BYTES_MAX {
         return Ok(None);
     }
-    let Some(bytes) = txn.get(&sm::request(request_id))? else {
-        return Ok(None);
-    };
-    let case_id: String = crate::store::codec::decode(&bytes)?;
-    match txn.get(&sm::case(&case_id))? {
-        Some(document) => Ok(Some(Response::Case { document })),
-        None => Ok(None),
-    }
+    let Some(bytes) = txn.get(&sm::request(request_id))? else { return Ok(None) };
+    let case_id: String = decode(&bytes)?;
+    Ok(txn.get(&sm::case(&case_id))?.map(|document| Response::Case { document }))
 }
 
 fn remember(txn: &mut Txn<'_>, request_id: &str, case_id: &CaseId) {
     if request_id.len() <= REQUEST_ID_BYTES_MAX {
-        txn.put(
-            sm::request(request_id),
-            crate::store::codec::encode(&case_id.to_string()),
-        );
+        txn.put(sm::request(request_id), encode(&case_id.to_string()));
     }
 }
 
-/// The reply and the case it concerns, or a refusal.
-type Outcome = Result<Result<(Response, CaseId), Refusal>, ApplyError>;
+/// The next case id of this office: `<office>-<year>-<seq>`, the sequence per year.
+pub fn next_case_id(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis) -> Result<CaseId, ApplyError> {
+    let year = Date::from_millis(now).year;
+    let seq_key = sm::seq(year);
+    let seq = match txn.get(&seq_key)? {
+        Some(bytes) => decode::<u32>(&bytes)?.saturating_add(1),
+        None => 1,
+    };
+    txn.put(seq_key, encode(&seq));
+    Ok(CaseId { office: context.office.clone(), year, seq })
+}
 
-fn file(
-    txn: &mut Txn<'_>,
-    context: &ApplyContext,
-    state: &mut AppliedState,
-    ctx: &Context<'_>,
-    registration: &Registration,
-) -> Outcome {
+fn outbox_full(state: &AppliedState) -> Refused {
+    refused(
+        RejectKind::Forbidden,
+        "outbox_full",
+        format!("{} messages wait for offices this one cannot reach; new work waits until they drain", state.outbox_pending),
+    )
+}
+
+fn file(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis, state: &mut AppliedState, registration: &Registration) -> Outcome {
     if let Err(error) = registration.validate() {
         return Ok(Err(error.into()));
     }
-    let year = Date::from_millis(ctx.now).year;
-    let seq_key = sm::seq(year);
-    let seq = match txn.get(&seq_key)? {
-        Some(bytes) => crate::store::codec::decode::<u32>(&bytes)?.saturating_add(1),
-        None => 1,
-    };
-    let id = CaseId {
-        office: context.office.clone(),
-        year,
-        seq,
-    };
+    if federation::outbox_full(state) {
+        return Ok(Err(outbox_full(state)));
+    }
+    let id = next_case_id(txn, context, now)?;
     let key = domain::petitioner_key(&context.secret, &registration.petitioner_id);
-    let case = match domain::register(id, registration.clone(), key, CaseKind::Original, ctx) {
+    let case = match domain::register(id, registration.clone(), key, CaseKind::Original, &context.domain(now)) {
         Ok(case) => case,
         Err(error) => return Ok(Err(error.into())),
     };
-    txn.put(seq_key, crate::store::codec::encode(&seq));
     state.cases += 1;
-    Ok(Ok((store_case(txn, None, &case), case.id.clone())))
+    let response = store_case(txn, None, &case);
+    federation::on_case_change(txn, context, now, state, None, &case, &[])?;
+    Ok(Ok((response, case.id)))
 }
 
-fn act(txn: &mut Txn<'_>, ctx: &Context<'_>, case_id: &CaseId, command: &CaseCommand) -> Outcome {
+fn act(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    now: Millis,
+    state: &mut AppliedState,
+    case_id: &CaseId,
+    command: &CaseCommand,
+) -> Outcome {
+    if matches!(command, CaseCommand::HandoffAcked | CaseCommand::HandoffRefused { .. } | CaseCommand::Supervise { .. }) {
+        return Ok(Err(refused(RejectKind::Forbidden, "federation_only", "only the federation protocol sends this command")));
+    }
     let Some(case) = load_case(txn, case_id)? else {
         return Ok(Err(not_found(case_id)));
     };
-    let events = match domain::decide(&case, command, ctx) {
+    if federation::outbox_full(state) {
+        return Ok(Err(outbox_full(state)));
+    }
+    if let Some(refusal) = check_route(context, &case, command) {
+        return Ok(Err(refusal));
+    }
+    let events = match domain::decide(&case, command, &context.domain(now)) {
         Ok(events) => events,
         Err(error) => return Ok(Err(error.into())),
     };
-    let previous_alarm = case.next_alarm();
-    let mut updated = case;
+    let mut updated = case.clone();
     for event in &events {
         updated.apply(event);
     }
-    Ok(Ok((
-        store_case(txn, previous_alarm, &updated),
-        updated.id.clone(),
-    )))
+    let response = store_case(txn, case.next_alarm(), &updated);
+    federation::on_case_change(txn, context, now, state, Some(&case), &updated, &events)?;
+    Ok(Ok((response, updated.id)))
 }
 
-/// Raises the warnings and overdue marks due at `ctx.now`, for at most [`TICK_CASES_MAX`] cases.
-fn tick(txn: &mut Txn<'_>, ctx: &Context<'_>) -> Result<u32, ApplyError> {
-    let due_end = sm::alarm(ctx.now.saturating_add(1), "");
+/// Where a command would send the case must exist in this federation: a review goes to this
+/// office's parent, which the root office does not have.
+fn check_route(context: &ApplyContext, case: &Case, command: &CaseCommand) -> Option<Refused> {
+    match command {
+        CaseCommand::RequestReview if context.parent.is_none() => Some(
+            DomainError::NoLevelAbove { office: case.office.clone() }.into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Raises the warnings and overdue marks due at `now`, for at most [`TICK_CASES_MAX`] cases.
+fn tick(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis, state: &mut AppliedState) -> Result<u32, ApplyError> {
+    let due_end = sm::alarm(now.saturating_add(1), "");
     let due = txn.scan(sm::ALARM, &due_end, TICK_CASES_MAX)?;
     let mut raised = 0u32;
     for (alarm_key, _) in due {
-        let Some(case_id) = sm::alarm_case(&alarm_key).and_then(|id| id.parse::<CaseId>().ok())
-        else {
-            txn.delete(alarm_key);
+        // This alarm is spent; the case's next one (strictly in the future) replaces it.
+        txn.delete(alarm_key.clone());
+        let Some(case_id) = sm::alarm_case(&alarm_key).and_then(|id| id.parse::<CaseId>().ok()) else {
             continue;
         };
-        let Some(case) = load_case(txn, &case_id)? else {
-            txn.delete(alarm_key);
-            continue;
-        };
-        let events = domain::tick(&case, ctx);
-        let mut updated = case;
+        let Some(case) = load_case(txn, &case_id)? else { continue };
+        let events: Vec<Event> = domain::tick(&case, &context.domain(now));
+        let mut updated = case.clone();
         for event in &events {
             updated.apply(event);
         }
         raised = raised.saturating_add(u32::try_from(events.len()).unwrap_or(u32::MAX));
-        // This alarm is spent; the case's next one (strictly in the future) replaces it.
-        txn.delete(alarm_key);
         store_case(txn, None, &updated);
-        if let Some(at) = updated.next_alarm().filter(|&at| at <= ctx.now) {
-            tracing::error!(%case_id, at, now = ctx.now, "case engine asked for an alarm that is already due; dropped");
+        if let Some(at) = updated.next_alarm().filter(|&at| at <= now) {
+            tracing::error!(%case_id, at, now, "case engine asked for an alarm that is already due; dropped");
             txn.delete(sm::alarm(at, &case_id.to_string()));
+        }
+        if !events.is_empty() {
+            federation::on_case_change(txn, context, now, state, Some(&case), &updated, &events)?;
         }
     }
     Ok(raised)
 }
 
-fn not_found(case_id: &CaseId) -> Refusal {
-    Refusal(Response::Rejected {
-        kind: RejectKind::NotFound,
-        code: "case_not_found".to_string(),
-        message: format!("case {case_id} is not held by this office"),
-    })
+fn not_found(case_id: &CaseId) -> Refused {
+    refused(RejectKind::NotFound, "case_not_found", format!("case {case_id} is not held by this office"))
 }
 
 pub fn load_case(txn: &Txn<'_>, case_id: &CaseId) -> Result<Option<Case>, ApplyError> {
-    let key = sm::case(&case_id.to_string());
-    match txn.get(&key)? {
+    match txn.get(&sm::case(&case_id.to_string()))? {
         None => Ok(None),
         Some(bytes) => Case::from_bytes(&bytes)
             .map(Some)
-            .map_err(|source| ApplyError::Case {
-                key: case_id.to_string(),
-                source,
-            }),
+            .map_err(|source| ApplyError::Case { key: case_id.to_string(), source }),
     }
 }
 
 /// Writes the case and moves its alarm; returns the reply carrying the case document.
-fn store_case(txn: &mut Txn<'_>, previous_alarm: Option<Millis>, case: &Case) -> Response {
+pub fn store_case(txn: &mut Txn<'_>, previous_alarm: Option<Millis>, case: &Case) -> Response {
     let id = case.id.to_string();
     let next_alarm = case.next_alarm();
     if previous_alarm != next_alarm {

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::io::Cursor;
 
-use liandong_domain::{CaseCommand, CaseId, Millis, Registration};
+use liandong_domain::message::Envelope;
+use liandong_domain::{CaseCommand, CaseId, Millis, OfficeCode, Registration};
+
+use crate::federation::state::Refusal;
 use serde::{Deserialize, Serialize};
 
 /// Where a replica can be reached: its host's raft port (replication) and api port (forwarding).
@@ -45,6 +48,12 @@ pub enum Operation {
     },
     /// Advance the deadline clocks of every case whose alarm is due at `at`.
     Tick,
+    /// Issue a supervision order (督办) from this office on a case held by `to`.
+    Supervise { case_id: CaseId, to: OfficeCode, due_days: u32, text: String },
+    /// Messages delivered on the link from `from`, in sequence order.
+    Receive { from: OfficeCode, envelopes: Vec<Envelope> },
+    /// The office `to` committed every message on our link up to `through`.
+    Acked { to: OfficeCode, through: u64, refused: Vec<Refusal> },
 }
 
 impl fmt::Display for Request {
@@ -53,6 +62,9 @@ impl fmt::Display for Request {
             Operation::File { .. } => write!(f, "file@{}", self.at),
             Operation::Act { case_id, .. } => write!(f, "act({case_id})@{}", self.at),
             Operation::Tick => write!(f, "tick@{}", self.at),
+            Operation::Supervise { case_id, .. } => write!(f, "supervise({case_id})@{}", self.at),
+            Operation::Receive { from, envelopes } => write!(f, "receive({from}, {})@{}", envelopes.len(), self.at),
+            Operation::Acked { to, through, .. } => write!(f, "acked({to}, {through})@{}", self.at),
         }
     }
 }
@@ -83,6 +95,15 @@ pub enum Response {
     },
     Ticked {
         events: u32,
+    },
+    /// What a Deliver batch did at the receiver.
+    Delivered {
+        applied_through: u64,
+        refused: Vec<Refusal>,
+    },
+    /// A supervision order as the issuing office recorded it (JSON).
+    Order {
+        document: Vec<u8>,
     },
     /// Membership and blank entries.
     Nothing,

@@ -28,6 +28,9 @@ pub struct AppliedState {
     /// Hash chain over every change applied, one link per log entry.
     pub state_hash: String,
     pub cases: u64,
+    /// Federation messages committed but not yet acknowledged by their receivers.
+    #[serde(default)]
+    pub outbox_pending: u64,
 }
 
 /// A snapshot's body: every state machine key of the office, relative to its prefix.
@@ -54,12 +57,14 @@ impl StateMachineStore {
     pub fn new(
         db: HostDb,
         office: OfficeCode,
+        parent: Option<OfficeCode>,
         secret: Vec<u8>,
         calendar: Arc<Calendar>,
     ) -> StateMachineStore {
         let prefix = keys::office_prefix(office.as_str());
         let context = Arc::new(ApplyContext {
             office: office.clone(),
+            parent,
             secret,
             calendar,
         });

@@ -21,8 +21,16 @@ fn main() {
         }
     };
     match runtime.block_on(liandong_ops::commands::run(cli)) {
-        Ok(report) if json => println!("{}", report.json),
-        Ok(report) => println!("{}", report.text),
+        Ok(report) => {
+            if json {
+                println!("{}", report.json);
+            } else {
+                println!("{}", report.text);
+            }
+            if !report.ok {
+                std::process::exit(1);
+            }
+        }
         Err(error) => {
             let line = format!("{error:#}").replace('\n', " ");
             eprintln!("liandong: {line}");

@@ -1,0 +1,69 @@
+//! Proves: SIGKILLing all three hosts of an office at once and starting them again loses no acknowledged write: every case and command a client was told about is back on every replica.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use chaos_tests::cluster::Target;
+use common::{heal_and_check, ms_summary, seed, start, start_workload, wait_for_history, OFFICE};
+use serde_json::json;
+
+const CRASHES: usize = 2;
+const MIN_OPERATIONS: usize = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_a_whole_office_crash() {
+    let seed = seed();
+    let cluster = start().await;
+    let (workload, recorder) = start_workload(&cluster, seed);
+    assert!(
+        workload.wait_for_more_ops(300, Duration::from_secs(30)).await,
+        "the workload made no progress before any fault{}",
+        cluster.logs_tail(20)
+    );
+
+    let mut acknowledged_before_crash = Vec::new();
+    let mut recoveries = Vec::new();
+    for _ in 0..CRASHES {
+        // All three at once: no replica can save anything for the others.
+        let kills = futures::future::join_all(
+            (1..=3).map(|replica| cluster.drill("kill", OFFICE, Target::Replica(replica))),
+        )
+        .await;
+        for kill in kills {
+            kill.expect("drill kill --replica");
+        }
+        acknowledged_before_crash.push(workload.progress().writes());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let at = Instant::now();
+        cluster
+            .drill("restart", OFFICE, Target::All)
+            .await
+            .expect("drill restart");
+        cluster
+            .wait_for_leader(OFFICE, None, Duration::from_secs(30))
+            .await
+            .expect("a leader after the restart");
+        assert!(
+            workload
+                .wait_for_more_writes(20, Duration::from_secs(30))
+                .await,
+            "no write acknowledged after restarting the office{}",
+            cluster.logs_tail(20)
+        );
+        recoveries.push(at.elapsed());
+        workload.wait_for_more_ops(400, Duration::from_secs(30)).await;
+    }
+    assert!(
+        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
+        "only {} operations in the history",
+        recorder.len()
+    );
+    let figures = json!({
+        "crashes": CRASHES,
+        "hosts_killed_per_crash": 3,
+        "writes_acknowledged_before_each_crash": acknowledged_before_crash,
+        "restart_to_first_writes_ms": ms_summary(&recoveries),
+    });
+    heal_and_check("restart_all", &cluster, workload, seed, figures).await;
+}

@@ -1,0 +1,181 @@
+//! Conversions between federation envelopes and their protobuf form, with round-trip tests.
+
+use liandong_domain::message::{Body, Envelope, Summary};
+use liandong_domain::{Case, DomainError, ReviewLevel};
+
+use crate::v1::{self, envelope::Body as Proto};
+
+fn level_word(level: ReviewLevel) -> &'static str {
+    match level {
+        ReviewLevel::Review => "review",
+        ReviewLevel::ReReview => "re_review",
+    }
+}
+
+fn parse_level(word: &str) -> Result<ReviewLevel, DomainError> {
+    match word {
+        "review" => Ok(ReviewLevel::Review),
+        "re_review" => Ok(ReviewLevel::ReReview),
+        _ => Err(DomainError::FieldInvalid { field: "level", reason: "expected review or re_review" }),
+    }
+}
+
+impl From<&Summary> for v1::IndexUpdate {
+    fn from(summary: &Summary) -> v1::IndexUpdate {
+        v1::IndexUpdate {
+            case_id: summary.case_id.to_string(),
+            owner: summary.owner.to_string(),
+            status: summary.status.clone(),
+            category: summary.category.clone(),
+            petitioner_key: summary.petitioner_key.clone(),
+            overdue: summary.overdue,
+            changed_ms: summary.changed_at,
+            location: summary.location.as_ref().map(|code| code.to_string()),
+            kind: summary.kind.clone(),
+            registered_ms: summary.registered_at,
+            version: summary.version,
+        }
+    }
+}
+
+impl TryFrom<v1::IndexUpdate> for Summary {
+    type Error = DomainError;
+
+    fn try_from(proto: v1::IndexUpdate) -> Result<Summary, DomainError> {
+        Ok(Summary {
+            case_id: proto.case_id.parse()?,
+            owner: proto.owner.parse()?,
+            status: proto.status,
+            kind: proto.kind,
+            category: proto.category,
+            petitioner_key: proto.petitioner_key,
+            location: proto.location.map(|code| code.parse()).transpose()?,
+            overdue: proto.overdue,
+            registered_at: proto.registered_ms,
+            changed_at: proto.changed_ms,
+            version: proto.version,
+        })
+    }
+}
+
+impl From<&Envelope> for v1::Envelope {
+    fn from(envelope: &Envelope) -> v1::Envelope {
+        let body = match &envelope.body {
+            Body::Handoff { case } => Proto::Handoff(v1::Handoff { case_document: case.to_bytes() }),
+            Body::Escalation { level, case } => Proto::Escalation(v1::Escalation {
+                level: level_word(*level).to_string(),
+                case_document: case.to_bytes(),
+            }),
+            Body::SupervisionOrder { case_id, order_id, text, due_days } => {
+                Proto::SupervisionOrder(v1::SupervisionOrder {
+                    case_id: case_id.to_string(),
+                    order_id: order_id.clone(),
+                    text: text.clone(),
+                    due_days: *due_days,
+                })
+            }
+            Body::SupervisionAnswer { case_id, order_id, text, officer } => {
+                Proto::SupervisionAnswer(v1::SupervisionAnswer {
+                    case_id: case_id.to_string(),
+                    order_id: order_id.clone(),
+                    text: text.clone(),
+                    officer: officer.clone(),
+                })
+            }
+            Body::IndexUpdate { summary } => Proto::IndexUpdate(summary.into()),
+        };
+        v1::Envelope {
+            from: envelope.from.to_string(),
+            to: envelope.to.to_string(),
+            seq: envelope.seq,
+            sent_ms: envelope.sent_at,
+            body: Some(body),
+        }
+    }
+}
+
+impl TryFrom<v1::Envelope> for Envelope {
+    type Error = DomainError;
+
+    fn try_from(proto: v1::Envelope) -> Result<Envelope, DomainError> {
+        let body = match proto.body.ok_or(DomainError::FieldEmpty { field: "body" })? {
+            Proto::Handoff(handoff) => Body::Handoff { case: Box::new(Case::from_bytes(&handoff.case_document)?) },
+            Proto::Escalation(escalation) => Body::Escalation {
+                level: parse_level(&escalation.level)?,
+                case: Box::new(Case::from_bytes(&escalation.case_document)?),
+            },
+            Proto::SupervisionOrder(order) => Body::SupervisionOrder {
+                case_id: order.case_id.parse()?,
+                order_id: order.order_id,
+                text: order.text,
+                due_days: order.due_days,
+            },
+            Proto::SupervisionAnswer(answer) => Body::SupervisionAnswer {
+                case_id: answer.case_id.parse()?,
+                order_id: answer.order_id,
+                text: answer.text,
+                officer: answer.officer,
+            },
+            Proto::IndexUpdate(update) => Body::IndexUpdate { summary: update.try_into()? },
+        };
+        Ok(Envelope { from: proto.from.parse()?, to: proto.to.parse()?, seq: proto.seq, sent_at: proto.sent_ms, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use liandong_domain::{register, Calendar, CaseId, CaseKind, Channel, Context, OfficeCode, Registration};
+
+    use super::*;
+
+    fn case() -> Case {
+        let office: OfficeCode = "530602".parse().unwrap();
+        let calendar = Calendar::china();
+        let ctx = Context { office: &office, now: 1_790_000_000_000, calendar: &calendar };
+        let registration = Registration {
+            channel: Channel::Letter,
+            petitioner_id: "530602198001010012".into(),
+            name: "李四".into(),
+            phone: None,
+            category: "land".into(),
+            summary: "boundary".into(),
+            location: None,
+            officer: "o".into(),
+        };
+        let id = CaseId { office: office.clone(), year: 2026, seq: 9 };
+        register(id, registration, "ab".repeat(32), CaseKind::Original, &ctx).unwrap()
+    }
+
+    #[test]
+    fn every_envelope_body_round_trips_through_protobuf() {
+        let case = case();
+        let bodies = vec![
+            Body::Handoff { case: Box::new(case.clone()) },
+            Body::Escalation { level: ReviewLevel::ReReview, case: Box::new(case.clone()) },
+            Body::SupervisionOrder { case_id: case.id.clone(), order_id: "5306-1".into(), text: "report".into(), due_days: 7 },
+            Body::SupervisionAnswer { case_id: case.id.clone(), order_id: "5306-1".into(), text: "done".into(), officer: "o".into() },
+            Body::IndexUpdate { summary: Summary::of(&case) },
+        ];
+        for body in bodies {
+            let envelope = Envelope { from: "530602".parse().unwrap(), to: "5306".parse().unwrap(), seq: 42, sent_at: 7, body };
+            let back = Envelope::try_from(v1::Envelope::from(&envelope)).unwrap();
+            assert_eq!(back, envelope);
+        }
+    }
+
+    #[test]
+    fn an_envelope_without_a_body_or_with_a_bad_office_is_refused() {
+        let empty = v1::Envelope { from: "5306".into(), to: "530602".into(), seq: 1, sent_ms: 0, body: None };
+        assert!(Envelope::try_from(empty).is_err());
+        let summary = Summary::of(&case());
+        let mut bad = v1::Envelope::from(&Envelope {
+            from: "530602".parse().unwrap(),
+            to: "5306".parse().unwrap(),
+            seq: 1,
+            sent_at: 0,
+            body: Body::IndexUpdate { summary },
+        });
+        bad.from = "53X6".into();
+        assert!(matches!(Envelope::try_from(bad), Err(DomainError::InvalidOfficeCode { .. })));
+    }
+}

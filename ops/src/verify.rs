@@ -1,0 +1,244 @@
+//! `liandong verify`: invariants 2, 3, 5 and 7 of shared/DESIGN.md, checked on the live
+//! federation from every replica's dump.
+
+use std::collections::{BTreeMap, HashMap};
+
+use federation_proto::v1::admin_client::AdminClient;
+use federation_proto::v1::DumpRequest;
+use liandong_domain::message::Summary;
+use liandong_domain::{Case, Status};
+use serde_json::{json, Value};
+
+use crate::client::{channel, Federation};
+use crate::commands::Report;
+
+/// Problems listed per invariant at most (the count is always exact).
+const DETAILS_MAX: usize = 10;
+
+struct Check {
+    name: &'static str,
+    problems: Vec<String>,
+    checked: usize,
+}
+
+impl Check {
+    fn new(name: &'static str) -> Check {
+        Check { name, problems: Vec::new(), checked: 0 }
+    }
+
+    fn json(&self) -> Value {
+        let detail = if self.problems.is_empty() {
+            format!("{} checked", self.checked)
+        } else {
+            let shown: Vec<&str> = self.problems.iter().take(DETAILS_MAX).map(String::as_str).collect();
+            format!("{} of {} failed: {}", self.problems.len(), self.checked, shown.join("; "))
+        };
+        json!({"name": self.name, "ok": self.problems.is_empty(), "detail": detail})
+    }
+}
+
+/// One replica's dump of one office.
+struct Dump {
+    office: String,
+    replica: u64,
+    last_applied: u64,
+    state_hash: String,
+    outbox_pending: u64,
+    cases: Vec<Case>,
+    index: Vec<Summary>,
+    links_out: BTreeMap<String, Value>,
+    links_in: BTreeMap<String, Value>,
+}
+
+async fn fetch(federation: &Federation, office: &str, replica: u64, addr: &str) -> Option<Dump> {
+    let mut client = AdminClient::new(channel(addr).await.ok()?)
+        .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
+    let reply = client.dump(DumpRequest { office: office.to_string() }).await.ok()?.into_inner();
+    let document: Value = serde_json::from_slice(&reply.document).ok()?;
+    let _ = federation;
+    let list = |name: &str| document[name].as_array().cloned().unwrap_or_default();
+    let map = |name: &str| document[name].as_object().map(|o| o.clone().into_iter().collect()).unwrap_or_default();
+    Some(Dump {
+        office: office.to_string(),
+        replica,
+        last_applied: document["last_applied"].as_u64().unwrap_or(0),
+        state_hash: document["state_hash"].as_str().unwrap_or("").to_string(),
+        outbox_pending: document["outbox_pending"].as_u64().unwrap_or(0),
+        cases: list("cases").into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect(),
+        index: list("index").into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect(),
+        links_out: map("links_out"),
+        links_in: map("links_in"),
+    })
+}
+
+pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
+    let mut asks = Vec::new();
+    for office in &federation.manifest.offices {
+        for member in &office.members {
+            if let Some(host) = federation.manifest.host(&member.host) {
+                asks.push(fetch(federation, &office.code, member.id, &host.api_addr));
+            }
+        }
+    }
+    let dumps: Vec<Dump> = futures::future::join_all(asks).await.into_iter().flatten().collect();
+    // The most advanced replica of each office speaks for it.
+    let mut best: BTreeMap<String, &Dump> = BTreeMap::new();
+    for dump in &dumps {
+        let entry = best.entry(dump.office.clone()).or_insert(dump);
+        if dump.last_applied > entry.last_applied {
+            *entry = dump;
+        }
+    }
+    let missing: Vec<&str> = federation
+        .manifest
+        .offices
+        .iter()
+        .map(|o| o.code.as_str())
+        .filter(|code| !best.contains_key(*code))
+        .collect();
+    let checks = [
+        single_owner(&best),
+        exactly_once(&best),
+        convergence(federation, &best),
+        integrity(&dumps),
+    ];
+    let mut invariants: Vec<Value> = checks.iter().map(Check::json).collect();
+    if !missing.is_empty() {
+        invariants.push(json!({"name": "reachability", "ok": false, "detail": format!("no replica answered for {}", missing.join(", "))}));
+    }
+    let ok = invariants.iter().all(|i| i["ok"] == true);
+    let text = invariants
+        .iter()
+        .map(|i| format!("{} {}: {}", if i["ok"] == true { "ok  " } else { "FAIL" }, i["name"].as_str().unwrap_or(""), i["detail"].as_str().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Report { json: json!({"ok": ok, "invariants": invariants}), text, ok })
+}
+
+/// 2. At most one office can mutate a case; every forwarding chain ends at one owner.
+fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
+    let mut check = Check::new("single_owner");
+    let mut copies: HashMap<String, Vec<(&str, &Status)>> = HashMap::new();
+    for dump in best.values() {
+        for case in &dump.cases {
+            copies.entry(case.id.to_string()).or_default().push((dump.office.as_str(), &case.status));
+        }
+    }
+    for (case_id, holders) in &copies {
+        check.checked += 1;
+        let owners: Vec<&str> = holders
+            .iter()
+            .filter(|(_, status)| !matches!(status, Status::Forwarded { .. }))
+            .map(|(office, _)| *office)
+            .collect();
+        if owners.len() != 1 {
+            check.problems.push(format!("{case_id} has {} owners {owners:?}", owners.len()));
+            continue;
+        }
+        for (office, status) in holders {
+            let mut at = office.to_string();
+            let mut hops = 0;
+            let mut current = *status;
+            while let Status::Forwarded { to } = current {
+                hops += 1;
+                at = to.to_string();
+                match holders.iter().find(|(o, _)| *o == at) {
+                    Some((_, next)) if hops < 32 => current = next,
+                    _ => {
+                        check.problems.push(format!("{case_id}: the stub at {office} leads to {at}, which has no copy"));
+                        break;
+                    }
+                }
+            }
+            let _ = (at, current);
+        }
+    }
+    check
+}
+
+/// 3. After quiescence every outbox is empty, and each link's receiver applied exactly the
+/// messages its sender sent, once each.
+fn exactly_once(best: &BTreeMap<String, &Dump>) -> Check {
+    let mut check = Check::new("exactly_once");
+    for dump in best.values() {
+        if dump.outbox_pending > 0 {
+            check.problems.push(format!("{} still holds {} unacknowledged messages", dump.office, dump.outbox_pending));
+        }
+        for (to, link) in &dump.links_out {
+            check.checked += 1;
+            let sent = link["last_seq"].as_u64().unwrap_or(0);
+            let Some(receiver) = best.get(to) else { continue };
+            let inbox = receiver.links_in.get(&dump.office);
+            let through = inbox.and_then(|l| l["applied_through"].as_u64()).unwrap_or(0);
+            let applied = inbox.and_then(|l| l["applied"].as_u64()).unwrap_or(0);
+            if through != sent || applied != sent {
+                check.problems.push(format!(
+                    "link {}->{to}: sent {sent}, receiver applied through {through} ({applied} applications)",
+                    dump.office
+                ));
+            }
+        }
+    }
+    check
+}
+
+/// 5. Every ancestor's index equals the owners' truth for its subtree.
+fn convergence(federation: &Federation, best: &BTreeMap<String, &Dump>) -> Check {
+    let mut check = Check::new("convergence");
+    let owners: Vec<Summary> = best
+        .values()
+        .flat_map(|dump| dump.cases.iter())
+        .filter(|case| !matches!(case.status, Status::Forwarded { .. }))
+        .map(Summary::of)
+        .collect();
+    for office in &federation.manifest.offices {
+        if federation.manifest.children(&office.code).next().is_none() {
+            continue;
+        }
+        let Some(dump) = best.get(&office.code) else { continue };
+        let code: liandong_domain::OfficeCode = match office.code.parse() {
+            Ok(code) => code,
+            Err(_) => continue,
+        };
+        let index: HashMap<String, &Summary> = dump.index.iter().map(|s| (s.case_id.to_string(), s)).collect();
+        for truth in owners.iter().filter(|s| code.is_ancestor_of(&s.owner)) {
+            check.checked += 1;
+            match index.get(&truth.case_id.to_string()) {
+                None => check.problems.push(format!("{}'s index lacks {}", office.code, truth.case_id)),
+                Some(seen) if seen.owner != truth.owner || seen.status != truth.status || seen.version != truth.version => {
+                    check.problems.push(format!(
+                        "{}'s index has {} as {} at {} (v{}), the owner says {} at {} (v{})",
+                        office.code, truth.case_id, seen.status, seen.owner, seen.version, truth.status, truth.owner, truth.version
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    check
+}
+
+/// 7. Every case history's hash chain verifies; replicas of an office agree on the state hash
+/// at the same applied index.
+fn integrity(dumps: &[Dump]) -> Check {
+    let mut check = Check::new("integrity");
+    for dump in dumps {
+        for case in &dump.cases {
+            check.checked += 1;
+            if let Err(error) = case.verify_chain() {
+                check.problems.push(format!("{} at {} replica {}: {error}", case.id, dump.office, dump.replica));
+            }
+        }
+    }
+    let mut by_index: BTreeMap<(&str, u64), Vec<(&str, u64)>> = BTreeMap::new();
+    for dump in dumps {
+        by_index.entry((dump.office.as_str(), dump.last_applied)).or_default().push((dump.state_hash.as_str(), dump.replica));
+    }
+    for ((office, index), hashes) in by_index {
+        check.checked += 1;
+        if hashes.iter().any(|(hash, _)| *hash != hashes[0].0) {
+            check.problems.push(format!("{office} replicas disagree on the state hash at index {index}: {hashes:?}"));
+        }
+    }
+    check
+}
