@@ -269,7 +269,11 @@ impl Cluster {
                 let live: Vec<(u64, u64, String)> = replicas
                     .iter()
                     .filter_map(|r| {
-                        Some((r.id, r.last_applied?, r.state_hash.clone().unwrap_or_default()))
+                        Some((
+                            r.id,
+                            r.last_applied?,
+                            r.state_hash.clone().unwrap_or_default(),
+                        ))
                     })
                     .collect();
                 let all_alive = live.len() == replicas.len();
@@ -468,8 +472,12 @@ impl Drop for Cluster {
         let _ = std::thread::spawn(move || {
             let dir_text = dir.to_string_lossy().to_string();
             let run = |args: &[&str]| {
-                let mut argv: Vec<String> =
-                    vec!["liandong".into(), "--json".into(), "--dir".into(), dir_text.clone()];
+                let mut argv: Vec<String> = vec![
+                    "liandong".into(),
+                    "--json".into(),
+                    "--dir".into(),
+                    dir_text.clone(),
+                ];
                 argv.extend(args.iter().map(|a| a.to_string()));
                 liandong_blocking(&argv)
             };

@@ -356,7 +356,9 @@ impl Recorder {
 
     fn lock(&self) -> MutexGuard<'_, Vec<Operation>> {
         // A panicking client cannot leave the vector half-written: every change is one push/set.
-        self.ops.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ops
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Nanoseconds since this recorder was made (monotonic).

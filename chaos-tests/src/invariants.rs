@@ -92,7 +92,9 @@ pub fn durability(history: &History, state: &FinalState) -> Invariant {
             crate::history::Op::Read { .. } => {}
         }
         for replica in state.replicas.keys() {
-            let copy = hashes.get(view.case_id.as_str()).and_then(|r| r.get(replica));
+            let copy = hashes
+                .get(view.case_id.as_str())
+                .and_then(|r| r.get(replica));
             match copy {
                 None | Some(Ok(None)) => problems.push(format!(
                     "replica {replica} has no case {} that {op} saw",
@@ -217,9 +219,7 @@ pub fn integrity(state: &FinalState) -> Invariant {
                         ));
                     }
                     if let Err(e) = case.verify_chain() {
-                        problems.push(format!(
-                            "replica {replica}'s {id}: hash chain broken: {e}"
-                        ));
+                        problems.push(format!("replica {replica}'s {id}: hash chain broken: {e}"));
                     }
                     cases.entry(id).or_default().push((*replica, case));
                 }
@@ -427,8 +427,24 @@ mod tests {
         let one_accepted = accepted(&one);
         let two = new_case(2);
         let mut h = History::default();
-        h.push(0, 0, 10, Op::File { request_id: "a".into() }, ok(&one));
-        h.push(1, 5, 15, Op::File { request_id: "b".into() }, ok(&two));
+        h.push(
+            0,
+            0,
+            10,
+            Op::File {
+                request_id: "a".into(),
+            },
+            ok(&one),
+        );
+        h.push(
+            1,
+            5,
+            15,
+            Op::File {
+                request_id: "b".into(),
+            },
+            ok(&two),
+        );
         h.push(
             0,
             20,
@@ -439,7 +455,15 @@ mod tests {
             },
             ok(&one_accepted),
         );
-        h.push(1, 40, 50, Op::Read { case_id: one.id.to_string() }, ok(&one_accepted));
+        h.push(
+            1,
+            40,
+            50,
+            Op::Read {
+                case_id: one.id.to_string(),
+            },
+            ok(&one_accepted),
+        );
         (h, one, one_accepted, two)
     }
 
@@ -455,7 +479,12 @@ mod tests {
     fn durability_fails_when_an_acknowledged_case_is_missing_on_a_replica() {
         let (h, _, one_accepted, two) = good();
         let mut state = state_with(&[&one_accepted, &two]);
-        state.replicas.get_mut(&2).unwrap().cases.insert(two.id.to_string(), Ok(None));
+        state
+            .replicas
+            .get_mut(&2)
+            .unwrap()
+            .cases
+            .insert(two.id.to_string(), Ok(None));
         let inv = durability(&h, &state);
         assert!(!inv.ok, "{inv}");
         assert!(inv.detail.contains("replica 2 has no case"), "{inv}");
@@ -488,7 +517,15 @@ mod tests {
     fn no_duplicates_fails_on_a_second_case_for_one_request() {
         let (mut h, _, one_accepted, two) = good();
         let three = new_case(3);
-        h.push(2, 60, 70, Op::File { request_id: "a".into() }, ok(&three));
+        h.push(
+            2,
+            60,
+            70,
+            Op::File {
+                request_id: "a".into(),
+            },
+            ok(&three),
+        );
         let state = state_with(&[&one_accepted, &two, &three]);
         let inv = no_duplicates(&h, &state);
         assert!(!inv.ok, "{inv}");
@@ -504,7 +541,15 @@ mod tests {
         assert!(!inv.ok, "{inv}");
         // ...but a filing of unknown outcome may explain it.
         let mut h = h;
-        h.push(3, 80, 90, Op::File { request_id: "c".into() }, Outcome::Unknown("timeout".into()));
+        h.push(
+            3,
+            80,
+            90,
+            Op::File {
+                request_id: "c".into(),
+            },
+            Outcome::Unknown("timeout".into()),
+        );
         let inv = no_duplicates(&h, &state);
         assert!(inv.ok, "{inv}");
     }
@@ -539,7 +584,11 @@ mod tests {
     fn integrity_fails_when_state_hashes_differ_at_one_index() {
         let (_, _, one_accepted, two) = good();
         let mut state = state_with(&[&one_accepted, &two]);
-        state.samples.push(vec![(1, 7, "x".into()), (2, 7, "y".into()), (3, 6, "z".into())]);
+        state.samples.push(vec![
+            (1, 7, "x".into()),
+            (2, 7, "y".into()),
+            (3, 6, "z".into()),
+        ]);
         let inv = integrity(&state);
         assert!(!inv.ok, "{inv}");
         assert!(inv.detail.contains("applied index 7"), "{inv}");
@@ -551,7 +600,15 @@ mod tests {
     #[test]
     fn linearizability_invariant_fails_on_a_stale_read() {
         let (mut h, one, _, _) = good();
-        h.push(2, 60, 70, Op::Read { case_id: one.id.to_string() }, ok(&one));
+        h.push(
+            2,
+            60,
+            70,
+            Op::Read {
+                case_id: one.id.to_string(),
+            },
+            ok(&one),
+        );
         let inv = linearizability(&h);
         assert!(!inv.ok, "{inv}");
         assert!(inv.detail.contains("not linearizable"), "{inv}");

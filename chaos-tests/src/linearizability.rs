@@ -54,9 +54,13 @@ pub struct Entry<I, O> {
 pub enum Verdict {
     Linearizable,
     /// No linearization exists. `best` is the longest linearized prefix found (history indexes).
-    Violation { best: Vec<usize> },
+    Violation {
+        best: Vec<usize>,
+    },
     /// The step budget ran out first.
-    Inconclusive { steps: u64 },
+    Inconclusive {
+        steps: u64,
+    },
 }
 
 /// A fixed-size bit set of linearized operations.
@@ -145,7 +149,10 @@ pub fn check_entries<M: Model>(
                     unlink(&mut next, &mut prev, entry);
                     unlink(&mut next, &mut prev, ret_node[op]);
                     if stack.len() > best.len() {
-                        best = stack.iter().map(|(k, _)| entries[op_of[*k]].index).collect();
+                        best = stack
+                            .iter()
+                            .map(|(k, _)| entries[op_of[*k]].index)
+                            .collect();
                     }
                     entry = next[head];
                     continue;
@@ -539,10 +546,22 @@ mod tests {
     #[test]
     fn a_sequential_linearizable_history_passes() {
         let mut h = filed();
-        h.push(0, 20, 30, act(Command::Accept), case(&["registered", "accepted"]));
+        h.push(
+            0,
+            20,
+            30,
+            act(Command::Accept),
+            case(&["registered", "accepted"]),
+        );
         h.push(1, 40, 50, read(), case(&["registered", "accepted"]));
         h.push(1, 60, 70, act(Command::Accept), rejected());
-        h.push(0, 80, 90, act(Command::Extend), case(&["registered", "accepted", "extended"]));
+        h.push(
+            0,
+            80,
+            90,
+            act(Command::Extend),
+            case(&["registered", "accepted", "extended"]),
+        );
         h.push(2, 100, 110, act(Command::Extend), rejected());
         h.push(
             2,
@@ -551,7 +570,13 @@ mod tests {
             act(Command::Reply),
             case(&["registered", "accepted", "extended", "replied"]),
         );
-        h.push(0, 140, 150, file("r"), case(&["registered", "accepted", "extended", "replied"]));
+        h.push(
+            0,
+            140,
+            150,
+            file("r"),
+            case(&["registered", "accepted", "extended", "replied"]),
+        );
         let report = check(&h);
         assert!(report.ok(), "{report}");
         assert_eq!((report.keys, report.operations), (1, 8));
@@ -560,7 +585,13 @@ mod tests {
     #[test]
     fn a_stale_read_after_a_completed_write_fails() {
         let mut h = filed();
-        h.push(0, 20, 30, act(Command::Accept), case(&["registered", "accepted"]));
+        h.push(
+            0,
+            20,
+            30,
+            act(Command::Accept),
+            case(&["registered", "accepted"]),
+        );
         h.push(1, 40, 50, read(), case(&["registered"]));
         assert_violation(&h);
     }
@@ -569,8 +600,20 @@ mod tests {
     fn a_lost_acknowledged_write_fails() {
         // The extension was acknowledged, a later read no longer shows it.
         let mut h = filed();
-        h.push(0, 20, 30, act(Command::Accept), case(&["registered", "accepted"]));
-        h.push(0, 40, 50, act(Command::Extend), case(&["registered", "accepted", "extended"]));
+        h.push(
+            0,
+            20,
+            30,
+            act(Command::Accept),
+            case(&["registered", "accepted"]),
+        );
+        h.push(
+            0,
+            40,
+            50,
+            act(Command::Extend),
+            case(&["registered", "accepted", "extended"]),
+        );
         h.push(1, 60, 70, read(), case(&["registered", "accepted"]));
         assert_violation(&h);
         // An acknowledged filing whose case is later not found.
@@ -580,8 +623,20 @@ mod tests {
         // A write acknowledged, then applied a second time (a retry made it happen twice): the
         // second extension would have been refused.
         let mut h = filed();
-        h.push(0, 20, 30, act(Command::Accept), case(&["registered", "accepted"]));
-        h.push(1, 40, 50, read(), case(&["registered", "accepted", "accepted"]));
+        h.push(
+            0,
+            20,
+            30,
+            act(Command::Accept),
+            case(&["registered", "accepted"]),
+        );
+        h.push(
+            1,
+            40,
+            50,
+            read(),
+            case(&["registered", "accepted", "accepted"]),
+        );
         assert_violation(&h);
     }
 
@@ -589,8 +644,20 @@ mod tests {
     fn a_double_acceptance_fails() {
         // Two concurrent accepts must not both succeed.
         let mut h = filed();
-        h.push(0, 20, 50, act(Command::Accept), case(&["registered", "accepted"]));
-        h.push(1, 25, 55, act(Command::Accept), case(&["registered", "accepted"]));
+        h.push(
+            0,
+            20,
+            50,
+            act(Command::Accept),
+            case(&["registered", "accepted"]),
+        );
+        h.push(
+            1,
+            25,
+            55,
+            act(Command::Accept),
+            case(&["registered", "accepted"]),
+        );
         assert_violation(&h);
     }
 
@@ -613,7 +680,13 @@ mod tests {
         // A write and a read overlapping: the read may come before or after.
         for seen in [&["registered"][..], &["registered", "accepted"][..]] {
             let mut h = filed();
-            h.push(0, 20, 50, act(Command::Accept), case(&["registered", "accepted"]));
+            h.push(
+                0,
+                20,
+                50,
+                act(Command::Accept),
+                case(&["registered", "accepted"]),
+            );
             h.push(1, 30, 40, read(), case(seen));
             assert_ok(&h);
         }
@@ -647,7 +720,13 @@ mod tests {
         assert_violation(&h);
         // A failed (never sent) operation has no effect at all.
         let mut h = filed();
-        h.push(0, 20, 30, act(Command::Accept), Outcome::Fail("refused".into()));
+        h.push(
+            0,
+            20,
+            30,
+            act(Command::Accept),
+            Outcome::Fail("refused".into()),
+        );
         h.push(1, 40, 50, read(), case(&["registered", "accepted"]));
         assert_violation(&h);
     }
@@ -657,7 +736,13 @@ mod tests {
         let mut h = History::default();
         h.push(0, 0, 10, file("r"), unknown());
         h.push(0, 11, 20, file("r"), case(&["registered"]));
-        h.push(0, 30, 40, act(Command::Accept), case(&["registered", "accepted"]));
+        h.push(
+            0,
+            30,
+            40,
+            act(Command::Accept),
+            case(&["registered", "accepted"]),
+        );
         h.push(1, 50, 60, file("r"), case(&["registered", "accepted"]));
         assert_ok(&h);
         // A second filing under the same request id that answers a fresh case is a violation.
@@ -860,7 +945,8 @@ mod tests {
             });
             let Some(i) = last_read else { continue };
             let id = h.ops[i].outcome.case().unwrap().case_id.clone();
-            h.ops[i].outcome = Outcome::Ok(Observed::Case(CaseView::synthetic(&id, &["registered"])));
+            h.ops[i].outcome =
+                Outcome::Ok(Observed::Case(CaseView::synthetic(&id, &["registered"])));
             let report = check(&h);
             assert!(!report.ok(), "seed {seed}: corruption of #{i} not caught");
             caught += 1;
@@ -951,7 +1037,11 @@ mod tests {
             let verdict = check_entries(&Register, &entries, 50_000_000);
             assert_eq!(verdict, Verdict::Linearizable, "seed {seed}");
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
         // A read that answers a value overwritten long before it began.
         let mut entries = register_history(3, 2_000, 8, 0.0);
         let reads: Vec<usize> = (0..entries.len())

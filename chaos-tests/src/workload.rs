@@ -53,7 +53,7 @@ impl WorkloadConfig {
             office: office.to_string(),
             clients: 8,
             seed,
-            request_timeout: Duration::from_millis(2_500),
+            request_timeout: Duration::from_millis(1_000),
             connect_timeout: Duration::from_millis(500),
             hot_cases: 8,
             file_weight: 20,
@@ -218,7 +218,9 @@ impl Connections {
             .map_err(|status| format!("{}: {}", self.addrs[i], status.message()))?;
             self.channels[i] = Some(channel);
         }
-        Ok(CasesClient::new(self.channels[i].clone().expect("set above")))
+        Ok(CasesClient::new(
+            self.channels[i].clone().expect("set above"),
+        ))
     }
 
     /// Sends one request to the preferred host and classifies what came back.
@@ -241,7 +243,10 @@ impl Connections {
                 // The host may be paused or partitioned: forget the connection, try another.
                 self.channels[self.prefer] = None;
                 self.rotate();
-                Outcome::Unknown(format!("{addr}: no answer within {:?}", self.request_timeout))
+                Outcome::Unknown(format!(
+                    "{addr}: no answer within {:?}",
+                    self.request_timeout
+                ))
             }
             Ok(Ok(reply)) => match CaseView::from_document(&reply.into_inner().case_document) {
                 Ok(view) => Outcome::Ok(Observed::Case(view)),
@@ -542,8 +547,7 @@ pub async fn final_reads(
         let addrs = addrs.to_vec();
         let recorder = recorder.clone();
         async move {
-            let mut connections =
-                Connections::new(addrs, k, Duration::from_millis(500), timeout);
+            let mut connections = Connections::new(addrs, k, Duration::from_millis(500), timeout);
             let mut out = Vec::new();
             for (i, case_id) in chunk {
                 // A read that gets no answer tells nothing: try again (a new operation).

@@ -19,7 +19,9 @@ async fn killing_the_leader_repeatedly_loses_nothing() {
     let cluster = start().await;
     let (workload, recorder) = start_workload(&cluster, seed);
     assert!(
-        workload.wait_for_more_ops(200, Duration::from_secs(30)).await,
+        workload
+            .wait_for_more_ops(200, Duration::from_secs(30))
+            .await,
         "the workload made no progress before any fault{}",
         cluster.logs_tail(20)
     );
@@ -28,7 +30,10 @@ async fn killing_the_leader_repeatedly_loses_nothing() {
     let mut elections = Vec::new();
     let mut write_gaps = Vec::new();
     for _ in 0..KILLS {
-        let killed = cluster.kill_leader(OFFICE).await.expect("drill kill --leader");
+        let killed = cluster
+            .kill_leader(OFFICE)
+            .await
+            .expect("drill kill --leader");
         let at = Instant::now();
         killed_replicas.push(killed);
         let leader = cluster
@@ -46,12 +51,16 @@ async fn killing_the_leader_repeatedly_loses_nothing() {
             cluster.logs_tail(20)
         );
         write_gaps.push(at.elapsed());
-        workload.wait_for_more_ops(150, Duration::from_secs(30)).await;
+        workload
+            .wait_for_more_ops(150, Duration::from_secs(30))
+            .await;
         cluster
             .drill("restart", OFFICE, Target::Replica(killed))
             .await
             .expect("drill restart");
-        workload.wait_for_more_ops(250, Duration::from_secs(30)).await;
+        workload
+            .wait_for_more_ops(250, Duration::from_secs(30))
+            .await;
     }
     assert!(
         wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,

@@ -23,7 +23,9 @@ async fn a_paused_leader_is_replaced_and_rejoins() {
     let cluster = start().await;
     let (workload, recorder) = start_workload(&cluster, seed);
     assert!(
-        workload.wait_for_more_ops(200, Duration::from_secs(30)).await,
+        workload
+            .wait_for_more_ops(200, Duration::from_secs(30))
+            .await,
         "the workload made no progress before any fault{}",
         cluster.logs_tail(20)
     );
@@ -67,7 +69,10 @@ async fn a_paused_leader_is_replaced_and_rejoins() {
         let term_after = term(&cluster).await;
         terms.push((term_before, term_after));
         assert_ne!(leader, replica);
-        assert!(term_after > term_before, "term {term_before} -> {term_after}");
+        assert!(
+            term_after > term_before,
+            "term {term_before} -> {term_after}"
+        );
         assert!(
             workload
                 .wait_for_more_writes(50, Duration::from_secs(20))
@@ -75,7 +80,9 @@ async fn a_paused_leader_is_replaced_and_rejoins() {
             "no writes after resuming replica {replica}{}",
             cluster.logs_tail(20)
         );
-        workload.wait_for_more_ops(300, Duration::from_secs(30)).await;
+        workload
+            .wait_for_more_ops(300, Duration::from_secs(30))
+            .await;
     }
     assert!(
         wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,

@@ -17,7 +17,9 @@ async fn every_acknowledged_write_survives_a_whole_office_crash() {
     let cluster = start().await;
     let (workload, recorder) = start_workload(&cluster, seed);
     assert!(
-        workload.wait_for_more_ops(300, Duration::from_secs(30)).await,
+        workload
+            .wait_for_more_ops(300, Duration::from_secs(30))
+            .await,
         "the workload made no progress before any fault{}",
         cluster.logs_tail(20)
     );
@@ -52,7 +54,9 @@ async fn every_acknowledged_write_survives_a_whole_office_crash() {
             cluster.logs_tail(20)
         );
         recoveries.push(at.elapsed());
-        workload.wait_for_more_ops(400, Duration::from_secs(30)).await;
+        workload
+            .wait_for_more_ops(400, Duration::from_secs(30))
+            .await;
     }
     assert!(
         wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,

@@ -93,7 +93,10 @@ impl TryFrom<v1::CaseCommand> for CaseCommand {
                 plan: c.plan,
                 deadline: c.deadline_ms,
             },
-            Proto::AnswerSupervision(c) => CaseCommand::AnswerSupervision { text: c.text, officer: c.officer },
+            Proto::AnswerSupervision(c) => CaseCommand::AnswerSupervision {
+                text: c.text,
+                officer: c.officer,
+            },
         })
     }
 }
@@ -162,7 +165,10 @@ pub fn command_to_proto(command: &CaseCommand) -> Option<v1::CaseCommand> {
             deadline_ms: *deadline,
         }),
         CaseCommand::AnswerSupervision { text, officer } => {
-            Proto::AnswerSupervision(v1::AnswerSupervision { text: text.clone(), officer: officer.clone() })
+            Proto::AnswerSupervision(v1::AnswerSupervision {
+                text: text.clone(),
+                officer: officer.clone(),
+            })
         }
         _ => return None,
     };
@@ -234,7 +240,10 @@ mod tests {
                 satisfaction: Satisfaction::Basic,
             },
             CaseCommand::RequestReview,
-            CaseCommand::AnswerSupervision { text: "done".into(), officer: "h".into() },
+            CaseCommand::AnswerSupervision {
+                text: "done".into(),
+                officer: "h".into(),
+            },
             CaseCommand::SetGrade {
                 grade: Grade::B,
                 leader: "l".into(),

@@ -16,7 +16,10 @@ fn parse_level(word: &str) -> Result<ReviewLevel, DomainError> {
     match word {
         "review" => Ok(ReviewLevel::Review),
         "re_review" => Ok(ReviewLevel::ReReview),
-        _ => Err(DomainError::FieldInvalid { field: "level", reason: "expected review or re_review" }),
+        _ => Err(DomainError::FieldInvalid {
+            field: "level",
+            reason: "expected review or re_review",
+        }),
     }
 }
 
@@ -61,27 +64,35 @@ impl TryFrom<v1::IndexUpdate> for Summary {
 impl From<&Envelope> for v1::Envelope {
     fn from(envelope: &Envelope) -> v1::Envelope {
         let body = match &envelope.body {
-            Body::Handoff { case } => Proto::Handoff(v1::Handoff { case_document: case.to_bytes() }),
+            Body::Handoff { case } => Proto::Handoff(v1::Handoff {
+                case_document: case.to_bytes(),
+            }),
             Body::Escalation { level, case } => Proto::Escalation(v1::Escalation {
                 level: level_word(*level).to_string(),
                 case_document: case.to_bytes(),
             }),
-            Body::SupervisionOrder { case_id, order_id, text, due_days } => {
-                Proto::SupervisionOrder(v1::SupervisionOrder {
-                    case_id: case_id.to_string(),
-                    order_id: order_id.clone(),
-                    text: text.clone(),
-                    due_days: *due_days,
-                })
-            }
-            Body::SupervisionAnswer { case_id, order_id, text, officer } => {
-                Proto::SupervisionAnswer(v1::SupervisionAnswer {
-                    case_id: case_id.to_string(),
-                    order_id: order_id.clone(),
-                    text: text.clone(),
-                    officer: officer.clone(),
-                })
-            }
+            Body::SupervisionOrder {
+                case_id,
+                order_id,
+                text,
+                due_days,
+            } => Proto::SupervisionOrder(v1::SupervisionOrder {
+                case_id: case_id.to_string(),
+                order_id: order_id.clone(),
+                text: text.clone(),
+                due_days: *due_days,
+            }),
+            Body::SupervisionAnswer {
+                case_id,
+                order_id,
+                text,
+                officer,
+            } => Proto::SupervisionAnswer(v1::SupervisionAnswer {
+                case_id: case_id.to_string(),
+                order_id: order_id.clone(),
+                text: text.clone(),
+                officer: officer.clone(),
+            }),
             Body::IndexUpdate { summary } => Proto::IndexUpdate(summary.into()),
         };
         v1::Envelope {
@@ -98,8 +109,13 @@ impl TryFrom<v1::Envelope> for Envelope {
     type Error = DomainError;
 
     fn try_from(proto: v1::Envelope) -> Result<Envelope, DomainError> {
-        let body = match proto.body.ok_or(DomainError::FieldEmpty { field: "body" })? {
-            Proto::Handoff(handoff) => Body::Handoff { case: Box::new(Case::from_bytes(&handoff.case_document)?) },
+        let body = match proto
+            .body
+            .ok_or(DomainError::FieldEmpty { field: "body" })?
+        {
+            Proto::Handoff(handoff) => Body::Handoff {
+                case: Box::new(Case::from_bytes(&handoff.case_document)?),
+            },
             Proto::Escalation(escalation) => Body::Escalation {
                 level: parse_level(&escalation.level)?,
                 case: Box::new(Case::from_bytes(&escalation.case_document)?),
@@ -116,22 +132,36 @@ impl TryFrom<v1::Envelope> for Envelope {
                 text: answer.text,
                 officer: answer.officer,
             },
-            Proto::IndexUpdate(update) => Body::IndexUpdate { summary: update.try_into()? },
+            Proto::IndexUpdate(update) => Body::IndexUpdate {
+                summary: update.try_into()?,
+            },
         };
-        Ok(Envelope { from: proto.from.parse()?, to: proto.to.parse()?, seq: proto.seq, sent_at: proto.sent_ms, body })
+        Ok(Envelope {
+            from: proto.from.parse()?,
+            to: proto.to.parse()?,
+            seq: proto.seq,
+            sent_at: proto.sent_ms,
+            body,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use liandong_domain::{register, Calendar, CaseId, CaseKind, Channel, Context, OfficeCode, Registration};
+    use liandong_domain::{
+        register, Calendar, CaseId, CaseKind, Channel, Context, OfficeCode, Registration,
+    };
 
     use super::*;
 
     fn case() -> Case {
         let office: OfficeCode = "530602".parse().unwrap();
         let calendar = Calendar::china();
-        let ctx = Context { office: &office, now: 1_790_000_000_000, calendar: &calendar };
+        let ctx = Context {
+            office: &office,
+            now: 1_790_000_000_000,
+            calendar: &calendar,
+        };
         let registration = Registration {
             channel: Channel::Letter,
             petitioner_id: "530602198001010012".into(),
@@ -142,7 +172,11 @@ mod tests {
             location: None,
             officer: "o".into(),
         };
-        let id = CaseId { office: office.clone(), year: 2026, seq: 9 };
+        let id = CaseId {
+            office: office.clone(),
+            year: 2026,
+            seq: 9,
+        };
         register(id, registration, "ab".repeat(32), CaseKind::Original, &ctx).unwrap()
     }
 
@@ -150,14 +184,37 @@ mod tests {
     fn every_envelope_body_round_trips_through_protobuf() {
         let case = case();
         let bodies = vec![
-            Body::Handoff { case: Box::new(case.clone()) },
-            Body::Escalation { level: ReviewLevel::ReReview, case: Box::new(case.clone()) },
-            Body::SupervisionOrder { case_id: case.id.clone(), order_id: "5306-1".into(), text: "report".into(), due_days: 7 },
-            Body::SupervisionAnswer { case_id: case.id.clone(), order_id: "5306-1".into(), text: "done".into(), officer: "o".into() },
-            Body::IndexUpdate { summary: Summary::of(&case) },
+            Body::Handoff {
+                case: Box::new(case.clone()),
+            },
+            Body::Escalation {
+                level: ReviewLevel::ReReview,
+                case: Box::new(case.clone()),
+            },
+            Body::SupervisionOrder {
+                case_id: case.id.clone(),
+                order_id: "5306-1".into(),
+                text: "report".into(),
+                due_days: 7,
+            },
+            Body::SupervisionAnswer {
+                case_id: case.id.clone(),
+                order_id: "5306-1".into(),
+                text: "done".into(),
+                officer: "o".into(),
+            },
+            Body::IndexUpdate {
+                summary: Summary::of(&case),
+            },
         ];
         for body in bodies {
-            let envelope = Envelope { from: "530602".parse().unwrap(), to: "5306".parse().unwrap(), seq: 42, sent_at: 7, body };
+            let envelope = Envelope {
+                from: "530602".parse().unwrap(),
+                to: "5306".parse().unwrap(),
+                seq: 42,
+                sent_at: 7,
+                body,
+            };
             let back = Envelope::try_from(v1::Envelope::from(&envelope)).unwrap();
             assert_eq!(back, envelope);
         }
@@ -165,7 +222,13 @@ mod tests {
 
     #[test]
     fn an_envelope_without_a_body_or_with_a_bad_office_is_refused() {
-        let empty = v1::Envelope { from: "5306".into(), to: "530602".into(), seq: 1, sent_ms: 0, body: None };
+        let empty = v1::Envelope {
+            from: "5306".into(),
+            to: "530602".into(),
+            seq: 1,
+            sent_ms: 0,
+            body: None,
+        };
         assert!(Envelope::try_from(empty).is_err());
         let summary = Summary::of(&case());
         let mut bad = v1::Envelope::from(&Envelope {
@@ -176,6 +239,9 @@ mod tests {
             body: Body::IndexUpdate { summary },
         });
         bad.from = "53X6".into();
-        assert!(matches!(Envelope::try_from(bad), Err(DomainError::InvalidOfficeCode { .. })));
+        assert!(matches!(
+            Envelope::try_from(bad),
+            Err(DomainError::InvalidOfficeCode { .. })
+        ));
     }
 }

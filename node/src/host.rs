@@ -165,8 +165,17 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
 
     bootstrap(&manifest, &replicas).await?;
     let ticker_task = tokio::spawn(tick_loop(replicas.clone(), stop_rx.clone()));
-    let faults_task = tokio::spawn(faults.clone().watch(config.log_dir.clone(), stopped(stop_rx.clone())));
-    let pump = Pump { replicas: replicas.clone(), directory, transport: transport.clone(), faults };
+    let faults_task = tokio::spawn(
+        faults
+            .clone()
+            .watch(config.log_dir.clone(), stopped(stop_rx.clone())),
+    );
+    let pump = Pump {
+        replicas: replicas.clone(),
+        directory,
+        transport: transport.clone(),
+        faults,
+    };
     let pump_task = tokio::spawn(pump.run(stop_rx.clone()));
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
 
@@ -226,12 +235,21 @@ async fn start_replicas(
             .parse()
             .map_err(|e| anyhow!("office code {code}: {e}"))?;
         let parent = match &office_entry.parent {
-            Some(parent) => Some(parent.parse().map_err(|e| anyhow!("parent code {parent}: {e}"))?),
+            Some(parent) => Some(
+                parent
+                    .parse()
+                    .map_err(|e| anyhow!("parent code {parent}: {e}"))?,
+            ),
             None => None,
         };
         let log_store = LogStore::new(db.clone(), code);
-        let state_machine =
-            StateMachineStore::new(db.clone(), office.clone(), parent, secret.clone(), calendar.clone());
+        let state_machine = StateMachineStore::new(
+            db.clone(),
+            office.clone(),
+            parent,
+            secret.clone(),
+            calendar.clone(),
+        );
         let network = OfficeNetwork {
             office: code.clone(),
             transport: transport.clone(),

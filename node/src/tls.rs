@@ -96,7 +96,9 @@ pub enum TlsError {
     BadHostName(String),
     #[error("bad office code {0:?}: a division code has 2, 4, 6 or 9 digits")]
     BadOfficeCode(String),
-    #[error("too many offices for one certificate: {count} (at most {OFFICES_PER_CERTIFICATE_MAX})")]
+    #[error(
+        "too many offices for one certificate: {count} (at most {OFFICES_PER_CERTIFICATE_MAX})"
+    )]
     TooManyOffices { count: usize },
     #[error("bad federation name {0:?}: 1 to {FEDERATION_NAME_CHARS_MAX} characters, no control characters")]
     BadFederationName(String),
@@ -476,7 +478,9 @@ pub fn peer_offices<T>(request: &Request<T>) -> Result<PeerIdentity, Status> {
 fn check_host_name(host: &str) -> Result<(), TlsError> {
     let label_ok = |label: &str| {
         (1..=63).contains(&label.len())
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
@@ -662,10 +666,7 @@ mod tests {
         let pki = Pki::generate("test").unwrap();
         for host in ["", "../etc", "a b", "-h", "h_1", "h/1", &"x".repeat(64)] {
             assert!(
-                matches!(
-                    pki.issue_host(host, &[], 1),
-                    Err(TlsError::BadHostName(_))
-                ),
+                matches!(pki.issue_host(host, &[], 1), Err(TlsError::BadHostName(_))),
                 "{host:?}"
             );
         }
@@ -713,7 +714,11 @@ mod tests {
         id.write(dir.path(), "h1").unwrap();
 
         let mode = |name: &str| {
-            fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777
+            fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
         };
         assert_eq!(mode(CA_KEY_FILE), 0o600);
         assert_eq!(mode("h1.key"), 0o600);
@@ -759,7 +764,11 @@ mod tests {
         assert!(matches!(Pki::load(path), Err(TlsError::NotCa { .. })));
 
         // Oversized file.
-        fs::write(path.join("h1.pem"), "x".repeat(PEM_FILE_BYTES_MAX as usize + 1)).unwrap();
+        fs::write(
+            path.join("h1.pem"),
+            "x".repeat(PEM_FILE_BYTES_MAX as usize + 1),
+        )
+        .unwrap();
         fs::write(path.join("h1.key"), &id.key_pem).unwrap();
         assert!(matches!(
             HostIdentity::load(path, "h1"),
@@ -814,5 +823,18 @@ mod tests {
             .check(now),
             Err(TlsError::KeyMismatch { .. })
         ));
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn probe() {
+        let pki = super::Pki::generate("t").unwrap();
+        let many: Vec<String> = (0..super::OFFICES_PER_CERTIFICATE_MAX)
+            .map(|i| format!("53{i:07}"))
+            .collect();
+        let id = pki.issue_host("h53-big", &many, 30).unwrap();
+        let (_, p) = x509_parser::pem::parse_x509_pem(id.cert_pem.as_bytes()).unwrap();
+        eprintln!("PROBE der={} pem={}", p.contents.len(), id.cert_pem.len());
     }
 }

@@ -82,7 +82,8 @@ impl Federation {
         F: Fn(CasesClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        self.office_channel_call(office, |channel| call(CasesClient::new(channel))).await
+        self.office_channel_call(office, |channel| call(CasesClient::new(channel)))
+            .await
     }
 
     /// Like [`Federation::office_call`], for any service on the office's hosts.

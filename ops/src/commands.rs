@@ -276,24 +276,57 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
             .await
         }
         CaseCommand::Transfer(args) => {
-            let command = v1::Transfer { to: args.to, officer: args.officer };
-            act(&federation, &args.case_id, case_command::Command::Transfer(command)).await
+            let command = v1::Transfer {
+                to: args.to,
+                officer: args.officer,
+            };
+            act(
+                &federation,
+                &args.case_id,
+                case_command::Command::Transfer(command),
+            )
+            .await
         }
         CaseCommand::Assign(args) => {
-            let command = v1::Assign { to: args.to, due_days: args.due_days, officer: args.officer };
-            act(&federation, &args.case_id, case_command::Command::Assign(command)).await
+            let command = v1::Assign {
+                to: args.to,
+                due_days: args.due_days,
+                officer: args.officer,
+            };
+            act(
+                &federation,
+                &args.case_id,
+                case_command::Command::Assign(command),
+            )
+            .await
         }
         CaseCommand::Return(args) => {
-            let command = v1::Return { reason: args.reason, officer: args.officer };
-            act(&federation, &args.case_id, case_command::Command::Return(command)).await
+            let command = v1::Return {
+                reason: args.reason,
+                officer: args.officer,
+            };
+            act(
+                &federation,
+                &args.case_id,
+                case_command::Command::Return(command),
+            )
+            .await
         }
         CaseCommand::RequestReview(args) => {
             let command = case_command::Command::RequestReview(v1::RequestReview {});
             act(&federation, &args.case_id, command).await
         }
         CaseCommand::AnswerSupervision(args) => {
-            let command = v1::AnswerSupervision { text: args.text, officer: args.officer };
-            act(&federation, &args.case_id, case_command::Command::AnswerSupervision(command)).await
+            let command = v1::AnswerSupervision {
+                text: args.text,
+                officer: args.officer,
+            };
+            act(
+                &federation,
+                &args.case_id,
+                case_command::Command::AnswerSupervision(command),
+            )
+            .await
         }
         CaseCommand::Grade(args) => {
             let deadline_ms = liandong_domain::parse_rfc3339(&args.deadline)
@@ -334,8 +367,12 @@ pub const STUB_HOPS_MAX: usize = 16;
 
 /// The office holding a case now, and its copy there: starts at the office in the case id and
 /// follows forwarding stubs.
-pub async fn locate(federation: &Federation, case_id: &str) -> Result<(String, CaseReply), tonic::Status> {
-    let mut office = office_of(case_id).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+pub async fn locate(
+    federation: &Federation,
+    case_id: &str,
+) -> Result<(String, CaseReply), tonic::Status> {
+    let mut office =
+        office_of(case_id).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
     for _ in 0..STUB_HOPS_MAX {
         let request = ShowRequest {
             case_id: case_id.to_string(),
@@ -356,14 +393,22 @@ pub async fn locate(federation: &Federation, case_id: &str) -> Result<(String, C
             _ => return Ok((office, reply)),
         }
     }
-    Err(tonic::Status::failed_precondition(format!("case {case_id}: more than {STUB_HOPS_MAX} forwarding stubs")))
+    Err(tonic::Status::failed_precondition(format!(
+        "case {case_id}: more than {STUB_HOPS_MAX} forwarding stubs"
+    )))
 }
 
-async fn act(federation: &Federation, case_id: &str, command: case_command::Command) -> Result<CaseReply, tonic::Status> {
+async fn act(
+    federation: &Federation,
+    case_id: &str,
+    command: case_command::Command,
+) -> Result<CaseReply, tonic::Status> {
     let (office, _) = locate(federation, case_id).await?;
     let request = ActRequest {
         case_id: case_id.to_string(),
-        command: Some(v1::CaseCommand { command: Some(command) }),
+        command: Some(v1::CaseCommand {
+            command: Some(command),
+        }),
         hops: 0,
         request_id: request_id(),
         office: office.clone(),
@@ -387,11 +432,15 @@ async fn show(federation: &Federation, args: &ShowArgs) -> anyhow::Result<Report
                 office: office.clone(),
             };
             let host = member_host(&federation.manifest, &office, replica)?;
-            let channel = crate::client::channel(&host).await.map_err(|s| status_error(&s))?;
+            let channel = crate::client::channel(&host)
+                .await
+                .map_err(|s| status_error(&s))?;
             let mut client = federation_proto::v1::cases_client::CasesClient::new(channel);
             client.show(request).await.map(|r| r.into_inner())
         }
-        None => locate(federation, &args.case_id).await.map(|(_, reply)| reply),
+        None => locate(federation, &args.case_id)
+            .await
+            .map(|(_, reply)| reply),
     };
     case_report(reply.map_err(|status| status_error(&status))?)
 }
@@ -444,7 +493,9 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
 
 async fn supervise(layout: &Layout, args: &SuperviseArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
-    let (holder, _) = locate(&federation, &args.case_id).await.map_err(|s| status_error(&s))?;
+    let (holder, _) = locate(&federation, &args.case_id)
+        .await
+        .map_err(|s| status_error(&s))?;
     let request = v1::SuperviseRequest {
         from: args.from.clone(),
         case_id: args.case_id.clone(),
@@ -467,14 +518,19 @@ async fn supervise(layout: &Layout, args: &SuperviseArgs) -> anyhow::Result<Repo
         args.from,
         args.case_id,
         order["to"].as_str().unwrap_or(""),
-        order["due_by"].as_i64().map(liandong_domain::format_rfc3339).unwrap_or_default()
+        order["due_by"]
+            .as_i64()
+            .map(liandong_domain::format_rfc3339)
+            .unwrap_or_default()
     );
     Ok(Report::new(order, text))
 }
 
 async fn orders(layout: &Layout, args: &OrdersArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
-    let request = v1::OrdersRequest { office: args.office.clone() };
+    let request = v1::OrdersRequest {
+        office: args.office.clone(),
+    };
     let reply = federation
         .office_call(&args.office, |mut client| {
             let request = request.clone();
@@ -487,26 +543,43 @@ async fn orders(layout: &Layout, args: &OrdersArgs) -> anyhow::Result<Report> {
     for document in &reply.order_documents {
         let mut order: Value = serde_json::from_slice(document)?;
         let answered = !order["answer"].is_null();
-        let overdue = !answered && order["refused"].is_null() && order["due_by"].as_i64().is_some_and(|due| reply.now_ms > due);
+        let overdue = !answered
+            && order["refused"].is_null()
+            && order["due_by"]
+                .as_i64()
+                .is_some_and(|due| reply.now_ms > due);
         order["overdue"] = Value::Bool(overdue);
         lines.push(format!(
             "{} on {} at {}: {}{}",
             order["order_id"].as_str().unwrap_or(""),
             order["case_id"].as_str().unwrap_or(""),
             order["to"].as_str().unwrap_or(""),
-            if answered { format!("answered: {}", order["answer"]["text"].as_str().unwrap_or("")) } else { "open".to_string() },
+            if answered {
+                format!(
+                    "answered: {}",
+                    order["answer"]["text"].as_str().unwrap_or("")
+                )
+            } else {
+                "open".to_string()
+            },
             if overdue { " OVERDUE" } else { "" }
         ));
         orders.push(order);
     }
-    Ok(Report::new(json!({"office": args.office, "orders": orders}), lines.join("\n")))
+    Ok(Report::new(
+        json!({"office": args.office, "orders": orders}),
+        lines.join("\n"),
+    ))
 }
 
 async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
     if let Some(status) = &args.status {
         if !liandong_domain::Status::WORDS.contains(&status.as_str()) {
-            bail!("unknown status {status:?}: one of {}", liandong_domain::Status::WORDS.join(", "));
+            bail!(
+                "unknown status {status:?}: one of {}",
+                liandong_domain::Status::WORDS.join(", ")
+            );
         }
     }
     let request = v1::QueryRequest {
@@ -521,7 +594,8 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
         .office_channel_call(&args.as_office, |channel| {
             let request = request.clone();
             async move {
-                let mut client = federation_proto::v1::federation_client::FederationClient::new(channel);
+                let mut client =
+                    federation_proto::v1::federation_client::FederationClient::new(channel);
                 client.query(request).await.map(|r| r.into_inner())
             }
         })
@@ -530,7 +604,15 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
     let cases: Vec<Value> = reply.cases.iter().map(view::summary_json).collect();
     let text = cases
         .iter()
-        .map(|c| format!("{} at {}: {} ({})", c["case_id"].as_str().unwrap_or(""), c["office"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or(""), c["category"].as_str().unwrap_or("")))
+        .map(|c| {
+            format!(
+                "{} at {}: {} ({})",
+                c["case_id"].as_str().unwrap_or(""),
+                c["office"].as_str().unwrap_or(""),
+                c["status"].as_str().unwrap_or(""),
+                c["category"].as_str().unwrap_or("")
+            )
+        })
         .chain(std::iter::once(format!("{} cases", cases.len())))
         .collect::<Vec<_>>()
         .join("\n");
@@ -543,7 +625,9 @@ fn partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Report> {
     let mut spec = liandong_node::federation::faults::FaultSpec::load(&layout.run_dir());
     match office {
         Some(code) => {
-            manifest.office(code).ok_or_else(|| anyhow!("no office {code} in this federation"))?;
+            manifest
+                .office(code)
+                .ok_or_else(|| anyhow!("no office {code} in this federation"))?;
             spec.partitioned.insert(code.to_string());
         }
         None => spec.partitioned.clear(),
@@ -551,9 +635,21 @@ fn partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Report> {
     std::fs::create_dir_all(layout.run_dir())?;
     spec.save(&layout.run_dir())?;
     // Hosts re-read the fault file every 100 ms: wait until every one has seen it.
-    std::thread::sleep(Duration::from_millis(3 * liandong_node::federation::faults::FAULTS_POLL_MS));
+    std::thread::sleep(Duration::from_millis(
+        3 * liandong_node::federation::faults::FAULTS_POLL_MS,
+    ));
     let cut: Vec<&String> = spec.partitioned.iter().collect();
-    let text = if cut.is_empty() { "every link healed".to_string() } else { format!("cut off: {}", cut.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) };
+    let text = if cut.is_empty() {
+        "every link healed".to_string()
+    } else {
+        format!(
+            "cut off: {}",
+            cut.iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     Ok(Report::new(json!({"partitioned": cut}), text))
 }
 

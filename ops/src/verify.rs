@@ -23,15 +23,29 @@ struct Check {
 
 impl Check {
     fn new(name: &'static str) -> Check {
-        Check { name, problems: Vec::new(), checked: 0 }
+        Check {
+            name,
+            problems: Vec::new(),
+            checked: 0,
+        }
     }
 
     fn json(&self) -> Value {
         let detail = if self.problems.is_empty() {
             format!("{} checked", self.checked)
         } else {
-            let shown: Vec<&str> = self.problems.iter().take(DETAILS_MAX).map(String::as_str).collect();
-            format!("{} of {} failed: {}", self.problems.len(), self.checked, shown.join("; "))
+            let shown: Vec<&str> = self
+                .problems
+                .iter()
+                .take(DETAILS_MAX)
+                .map(String::as_str)
+                .collect();
+            format!(
+                "{} of {} failed: {}",
+                self.problems.len(),
+                self.checked,
+                shown.join("; ")
+            )
         };
         json!({"name": self.name, "ok": self.problems.is_empty(), "detail": detail})
     }
@@ -53,19 +67,36 @@ struct Dump {
 async fn fetch(federation: &Federation, office: &str, replica: u64, addr: &str) -> Option<Dump> {
     let mut client = AdminClient::new(channel(addr).await.ok()?)
         .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
-    let reply = client.dump(DumpRequest { office: office.to_string() }).await.ok()?.into_inner();
+    let reply = client
+        .dump(DumpRequest {
+            office: office.to_string(),
+        })
+        .await
+        .ok()?
+        .into_inner();
     let document: Value = serde_json::from_slice(&reply.document).ok()?;
     let _ = federation;
     let list = |name: &str| document[name].as_array().cloned().unwrap_or_default();
-    let map = |name: &str| document[name].as_object().map(|o| o.clone().into_iter().collect()).unwrap_or_default();
+    let map = |name: &str| {
+        document[name]
+            .as_object()
+            .map(|o| o.clone().into_iter().collect())
+            .unwrap_or_default()
+    };
     Some(Dump {
         office: office.to_string(),
         replica,
         last_applied: document["last_applied"].as_u64().unwrap_or(0),
         state_hash: document["state_hash"].as_str().unwrap_or("").to_string(),
         outbox_pending: document["outbox_pending"].as_u64().unwrap_or(0),
-        cases: list("cases").into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect(),
-        index: list("index").into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect(),
+        cases: list("cases")
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect(),
+        index: list("index")
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect(),
         links_out: map("links_out"),
         links_in: map("links_in"),
     })
@@ -80,7 +111,11 @@ pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
             }
         }
     }
-    let dumps: Vec<Dump> = futures::future::join_all(asks).await.into_iter().flatten().collect();
+    let dumps: Vec<Dump> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     // The most advanced replica of each office speaks for it.
     let mut best: BTreeMap<String, &Dump> = BTreeMap::new();
     for dump in &dumps {
@@ -109,10 +144,21 @@ pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
     let ok = invariants.iter().all(|i| i["ok"] == true);
     let text = invariants
         .iter()
-        .map(|i| format!("{} {}: {}", if i["ok"] == true { "ok  " } else { "FAIL" }, i["name"].as_str().unwrap_or(""), i["detail"].as_str().unwrap_or("")))
+        .map(|i| {
+            format!(
+                "{} {}: {}",
+                if i["ok"] == true { "ok  " } else { "FAIL" },
+                i["name"].as_str().unwrap_or(""),
+                i["detail"].as_str().unwrap_or("")
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n");
-    Ok(Report { json: json!({"ok": ok, "invariants": invariants}), text, ok })
+    Ok(Report {
+        json: json!({"ok": ok, "invariants": invariants}),
+        text,
+        ok,
+    })
 }
 
 /// 2. At most one office can mutate a case; every forwarding chain ends at one owner.
@@ -121,7 +167,10 @@ fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
     let mut copies: HashMap<String, Vec<(&str, &Status)>> = HashMap::new();
     for dump in best.values() {
         for case in &dump.cases {
-            copies.entry(case.id.to_string()).or_default().push((dump.office.as_str(), &case.status));
+            copies
+                .entry(case.id.to_string())
+                .or_default()
+                .push((dump.office.as_str(), &case.status));
         }
     }
     for (case_id, holders) in &copies {
@@ -132,7 +181,9 @@ fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
             .map(|(office, _)| *office)
             .collect();
         if owners.len() != 1 {
-            check.problems.push(format!("{case_id} has {} owners {owners:?}", owners.len()));
+            check
+                .problems
+                .push(format!("{case_id} has {} owners {owners:?}", owners.len()));
             continue;
         }
         for (office, status) in holders {
@@ -145,7 +196,9 @@ fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
                 match holders.iter().find(|(o, _)| *o == at) {
                     Some((_, next)) if hops < 32 => current = next,
                     _ => {
-                        check.problems.push(format!("{case_id}: the stub at {office} leads to {at}, which has no copy"));
+                        check.problems.push(format!(
+                            "{case_id}: the stub at {office} leads to {at}, which has no copy"
+                        ));
                         break;
                     }
                 }
@@ -162,14 +215,21 @@ fn exactly_once(best: &BTreeMap<String, &Dump>) -> Check {
     let mut check = Check::new("exactly_once");
     for dump in best.values() {
         if dump.outbox_pending > 0 {
-            check.problems.push(format!("{} still holds {} unacknowledged messages", dump.office, dump.outbox_pending));
+            check.problems.push(format!(
+                "{} still holds {} unacknowledged messages",
+                dump.office, dump.outbox_pending
+            ));
         }
         for (to, link) in &dump.links_out {
             check.checked += 1;
             let sent = link["last_seq"].as_u64().unwrap_or(0);
-            let Some(receiver) = best.get(to) else { continue };
+            let Some(receiver) = best.get(to) else {
+                continue;
+            };
             let inbox = receiver.links_in.get(&dump.office);
-            let through = inbox.and_then(|l| l["applied_through"].as_u64()).unwrap_or(0);
+            let through = inbox
+                .and_then(|l| l["applied_through"].as_u64())
+                .unwrap_or(0);
             let applied = inbox.and_then(|l| l["applied"].as_u64()).unwrap_or(0);
             if through != sent || applied != sent {
                 check.problems.push(format!(
@@ -195,20 +255,39 @@ fn convergence(federation: &Federation, best: &BTreeMap<String, &Dump>) -> Check
         if federation.manifest.children(&office.code).next().is_none() {
             continue;
         }
-        let Some(dump) = best.get(&office.code) else { continue };
+        let Some(dump) = best.get(&office.code) else {
+            continue;
+        };
         let code: liandong_domain::OfficeCode = match office.code.parse() {
             Ok(code) => code,
             Err(_) => continue,
         };
-        let index: HashMap<String, &Summary> = dump.index.iter().map(|s| (s.case_id.to_string(), s)).collect();
+        let index: HashMap<String, &Summary> = dump
+            .index
+            .iter()
+            .map(|s| (s.case_id.to_string(), s))
+            .collect();
         for truth in owners.iter().filter(|s| code.is_ancestor_of(&s.owner)) {
             check.checked += 1;
             match index.get(&truth.case_id.to_string()) {
-                None => check.problems.push(format!("{}'s index lacks {}", office.code, truth.case_id)),
-                Some(seen) if seen.owner != truth.owner || seen.status != truth.status || seen.version != truth.version => {
+                None => check
+                    .problems
+                    .push(format!("{}'s index lacks {}", office.code, truth.case_id)),
+                Some(seen)
+                    if seen.owner != truth.owner
+                        || seen.status != truth.status
+                        || seen.version != truth.version =>
+                {
                     check.problems.push(format!(
                         "{}'s index has {} as {} at {} (v{}), the owner says {} at {} (v{})",
-                        office.code, truth.case_id, seen.status, seen.owner, seen.version, truth.status, truth.owner, truth.version
+                        office.code,
+                        truth.case_id,
+                        seen.status,
+                        seen.owner,
+                        seen.version,
+                        truth.status,
+                        truth.owner,
+                        truth.version
                     ))
                 }
                 Some(_) => {}
@@ -226,18 +305,26 @@ fn integrity(dumps: &[Dump]) -> Check {
         for case in &dump.cases {
             check.checked += 1;
             if let Err(error) = case.verify_chain() {
-                check.problems.push(format!("{} at {} replica {}: {error}", case.id, dump.office, dump.replica));
+                check.problems.push(format!(
+                    "{} at {} replica {}: {error}",
+                    case.id, dump.office, dump.replica
+                ));
             }
         }
     }
     let mut by_index: BTreeMap<(&str, u64), Vec<(&str, u64)>> = BTreeMap::new();
     for dump in dumps {
-        by_index.entry((dump.office.as_str(), dump.last_applied)).or_default().push((dump.state_hash.as_str(), dump.replica));
+        by_index
+            .entry((dump.office.as_str(), dump.last_applied))
+            .or_default()
+            .push((dump.state_hash.as_str(), dump.replica));
     }
     for ((office, index), hashes) in by_index {
         check.checked += 1;
         if hashes.iter().any(|(hash, _)| *hash != hashes[0].0) {
-            check.problems.push(format!("{office} replicas disagree on the state hash at index {index}: {hashes:?}"));
+            check.problems.push(format!(
+                "{office} replicas disagree on the state hash at index {index}: {hashes:?}"
+            ));
         }
     }
     check

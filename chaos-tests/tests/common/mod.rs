@@ -23,16 +23,9 @@ pub fn seed() -> u64 {
 }
 
 pub async fn start() -> Cluster {
-    Cluster::start(&[
-        "--region",
-        OFFICE,
-        "--max-children",
-        "0",
-        "--replicas",
-        "3",
-    ])
-    .await
-    .expect("starting a three-replica office")
+    Cluster::start(&["--region", OFFICE, "--max-children", "0", "--replicas", "3"])
+        .await
+        .expect("starting a three-replica office")
 }
 
 pub fn start_workload(cluster: &Cluster, seed: u64) -> (Workload, Recorder) {
@@ -118,7 +111,10 @@ pub async fn heal_and_check(
         checks.push(Invariant {
             name: "final reads".to_string(),
             ok: false,
-            detail: format!("{unread} of {} cases could not be read after healing", cases.len()),
+            detail: format!(
+                "{unread} of {} cases could not be read after healing",
+                cases.len()
+            ),
         });
     }
     let lin = chaos_tests::linearizability::check(&history);

@@ -28,9 +28,19 @@ pub enum Body {
     /// Review or re-review: the receiver registers a linked case with its own 30-day clock.
     Escalation { level: ReviewLevel, case: Box<Case> },
     /// An ancestor's supervision order (督办) on a case the receiver holds.
-    SupervisionOrder { case_id: CaseId, order_id: String, text: String, due_days: u32 },
+    SupervisionOrder {
+        case_id: CaseId,
+        order_id: String,
+        text: String,
+        due_days: u32,
+    },
     /// The holder's written answer to a supervision order.
-    SupervisionAnswer { case_id: CaseId, order_id: String, text: String, officer: String },
+    SupervisionAnswer {
+        case_id: CaseId,
+        order_id: String,
+        text: String,
+        officer: String,
+    },
     /// A case changed somewhere below: its summary for the ancestors' index.
     IndexUpdate { summary: Summary },
 }
@@ -81,7 +91,11 @@ impl Summary {
             location: case.location.clone(),
             overdue: case.overdue,
             registered_at: case.registered_at,
-            changed_at: case.history.last().map(|entry| entry.at).unwrap_or(case.registered_at),
+            changed_at: case
+                .history
+                .last()
+                .map(|entry| entry.at)
+                .unwrap_or(case.registered_at),
             version: u32::try_from(case.history.len()).unwrap_or(u32::MAX),
         }
     }

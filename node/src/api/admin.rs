@@ -26,9 +26,16 @@ pub fn outbox_oldest(machine: &StateMachineStore) -> Option<i64> {
             if link.pending() == 0 {
                 return None;
             }
-            let to: OfficeCode = std::str::from_utf8(&key[state::LINK.len()..]).ok()?.parse().ok()?;
-            let first = machine.get(&state::outbox(&to, link.acked_through + 1)).ok()??;
-            decode::<Envelope>(&first).ok().map(|envelope| envelope.sent_at)
+            let to: OfficeCode = std::str::from_utf8(&key[state::LINK.len()..])
+                .ok()?
+                .parse()
+                .ok()?;
+            let first = machine
+                .get(&state::outbox(&to, link.acked_through + 1))
+                .ok()??;
+            decode::<Envelope>(&first)
+                .ok()
+                .map(|envelope| envelope.sent_at)
         })
         .min()
 }
@@ -41,26 +48,41 @@ fn section<T>(
     let items = machine
         .scan_prefix(prefix, DUMP_ITEMS_MAX)
         .map_err(|e| Status::internal(e.to_string()))?;
-    Ok(items.iter().filter_map(|(key, value)| read(&key[prefix.len()..], value)).collect())
+    Ok(items
+        .iter()
+        .filter_map(|(key, value)| read(&key[prefix.len()..], value))
+        .collect())
 }
 
 fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
-    let applied = machine.applied().map_err(|e| Status::internal(e.to_string()))?;
+    let applied = machine
+        .applied()
+        .map_err(|e| Status::internal(e.to_string()))?;
     let cases = section(machine, sm::CASE, |_, value| {
-        Case::from_bytes(value).ok().and_then(|case| serde_json::to_value(case).ok())
+        Case::from_bytes(value)
+            .ok()
+            .and_then(|case| serde_json::to_value(case).ok())
     })?;
     let index = section(machine, state::INDEX, |_, value| {
-        decode::<Summary>(value).ok().and_then(|summary| serde_json::to_value(summary).ok())
+        decode::<Summary>(value)
+            .ok()
+            .and_then(|summary| serde_json::to_value(summary).ok())
     })?;
-    let links = |prefix: &[u8], as_json: fn(&[u8]) -> Option<Value>| -> Result<Map<String, Value>, Status> {
+    let links = |prefix: &[u8],
+                 as_json: fn(&[u8]) -> Option<Value>|
+     -> Result<Map<String, Value>, Status> {
         Ok(section(machine, prefix, |key, value| {
             Some((String::from_utf8_lossy(key).to_string(), as_json(value)?))
         })?
         .into_iter()
         .collect())
     };
-    let links_out = links(state::LINK, |value| serde_json::to_value(decode::<LinkOut>(value).ok()?).ok())?;
-    let links_in = links(state::INBOX, |value| serde_json::to_value(decode::<LinkIn>(value).ok()?).ok())?;
+    let links_out = links(state::LINK, |value| {
+        serde_json::to_value(decode::<LinkOut>(value).ok()?).ok()
+    })?;
+    let links_in = links(state::INBOX, |value| {
+        serde_json::to_value(decode::<LinkIn>(value).ok()?).ok()
+    })?;
     let orders = section(machine, state::ORDER, |_, value| {
         serde_json::to_value(decode::<OrderRecord>(value).ok()?).ok()
     })?;
@@ -123,10 +145,9 @@ impl Admin for AdminService {
             .office
             .parse()
             .map_err(|e| Status::invalid_argument(format!("bad office code: {e}")))?;
-        let replica = self
-            .replicas
-            .get(&office)
-            .ok_or_else(|| Status::not_found(format!("office {office} is not carried by this host")))?;
+        let replica = self.replicas.get(&office).ok_or_else(|| {
+            Status::not_found(format!("office {office} is not carried by this host"))
+        })?;
         let document = serde_json::to_vec(&dump(&replica.state_machine)?)
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(DumpReply { document }))

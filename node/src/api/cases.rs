@@ -264,20 +264,26 @@ impl Cases for CaseService {
                     async move {
                         let reply = client.supervise(request).await?;
                         let document = reply.into_inner().order_document;
-                        Ok(Response::new((crate::raft::types::Response::Order { document }, 0)))
+                        Ok(Response::new((
+                            crate::raft::types::Response::Order { document },
+                            0,
+                        )))
                     }
                 },
             )
             .await?;
         match response {
-            crate::raft::types::Response::Order { document } => {
-                Ok(Response::new(OrderReply { order_document: document }))
-            }
+            crate::raft::types::Response::Order { document } => Ok(Response::new(OrderReply {
+                order_document: document,
+            })),
             other => case_reply(other, 0).map(|_| Response::new(OrderReply::default())),
         }
     }
 
-    async fn orders(&self, request: Request<OrdersRequest>) -> Result<Response<OrdersReply>, Status> {
+    async fn orders(
+        &self,
+        request: Request<OrdersRequest>,
+    ) -> Result<Response<OrdersReply>, Status> {
         let office = parse_office(&request.get_ref().office)?;
         let replica = self.replica(&office)?;
         replica
@@ -286,16 +292,23 @@ impl Cases for CaseService {
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let orders = replica
             .state_machine
-            .scan_prefix(crate::federation::state::ORDER, crate::federation::state::OUTBOX_LEN_MAX as usize)
+            .scan_prefix(
+                crate::federation::state::ORDER,
+                crate::federation::state::OUTBOX_LEN_MAX as usize,
+            )
             .map_err(|e| Status::internal(e.to_string()))?;
         let order_documents = orders
             .into_iter()
             .filter_map(|(_, value)| {
-                let order: crate::federation::state::OrderRecord = crate::store::codec::decode(&value).ok()?;
+                let order: crate::federation::state::OrderRecord =
+                    crate::store::codec::decode(&value).ok()?;
                 serde_json::to_vec(&order).ok()
             })
             .collect();
-        Ok(Response::new(OrdersReply { order_documents, now_ms: replica.clock.now() }))
+        Ok(Response::new(OrdersReply {
+            order_documents,
+            now_ms: replica.clock.now(),
+        }))
     }
 
     async fn show(&self, request: Request<ShowRequest>) -> Result<Response<CaseReply>, Status> {

@@ -50,12 +50,18 @@ pub struct Faults {
 impl Faults {
     /// True if the link between these two offices is cut.
     pub fn cut(&self, a: &str, b: &str) -> bool {
-        let spec = self.spec.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let spec = self
+            .spec
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         spec.partitioned.contains(a) || spec.partitioned.contains(b)
     }
 
     pub fn set(&self, spec: FaultSpec) {
-        *self.spec.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = spec;
+        *self
+            .spec
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = spec;
     }
 
     /// Polls the fault file until `stop` resolves.

@@ -51,12 +51,19 @@ impl Directory {
                 let addrs = office
                     .members
                     .iter()
-                    .filter_map(|member| manifest.host(&member.host).map(|host| host.api_addr.clone()))
+                    .filter_map(|member| {
+                        manifest
+                            .host(&member.host)
+                            .map(|host| host.api_addr.clone())
+                    })
                     .collect();
                 (office.code.clone(), addrs)
             })
             .collect();
-        Directory { hosts, leaders: Mutex::new(HashMap::new()) }
+        Directory {
+            hosts,
+            leaders: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn knows(&self, office: &str) -> bool {
@@ -94,7 +101,9 @@ impl Backoff {
     fn failed(&mut self) {
         self.failures = self.failures.saturating_add(1);
         let exponent = self.failures.min(16);
-        let pause = BACKOFF_BASE_MS.saturating_mul(1 << exponent).min(BACKOFF_CAP_MS);
+        let pause = BACKOFF_BASE_MS
+            .saturating_mul(1 << exponent)
+            .min(BACKOFF_CAP_MS);
         let jitter = rand::thread_rng().gen_range(0..=pause / 2);
         self.next_try = Some(Instant::now() + Duration::from_millis(pause / 2 + jitter));
     }
@@ -125,7 +134,11 @@ impl Pump {
             let work: Vec<Work> = self
                 .pending_links()
                 .into_iter()
-                .filter(|w| backoffs.get(&(w.replica.office.clone(), w.to.clone())).is_none_or(|b| b.ready(now)))
+                .filter(|w| {
+                    backoffs
+                        .get(&(w.replica.office.clone(), w.to.clone()))
+                        .is_none_or(|b| b.ready(now))
+                })
                 .filter(|w| !self.faults.cut(w.replica.office.as_str(), w.to.as_str()))
                 .take(LINKS_IN_FLIGHT_MAX)
                 .collect();
@@ -137,7 +150,9 @@ impl Pump {
             }
             let results = futures::future::join_all(work.iter().map(|w| self.pump_link(w))).await;
             for (work, result) in work.iter().zip(results) {
-                let backoff = backoffs.entry((work.replica.office.clone(), work.to.clone())).or_default();
+                let backoff = backoffs
+                    .entry((work.replica.office.clone(), work.to.clone()))
+                    .or_default();
                 match result {
                     Ok(()) => backoff.succeeded(),
                     Err(reason) => {
@@ -159,14 +174,25 @@ impl Pump {
             if !replica.raft.metrics().borrow().state.is_leader() {
                 continue;
             }
-            let Ok(links) = replica.state_machine.scan_prefix(state::LINK, 100_000) else { continue };
+            let Ok(links) = replica.state_machine.scan_prefix(state::LINK, 100_000) else {
+                continue;
+            };
             for (key, value) in links {
-                let Ok(link) = decode::<LinkOut>(&value) else { continue };
-                let Some(to) = std::str::from_utf8(&key[state::LINK.len()..]).ok().and_then(|c| c.parse().ok()) else {
+                let Ok(link) = decode::<LinkOut>(&value) else {
+                    continue;
+                };
+                let Some(to) = std::str::from_utf8(&key[state::LINK.len()..])
+                    .ok()
+                    .and_then(|c| c.parse().ok())
+                else {
                     continue;
                 };
                 if link.pending() > 0 {
-                    work.push(Work { replica: replica.clone(), to, link });
+                    work.push(Work {
+                        replica: replica.clone(),
+                        to,
+                        link,
+                    });
                 }
             }
         }
@@ -179,10 +205,17 @@ impl Pump {
             .state_machine
             .scan_prefix(&state::outbox_link(&work.to), DELIVER_BATCH_MAX)
             .map_err(|e| e.to_string())?;
-        let envelopes: Vec<Envelope> =
-            batch.iter().filter_map(|(_, value)| decode::<Envelope>(value).ok()).collect();
-        let Some(first) = envelopes.first() else { return Ok(()) };
-        debug_assert!(first.seq > work.link.acked_through, "acknowledged messages are dropped");
+        let envelopes: Vec<Envelope> = batch
+            .iter()
+            .filter_map(|(_, value)| decode::<Envelope>(value).ok())
+            .collect();
+        let Some(first) = envelopes.first() else {
+            return Ok(());
+        };
+        debug_assert!(
+            first.seq > work.link.acked_through,
+            "acknowledged messages are dropped"
+        );
         let request = DeliverRequest {
             from: work.replica.office.to_string(),
             to: work.to.to_string(),
@@ -190,20 +223,39 @@ impl Pump {
         };
         let reply = self.deliver(&work.to, request).await?;
         if reply.applied_through <= work.link.acked_through {
-            return Err(format!("receiver applied through {} only", reply.applied_through));
+            return Err(format!(
+                "receiver applied through {} only",
+                reply.applied_through
+            ));
         }
         let refused = reply
             .refused
             .into_iter()
-            .map(|r| Refusal { seq: r.seq, code: r.code, reason: r.reason })
+            .map(|r| Refusal {
+                seq: r.seq,
+                code: r.code,
+                reason: r.reason,
+            })
             .collect();
-        let ack = Operation::Acked { to: work.to.clone(), through: reply.applied_through, refused };
-        work.replica.write(ack).await.map(|_| ()).map_err(|e| e.to_string())
+        let ack = Operation::Acked {
+            to: work.to.clone(),
+            through: reply.applied_through,
+            refused,
+        };
+        work.replica
+            .write(ack)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Sends one batch to the target office's leader: the last known leader first, then the
     /// office's other hosts, following leader hints.
-    async fn deliver(&self, to: &OfficeCode, request: DeliverRequest) -> Result<DeliverReply, String> {
+    async fn deliver(
+        &self,
+        to: &OfficeCode,
+        request: DeliverRequest,
+    ) -> Result<DeliverReply, String> {
         let mut candidates = self.directory.candidates(to.as_str());
         let mut last_error = format!("office {to} has no hosts");
         let mut hints = 0;

@@ -32,7 +32,8 @@ pub struct FederationService {
 }
 
 fn office(code: &str, what: &str) -> Result<OfficeCode, Status> {
-    code.parse().map_err(|e| Status::invalid_argument(format!("bad {what} office code {code:?}: {e}")))
+    code.parse()
+        .map_err(|e| Status::invalid_argument(format!("bad {what} office code {code:?}: {e}")))
 }
 
 impl FederationService {
@@ -54,28 +55,39 @@ impl FederationService {
 
 #[tonic::async_trait]
 impl Federation for FederationService {
-    async fn deliver(&self, request: Request<DeliverRequest>) -> Result<Response<DeliverReply>, Status> {
+    async fn deliver(
+        &self,
+        request: Request<DeliverRequest>,
+    ) -> Result<Response<DeliverReply>, Status> {
         let from_code = request.get_ref().from.clone();
         self.authorize(&request, &from_code)?;
         let request = request.into_inner();
         let from = office(&request.from, "sender")?;
         let to = office(&request.to, "receiver")?;
         if !self.directory.knows(from.as_str()) {
-            return Err(Status::permission_denied(format!("office {from} is not in this federation")));
+            return Err(Status::permission_denied(format!(
+                "office {from} is not in this federation"
+            )));
         }
-        let replica = self
-            .replicas
-            .get(&to)
-            .ok_or_else(|| Status::not_found(format!("unknown target office {to}: not carried by this host")))?;
+        let replica = self.replicas.get(&to).ok_or_else(|| {
+            Status::not_found(format!(
+                "unknown target office {to}: not carried by this host"
+            ))
+        })?;
         if self.faults.cut(from.as_str(), to.as_str()) {
-            return Err(Status::unavailable(format!("link {from} -> {to} is cut (drill partition)")));
+            return Err(Status::unavailable(format!(
+                "link {from} -> {to} is cut (drill partition)"
+            )));
         }
         if request.envelopes.is_empty() || request.envelopes.len() > DELIVER_BATCH_MAX {
-            return Err(Status::invalid_argument(format!("a batch holds 1 to {DELIVER_BATCH_MAX} envelopes")));
+            return Err(Status::invalid_argument(format!(
+                "a batch holds 1 to {DELIVER_BATCH_MAX} envelopes"
+            )));
         }
         let mut envelopes = Vec::with_capacity(request.envelopes.len());
         for proto in request.envelopes {
-            let envelope = Envelope::try_from(proto).map_err(|e| Status::invalid_argument(format!("bad envelope: {e}")))?;
+            let envelope = Envelope::try_from(proto)
+                .map_err(|e| Status::invalid_argument(format!("bad envelope: {e}")))?;
             if envelope.from != from || envelope.to != to {
                 return Err(Status::invalid_argument(format!(
                     "envelope {}->{} #{} does not belong on link {from}->{to}",
@@ -85,9 +97,18 @@ impl Federation for FederationService {
             envelopes.push(envelope);
         }
         let first_seq = envelopes[0].seq;
-        match replica.write(Operation::Receive { from: from.clone(), envelopes }).await {
+        match replica
+            .write(Operation::Receive {
+                from: from.clone(),
+                envelopes,
+            })
+            .await
+        {
             Ok(written) => match written.response {
-                Applied::Delivered { applied_through, refused } => {
+                Applied::Delivered {
+                    applied_through,
+                    refused,
+                } => {
                     if applied_through + 1 < first_seq {
                         return Err(Status::failed_precondition(format!(
                             "out of order on link {from}->{to}: expected message {} next, got {first_seq}",
@@ -96,13 +117,26 @@ impl Federation for FederationService {
                     }
                     let refused = refused
                         .into_iter()
-                        .map(|r| v1::Refusal { seq: r.seq, code: r.code, reason: r.reason })
+                        .map(|r| v1::Refusal {
+                            seq: r.seq,
+                            code: r.code,
+                            reason: r.reason,
+                        })
                         .collect();
-                    Ok(Response::new(DeliverReply { applied_through, leader_hint: None, refused }))
+                    Ok(Response::new(DeliverReply {
+                        applied_through,
+                        leader_hint: None,
+                        refused,
+                    }))
                 }
-                other => Err(Status::internal(format!("unexpected state machine reply {other:?}"))),
+                other => Err(Status::internal(format!(
+                    "unexpected state machine reply {other:?}"
+                ))),
             },
-            Err(ReplicaError::ForwardToLeader { leader: Some(leader), .. }) => Ok(Response::new(DeliverReply {
+            Err(ReplicaError::ForwardToLeader {
+                leader: Some(leader),
+                ..
+            }) => Ok(Response::new(DeliverReply {
                 applied_through: 0,
                 leader_hint: Some(leader.api_addr),
                 refused: Vec::new(),
@@ -114,24 +148,36 @@ impl Federation for FederationService {
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
         let request = request.into_inner();
         let as_office = office(&request.as_office, "supervising")?;
-        let replica = self
-            .replicas
-            .get(&as_office)
-            .ok_or_else(|| Status::not_found(format!("office {as_office} is not carried by this host")))?;
+        let replica = self.replicas.get(&as_office).ok_or_else(|| {
+            Status::not_found(format!("office {as_office} is not carried by this host"))
+        })?;
         let narrow = match &request.office {
             Some(code) => {
                 let code = office(code, "queried")?;
                 if code != as_office && !as_office.is_ancestor_of(&code) {
-                    return Err(Status::permission_denied(format!("office {code} is outside {as_office}'s subtree")));
+                    return Err(Status::permission_denied(format!(
+                        "office {code} is outside {as_office}'s subtree"
+                    )));
                 }
                 Some(code)
             }
             None => None,
         };
-        replica.read_barrier().await.map_err(|e| Status::unavailable(e.to_string()))?;
-        let limit = if request.limit == 0 { QUERY_LIMIT_MAX } else { request.limit.min(QUERY_LIMIT_MAX) } as usize;
+        replica
+            .read_barrier()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let limit = if request.limit == 0 {
+            QUERY_LIMIT_MAX
+        } else {
+            request.limit.min(QUERY_LIMIT_MAX)
+        } as usize;
         let machine = &replica.state_machine;
-        let read = |prefix: &[u8]| machine.scan_prefix(prefix, usize::MAX).map_err(|e| Status::internal(e.to_string()));
+        let read = |prefix: &[u8]| {
+            machine
+                .scan_prefix(prefix, usize::MAX)
+                .map_err(|e| Status::internal(e.to_string()))
+        };
         let mut summaries: Vec<Summary> = Vec::new();
         for (_, value) in read(sm::CASE)? {
             if let Ok(case) = liandong_domain::Case::from_bytes(&value) {
@@ -146,11 +192,26 @@ impl Federation for FederationService {
         let wanted = |s: &Summary| {
             s.is_owner_copy()
                 && narrow.as_ref().is_none_or(|code| s.owner == *code)
-                && request.status.as_ref().is_none_or(|status| s.status == *status)
-                && request.category.as_ref().is_none_or(|category| s.category == *category)
+                && request
+                    .status
+                    .as_ref()
+                    .is_none_or(|status| s.status == *status)
+                && request
+                    .category
+                    .as_ref()
+                    .is_none_or(|category| s.category == *category)
                 && (!request.overdue_only || s.overdue)
         };
-        let cases: Vec<v1::IndexUpdate> = summaries.iter().filter(|s| wanted(s)).take(limit).map(Into::into).collect();
-        Ok(Response::new(QueryReply { cases, unreachable: Vec::new(), partial: false }))
+        let cases: Vec<v1::IndexUpdate> = summaries
+            .iter()
+            .filter(|s| wanted(s))
+            .take(limit)
+            .map(Into::into)
+            .collect();
+        Ok(Response::new(QueryReply {
+            cases,
+            unreachable: Vec::new(),
+            partial: false,
+        }))
     }
 }

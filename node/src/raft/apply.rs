@@ -34,7 +34,11 @@ pub struct ApplyContext {
 
 impl ApplyContext {
     pub fn domain(&self, now: Millis) -> Context<'_> {
-        Context { office: &self.office, now, calendar: &self.calendar }
+        Context {
+            office: &self.office,
+            now,
+            calendar: &self.calendar,
+        }
     }
 }
 
@@ -53,12 +57,20 @@ pub enum ApplyError {
 struct Refused(Response);
 
 fn refused(kind: RejectKind, code: &str, message: impl Into<String>) -> Refused {
-    Refused(Response::Rejected { kind, code: code.to_string(), message: message.into() })
+    Refused(Response::Rejected {
+        kind,
+        code: code.to_string(),
+        message: message.into(),
+    })
 }
 
 impl From<DomainError> for Refused {
     fn from(error: DomainError) -> Refused {
-        let kind = if error.is_invalid_input() { RejectKind::Invalid } else { RejectKind::Forbidden };
+        let kind = if error.is_invalid_input() {
+            RejectKind::Invalid
+        } else {
+            RejectKind::Forbidden
+        };
         refused(kind, error.code(), error.to_string())
     }
 }
@@ -76,7 +88,9 @@ pub fn apply_request(
     let now = request.at.max(state.last_at);
     state.last_at = now;
     let request_id = match &request.op {
-        Operation::File { request_id, .. } | Operation::Act { request_id, .. } => request_id.as_deref(),
+        Operation::File { request_id, .. } | Operation::Act { request_id, .. } => {
+            request_id.as_deref()
+        }
         _ => None,
     };
     if let Some(request_id) = request_id {
@@ -86,16 +100,32 @@ pub fn apply_request(
     }
     let outcome = match &request.op {
         Operation::File { registration, .. } => file(txn, context, now, state, registration),
-        Operation::Act { case_id, command, .. } => act(txn, context, now, state, case_id, command),
-        Operation::Tick => return tick(txn, context, now, state).map(|events| Response::Ticked { events }),
-        Operation::Supervise { case_id, to, due_days, text } => {
-            let outcome = federation::supervise(txn, context, now, state, case_id, to, *due_days, text)?;
-            return Ok(outcome.unwrap_or_else(|r| refused(RejectKind::Forbidden, &r.code, r.reason).0));
+        Operation::Act {
+            case_id, command, ..
+        } => act(txn, context, now, state, case_id, command),
+        Operation::Tick => {
+            return tick(txn, context, now, state).map(|events| Response::Ticked { events })
         }
-        Operation::Receive { from, envelopes } => return federation::receive(txn, context, now, state, from, envelopes),
-        Operation::Acked { to, through, refused } => {
-            return federation::acked(txn, context, now, state, to, *through, refused)
+        Operation::Supervise {
+            case_id,
+            to,
+            due_days,
+            text,
+        } => {
+            let outcome =
+                federation::supervise(txn, context, now, state, case_id, to, *due_days, text)?;
+            return Ok(
+                outcome.unwrap_or_else(|r| refused(RejectKind::Forbidden, &r.code, r.reason).0)
+            );
         }
+        Operation::Receive { from, envelopes } => {
+            return federation::receive(txn, context, now, state, from, envelopes)
+        }
+        Operation::Acked {
+            to,
+            through,
+            refused,
+        } => return federation::acked(txn, context, now, state, to, *through, refused),
     }?;
     match outcome {
         Ok((response, case_id)) => {
@@ -113,9 +143,13 @@ fn replay(txn: &Txn<'_>, request_id: &str) -> Result<Option<Response>, ApplyErro
     if request_id.len() > REQUEST_ID_BYTES_MAX {
         return Ok(None);
     }
-    let Some(bytes) = txn.get(&sm::request(request_id))? else { return Ok(None) };
+    let Some(bytes) = txn.get(&sm::request(request_id))? else {
+        return Ok(None);
+    };
     let case_id: String = decode(&bytes)?;
-    Ok(txn.get(&sm::case(&case_id))?.map(|document| Response::Case { document }))
+    Ok(txn
+        .get(&sm::case(&case_id))?
+        .map(|document| Response::Case { document }))
 }
 
 fn remember(txn: &mut Txn<'_>, request_id: &str, case_id: &CaseId) {
@@ -125,7 +159,11 @@ fn remember(txn: &mut Txn<'_>, request_id: &str, case_id: &CaseId) {
 }
 
 /// The next case id of this office: `<office>-<year>-<seq>`, the sequence per year.
-pub fn next_case_id(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis) -> Result<CaseId, ApplyError> {
+pub fn next_case_id(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    now: Millis,
+) -> Result<CaseId, ApplyError> {
     let year = Date::from_millis(now).year;
     let seq_key = sm::seq(year);
     let seq = match txn.get(&seq_key)? {
@@ -133,18 +171,31 @@ pub fn next_case_id(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis) -> R
         None => 1,
     };
     txn.put(seq_key, encode(&seq));
-    Ok(CaseId { office: context.office.clone(), year, seq })
+    Ok(CaseId {
+        office: context.office.clone(),
+        year,
+        seq,
+    })
 }
 
 fn outbox_full(state: &AppliedState) -> Refused {
     refused(
         RejectKind::Forbidden,
         "outbox_full",
-        format!("{} messages wait for offices this one cannot reach; new work waits until they drain", state.outbox_pending),
+        format!(
+            "{} messages wait for offices this one cannot reach; new work waits until they drain",
+            state.outbox_pending
+        ),
     )
 }
 
-fn file(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis, state: &mut AppliedState, registration: &Registration) -> Outcome {
+fn file(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    now: Millis,
+    state: &mut AppliedState,
+    registration: &Registration,
+) -> Outcome {
     if let Err(error) = registration.validate() {
         return Ok(Err(error.into()));
     }
@@ -153,7 +204,13 @@ fn file(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis, state: &mut Appl
     }
     let id = next_case_id(txn, context, now)?;
     let key = domain::petitioner_key(&context.secret, &registration.petitioner_id);
-    let case = match domain::register(id, registration.clone(), key, CaseKind::Original, &context.domain(now)) {
+    let case = match domain::register(
+        id,
+        registration.clone(),
+        key,
+        CaseKind::Original,
+        &context.domain(now),
+    ) {
         Ok(case) => case,
         Err(error) => return Ok(Err(error.into())),
     };
@@ -171,8 +228,17 @@ fn act(
     case_id: &CaseId,
     command: &CaseCommand,
 ) -> Outcome {
-    if matches!(command, CaseCommand::HandoffAcked | CaseCommand::HandoffRefused { .. } | CaseCommand::Supervise { .. }) {
-        return Ok(Err(refused(RejectKind::Forbidden, "federation_only", "only the federation protocol sends this command")));
+    if matches!(
+        command,
+        CaseCommand::HandoffAcked
+            | CaseCommand::HandoffRefused { .. }
+            | CaseCommand::Supervise { .. }
+    ) {
+        return Ok(Err(refused(
+            RejectKind::Forbidden,
+            "federation_only",
+            "only the federation protocol sends this command",
+        )));
     }
     let Some(case) = load_case(txn, case_id)? else {
         return Ok(Err(not_found(case_id)));
@@ -201,24 +267,35 @@ fn act(
 fn check_route(context: &ApplyContext, case: &Case, command: &CaseCommand) -> Option<Refused> {
     match command {
         CaseCommand::RequestReview if context.parent.is_none() => Some(
-            DomainError::NoLevelAbove { office: case.office.clone() }.into(),
+            DomainError::NoLevelAbove {
+                office: case.office.clone(),
+            }
+            .into(),
         ),
         _ => None,
     }
 }
 
 /// Raises the warnings and overdue marks due at `now`, for at most [`TICK_CASES_MAX`] cases.
-fn tick(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis, state: &mut AppliedState) -> Result<u32, ApplyError> {
+fn tick(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    now: Millis,
+    state: &mut AppliedState,
+) -> Result<u32, ApplyError> {
     let due_end = sm::alarm(now.saturating_add(1), "");
     let due = txn.scan(sm::ALARM, &due_end, TICK_CASES_MAX)?;
     let mut raised = 0u32;
     for (alarm_key, _) in due {
         // This alarm is spent; the case's next one (strictly in the future) replaces it.
         txn.delete(alarm_key.clone());
-        let Some(case_id) = sm::alarm_case(&alarm_key).and_then(|id| id.parse::<CaseId>().ok()) else {
+        let Some(case_id) = sm::alarm_case(&alarm_key).and_then(|id| id.parse::<CaseId>().ok())
+        else {
             continue;
         };
-        let Some(case) = load_case(txn, &case_id)? else { continue };
+        let Some(case) = load_case(txn, &case_id)? else {
+            continue;
+        };
         let events: Vec<Event> = domain::tick(&case, &context.domain(now));
         let mut updated = case.clone();
         for event in &events {
@@ -238,7 +315,11 @@ fn tick(txn: &mut Txn<'_>, context: &ApplyContext, now: Millis, state: &mut Appl
 }
 
 fn not_found(case_id: &CaseId) -> Refused {
-    refused(RejectKind::NotFound, "case_not_found", format!("case {case_id} is not held by this office"))
+    refused(
+        RejectKind::NotFound,
+        "case_not_found",
+        format!("case {case_id} is not held by this office"),
+    )
 }
 
 pub fn load_case(txn: &Txn<'_>, case_id: &CaseId) -> Result<Option<Case>, ApplyError> {
@@ -246,7 +327,10 @@ pub fn load_case(txn: &Txn<'_>, case_id: &CaseId) -> Result<Option<Case>, ApplyE
         None => Ok(None),
         Some(bytes) => Case::from_bytes(&bytes)
             .map(Some)
-            .map_err(|source| ApplyError::Case { key: case_id.to_string(), source }),
+            .map_err(|source| ApplyError::Case {
+                key: case_id.to_string(),
+                source,
+            }),
     }
 }
 

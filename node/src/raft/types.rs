@@ -49,11 +49,23 @@ pub enum Operation {
     /// Advance the deadline clocks of every case whose alarm is due at `at`.
     Tick,
     /// Issue a supervision order (督办) from this office on a case held by `to`.
-    Supervise { case_id: CaseId, to: OfficeCode, due_days: u32, text: String },
+    Supervise {
+        case_id: CaseId,
+        to: OfficeCode,
+        due_days: u32,
+        text: String,
+    },
     /// Messages delivered on the link from `from`, in sequence order.
-    Receive { from: OfficeCode, envelopes: Vec<Envelope> },
+    Receive {
+        from: OfficeCode,
+        envelopes: Vec<Envelope>,
+    },
     /// The office `to` committed every message on our link up to `through`.
-    Acked { to: OfficeCode, through: u64, refused: Vec<Refusal> },
+    Acked {
+        to: OfficeCode,
+        through: u64,
+        refused: Vec<Refusal>,
+    },
 }
 
 impl fmt::Display for Request {
@@ -63,7 +75,9 @@ impl fmt::Display for Request {
             Operation::Act { case_id, .. } => write!(f, "act({case_id})@{}", self.at),
             Operation::Tick => write!(f, "tick@{}", self.at),
             Operation::Supervise { case_id, .. } => write!(f, "supervise({case_id})@{}", self.at),
-            Operation::Receive { from, envelopes } => write!(f, "receive({from}, {})@{}", envelopes.len(), self.at),
+            Operation::Receive { from, envelopes } => {
+                write!(f, "receive({from}, {})@{}", envelopes.len(), self.at)
+            }
             Operation::Acked { to, through, .. } => write!(f, "acked({to}, {through})@{}", self.at),
         }
     }

@@ -1,0 +1,254 @@
+//! The federation from the outside: seven offices (city, two counties, four townships) on nine
+//! real host processes; assignment, escalation, supervision, a partition and its heal.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{id_number, Fed};
+use serde_json::Value;
+
+fn seven_offices() -> Fed {
+    let fed = Fed::init(
+        &["--region", "5306", "--max-children", "2", "--replicas", "3"],
+        9,
+    );
+    fed.ok(&["up"]);
+    fed
+}
+
+fn file(fed: &Fed, office: &str, n: u64) -> String {
+    let id = id_number(n);
+    let summary = format!("petition {n}");
+    let case = fed.json(&[
+        "case",
+        "file",
+        "--office",
+        office,
+        "--channel",
+        "online",
+        "--petitioner-id",
+        &id,
+        "--name",
+        "陈七",
+        "--category",
+        "labour",
+        "--summary",
+        &summary,
+    ]);
+    case["case_id"].as_str().unwrap().to_string()
+}
+
+/// Waits until `liandong verify` passes (the federation is quiescent and consistent).
+fn verified(fed: &Fed) -> Value {
+    let start = Instant::now();
+    loop {
+        let out = fed.run(&["verify", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if out.status.success() && report["ok"] == true {
+            return report;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never verified: {report}{}",
+            fed.logs_tail()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn show(fed: &Fed, case_id: &str) -> Value {
+    fed.json(&["case", "show", case_id])
+}
+
+fn history_kinds(case: &Value) -> Vec<String> {
+    case["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A township case replied and escalated for review becomes a linked review case at its county.
+#[test]
+fn a_review_request_reaches_the_county_as_a_linked_case() {
+    let fed = seven_offices();
+    let id = file(&fed, "530602001", 1);
+    fed.ok(&["case", "accept", &id]);
+    fed.ok(&[
+        "case",
+        "reply",
+        &id,
+        "--opinion",
+        "explain",
+        "--text",
+        "the policy applies",
+    ]);
+    let requested = fed.json(&["case", "request-review", &id]);
+    assert_eq!(requested["status"], "review_requested");
+    verified(&fed);
+    let at_county = fed.json(&["query", "--as", "530602", "--office", "530602"]);
+    let reviews: Vec<&Value> = at_county["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "review")
+        .collect();
+    assert_eq!(reviews.len(), 1, "{at_county}");
+    let review = show(&fed, reviews[0]["case_id"].as_str().unwrap());
+    assert_eq!(review["office"], "530602");
+    assert_eq!(
+        review["kind"]["of"],
+        id.as_str(),
+        "linked to the original: {review}"
+    );
+    assert_eq!(review["petitioner_key"], requested["petitioner_key"]);
+    assert!(
+        review["deadlines"]["reply_by"].is_string(),
+        "a 30-day decision clock runs: {review}"
+    );
+}
+
+/// A case the city assigns to a county and the county returns is the city's again; the county
+/// keeps a forwarding stub.
+#[test]
+fn an_assignment_returned_by_the_county_comes_back_to_the_city() {
+    let fed = seven_offices();
+    let id = file(&fed, "5306", 2);
+    fed.ok(&["case", "assign", &id, "--to", "530621", "--due-days", "10"]);
+    verified(&fed);
+    assert_eq!(show(&fed, &id)["office"], "530621");
+    fed.ok(&[
+        "case",
+        "return",
+        &id,
+        "--reason",
+        "the matter belongs to the city's housing bureau",
+    ]);
+    verified(&fed);
+    let back = show(&fed, &id);
+    assert_eq!(back["office"], "5306");
+    assert_eq!(back["status"], "registered", "{back}");
+    let kinds = history_kinds(&back);
+    assert!(kinds.contains(&"returned".to_string()), "{kinds:?}");
+    // The city's own replica holds the owner's copy again, and the city can act on it.
+    let local = fed.json(&["case", "show", &id, "--replica", "1"]);
+    assert_eq!(local["office"], "5306");
+    fed.ok(&["case", "accept", &id]);
+}
+
+/// The city supervises a case a township transferred to its county; the holder answers; the
+/// answer is visible at the city.
+#[test]
+fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
+    let fed = seven_offices();
+    let id = file(&fed, "530602001", 3);
+    fed.ok(&["case", "transfer", &id, "--to", "530602"]);
+    verified(&fed);
+    let order = fed.json(&[
+        "supervise",
+        &id,
+        "--from",
+        "5306",
+        "--due-days",
+        "5",
+        "--text",
+        "report progress by Friday",
+    ]);
+    assert_eq!(order["to"], "530602");
+    verified(&fed);
+    assert_eq!(show(&fed, &id)["supervision"]["from"], "5306");
+    fed.ok(&[
+        "case",
+        "answer-supervision",
+        &id,
+        "--text",
+        "visited the site; repairs ordered",
+    ]);
+    verified(&fed);
+    let orders = fed.json(&["orders", "--office", "5306"]);
+    let answer = &orders["orders"][0]["answer"];
+    assert_eq!(
+        answer["text"], "visited the site; repairs ordered",
+        "{orders}"
+    );
+    assert_eq!(orders["orders"][0]["overdue"], false);
+    // Supervising upward or sideways is refused and changes nothing.
+    let refused = fed.fails(&[
+        "supervise",
+        &id,
+        "--from",
+        "530621",
+        "--due-days",
+        "5",
+        "--text",
+        "x",
+    ]);
+    assert!(refused.contains("descendants"), "{refused}");
+}
+
+/// Issue 3's partition drill: a township cut off keeps registering and transferring; after the
+/// heal every message is applied exactly once and the city's index holds every new case.
+#[test]
+fn a_partitioned_township_keeps_serving_and_converges_after_heal() {
+    let fed = seven_offices();
+    verified(&fed);
+    fed.ok(&["drill", "partition", "--office", "530602001"]);
+    let mut township: Vec<String> = (100..150).map(|n| file(&fed, "530602001", n)).collect();
+    let transfers: Vec<String> = (150..160).map(|n| file(&fed, "530602001", n)).collect();
+    for id in &transfers {
+        let moving = fed.json(&["case", "transfer", id, "--to", "530602"]);
+        assert_eq!(
+            moving["status"], "in_transit",
+            "acknowledged locally, queued across the cut"
+        );
+    }
+    township.extend(transfers.iter().cloned());
+    let county: Vec<String> = (160..180).map(|n| file(&fed, "530602", n)).collect();
+    let status = fed.json(&["status"]);
+    let cut = status["offices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["code"] == "530602001")
+        .unwrap()
+        .clone();
+    assert!(
+        cut["outbox_pending"].as_u64().unwrap() >= 70,
+        "messages wait in the outbox: {cut}"
+    );
+    let blocked = fed.run(&["verify", "--json"]);
+    assert!(
+        !blocked.status.success(),
+        "verify must see the queued messages while cut"
+    );
+
+    fed.ok(&["drill", "heal"]);
+    let report = verified(&fed);
+    assert!(report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["ok"] == true));
+    for id in &transfers {
+        let case = show(&fed, id);
+        assert_eq!(case["office"], "530602", "{id} owned by the county");
+        let received = history_kinds(&case)
+            .iter()
+            .filter(|k| *k == "received")
+            .count();
+        assert_eq!(received, 1, "{id} applied exactly once: {case}");
+    }
+    let index = fed.json(&["query", "--as", "5306", "--limit", "1000"]);
+    let ids: Vec<&str> = index["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["case_id"].as_str().unwrap())
+        .collect();
+    for id in township.iter().chain(county.iter()) {
+        assert!(ids.contains(&id.as_str()), "the city's index lacks {id}");
+    }
+    assert_eq!(township.len() + county.len(), 80);
+}
