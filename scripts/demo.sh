@@ -31,7 +31,7 @@ say "handle the first: accept, extend, reply, evaluate"
 "$LD" --dir "$DIR" case extend "${IDS[0]}" --days 15 --reason "site survey needed" >/dev/null
 "$LD" --dir "$DIR" case reply "${IDS[0]}" --opinion support --text "Repairs ordered" >/dev/null
 "$LD" --dir "$DIR" case evaluate "${IDS[0]}" --satisfaction satisfied
-say "a statute violation is refused (accept twice is fine once; reply before acceptance is not)"
+say "a statute violation is refused: replying before acceptance"
 "$LD" --dir "$DIR" case reply "${IDS[1]}" --opinion support --text "too early" || true
 
 say "SIGKILL the leader"
