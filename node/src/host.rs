@@ -32,6 +32,7 @@ use crate::raft::types::{NodeInfo, Operation, Raft};
 use crate::replica::{Replica, Replicas};
 use crate::store::keys::sm;
 use crate::store::{HostDb, LogStore, StateMachineStore};
+use crate::tls::TlsFiles;
 
 /// Raft timing, sized for loopback and LAN links (election timeout well above 10x the append
 /// latency, openraft's FAQ), short enough that a leader's loss is repaired in well under a second.
@@ -92,6 +93,11 @@ pub async fn terminated() {
     }
 }
 
+/// Where a federation keeps its CA and host certificates: `pki/` beside the manifest.
+pub fn pki_dir(manifest: &Path) -> std::path::PathBuf {
+    manifest.parent().unwrap_or(Path::new(".")).join("pki")
+}
+
 /// Runs the host named in `config_path` until `shutdown` resolves.
 pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let config = HostConfig::load(config_path)?;
@@ -113,7 +119,15 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         manifest.time_scale,
         skew_ms,
     ));
-    let transport = Transport::default();
+    let pki_dir = pki_dir(&config.manifest);
+    let tls = TlsFiles::load(&pki_dir, &host.name).with_context(|| {
+        format!(
+            "loading host {}'s certificate from {}",
+            host.name,
+            pki_dir.display()
+        )
+    })?;
+    let transport = Transport::with_tls(crate::tls::client_config(&tls));
     let replicas = Replicas::new(start_replicas(&manifest, &host, &db, &clock, &transport).await?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -124,6 +138,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         .await
         .with_context(|| format!("binding {}", host.api_addr))?;
     let raft_server = tonic::transport::Server::builder()
+        .tls_config(crate::tls::server_config(&tls))?
         .add_service(
             RaftTransportServer::new(RaftService {
                 replicas: replicas.clone(),
@@ -136,6 +151,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let faults = Faults::default();
     faults.set(FaultSpec::load(&config.log_dir));
     let api_server = tonic::transport::Server::builder()
+        .tls_config(crate::tls::server_config(&tls))?
         .add_service(CasesServer::new(CaseService {
             replicas: replicas.clone(),
             transport: transport.clone(),
@@ -149,7 +165,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
                 replicas: replicas.clone(),
                 directory: directory.clone(),
                 faults: faults.clone(),
-                check_peer: false,
+                check_peer: true,
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),

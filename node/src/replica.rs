@@ -46,11 +46,7 @@ impl Replica {
     /// Proposes `op`, stamped with this host's clock, and waits until it is committed on a
     /// quorum (each replica's log synced) and applied here.
     pub async fn write(&self, op: Operation) -> Result<Written, ReplicaError> {
-        let floor = self
-            .state_machine
-            .applied()
-            .map(|applied| applied.last_at)
-            .unwrap_or(0);
+        let floor = self.state_machine.last_at();
         let request = Request {
             at: self.clock.stamp(floor),
             op,

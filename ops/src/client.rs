@@ -26,9 +26,39 @@ pub struct Federation {
     pub manifest: Manifest,
 }
 
+/// The name of the command line's own certificate (it names no office: it speaks for none).
+pub const CLI_IDENTITY: &str = "liandong";
+/// Certificates issued at `federation init` are valid this long.
+pub const CERT_VALIDITY_DAYS: u32 = 825;
+
+/// The command line's TLS identity, loaded once per process by [`Federation::open`].
+static TLS: std::sync::OnceLock<tonic::transport::ClientTlsConfig> = std::sync::OnceLock::new();
+
+/// Loads the command line's certificate from a federation's `pki/` folder for every channel.
+pub fn use_federation_tls(layout: &Layout) -> anyhow::Result<()> {
+    if TLS.get().is_some() {
+        return Ok(());
+    }
+    let dir = liandong_node::host::pki_dir(&layout.manifest());
+    let files = liandong_node::tls::TlsFiles::load(&dir, CLI_IDENTITY).map_err(|e| {
+        anyhow::anyhow!(
+            "loading the command line's certificate from {}: {e}",
+            dir.display()
+        )
+    })?;
+    let _ = TLS.set(liandong_node::tls::client_config(&files));
+    Ok(())
+}
+
 pub async fn channel(addr: &str) -> Result<Channel, Status> {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Status::invalid_argument(e.to_string()))?
+    let endpoint = match TLS.get() {
+        Some(tls) => Endpoint::from_shared(liandong_node::tls::https_uri(addr))
+            .and_then(|endpoint| endpoint.tls_config(tls.clone()))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?,
+        None => Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?,
+    };
+    endpoint
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
         .tcp_nodelay(true)
         .connect()
@@ -47,6 +77,7 @@ pub fn retryable(status: &Status) -> bool {
 impl Federation {
     pub fn open(layout: Layout) -> anyhow::Result<Federation> {
         let manifest = layout.load_manifest()?;
+        use_federation_tls(&layout)?;
         Ok(Federation { layout, manifest })
     }
 

@@ -84,6 +84,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
     let root = std::fs::canonicalize(layout.root())?;
     let layout = Layout::new(&root);
     manifest.save(&layout.manifest())?;
+    issue_certificates(&layout, &manifest)?;
     for host in &manifest.hosts {
         let config = HostConfig {
             host: host.name.clone(),
@@ -114,6 +115,23 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
         root.display()
     );
     Ok(Report::new(json, text))
+}
+
+/// The federation CA and one certificate per host naming the offices it carries, plus the
+/// command line's own (naming none), all under `DIR/pki/`.
+fn issue_certificates(layout: &Layout, manifest: &Manifest) -> anyhow::Result<()> {
+    use liandong_node::tls::Pki;
+    let dir = liandong_node::host::pki_dir(&layout.manifest());
+    let pki = Pki::generate(&format!("liandong-{}", manifest.region))?;
+    pki.write(&dir)?;
+    let days = crate::client::CERT_VALIDITY_DAYS;
+    for host in &manifest.hosts {
+        pki.issue_host(&host.name, &host.offices, days)?
+            .write(&dir, &host.name)?;
+    }
+    pki.issue_host(crate::client::CLI_IDENTITY, &[], days)?
+        .write(&dir, crate::client::CLI_IDENTITY)?;
+    Ok(())
 }
 
 async fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<Report> {

@@ -13,6 +13,8 @@ use liandong_domain::{
     Registration, ReviewLevel, Status,
 };
 use liandong_node::manifest::Manifest;
+use liandong_node::tls::{self, Pki, TlsFiles};
+use tonic::transport::Endpoint;
 use tonic::Code;
 
 fn code(text: &str) -> OfficeCode {
@@ -71,21 +73,40 @@ impl Link<'_> {
             sent_at: 0,
             body,
         };
-        self.send(
-            DeliverRequest {
-                from: from.into(),
-                to: to.into(),
-                envelopes: vec![(&envelope).into()],
-            },
-            to,
-        )
-        .await
+        let request = DeliverRequest {
+            from: from.into(),
+            to: to.into(),
+            envelopes: vec![(&envelope).into()],
+        };
+        self.send(request, to, from).await
+    }
+
+    /// A channel presenting a certificate from the federation's CA that names `speaks_for`.
+    async fn channel(&self, addr: &str, speaks_for: &str) -> tonic::transport::Channel {
+        let pki = Pki::load(&self.fed.dir.join("pki")).unwrap();
+        let offices: Vec<String> = speaks_for
+            .parse::<OfficeCode>()
+            .map(|c| vec![c.to_string()])
+            .unwrap_or_default();
+        let identity = pki.issue_host("tester", &offices, 1).unwrap();
+        let files = TlsFiles {
+            ca_pem: pki.ca_cert_pem.clone(),
+            identity,
+        };
+        Endpoint::from_shared(tls::https_uri(addr))
+            .unwrap()
+            .tls_config(tls::client_config(&files))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     async fn send(
         &self,
         request: DeliverRequest,
         host_of: &str,
+        speaks_for: &str,
     ) -> Result<DeliverReply, tonic::Status> {
         let office = self
             .manifest
@@ -95,7 +116,7 @@ impl Link<'_> {
         let mut last = tonic::Status::unavailable("no host");
         for member in &self.manifest.office(&office).unwrap().members {
             let addr = &self.manifest.host(&member.host).unwrap().api_addr;
-            let channel = liandong_ops::client::channel(addr).await?;
+            let channel = self.channel(addr, speaks_for).await;
             match FederationClient::new(channel)
                 .deliver(request.clone())
                 .await
@@ -262,9 +283,19 @@ async fn forbidden_messages_are_refused_and_change_nothing() {
         envelopes: vec![(&envelope).into()],
     };
     assert_eq!(
-        link.send(misaddressed, "530602").await.unwrap_err().code(),
+        link.send(misaddressed.clone(), "530602", "5306")
+            .await
+            .unwrap_err()
+            .code(),
         Code::InvalidArgument
     );
+
+    // A peer may speak only for the offices its certificate names.
+    let impostor = link
+        .send(misaddressed, "530602", "530621")
+        .await
+        .unwrap_err();
+    assert_eq!(impostor.code(), Code::PermissionDenied, "{impostor:?}");
 
     assert_eq!(
         link.county_cases(),

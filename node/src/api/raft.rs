@@ -15,6 +15,18 @@ pub struct RaftService {
 }
 
 impl RaftService {
+    /// The replica addressed, once the peer's certificate shows it carries the same office.
+    fn raft_for_peer(&self, request: &Request<RaftRequest>) -> Result<Raft, Status> {
+        let peer = crate::tls::peer_offices(request)?;
+        let office = &request.get_ref().office;
+        if !peer.speaks_for(office) {
+            return Err(Status::permission_denied(format!(
+                "the peer's certificate does not name office {office}: only its replicas replicate it"
+            )));
+        }
+        self.raft_for(request.get_ref())
+    }
+
     fn raft_for(&self, request: &RaftRequest) -> Result<Raft, Status> {
         let office: OfficeCode = request.office.parse().map_err(|e| {
             Status::invalid_argument(format!("bad office code {:?}: {e}", request.office))
@@ -57,14 +69,14 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
+        let raft = self.raft_for_peer(&request)?;
         let request = request.into_inner();
-        let raft = self.raft_for(&request)?;
         reply(raft.append_entries(decode(&request.payload)?).await)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let raft = self.raft_for_peer(&request)?;
         let request = request.into_inner();
-        let raft = self.raft_for(&request)?;
         reply(raft.vote(decode(&request.payload)?).await)
     }
 
@@ -72,8 +84,8 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<RaftRequest>,
     ) -> Result<Response<RaftReply>, Status> {
+        let raft = self.raft_for_peer(&request)?;
         let request = request.into_inner();
-        let raft = self.raft_for(&request)?;
         reply(raft.install_snapshot(decode(&request.payload)?).await)
     }
 }

@@ -24,13 +24,23 @@ pub const CONNECT_TIMEOUT_MS: u64 = 500;
 /// The pause before retrying an unreachable replica (openraft's backoff).
 pub const UNREACHABLE_BACKOFF_MS: u64 = 200;
 
-/// Connections of one host to the others, by address.
+/// Connections of one host to the others, by address, over mutual TLS when `tls` is set.
 #[derive(Clone, Default)]
 pub struct Transport {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Transport {
+    /// A transport whose connections present this host's certificate and trust only the
+    /// federation CA.
+    pub fn with_tls(tls: tonic::transport::ClientTlsConfig) -> Transport {
+        Transport {
+            channels: Arc::default(),
+            tls: Some(tls),
+        }
+    }
+
     /// A lazily connecting channel to `addr`; the same one for every caller.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut channels = self
@@ -40,7 +50,13 @@ impl Transport {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        let endpoint = match &self.tls {
+            Some(tls) => {
+                Endpoint::from_shared(crate::tls::https_uri(addr))?.tls_config(tls.clone())?
+            }
+            None => Endpoint::from_shared(format!("http://{addr}"))?,
+        };
+        let channel = endpoint
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -51,6 +51,9 @@ pub struct StateMachineStore {
     office: OfficeCode,
     context: Arc<ApplyContext>,
     prefix: Vec<u8>,
+    /// The applied state's clock, cached: every write's stamp must follow it, and reading it
+    /// from RocksDB on every write costs a get and a decode.
+    last_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl StateMachineStore {
@@ -68,12 +71,24 @@ impl StateMachineStore {
             secret,
             calendar,
         });
-        StateMachineStore {
+        let store = StateMachineStore {
             db,
             office,
             context,
             prefix,
+            last_at: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        };
+        if let Ok(applied) = store.applied() {
+            store
+                .last_at
+                .store(applied.last_at, std::sync::atomic::Ordering::SeqCst);
         }
+        store
+    }
+
+    /// The greatest stamped time applied so far.
+    pub fn last_at(&self) -> Millis {
+        self.last_at.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn office(&self) -> &OfficeCode {
@@ -227,6 +242,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let batch = txn.into_batch();
         // The raft log is already synced; the state machine rides the same WAL unsynced.
         blocking(|| self.db.raw().write(batch)).map_err(write_err)?;
+        self.last_at
+            .fetch_max(state.last_at, std::sync::atomic::Ordering::SeqCst);
         Ok(responses)
     }
 
