@@ -5,6 +5,10 @@
 //!
 //! The hosts are started by `liandong-node` found beside `target/<profile>/liandong`
 //! (`cargo build --workspace --bins` first), or named by `LIANDONG_NODE_BIN`.
+//!
+//! Connections go through `liandong_ops::client::channel`, so they speak whatever the command
+//! line speaks (mutual TLS with its certificate). That TLS identity is process-wide: run one
+//! federation per test binary (each chaos test is its own file).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -137,6 +141,9 @@ impl Cluster {
             }
         }
         let manifest = manifest.ok_or_else(|| anyhow!("no free port range found"))?;
+        // The officer clients below connect as the command line does (its certificate, when the
+        // federation speaks TLS). That identity is per process: one federation per test binary.
+        liandong_ops::client::use_federation_tls(&liandong_ops::layout::Layout::new(&dir))?;
         let cluster = Cluster {
             dir,
             manifest,
@@ -301,7 +308,7 @@ impl Cluster {
         let request = ShowRequest {
             case_id: case_id.to_string(),
             consistency: Consistency::Local as i32,
-            hops: 0,
+            ..ShowRequest::default()
         };
         match client.show(request).await {
             Ok(reply) => Ok(Some(reply.into_inner().case_document)),

@@ -273,7 +273,7 @@ impl Connections {
     }
 }
 
-fn act_request(case_id: &str, command: Command, request_id: String) -> ActRequest {
+fn act_request(office: &str, case_id: &str, command: Command, request_id: String) -> ActRequest {
     let officer = "handler".to_string();
     let command = match command {
         Command::Accept => case_command::Command::Accept(v1::Accept { officer }),
@@ -299,6 +299,8 @@ fn act_request(case_id: &str, command: Command, request_id: String) -> ActReques
         }),
         hops: 0,
         request_id,
+        office: office.to_string(),
+        ..ActRequest::default()
     }
 }
 
@@ -318,7 +320,7 @@ pub async fn read(
     let request = ShowRequest {
         case_id: case_id.to_string(),
         consistency: Consistency::Linearizable as i32,
-        hops: 0,
+        ..ShowRequest::default()
     };
     let outcome = connections
         .call(|mut client| async move { client.show(request).await })
@@ -375,6 +377,7 @@ impl Client {
             registration: Some(liandong_ops::sample::registration(n)),
             hops: 0,
             request_id: request_id.to_string(),
+            ..FileRequest::default()
         };
         let outcome = self
             .connections
@@ -465,7 +468,7 @@ impl Client {
                 command,
             },
         );
-        let request = act_request(case_id, command, request_id);
+        let request = act_request(&self.shared.config.office, case_id, command, request_id);
         let outcome = self
             .connections
             .call(|mut client| async move { client.act(request).await })
