@@ -9,9 +9,12 @@ use common::{heal_and_check, ms_summary, seed, start, start_workload, wait_for_h
 use serde_json::json;
 
 /// Leader kills per run.
-const KILLS: usize = 4;
-/// Operations the history must hold before healing (final reads come on top).
-const MIN_OPERATIONS: usize = 2_500;
+const KILLS: usize = 8;
+/// Operations the history should hold before healing, if the time budget allows (final reads
+/// come on top)...
+const TARGET_OPERATIONS: usize = 10_000;
+/// ...and must hold in any case.
+const MIN_OPERATIONS: usize = 2_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_repeatedly_loses_nothing() {
@@ -62,6 +65,7 @@ async fn killing_the_leader_repeatedly_loses_nothing() {
             .wait_for_more_ops(250, Duration::from_secs(30))
             .await;
     }
+    wait_for_history(&recorder, TARGET_OPERATIONS, Duration::from_secs(40)).await;
     assert!(
         wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
         "only {} operations in the history",

@@ -8,9 +8,13 @@ use chaos_tests::cluster::Target;
 use common::{heal_and_check, ms_summary, seed, start, start_workload, wait_for_history, OFFICE};
 use serde_json::json;
 
-const PAUSES: usize = 3;
+const PAUSES: usize = 4;
 const PAUSE: Duration = Duration::from_secs(2);
-const MIN_OPERATIONS: usize = 2_500;
+/// Operations the history should hold before healing, if the time budget allows (final reads
+/// come on top)...
+const TARGET_OPERATIONS: usize = 6_000;
+/// ...and must hold in any case.
+const MIN_OPERATIONS: usize = 2_000;
 
 async fn term(cluster: &chaos_tests::cluster::Cluster) -> u64 {
     let status = cluster.status().await.expect("status");
@@ -84,6 +88,7 @@ async fn a_paused_leader_is_replaced_and_rejoins() {
             .wait_for_more_ops(300, Duration::from_secs(30))
             .await;
     }
+    wait_for_history(&recorder, TARGET_OPERATIONS, Duration::from_secs(40)).await;
     assert!(
         wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
         "only {} operations in the history",

@@ -8,7 +8,11 @@ use chaos_tests::cluster::Target;
 use common::{heal_and_check, ms_summary, seed, start, start_workload, wait_for_history, OFFICE};
 use serde_json::json;
 
-const CRASHES: usize = 2;
+const CRASHES: usize = 3;
+/// Operations the history should hold before healing, if the time budget allows (final reads
+/// come on top)...
+const TARGET_OPERATIONS: usize = 6_000;
+/// ...and must hold in any case.
 const MIN_OPERATIONS: usize = 2_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,6 +62,7 @@ async fn every_acknowledged_write_survives_a_whole_office_crash() {
             .wait_for_more_ops(400, Duration::from_secs(30))
             .await;
     }
+    wait_for_history(&recorder, TARGET_OPERATIONS, Duration::from_secs(40)).await;
     assert!(
         wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
         "only {} operations in the history",

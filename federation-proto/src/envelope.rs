@@ -37,6 +37,8 @@ impl From<&Summary> for v1::IndexUpdate {
             kind: summary.kind.clone(),
             registered_ms: summary.registered_at,
             version: summary.version,
+            grade: summary.grade.clone(),
+            repeat_of: None,
         }
     }
 }
@@ -57,6 +59,7 @@ impl TryFrom<v1::IndexUpdate> for Summary {
             registered_at: proto.registered_ms,
             changed_at: proto.changed_ms,
             version: proto.version,
+            grade: proto.grade,
         })
     }
 }

@@ -16,29 +16,27 @@ pub const NODE_BIN_ENV: &str = "LIANDONG_NODE_BIN";
 /// How long `down` waits for a host to finish its graceful shutdown before SIGKILL.
 pub const STOP_GRACE_MS: u64 = 10_000;
 
-/// The command that runs a host: `liandong-node` (named by the environment, or beside this
-/// program), else this very `liandong` program's hidden `node` subcommand.
+/// The command that runs a host: the program named by the environment; else this very
+/// `liandong` program's hidden `node` subcommand (the command line and its hosts are then always
+/// the same build); else a `liandong` or `liandong-node` beside this program (benchmarks and
+/// tests run from target/<profile>/ or its deps/); else `liandong-node` from PATH.
 pub fn node_command() -> (PathBuf, Vec<&'static str>) {
     if let Some(path) = std::env::var_os(NODE_BIN_ENV) {
         return (PathBuf::from(path), Vec::new());
     }
-    if let Ok(exe) = std::env::current_exe() {
-        let sibling = exe.with_file_name("liandong-node");
-        if sibling.exists() {
-            return (sibling, Vec::new());
+    let Ok(exe) = std::env::current_exe() else {
+        return (PathBuf::from("liandong-node"), Vec::new());
+    };
+    if exe.file_name().is_some_and(|name| name == "liandong") {
+        return (exe, vec!["node"]);
+    }
+    let dirs = [exe.parent(), exe.parent().and_then(Path::parent)];
+    for dir in dirs.into_iter().flatten() {
+        if dir.join("liandong").exists() {
+            return (dir.join("liandong"), vec!["node"]);
         }
-        // Integration tests and benches run from target/<profile>/deps.
-        if let Some(up) = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|dir| dir.join("liandong-node"))
-        {
-            if up.exists() {
-                return (up, Vec::new());
-            }
-        }
-        if exe.file_name().is_some_and(|name| name == "liandong") {
-            return (exe, vec!["node"]);
+        if dir.join("liandong-node").exists() {
+            return (dir.join("liandong-node"), Vec::new());
         }
     }
     (PathBuf::from("liandong-node"), Vec::new())

@@ -212,6 +212,8 @@ pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
         "petitioner_key": summary.petitioner_key,
         "location": summary.location,
         "overdue": summary.overdue,
+        "grade": summary.grade,
+        "repeat_of": summary.repeat_of,
         "registered_at": format_rfc3339(summary.registered_ms),
         "changed_at": format_rfc3339(summary.changed_ms),
     })

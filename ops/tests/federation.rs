@@ -252,3 +252,71 @@ fn a_partitioned_township_keeps_serving_and_converges_after_heal() {
     }
     assert_eq!(township.len() + county.len(), 80);
 }
+
+fn file_matter(
+    fed: &Fed,
+    office: &str,
+    petitioner: &str,
+    category: &str,
+    location: &str,
+) -> String {
+    let case = fed.json(&[
+        "case",
+        "file",
+        "--office",
+        office,
+        "--channel",
+        "visit",
+        "--petitioner-id",
+        petitioner,
+        "--name",
+        "吴九",
+        "--category",
+        category,
+        "--summary",
+        "the same matter",
+        "--location",
+        location,
+    ]);
+    case["case_id"].as_str().unwrap().to_string()
+}
+
+/// A petitioner registered at a cut-off township and, meanwhile, as a walk-in at its county: after
+/// the heal the city sees one matter, the earlier case primary, the later linked to it.
+#[test]
+fn repeat_petitions_on_both_sides_of_a_partition_are_linked_after_heal() {
+    let fed = seven_offices();
+    let petitioner = id_number(77);
+    fed.ok(&["drill", "partition", "--office", "530602001"]);
+    let first = file_matter(&fed, "530602001", &petitioner, "housing", "530602001");
+    let second = file_matter(&fed, "530602", &petitioner, "housing", "530602001");
+    let unrelated = file_matter(&fed, "530602", &petitioner, "labour", "530602001");
+    fed.ok(&["drill", "heal"]);
+    verified(&fed);
+    for office in ["5306", "530602"] {
+        let view = fed.json(&["query", "--as", office]);
+        let cases = view["cases"].as_array().unwrap();
+        let find = |id: &str| {
+            cases
+                .iter()
+                .find(|c| c["case_id"] == id)
+                .unwrap_or_else(|| panic!("{id} missing at {office}: {view}"))
+                .clone()
+        };
+        assert_eq!(
+            find(&first)["repeat_of"],
+            Value::Null,
+            "the earlier case is primary"
+        );
+        assert_eq!(
+            find(&second)["repeat_of"],
+            first.as_str(),
+            "linked to the primary at {office}"
+        );
+        assert_eq!(
+            find(&unrelated)["repeat_of"],
+            Value::Null,
+            "another matter is not a repeat"
+        );
+    }
+}

@@ -51,7 +51,13 @@ fn stamp(case: &Value, kind: &str) -> anyhow::Result<i64> {
 async fn linked(dir: &std::path::Path, office: &str, original: &str) -> anyhow::Result<Value> {
     let start = Instant::now();
     loop {
-        let found = liandong(dir, &["query", "--as", office, "--office", office, "--limit", "10000"]).await?;
+        let found = liandong(
+            dir,
+            &[
+                "query", "--as", office, "--office", office, "--limit", "10000",
+            ],
+        )
+        .await?;
         for summary in found["cases"].as_array().into_iter().flatten() {
             if summary["kind"] == "original" {
                 continue;
@@ -71,7 +77,19 @@ async fn linked(dir: &std::path::Path, office: &str, original: &str) -> anyhow::
 
 async fn handle(dir: &std::path::Path, id: &str) -> anyhow::Result<()> {
     liandong(dir, &["case", "accept", id]).await?;
-    liandong(dir, &["case", "reply", id, "--opinion", "explain", "--text", "decided"]).await?;
+    liandong(
+        dir,
+        &[
+            "case",
+            "reply",
+            id,
+            "--opinion",
+            "explain",
+            "--text",
+            "decided",
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -87,18 +105,40 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..args.reviews {
         let registration = sample::registration(n);
         let pid = registration.petitioner_id.clone();
-        let filed = liandong(&dir, &["case", "file", "--office", township, "--channel", "visit", "--petitioner-id", &pid, "--name", "bench", "--category", "land", "--summary", "review bench"]).await?;
+        let filed = liandong(
+            &dir,
+            &[
+                "case",
+                "file",
+                "--office",
+                township,
+                "--channel",
+                "visit",
+                "--petitioner-id",
+                &pid,
+                "--name",
+                "bench",
+                "--category",
+                "land",
+                "--summary",
+                "review bench",
+            ],
+        )
+        .await?;
         let id = filed["case_id"].as_str().context("case id")?.to_string();
         handle(&dir, &id).await?;
         let requested = liandong(&dir, &["case", "request-review", &id]).await?;
         let review = linked(&dir, county, &id).await?;
-        let micros = (stamp(&review, "registered")? - stamp(&requested, "review_requested")?).max(0) * 1000;
+        let micros =
+            (stamp(&review, "registered")? - stamp(&requested, "review_requested")?).max(0) * 1000;
         to_county.record(micros.max(1) as u64)?;
         let review_id = review["case_id"].as_str().context("review id")?.to_string();
         handle(&dir, &review_id).await?;
         let escalated = liandong(&dir, &["case", "request-review", &review_id]).await?;
         let re_review = linked(&dir, "5306", &review_id).await?;
-        let micros = (stamp(&re_review, "registered")? - stamp(&escalated, "review_requested")?).max(0) * 1000;
+        let micros = (stamp(&re_review, "registered")? - stamp(&escalated, "review_requested")?)
+            .max(0)
+            * 1000;
         to_city.record(micros.max(1) as u64)?;
     }
     println!("review township -> county: {}", latency_json(&to_county));
@@ -107,7 +147,15 @@ async fn main() -> anyhow::Result<()> {
     // Heal: queue messages behind a partition, then time the drain.
     liandong(&dir, &["drill", "partition", "--office", township]).await?;
     let manifest = liandong_node::manifest::Manifest::load(&dir.join("manifest.json"))?;
-    let addrs: Vec<String> = manifest.offices.iter().find(|o| o.code == township).context("township")?.members.iter().filter_map(|m| manifest.host(&m.host).map(|h| h.api_addr.clone())).collect();
+    let addrs: Vec<String> = manifest
+        .offices
+        .iter()
+        .find(|o| o.code == township)
+        .context("township")?
+        .members
+        .iter()
+        .filter_map(|m| manifest.host(&m.host).map(|h| h.api_addr.clone()))
+        .collect();
     let per_client = args.queued.div_ceil(args.clients);
     let mut tasks = Vec::new();
     for client in 0..args.clients {
@@ -117,12 +165,18 @@ async fn main() -> anyhow::Result<()> {
             let mut filed = 0;
             while filed < per_client {
                 let n = 1_000_000 + client * per_client + filed;
-                let Ok(channel) = liandong_ops::client::channel(&addrs[target % addrs.len()]).await else {
+                let Ok(channel) = liandong_ops::client::channel(&addrs[target % addrs.len()]).await
+                else {
                     target += 1;
                     continue;
                 };
                 let mut cases = CasesClient::new(channel);
-                let request = FileRequest { office: township.into(), registration: Some(sample::registration(n)), hops: 0, request_id: format!("heal-{n}") };
+                let request = FileRequest {
+                    office: township.into(),
+                    registration: Some(sample::registration(n)),
+                    hops: 0,
+                    request_id: format!("heal-{n}"),
+                };
                 match cases.file(request).await {
                     Ok(_) => filed += 1,
                     Err(_) => target += 1,
@@ -134,7 +188,13 @@ async fn main() -> anyhow::Result<()> {
         task.await?;
     }
     let status = liandong(&dir, &["status"]).await?;
-    let queued = status["offices"].as_array().into_iter().flatten().find(|o| o["code"] == township).map(|o| o["outbox_pending"].clone()).unwrap_or(Value::Null);
+    let queued = status["offices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["code"] == township)
+        .map(|o| o["outbox_pending"].clone())
+        .unwrap_or(Value::Null);
     let healed = Instant::now();
     liandong(&dir, &["drill", "heal"]).await?;
     loop {

@@ -73,6 +73,9 @@ pub struct Summary {
     pub changed_at: Millis,
     /// Length of the case's history when it changed: orders summaries of one case.
     pub version: u32,
+    /// A, B or C for major cases: a grade-A case reaches every ancestor (上报) with this mark.
+    #[serde(default)]
+    pub grade: Option<String>,
 }
 
 impl Summary {
@@ -97,7 +100,17 @@ impl Summary {
                 .map(|entry| entry.at)
                 .unwrap_or(case.registered_at),
             version: u32::try_from(case.history.len()).unwrap_or(u32::MAX),
+            grade: case.grade.as_ref().map(|info| format!("{:?}", info.grade)),
         }
+    }
+
+    /// Repeat petitions are the same petitioner on the same matter: key, category, location.
+    pub fn repeat_key(&self) -> (&str, &str, Option<&str>) {
+        (
+            &self.petitioner_key,
+            &self.category,
+            self.location.as_ref().map(OfficeCode::as_str),
+        )
     }
 
     /// A forwarding stub or a copy in transit is not the owner's truth.

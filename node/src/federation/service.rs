@@ -9,7 +9,7 @@ use std::sync::Arc;
 use federation_proto::v1::federation_server::Federation;
 use federation_proto::v1::{self, DeliverReply, DeliverRequest, QueryReply, QueryRequest};
 use liandong_domain::message::{Envelope, Summary};
-use liandong_domain::OfficeCode;
+use liandong_domain::{CaseId, OfficeCode};
 use tonic::{Request, Response, Status};
 
 use super::faults::Faults;
@@ -51,6 +51,36 @@ impl FederationService {
             )))
         }
     }
+}
+
+/// Repeat petitions among `summaries`: for every case that repeats an earlier one (same
+/// petitioner key, category and location), the primary, which is the earliest registered (ties:
+/// the smaller case id). Deterministic, so two offices that registered the same matter on
+/// either side of a partition agree on the primary once both summaries arrive.
+pub fn repeat_primaries(summaries: &[Summary]) -> std::collections::HashMap<CaseId, CaseId> {
+    let mut groups: std::collections::HashMap<_, Vec<&Summary>> = std::collections::HashMap::new();
+    for summary in summaries.iter().filter(|s| s.is_owner_copy()) {
+        groups
+            .entry(summary.repeat_key())
+            .or_default()
+            .push(summary);
+    }
+    let mut primaries = std::collections::HashMap::new();
+    for group in groups.values().filter(|group| group.len() > 1) {
+        let primary = group
+            .iter()
+            .min_by(|a, b| {
+                (a.registered_at, a.case_id.to_string())
+                    .cmp(&(b.registered_at, b.case_id.to_string()))
+            })
+            .map(|s| s.case_id.clone());
+        if let Some(primary) = primary {
+            for summary in group.iter().filter(|s| s.case_id != primary) {
+                primaries.insert(summary.case_id.clone(), primary.clone());
+            }
+        }
+    }
+    primaries
 }
 
 #[tonic::async_trait]
@@ -178,17 +208,24 @@ impl Federation for FederationService {
                 .scan_prefix(prefix, usize::MAX)
                 .map_err(|e| Status::internal(e.to_string()))
         };
-        let mut summaries: Vec<Summary> = Vec::new();
-        for (_, value) in read(sm::CASE)? {
-            if let Ok(case) = liandong_domain::Case::from_bytes(&value) {
-                summaries.push(Summary::of(&case));
-            }
-        }
+        // The index first, then this office's own cases: its own copy is the truth when both
+        // know a case (one transferred up from below, say).
+        let mut by_case: std::collections::BTreeMap<String, Summary> =
+            std::collections::BTreeMap::new();
         for (_, value) in read(state::INDEX)? {
             if let Ok(summary) = decode::<Summary>(&value) {
-                summaries.push(summary);
+                by_case.insert(summary.case_id.to_string(), summary);
             }
         }
+        for (_, value) in read(sm::CASE)? {
+            if let Ok(case) = liandong_domain::Case::from_bytes(&value) {
+                let summary = Summary::of(&case);
+                if summary.is_owner_copy() || !by_case.contains_key(&summary.case_id.to_string()) {
+                    by_case.insert(summary.case_id.to_string(), summary);
+                }
+            }
+        }
+        let summaries: Vec<Summary> = by_case.into_values().collect();
         let wanted = |s: &Summary| {
             s.is_owner_copy()
                 && narrow.as_ref().is_none_or(|code| s.owner == *code)
@@ -202,11 +239,16 @@ impl Federation for FederationService {
                     .is_none_or(|category| s.category == *category)
                 && (!request.overdue_only || s.overdue)
         };
+        let primaries = repeat_primaries(&summaries);
         let cases: Vec<v1::IndexUpdate> = summaries
             .iter()
             .filter(|s| wanted(s))
             .take(limit)
-            .map(Into::into)
+            .map(|summary| {
+                let mut proto: v1::IndexUpdate = summary.into();
+                proto.repeat_of = primaries.get(&summary.case_id).map(ToString::to_string);
+                proto
+            })
             .collect();
         Ok(Response::new(QueryReply {
             cases,
