@@ -320,6 +320,20 @@ pub enum DrillCommand {
     Partition(PartitionArgs),
     /// Remove every cut.
     Heal,
+    /// A scripted drill under load, with a report (JSON, and HTML under DIR/run/).
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// kill-leader-loop | partition-county | partition-flapping | pause-replica | rolling-restart-under-load
+    #[arg(long)]
+    pub scenario: String,
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Concurrent clients filing cases during the drill.
+    #[arg(long, default_value_t = 8)]
+    pub clients: u64,
 }
 
 #[derive(Args, Debug)]

@@ -479,6 +479,10 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
         DrillCommand::Resume(target) => ("resume", target),
         DrillCommand::Partition(args) => return partition(layout, Some(&args.office)),
         DrillCommand::Heal => return partition(layout, None),
+        DrillCommand::Run(args) => {
+            return crate::drill_run::run(federation, &args.scenario, args.seconds, args.clients)
+                .await
+        }
     };
     let hosts = drill_hosts(&federation, target, verb).await?;
     let mut done = Vec::new();
@@ -639,6 +643,21 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
 }
 
 fn partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Report> {
+    let cut = set_partition(layout, office)?;
+    // Hosts re-read the fault file every 100 ms: return once every one has seen it.
+    std::thread::sleep(Duration::from_millis(
+        3 * liandong_node::federation::faults::FAULTS_POLL_MS,
+    ));
+    let text = if cut.is_empty() {
+        "every link healed".to_string()
+    } else {
+        format!("cut off: {}", cut.join(", "))
+    };
+    Ok(Report::new(json!({ "partitioned": cut }), text))
+}
+
+/// Cuts `office` off every other office (None: heals every cut); returns the offices cut now.
+pub fn set_partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Vec<String>> {
     let manifest = layout.load_manifest()?;
     let mut spec = liandong_node::federation::faults::FaultSpec::load(&layout.run_dir());
     match office {
@@ -652,23 +671,7 @@ fn partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Report> {
     }
     std::fs::create_dir_all(layout.run_dir())?;
     spec.save(&layout.run_dir())?;
-    // Hosts re-read the fault file every 100 ms: wait until every one has seen it.
-    std::thread::sleep(Duration::from_millis(
-        3 * liandong_node::federation::faults::FAULTS_POLL_MS,
-    ));
-    let cut: Vec<&String> = spec.partitioned.iter().collect();
-    let text = if cut.is_empty() {
-        "every link healed".to_string()
-    } else {
-        format!(
-            "cut off: {}",
-            cut.iter()
-                .map(|c| c.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    Ok(Report::new(json!({"partitioned": cut}), text))
+    Ok(spec.partitioned.iter().cloned().collect())
 }
 
 fn signal_host(layout: &Layout, host: &str, signal: i32) -> anyhow::Result<Option<i32>> {

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod drill_run;
 pub mod layout;
 pub mod process;
 pub mod sample;

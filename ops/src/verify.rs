@@ -161,7 +161,7 @@ pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
     })
 }
 
-/// 2. At most one office can mutate a case; every forwarding chain ends at one owner.
+/// Invariant 2: at most one office can mutate a case; every forwarding chain ends at one owner.
 fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
     let mut check = Check::new("single_owner");
     let mut copies: HashMap<String, Vec<(&str, &Status)>> = HashMap::new();
@@ -209,8 +209,8 @@ fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
     check
 }
 
-/// 3. After quiescence every outbox is empty, and each link's receiver applied exactly the
-/// messages its sender sent, once each.
+/// Invariant 3: after quiescence every outbox is empty, and each link's receiver applied
+/// exactly the messages its sender sent, once each.
 fn exactly_once(best: &BTreeMap<String, &Dump>) -> Check {
     let mut check = Check::new("exactly_once");
     for dump in best.values() {
@@ -242,7 +242,7 @@ fn exactly_once(best: &BTreeMap<String, &Dump>) -> Check {
     check
 }
 
-/// 5. Every ancestor's index equals the owners' truth for its subtree.
+/// Invariant 5: every ancestor's index equals the owners' truth for its subtree.
 fn convergence(federation: &Federation, best: &BTreeMap<String, &Dump>) -> Check {
     let mut check = Check::new("convergence");
     let owners: Vec<Summary> = best
@@ -297,8 +297,8 @@ fn convergence(federation: &Federation, best: &BTreeMap<String, &Dump>) -> Check
     check
 }
 
-/// 7. Every case history's hash chain verifies; replicas of an office agree on the state hash
-/// at the same applied index.
+/// Invariant 7: every case history's hash chain verifies; replicas of an office agree on the
+/// state hash at the same applied index.
 fn integrity(dumps: &[Dump]) -> Check {
     let mut check = Check::new("integrity");
     for dump in dumps {
