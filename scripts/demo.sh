@@ -39,11 +39,11 @@ say "SIGKILL the leader"
 say "file two more while it is down"
 for n in 4 5; do
   "$LD" --dir "$DIR" case file --office 5306 --channel phone --petitioner-id 530602198001010012 \
-    --name "Petitioner $n" --category labour --summary "Filed during failover $n" | head -1
+    --name "Petitioner $n" --category labour --summary "Filed during failover $n"
 done
 say "restart it; every case is still there"
 "$LD" --dir "$DIR" drill restart --office 5306
-for id in "${IDS[@]}"; do "$LD" --dir "$DIR" case show "$id" | head -1; done
+for id in "${IDS[@]}"; do "$LD" --dir "$DIR" --json case show "$id" | sed 's/.*"case_id":"\([^"]*\)".*"status":"\([^"]*\)".*/\1 \2/'; done
 "$LD" --dir "$DIR" case show "${IDS[0]}"
 sleep 1
 "$LD" --dir "$DIR" status

@@ -489,6 +489,7 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
     for (replica, host) in hosts {
         let pid = match verb {
             "kill" => process::kill_host(layout, &host)?,
+            "restart" if process::running_pid(layout, &host).is_some() => continue,
             "restart" => Some(process::start_host(layout, &host, &[])?),
             "pause" => signal_host(layout, &host, libc::SIGSTOP)?,
             _ => signal_host(layout, &host, libc::SIGCONT)?,

@@ -1,5 +1,7 @@
 //! liandong: parses flags, runs the command, prints its report. Errors are one line on stderr.
 
+use std::io::Write;
+
 use clap::Parser;
 use liandong_ops::cli::Cli;
 
@@ -22,11 +24,10 @@ fn main() {
     };
     match runtime.block_on(liandong_ops::commands::run(cli)) {
         Ok(report) => {
-            if json {
-                println!("{}", report.json);
-            } else {
-                println!("{}", report.text);
-            }
+            let text = if json { report.json.to_string() } else { report.text };
+            // A reader that stopped early (`| head`) is not an error of ours: never a panic.
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
             if !report.ok {
                 std::process::exit(1);
             }
