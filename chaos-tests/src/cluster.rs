@@ -13,6 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -93,6 +95,56 @@ pub struct FinalState {
 pub struct ReplicaCopies {
     pub status: Option<ReplicaStatus>,
     pub cases: BTreeMap<String, Result<Option<Vec<u8>>, String>>,
+}
+
+/// The office's replicas in a `status --json` document, and its leader.
+pub fn office_status(
+    status: &Value,
+    office: &str,
+) -> anyhow::Result<(Option<u64>, Vec<ReplicaStatus>)> {
+    let entry = status["offices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["code"] == office)
+        .ok_or_else(|| anyhow!("status shows no office {office}"))?;
+    let replicas = entry["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| ReplicaStatus {
+            id: r["id"].as_u64().unwrap_or(0),
+            host: r["host"].as_str().unwrap_or_default().to_string(),
+            alive: r["alive"] == true,
+            state: r["state"].as_str().map(str::to_string),
+            last_applied: r["last_applied"].as_u64(),
+            state_hash: r["state_hash"].as_str().map(str::to_string),
+            cases: r["cases"].as_u64(),
+        })
+        .collect();
+    Ok((entry["leader"].as_u64(), replicas))
+}
+
+/// (replica, last_applied, state_hash) of each replica that answered.
+fn live_sample(replicas: &[ReplicaStatus]) -> Vec<(u64, u64, String)> {
+    replicas
+        .iter()
+        .filter_map(|r| Some((r.id, r.last_applied?, r.state_hash.clone()?)))
+        .collect()
+}
+
+/// Status samples taken in the background while faults run: wherever two replicas report the same
+/// applied index, their state hashes must be equal (checked by `invariants::integrity`).
+pub struct StatusSampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Vec<(u64, u64, String)>>>,
+}
+
+impl StatusSampler {
+    pub async fn stop(self) -> Vec<Vec<(u64, u64, String)>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap_or_default()
+    }
 }
 
 /// A federation in a temporary folder; `down` on drop (paused hosts are resumed first).
@@ -190,28 +242,28 @@ impl Cluster {
         &self,
         office: &str,
     ) -> anyhow::Result<(Option<u64>, Vec<ReplicaStatus>)> {
-        let status = self.status().await?;
-        let entry = status["offices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|o| o["code"] == office)
-            .ok_or_else(|| anyhow!("status shows no office {office}"))?;
-        let replicas = entry["replicas"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| ReplicaStatus {
-                id: r["id"].as_u64().unwrap_or(0),
-                host: r["host"].as_str().unwrap_or_default().to_string(),
-                alive: r["alive"] == true,
-                state: r["state"].as_str().map(str::to_string),
-                last_applied: r["last_applied"].as_u64(),
-                state_hash: r["state_hash"].as_str().map(str::to_string),
-                cases: r["cases"].as_u64(),
-            })
-            .collect();
-        Ok((entry["leader"].as_u64(), replicas))
+        office_status(&self.status().await?, office)
+    }
+
+    /// Samples the office's status every `every` until stopped (see [`StatusSampler`]).
+    pub fn sample_status(&self, office: &str, every: Duration) -> StatusSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let dir = self.dir.clone();
+        let office = office.to_string();
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                if let Ok(status) = liandong(&dir, &["status"]).await {
+                    if let Ok((_, replicas)) = office_status(&status, &office) {
+                        samples.push(live_sample(&replicas));
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+            samples
+        });
+        StatusSampler { stop, task }
     }
 
     pub async fn leader(&self, office: &str) -> anyhow::Result<Option<u64>> {
@@ -273,16 +325,7 @@ impl Cluster {
         let mut samples = Vec::new();
         loop {
             if let Ok((leader, replicas)) = self.office_status(office).await {
-                let live: Vec<(u64, u64, String)> = replicas
-                    .iter()
-                    .filter_map(|r| {
-                        Some((
-                            r.id,
-                            r.last_applied?,
-                            r.state_hash.clone().unwrap_or_default(),
-                        ))
-                    })
-                    .collect();
+                let live = live_sample(&replicas);
                 let all_alive = live.len() == replicas.len();
                 let same = live
                     .windows(2)
@@ -315,6 +358,36 @@ impl Cluster {
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(status),
         }
+    }
+
+    /// Every replica's own copy of one case: (replica, Some(case) / None if it has none, or why
+    /// it could not answer).
+    pub async fn copies(
+        &self,
+        office: &str,
+        case_id: &str,
+    ) -> Vec<(u64, Result<Option<liandong_domain::Case>, String>)> {
+        let mut out = Vec::new();
+        for (replica, addr) in self.replicas(office) {
+            let copy = match liandong_ops::client::channel(&addr).await {
+                Err(status) => Err(status.message().to_string()),
+                Ok(channel) => match tokio::time::timeout(
+                    Duration::from_secs(10),
+                    Cluster::show_local(channel, case_id),
+                )
+                .await
+                {
+                    Err(_) => Err("no answer in 10 s".to_string()),
+                    Ok(Err(status)) => Err(status.message().to_string()),
+                    Ok(Ok(None)) => Ok(None),
+                    Ok(Ok(Some(document))) => liandong_domain::Case::from_bytes(&document)
+                        .map(Some)
+                        .map_err(|e| e.to_string()),
+                },
+            };
+            out.push((replica, copy));
+        }
+        out
     }
 
     /// Waits for the replicas to catch up, then reads every replica's copy of every case the

@@ -60,6 +60,9 @@ impl fmt::Display for Invariant {
     }
 }
 
+/// Case id -> replica -> that copy's history hashes (None: no such case; Err: no answer).
+type Chains<'a> = BTreeMap<&'a str, BTreeMap<u64, Result<Option<Vec<String>>, String>>>;
+
 /// Durability: every state a client saw survives on every replica.
 pub fn durability(history: &History, state: &FinalState) -> Invariant {
     let mut problems = Vec::new();
@@ -67,8 +70,7 @@ pub fn durability(history: &History, state: &FinalState) -> Invariant {
     let mut files = 0usize;
     let mut writes = 0usize;
     // Parse every copy once: case id -> replica -> hashes.
-    let mut hashes: BTreeMap<&str, BTreeMap<u64, Result<Option<Vec<String>>, String>>> =
-        BTreeMap::new();
+    let mut hashes: Chains<'_> = BTreeMap::new();
     for (replica, copies) in &state.replicas {
         for (id, copy) in &copies.cases {
             let parsed = match copy {
@@ -242,9 +244,13 @@ pub fn integrity(state: &FinalState) -> Invariant {
     }
     // State hashes: equal applied index, equal hash, in every sample.
     let mut disagreements = BTreeSet::new();
+    let mut compared = 0usize;
     for sample in &state.samples {
         for a in sample {
             for b in sample {
+                if a.0 < b.0 && a.1 == b.1 {
+                    compared += 1;
+                }
                 if a.0 < b.0 && a.1 == b.1 && a.2 != b.2 {
                     disagreements.insert(format!(
                         "replicas {} and {} at applied index {} have state hashes {} and {}",
@@ -277,7 +283,7 @@ pub fn integrity(state: &FinalState) -> Invariant {
         "integrity",
         problems,
         format!(
-            "{copies_checked} copies of {} cases verified; {} status samples agree; replicas at applied index {:?}",
+            "{copies_checked} copies of {} cases verified; state hashes compared {compared} times at equal applied indexes in {} status samples; replicas at applied index {:?}",
             cases.len(),
             state.samples.len(),
             indexes

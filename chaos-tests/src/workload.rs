@@ -297,7 +297,6 @@ fn act_request(office: &str, case_id: &str, command: Command, request_id: String
         command: Some(v1::CaseCommand {
             command: Some(command),
         }),
-        hops: 0,
         request_id,
         office: office.to_string(),
         ..ActRequest::default()
@@ -375,7 +374,6 @@ impl Client {
         let request = FileRequest {
             office: self.shared.config.office.clone(),
             registration: Some(liandong_ops::sample::registration(n)),
-            hops: 0,
             request_id: request_id.to_string(),
             ..FileRequest::default()
         };

@@ -20,7 +20,8 @@ const MIN_OPERATIONS: usize = 2_000;
 async fn killing_the_leader_repeatedly_loses_nothing() {
     let seed = seed();
     let cluster = start().await;
-    let (workload, recorder) = start_workload(&cluster, seed);
+    let running = start_workload(&cluster, seed);
+    let (workload, recorder) = (&running.workload, running.recorder.clone());
     assert!(
         workload
             .wait_for_more_ops(200, Duration::from_secs(30))
@@ -77,5 +78,5 @@ async fn killing_the_leader_repeatedly_loses_nothing() {
         "new_leader_ms": ms_summary(&elections),
         "first_writes_after_kill_ms": ms_summary(&write_gaps),
     });
-    heal_and_check("kill_leader", &cluster, workload, seed, figures).await;
+    heal_and_check("kill_leader", &cluster, running, seed, figures).await;
 }

@@ -25,7 +25,8 @@ async fn term(cluster: &chaos_tests::cluster::Cluster) -> u64 {
 async fn a_paused_leader_is_replaced_and_rejoins() {
     let seed = seed();
     let cluster = start().await;
-    let (workload, recorder) = start_workload(&cluster, seed);
+    let running = start_workload(&cluster, seed);
+    let (workload, recorder) = (&running.workload, running.recorder.clone());
     assert!(
         workload
             .wait_for_more_ops(200, Duration::from_secs(30))
@@ -106,5 +107,5 @@ async fn a_paused_leader_is_replaced_and_rejoins() {
         "first_write_after_pause_ms": ms_summary(&first_write_after_pause),
         "writes_acknowledged_while_paused": writes_while_paused,
     });
-    heal_and_check("pause_replica", &cluster, workload, seed, figures).await;
+    heal_and_check("pause_replica", &cluster, running, seed, figures).await;
 }

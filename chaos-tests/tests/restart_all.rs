@@ -19,7 +19,8 @@ const MIN_OPERATIONS: usize = 2_000;
 async fn every_acknowledged_write_survives_a_whole_office_crash() {
     let seed = seed();
     let cluster = start().await;
-    let (workload, recorder) = start_workload(&cluster, seed);
+    let running = start_workload(&cluster, seed);
+    let (workload, recorder) = (&running.workload, running.recorder.clone());
     assert!(
         workload
             .wait_for_more_ops(300, Duration::from_secs(30))
@@ -74,5 +75,5 @@ async fn every_acknowledged_write_survives_a_whole_office_crash() {
         "writes_acknowledged_before_each_crash": acknowledged_before_crash,
         "restart_to_first_writes_ms": ms_summary(&recoveries),
     });
-    heal_and_check("restart_all", &cluster, workload, seed, figures).await;
+    heal_and_check("restart_all", &cluster, running, seed, figures).await;
 }

@@ -18,6 +18,9 @@ use crate::layout::Layout;
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// How long a status request may take before the host counts as not answering.
 pub const STATUS_TIMEOUT_MS: u64 = 2_000;
+/// How long one host may take to answer one call before the next host is tried (a write waits
+/// up to 5 s for a quorum at the node).
+pub const HOST_ATTEMPT_MS: u64 = 2_500;
 /// How long an office call keeps retrying hosts (covers an election after a leader's crash).
 pub const OFFICE_CALL_DEADLINE_MS: u64 = 15_000;
 
@@ -143,10 +146,19 @@ impl Federation {
         let mut last = Status::unavailable(format!("office {office} has no hosts"));
         loop {
             for addr in &addrs {
-                let outcome = match channel(addr).await {
-                    Ok(channel) => call(channel).await,
-                    Err(status) => Err(status),
+                let attempt = async {
+                    match channel(addr).await {
+                        Ok(channel) => call(channel).await,
+                        Err(status) => Err(status),
+                    }
                 };
+                // A frozen host accepts connections and then says nothing: give each host a
+                // bounded slice of the deadline and move on.
+                let outcome = tokio::time::timeout(Duration::from_millis(HOST_ATTEMPT_MS), attempt)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Status::deadline_exceeded(format!("{addr} did not answer")))
+                    });
                 match outcome {
                     Ok(value) => return Ok(value),
                     Err(status) if retryable(&status) => last = status,

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use chaos_tests::cluster::{Cluster, Target};
+use chaos_tests::cluster::{Cluster, StatusSampler, Target};
 use chaos_tests::history::Recorder;
 use chaos_tests::invariants::{self, Invariant};
 use chaos_tests::workload::{self, Workload, WorkloadConfig};
@@ -28,11 +28,23 @@ pub async fn start() -> Cluster {
         .expect("starting a three-replica office")
 }
 
-pub fn start_workload(cluster: &Cluster, seed: u64) -> (Workload, Recorder) {
+/// The workload, and a status sampler running beside it (state hashes compared mid-run).
+pub struct Running {
+    pub workload: Workload,
+    pub recorder: Recorder,
+    pub sampler: StatusSampler,
+}
+
+pub fn start_workload(cluster: &Cluster, seed: u64) -> Running {
     let config = WorkloadConfig::new(OFFICE, seed);
     let workload = Workload::start(cluster.api_addrs(OFFICE), config);
     let recorder = workload.recorder();
-    (workload, recorder)
+    let sampler = cluster.sample_status(OFFICE, Duration::from_millis(200));
+    Running {
+        workload,
+        recorder,
+        sampler,
+    }
 }
 
 /// Waits until the history holds at least `n` operations (or `limit` passes).
@@ -70,13 +82,18 @@ pub const MIN_EACH: usize = 100;
 pub async fn heal_and_check(
     test: &str,
     cluster: &Cluster,
-    workload: Workload,
+    running: Running,
     seed: u64,
     figures: Value,
 ) -> Vec<Invariant> {
-    let recorder = workload.recorder();
+    let Running {
+        workload,
+        recorder,
+        sampler,
+    } = running;
     let started = Instant::now();
     let during = workload.stop().await;
+    let mid_run_samples = sampler.stop().await;
     cluster
         .drill("resume", OFFICE, Target::All)
         .await
@@ -95,10 +112,11 @@ pub async fn heal_and_check(
         workload::final_reads(&addrs, &recorder, 1_000, &cases, 4, Duration::from_secs(5)).await;
     let unread = final_reads.iter().filter(|o| !o.is_ok()).count();
     let history = recorder.history();
-    let state = cluster
+    let mut state = cluster
         .final_state(OFFICE, &history, Duration::from_secs(90))
         .await
         .expect("reading every replica's copies");
+    state.samples.extend(mid_run_samples);
     let mut checks = invariants::check_all(&history, &state);
     let panics = cluster.panics_in_logs();
     checks.push(Invariant {

@@ -24,6 +24,8 @@ use crate::replica::{Replica, ReplicaError, Replicas};
 pub const MAX_FORWARD_HOPS: u32 = 2;
 /// How long a write may wait for a leader and a quorum before the officer is told to retry.
 pub const WRITE_DEADLINE_MS: u64 = 5_000;
+/// How long one forward to the leader may take before the replica looks for a leader again.
+pub const FORWARD_TIMEOUT_MS: u64 = 1_500;
 /// Pause between attempts while an election runs.
 pub const RETRY_PAUSE_MS: u64 = 25;
 
@@ -106,12 +108,22 @@ impl CaseService {
                     leader: Some(leader),
                     ..
                 })) if hops < MAX_FORWARD_HOPS => {
-                    match forward(self.client(&leader.api_addr)?).await {
-                        Ok(reply) => return Ok(reply.into_inner()),
-                        Err(status) if retryable(&status) => {
+                    // A frozen or cut-off leader must not hold the request past its deadline:
+                    // each forward gets a slice of it, and the next attempt finds the new leader.
+                    let slice = Instant::now() + Duration::from_millis(FORWARD_TIMEOUT_MS);
+                    let limit = slice
+                        .min(deadline)
+                        .saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(limit, forward(self.client(&leader.api_addr)?)).await
+                    {
+                        Ok(Ok(reply)) => return Ok(reply.into_inner()),
+                        Ok(Err(status)) if retryable(&status) => {
                             last_reason = status.message().to_string()
                         }
-                        Err(status) => return Err(status),
+                        Ok(Err(status)) => return Err(status),
+                        Err(_elapsed) => {
+                            last_reason = format!("leader {} did not answer in time", leader.host)
+                        }
                     }
                 }
                 Ok(Err(ReplicaError::Storage { reason, .. })) => {

@@ -24,7 +24,11 @@ fn main() {
     };
     match runtime.block_on(liandong_ops::commands::run(cli)) {
         Ok(report) => {
-            let text = if json { report.json.to_string() } else { report.text };
+            let text = if json {
+                report.json.to_string()
+            } else {
+                report.text
+            };
             // A reader that stopped early (`| head`) is not an error of ours: never a panic.
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
