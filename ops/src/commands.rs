@@ -625,6 +625,16 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
         .await
         .map_err(|s| status_error(&s))?;
     let cases: Vec<Value> = reply.cases.iter().map(view::summary_json).collect();
+    let as_of: serde_json::Map<String, Value> = reply
+        .as_of_ms
+        .iter()
+        .map(|(child, ms)| {
+            (
+                child.clone(),
+                Value::String(liandong_domain::format_rfc3339(*ms)),
+            )
+        })
+        .collect();
     let text = cases
         .iter()
         .map(|c| {
@@ -639,7 +649,7 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
         .chain(std::iter::once(format!("{} cases", cases.len())))
         .collect::<Vec<_>>()
         .join("\n");
-    let json = json!({"cases": cases, "partial": reply.partial, "unreachable": reply.unreachable, "as_of": {}});
+    let json = json!({"cases": cases, "partial": reply.partial, "unreachable": reply.unreachable, "as_of": as_of});
     Ok(Report::new(json, text))
 }
 

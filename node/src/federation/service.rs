@@ -250,10 +250,18 @@ impl Federation for FederationService {
                 proto
             })
             .collect();
+        let as_of_ms = read(state::WATERMARK)?
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let child = String::from_utf8(key[state::WATERMARK.len()..].to_vec()).ok()?;
+                Some((child, decode::<i64>(&value).ok()?))
+            })
+            .collect();
         Ok(Response::new(QueryReply {
             cases,
             unreachable: Vec::new(),
             partial: false,
+            as_of_ms,
         }))
     }
 }
