@@ -37,8 +37,8 @@ use crate::tls::TlsFiles;
 /// Raft timing, sized for loopback and LAN links (election timeout well above 10x the append
 /// latency, openraft's FAQ), short enough that a leader's loss is repaired in well under a second.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 50;
-pub const ELECTION_TIMEOUT_MIN_MS: u64 = 250;
-pub const ELECTION_TIMEOUT_MAX_MS: u64 = 500;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 150;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
 /// A snapshot is cut after this many entries, and the log before it purged.
 pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
 /// How often a leader checks whether any case's deadline clock is due.
