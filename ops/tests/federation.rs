@@ -174,6 +174,39 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
         "{orders}"
     );
     assert_eq!(orders["orders"][0]["overdue"], false);
+    // Two levels down: the city on a case its township still holds.
+    let at_township = file(&fed, "530602002", 4);
+    fed.json(&[
+        "supervise",
+        &at_township,
+        "--from",
+        "5306",
+        "--due-days",
+        "3",
+        "--text",
+        "why the delay?",
+    ]);
+    verified(&fed);
+    fed.ok(&[
+        "case",
+        "answer-supervision",
+        &at_township,
+        "--text",
+        "petitioner unreachable; visiting tomorrow",
+    ]);
+    verified(&fed);
+    let orders = fed.json(&["orders", "--office", "5306"]);
+    let answered = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["case_id"] == at_township.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        answered["answer"]["text"], "petitioner unreachable; visiting tomorrow",
+        "{orders}"
+    );
     // Supervising upward or sideways is refused and changes nothing.
     let refused = fed.fails(&[
         "supervise",
