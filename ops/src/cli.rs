@@ -326,7 +326,8 @@ pub enum DrillCommand {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// kill-leader-loop | partition-county | partition-flapping | pause-replica | rolling-restart-under-load
+    /// kill-leader-loop | partition-county | partition-flapping | pause-replica |
+    /// rolling-restart-under-load | clock-skew
     #[arg(long)]
     pub scenario: String,
     #[arg(long, default_value_t = 60)]

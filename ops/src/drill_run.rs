@@ -20,13 +20,16 @@ use crate::commands::Report;
 use crate::{process, sample, view};
 
 /// The drills this build runs.
-pub const SCENARIOS: [&str; 5] = [
+pub const SCENARIOS: [&str; 6] = [
     "kill-leader-loop",
     "partition-county",
     "partition-flapping",
     "pause-replica",
     "rolling-restart-under-load",
+    "clock-skew",
 ];
+/// How far the clock-skew drill moves a host's clock (either way).
+pub const CLOCK_SKEW_MS: i64 = 3_600_000;
 /// How long one filing may take before it counts as failed (its outcome unknown).
 pub const OPERATION_TIMEOUT_MS: u64 = 6_000;
 /// Width of one availability bucket.
@@ -240,7 +243,7 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
     let period = Duration::from_millis(match scenario {
         "kill-leader-loop" => 3_000,
         "partition-flapping" => 2_000,
-        "pause-replica" | "rolling-restart-under-load" => 5_000,
+        "pause-replica" | "rolling-restart-under-load" | "clock-skew" => 5_000,
         _ => 0,
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -280,7 +283,7 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
                 }
             }
             "partition-flapping" => {
-                let flapping = if faults.partitions % 2 == 0 {
+                let flapping = if faults.partitions.is_multiple_of(2) {
                     Some(county.as_str())
                 } else {
                     None
@@ -288,6 +291,26 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
                 crate::commands::set_partition(&layout, flapping)?;
                 faults.partitions += 1;
                 faults.cut = Some(county.clone());
+            }
+            "clock-skew" => {
+                // Restart one host with its clock an hour fast or slow: stamps stay monotonic
+                // per office (the state machine's clock never runs backwards) and nothing is lost.
+                let host = manifest.hosts[restart_cursor % manifest.hosts.len()]
+                    .name
+                    .clone();
+                restart_cursor += 1;
+                let skew = if restart_cursor.is_multiple_of(2) {
+                    CLOCK_SKEW_MS
+                } else {
+                    -CLOCK_SKEW_MS
+                };
+                process::kill_host(&layout, &host)?;
+                let env = [(
+                    liandong_node::host::CLOCK_SKEW_ENV.to_string(),
+                    skew.to_string(),
+                )];
+                process::start_host(&layout, &host, &env)?;
+                faults.kills += 1;
             }
             "pause-replica" => {
                 let members = process::office_hosts(&manifest, &office)?;

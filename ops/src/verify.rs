@@ -187,12 +187,11 @@ fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
             continue;
         }
         for (office, status) in holders {
-            let mut at = office.to_string();
             let mut hops = 0;
             let mut current = *status;
             while let Status::Forwarded { to } = current {
                 hops += 1;
-                at = to.to_string();
+                let at = to.to_string();
                 match holders.iter().find(|(o, _)| *o == at) {
                     Some((_, next)) if hops < 32 => current = next,
                     _ => {
@@ -203,7 +202,6 @@ fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
                     }
                 }
             }
-            let _ = (at, current);
         }
     }
     check

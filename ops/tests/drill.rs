@@ -59,3 +59,13 @@ fn partition_county_keeps_the_county_serving() {
         .unwrap();
     assert_eq!(autonomy["ok"], true);
 }
+
+/// Hosts restarted with their clocks an hour fast or slow under load: nothing lost, every
+/// invariant holds (stamps never run backwards inside an office's state machine).
+#[test]
+fn clock_skew_loses_nothing() {
+    let report = drill("clock-skew", "12");
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["kills"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["lost_acknowledged"], 0);
+}
