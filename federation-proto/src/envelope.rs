@@ -39,6 +39,7 @@ impl From<&Summary> for v1::IndexUpdate {
             version: summary.version,
             grade: summary.grade.clone(),
             repeat_of: None,
+            satisfaction: summary.satisfaction.clone(),
         }
     }
 }
@@ -60,6 +61,7 @@ impl TryFrom<v1::IndexUpdate> for Summary {
             changed_at: proto.changed_ms,
             version: proto.version,
             grade: proto.grade,
+            satisfaction: proto.satisfaction,
         })
     }
 }

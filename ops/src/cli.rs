@@ -45,6 +45,9 @@ pub enum Command {
     Orders(OrdersArgs),
     /// Cases in a supervising office's subtree, from its index.
     Query(QueryArgs),
+    /// Figures for a supervising office's subtree: totals, by status, level and category,
+    /// overdue, backlog, satisfaction, per office.
+    Stats(StatsArgs),
     /// Check the federation's invariants on the live system.
     Verify,
     /// Run one host in the foreground (what `up` starts; the same as `liandong-node`).
@@ -184,6 +187,13 @@ pub struct SuperviseArgs {
 pub struct OrdersArgs {
     #[arg(long)]
     pub office: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The supervising office.
+    #[arg(long = "as")]
+    pub as_office: String,
 }
 
 #[derive(Args, Debug)]

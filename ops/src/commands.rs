@@ -1,6 +1,7 @@
 //! What each `liandong` command does. Every command returns a [`Report`]: the JSON document for
 //! `--json` and the readable text otherwise.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -47,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Supervise(args) => supervise(&layout, &args).await,
         Command::Orders(args) => orders(&layout, &args).await,
         Command::Query(args) => query(&layout, &args).await,
+        Command::Stats(args) => stats(&layout, &args).await,
         Command::Verify => crate::verify::verify(&Federation::open(layout.clone())?).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
@@ -650,6 +652,69 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
         .collect::<Vec<_>>()
         .join("\n");
     let json = json!({"cases": cases, "partial": reply.partial, "unreachable": reply.unreachable, "as_of": as_of});
+    Ok(Report::new(json, text))
+}
+
+/// Statuses of cases still waiting for a decision or a reply: overdue ones are the backlog (积案).
+const OPEN_STATUSES: [&str; 3] = ["registered", "accepted", "in_transit"];
+
+async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
+    let query_args = QueryArgs {
+        as_office: args.as_office.clone(),
+        office: None,
+        status: None,
+        overdue: false,
+        category: None,
+        limit: liandong_node::federation::service::QUERY_LIMIT_MAX,
+    };
+    let listed = query(layout, &query_args).await?.json;
+    let cases = listed["cases"].as_array().cloned().unwrap_or_default();
+    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_level: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_category: BTreeMap<String, u64> = BTreeMap::new();
+    let mut satisfaction: BTreeMap<String, u64> = BTreeMap::new();
+    let mut offices: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let (mut overdue, mut backlog) = (0u64, 0u64);
+    for case in &cases {
+        let word = |key: &str| case[key].as_str().unwrap_or("").to_string();
+        *by_status.entry(word("status")).or_default() += 1;
+        *by_category.entry(word("category")).or_default() += 1;
+        let level = word("office")
+            .parse::<liandong_domain::OfficeCode>()
+            .map(|c| c.level().as_str().to_string())
+            .unwrap_or_default();
+        *by_level.entry(level).or_default() += 1;
+        if let Some(given) = case["satisfaction"].as_str() {
+            *satisfaction.entry(given.to_string()).or_default() += 1;
+        }
+        let late = case["overdue"] == true;
+        overdue += u64::from(late);
+        backlog += u64::from(late && OPEN_STATUSES.contains(&word("status").as_str()));
+        let office = offices.entry(word("office")).or_default();
+        office.0 += 1;
+        office.1 += u64::from(late);
+    }
+    let per_office: Vec<Value> = offices
+        .iter()
+        .map(|(code, (total, late))| json!({"code": code, "total": total, "overdue": late}))
+        .collect();
+    let json = json!({
+        "total": cases.len(),
+        "by_status": by_status,
+        "by_level": by_level,
+        "by_category": by_category,
+        "overdue": overdue,
+        "backlog": backlog,
+        "satisfaction": satisfaction,
+        "offices": per_office,
+        "as_of": listed["as_of"],
+    });
+    let text = format!(
+        "{} cases under {}: {overdue} overdue, {backlog} in backlog; by status {}",
+        cases.len(),
+        args.as_office,
+        serde_json::to_string(&json["by_status"]).unwrap_or_default()
+    );
     Ok(Report::new(json, text))
 }
 

@@ -213,6 +213,7 @@ pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
         "location": summary.location,
         "overdue": summary.overdue,
         "grade": summary.grade,
+        "satisfaction": summary.satisfaction,
         "repeat_of": summary.repeat_of,
         "registered_at": format_rfc3339(summary.registered_ms),
         "changed_at": format_rfc3339(summary.changed_ms),

@@ -353,3 +353,43 @@ fn repeat_petitions_on_both_sides_of_a_partition_are_linked_after_heal() {
         );
     }
 }
+
+/// A supervisor's figures count its whole subtree by status, level and category, with the
+/// petitioner's satisfaction once given.
+#[test]
+fn stats_count_the_subtree() {
+    let fed = seven_offices();
+    let evaluated = file(&fed, "530602001", 31);
+    fed.ok(&["case", "accept", &evaluated]);
+    fed.ok(&[
+        "case",
+        "reply",
+        &evaluated,
+        "--opinion",
+        "support",
+        "--text",
+        "done",
+    ]);
+    fed.ok(&[
+        "case",
+        "evaluate",
+        &evaluated,
+        "--satisfaction",
+        "satisfied",
+    ]);
+    file(&fed, "530602", 32);
+    file(&fed, "530621", 33);
+    verified(&fed);
+    let county = fed.json(&["stats", "--as", "530602"]);
+    assert_eq!(
+        county["total"], 2,
+        "the county sees itself and its townships, not its sibling: {county}"
+    );
+    assert_eq!(county["by_level"]["township"], 1);
+    assert_eq!(county["by_status"]["evaluated"], 1);
+    assert_eq!(county["satisfaction"]["satisfied"], 1);
+    let city = fed.json(&["stats", "--as", "5306"]);
+    assert_eq!(city["total"], 3, "{city}");
+    assert_eq!(city["by_category"]["labour"], 3);
+    assert_eq!(city["offices"].as_array().unwrap().len(), 3);
+}

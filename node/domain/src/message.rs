@@ -76,6 +76,9 @@ pub struct Summary {
     /// A, B or C for major cases: a grade-A case reaches every ancestor (上报) with this mark.
     #[serde(default)]
     pub grade: Option<String>,
+    /// The petitioner's evaluation, once given: supervisors' satisfaction figures.
+    #[serde(default)]
+    pub satisfaction: Option<String>,
 }
 
 impl Summary {
@@ -101,6 +104,7 @@ impl Summary {
                 .unwrap_or(case.registered_at),
             version: u32::try_from(case.history.len()).unwrap_or(u32::MAX),
             grade: case.grade.as_ref().map(|info| format!("{:?}", info.grade)),
+            satisfaction: case.satisfaction.map(|s| s.as_str().to_string()),
         }
     }
 
