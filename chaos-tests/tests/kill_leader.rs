@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chaos_tests::cluster::Target;
-use common::{heal_and_check, ms_summary, seed, start, start_workload, wait_for_history, OFFICE};
+use common::{heal_and_check, ms_summary, seed, start_loaded, wait_for_history, OFFICE};
 use serde_json::json;
 
 /// Leader kills per run.
@@ -19,16 +19,8 @@ const MIN_OPERATIONS: usize = 2_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_repeatedly_loses_nothing() {
     let seed = seed();
-    let cluster = start().await;
-    let running = start_workload(&cluster, seed);
+    let (cluster, running) = start_loaded(seed, 200).await;
     let (workload, recorder) = (&running.workload, running.recorder.clone());
-    assert!(
-        workload
-            .wait_for_more_ops(200, Duration::from_secs(30))
-            .await,
-        "the workload made no progress before any fault{}",
-        cluster.logs_tail(20)
-    );
 
     let mut killed_replicas = Vec::new();
     let mut elections = Vec::new();

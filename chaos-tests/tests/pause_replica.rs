@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chaos_tests::cluster::Target;
-use common::{heal_and_check, ms_summary, seed, start, start_workload, wait_for_history, OFFICE};
+use common::{heal_and_check, ms_summary, seed, start_loaded, wait_for_history, OFFICE};
 use serde_json::json;
 
 const PAUSES: usize = 4;
@@ -24,16 +24,8 @@ async fn term(cluster: &chaos_tests::cluster::Cluster) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_is_replaced_and_rejoins() {
     let seed = seed();
-    let cluster = start().await;
-    let running = start_workload(&cluster, seed);
+    let (cluster, running) = start_loaded(seed, 200).await;
     let (workload, recorder) = (&running.workload, running.recorder.clone());
-    assert!(
-        workload
-            .wait_for_more_ops(200, Duration::from_secs(30))
-            .await,
-        "the workload made no progress before any fault{}",
-        cluster.logs_tail(20)
-    );
     let progress = workload.progress();
 
     let mut paused_replicas = Vec::new();

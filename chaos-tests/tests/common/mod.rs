@@ -47,6 +47,22 @@ pub fn start_workload(cluster: &Cluster, seed: u64) -> Running {
     }
 }
 
+/// A started office with its workload running, once the workload has made `ops` operations
+/// before any fault (the run fails with the hosts' logs otherwise).
+pub async fn start_loaded(seed: u64, ops: u64) -> (Cluster, Running) {
+    let cluster = start().await;
+    let running = start_workload(&cluster, seed);
+    assert!(
+        running
+            .workload
+            .wait_for_more_ops(ops, Duration::from_secs(30))
+            .await,
+        "the workload made no progress before any fault{}",
+        cluster.logs_tail(20)
+    );
+    (cluster, running)
+}
+
 /// Waits until the history holds at least `n` operations (or `limit` passes).
 pub async fn wait_for_history(recorder: &Recorder, n: usize, limit: Duration) -> bool {
     let start = Instant::now();
