@@ -9,6 +9,8 @@ use liandong_domain::message::Summary;
 use liandong_domain::{Case, Status};
 use serde_json::{json, Value};
 
+use liandong_node::manifest::Manifest;
+
 use crate::client::{channel, Federation};
 use crate::commands::Report;
 
@@ -76,30 +78,37 @@ async fn fetch(federation: &Federation, office: &str, replica: u64, addr: &str) 
         .into_inner();
     let document: Value = serde_json::from_slice(&reply.document).ok()?;
     let _ = federation;
-    let list = |name: &str| document[name].as_array().cloned().unwrap_or_default();
-    let map = |name: &str| {
-        document[name]
-            .as_object()
-            .map(|o| o.clone().into_iter().collect())
-            .unwrap_or_default()
-    };
-    Some(Dump {
-        office: office.to_string(),
-        replica,
-        last_applied: document["last_applied"].as_u64().unwrap_or(0),
-        state_hash: document["state_hash"].as_str().unwrap_or("").to_string(),
-        outbox_pending: document["outbox_pending"].as_u64().unwrap_or(0),
-        cases: list("cases")
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect(),
-        index: list("index")
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect(),
-        links_out: map("links_out"),
-        links_in: map("links_in"),
-    })
+    Some(Dump::parse(office, replica, &document))
+}
+
+impl Dump {
+    /// Reads the Dump RPC's document (`liandong_node::api::admin::dump`).
+    fn parse(office: &str, replica: u64, document: &Value) -> Dump {
+        let list = |name: &str| document[name].as_array().cloned().unwrap_or_default();
+        let map = |name: &str| {
+            document[name]
+                .as_object()
+                .map(|o| o.clone().into_iter().collect())
+                .unwrap_or_default()
+        };
+        Dump {
+            office: office.to_string(),
+            replica,
+            last_applied: document["last_applied"].as_u64().unwrap_or(0),
+            state_hash: document["state_hash"].as_str().unwrap_or("").to_string(),
+            outbox_pending: document["outbox_pending"].as_u64().unwrap_or(0),
+            cases: list("cases")
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect(),
+            index: list("index")
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect(),
+            links_out: map("links_out"),
+            links_in: map("links_in"),
+        }
+    }
 }
 
 pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
@@ -116,31 +125,7 @@ pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
         .into_iter()
         .flatten()
         .collect();
-    // The most advanced replica of each office speaks for it.
-    let mut best: BTreeMap<String, &Dump> = BTreeMap::new();
-    for dump in &dumps {
-        let entry = best.entry(dump.office.clone()).or_insert(dump);
-        if dump.last_applied > entry.last_applied {
-            *entry = dump;
-        }
-    }
-    let missing: Vec<&str> = federation
-        .manifest
-        .offices
-        .iter()
-        .map(|o| o.code.as_str())
-        .filter(|code| !best.contains_key(*code))
-        .collect();
-    let checks = [
-        single_owner(&best),
-        exactly_once(&best),
-        convergence(federation, &best),
-        integrity(&dumps),
-    ];
-    let mut invariants: Vec<Value> = checks.iter().map(Check::json).collect();
-    if !missing.is_empty() {
-        invariants.push(json!({"name": "reachability", "ok": false, "detail": format!("no replica answered for {}", missing.join(", "))}));
-    }
+    let invariants = check_dumps(&federation.manifest, &dumps);
     let ok = invariants.iter().all(|i| i["ok"] == true);
     let text = invariants
         .iter()
@@ -159,6 +144,44 @@ pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
         text,
         ok,
     })
+}
+
+/// The same invariants over replica dumps gathered some other way (the deterministic
+/// simulator's replicas): `(office, replica id, dump document)`.
+pub fn check_documents(manifest: &Manifest, documents: &[(String, u64, Value)]) -> Vec<Value> {
+    let dumps: Vec<Dump> = documents
+        .iter()
+        .map(|(office, replica, document)| Dump::parse(office, *replica, document))
+        .collect();
+    check_dumps(manifest, &dumps)
+}
+
+fn check_dumps(manifest: &Manifest, dumps: &[Dump]) -> Vec<Value> {
+    // The most advanced replica of each office speaks for it.
+    let mut best: BTreeMap<String, &Dump> = BTreeMap::new();
+    for dump in dumps {
+        let entry = best.entry(dump.office.clone()).or_insert(dump);
+        if dump.last_applied > entry.last_applied {
+            *entry = dump;
+        }
+    }
+    let missing: Vec<&str> = manifest
+        .offices
+        .iter()
+        .map(|o| o.code.as_str())
+        .filter(|code| !best.contains_key(*code))
+        .collect();
+    let checks = [
+        single_owner(&best),
+        exactly_once(&best),
+        convergence(manifest, &best),
+        integrity(dumps),
+    ];
+    let mut invariants: Vec<Value> = checks.iter().map(Check::json).collect();
+    if !missing.is_empty() {
+        invariants.push(json!({"name": "reachability", "ok": false, "detail": format!("no replica answered for {}", missing.join(", "))}));
+    }
+    invariants
 }
 
 /// Invariant 2: at most one office can mutate a case; every forwarding chain ends at one owner.
@@ -241,7 +264,7 @@ fn exactly_once(best: &BTreeMap<String, &Dump>) -> Check {
 }
 
 /// Invariant 5: every ancestor's index equals the owners' truth for its subtree.
-fn convergence(federation: &Federation, best: &BTreeMap<String, &Dump>) -> Check {
+fn convergence(manifest: &Manifest, best: &BTreeMap<String, &Dump>) -> Check {
     let mut check = Check::new("convergence");
     let owners: Vec<Summary> = best
         .values()
@@ -249,8 +272,8 @@ fn convergence(federation: &Federation, best: &BTreeMap<String, &Dump>) -> Check
         .filter(|case| !matches!(case.status, Status::Forwarded { .. }))
         .map(Summary::of)
         .collect();
-    for office in &federation.manifest.offices {
-        if federation.manifest.children(&office.code).next().is_none() {
+    for office in &manifest.offices {
+        if manifest.children(&office.code).next().is_none() {
             continue;
         }
         let Some(dump) = best.get(&office.code) else {

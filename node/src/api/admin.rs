@@ -54,7 +54,9 @@ fn section<T>(
         .collect())
 }
 
-fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
+/// Everything `liandong verify` needs of one replica's state machine, as one JSON document (the
+/// Dump RPC's reply; the deterministic simulator reads its replicas through it too).
+pub fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
     let applied = machine
         .applied()
         .map_err(|e| Status::internal(e.to_string()))?;
