@@ -127,7 +127,12 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             pki_dir.display()
         )
     })?;
-    let transport = Transport::with_tls(crate::tls::client_config(&tls));
+    // Drill faults (DIR/run/faults.json): read now, polled while the host runs. The raft
+    // transport applies this host's link faults; the clock takes its runtime skew.
+    let faults = Faults::for_host(&host.name, clock.clone());
+    faults.set(FaultSpec::load(&config.log_dir));
+    let transport =
+        Transport::with_tls(crate::tls::client_config(&tls)).with_faults(faults.clone());
     let replicas = Replicas::new(start_replicas(&manifest, &host, &db, &clock, &transport).await?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -148,8 +153,6 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         )
         .serve_with_incoming_shutdown(incoming(raft_listener), stopped(stop_rx.clone()));
     let directory = Arc::new(Directory::new(&manifest));
-    let faults = Faults::default();
-    faults.set(FaultSpec::load(&config.log_dir));
     let api_server = tonic::transport::Server::builder()
         .tls_config(crate::tls::server_config(&tls))?
         .add_service(CasesServer::new(CaseService {

@@ -2,6 +2,12 @@
 //! sequence order and in bounded batches, to the target office's leader (following leader
 //! hints), then commits the acknowledgement. A link that fails backs off exponentially, capped,
 //! with jitter; messages wait in the outbox meanwhile, never dropped.
+//!
+//! Drills' faults apply here, at the sender: a cut office link (both ways or one way) is not
+//! pumped at all, and a host link fault (cut, drop, delay) applies to each Deliver call sent to a
+//! host of the target office. A dropped call waits out the call's deadline, as a lost packet
+//! would; a dropped reply means the receiver committed the batch but the sender does not know, so
+//! it sends the batch again and the receiver's watermark makes that a no-op (exactly once).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +21,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::faults::Faults;
+use super::faults::{Faults, LinkAction, LinkOutcome};
 use super::state::{self, LinkOut, Refusal, DELIVER_BATCH_MAX};
 use crate::manifest::Manifest;
 use crate::raft::network::Transport;
@@ -39,6 +45,8 @@ pub const HINTS_FOLLOWED_MAX: usize = 3;
 /// Where each office's hosts answer, and which of them led last time.
 pub struct Directory {
     hosts: HashMap<String, Vec<String>>,
+    /// The host name behind each API address (link faults are named by host).
+    host_names: HashMap<String, String>,
     leaders: Mutex<HashMap<String, String>>,
 }
 
@@ -60,10 +68,22 @@ impl Directory {
                 (office.code.clone(), addrs)
             })
             .collect();
+        let host_names = manifest
+            .hosts
+            .iter()
+            .map(|host| (host.api_addr.clone(), host.name.clone()))
+            .collect();
         Directory {
             hosts,
+            host_names,
             leaders: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The name of the host answering at `addr` (a leader hint may name an address the
+    /// manifest does not know: no host link fault applies to it).
+    fn host_name(&self, addr: &str) -> &str {
+        self.host_names.get(addr).map(String::as_str).unwrap_or("")
     }
 
     pub fn knows(&self, office: &str) -> bool {
@@ -266,7 +286,36 @@ impl Pump {
                 .max_encoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
             let mut call = tonic::Request::new(request.clone());
             call.set_timeout(Duration::from_millis(DELIVER_TIMEOUT_MS));
-            match client.deliver(call).await {
+            let started = Instant::now();
+            let outcome = match self.faults.link_action(self.directory.host_name(&addr)) {
+                LinkAction::Send => LinkOutcome::Send,
+                LinkAction::Cut => {
+                    last_error = format!("{addr}: link cut by a drill");
+                    continue;
+                }
+                LinkAction::DropRequest => LinkOutcome::DropRequest,
+                LinkAction::DropReply => LinkOutcome::DropReply,
+                LinkAction::Delay { ms, then } => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    then
+                }
+            };
+            let deadline = started + Duration::from_millis(DELIVER_TIMEOUT_MS);
+            let result = match outcome {
+                LinkOutcome::Send => client.deliver(call).await,
+                LinkOutcome::DropRequest => {
+                    tokio::time::sleep_until(deadline).await;
+                    Err(tonic::Status::deadline_exceeded(
+                        "request dropped by a drill",
+                    ))
+                }
+                LinkOutcome::DropReply => {
+                    let _ = client.deliver(call).await;
+                    tokio::time::sleep_until(deadline).await;
+                    Err(tonic::Status::deadline_exceeded("reply dropped by a drill"))
+                }
+            };
+            match result {
                 Ok(reply) => {
                     let reply = reply.into_inner();
                     match reply.leader_hint.clone() {

@@ -1,6 +1,6 @@
 //! The federation service: other offices deliver their messages here. A batch is checked
-//! (known sender, carried receiver, link not cut, well-formed envelopes, the peer certificate
-//! speaks for the sender when TLS is on), committed through the receiver's Raft, and only then
+//! (known sender, carried receiver, link not cut by a drill, both ways or just this way,
+//! well-formed envelopes, the peer certificate speaks for the sender when TLS is on), committed through the receiver's Raft, and only then
 //! acknowledged. Rules that depend on the message (assign only down, escalate only up, ...) are
 //! applied in the state machine, deterministically, as refusals.
 

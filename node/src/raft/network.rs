@@ -1,5 +1,11 @@
 //! The raft transport: tonic clients to the other replicas of an office. One host talks to
 //! another over one HTTP/2 connection, shared by every office the two carry.
+//!
+//! Drills' link faults (`DIR/run/faults.json`, [`crate::federation::faults`]) are applied here,
+//! by the sender, to each request before it leaves: a cut link fails at once (the peer is
+//! unreachable), a delay sleeps first, a dropped request or reply waits out the call's deadline as
+//! a lost packet would. Nothing is queued: openraft keeps at most one call in flight per
+//! replication stream and times each out, so a faulty link costs one sleeping task per peer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::federation::faults::{Faults, LinkAction, LinkOutcome};
 use crate::raft::types::{NodeId, NodeInfo, TypeConfig};
 
 /// How long to wait for a TCP connection to another host.
@@ -29,6 +36,8 @@ pub const UNREACHABLE_BACKOFF_MS: u64 = 200;
 pub struct Transport {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// This host's drill faults (link faults on its outgoing raft requests); None: no faults.
+    faults: Option<Faults>,
 }
 
 impl Transport {
@@ -38,6 +47,21 @@ impl Transport {
         Transport {
             channels: Arc::default(),
             tls: Some(tls),
+            faults: None,
+        }
+    }
+
+    /// The same transport, applying this host's link faults to the raft requests it sends.
+    pub fn with_faults(mut self, faults: Faults) -> Transport {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// What to do with one request about to go to host `to_host`.
+    pub fn link_action(&self, to_host: &str) -> LinkAction {
+        match &self.faults {
+            Some(faults) => faults.link_action(to_host),
+            None => LinkAction::Send,
         }
     }
 
@@ -81,6 +105,7 @@ impl RaftNetworkFactory<TypeConfig> for OfficeNetwork {
         ReplicaClient {
             office: self.office.clone(),
             target,
+            target_host: node.host.clone(),
             addr: node.raft_addr.clone(),
             transport: self.transport.clone(),
         }
@@ -90,6 +115,8 @@ impl RaftNetworkFactory<TypeConfig> for OfficeNetwork {
 pub struct ReplicaClient {
     office: String,
     target: NodeId,
+    /// The host carrying the target replica (link faults are named by host).
+    target_host: String,
     addr: String,
     transport: Transport,
 }
@@ -102,8 +129,58 @@ enum Rpc {
     Snapshot,
 }
 
+/// The error of a request a drill's link fault lost: the caller sees what a lost packet shows,
+/// a peer that did not answer.
+fn link_fault_error<E: std::error::Error>(
+    what: &str,
+) -> RPCError<NodeId, NodeInfo, RaftError<NodeId, E>> {
+    let error = std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_string());
+    RPCError::Unreachable(Unreachable::new(&error))
+}
+
 impl ReplicaClient {
+    /// Sends one request, through this host's link fault to the target host if a drill set one.
     async fn call<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        request: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let started = tokio::time::Instant::now();
+        let outcome = match self.transport.link_action(&self.target_host) {
+            LinkAction::Send => LinkOutcome::Send,
+            LinkAction::Cut => return Err(link_fault_error("link cut by a drill")),
+            LinkAction::DropRequest => LinkOutcome::DropRequest,
+            LinkAction::DropReply => LinkOutcome::DropReply,
+            LinkAction::Delay { ms, then } => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                then
+            }
+        };
+        // A lost request or reply shows as silence until the call's deadline.
+        let silence = || async move {
+            tokio::time::sleep_until(started + option.hard_ttl()).await;
+        };
+        match outcome {
+            LinkOutcome::Send => self.send(rpc, request, option).await,
+            LinkOutcome::DropRequest => {
+                silence().await;
+                Err(link_fault_error("request dropped by a drill"))
+            }
+            LinkOutcome::DropReply => {
+                let _ = self.send::<Req, Resp, E>(rpc, request, option).await;
+                silence().await;
+                Err(link_fault_error("reply dropped by a drill"))
+            }
+        }
+    }
+
+    async fn send<Req, Resp, E>(
         &self,
         rpc: Rpc,
         request: &Req,
