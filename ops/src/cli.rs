@@ -326,10 +326,17 @@ pub enum DrillCommand {
     Pause(DrillTarget),
     /// SIGCONT paused hosts of an office (or replica N's).
     Resume(DrillTarget),
-    /// Cut an office off every other office (its own Raft group stays whole).
+    /// Cut an office off every other office (its own Raft group stays whole); with `--to`, cut
+    /// only its link to that office (both ways, or with `--one-way` only from it to that office).
     Partition(PartitionArgs),
-    /// Remove every cut.
+    /// Remove every fault: office cuts, host link faults and clock skews.
     Heal,
+    /// Fault the link from one host to another (raft replication and federation deliveries sent
+    /// that way): cut it, drop requests, delay them. With none of --cut, --drop and --delay-ms,
+    /// the link's faults are removed.
+    Link(LinkArgs),
+    /// Jump a running host's clock by N milliseconds (forward or back; 0 removes the skew).
+    Skew(SkewArgs),
     /// A scripted drill under load, with a report (JSON, and HTML under DIR/run/).
     Run(RunArgs),
 }
@@ -351,6 +358,41 @@ pub struct RunArgs {
 pub struct PartitionArgs {
     #[arg(long)]
     pub office: String,
+    /// Cut only the link between --office and this office.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// With --to: cut only deliveries from --office to --to (the other way keeps flowing).
+    #[arg(long, requires = "to")]
+    pub one_way: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    /// The sending host (as named in the manifest, e.g. by `liandong status`).
+    #[arg(long)]
+    pub from_host: String,
+    /// The receiving host.
+    #[arg(long)]
+    pub to_host: String,
+    /// Fail every request sent this way (the receiving host can still send the other way).
+    #[arg(long)]
+    pub cut: bool,
+    /// Probability, 0 to 1, that a request (or its reply) is lost.
+    #[arg(long)]
+    pub drop: Option<f64>,
+    /// Delay every request sent this way, in milliseconds (at most 10,000).
+    #[arg(long)]
+    pub delay_ms: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct SkewArgs {
+    /// The host whose clock jumps.
+    #[arg(long)]
+    pub host: String,
+    /// The offset from the host's wall clock, in milliseconds (negative: behind).
+    #[arg(long, allow_hyphen_values = true)]
+    pub ms: i64,
 }
 
 #[derive(Args, Debug)]

@@ -479,8 +479,11 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
         DrillCommand::Restart(target) => ("restart", target),
         DrillCommand::Pause(target) => ("pause", target),
         DrillCommand::Resume(target) => ("resume", target),
+        DrillCommand::Partition(args) if args.to.is_some() => return link_partition(layout, args),
         DrillCommand::Partition(args) => return partition(layout, Some(&args.office)),
         DrillCommand::Heal => return partition(layout, None),
+        DrillCommand::Link(args) => return link_fault(layout, args),
+        DrillCommand::Skew(args) => return clock_skew(layout, args),
         DrillCommand::Run(args) => {
             return crate::drill_run::run(federation, &args.scenario, args.seconds, args.clients)
                 .await
@@ -729,7 +732,11 @@ fn partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Report> {
     } else {
         format!("cut off: {}", cut.join(", "))
     };
-    Ok(Report::new(json!({ "partitioned": cut }), text))
+    let mut json = json!({ "partitioned": cut });
+    if office.is_none() {
+        json["faults"] = json!(liandong_node::federation::faults::FaultSpec::default());
+    }
+    Ok(Report::new(json, text))
 }
 
 /// Cuts `office` off every other office (None: heals every cut); returns the offices cut now.
@@ -743,7 +750,8 @@ pub fn set_partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Ve
                 .ok_or_else(|| anyhow!("no office {code} in this federation"))?;
             spec.partitioned.insert(code.to_string());
         }
-        None => spec.partitioned.clear(),
+        // Heal: every fault goes, not only office cuts (link faults, one-way cuts, skews).
+        None => spec = liandong_node::federation::faults::FaultSpec::default(),
     }
     std::fs::create_dir_all(layout.run_dir())?;
     spec.save(&layout.run_dir())?;
@@ -784,4 +792,90 @@ async fn drill_hosts(
         "restart" | "resume" => Ok(members),
         _ => bail!("say which replica: --leader or --replica N"),
     }
+}
+
+// ---- Drill faults beyond whole-office cuts: one-way office cuts, host link faults, clock skew.
+
+/// Reads the fault file, lets `change` edit it, validates the result against the manifest and
+/// writes it; a bad value (or a corrupt file) is an error and the file is left as it was. Then
+/// waits for the hosts to have read it, and reports every fault in force.
+fn change_faults(
+    layout: &Layout,
+    change: impl FnOnce(&mut liandong_node::federation::faults::FaultSpec),
+) -> anyhow::Result<liandong_node::federation::faults::FaultSpec> {
+    use liandong_node::federation::faults::{FaultSpec, FAULTS_POLL_MS};
+    let manifest = layout.load_manifest()?;
+    let mut spec = FaultSpec::read(&layout.run_dir())
+        .map_err(|e| anyhow!("{e} (`liandong drill heal` replaces it)"))?;
+    change(&mut spec);
+    spec.validate(Some(&manifest)).map_err(|e| anyhow!(e))?;
+    std::fs::create_dir_all(layout.run_dir())?;
+    spec.save(&layout.run_dir())?;
+    // Hosts re-read the fault file every 100 ms: return once every one has seen it.
+    std::thread::sleep(Duration::from_millis(3 * FAULTS_POLL_MS));
+    Ok(spec)
+}
+
+/// `drill partition --office A --to B [--one-way]`: cuts A -> B (and B -> A unless one way).
+fn link_partition(layout: &Layout, args: &PartitionArgs) -> anyhow::Result<Report> {
+    use liandong_node::federation::faults::OfficeCut;
+    let to = args.to.clone().unwrap_or_default();
+    let from = args.office.clone();
+    let one_way = args.one_way;
+    let spec = change_faults(layout, |spec| {
+        spec.one_way.insert(OfficeCut {
+            from: from.clone(),
+            to: to.clone(),
+        });
+        if !one_way {
+            spec.one_way.insert(OfficeCut {
+                from: to.clone(),
+                to: from.clone(),
+            });
+        }
+    })?;
+    let arrow = if one_way { "->" } else { "<->" };
+    Ok(Report::new(
+        json!({"cut": {"from": from, "to": to, "one_way": one_way}, "faults": spec}),
+        format!("cut: {from} {arrow} {to}"),
+    ))
+}
+
+/// `drill link --from-host H1 --to-host H2 [--cut] [--drop P] [--delay-ms N]`.
+fn link_fault(layout: &Layout, args: &LinkArgs) -> anyhow::Result<Report> {
+    use liandong_node::federation::faults::LinkFault;
+    let fault = LinkFault {
+        from_host: args.from_host.clone(),
+        to_host: args.to_host.clone(),
+        cut: args.cut,
+        drop: args.drop.unwrap_or(0.0),
+        delay_ms: args.delay_ms.unwrap_or(0),
+    };
+    let text = if fault.is_noop() {
+        format!("link {} -> {}: no fault", fault.from_host, fault.to_host)
+    } else {
+        format!(
+            "link {} -> {}: cut {}, drop {}, delay {} ms",
+            fault.from_host, fault.to_host, fault.cut, fault.drop, fault.delay_ms
+        )
+    };
+    let link = json!(fault);
+    let spec = change_faults(layout, |spec| spec.set_link(fault))?;
+    Ok(Report::new(json!({"link": link, "faults": spec}), text))
+}
+
+/// `drill skew --host H --ms N`: the running host's clock jumps to wall + N ms.
+fn clock_skew(layout: &Layout, args: &SkewArgs) -> anyhow::Result<Report> {
+    let (host, ms) = (args.host.clone(), args.ms);
+    let spec = change_faults(layout, |spec| {
+        if ms == 0 {
+            spec.clock_skew_ms.remove(&host);
+        } else {
+            spec.clock_skew_ms.insert(host.clone(), ms);
+        }
+    })?;
+    Ok(Report::new(
+        json!({"skew": {"host": args.host, "ms": ms}, "faults": spec}),
+        format!("host {}: clock skewed by {ms} ms", args.host),
+    ))
 }
