@@ -5,10 +5,10 @@ use std::ops::{Bound, RangeBounds};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader};
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use super::keys::{self, CF_LOG, CF_META};
-use super::{blocking, codec, read_err, write_err, HostDb};
+use super::{codec, read_err, HostDb};
 use crate::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// Upper bound on entries returned by one log read (bounds memory of a replication batch).
@@ -58,9 +58,7 @@ impl LogStore {
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        blocking(|| self.db.raw().write_opt(batch, &options)).map_err(write_err)
+        self.db.write(batch, true)
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
@@ -156,11 +154,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not synced: losing it only means re-learning the commit index from the leader.
         let cf = self.db.cf(CF_META);
-        let key = keys::meta_key(&self.office, "committed");
-        self.db
-            .raw()
-            .put_cf(cf, key, codec::encode(&committed))
-            .map_err(write_err)
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            cf,
+            keys::meta_key(&self.office, "committed"),
+            codec::encode(&committed),
+        );
+        self.db.write(batch, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -186,7 +186,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             );
         }
         // Durable before acknowledged: the WAL is fsynced. Concurrent replicas' appends are
-        // group-committed by RocksDB's write thread into one sync.
+        // group-committed by RocksDB's write thread into one sync. A failed append (full disk,
+        // failed fsync) is reported both ways openraft listens: the callback and the returned
+        // error, which stops this replica before it could vote or acknowledge on a log it does
+        // not have.
         let result = self.write_synced(batch);
         let io_result = result
             .as_ref()

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod codec;
+pub mod failpoint;
 pub mod keys;
 mod log;
 mod state_machine;
@@ -15,8 +16,9 @@ pub mod txn;
 use std::path::Path;
 use std::sync::Arc;
 
+use failpoint::DiskFault;
 pub use log::LogStore;
-use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 pub use state_machine::{AppliedState, StateMachineStore};
 pub use txn::Txn;
 
@@ -26,6 +28,9 @@ use crate::raft::types::StorageError;
 #[derive(Clone)]
 pub struct HostDb {
     db: Arc<DB>,
+    /// The host's storage failpoint (see [`failpoint`]): one flag for the whole database, as a
+    /// full disk is one for every replica on it.
+    fault: DiskFault,
 }
 
 impl HostDb {
@@ -41,11 +46,33 @@ impl HostDb {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families)?;
-        Ok(HostDb { db: Arc::new(db) })
+        Ok(HostDb {
+            db: Arc::new(db),
+            fault: DiskFault::default(),
+        })
     }
 
+    /// For reads. Writes go through [`HostDb::write`], which the failpoint guards.
     pub fn raw(&self) -> &DB {
         &self.db
+    }
+
+    /// The host's storage failpoint; the host feeds it from the marker file.
+    pub fn disk_fault(&self) -> &DiskFault {
+        &self.fault
+    }
+
+    /// Every write of every replica goes through here, one batch at a time. A batch is one
+    /// atomic WAL record: when the write fails (the failpoint, ENOSPC, EIO, a failed fsync)
+    /// nothing of it becomes visible, now or after a restart, and the caller hands openraft a
+    /// fatal storage error, so the replica stops rather than acknowledging anything more.
+    /// `sync` fsyncs the WAL before returning (raft log, vote); without it the batch rides the
+    /// WAL and is recovered from the raft log after a crash (state machine, commit mark).
+    pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        self.fault.check().map_err(write_io_err)?;
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        blocking(|| self.db.write_opt(batch, &options)).map_err(write_err)
     }
 
     pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -84,9 +111,16 @@ pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 pub(crate) fn write_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageError::from_io_error(
-        openraft::ErrorSubject::Store,
-        openraft::ErrorVerb::Write,
-        std::io::Error::other(e.to_string()),
-    )
+    let message = e.to_string();
+    // RocksDB reports errno as text; keep the kind an operator (and a test) can match on.
+    let kind = if message.contains("No space left on device") {
+        std::io::ErrorKind::StorageFull
+    } else {
+        std::io::ErrorKind::Other
+    };
+    write_io_err(std::io::Error::new(kind, message))
+}
+
+pub(crate) fn write_io_err(e: std::io::Error) -> StorageError {
+    StorageError::from_io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Write, e)
 }

@@ -185,17 +185,22 @@ impl StateMachineStore {
     }
 
     fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        self.put_snapshot(&mut batch, meta, data);
+        self.db.write(batch, false)
+    }
+
+    /// Adds the snapshot record to `batch`.
+    fn put_snapshot(&self, batch: &mut WriteBatch, meta: &SnapshotMeta, data: &[u8]) {
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data: data.to_vec(),
         };
-        let cf = self.db.cf(CF_META);
-        blocking(|| {
-            self.db
-                .raw()
-                .put_cf(cf, self.snapshot_key(), codec::encode(&stored))
-        })
-        .map_err(write_err)
+        batch.put_cf(
+            self.db.cf(CF_META),
+            self.snapshot_key(),
+            codec::encode(&stored),
+        );
     }
 }
 
@@ -240,8 +245,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         txn.put(keys::sm::APPLIED.to_vec(), codec::encode(&state));
         let batch = txn.into_batch();
-        // The raft log is already synced; the state machine rides the same WAL unsynced.
-        blocking(|| self.db.raw().write(batch)).map_err(write_err)?;
+        // The raft log is already synced; the state machine rides the same WAL unsynced. All
+        // the entries of this call are one batch: a failed write leaves the applied state where
+        // it was, and the entries are applied again from the log after the restart.
+        self.db.write(batch, false)?;
         self.last_at
             .fetch_max(state.last_at, std::sync::atomic::Ordering::SeqCst);
         Ok(responses)
@@ -272,8 +279,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for (key, value) in &body.pairs {
             batch.put_cf(cf, [self.prefix.as_slice(), key].concat(), value);
         }
-        blocking(|| self.db.raw().write(batch)).map_err(write_err)?;
-        self.save_snapshot(meta, &data)
+        // The state and the snapshot record describing it in one batch: a write failing half
+        // way can leave neither a replaced state without its snapshot nor the reverse.
+        self.put_snapshot(&mut batch, meta, &data);
+        self.db.write(batch, false)?;
+        let applied = self.applied()?;
+        self.last_at
+            .fetch_max(applied.last_at, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
