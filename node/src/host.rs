@@ -110,6 +110,10 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = HostDb::open(&config.data_dir.join("db")).context("opening RocksDB")?;
+    // The storage failpoint (store::failpoint): read once now, so a host restarted with the
+    // marker in place fails its first write, then polled while the host runs.
+    let disk_fault = db.disk_fault().clone();
+    disk_fault.load(&config.data_dir);
     let skew_ms = std::env::var(CLOCK_SKEW_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -196,6 +200,12 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         faults,
     };
     let pump_task = tokio::spawn(pump.run(stop_rx.clone()));
+    let disk_fault_task =
+        tokio::spawn(disk_fault.watch(config.data_dir.clone(), stopped(stop_rx.clone())));
+    let stop_reports: Vec<_> = replicas
+        .iter()
+        .map(|replica| tokio::spawn(report_stop(replica.clone(), stop_rx.clone())))
+        .collect();
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
 
     shutdown.await;
@@ -210,6 +220,10 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let _ = ticker_task.await;
     let _ = faults_task.await;
     let _ = pump_task.await;
+    let _ = disk_fault_task.await;
+    for report in stop_reports {
+        let _ = report.await;
+    }
     for replica in replicas.iter() {
         if let Err(error) = replica.raft.shutdown().await {
             tracing::warn!(office = %replica.office, %error, "raft shutdown");
@@ -343,6 +357,36 @@ fn alarm_due(replica: &Replica) -> bool {
         Err(error) => {
             tracing::warn!(office = %replica.office, %error, "reading alarms");
             false
+        }
+    }
+}
+
+/// Waits for the replica's Raft to stop on its own, and then says so in one error line naming
+/// the office, the replica and the cause. openraft stops a replica whose storage write failed
+/// (a full disk, EIO, a failed fsync) and logs that in its own words, naming neither the office
+/// nor what to do; the operator needs both. A stop because the host shuts down is not reported.
+async fn report_stop(replica: Replica, mut stop: watch::Receiver<bool>) {
+    let mut metrics = replica.raft.metrics();
+    loop {
+        let fatal = metrics.borrow().running_state.clone().err();
+        if let Some(fatal) = fatal {
+            if !matches!(fatal, openraft::error::Fatal::Stopped) && !*stop.borrow() {
+                tracing::error!(
+                    office = %replica.office,
+                    replica = replica.id,
+                    cause = %fatal,
+                    "replica stopped: its storage failed; it acknowledges nothing until its host is restarted with the fault cleared"
+                );
+            }
+            return;
+        }
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }
 }

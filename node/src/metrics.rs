@@ -33,6 +33,13 @@ pub fn render(replicas: &Replicas) -> String {
             out,
             "liandong_raft_last_applied_index{{{labels}}} {applied}"
         );
+        // 1 once the replica's Raft stopped on its own (a failed storage write): it serves
+        // nothing until the host is restarted.
+        let _ = writeln!(
+            out,
+            "liandong_replica_stopped{{{labels}}} {}",
+            u8::from(metrics.running_state.is_err())
+        );
     }
     out
 }
