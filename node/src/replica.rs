@@ -46,6 +46,7 @@ impl Replica {
     /// Proposes `op`, stamped with this host's clock, and waits until it is committed on a
     /// quorum (each replica's log synced) and applied here.
     pub async fn write(&self, op: Operation) -> Result<Written, ReplicaError> {
+        self.refuse_if_stopped()?;
         let floor = self.state_machine.last_at();
         let request = Request {
             at: self.clock.stamp(floor),
@@ -69,6 +70,7 @@ impl Replica {
     /// Waits until this replica (the leader) has applied everything committed before the call:
     /// a read after it is linearizable (openraft's read index).
     pub async fn read_barrier(&self) -> Result<(), ReplicaError> {
+        self.refuse_if_stopped()?;
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
@@ -78,6 +80,19 @@ impl Replica {
                 })
             }
             Err(error) => Err(self.unavailable(error)),
+        }
+    }
+
+    /// A replica whose Raft stopped (a failed storage write) answers at once with a storage
+    /// error, so the API gives up on it and the client turns to another replica, instead of
+    /// retrying a stopped Raft until the deadline and logging every try.
+    fn refuse_if_stopped(&self) -> Result<(), ReplicaError> {
+        match &self.raft.metrics().borrow().running_state {
+            Ok(()) => Ok(()),
+            Err(fatal) => Err(ReplicaError::Storage {
+                office: self.office.clone(),
+                reason: format!("replica {} has stopped: {fatal}", self.id),
+            }),
         }
     }
 
