@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -271,6 +272,59 @@ pub struct Faults {
     clock: Option<Arc<Clock>>,
     /// The last reason the fault file was ignored, to log it once rather than every poll.
     last_error: Arc<RwLock<Option<String>>>,
+    /// What the link faults did since the faults last changed (logged at each change).
+    applied: Arc<Applied>,
+}
+
+/// Requests a host's link faults acted on: the evidence (in the host's log) that a drill's
+/// faults really reached the traffic.
+#[derive(Debug, Default)]
+struct Applied {
+    cut: AtomicU64,
+    delayed: AtomicU64,
+    dropped_requests: AtomicU64,
+    dropped_replies: AtomicU64,
+}
+
+impl Applied {
+    fn count(&self, action: LinkAction) {
+        let counter = match action {
+            LinkAction::Send => return,
+            LinkAction::Cut => &self.cut,
+            LinkAction::DropRequest => &self.dropped_requests,
+            LinkAction::DropReply => &self.dropped_replies,
+            LinkAction::Delay { then, .. } => {
+                match then {
+                    LinkOutcome::DropRequest => self.dropped_requests.fetch_add(1, Relaxed),
+                    LinkOutcome::DropReply => self.dropped_replies.fetch_add(1, Relaxed),
+                    LinkOutcome::Send => 0,
+                };
+                &self.delayed
+            }
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Logs the counts (if any) and starts again from zero.
+    fn report(&self, host: &str) {
+        let taken = [
+            self.cut.swap(0, Relaxed),
+            self.delayed.swap(0, Relaxed),
+            self.dropped_requests.swap(0, Relaxed),
+            self.dropped_replies.swap(0, Relaxed),
+        ];
+        if taken.iter().any(|&n| n > 0) {
+            let [cut, delayed, dropped_requests, dropped_replies] = taken;
+            tracing::info!(
+                host,
+                cut,
+                delayed,
+                dropped_requests,
+                dropped_replies,
+                "link faults applied since the faults last changed"
+            );
+        }
+    }
 }
 
 impl Faults {
@@ -304,7 +358,9 @@ impl Faults {
         }
         let roll = rand::random::<f64>();
         let coin = rand::random::<bool>();
-        decide(fault, roll, coin)
+        let action = decide(fault, roll, coin);
+        self.applied.count(action);
+        action
     }
 
     pub fn set(&self, spec: FaultSpec) {
@@ -312,10 +368,14 @@ impl Faults {
             let skew = spec.clock_skew_ms.get(&*self.host).copied().unwrap_or(0);
             clock.set_runtime_skew(skew);
         }
-        *self
+        let mut current = self
             .spec
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = spec;
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *current != spec {
+            self.applied.report(&self.host);
+            *current = spec;
+        }
     }
 
     /// Re-reads the fault file: applies it when valid, keeps the faults in force otherwise
