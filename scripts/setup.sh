@@ -12,3 +12,10 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' && ! ls /usr
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq libclang-dev
 fi
+# The kernel-partition chaos test (chaos-tests/tests/kernel_partition.rs) needs nft when it runs
+# as root; without root it skips, so only root installs it.
+if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1; then
+  echo "setup: installing nftables (the kernel-partition chaos test uses nft as root)"
+  apt-get update -qq
+  apt-get install -y -qq nftables
+fi
