@@ -2,6 +2,13 @@
 //! faults are injected; then everything is healed and the report says what was attempted,
 //! acknowledged and lost, how long failovers and the heal took, each office's availability over
 //! time, and every invariant's result (JSON, and an HTML page with SVG plots).
+//!
+//! `disk-full` fills the disk of one host of the target office (the first county: its hosts
+//! also carry its townships) with the storage failpoint (`liandong_node::store::failpoint`, a
+//! marker file in the host's data directory; no root needed): first the office leader's host,
+//! then a follower's. Each time the replica must stop (status `Shutdown`) while the office keeps
+//! serving on the other two; then the fault is cleared, the host restarted, and the replica must
+//! catch up. The report adds each fault's timings and the recovery times.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,18 +22,23 @@ use rand::Rng;
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
+use federation_proto::v1::StatusReply;
+use liandong_node::manifest::HostEntry;
+use liandong_node::store::failpoint;
+
 use crate::client::{channel, Federation};
 use crate::commands::Report;
 use crate::{process, sample, view};
 
 /// The drills this build runs.
-pub const SCENARIOS: [&str; 6] = [
+pub const SCENARIOS: [&str; 7] = [
     "kill-leader-loop",
     "partition-county",
     "partition-flapping",
     "pause-replica",
     "rolling-restart-under-load",
     "clock-skew",
+    "disk-full",
 ];
 /// How far the clock-skew drill moves a host's clock (either way).
 pub const CLOCK_SKEW_MS: i64 = 3_600_000;
@@ -36,6 +48,16 @@ pub const OPERATION_TIMEOUT_MS: u64 = 6_000;
 pub const BUCKET_MS: u64 = 1_000;
 /// How long the heal phase may take to reach a verified federation.
 pub const HEAL_DEADLINE_MS: u64 = 120_000;
+/// At most this many points per office in `availability_over_time`: a long drill gets wider
+/// buckets (whole multiples of [`BUCKET_MS`]), so the report stays small.
+pub const AVAILABILITY_POINTS_MAX: u64 = 300;
+/// At most this many fault events in the report (the first ones); the rest are only counted.
+pub const FAULT_EVENTS_MAX: usize = 200;
+/// How long a disk-full drill waits for the faulted replica to stop, and after its host's
+/// restart for it to catch up.
+pub const DISK_FAULT_OBSERVE_MS: u64 = 30_000;
+/// How often the disk-full drill polls `status` while it waits.
+pub const STATUS_POLL_MS: u64 = 100;
 
 #[derive(Clone)]
 struct Operation {
@@ -156,6 +178,20 @@ impl Drill {
         None
     }
 
+    /// Filings at `office` sent at or after `from_ms` and acknowledged by `to_ms`.
+    fn acknowledged_between(&self, office: &str, from_ms: u64, to_ms: u64) -> u64 {
+        let Ok(recorder) = self.recorder.lock() else {
+            return 0;
+        };
+        recorder
+            .operations
+            .iter()
+            .filter(|op| {
+                op.office == office && op.ok && op.started_ms >= from_ms && op.completed_ms <= to_ms
+            })
+            .count() as u64
+    }
+
     /// Milliseconds from `at_ms` to the acknowledgement of the first filing at `office` that
     /// was sent after it.
     fn recovery_ms(&self, office: &str, at_ms: u64) -> Option<u64> {
@@ -227,6 +263,32 @@ struct Faults {
     pauses: u64,
     /// The office cut off, for partition drills.
     cut: Option<String>,
+    /// The disk faults injected, for the disk-full drill.
+    disk: Vec<DiskFault>,
+    /// What was done when (ms since the drill's start), marked on the HTML plots.
+    events: Vec<(u64, String)>,
+}
+
+/// One injected disk fault and what followed, in ms since the drill's start.
+#[derive(Clone, Debug, serde::Serialize)]
+struct DiskFault {
+    office: String,
+    replica: u64,
+    host: String,
+    /// "leader" or "follower": the replica's role when its disk filled.
+    role: &'static str,
+    injected_ms: u64,
+    /// When `status` first showed the replica stopped (`Shutdown`); None if it never did.
+    stopped_ms: Option<u64>,
+    /// Filings at the office acknowledged while the replica was stopped (started after the stop
+    /// was seen, completed before the fault was cleared).
+    acknowledged_while_stopped: u64,
+    cleared_ms: u64,
+    /// How long the host's restart took (graceful stop and start).
+    restarted_ms: u64,
+    /// From the restart until the replica was back and had applied everything the office's
+    /// leader had applied when the restart began; None if it did not in time.
+    recovery_ms: Option<u64>,
 }
 
 async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::Result<Faults> {
@@ -247,8 +309,15 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
         _ => 0,
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
+    if scenario == "disk-full" {
+        disk_full(drill, &county, until, &mut faults).await?;
+        return Ok(faults);
+    }
     if scenario == "partition-county" {
         crate::commands::set_partition(&layout, Some(&county))?;
+        faults
+            .events
+            .push((drill.elapsed_ms(), format!("{county} cut off")));
         faults.partitions = 1;
         faults.cut = Some(county);
         tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
@@ -273,6 +342,10 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
                         let at = drill.elapsed_ms();
                         if process::kill_host(&layout, &host)?.is_some() {
                             faults.kills += 1;
+                            faults.events.push((
+                                at,
+                                format!("SIGKILL host {host} (leader {leader} of {office})"),
+                            ));
                             tokio::time::sleep(Duration::from_millis(1_500)).await;
                             if let Some(ms) = drill.recovery_ms(&office, at) {
                                 faults.failover_ms.push(ms);
@@ -289,6 +362,13 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
                     None
                 };
                 crate::commands::set_partition(&layout, flapping)?;
+                faults.events.push((
+                    drill.elapsed_ms(),
+                    match flapping {
+                        Some(cut) => format!("{cut} cut off"),
+                        None => "healed".to_string(),
+                    },
+                ));
                 faults.partitions += 1;
                 faults.cut = Some(county.clone());
             }
@@ -310,6 +390,10 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
                     skew.to_string(),
                 )];
                 process::start_host(&layout, &host, &env)?;
+                faults.events.push((
+                    drill.elapsed_ms(),
+                    format!("host {host} restarted, clock {skew:+} ms"),
+                ));
                 faults.kills += 1;
             }
             "pause-replica" => {
@@ -318,6 +402,9 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
                     if let Some(pid) = process::running_pid(&layout, host) {
                         process::signal(pid, libc::SIGSTOP)?;
                         faults.pauses += 1;
+                        faults
+                            .events
+                            .push((drill.elapsed_ms(), format!("SIGSTOP host {host}")));
                         tokio::time::sleep(Duration::from_millis(
                             rand::thread_rng().gen_range(1_000..2_500),
                         ))
@@ -334,6 +421,9 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
                 restart_cursor += 1;
                 if process::stop_host(&layout, &host)?.is_some() {
                     faults.kills += 1;
+                    faults
+                        .events
+                        .push((drill.elapsed_ms(), format!("host {host} restarted")));
                 }
                 process::start_host(&layout, &host, &[])?;
             }
@@ -343,6 +433,148 @@ async fn inject(drill: &Arc<Drill>, scenario: &str, until: Instant) -> anyhow::R
     Ok(faults)
 }
 
+/// (state, last_applied) of one replica as its host reports it; None while the host is down.
+fn replica_state(
+    statuses: &[(HostEntry, Option<StatusReply>)],
+    office: &str,
+    replica: u64,
+) -> Option<(String, u64)> {
+    statuses
+        .iter()
+        .filter_map(|(_, reply)| reply.as_ref())
+        .flat_map(|reply| reply.replicas.iter())
+        .find(|r| r.office == office && r.id == replica)
+        .map(|r| (r.state.clone(), r.last_applied))
+}
+
+/// The disk-full drill on `office`: the leader's host first, then a follower's, each in its
+/// own half of the time left.
+async fn disk_full(
+    drill: &Arc<Drill>,
+    office: &str,
+    until: Instant,
+    faults: &mut Faults,
+) -> anyhow::Result<()> {
+    let mut faulted_hosts = Vec::new();
+    for role in ["leader", "follower"] {
+        let left = until.saturating_duration_since(Instant::now());
+        let slot = if role == "leader" { left / 2 } else { left };
+        // Half the slot with the disk full, the rest to restart and catch up under load.
+        let hold = (slot / 2).max(Duration::from_millis(2_000));
+        let fault = one_disk_fault(drill, office, role, &faulted_hosts, hold, faults).await?;
+        faulted_hosts.push(fault.host.clone());
+        faults.disk.push(fault);
+        let rest = slot.saturating_sub(hold);
+        let slot_end = Instant::now() + rest.saturating_sub(Duration::from_millis(500));
+        tokio::time::sleep(slot_end.saturating_duration_since(Instant::now())).await;
+    }
+    faults.kills = faults.disk.len() as u64;
+    Ok(())
+}
+
+/// Fills the disk of the host of `office`'s leader (or of a follower) for `hold`, clears it,
+/// restarts the host and waits for the replica to catch up. A leader's stop is a failover: the
+/// time from the stop (as `status` first shows it) to the first filing acknowledged at the
+/// office among those sent after it goes to the failover figures.
+async fn one_disk_fault(
+    drill: &Arc<Drill>,
+    office: &str,
+    role: &'static str,
+    faulted_hosts: &[String],
+    hold: Duration,
+    faults: &mut Faults,
+) -> anyhow::Result<DiskFault> {
+    let layout = drill.federation.layout.clone();
+    let members = process::office_hosts(&drill.federation.manifest, office)?;
+    let statuses = drill.federation.statuses().await;
+    let leader = view::office_leader(&statuses, office)
+        .ok_or_else(|| anyhow!("office {office} has no leader for the disk-full drill"))?;
+    // A follower on a host not faulted before, if there is one: more hosts see a full disk.
+    let mut candidates: Vec<&(u64, String)> = members
+        .iter()
+        .filter(|(id, _)| (*id == leader) == (role == "leader"))
+        .collect();
+    candidates.sort_by_key(|(_, host)| faulted_hosts.contains(host));
+    let (replica, host) = candidates
+        .first()
+        .map(|pair| (*pair).clone())
+        .ok_or_else(|| anyhow!("office {office} has no {role} to fill the disk of"))?;
+    let marker = failpoint::marker(&layout.data_dir(&host));
+    let injected_ms = drill.elapsed_ms();
+    std::fs::write(
+        &marker,
+        format!("drill disk-full: office {office} {role}\n"),
+    )?;
+    faults.events.push((
+        injected_ms,
+        format!("disk full: host {host} ({role} {replica} of {office})"),
+    ));
+    let held_until = Instant::now() + hold;
+    // The replica stops at its next write (the host polls the marker every 100 ms).
+    let mut stopped_ms = None;
+    let observe_until = Instant::now() + Duration::from_millis(DISK_FAULT_OBSERVE_MS);
+    while Instant::now() < observe_until {
+        let statuses = drill.federation.statuses().await;
+        if replica_state(&statuses, office, replica).is_some_and(|(state, _)| state == "Shutdown") {
+            stopped_ms = Some(drill.elapsed_ms());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(STATUS_POLL_MS)).await;
+    }
+    if let Some(at) = stopped_ms {
+        faults
+            .events
+            .push((at, format!("replica {replica} of {office} stopped")));
+    }
+    tokio::time::sleep(held_until.saturating_duration_since(Instant::now())).await;
+    let cleared_ms = drill.elapsed_ms();
+    let acknowledged_while_stopped = stopped_ms.map_or(0, |from| {
+        drill.acknowledged_between(office, from, cleared_ms)
+    });
+    if role == "leader" {
+        if let Some(ms) = stopped_ms.and_then(|at| drill.recovery_ms(office, at)) {
+            faults.failover_ms.push(ms);
+        }
+    }
+    std::fs::remove_file(&marker)?;
+    // What the replica must reach to count as caught up: the office's applied index now.
+    let statuses = drill.federation.statuses().await;
+    let target = view::office_leader(&statuses, office)
+        .and_then(|leader| replica_state(&statuses, office, leader))
+        .map_or(0, |(_, applied)| applied);
+    let restart_at = Instant::now();
+    faults.events.push((
+        drill.elapsed_ms(),
+        format!("cleared; host {host} restarted"),
+    ));
+    process::stop_host(&layout, &host)?;
+    process::start_host(&layout, &host, &[])?;
+    let restarted_ms = restart_at.elapsed().as_millis() as u64;
+    let mut recovery_ms = None;
+    while restart_at.elapsed() < Duration::from_millis(DISK_FAULT_OBSERVE_MS) {
+        let statuses = drill.federation.statuses().await;
+        if let Some((state, applied)) = replica_state(&statuses, office, replica) {
+            if state != "Shutdown" && applied >= target {
+                recovery_ms = Some(restart_at.elapsed().as_millis() as u64);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(STATUS_POLL_MS)).await;
+    }
+    Ok(DiskFault {
+        office: office.to_string(),
+        replica,
+        host,
+        role,
+        injected_ms,
+        stopped_ms,
+        acknowledged_while_stopped,
+        cleared_ms,
+        restarted_ms,
+        recovery_ms,
+    })
+}
+
 /// Heals every cut, starts every host that is down, and waits until `verify` passes. Returns
 /// the milliseconds that took.
 async fn heal(drill: &Drill) -> anyhow::Result<u64> {
@@ -350,6 +582,13 @@ async fn heal(drill: &Drill) -> anyhow::Result<u64> {
     let healed = Instant::now();
     crate::commands::set_partition(layout, None)?;
     for host in &drill.federation.manifest.hosts {
+        // A disk fault left behind (a drill interrupted half way): clear it and restart the
+        // host, whose faulted replicas stay stopped until then.
+        let marker = failpoint::marker(&layout.data_dir(&host.name));
+        if marker.exists() {
+            std::fs::remove_file(&marker)?;
+            process::stop_host(layout, &host.name)?;
+        }
         if let Some(pid) = process::running_pid(layout, &host.name) {
             let _ = process::signal(pid, libc::SIGCONT);
         }
@@ -406,26 +645,19 @@ async fn report(
     let duplicates = before - ids.len();
 
     let mut availability = BTreeMap::new();
-    let mut timeline: BTreeMap<String, BTreeMap<u64, (u64, u64)>> = BTreeMap::new();
+    let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for op in &operations {
-        let bucket = timeline
-            .entry(op.office.clone())
-            .or_default()
-            .entry(op.started_ms / BUCKET_MS)
-            .or_default();
-        bucket.0 += 1;
-        bucket.1 += u64::from(op.ok);
+        let total = totals.entry(op.office.clone()).or_default();
+        total.0 += 1;
+        total.1 += u64::from(op.ok);
     }
-    for (office, buckets) in &timeline {
-        let (all, ok) = buckets
-            .values()
-            .fold((0, 0), |(a, o), (ba, bo)| (a + ba, o + bo));
+    for (office, (all, ok)) in &totals {
         availability.insert(
             office.clone(),
-            if all == 0 {
+            if *all == 0 {
                 1.0
             } else {
-                ok as f64 / all as f64
+                *ok as f64 / *all as f64
             },
         );
     }
@@ -442,8 +674,18 @@ async fn report(
         let served = availability.get(cut).copied().unwrap_or(0.0);
         invariants.push(json!({"name": "autonomy", "ok": served > 0.9, "detail": format!("{cut} served {:.1}% of its filings while cut off", served * 100.0)}));
     }
+    if !faults.disk.is_empty() {
+        invariants.extend(disk_invariants(&faults.disk));
+    }
     let ok = invariants.iter().all(|i| i["ok"] == true);
-    let json = json!({
+    let end_ms = operations
+        .iter()
+        .map(|op| op.started_ms + 1)
+        .max()
+        .unwrap_or(0)
+        .max(seconds.saturating_mul(1_000));
+    let over_time = availability_over_time(&operations, end_ms);
+    let mut json = json!({
         "scenario": scenario,
         "seconds": seconds,
         "ok": ok,
@@ -454,15 +696,25 @@ async fn report(
         "pauses": faults.pauses,
         "failover_ms": {"p50": percentile(&failovers, 0.5), "p99": percentile(&failovers, 0.99), "samples": failovers},
         "availability": availability,
+        "availability_over_time": over_time,
         "heal_convergence_ms": heal_ms,
         "invariants": invariants,
+        "fault_events": faults.events.iter().take(FAULT_EVENTS_MAX).map(|(t_ms, what)| json!({"t_ms": t_ms, "what": what})).collect::<Vec<_>>(),
+        "fault_events_left_out": faults.events.len().saturating_sub(FAULT_EVENTS_MAX),
     });
+    if !faults.disk.is_empty() {
+        let mut recoveries: Vec<u64> = faults.disk.iter().filter_map(|f| f.recovery_ms).collect();
+        recoveries.sort_unstable();
+        json["disk_faults"] = json!(faults.disk.len());
+        json["disk"] = json!(faults.disk);
+        json["recovery_ms"] = json!({"p50": percentile(&recoveries, 0.5), "p99": percentile(&recoveries, 0.99), "samples": recoveries});
+    }
     let page = drill
         .federation
         .layout
         .run_dir()
         .join(format!("drill-{scenario}.html"));
-    std::fs::write(&page, html(&json, &timeline))?;
+    std::fs::write(&page, html(&json))?;
     let text = format!(
         "{scenario}: {} ok; {} operations, {} acknowledged, {} lost; kills {}, failover p50 {} ms p99 {} ms; heal {heal_ms} ms\nreport: {}",
         if ok { "all invariants" } else { "NOT" },
@@ -477,34 +729,159 @@ async fn report(
     Ok(Report { json, text, ok })
 }
 
-/// The report as a page: the figures, the invariants, and per office an SVG plot of the share
-/// of filings acknowledged in each second.
-fn html(report: &Value, timeline: &BTreeMap<String, BTreeMap<u64, (u64, u64)>>) -> String {
-    let mut plots = String::new();
-    let width = 600.0;
-    let height = 60.0;
-    let last = timeline
-        .values()
-        .flat_map(|b| b.keys())
-        .max()
-        .copied()
-        .unwrap_or(1)
-        .max(1) as f64;
-    for (office, buckets) in timeline {
-        let points: Vec<String> = buckets
-            .iter()
-            .map(|(second, (all, ok))| {
-                let x = *second as f64 / last * width;
-                let y = height - (*ok as f64 / (*all).max(1) as f64) * height;
-                format!("{x:.1},{y:.1}")
-            })
-            .collect();
-        plots.push_str(&format!(
-            "<h3>{office}: {:.1}%</h3><svg width=\"{width}\" height=\"{height}\" style=\"background:#f4f4f4\"><polyline fill=\"none\" stroke=\"#2a6\" stroke-width=\"2\" points=\"{}\"/></svg>\n",
-            report["availability"][office].as_f64().unwrap_or(0.0) * 100.0,
-            points.join(" ")
+/// The width of one availability bucket for a drill `end_ms` long: [`BUCKET_MS`], or a whole
+/// multiple of it that keeps the series within [`AVAILABILITY_POINTS_MAX`] points.
+fn bucket_ms(end_ms: u64) -> u64 {
+    let buckets = end_ms.div_ceil(BUCKET_MS).max(1);
+    BUCKET_MS * buckets.div_ceil(AVAILABILITY_POINTS_MAX).max(1)
+}
+
+/// Per office, the share of filings acknowledged among those sent in each fixed bucket, from the
+/// drill's start to `end_ms` (after every filing's start): `{"t_ms": bucket start, "attempted":
+/// n, "availability": 0..1}`, availability null where the office was sent nothing in that
+/// bucket. Every office has the same buckets, at most [`AVAILABILITY_POINTS_MAX`].
+fn availability_over_time(operations: &[Operation], end_ms: u64) -> Value {
+    let width = bucket_ms(end_ms);
+    let buckets = end_ms.div_ceil(width).max(1) as usize;
+    let mut counts: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
+    for op in operations {
+        let series = counts
+            .entry(op.office.as_str())
+            .or_insert_with(|| vec![(0, 0); buckets]);
+        if let Some(bucket) = series.get_mut((op.started_ms / width) as usize) {
+            bucket.0 += 1;
+            bucket.1 += u64::from(op.ok);
+        }
+    }
+    let series: serde_json::Map<String, Value> = counts
+        .into_iter()
+        .map(|(office, buckets)| {
+            let points: Vec<Value> = buckets
+                .iter()
+                .enumerate()
+                .map(|(i, (all, ok))| {
+                    json!({
+                        "t_ms": i as u64 * width,
+                        "attempted": all,
+                        "availability": (*all > 0).then(|| *ok as f64 / *all as f64),
+                    })
+                })
+                .collect();
+            (office.to_string(), Value::Array(points))
+        })
+        .collect();
+    Value::Object(series)
+}
+
+/// Escapes text for an HTML page.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One office's availability series as an SVG plot: time on x (seconds), share acknowledged on
+/// y (0 to 100 %), a gap where the office was sent nothing, and the drill's fault events as
+/// dashed red lines.
+fn availability_svg(points: &[Value], end_ms: f64, events: &[(f64, String)]) -> String {
+    let (width, height, left, bottom) = (640.0, 90.0, 34.0, 16.0);
+    let plot_w = width - left - 6.0;
+    let plot_h = height - bottom - 6.0;
+    let x = |t_ms: f64| left + t_ms / end_ms.max(1.0) * plot_w;
+    let y = |share: f64| 6.0 + (1.0 - share) * plot_h;
+    let mut path = String::new();
+    let mut pen_down = false;
+    for point in points {
+        match (point["t_ms"].as_f64(), point["availability"].as_f64()) {
+            (Some(t), Some(share)) => {
+                path.push_str(&format!(
+                    "{}{:.1},{:.1} ",
+                    if pen_down { "L" } else { "M" },
+                    x(t),
+                    y(share)
+                ));
+                pen_down = true;
+            }
+            _ => pen_down = false,
+        }
+    }
+    let mut svg = format!(
+        "<svg width=\"{width}\" height=\"{height}\" style=\"background:#f8f8f8\" font-size=\"10\" font-family=\"sans-serif\">"
+    );
+    for share in [0.0, 0.5, 1.0] {
+        svg.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"2\" y=\"{:.1}\">{:.0}%</text>",
+            left + plot_w,
+            y(share) + 3.0,
+            share * 100.0,
+            y = y(share)
         ));
     }
+    let seconds = (end_ms / 1_000.0).ceil().max(1.0);
+    let step = (seconds / 10.0).ceil().max(1.0);
+    let mut second = 0.0;
+    while second <= seconds {
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{second:.0}s</text>",
+            x(second * 1_000.0),
+            height - 3.0
+        ));
+        second += step;
+    }
+    for (t_ms, what) in events {
+        svg.push_str(&format!(
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"6\" y2=\"{:.1}\" stroke=\"#c33\" stroke-dasharray=\"3,2\"><title>{}</title></line>",
+            6.0 + plot_h,
+            escape(what),
+            x = x(*t_ms)
+        ));
+    }
+    svg.push_str(&format!(
+        "<path fill=\"none\" stroke=\"#2a6\" stroke-width=\"2\" d=\"{}\"/></svg>",
+        path.trim_end()
+    ));
+    svg
+}
+
+/// The report as a page: the figures, the invariants, and per office an SVG plot of its
+/// `availability_over_time` (the same series as the JSON), with the fault events marked.
+fn html(report: &Value) -> String {
+    let empty = serde_json::Map::new();
+    let series = report["availability_over_time"]
+        .as_object()
+        .unwrap_or(&empty);
+    let end_ms = series
+        .values()
+        .filter_map(|points| points.as_array()?.last()?["t_ms"].as_f64())
+        .fold(0.0, f64::max)
+        + series
+            .values()
+            .filter_map(|points| {
+                let points = points.as_array()?;
+                Some(points.get(1)?["t_ms"].as_f64()? - points.first()?["t_ms"].as_f64()?)
+            })
+            .fold(0.0, f64::max);
+    let events: Vec<(f64, String)> = report["fault_events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["t_ms"].as_f64()?, e["what"].as_str()?.to_string())))
+        .collect();
+    let mut plots = String::new();
+    for (office, points) in series {
+        let points = points.as_array().map(Vec::as_slice).unwrap_or(&[]);
+        plots.push_str(&format!(
+            "<h3>{}: {:.1}%</h3>{}\n",
+            escape(office),
+            report["availability"][office].as_f64().unwrap_or(0.0) * 100.0,
+            availability_svg(points, end_ms, &events)
+        ));
+    }
+    let event_list: String = events
+        .iter()
+        .map(|(t_ms, what)| format!("<li>{:.1} s: {}</li>", t_ms / 1_000.0, escape(what)))
+        .collect();
     let invariants: String = report["invariants"]
         .as_array()
         .into_iter()
@@ -512,16 +889,132 @@ fn html(report: &Value, timeline: &BTreeMap<String, BTreeMap<u64, (u64, u64)>>) 
         .map(|i| {
             format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                i["name"].as_str().unwrap_or(""),
+                escape(i["name"].as_str().unwrap_or("")),
                 if i["ok"] == true { "ok" } else { "FAILED" },
-                i["detail"].as_str().unwrap_or("").replace('<', "&lt;")
+                escape(i["detail"].as_str().unwrap_or(""))
             )
         })
         .collect();
+    let mut figures = json!({"operations": report["operations"], "lost_acknowledged": report["lost_acknowledged"], "kills": report["kills"], "failover_ms": report["failover_ms"], "heal_convergence_ms": report["heal_convergence_ms"]});
+    for extra in ["disk_faults", "recovery_ms", "disk"] {
+        if !report[extra].is_null() {
+            figures[extra] = report[extra].clone();
+        }
+    }
     format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>Liandong drill {scenario}</title>\n<h1>Drill {scenario}: {verdict}</h1>\n<pre>{figures}</pre>\n<table border=\"1\" cellpadding=\"4\"><tr><th>invariant</th><th>result</th><th>detail</th></tr>{invariants}</table>\n<h2>Availability per office (share of filings acknowledged, per second)</h2>\n{plots}",
-        scenario = report["scenario"].as_str().unwrap_or(""),
+        "<!doctype html><meta charset=\"utf-8\"><title>Liandong drill {scenario}</title>\n<h1>Drill {scenario}: {verdict}</h1>\n<pre>{figures}</pre>\n<table border=\"1\" cellpadding=\"4\"><tr><th>invariant</th><th>result</th><th>detail</th></tr>{invariants}</table>\n<h2>Faults</h2><ul>{event_list}</ul>\n<h2>Availability per office over time (share of filings acknowledged, by when they were sent; dashed: faults)</h2>\n{plots}",
+        scenario = escape(report["scenario"].as_str().unwrap_or("")),
         verdict = if report["ok"] == true { "every invariant holds" } else { "FAILED" },
-        figures = serde_json::to_string_pretty(&json!({"operations": report["operations"], "lost_acknowledged": report["lost_acknowledged"], "kills": report["kills"], "failover_ms": report["failover_ms"], "heal_convergence_ms": report["heal_convergence_ms"]})).unwrap_or_default(),
+        figures = escape(&serde_json::to_string_pretty(&figures).unwrap_or_default()),
     )
+}
+
+/// The disk-full drill's own invariants: each faulted replica stopped, the office served while
+/// it was stopped, and the replica caught up after its host's restart.
+fn disk_invariants(disk: &[DiskFault]) -> Vec<Value> {
+    let describe = |f: &DiskFault| format!("{} replica {} ({})", f.office, f.replica, f.role);
+    let never_stopped: Vec<String> = disk
+        .iter()
+        .filter(|f| f.stopped_ms.is_none())
+        .map(describe)
+        .collect();
+    let unserved: Vec<String> = disk
+        .iter()
+        .filter(|f| f.stopped_ms.is_some() && f.acknowledged_while_stopped == 0)
+        .map(describe)
+        .collect();
+    let unrecovered: Vec<String> = disk
+        .iter()
+        .filter(|f| f.recovery_ms.is_none())
+        .map(describe)
+        .collect();
+    let verdict = |name: &str, failed: &[String], ok_detail: String| json!({"name": name, "ok": failed.is_empty(), "detail": if failed.is_empty() { ok_detail } else { failed.join("; ") }});
+    vec![
+        verdict(
+            "disk_fault_stops_replica",
+            &never_stopped,
+            format!("{} faulted replicas stopped", disk.len()),
+        ),
+        verdict(
+            "office_serves_without_it",
+            &unserved,
+            format!(
+                "filings acknowledged while the replica was stopped: {:?}",
+                disk.iter()
+                    .map(|f| f.acknowledged_while_stopped)
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        verdict(
+            "replica_recovers_after_restart",
+            &unrecovered,
+            format!(
+                "caught up {:?} ms after the restart",
+                disk.iter()
+                    .filter_map(|f| f.recovery_ms)
+                    .collect::<Vec<_>>()
+            ),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(office: &str, started_ms: u64, ok: bool) -> Operation {
+        Operation {
+            office: office.to_string(),
+            started_ms,
+            completed_ms: started_ms + 5,
+            ok,
+            case_id: None,
+        }
+    }
+
+    #[test]
+    fn buckets_widen_to_keep_the_series_bounded() {
+        assert_eq!(bucket_ms(14_000), BUCKET_MS);
+        assert_eq!(bucket_ms(300_000), BUCKET_MS);
+        assert_eq!(bucket_ms(300_001), 2 * BUCKET_MS);
+        let hour: u64 = 3_600_000;
+        assert!(hour.div_ceil(bucket_ms(hour)) <= AVAILABILITY_POINTS_MAX);
+    }
+
+    #[test]
+    fn availability_over_time_has_every_bucket_for_every_office() {
+        let operations = [
+            op("5306", 10, true),
+            op("5306", 20, false),
+            op("5306", 2_500, true),
+            op("530602", 2_999, true),
+        ];
+        let series = availability_over_time(&operations, 3_000);
+        let city = series["5306"].as_array().unwrap();
+        let county = series["530602"].as_array().unwrap();
+        assert_eq!(city.len(), 3);
+        assert_eq!(county.len(), 3);
+        assert_eq!(city[0]["availability"], 0.5);
+        assert_eq!(city[0]["attempted"], 2);
+        assert!(city[1]["availability"].is_null(), "nothing sent: no figure");
+        assert_eq!(city[2]["t_ms"], 2_000);
+        assert_eq!(county[2]["availability"], 1.0);
+    }
+
+    #[test]
+    fn the_page_plots_the_series_and_survives_an_empty_report() {
+        let operations = [op("5306", 10, true), op("5306", 1_500, false)];
+        let report = json!({
+            "scenario": "disk-full",
+            "ok": true,
+            "availability": {"5306": 0.5},
+            "availability_over_time": availability_over_time(&operations, 2_000),
+            "fault_events": [{"t_ms": 1_000, "what": "disk full <h1>"}],
+            "invariants": [],
+        });
+        let page = html(&report);
+        assert!(page.contains("<svg") && page.contains("<path"), "{page}");
+        assert!(page.contains("disk full &lt;h1&gt;"));
+        assert!(html(&json!({})).contains("<h1>"));
+    }
 }
