@@ -83,13 +83,13 @@ impl Replica {
         }
     }
 
-    /// A replica whose Raft stopped (a failed storage write) answers at once with a storage
-    /// error, so the API gives up on it and the client turns to another replica, instead of
-    /// retrying a stopped Raft until the deadline and logging every try.
+    /// A replica whose Raft stopped (a failed storage write) refuses at once, without asking
+    /// its stopped Raft (which logs an error for every request it cannot take): the API answers
+    /// "unavailable" and the client turns to another replica.
     fn refuse_if_stopped(&self) -> Result<(), ReplicaError> {
         match &self.raft.metrics().borrow().running_state {
             Ok(()) => Ok(()),
-            Err(fatal) => Err(ReplicaError::Storage {
+            Err(fatal) => Err(ReplicaError::Unavailable {
                 office: self.office.clone(),
                 reason: format!("replica {} has stopped: {fatal}", self.id),
             }),

@@ -129,6 +129,11 @@ impl CaseService {
                 Ok(Err(ReplicaError::Storage { reason, .. })) => {
                     return Err(Status::internal(reason))
                 }
+                // This replica stopped (a failed storage write) and stays stopped until its host
+                // restarts: waiting cannot help, another replica must answer.
+                Ok(Err(error)) if replica.raft.metrics().borrow().running_state.is_err() => {
+                    return Err(Status::unavailable(error.to_string()))
+                }
                 Ok(Err(error)) => last_reason = error.to_string(),
                 Err(_elapsed) => last_reason = "no quorum acknowledged in time".to_string(),
             }
