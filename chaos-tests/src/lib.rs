@@ -7,8 +7,10 @@
 //! - [`cluster`]: a federation in a temporary folder; drills; every replica's copy of a case
 //! - [`workload`]: concurrent officer clients straight to the hosts' API ports
 //! - [`invariants`]: durability, no duplicates, integrity, linearizability: `{name, ok, detail}`
+//! - [`sim`]: the deterministic simulation of offices and the federation protocol, one seed per run
 pub mod cluster;
 pub mod history;
 pub mod invariants;
 pub mod linearizability;
 pub mod workload;
+pub mod sim;
