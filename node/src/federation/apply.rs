@@ -457,7 +457,10 @@ fn index_summary(
             match (current.is_owner_copy(), summary.is_owner_copy()) {
                 (true, false) => false,
                 (false, true) => true,
-                _ => (summary.changed_at, summary.version) >= (current.changed_at, current.version),
+                // The version (history length) orders the copies of one case, wherever they
+                // were written; `changed_at` comes from different offices' clocks, which may be
+                // skewed, so it only breaks ties.
+                _ => (summary.version, summary.changed_at) >= (current.version, current.changed_at),
             }
         }
     };
