@@ -11,6 +11,7 @@ use anyhow::{anyhow, Context as _};
 use federation_proto::v1::admin_server::AdminServer;
 use federation_proto::v1::cases_server::CasesServer;
 use federation_proto::v1::federation_server::FederationServer;
+use federation_proto::v1::membership_server::MembershipServer;
 use federation_proto::v1::raft_transport_server::RaftTransportServer;
 use federation_proto::MESSAGE_BYTES_MAX;
 use liandong_domain::{Calendar, OfficeCode};
@@ -18,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
-use crate::api::admin::AdminService;
+use crate::api::admin::{AdminService, MembershipService};
 use crate::api::cases::CaseService;
 use crate::api::raft::RaftService;
 use crate::clock::Clock;
@@ -167,6 +168,11 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             host: host.name.clone(),
             replicas: replicas.clone(),
         }))
+        .add_service(MembershipServer::new(MembershipService::new(
+            &manifest,
+            replicas.clone(),
+            transport.clone(),
+        )))
         .add_service(
             FederationServer::new(FederationService {
                 replicas: replicas.clone(),

@@ -1,11 +1,13 @@
 //! One replica of one office on this host: its Raft, its state machine, and the write and read
 //! paths every API goes through.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use liandong_domain::{Case, CaseId, OfficeCode};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::ChangeMembers;
 
 use crate::clock::Clock;
 use crate::raft::types::{NodeId, NodeInfo, Operation, Raft, Request, Response};
@@ -126,6 +128,252 @@ impl Replica {
     }
 }
 
+/// An office never runs with fewer voters than this: one voter cannot survive losing its host.
+pub const VOTERS_MIN: usize = 2;
+
+/// The smallest number of voters that is a majority of `voters` voters.
+pub fn majority(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+/// The membership of an office's Raft group as one replica knows it (the leader's is the
+/// office's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembershipView {
+    /// Every voter: during a change, the union of the joint configs' voters.
+    pub voters: BTreeSet<NodeId>,
+    /// The voters of the config the office is heading to (the last of a joint config): the
+    /// config an interrupted change is finished towards.
+    pub target_voters: BTreeSet<NodeId>,
+    /// Members that receive the log but do not vote.
+    pub learners: BTreeSet<NodeId>,
+    /// Whether a change stopped half-way (joint config: every commit needs both majorities).
+    pub joint: bool,
+    /// Log index of this membership (0 before the first one).
+    pub log_index: u64,
+    /// Where each member is reached.
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+}
+
+/// Why a membership change was not made. Forwarding is its own variant: it is not a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// Only the leader changes the membership: the request belongs at `leader`.
+    #[error("replica is not the leader of office {office}")]
+    NotLeader {
+        office: OfficeCode,
+        leader: Option<NodeInfo>,
+    },
+    /// Another change of this office has not finished (here, or an uncommitted one in the log).
+    #[error("a membership change of office {office} is already in progress: {detail}")]
+    InProgress { office: OfficeCode, detail: String },
+    /// The replica is not a member (remove) or has no slot in the manifest (add).
+    #[error("{0}")]
+    UnknownReplica(String),
+    /// The change would endanger the office (quorum), or makes no sense (already a voter).
+    #[error("{0}")]
+    Refused(String),
+    /// A step did not finish in time; the message says what state it left.
+    #[error("{0}")]
+    Timeout(String),
+    /// Raft is shutting down or failed; nothing more is known.
+    #[error("office {office} cannot change its membership now: {reason}")]
+    Unavailable { office: OfficeCode, reason: String },
+}
+
+/// Why changing the voters from `before` to `after` must be refused, given which voters answer
+/// now (`live`); None when the change is safe. Both configs need a live majority: the joint
+/// config a change passes through commits only with a majority of each, and the office must keep
+/// serving under the new one. Pure, so the rule is unit-tested apart from Raft.
+pub fn quorum_refusal(
+    before: &BTreeSet<NodeId>,
+    after: &BTreeSet<NodeId>,
+    live: &BTreeSet<NodeId>,
+) -> Option<String> {
+    if after.len() < VOTERS_MIN {
+        return Some(format!(
+            "it would leave {} voter(s) ({}); an office keeps at least {VOTERS_MIN}",
+            after.len(),
+            ids(after)
+        ));
+    }
+    for (config, name) in [(after, "new"), (before, "current")] {
+        let up = config.intersection(live).count();
+        if up < majority(config.len()) {
+            let down: BTreeSet<NodeId> = config.difference(live).copied().collect();
+            return Some(format!(
+                "it would lose quorum: only {up} of the {name} voters ({}) answer, a majority is {} \
+                 (not answering: {}); bring them back first",
+                ids(config),
+                majority(config.len()),
+                ids(&down)
+            ));
+        }
+    }
+    None
+}
+
+/// `1,2,3` (or `none`), for messages.
+pub fn ids(set: &BTreeSet<NodeId>) -> String {
+    if set.is_empty() {
+        return "none".to_string();
+    }
+    set.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Membership changes on a replica that leads its office. Each waits for its own commit; the
+/// caller (the Membership service) orders the steps and checks quorum before each.
+impl Replica {
+    /// The membership this replica has in effect (possibly not yet committed).
+    pub fn membership(&self) -> MembershipView {
+        let metrics = self.raft.metrics().borrow().clone();
+        let stored = &metrics.membership_config;
+        let membership = stored.membership();
+        let configs = membership.get_joint_config();
+        MembershipView {
+            voters: membership.voter_ids().collect(),
+            target_voters: configs.last().cloned().unwrap_or_default(),
+            learners: membership.learner_ids().collect(),
+            joint: configs.len() > 1,
+            log_index: stored.log_id().map(|log_id| log_id.index).unwrap_or(0),
+            nodes: membership
+                .nodes()
+                .map(|(id, node)| (*id, node.clone()))
+                .collect(),
+        }
+    }
+
+    /// Ok when this replica leads its office now; else where the leader is.
+    pub fn ensure_leader(&self) -> Result<(), MembershipError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state.is_leader() {
+            return Ok(());
+        }
+        let leader = metrics.current_leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .cloned()
+        });
+        Err(MembershipError::NotLeader {
+            office: self.office.clone(),
+            leader,
+        })
+    }
+
+    /// The last log index this replica has appended (a learner caught up to it is current).
+    pub fn last_log_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_log_index.unwrap_or(0)
+    }
+
+    /// Proposes one membership change and waits (at most `limit`) for it to commit; returns the
+    /// log index of the membership now in effect. openraft runs a voter change as a joint config
+    /// then a uniform one, and refuses while an earlier change is uncommitted.
+    pub async fn change_members(
+        &self,
+        change: ChangeMembers<NodeId, NodeInfo>,
+        retain: bool,
+        limit: Duration,
+    ) -> Result<u64, MembershipError> {
+        let described = format!("{change:?}");
+        match tokio::time::timeout(limit, self.raft.change_membership(change, retain)).await {
+            Err(_elapsed) => Err(MembershipError::Timeout(format!(
+                "office {}: the change {described} was proposed but not committed within {} s; \
+                 `liandong status` shows where the membership stands",
+                self.office,
+                limit.as_secs()
+            ))),
+            Ok(Ok(reply)) => Ok(reply.log_id.index),
+            Ok(Err(error)) => Err(self.membership_error(error)),
+        }
+    }
+
+    /// Adds `id` as a learner (it receives the log but does not vote) without waiting; returns
+    /// the log index of the membership that names it.
+    pub async fn add_learner(&self, id: NodeId, node: NodeInfo) -> Result<u64, MembershipError> {
+        match self.raft.add_learner(id, node, false).await {
+            Ok(reply) => Ok(reply.log_id.index),
+            Err(error) => Err(self.membership_error(error)),
+        }
+    }
+
+    /// Waits until the leader has replicated to `id` everything up to `index`; returns how long
+    /// that took. Fails if leadership moves or `limit` passes first.
+    pub async fn wait_replicated(
+        &self,
+        id: NodeId,
+        index: u64,
+        limit: Duration,
+    ) -> Result<Duration, MembershipError> {
+        let start = Instant::now();
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let now = metrics.borrow_and_update();
+                if !now.state.is_leader() {
+                    return Err(MembershipError::NotLeader {
+                        office: self.office.clone(),
+                        leader: None,
+                    });
+                }
+                let matched = now
+                    .replication
+                    .as_ref()
+                    .and_then(|replication| replication.get(&id).copied().flatten());
+                if matched.is_some_and(|log_id| log_id.index >= index) {
+                    return Ok(start.elapsed());
+                }
+            }
+            let remaining = limit.saturating_sub(start.elapsed());
+            match tokio::time::timeout(remaining, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_closed)) => {
+                    return Err(MembershipError::Unavailable {
+                        office: self.office.clone(),
+                        reason: "raft stopped".to_string(),
+                    })
+                }
+                Err(_elapsed) => {
+                    return Err(MembershipError::Timeout(format!(
+                        "replica {id} of office {} did not catch up to log index {index} within \
+                         {} ms",
+                        self.office,
+                        limit.as_millis()
+                    )))
+                }
+            }
+        }
+    }
+
+    fn membership_error(
+        &self,
+        error: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>,
+    ) -> MembershipError {
+        match error {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+                MembershipError::NotLeader {
+                    office: self.office.clone(),
+                    leader: forward.leader_node,
+                }
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(in_progress),
+            )) => MembershipError::InProgress {
+                office: self.office.clone(),
+                detail: in_progress.to_string(),
+            },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(other)) => {
+                MembershipError::Refused(format!("office {}: {other}", self.office))
+            }
+            RaftError::Fatal(fatal) => MembershipError::Unavailable {
+                office: self.office.clone(),
+                reason: fatal.to_string(),
+            },
+        }
+    }
+}
+
 /// The replicas this host carries, by office.
 #[derive(Clone, Default)]
 pub struct Replicas {
@@ -153,5 +401,69 @@ impl Replicas {
 
     pub fn offices(&self) -> Vec<String> {
         self.by_office.keys().map(|code| code.to_string()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[u64]) -> BTreeSet<u64> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn removing_a_live_follower_of_three_is_allowed() {
+        assert_eq!(
+            quorum_refusal(&set(&[1, 2, 3]), &set(&[1, 3]), &set(&[1, 2, 3])),
+            None
+        );
+        // A dead voter may be removed while the others answer.
+        assert_eq!(
+            quorum_refusal(&set(&[1, 2, 3]), &set(&[1, 3]), &set(&[1, 3])),
+            None
+        );
+    }
+
+    #[test]
+    fn removal_below_two_voters_is_refused() {
+        let why = quorum_refusal(&set(&[1, 2]), &set(&[1]), &set(&[1, 2])).unwrap();
+        assert!(why.contains("at least 2"), "{why}");
+    }
+
+    #[test]
+    fn removal_that_leaves_a_dead_majority_is_refused() {
+        // 2 is down: removing 3 leaves {1,2}, of which only 1 answers.
+        let why = quorum_refusal(&set(&[1, 2, 3]), &set(&[1, 2]), &set(&[1, 3])).unwrap();
+        assert!(
+            why.contains("lose quorum") && why.contains("not answering: 2"),
+            "{why}"
+        );
+        // Four voters with two down: the current config has no majority of live voters.
+        let why = quorum_refusal(&set(&[1, 2, 3, 4]), &set(&[1, 2, 3]), &set(&[1, 2])).unwrap();
+        assert!(why.contains("lose quorum"), "{why}");
+    }
+
+    #[test]
+    fn adding_a_caught_up_voter_while_one_is_down_is_allowed() {
+        assert_eq!(
+            quorum_refusal(
+                &set(&[1, 3, 4, 5]),
+                &set(&[1, 2, 3, 4, 5]),
+                &set(&[2, 3, 4, 5])
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn majorities() {
+        assert_eq!(
+            [1, 2, 3, 4, 5].map(majority),
+            [1, 2, 2, 3, 3],
+            "majority of 1..=5 voters"
+        );
+        assert_eq!(ids(&set(&[])), "none");
+        assert_eq!(ids(&set(&[3, 1])), "1,3");
     }
 }

@@ -1,14 +1,30 @@
-//! Host administration: what `liandong status` shows.
+//! Host administration: what `liandong status` shows, and membership changes
+//! (`liandong replica add|remove`).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use federation_proto::v1::admin_client::AdminClient;
 use federation_proto::v1::admin_server::Admin;
-use federation_proto::v1::{DumpReply, DumpRequest, ReplicaStatus, StatusReply, StatusRequest};
+use federation_proto::v1::membership_client::MembershipClient;
+use federation_proto::v1::membership_server::Membership;
+use federation_proto::v1::{
+    AddReplicaRequest, DumpReply, DumpRequest, MembershipReply, RemoveReplicaRequest,
+    ReplicaStatus, StatusReply, StatusRequest,
+};
 use liandong_domain::message::{Envelope, Summary};
 use liandong_domain::{Case, OfficeCode};
+use openraft::ChangeMembers;
 use serde_json::{json, Map, Value};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::federation::state::{self, LinkIn, LinkOut, OrderRecord};
-use crate::replica::Replicas;
+use crate::manifest::Manifest;
+use crate::raft::network::Transport;
+use crate::raft::types::{NodeId, NodeInfo};
+use crate::replica::{ids, quorum_refusal, MembershipError, Replica, Replicas};
 use crate::store::codec::decode;
 use crate::store::keys::sm;
 use crate::store::StateMachineStore;
@@ -130,6 +146,22 @@ impl Admin for AdminService {
                 outbox_pending: applied.outbox_pending,
                 outbox_oldest_ms: outbox_oldest(&replica.state_machine).unwrap_or(0),
                 voters: metrics.membership_config.membership().voter_ids().collect(),
+                learners: metrics
+                    .membership_config
+                    .membership()
+                    .learner_ids()
+                    .collect(),
+                membership_index: metrics
+                    .membership_config
+                    .log_id()
+                    .map(|log_id| log_id.index)
+                    .unwrap_or(0),
+                joint: metrics
+                    .membership_config
+                    .membership()
+                    .get_joint_config()
+                    .len()
+                    > 1,
                 cases: applied.cases,
                 state_hash: applied.state_hash,
             });
@@ -153,5 +185,478 @@ impl Admin for AdminService {
         let document = serde_json::to_vec(&dump(&replica.state_machine)?)
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(DumpReply { document }))
+    }
+}
+
+/// How long a learner may take to catch up when the request names no limit.
+pub const CATCH_UP_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// The most a request may ask for (bounded: a caller cannot hold the office's change slot for
+/// ever).
+pub const CATCH_UP_TIMEOUT_MS_MAX: u64 = 600_000;
+/// How long one membership log entry may take to commit before the change is reported as stuck.
+pub const COMMIT_TIMEOUT_MS: u64 = 10_000;
+/// How long a removed voter is given to receive the config that makes it a learner before it is
+/// dropped: once it knows it no longer votes it stays quiet instead of campaigning.
+pub const DEMOTION_NOTICE_MS: u64 = 2_000;
+/// How long a voter's host may take to answer the liveness probe.
+pub const PROBE_TIMEOUT_MS: u64 = 1_000;
+/// A membership request is passed from host to host at most this often (a leader change).
+pub const MEMBERSHIP_FORWARD_HOPS_MAX: u32 = 2;
+/// A forwarded request may take the catch-up time plus this much (several commits).
+pub const FORWARD_MARGIN_MS: u64 = 3 * COMMIT_TIMEOUT_MS;
+
+/// The Membership service: adds and removes replicas of the offices this host leads, forwards
+/// other requests to the leader.
+pub struct MembershipService {
+    replicas: Replicas,
+    transport: Transport,
+    /// Where each replica slot of the manifest lives, by (office, replica id): a replica can be
+    /// (re-)added only where the manifest places it, because only that host's certificate names
+    /// the office and only that host opens the office's replica at start.
+    slots: Arc<BTreeMap<(String, NodeId), NodeInfo>>,
+    /// Offices with a change running on this host: a second one is refused, not queued.
+    busy: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// Marks an office busy for as long as it lives.
+struct BusyGuard {
+    busy: Arc<Mutex<BTreeSet<String>>>,
+    office: String,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.office);
+    }
+}
+
+fn membership_status(error: MembershipError) -> Status {
+    let text = error.to_string();
+    match error {
+        MembershipError::NotLeader { .. } | MembershipError::Unavailable { .. } => {
+            Status::unavailable(text)
+        }
+        MembershipError::InProgress { .. } | MembershipError::Refused(_) => {
+            Status::failed_precondition(text)
+        }
+        MembershipError::UnknownReplica(_) => Status::not_found(text),
+        MembershipError::Timeout(_) => Status::deadline_exceeded(text),
+    }
+}
+
+/// What a change did, collected for the reply.
+#[derive(Default)]
+struct Steps {
+    done: Vec<String>,
+    catch_up_ms: u64,
+}
+
+impl MembershipService {
+    pub fn new(manifest: &Manifest, replicas: Replicas, transport: Transport) -> MembershipService {
+        let mut slots = BTreeMap::new();
+        for office in &manifest.offices {
+            for member in &office.members {
+                if let Some(host) = manifest.host(&member.host) {
+                    let node = NodeInfo {
+                        host: host.name.clone(),
+                        raft_addr: host.raft_addr.clone(),
+                        api_addr: host.api_addr.clone(),
+                    };
+                    slots.insert((office.code.clone(), member.id), node);
+                }
+            }
+        }
+        MembershipService {
+            replicas,
+            transport,
+            slots: Arc::new(slots),
+            busy: Arc::default(),
+        }
+    }
+
+    fn replica(&self, office: &str) -> Result<Replica, Status> {
+        let code: OfficeCode = office
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("bad office code {office:?}: {e}")))?;
+        self.replicas
+            .get(&code)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("office {code} is not carried by this host")))
+    }
+
+    fn claim(&self, office: &OfficeCode) -> Result<BusyGuard, MembershipError> {
+        let mut busy = self
+            .busy
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !busy.insert(office.to_string()) {
+            return Err(MembershipError::InProgress {
+                office: office.clone(),
+                detail: "another replica add or remove is running at its leader".to_string(),
+            });
+        }
+        Ok(BusyGuard {
+            busy: self.busy.clone(),
+            office: office.to_string(),
+        })
+    }
+
+    /// The voters among `ids` whose host answers now and runs the office's replica (this
+    /// replica counts as live). A paused or dead host does not answer within the probe timeout.
+    async fn live(&self, replica: &Replica, ids: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+        let view = replica.membership();
+        let probes = ids.iter().map(|&id| {
+            let node = view
+                .nodes
+                .get(&id)
+                .or_else(|| self.slots.get(&(replica.office.to_string(), id)))
+                .cloned();
+            let office = replica.office.to_string();
+            async move {
+                if id == replica.id {
+                    return Some(id);
+                }
+                let node = node?;
+                let channel = self.transport.channel(&node.api_addr).ok()?;
+                let mut client = AdminClient::new(channel);
+                let ask = client.status(StatusRequest {});
+                let reply = tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), ask)
+                    .await
+                    .ok()?
+                    .ok()?
+                    .into_inner();
+                reply
+                    .replicas
+                    .iter()
+                    .any(|r| r.office == office && r.id == id && r.state != "Shutdown")
+                    .then_some(id)
+            }
+        });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Refuses a change of the voters from `before` to `after` that would cost the office its
+    /// quorum (see [`quorum_refusal`]).
+    async fn check_quorum(
+        &self,
+        replica: &Replica,
+        before: &BTreeSet<NodeId>,
+        after: &BTreeSet<NodeId>,
+    ) -> Result<(), MembershipError> {
+        let both: BTreeSet<NodeId> = before.union(after).copied().collect();
+        let live = self.live(replica, &both).await;
+        match quorum_refusal(before, after, &live) {
+            None => Ok(()),
+            Some(why) => Err(MembershipError::Refused(format!(
+                "office {}: voters {} -> {} refused: {why}",
+                replica.office,
+                ids(before),
+                ids(after)
+            ))),
+        }
+    }
+
+    /// A change left half-way (its leader died between the joint and the uniform config) is
+    /// finished towards its target first: the office would otherwise need two majorities for
+    /// every write until someone did.
+    async fn finish_interrupted(
+        &self,
+        replica: &Replica,
+        steps: &mut Steps,
+    ) -> Result<(), MembershipError> {
+        let view = replica.membership();
+        if !view.joint {
+            return Ok(());
+        }
+        self.check_quorum(replica, &view.voters, &view.target_voters)
+            .await?;
+        replica
+            .change_members(
+                ChangeMembers::ReplaceAllVoters(view.target_voters.clone()),
+                true,
+                Duration::from_millis(COMMIT_TIMEOUT_MS),
+            )
+            .await?;
+        steps.done.push(format!(
+            "finished an interrupted change: voters {}",
+            ids(&view.target_voters)
+        ));
+        Ok(())
+    }
+
+    async fn add(
+        &self,
+        replica: &Replica,
+        id: NodeId,
+        catch_up: Duration,
+        steps: &mut Steps,
+    ) -> Result<(), MembershipError> {
+        let office = replica.office.to_string();
+        let node = self
+            .slots
+            .get(&(office.clone(), id))
+            .cloned()
+            .ok_or_else(|| {
+                let slots: Vec<String> = self
+                    .slots
+                    .iter()
+                    .filter(|((code, _), _)| *code == office)
+                    .map(|((_, slot), node)| format!("{slot}@{}", node.host))
+                    .collect();
+                MembershipError::UnknownReplica(format!(
+                    "office {office} has no replica slot {id} in the manifest (slots: {})",
+                    slots.join(", ")
+                ))
+            })?;
+        let before = replica.membership();
+        if before.voters.contains(&id) {
+            return Err(MembershipError::Refused(format!(
+                "replica {id} of office {office} is already a voter (voters {})",
+                ids(&before.voters)
+            )));
+        }
+        let was_learner = before.learners.contains(&id);
+        let index = replica.add_learner(id, node.clone()).await?;
+        steps.done.push(format!(
+            "replica {id} on host {} added as a learner (log index {index})",
+            node.host
+        ));
+        let target = replica.last_log_index().max(index);
+        let caught_up = match replica.wait_replicated(id, target, catch_up).await {
+            Ok(took) => took,
+            Err(error) => {
+                // Leave the membership as it was: a learner that cannot catch up only costs the
+                // leader replication attempts.
+                if !was_learner && matches!(error, MembershipError::Timeout(_)) {
+                    let _ = replica
+                        .change_members(
+                            ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                            false,
+                            Duration::from_millis(COMMIT_TIMEOUT_MS),
+                        )
+                        .await;
+                    return Err(MembershipError::Timeout(format!(
+                        "{error}; is host {} running? It was removed again, the voters are \
+                         unchanged ({})",
+                        node.host,
+                        ids(&before.voters)
+                    )));
+                }
+                return Err(error);
+            }
+        };
+        steps.catch_up_ms = u64::try_from(caught_up.as_millis()).unwrap_or(u64::MAX);
+        steps.done.push(format!(
+            "replica {id} caught up to log index {target} in {} ms",
+            steps.catch_up_ms
+        ));
+        let voters = replica.membership().voters;
+        let mut after = voters.clone();
+        after.insert(id);
+        self.check_quorum(replica, &voters, &after).await?;
+        replica
+            .change_members(
+                ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+                true,
+                Duration::from_millis(COMMIT_TIMEOUT_MS),
+            )
+            .await?;
+        steps.done.push(format!("replica {id} promoted to voter"));
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        replica: &Replica,
+        id: NodeId,
+        steps: &mut Steps,
+    ) -> Result<(), MembershipError> {
+        let office = replica.office.clone();
+        let view = replica.membership();
+        let drop_learner = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+        let commit = Duration::from_millis(COMMIT_TIMEOUT_MS);
+        if !view.voters.contains(&id) {
+            if !view.learners.contains(&id) {
+                return Err(MembershipError::UnknownReplica(format!(
+                    "replica {id} is not a member of office {office} (voters {}, learners {})",
+                    ids(&view.voters),
+                    ids(&view.learners)
+                )));
+            }
+            replica.change_members(drop_learner, false, commit).await?;
+            steps.done.push(format!("learner {id} dropped"));
+            return Ok(());
+        }
+        let mut after = view.voters.clone();
+        after.remove(&id);
+        self.check_quorum(replica, &view.voters, &after).await?;
+        if id == replica.id {
+            // The leader removes itself in one change: openraft lets a leader that is still a
+            // member (even a learner) lead on, and steps it down once a config without it is
+            // committed. It appended that config itself, so it knows not to campaign.
+            let index = replica
+                .change_members(
+                    ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+                    false,
+                    commit,
+                )
+                .await?;
+            steps.done.push(format!(
+                "replica {id} (the leader) removed (voters {}, log index {index}); it steps down \
+                 and the others elect a leader",
+                ids(&after)
+            ));
+            return Ok(());
+        }
+        // A follower is demoted first, and dropped only once it has the config that says so: a
+        // follower dropped while still a voter in its own eyes would campaign with rising terms
+        // and unseat the leader when it is added again.
+        let index = replica
+            .change_members(
+                ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+                true,
+                commit,
+            )
+            .await?;
+        steps.done.push(format!(
+            "replica {id} demoted to learner (voters {}, log index {index})",
+            ids(&after)
+        ));
+        let notice = Duration::from_millis(DEMOTION_NOTICE_MS);
+        if replica.wait_replicated(id, index, notice).await.is_ok() {
+            steps
+                .done
+                .push(format!("replica {id} received its demotion"));
+        }
+        replica.change_members(drop_learner, false, commit).await?;
+        steps.done.push(format!("replica {id} dropped"));
+        Ok(())
+    }
+
+    fn reply(&self, replica: &Replica, steps: Steps) -> MembershipReply {
+        let view = replica.membership();
+        MembershipReply {
+            office: replica.office.to_string(),
+            voters: view.voters.into_iter().collect(),
+            learners: view.learners.into_iter().collect(),
+            leader: replica.id,
+            log_index: view.log_index,
+            changed: !steps.done.is_empty(),
+            catch_up_ms: steps.catch_up_ms,
+            steps: steps.done,
+        }
+    }
+
+    /// The leader of `office`'s membership client, for a request this host cannot serve.
+    fn forward_client(
+        &self,
+        leader: Option<NodeInfo>,
+        office: &OfficeCode,
+        hops: u32,
+    ) -> Result<MembershipClient<Channel>, Status> {
+        let Some(leader) = leader else {
+            return Err(Status::unavailable(format!(
+                "office {office} has no leader now; try again"
+            )));
+        };
+        if hops >= MEMBERSHIP_FORWARD_HOPS_MAX {
+            return Err(Status::unavailable(format!(
+                "office {office}: leader moved while forwarding (last seen on host {}); try again",
+                leader.host
+            )));
+        }
+        let channel = self
+            .transport
+            .channel(&leader.api_addr)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(MembershipClient::new(channel))
+    }
+}
+
+fn forward_limit(catch_up: Duration) -> Duration {
+    catch_up + Duration::from_millis(FORWARD_MARGIN_MS)
+}
+
+fn catch_up_limit(requested_ms: u64) -> Duration {
+    let ms = match requested_ms {
+        0 => CATCH_UP_TIMEOUT_MS_DEFAULT,
+        ms => ms.min(CATCH_UP_TIMEOUT_MS_MAX),
+    };
+    Duration::from_millis(ms)
+}
+
+async fn forwarded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Status::deadline_exceeded(
+            "the leader did not answer in time; `liandong status` shows the membership",
+        ))
+    })
+}
+
+#[tonic::async_trait]
+impl Membership for MembershipService {
+    async fn add_replica(
+        &self,
+        request: Request<AddReplicaRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let request = request.into_inner();
+        let replica = self.replica(&request.office)?;
+        let catch_up = catch_up_limit(request.catch_up_timeout_ms);
+        if let Err(MembershipError::NotLeader { leader, .. }) = replica.ensure_leader() {
+            let mut client = self.forward_client(leader, &replica.office, request.hops)?;
+            let forward = AddReplicaRequest {
+                hops: request.hops + 1,
+                ..request
+            };
+            return forwarded(forward_limit(catch_up), client.add_replica(forward)).await;
+        }
+        let _busy = self.claim(&replica.office).map_err(membership_status)?;
+        let mut steps = Steps::default();
+        let outcome = async {
+            self.finish_interrupted(&replica, &mut steps).await?;
+            self.add(&replica, request.replica, catch_up, &mut steps)
+                .await
+        }
+        .await;
+        tracing::info!(office = %replica.office, replica = request.replica, steps = ?steps.done, ok = outcome.is_ok(), "replica add");
+        outcome.map_err(membership_status)?;
+        Ok(Response::new(self.reply(&replica, steps)))
+    }
+
+    async fn remove_replica(
+        &self,
+        request: Request<RemoveReplicaRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let request = request.into_inner();
+        let replica = self.replica(&request.office)?;
+        if let Err(MembershipError::NotLeader { leader, .. }) = replica.ensure_leader() {
+            let mut client = self.forward_client(leader, &replica.office, request.hops)?;
+            let forward = RemoveReplicaRequest {
+                hops: request.hops + 1,
+                ..request
+            };
+            let limit = Duration::from_millis(FORWARD_MARGIN_MS);
+            return forwarded(limit, client.remove_replica(forward)).await;
+        }
+        let _busy = self.claim(&replica.office).map_err(membership_status)?;
+        let mut steps = Steps::default();
+        let outcome = async {
+            self.finish_interrupted(&replica, &mut steps).await?;
+            self.remove(&replica, request.replica, &mut steps).await
+        }
+        .await;
+        tracing::info!(office = %replica.office, replica = request.replica, steps = ?steps.done, ok = outcome.is_ok(), "replica remove");
+        outcome.map_err(membership_status)?;
+        Ok(Response::new(self.reply(&replica, steps)))
     }
 }
