@@ -48,6 +48,10 @@ pub enum Command {
     /// Figures for a supervising office's subtree: totals, by status, level and category,
     /// overdue, backlog, satisfaction, per office.
     Stats(StatsArgs),
+    /// Membership changes: add a replica (learner catch-up first) or remove one (refused if it
+    /// would lose quorum).
+    #[command(subcommand)]
+    Replica(crate::replica_cmd::ReplicaCommand),
     /// Check the federation's invariants on the live system.
     Verify,
     /// Run one host in the foreground (what `up` starts; the same as `liandong-node`).

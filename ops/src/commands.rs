@@ -49,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Orders(args) => orders(&layout, &args).await,
         Command::Query(args) => query(&layout, &args).await,
         Command::Stats(args) => stats(&layout, &args).await,
+        Command::Replica(command) => crate::replica_cmd::run(&layout, command).await,
         Command::Verify => crate::verify::verify(&Federation::open(layout.clone())?).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;

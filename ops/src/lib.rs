@@ -6,6 +6,7 @@ pub mod commands;
 pub mod drill_run;
 pub mod layout;
 pub mod process;
+pub mod replica_cmd;
 pub mod sample;
 pub mod topology;
 pub mod verify;

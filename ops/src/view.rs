@@ -20,6 +20,23 @@ pub fn office_leader(statuses: &[(HostEntry, Option<StatusReply>)], office: &str
         .map(|replica| replica.id)
 }
 
+/// The office's voters, learners and the log index of that membership as its leader reports
+/// them: the live membership, which `replica add|remove` changes (the manifest lists replica
+/// slots, not members). During a change the voters are the union of the joint configs.
+pub fn office_membership(
+    statuses: &[(HostEntry, Option<StatusReply>)],
+    office: &str,
+) -> Option<(Vec<u64>, Vec<u64>, u64)> {
+    let leader = office_leader(statuses, office)?;
+    statuses
+        .iter()
+        .filter_map(|(_, reply)| reply.as_ref())
+        .flat_map(|reply| reply.replicas.iter())
+        .filter(|r| r.office == office && r.id == leader && r.state == "Leader")
+        .max_by_key(|r| (r.term, r.membership_index))
+        .map(|r| (r.voters.clone(), r.learners.clone(), r.membership_index))
+}
+
 pub fn status_json(
     federation: &Federation,
     statuses: &[(HostEntry, Option<StatusReply>)],
@@ -32,6 +49,18 @@ pub fn status_json(
             let mut term = 0;
             let mut outbox_pending = 0;
             let mut outbox_oldest_ms = 0;
+            let membership = office_membership(statuses, &office.code);
+            let role = |id: u64| {
+                membership.as_ref().map(|(voters, learners, _)| {
+                    if voters.contains(&id) {
+                        "voter"
+                    } else if learners.contains(&id) {
+                        "learner"
+                    } else {
+                        "removed"
+                    }
+                })
+            };
             let replicas: Vec<Value> = office
                 .members
                 .iter()
@@ -56,6 +85,7 @@ pub fn status_json(
                         "last_applied": reported.map(|r| r.last_applied),
                         "state_hash": reported.map(|r| r.state_hash.clone()),
                         "cases": reported.map(|r| r.cases),
+                        "role": role(member.id),
                     })
                 })
                 .collect();
@@ -68,6 +98,9 @@ pub fn status_json(
                 "term": term,
                 "replicas": replicas,
                 "outbox_pending": outbox_pending,
+                "voters": membership.as_ref().map(|m| m.0.clone()),
+                "learners": membership.as_ref().map(|m| m.1.clone()),
+                "membership_index": membership.as_ref().map(|m| m.2),
                 "outbox_oldest": (outbox_oldest_ms > 0).then(|| format_rfc3339(outbox_oldest_ms)),
             })
         })
@@ -97,7 +130,12 @@ pub fn status_text(status: &Value) -> String {
             .flatten()
             .map(|r| {
                 let state = r["state"].as_str().unwrap_or("down");
-                format!("{}:{}@{}", r["id"], state, r["last_applied"])
+                // Only what differs from a voter is shown: learners and removed replicas.
+                let role = match r["role"].as_str() {
+                    Some(role @ ("learner" | "removed")) => format!("({role})"),
+                    _ => String::new(),
+                };
+                format!("{}:{}{role}@{}", r["id"], state, r["last_applied"])
             })
             .collect();
         let outbox = match office["outbox_oldest"].as_str() {
