@@ -264,7 +264,7 @@ async fn changes_that_would_lose_quorum_are_refused_and_change_nothing() {
     let reply = cluster
         .cli(&["replica", "add", "--office", OFFICE, "--host", &other_host])
         .await
-        .expect("adding the replica back");
+        .unwrap_or_else(|e| panic!("adding the replica back: {e:#}{}", cluster.logs_tail(15)));
     changes += 1;
     assert_eq!(reply["voters"], json!(all), "{reply}");
     file_case(&cluster, "served by three voters again")
