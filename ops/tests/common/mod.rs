@@ -19,7 +19,9 @@ pub fn liandong_bin() -> &'static str {
 /// A base port with `count` free consecutive ports after it.
 pub fn free_base_port(count: u16) -> u16 {
     for _ in 0..200 {
-        let base: u16 = 20_000 + rand::random::<u16>() % 30_000;
+        // Below Linux's ephemeral range (32768-60999 by default): a host restarted by a test
+        // gets its port back, never finding it taken by some outgoing connection meanwhile.
+        let base: u16 = 20_000 + rand::random::<u16>() % 12_000;
         let listeners: Vec<_> = (0..count)
             .map(|i| TcpListener::bind(("127.0.0.1", base + i)))
             .collect();
