@@ -35,11 +35,18 @@ use crate::store::keys::sm;
 use crate::store::{HostDb, LogStore, StateMachineStore};
 use crate::tls::TlsFiles;
 
-/// Raft timing, sized for loopback and LAN links (election timeout well above 10x the append
-/// latency, openraft's FAQ), short enough that a leader's loss is repaired in well under a second.
+/// Raft timing, sized for loopback and LAN links. openraft 0.9 times out every AppendEntries
+/// call after one heartbeat interval, so the interval must cover a follower's synced append under
+/// load (at 30 ms calls failed ten times as often as at 50 ms). It makes `election_timeout_max`
+/// each follower's leader lease: no vote is granted until that long after the leader was last
+/// heard from, which bounds how fast the dead-leader detector ([`crate::failover`]) replaces a
+/// crashed leader (lease, one vote round, one commit). The timer alone elects after `lease +
+/// rand[min, max)` of silence, checked every 1.5 heartbeats: 270-375 ms, over 5 heartbeats, so a
+/// loaded host's late heartbeat does not depose its leader; the narrow range is enough jitter
+/// because the followers' ticks run at unrelated phases.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 50;
-pub const ELECTION_TIMEOUT_MIN_MS: u64 = 150;
-pub const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 120;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 150;
 /// A snapshot is cut after this many entries, and the log before it purged.
 pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
 /// How often a leader checks whether any case's deadline clock is due.
@@ -208,6 +215,14 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let pump_task = tokio::spawn(pump.run(stop_rx.clone()));
     let disk_fault_task =
         tokio::spawn(disk_fault.watch(config.data_dir.clone(), stopped(stop_rx.clone())));
+    // The dead-leader detector: a fast election when the host of an office's leader crashed.
+    let failover_task = tokio::spawn(crate::failover::watch(
+        replicas.clone(),
+        host.name.clone(),
+        transport.clone(),
+        Duration::from_millis(ELECTION_TIMEOUT_MAX_MS),
+        stop_rx.clone(),
+    ));
     let stop_reports: Vec<_> = replicas
         .iter()
         .map(|replica| tokio::spawn(report_stop(replica.clone(), stop_rx.clone())))
@@ -227,6 +242,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let _ = faults_task.await;
     let _ = pump_task.await;
     let _ = disk_fault_task.await;
+    let _ = failover_task.await;
     for report in stop_reports {
         let _ = report.await;
     }

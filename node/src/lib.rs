@@ -6,6 +6,7 @@ pub use liandong_domain as domain;
 
 pub mod api;
 pub mod clock;
+pub mod failover;
 pub mod federation;
 pub mod host;
 pub mod manifest;
