@@ -152,28 +152,32 @@ impl Drill {
     }
 
     /// Files at any of the office's hosts (they forward to the leader), retrying others within
-    /// the operation's time limit. The case id if acknowledged.
+    /// the operation's time limit. The case id if acknowledged. A host that fails (a crashed
+    /// one refuses at once) is followed by the next one without a pause: the pause comes only
+    /// after a whole round of hosts failed, so a dead leader's host does not delay the filing.
     async fn file(&self, office: &str, request: FileRequest) -> Option<String> {
         let deadline = Instant::now() + Duration::from_millis(OPERATION_TIMEOUT_MS);
         let mut hosts = self.hosts_of(office);
         hosts.shuffle(&mut rand::thread_rng());
-        for addr in hosts.iter().cycle() {
+        let round = hosts.len().max(1);
+        for (tried, addr) in hosts.iter().cycle().enumerate() {
             if Instant::now() >= deadline {
                 return None;
             }
-            let Some(channel) = self.channel(addr).await else {
-                continue;
-            };
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let mut client = CasesClient::new(channel);
-            if let Ok(Ok(reply)) =
-                tokio::time::timeout(remaining, client.file(request.clone())).await
-            {
-                let case =
-                    liandong_domain::Case::from_bytes(&reply.into_inner().case_document).ok()?;
-                return Some(case.id.to_string());
+            if let Some(channel) = self.channel(addr).await {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let mut client = CasesClient::new(channel);
+                if let Ok(Ok(reply)) =
+                    tokio::time::timeout(remaining, client.file(request.clone())).await
+                {
+                    let case = liandong_domain::Case::from_bytes(&reply.into_inner().case_document)
+                        .ok()?;
+                    return Some(case.id.to_string());
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if (tried + 1) % round == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         None
     }
