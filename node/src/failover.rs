@@ -239,7 +239,7 @@ fn unchanged(replica: &Replica, suspect: &Suspect) -> bool {
 }
 
 /// The voter that should campaign: the longest log, then the lowest id. `logs` holds every
-/// surviving voter that answered, this one included.
+/// surviving voter, this one included.
 fn chosen(logs: &BTreeMap<NodeId, u64>) -> Option<NodeId> {
     logs.iter()
         .max_by(|(a_id, a_log), (b_id, b_log)| a_log.cmp(b_log).then(b_id.cmp(a_id)))
@@ -285,15 +285,16 @@ async fn campaign(
     if !unchanged(&replica, &suspect) {
         return;
     }
-    let mut logs = BTreeMap::new();
-    logs.insert(replica.id, replica.last_log_index());
+    let mine = replica.last_log_index();
+    let mut logs = BTreeMap::from([(replica.id, mine)]);
     for (id, node) in &suspect.others {
         if liveness.dead_since(&node.host).is_some() {
             continue;
         }
-        if let Some(last_log) = peer_last_log(&transport, node, &suspect.office, *id).await {
-            logs.insert(*id, last_log);
-        }
+        // A live peer that does not say counts as level with this replica: the lowest id then
+        // decides, so two replicas that cannot ask each other do not both campaign.
+        let last_log = peer_last_log(&transport, node, &suspect.office, *id).await;
+        logs.insert(*id, last_log.unwrap_or(mine));
     }
     if chosen(&logs) != Some(replica.id) {
         tracing::debug!(office = %suspect.office, replica = replica.id, ?logs, "leader's host is down; another replica campaigns");
