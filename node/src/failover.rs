@@ -61,6 +61,9 @@ pub const STATUS_LEAD_MS: u64 = 40;
 pub const STATUS_TIMEOUT_MS: u64 = 150;
 /// How long a campaign may take to win before the detector stops watching it.
 pub const CAMPAIGN_WATCH_MS: u64 = 1_000;
+/// Environment switch: `off` runs a host without the detector (only openraft's timers elect), to
+/// compare failover times or to rule the detector out when investigating.
+pub const SWITCH_ENV: &str = "LIANDONG_FAST_ELECTION";
 /// The line a host logs when a replica won the election the detector started (tests look for it).
 pub const WON_MESSAGE: &str = "fast election won";
 
@@ -366,6 +369,12 @@ pub async fn watch(
     lease: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    if std::env::var(SWITCH_ENV).is_ok_and(|value| value == "off") {
+        tracing::info!(
+            "dead-leader detector off ({SWITCH_ENV}=off): only the election timers elect"
+        );
+        return;
+    }
     let liveness = Liveness::default();
     let mut handled: HashSet<(OfficeCode, u64)> = HashSet::new();
     let mut campaigns = JoinSet::new();
