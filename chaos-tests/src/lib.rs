@@ -12,5 +12,5 @@ pub mod cluster;
 pub mod history;
 pub mod invariants;
 pub mod linearizability;
-pub mod workload;
 pub mod sim;
+pub mod workload;
