@@ -14,3 +14,20 @@ pub mod invariants;
 pub mod linearizability;
 pub mod sim;
 pub mod workload;
+
+/// Prints one line of a test's figures where `cargo test` shows it even for a passing test:
+/// straight to the process's stderr, past libtest's output capture (which takes only what the
+/// `print!` family writes).
+pub fn report_figures(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
+}
+
+/// `println!` for figures: see [`report_figures`].
+#[macro_export]
+macro_rules! figures {
+    ($($arg:tt)*) => {
+        $crate::report_figures(format_args!($($arg)*))
+    };
+}

@@ -98,7 +98,7 @@ async fn a_leader_clock_jumping_forward_and_back_never_runs_the_office_clock_bac
         .unwrap_or(0);
     stamps["stamps_an_hour_ahead"] = json!(ahead);
     stamps["latest_stamp_ahead_of_wall_ms"] = json!(latest - liandong_node::clock::wall_ms());
-    println!(
+    chaos_tests::figures!(
         "clock_jump stamps: {}",
         serde_json::to_string(&stamps).unwrap_or_default()
     );

@@ -392,7 +392,7 @@ async fn a_full_disk_stops_the_replica_never_the_office() {
     let mut mounts = Mounts::default();
     let cluster = start().await;
     let (disk, how) = move_onto_tmpfs(&cluster, &mut mounts).await;
-    println!("disk_faults: {how}");
+    chaos_tests::figures!("disk_faults: {how}");
     let running = start_workload(&cluster, seed);
     assert!(
         running
@@ -444,7 +444,7 @@ async fn a_full_disk_stops_the_replica_never_the_office() {
         "caught_up_after_restart_ms": ms_summary(&faults.iter().map(|f| f.caught_up_after).collect::<Vec<_>>()),
     });
     let checks = heal_and_check("disk_faults", &cluster, running, seed, figures.clone()).await;
-    println!(
+    chaos_tests::figures!(
         "{}",
         json!({
             "test": "disk_faults",

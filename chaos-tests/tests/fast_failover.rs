@@ -133,6 +133,6 @@ async fn a_crashed_leader_is_replaced_by_the_detector() {
         "first_write_after_kill_ms": ms_summary(&write_gaps),
         "new_leader_seen_ms": ms_summary(&elections),
     });
-    println!("{figures}");
+    chaos_tests::figures!("{figures}");
     heal_and_check("fast_failover", &cluster, running, seed, figures).await;
 }

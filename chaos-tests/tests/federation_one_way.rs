@@ -226,7 +226,7 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
         "verify_polling_ms": verify_after.as_millis() as u64,
         "invariants": report["invariants"],
     });
-    println!(
+    chaos_tests::figures!(
         "federation_one_way figures:\n{}",
         serde_json::to_string_pretty(&figures).unwrap_or_default()
     );

@@ -49,7 +49,7 @@ async fn requests_are_answered_while_the_leader_is_frozen() {
     )
     .await;
     let took = at.elapsed();
-    println!(
+    chaos_tests::figures!(
         "file sent to follower {follower} with leader {leader} frozen: {:?} after {took:?}",
         answer
             .as_ref()
@@ -89,7 +89,7 @@ async fn requests_are_answered_while_the_leader_is_frozen() {
     )
     .await;
     let took = at.elapsed();
-    println!(
+    chaos_tests::figures!(
         "`liandong case file` with leader {leader} frozen and {new_leader} leading: {} after {took:?}",
         match &filed {
             Ok(Ok(_)) => "ok".to_string(),

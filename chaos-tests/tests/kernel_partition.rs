@@ -226,7 +226,7 @@ fn table_exists() -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_isolated_by_nftables_is_replaced_and_catches_up() {
     if let Some(reason) = skip_reason() {
-        println!("kernel_partition: skipped: {reason}");
+        chaos_tests::figures!("kernel_partition: skipped: {reason}");
         return;
     }
     // A table left by a run that was killed outright.

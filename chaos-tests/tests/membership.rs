@@ -255,7 +255,7 @@ async fn membership_changes_while_leaders_are_killed_lose_nothing() {
         .find(|c| c.name == "linearizability")
         .and_then(|c| c.detail.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or(0);
-    println!(
+    chaos_tests::figures!(
         "{}",
         json!({
             "test": "membership",

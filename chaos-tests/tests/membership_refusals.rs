@@ -280,7 +280,7 @@ async fn changes_that_would_lose_quorum_are_refused_and_change_nothing() {
     );
     let panics = cluster.panics_in_logs();
     assert!(panics.is_empty(), "{panics:?}");
-    println!(
+    chaos_tests::figures!(
         "{}",
         json!({
             "test": "membership_refusals",

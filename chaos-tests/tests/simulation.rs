@@ -87,7 +87,7 @@ fn hundreds_of_seeds_hold_every_invariant() {
         })
         .collect();
     let reports: Vec<Value> = results.iter().map(|(_, r)| r.json.clone()).collect();
-    println!(
+    chaos_tests::figures!(
         "{}",
         json!({
             "test": "simulation",
@@ -118,7 +118,7 @@ fn a_seed_replays_exactly() {
         first.fingerprint, other.fingerprint,
         "another seed drives another run"
     );
-    println!(
+    chaos_tests::figures!(
         "{}",
         json!({"test": "replay", "seed": config.seed, "fingerprint": first.fingerprint, "events": first.json["counters"]["events"]})
     );
@@ -128,7 +128,7 @@ fn large(region: &str, operations: u64) {
     let config = SimConfig::large(env_u64("LIANDONG_SIM_FIRST_SEED", 1), region, operations);
     let started = Instant::now();
     let report = run(&config).expect("simulation starts");
-    println!(
+    chaos_tests::figures!(
         "{}",
         json!({
             "test": format!("simulation_{region}"),

@@ -188,11 +188,11 @@ pub async fn heal_and_check(
         "faults": figures,
         "invariants": checks.iter().map(Invariant::json).collect::<Vec<_>>(),
     });
-    println!(
+    chaos_tests::figures!(
         "{test} figures:\n{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
     );
-    println!("{}", invariants::report(&checks));
+    chaos_tests::figures!("{}", invariants::report(&checks));
     assert!(
         invariants::all_ok(&checks),
         "{test} (seed {seed}): invariants broken:\n{}\n{}",
