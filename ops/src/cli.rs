@@ -324,7 +324,8 @@ pub struct GradeArgs {
 pub enum DrillCommand {
     /// SIGKILL the host carrying an office's leader (or replica N).
     Kill(DrillTarget),
-    /// Start again the hosts of an office's replicas that are down (or replica N's).
+    /// Start again the hosts of an office's replicas that are down or whose replica stopped on a
+    /// storage failure (or replica N's).
     Restart(DrillTarget),
     /// SIGSTOP the host carrying an office's leader (or replica N).
     Pause(DrillTarget),

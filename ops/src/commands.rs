@@ -495,7 +495,15 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
     for (replica, host) in hosts {
         let pid = match verb {
             "kill" => process::kill_host(layout, &host)?,
-            "restart" if process::running_pid(layout, &host).is_some() => continue,
+            "restart" if process::running_pid(layout, &host).is_some() => {
+                // A running host whose replica of this office stopped (its storage failed)
+                // serves nothing for it until the process starts again: restart it, gracefully.
+                if !replica_stopped(&federation, &host, &target.office, replica).await {
+                    continue;
+                }
+                process::stop_host(layout, &host)?;
+                Some(process::start_host(layout, &host, &[])?)
+            }
             "restart" => Some(process::start_host(layout, &host, &[])?),
             "pause" => signal_host(layout, &host, libc::SIGSTOP)?,
             _ => signal_host(layout, &host, libc::SIGCONT)?,
@@ -768,6 +776,19 @@ fn signal_host(layout: &Layout, host: &str, signal: i32) -> anyhow::Result<Optio
 }
 
 /// Which (replica, host) pairs a drill acts on.
+/// Whether `host` runs but reports its replica `id` of `office` as stopped (`Shutdown`).
+async fn replica_stopped(federation: &Federation, host: &str, office: &str, id: u64) -> bool {
+    let Some(entry) = federation.manifest.host(host) else {
+        return false;
+    };
+    federation.host_status(entry).await.is_some_and(|status| {
+        status
+            .replicas
+            .iter()
+            .any(|r| r.office == office && r.id == id && r.state == "Shutdown")
+    })
+}
+
 async fn drill_hosts(
     federation: &Federation,
     target: &DrillTarget,

@@ -130,3 +130,88 @@ fn disk_full_stops_the_replica_and_the_county_serves_on() {
     assert!(report["failover_ms"]["p50"].is_u64(), "{report}");
     assert_availability_over_time(&report);
 }
+
+/// A replica stopped by a full disk while its host keeps running comes back with a plain
+/// `drill restart` once the disk has room (its host restarted), and catches up; a restart with
+/// nothing stopped or down touches nothing.
+#[test]
+fn drill_restart_brings_back_a_replica_stopped_by_its_disk() {
+    let fed = Fed::init(
+        &["--region", "5306", "--max-children", "0", "--replicas", "3"],
+        3,
+    );
+    fed.ok(&["up"]);
+    let replica_state = |id: u64| -> (String, u64) {
+        let status = fed.json(&["status"]);
+        let replica = status["offices"][0]["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+            .unwrap();
+        (
+            replica["state"].as_str().unwrap_or("").to_string(),
+            replica["last_applied"].as_u64().unwrap_or(0),
+        )
+    };
+    let status = fed.json(&["status"]);
+    let leader = status["offices"][0]["leader"].as_u64().unwrap();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let host = format!("h5306-{follower}");
+    let marker = fed.dir.join("data").join(&host).join("disk-full.fault");
+    std::fs::write(&marker, b"").unwrap();
+    let mut stopped = false;
+    for n in 0..100 {
+        let summary = format!("roof {n}");
+        fed.ok(&[
+            "case",
+            "file",
+            "--office",
+            "5306",
+            "--channel",
+            "visit",
+            "--petitioner-id",
+            "530602198001010012",
+            "--name",
+            "Zhang",
+            "--category",
+            "housing",
+            "--summary",
+            &summary,
+        ]);
+        if replica_state(follower).0 == "Shutdown" {
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        stopped,
+        "the follower never stopped on its full disk\n{}",
+        fed.logs_tail()
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let restarted = fed.json(&["drill", "restart", "--office", "5306"]);
+    let targets = restarted["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{restarted}");
+    assert_eq!(targets[0]["host"], host.as_str(), "{restarted}");
+    let leader_applied = replica_state(leader).1;
+    let mut caught_up = false;
+    for _ in 0..100 {
+        let (state, applied) = replica_state(follower);
+        if state != "Shutdown" && applied >= leader_applied {
+            caught_up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        caught_up,
+        "the restarted replica did not catch up\n{}",
+        fed.logs_tail()
+    );
+    let again = fed.json(&["drill", "restart", "--office", "5306"]);
+    assert_eq!(again["targets"].as_array().unwrap().len(), 0, "{again}");
+    fed.ok(&["verify"]);
+}
