@@ -10,7 +10,7 @@ mod fault_helpers;
 
 use std::time::Duration;
 
-use common::{heal_and_check, seed, start_loaded, wait_for_history, OFFICE};
+use common::{heal_and_check, require_history, seed, start_loaded, OFFICE};
 use fault_helpers::{all_copies, heal, host_of, stamps_monotonic};
 use serde_json::json;
 
@@ -60,11 +60,7 @@ async fn a_leader_clock_jumping_forward_and_back_never_runs_the_office_clock_bac
     workload
         .wait_for_more_ops(300, Duration::from_secs(30))
         .await;
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(40)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(40)).await;
     let figures = json!({
         "leader": leader,
         "leader_host": host,

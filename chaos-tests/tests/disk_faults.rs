@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chaos_tests::cluster::{Cluster, Target};
-use common::{heal_and_check, ms_summary, seed, start, start_workload, wait_for_history, OFFICE};
+use common::{heal_and_check, ms_summary, require_history, seed, start, start_workload, OFFICE};
 use liandong_node::store::failpoint;
 use serde_json::json;
 
@@ -420,11 +420,7 @@ async fn a_full_disk_stops_the_replica_never_the_office() {
     faults.push(disk_fault(&cluster, &running, disk, leader, "leader").await);
 
     let recorder = running.recorder.clone();
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await;
     let figures = json!({
         "disk": match disk { Disk::Tmpfs => "tmpfs", Disk::Failpoint => "failpoint" },
         "how": how,

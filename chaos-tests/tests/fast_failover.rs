@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chaos_tests::cluster::{Cluster, Target};
-use common::{heal_and_check, ms_summary, seed, start_loaded, wait_for_history, OFFICE};
+use common::{heal_and_check, ms_summary, require_history, seed, start_loaded, OFFICE};
 use liandong_node::failover::WON_MESSAGE;
 use serde_json::json;
 
@@ -120,11 +120,7 @@ async fn a_crashed_leader_is_replaced_by_the_detector() {
             .wait_for_more_ops(200, Duration::from_secs(30))
             .await;
     }
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await;
     let figures = json!({
         "kills": killed_replicas.len(),
         "killed_replicas": killed_replicas,

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{heal_and_check, ms_summary, seed, start_loaded, wait_for_history, OFFICE};
+use common::{heal_and_check, ms_summary, require_history, seed, start_loaded, OFFICE};
 use fault_helpers::host_of;
 use serde_json::json;
 
@@ -288,11 +288,7 @@ async fn a_host_isolated_by_nftables_is_replaced_and_catches_up() {
     workload
         .wait_for_more_ops(300, Duration::from_secs(30))
         .await;
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(40)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(40)).await;
     let figures = json!({
         "isolated_replica": old,
         "isolated_host": host_name,

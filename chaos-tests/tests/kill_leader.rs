@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chaos_tests::cluster::Target;
-use common::{heal_and_check, ms_summary, seed, start_loaded, wait_for_history, OFFICE};
+use common::{
+    heal_and_check, ms_summary, require_history, seed, start_loaded, wait_for_history, OFFICE,
+};
 use serde_json::json;
 
 /// Leader kills per run.
@@ -59,11 +61,7 @@ async fn killing_the_leader_repeatedly_loses_nothing() {
             .await;
     }
     wait_for_history(&recorder, TARGET_OPERATIONS, Duration::from_secs(40)).await;
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await;
     let figures = json!({
         "kills": killed_replicas.len(),
         "killed_replicas": killed_replicas,

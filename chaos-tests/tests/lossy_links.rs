@@ -15,7 +15,7 @@ mod fault_helpers;
 
 use std::time::{Duration, Instant};
 
-use common::{heal_and_check, seed, start_loaded, wait_for_history, OFFICE};
+use common::{heal_and_check, require_history, seed, start_loaded, OFFICE};
 use fault_helpers::{applied_link_faults, heal, hosts, link};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -103,11 +103,7 @@ async fn lossy_and_flapping_links_lose_nothing() {
         "no writes after the flapping{}",
         cluster.logs_tail(20)
     );
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(40)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(40)).await;
     let figures = json!({
         "lossy": {
             "delay_ms": DELAY_MS, "drop": DROP, "links": names.len() * (names.len() - 1),

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chaos_tests::cluster::{Cluster, Target};
-use common::{heal_and_check, ms_summary, seed, start_workload, wait_for_history, OFFICE};
+use common::{heal_and_check, ms_summary, require_history, seed, start_workload, OFFICE};
 use serde_json::{json, Value};
 
 /// Rounds of remove / kill / re-add / restart.
@@ -235,11 +235,7 @@ async fn membership_changes_while_leaders_are_killed_lose_nothing() {
     let (_, voters, learners) = membership(&cluster).await;
     assert_eq!(voters, all, "every replica votes again at the end");
     assert!(learners.is_empty(), "no learner left behind: {learners:?}");
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await;
     let figures = json!({
         "rounds": ROUNDS,
         "membership_changes": changes,

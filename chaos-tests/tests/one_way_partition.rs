@@ -9,7 +9,7 @@ mod fault_helpers;
 
 use std::time::{Duration, Instant};
 
-use common::{heal_and_check, ms_summary, seed, start_loaded, wait_for_history, OFFICE};
+use common::{heal_and_check, ms_summary, require_history, seed, start_loaded, OFFICE};
 use fault_helpers::{applied_link_faults, heal, host_of, hosts, link};
 use serde_json::json;
 
@@ -80,11 +80,7 @@ async fn a_leader_that_cannot_send_is_replaced_and_catches_up() {
     workload
         .wait_for_more_ops(300, Duration::from_secs(30))
         .await;
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(40)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(40)).await;
     let figures = json!({
         "old_leader": old,
         "old_leader_host": old_host,

@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chaos_tests::cluster::Target;
-use common::{heal_and_check, ms_summary, seed, start_loaded, wait_for_history, OFFICE};
+use common::{
+    heal_and_check, ms_summary, require_history, seed, start_loaded, wait_for_history, OFFICE,
+};
 use serde_json::json;
 
 const PAUSES: usize = 4;
@@ -82,11 +84,7 @@ async fn a_paused_leader_is_replaced_and_rejoins() {
             .await;
     }
     wait_for_history(&recorder, TARGET_OPERATIONS, Duration::from_secs(40)).await;
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await;
     assert!(
         writes_while_paused.iter().any(|&w| w > 0),
         "no write was acknowledged while a leader was frozen: {writes_while_paused:?}"

@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chaos_tests::cluster::Target;
-use common::{heal_and_check, ms_summary, seed, start_loaded, wait_for_history, OFFICE};
+use common::{
+    heal_and_check, ms_summary, require_history, seed, start_loaded, wait_for_history, OFFICE,
+};
 use serde_json::json;
 
 const CRASHES: usize = 3;
@@ -56,11 +58,7 @@ async fn every_acknowledged_write_survives_a_whole_office_crash() {
             .await;
     }
     wait_for_history(&recorder, TARGET_OPERATIONS, Duration::from_secs(40)).await;
-    assert!(
-        wait_for_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await,
-        "only {} operations in the history",
-        recorder.len()
-    );
+    require_history(&recorder, MIN_OPERATIONS, Duration::from_secs(60)).await;
     let figures = json!({
         "crashes": CRASHES,
         "hosts_killed_per_crash": 3,

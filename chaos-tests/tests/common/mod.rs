@@ -75,6 +75,16 @@ pub async fn wait_for_history(recorder: &Recorder, n: usize, limit: Duration) ->
     true
 }
 
+/// Waits until the history holds at least `n` operations; fails the test if it does not within
+/// `limit`.
+pub async fn require_history(recorder: &Recorder, n: usize, limit: Duration) {
+    assert!(
+        wait_for_history(recorder, n, limit).await,
+        "only {} operations in the history",
+        recorder.len()
+    );
+}
+
 /// Quantiles of a list of durations, in milliseconds.
 pub fn ms_summary(values: &[Duration]) -> Value {
     let mut ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1e3).collect();
