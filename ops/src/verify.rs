@@ -33,24 +33,28 @@ impl Check {
     }
 
     fn json(&self) -> Value {
-        let detail = if self.problems.is_empty() {
-            format!("{} checked", self.checked)
-        } else {
-            let shown: Vec<&str> = self
-                .problems
-                .iter()
-                .take(DETAILS_MAX)
-                .map(String::as_str)
-                .collect();
-            format!(
-                "{} of {} failed: {}",
-                self.problems.len(),
-                self.checked,
-                shown.join("; ")
-            )
-        };
-        json!({"name": self.name, "ok": self.problems.is_empty(), "detail": detail})
+        invariant_json(self.name, self.checked, &self.problems)
     }
+}
+
+/// One invariant's result as `verify` reports it: `{name, ok, detail}`, the detail counting what
+/// was checked and listing the first problems.
+pub fn invariant_json(name: &str, checked: usize, problems: &[String]) -> Value {
+    let detail = if problems.is_empty() {
+        format!("{checked} checked")
+    } else {
+        let shown: Vec<&str> = problems
+            .iter()
+            .take(DETAILS_MAX)
+            .map(String::as_str)
+            .collect();
+        format!(
+            "{} of {checked} failed: {}",
+            problems.len(),
+            shown.join("; ")
+        )
+    };
+    json!({"name": name, "ok": problems.is_empty(), "detail": detail})
 }
 
 /// One replica's dump of one office.
