@@ -130,7 +130,7 @@ pub fn apply_request(
     match outcome {
         Ok((response, case_id)) => {
             if let Some(request_id) = request_id {
-                remember(txn, request_id, &case_id);
+                remember(txn, request_id, &case_id, &response);
             }
             Ok(response)
         }
@@ -138,7 +138,8 @@ pub fn apply_request(
     }
 }
 
-/// The case a request id already produced: a retried request is answered, not applied again.
+/// The answer a request id already got: a retried request is answered again, not applied again.
+/// Requests remembered before replies were kept get the case as it is now.
 fn replay(txn: &Txn<'_>, request_id: &str) -> Result<Option<Response>, ApplyError> {
     if request_id.len() > REQUEST_ID_BYTES_MAX {
         return Ok(None);
@@ -146,15 +147,22 @@ fn replay(txn: &Txn<'_>, request_id: &str) -> Result<Option<Response>, ApplyErro
     let Some(bytes) = txn.get(&sm::request(request_id))? else {
         return Ok(None);
     };
+    if let Some(document) = txn.get(&sm::reply(request_id))? {
+        return Ok(Some(Response::Case { document }));
+    }
     let case_id: String = decode(&bytes)?;
     Ok(txn
         .get(&sm::case(&case_id))?
         .map(|document| Response::Case { document }))
 }
 
-fn remember(txn: &mut Txn<'_>, request_id: &str, case_id: &CaseId) {
+fn remember(txn: &mut Txn<'_>, request_id: &str, case_id: &CaseId, response: &Response) {
     if request_id.len() <= REQUEST_ID_BYTES_MAX {
         txn.put(sm::request(request_id), encode(&case_id.to_string()));
+        if let Response::Case { document } = response {
+            // The case engine's document is itself versioned.
+            txn.put(sm::reply(request_id), document.clone());
+        }
     }
 }
 
@@ -349,4 +357,103 @@ pub fn store_case(txn: &mut Txn<'_>, previous_alarm: Option<Millis>, case: &Case
     let document = case.to_bytes();
     txn.put(sm::case(&id), document.clone());
     Response::Case { document }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::HostDb;
+    use liandong_domain::{Channel, Opinion};
+
+    fn request(at: Millis, op: Operation) -> Request {
+        Request { at, op }
+    }
+
+    fn act(case_id: &CaseId, command: CaseCommand, request_id: &str) -> Operation {
+        Operation::Act {
+            case_id: case_id.clone(),
+            command,
+            request_id: Some(request_id.into()),
+        }
+    }
+
+    /// A retried request gets the answer it first got, not the case as later writes left it: a
+    /// client that retries after a lost reply must not see a state from after its write.
+    #[test]
+    fn a_retried_request_gets_its_first_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = HostDb::open(dir.path()).unwrap();
+        let mut txn = Txn::new(&db, "5306");
+        let context = ApplyContext {
+            office: "5306".parse().unwrap(),
+            parent: None,
+            secret: vec![7; 32],
+            calendar: Arc::new(Calendar::china()),
+        };
+        let mut state = AppliedState::default();
+        let at = 1_767_225_600_000; // 2026-01-01
+        let registration = Registration {
+            channel: Channel::Visit,
+            petitioner_id: "530602198001010012".into(),
+            name: "Zhang".into(),
+            phone: None,
+            category: "housing".into(),
+            summary: "The roof leaks.".into(),
+            location: None,
+            officer: "registrar".into(),
+        };
+        let filed = apply_request(
+            &mut txn,
+            &context,
+            &mut state,
+            &request(
+                at,
+                Operation::File {
+                    registration,
+                    request_id: Some("file-1".into()),
+                },
+            ),
+        )
+        .unwrap();
+        let Response::Case { document } = filed else {
+            panic!("filing answered {filed:?}");
+        };
+        let case_id = Case::from_bytes(&document).unwrap().id;
+        let accept = act(
+            &case_id,
+            CaseCommand::Accept {
+                officer: "li".into(),
+            },
+            "accept-1",
+        );
+        let first = apply_request(
+            &mut txn,
+            &context,
+            &mut state,
+            &request(at + 1, accept.clone()),
+        )
+        .unwrap();
+        let reply = CaseCommand::Reply {
+            opinion: Opinion::Support,
+            text: "Repaired.".into(),
+            officer: "li".into(),
+        };
+        let replied = apply_request(
+            &mut txn,
+            &context,
+            &mut state,
+            &request(at + 2, act(&case_id, reply, "reply-1")),
+        )
+        .unwrap();
+        let retried =
+            apply_request(&mut txn, &context, &mut state, &request(at + 3, accept)).unwrap();
+        assert_eq!(
+            retried, first,
+            "the retry is answered as the first attempt was"
+        );
+        assert_ne!(
+            retried, replied,
+            "not with the case as the later reply left it"
+        );
+    }
 }

@@ -53,10 +53,17 @@ pub mod sm {
     pub const SEQ: &[u8] = b"seq/";
     pub const ALARM: &[u8] = b"alarm/";
     pub const REQUEST: &[u8] = b"request/";
+    pub const REPLY: &[u8] = b"reply/";
 
     /// Which case a client request id produced (deduplicates retried requests).
     pub fn request(request_id: &str) -> Vec<u8> {
         [REQUEST, request_id.as_bytes()].concat()
+    }
+
+    /// The case document a client request id was first answered with: a retry gets the same
+    /// answer, not the case as later writes left it (the history stays linearizable).
+    pub fn reply(request_id: &str) -> Vec<u8> {
+        [REPLY, request_id.as_bytes()].concat()
     }
 
     pub fn case(case_id: &str) -> Vec<u8> {
