@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
-# Installs what the build needs on Debian 12 when it is missing: libclang (RocksDB's bindings).
+# Installs what the build needs on Debian 12 when it is missing: libclang (RocksDB's bindings),
+# and, as root, nftables (the kernel-partition chaos test).
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=scripts/libclang.sh
+source "$here/libclang.sh"
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found: install Rust (https://rustup.rs) first" >&2
   exit 1
 fi
-if ! ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' && ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
-  echo "setup: installing libclang-dev (needed by RocksDB's Rust bindings)"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: $1 is missing and this is not a Debian/Ubuntu machine: install $1 by hand" >&2
+    exit 1
+  fi
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq libclang-dev
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! libclang_present; then
+  echo "setup: installing libclang-dev (RocksDB's Rust bindings load libclang at build time)"
+  apt_install libclang-dev
+  if ! libclang_present; then
+    echo "setup: libclang-dev was installed but no libclang.so was found; set LIBCLANG_PATH" >&2
+    exit 1
+  fi
 fi
+
 # The kernel-partition chaos test (chaos-tests/tests/kernel_partition.rs) needs nft when it runs
 # as root; without root it skips, so only root installs it.
 if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1; then
   echo "setup: installing nftables (the kernel-partition chaos test uses nft as root)"
-  apt-get update -qq
-  apt-get install -y -qq nftables
+  apt_install nftables
 fi
