@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# setup's own detection, against fake library folders (installs nothing).
+scripts/tests/libclang_detection.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The host binaries the integration tests start as real processes.
