@@ -1,4 +1,4 @@
-//! The invariants of shared/DESIGN.md that one office's chaos test can check, over the recorded
+//! The invariants of docs/design.md that one office's chaos test can check, over the recorded
 //! history and every replica's final copy of every case. Each returns `{name, ok, detail}`.
 //!
 //! - durability (1): everything a client was told (every acknowledged filing and command, every

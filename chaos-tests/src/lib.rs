@@ -1,6 +1,6 @@
 //! Liandong's chaos tests: real `liandong-node` processes on loopback, a concurrent client
 //! workload that records its history, faults injected with `liandong drill`, and checkers for the
-//! invariants of shared/DESIGN.md over the history and the replicas' final state.
+//! invariants of docs/design.md over the history and the replicas' final state.
 //!
 //! - [`history`]: the recorded client history (invoke/complete times, outcomes ok/fail/unknown)
 //! - [`linearizability`]: a Wing & Gong / Lowe checker, per case (P-compositionality)

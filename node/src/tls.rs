@@ -1,6 +1,6 @@
 //! The federation's PKI and mutual TLS: one CA per federation, one certificate per host.
 //!
-//! Every Liandong port speaks gRPC over mutual TLS (shared/DESIGN.md, "Federation protocol"). The
+//! Every Liandong port speaks gRPC over mutual TLS (docs/design.md, "Federation protocol"). The
 //! `liandong` CLI makes the federation CA and the host certificates here with rcgen; a host
 //! certificate names the host (`liandong://host/<name>`) and every office the host carries
 //! (`liandong://office/<code>`) as URI SANs, so a receiving service can refuse a peer that speaks

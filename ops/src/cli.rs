@@ -1,4 +1,4 @@
-//! The `liandong` command line (shared/CONTRACT.md): flags and dispatch. Each command's work lives
+//! The `liandong` command line (docs/commands.md): flags and dispatch. Each command's work lives
 //! in its own module.
 
 use std::path::PathBuf;
@@ -68,7 +68,7 @@ pub struct NodeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum FederationCommand {
-    /// Build the manifest, host configs and ports for a region of shared/topology's codes.
+    /// Build the manifest, host configs and ports for a region of the official division codes.
     Init(InitArgs),
 }
 
@@ -349,7 +349,7 @@ pub enum DrillCommand {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// kill-leader-loop | partition-county | partition-flapping | pause-replica |
-    /// rolling-restart-under-load | clock-skew
+    /// rolling-restart-under-load | clock-skew | disk-full
     #[arg(long)]
     pub scenario: String,
     #[arg(long, default_value_t = 60)]

@@ -1,4 +1,4 @@
-//! `liandong replica add|remove`: membership changes of an office (shared/CONTRACT.md).
+//! `liandong replica add|remove`: membership changes of an office (docs/commands.md).
 //!
 //! The office's leader does the work (node `api::admin::MembershipService`): adding makes the
 //! replica a learner, waits for it to catch up and only then promotes it, so a new voter never

@@ -1,4 +1,4 @@
-//! `liandong verify`: invariants 2, 3, 5 and 7 of shared/DESIGN.md, checked on the live
+//! `liandong verify`: invariants 2, 3, 5 and 7 of docs/design.md, checked on the live
 //! federation from every replica's dump.
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,4 +1,4 @@
-//! How the command line shows things: the JSON documents of shared/CONTRACT.md and their
+//! How the command line shows things: the JSON documents of docs/commands.md and their
 //! readable text.
 
 use federation_proto::v1::StatusReply;
