@@ -23,17 +23,21 @@ use crate::api::admin::{AdminService, MembershipService};
 use crate::api::cases::CaseService;
 use crate::api::raft::RaftService;
 use crate::clock::Clock;
-use crate::federation::faults::{FaultSpec, Faults};
-use crate::federation::pump::{Directory, Pump};
+use crate::failover::Detector;
+use crate::federation::directory::Directory;
+use crate::federation::faults::{FaultFileWatch, FaultSpec, Faults};
+use crate::federation::pump::{Pump, PumpContext};
 use crate::federation::service::FederationService;
+use crate::machine::{keys, StateMachineStore};
 use crate::manifest::{HostConfig, HostEntry, Manifest};
 use crate::metrics;
 use crate::raft::network::{OfficeNetwork, Transport};
 use crate::raft::types::{NodeInfo, Operation, Raft};
 use crate::replica::{Replica, Replicas};
-use crate::store::keys::sm;
-use crate::store::{HostDb, LogStore, StateMachineStore};
+use crate::store::failpoint::DiskFaultWatch;
+use crate::store::{HostDb, LogStore};
 use crate::tls::TlsFiles;
+use crate::worker::{Step, Worker, Workers};
 
 /// Raft timing, sized for loopback and LAN links. openraft 0.9 times out every AppendEntries
 /// call after one heartbeat interval, so the interval must cover a follower's synced append under
@@ -193,40 +197,59 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         .serve_with_incoming_shutdown(incoming(api_listener), stopped(stop_rx.clone()));
     let raft_task = tokio::spawn(raft_server);
     let api_task = tokio::spawn(api_server);
+    let workers = Workers::default();
     let metrics_task = tokio::spawn(metrics::serve(
         host.metrics_addr.clone(),
         replicas.clone(),
+        workers.clone(),
         stopped(stop_rx.clone()),
     ));
 
     bootstrap(&manifest, &replicas).await?;
-    let ticker_task = tokio::spawn(tick_loop(replicas.clone(), stop_rx.clone()));
-    let faults_task = tokio::spawn(
-        faults
-            .clone()
-            .watch(config.log_dir.clone(), stopped(stop_rx.clone())),
-    );
-    let pump = Pump {
-        replicas: replicas.clone(),
+    let mut worker_tasks = vec![
+        workers.spawn(Ticker::new(replicas.clone()), stop_rx.clone()),
+        workers.spawn(
+            FaultFileWatch {
+                faults: faults.clone(),
+                run_dir: config.log_dir.clone(),
+            },
+            stop_rx.clone(),
+        ),
+        workers.spawn(
+            DiskFaultWatch {
+                fault: disk_fault,
+                data_dir: config.data_dir.clone(),
+            },
+            stop_rx.clone(),
+        ),
+        // The dead-leader detector: a fast election when the host of an office's leader crashed.
+        workers.spawn(
+            Detector::new(
+                replicas.clone(),
+                host.name.clone(),
+                transport.clone(),
+                Duration::from_millis(ELECTION_TIMEOUT_MAX_MS),
+            ),
+            stop_rx.clone(),
+        ),
+    ];
+    let pump_context = PumpContext {
         directory,
         transport: transport.clone(),
         faults,
+        epoch: tokio::time::Instant::now(),
     };
-    let pump_task = tokio::spawn(pump.run(stop_rx.clone()));
-    let disk_fault_task =
-        tokio::spawn(disk_fault.watch(config.data_dir.clone(), stopped(stop_rx.clone())));
-    // The dead-leader detector: a fast election when the host of an office's leader crashed.
-    let failover_task = tokio::spawn(crate::failover::watch(
+    let pump = Pump::new(
         replicas.clone(),
-        host.name.clone(),
-        transport.clone(),
-        Duration::from_millis(ELECTION_TIMEOUT_MAX_MS),
+        pump_context,
+        workers.clone(),
         stop_rx.clone(),
-    ));
-    let stop_reports: Vec<_> = replicas
-        .iter()
-        .map(|replica| tokio::spawn(report_stop(replica.clone(), stop_rx.clone())))
-        .collect();
+    );
+    worker_tasks.push(workers.spawn(pump, stop_rx.clone()));
+    for replica in replicas.iter() {
+        let reporter = StopReporter::new(replica.clone(), stop_rx.clone());
+        worker_tasks.push(workers.spawn(reporter, stop_rx.clone()));
+    }
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
 
     shutdown.await;
@@ -238,13 +261,8 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         }
     }
     let _ = metrics_task.await;
-    let _ = ticker_task.await;
-    let _ = faults_task.await;
-    let _ = pump_task.await;
-    let _ = disk_fault_task.await;
-    let _ = failover_task.await;
-    for report in stop_reports {
-        let _ = report.await;
+    for task in worker_tasks {
+        let _ = task.await;
     }
     for replica in replicas.iter() {
         if let Err(error) = replica.raft.shutdown().await {
@@ -351,30 +369,46 @@ async fn bootstrap(manifest: &Manifest, replicas: &Replicas) -> anyhow::Result<(
 
 /// Leaders propose a tick when some case's alarm is due; applying it raises warnings and
 /// overdue marks with the tick's stamped time on every replica.
-async fn tick_loop(replicas: Replicas, mut stop: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.wait_for(|stopped| *stopped) => return,
-        }
-        for replica in replicas.iter() {
-            if !replica.raft.metrics().borrow().state.is_leader() || !alarm_due(replica) {
+struct Ticker {
+    replicas: Replicas,
+    interval: tokio::time::Interval,
+}
+
+impl Ticker {
+    fn new(replicas: Replicas) -> Ticker {
+        let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticker { replicas, interval }
+    }
+}
+
+impl Worker for Ticker {
+    fn name(&self) -> String {
+        "deadline ticks".into()
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        for replica in self.replicas.iter() {
+            if !replica.is_leader() || !alarm_due(replica) {
                 continue;
             }
             if let Err(error) = replica.write(Operation::Tick).await {
                 tracing::debug!(office = %replica.office, %error, "tick not committed");
             }
         }
+        Ok(Step::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        self.interval.tick().await;
     }
 }
 
 fn alarm_due(replica: &Replica) -> bool {
-    match replica.state_machine.scan_prefix(sm::ALARM, 1) {
+    match replica.state_machine.scan_prefix(keys::ALARM, 1) {
         Ok(first) => first
             .first()
-            .and_then(|(key, _)| sm::alarm_time(key))
+            .and_then(|(key, _)| keys::alarm_time(key))
             .is_some_and(|at| at <= replica.clock.now()),
         Err(error) => {
             tracing::warn!(office = %replica.office, %error, "reading alarms");
@@ -383,32 +417,52 @@ fn alarm_due(replica: &Replica) -> bool {
     }
 }
 
-/// Waits for the replica's Raft to stop on its own, and then says so in one error line naming
-/// the office, the replica and the cause. openraft stops a replica whose storage write failed
-/// (a full disk, EIO, a failed fsync) and logs that in its own words, naming neither the office
-/// nor what to do; the operator needs both. A stop because the host shuts down is not reported.
-async fn report_stop(replica: Replica, mut stop: watch::Receiver<bool>) {
-    let mut metrics = replica.raft.metrics();
-    loop {
-        let fatal = metrics.borrow().running_state.clone().err();
-        if let Some(fatal) = fatal {
-            if !matches!(fatal, openraft::error::Fatal::Stopped) && !*stop.borrow() {
-                tracing::error!(
-                    office = %replica.office,
-                    replica = replica.id,
-                    cause = %fatal,
-                    "replica stopped: its storage failed; it acknowledges nothing until its host is restarted with the fault cleared"
-                );
-            }
-            return;
+/// Waits for a replica's Raft to stop on its own, and then says so in one error line naming the
+/// office, the replica and the cause. openraft stops a replica whose storage write failed (a
+/// full disk, EIO, a failed fsync) and logs that in its own words, naming neither the office nor
+/// what to do; the operator needs both. A stop because the host shuts down is not reported.
+struct StopReporter {
+    replica: Replica,
+    metrics: watch::Receiver<openraft::RaftMetrics<u64, NodeInfo>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl StopReporter {
+    fn new(replica: Replica, stop: watch::Receiver<bool>) -> StopReporter {
+        let metrics = replica.raft.metrics();
+        StopReporter {
+            replica,
+            metrics,
+            stop,
         }
-        tokio::select! {
-            changed = metrics.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            _ = stop.wait_for(|stopped| *stopped) => return,
+    }
+}
+
+impl Worker for StopReporter {
+    fn name(&self) -> String {
+        format!("stop report {}", self.replica.office)
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        let fatal = self.metrics.borrow_and_update().running_state.clone().err();
+        let Some(fatal) = fatal else {
+            return Ok(Step::Idle);
+        };
+        if !matches!(fatal, openraft::error::Fatal::Stopped) && !*self.stop.borrow() {
+            tracing::error!(
+                office = %self.replica.office,
+                replica = self.replica.id,
+                cause = %fatal,
+                "replica stopped: its storage failed; it acknowledges nothing until its host is restarted with the fault cleared"
+            );
+        }
+        Ok(Step::Done)
+    }
+
+    async fn wait_for_work(&mut self) {
+        if self.metrics.changed().await.is_err() {
+            // Raft is gone: nothing will change again.
+            std::future::pending::<()>().await;
         }
     }
 }

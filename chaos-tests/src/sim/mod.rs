@@ -8,11 +8,14 @@
 //! (`cargo run -p chaos-tests --bin simulate -- --seed N`).
 //!
 //! What runs is the node's own code: every replica is a real [`StateMachineStore`] over a real
-//! RocksDB (one per simulated host, as in production), applying `Request`s through
-//! `raft::apply::apply_request`, the case engine and the federation's outbox / inbox / ack
-//! logic. The simulator plays the parts between them: Raft's commit (see [`office`]), the
-//! outbox pump (mirroring `federation::pump`) and the Deliver handler (mirroring
-//! `federation::service`).
+//! RocksDB (one per simulated host, as in production), applying `Request`s through the node's
+//! state machine (`machine`: the case engine and the federation's outbox / inbox / ack logic).
+//! The federation link protocol is the node's too: the simulation drives each link with
+//! `federation::link` — the sender's [`LinkSender`] (batch selection, reply interpretation,
+//! backoff), the receiver's [`check_batch`] and its answers — exactly as the production pump and
+//! Deliver handler call them, with simulated time and the seed's random source. The simulator
+//! plays only what lies between: Raft's commit (see [`office`]) and the network (latency, loss,
+//! duplication, reordering, partitions).
 //!
 //! A run has a chaos phase (workload and faults), then a healing phase (every fault removed,
 //! every replica up, no new work) that must reach quiescence: every outbox drained. Then every
@@ -26,18 +29,20 @@ mod office;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
-use liandong_domain::message::Envelope;
 use liandong_domain::{
     Calendar, Case, CaseCommand, CaseId, DeclineRoute, Grade, Millis, OfficeCode, Opinion,
     Registration, Satisfaction, Status,
 };
 use liandong_node::api::admin::dump;
-use liandong_node::federation::state::{self as fed, LinkOut, Refusal, DELIVER_BATCH_MAX};
+use liandong_node::federation::link::{
+    self, check_batch, select_batch, Admit, Batch, Decision, Delivered, Inbound, LinkSender, Ready,
+    DELIVER_BATCH_ITEMS_MAX, DELIVER_TIMEOUT_MS,
+};
+use liandong_node::machine::{keys, LinkOut, StateMachineStore};
 use liandong_node::manifest::Manifest;
 use liandong_node::raft::types::{Operation, Response};
 use liandong_node::store::codec::decode;
-use liandong_node::store::keys::sm;
-use liandong_node::store::{HostDb, StateMachineStore};
+use liandong_node::store::HostDb;
 use liandong_ops::topology::{build_manifest, InitOptions, Topology};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,12 +54,6 @@ use office::{Fatal, Office, Unavailable, REPLICAS};
 /// Federation milliseconds per simulated millisecond: a minute of simulation is five days of
 /// statutory clocks, so warnings and overdue marks fire.
 const TIME_SCALE: Millis = 7_200;
-/// A Deliver call that has not answered in this long failed (simulated ms).
-const DELIVER_TIMEOUT_MS: u64 = 1_000;
-/// The pump's retry backoff, as `federation::pump`: from this...
-const BACKOFF_MIN_MS: u64 = 50;
-/// ...doubling up to this.
-const BACKOFF_MAX_MS: u64 = 2_000;
 /// How often leaders look for due alarms (simulated ms).
 const TICK_EVERY_MS: u64 = 1_000;
 /// A client tries an operation this many times (same request id) before giving up.
@@ -171,7 +170,7 @@ enum Event {
         to: usize,
         epoch: u64,
         attempt: u64,
-        envelopes: Vec<Envelope>,
+        batch: Batch,
     },
     /// Its answer reaches the sender.
     Reply {
@@ -179,7 +178,7 @@ enum Event {
         to: usize,
         epoch: u64,
         attempt: u64,
-        result: Result<(u64, Vec<Refusal>), String>,
+        result: Result<Delivered, String>,
     },
     Timeout {
         from: usize,
@@ -197,14 +196,6 @@ enum Event {
     Unskew(usize),
     EndChaos,
     Quiet,
-}
-
-/// One link's pump: volatile, lost with the leader.
-#[derive(Debug, Clone, Default)]
-struct LinkPump {
-    in_flight: Option<u64>,
-    retry_at: u64,
-    backoff_ms: u64,
 }
 
 /// An officer operation and what became of it.
@@ -234,10 +225,10 @@ struct Sim {
     origin: Millis,
     seq: u64,
     queue: BTreeMap<(u64, u64), Event>,
-    pumps: BTreeMap<(usize, usize), LinkPump>,
+    /// Each link's sender, as the production pump keeps it: volatile, lost with the leader.
+    pumps: BTreeMap<(usize, usize), LinkSender>,
     pump_at: Vec<Option<u64>>,
     catch_up_at: Vec<Option<u64>>,
-    attempt: u64,
     ops: BTreeMap<u64, ClientOp>,
     beliefs: BTreeMap<CaseId, Belief>,
     /// Request ids of every registration attempted.
@@ -361,7 +352,6 @@ impl Sim {
             pumps: BTreeMap::new(),
             pump_at: vec![None; n],
             catch_up_at: vec![None; n],
-            attempt: 0,
             ops: BTreeMap::new(),
             beliefs: BTreeMap::new(),
             file_requests: BTreeSet::new(),
@@ -441,8 +431,8 @@ impl Sim {
                 to,
                 epoch,
                 attempt,
-                envelopes,
-            } => self.arrive(from, to, epoch, attempt, envelopes),
+                batch,
+            } => self.arrive(from, to, epoch, attempt, batch),
             Event::Reply {
                 from,
                 to,
@@ -456,12 +446,8 @@ impl Sim {
                 epoch,
                 attempt,
             } => {
-                if self.pumps.get(&(from, to)).and_then(|p| p.in_flight) == Some(attempt)
-                    && self.offices[from].epoch == epoch
-                {
-                    self.pump_failed(from, to);
-                }
-                Ok(())
+                let timed_out = Err(format!("no answer within {DELIVER_TIMEOUT_MS} ms"));
+                self.reply(from, to, epoch, attempt, timed_out)
             }
             Event::CatchUp(office) => {
                 self.catch_up_at[office] = None;
@@ -611,7 +597,7 @@ impl Sim {
         let Some(machine) = self.offices[office].leader_machine() else {
             return;
         };
-        let Ok(cases) = machine.scan_prefix(sm::CASE, 64) else {
+        let Ok(cases) = machine.scan_prefix(keys::CASE, 64) else {
             return;
         };
         let found: Vec<Case> = cases
@@ -805,9 +791,9 @@ impl Sim {
                 .leader_machine()
                 .is_some_and(|machine| {
                     machine
-                        .scan_prefix(sm::ALARM, 1)
+                        .scan_prefix(keys::ALARM, 1)
                         .ok()
-                        .and_then(|first| first.first().and_then(|(k, _)| sm::alarm_time(k)))
+                        .and_then(|first| first.first().and_then(|(k, _)| keys::alarm_time(k)))
                         .is_some_and(|at| at <= now + self.offices[office].skew_ms)
                 });
             if due {
@@ -843,8 +829,8 @@ impl Sim {
             || self.one_way.contains(&(from, to))
     }
 
-    /// As `federation::pump`: every link with unacknowledged messages, one batch in flight per
-    /// link, from the oldest unacknowledged message.
+    /// The link senders of an office's leader: every link with unacknowledged messages that is
+    /// ready sends its next batch (one in flight per link, as each production link worker).
     fn pump(&mut self, office: usize) -> Result<(), Fatal> {
         if self.pump_at[office] == Some(self.now) {
             self.pump_at[office] = None;
@@ -852,87 +838,41 @@ impl Sim {
         let Some(machine) = self.offices[office].leader_machine().cloned() else {
             return Ok(());
         };
-        let links = machine
-            .scan_prefix(fed::LINK, 100_000)
-            .map_err(|e| e.to_string())?;
         let epoch = self.offices[office].epoch;
         let mut wake: Option<u64> = None;
-        for (key, value) in links {
-            let link: LinkOut = decode(&value).map_err(|e| e.to_string())?;
+        for (to_code, link) in machine.links_out().map_err(|e| e.to_string())? {
             if link.pending() == 0 {
                 continue;
             }
-            let Some(to) = std::str::from_utf8(&key[fed::LINK.len()..])
-                .ok()
-                .and_then(|code| self.index_of.get(code).copied())
-            else {
+            let Some(to) = self.index_of.get(to_code.as_str()).copied() else {
                 return Err(format!(
-                    "{}: link to an unknown office",
+                    "{}: link to an unknown office {to_code}",
                     self.offices[office].code
                 ));
             };
-            let pump = self.pumps.entry((office, to)).or_default().clone();
-            if pump.in_flight.is_some() {
-                continue;
+            let sender = self
+                .pumps
+                .entry((office, to))
+                .or_insert_with(|| LinkSender::new(to_code.clone()));
+            match sender.ready(self.now) {
+                Ready::Now => {}
+                Ready::InFlight => continue,
+                Ready::At(at) => {
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                    continue;
+                }
             }
-            if pump.retry_at > self.now {
-                wake = Some(wake.map_or(pump.retry_at, |w| w.min(pump.retry_at)));
-                continue;
-            }
-            let to_code = self.offices[to].code.clone();
-            let batch = machine
-                .scan_prefix(&fed::outbox_link(&to_code), DELIVER_BATCH_MAX)
-                .map_err(|e| e.to_string())?;
-            let envelopes: Vec<Envelope> = batch
-                .iter()
-                .map(|(_, value)| decode::<Envelope>(value).map_err(|e| e.to_string()))
-                .collect::<Result<_, _>>()?;
-            let Some(first) = envelopes.first() else {
-                return Err(format!(
-                    "{} -> {}: {} pending but the outbox is empty",
-                    self.offices[office].code,
-                    to_code,
-                    link.pending()
-                ));
-            };
-            if first.seq != link.acked_through + 1 {
-                return Err(format!(
-                    "{} -> {}: outbox starts at {} after acknowledging {}",
-                    self.offices[office].code, to_code, first.seq, link.acked_through
-                ));
-            }
-            self.attempt += 1;
-            let attempt = self.attempt;
-            self.pumps.entry((office, to)).or_default().in_flight = Some(attempt);
-            self.counters.messages_sent += envelopes.len() as u64;
-            self.at(
-                DELIVER_TIMEOUT_MS,
-                Event::Timeout {
-                    from: office,
-                    to,
-                    epoch,
-                    attempt,
-                },
-            );
-            if self.cut(office, to) || self.rng.gen_bool(self.drop_p) {
-                self.counters.messages_dropped += envelopes.len() as u64;
-                continue;
-            }
-            let copies = if self.rng.gen_bool(self.dup_p) { 2 } else { 1 };
-            self.counters.messages_duplicated += (copies - 1) * envelopes.len() as u64;
-            for _ in 0..copies {
-                let delay = self.delay();
-                self.at(
-                    delay,
-                    Event::Arrive {
-                        from: office,
-                        to,
-                        epoch,
-                        attempt,
-                        envelopes: envelopes.clone(),
-                    },
-                );
-            }
+            let waiting = machine.outbox(&to_code, DELIVER_BATCH_ITEMS_MAX)?;
+            let batch = select_batch(&link, waiting)
+                .map_err(|e| format!("{}: {e}", self.offices[office].code))?
+                .ok_or_else(|| {
+                    format!(
+                        "{} -> {to_code}: nothing to send",
+                        self.offices[office].code
+                    )
+                })?;
+            let attempt = sender.sent();
+            self.send(office, to, epoch, attempt, batch);
         }
         if let Some(at) = wake {
             self.schedule_pump(office, at - self.now);
@@ -940,141 +880,177 @@ impl Sim {
         Ok(())
     }
 
-    /// As `federation::service::deliver` at the receiver.
+    /// The network carries a batch: its timeout is set; it may be lost, duplicated, delayed.
+    fn send(&mut self, from: usize, to: usize, epoch: u64, attempt: u64, batch: Batch) {
+        let items = batch.envelopes.len() as u64;
+        self.counters.messages_sent += items;
+        let timeout = Event::Timeout {
+            from,
+            to,
+            epoch,
+            attempt,
+        };
+        self.at(DELIVER_TIMEOUT_MS, timeout);
+        if self.cut(from, to) || self.rng.gen_bool(self.drop_p) {
+            self.counters.messages_dropped += items;
+            return;
+        }
+        let copies = if self.rng.gen_bool(self.dup_p) { 2 } else { 1 };
+        self.counters.messages_duplicated += (copies - 1) * items;
+        for _ in 0..copies {
+            let delay = self.delay();
+            let arrive = Event::Arrive {
+                from,
+                to,
+                epoch,
+                attempt,
+                batch: batch.clone(),
+            };
+            self.at(delay, arrive);
+        }
+    }
+
+    /// A batch reaches the receiver, which answers (unless the way back is cut or lossy).
     fn arrive(
         &mut self,
         from: usize,
         to: usize,
         epoch: u64,
         attempt: u64,
-        envelopes: Vec<Envelope>,
+        batch: Batch,
     ) -> Result<(), Fatal> {
-        let from_code = self.offices[from].code.clone();
-        let to_code = self.offices[to].code.clone();
         let result = if self.cut(from, to) {
-            Err(format!("link {from_code} -> {to_code} is cut"))
-        } else if envelopes.is_empty() || envelopes.len() > DELIVER_BATCH_MAX {
-            Err("bad batch size".into())
-        } else if let Some(bad) = envelopes
-            .iter()
-            .find(|e| e.from != from_code || e.to != to_code)
-        {
-            Err(format!("envelope #{} on the wrong link", bad.seq))
+            Err(format!(
+                "link {} -> {} is cut",
+                self.offices[from].code, self.offices[to].code
+            ))
         } else {
-            let first_seq = envelopes[0].seq;
-            let now = self.fed_now();
-            match self.offices[to].propose(
-                now,
-                Operation::Receive {
-                    from: from_code.clone(),
-                    envelopes,
-                },
-            )? {
-                Ok(Response::Delivered {
-                    applied_through,
-                    refused,
-                }) => {
-                    self.counters.entries_committed += 1;
-                    self.counters.batches_delivered += 1;
-                    self.after_commit(to);
-                    if applied_through + 1 < first_seq {
-                        Err(format!(
-                            "out of order: expected {} next, got {first_seq}",
-                            applied_through + 1
-                        ))
-                    } else {
-                        Ok((applied_through, refused))
-                    }
-                }
-                Ok(other) => return Err(format!("{to_code}: Receive answered {other:?}")),
-                Err(Unavailable::NoLeader | Unavailable::NoQuorum) => {
-                    Err(format!("{to_code} is unavailable"))
-                }
-            }
+            self.deliver(from, to, batch)?
         };
         if self.cut(to, from) || self.rng.gen_bool(self.drop_p) {
             return Ok(());
         }
         let delay = self.delay();
-        self.at(
-            delay,
-            Event::Reply {
-                from,
-                to,
-                epoch,
-                attempt,
-                result,
-            },
-        );
+        let reply = Event::Reply {
+            from,
+            to,
+            epoch,
+            attempt,
+            result,
+        };
+        self.at(delay, reply);
         Ok(())
     }
 
-    /// As the pump on a Deliver reply: commit the acknowledgement on the sender.
+    /// The receiver's side of Deliver, through the link protocol's check and answers. The
+    /// protocol never refuses a batch its own sender made: a refusal here fails the run.
+    fn deliver(
+        &mut self,
+        from: usize,
+        to: usize,
+        batch: Batch,
+    ) -> Result<Result<Delivered, String>, Fatal> {
+        let to_code = self.offices[to].code.clone();
+        let Some(machine) = self.offices[to].leader_machine().cloned() else {
+            return Ok(Err(format!("{to_code} is unavailable")));
+        };
+        let inbound = Inbound {
+            from: self.offices[from].code.clone(),
+            to: to_code.clone(),
+            envelopes: batch.envelopes,
+            bytes: batch.bytes,
+        };
+        let inbox = machine.link_in(&inbound.from)?;
+        let sender_known = self.index_of.contains_key(inbound.from.as_str());
+        let admitted = check_batch(&inbound, sender_known, &inbox).map_err(|refuse| {
+            format!("{to_code} refused a batch of its own federation: {refuse}")
+        })?;
+        let (first_seq, refusals_of) = match admitted {
+            Admit::Replay {
+                applied_through,
+                refusals_of,
+            } => {
+                let earlier = machine.refusals(&inbound.from, refusals_of)?;
+                return Ok(Ok(link::answer_replay(applied_through, earlier)));
+            }
+            Admit::Propose {
+                first_seq,
+                refusals_of,
+            } => (first_seq, refusals_of),
+        };
+        let earlier = match refusals_of {
+            Some(seqs) => machine.refusals(&inbound.from, seqs)?,
+            None => Vec::new(),
+        };
+        let now = self.fed_now();
+        let receive = link::proposal(inbound, first_seq);
+        match self.offices[to].propose(now, receive)? {
+            Ok(response) => {
+                self.counters.entries_committed += 1;
+                self.counters.batches_delivered += 1;
+                self.after_commit(to);
+                let delivered = link::answer_applied(first_seq, earlier, response)
+                    .map_err(|e| format!("{to_code}: {e}"))?;
+                Ok(Ok(delivered))
+            }
+            Err(Unavailable::NoLeader | Unavailable::NoQuorum) => {
+                Ok(Err(format!("{to_code} is unavailable")))
+            }
+        }
+    }
+
+    /// The sender's side of a reply (or of a timeout): the link protocol decides; an ack is
+    /// committed through the sender's log.
     fn reply(
         &mut self,
         from: usize,
         to: usize,
         epoch: u64,
         attempt: u64,
-        result: Result<(u64, Vec<Refusal>), String>,
+        result: Result<Delivered, String>,
     ) -> Result<(), Fatal> {
-        if self.offices[from].epoch != epoch
-            || self.pumps.get(&(from, to)).and_then(|p| p.in_flight) != Some(attempt)
-        {
+        if self.offices[from].epoch != epoch {
             return Ok(());
         }
-        let Ok((through, refused)) = result else {
-            self.pump_failed(from, to);
+        let Some(mut sender) = self.pumps.remove(&(from, to)) else {
             return Ok(());
         };
-        let Some(machine) = self.offices[from].leader_machine() else {
-            self.pump_failed(from, to);
-            return Ok(());
-        };
-        let link: LinkOut = machine
-            .get(&fed::link(&self.offices[to].code))
-            .map_err(|e| e.to_string())?
-            .map(|bytes| decode(&bytes))
-            .transpose()
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        if through <= link.acked_through {
-            self.pump_failed(from, to);
-            return Ok(());
-        }
-        let now = self.fed_now();
-        let to_code = self.offices[to].code.clone();
-        match self.offices[from].propose(
-            now,
-            Operation::Acked {
-                to: to_code,
-                through,
-                refused,
-            },
-        )? {
-            Ok(_) => {
-                self.counters.entries_committed += 1;
-                self.counters.acks_committed += 1;
-                let pump = self.pumps.entry((from, to)).or_default();
-                pump.in_flight = None;
-                pump.backoff_ms = 0;
-                pump.retry_at = 0;
-                self.after_commit(from);
-            }
-            Err(_) => self.pump_failed(from, to),
+        let outcome = self.answered(from, &mut sender, attempt, result);
+        self.pumps.insert((from, to), sender);
+        let decision = outcome?;
+        if let Decision::Retry { at_ms, .. } = decision {
+            self.schedule_pump(from, at_ms.saturating_sub(self.now));
         }
         Ok(())
     }
 
-    fn pump_failed(&mut self, from: usize, to: usize) {
-        let jitter = self.rng.gen_range(0..=BACKOFF_MIN_MS);
+    fn answered(
+        &mut self,
+        from: usize,
+        sender: &mut LinkSender,
+        attempt: u64,
+        result: Result<Delivered, String>,
+    ) -> Result<Decision, Fatal> {
         let now = self.now;
-        let pump = self.pumps.entry((from, to)).or_default();
-        pump.in_flight = None;
-        pump.backoff_ms = (pump.backoff_ms * 2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-        pump.retry_at = now + pump.backoff_ms + jitter;
-        let delay = pump.backoff_ms + jitter;
-        self.schedule_pump(from, delay);
+        let link: LinkOut = match self.offices[from].leader_machine() {
+            Some(machine) => machine.link_out(sender.to())?,
+            None => Default::default(),
+        };
+        let acked = match sender.on_reply(attempt, result, &link, now, &mut self.rng) {
+            Decision::Commit(acked) => acked,
+            other => return Ok(other),
+        };
+        let fed_now = self.fed_now();
+        let committed = match self.offices[from].propose(fed_now, acked)? {
+            Ok(_) => {
+                self.counters.entries_committed += 1;
+                self.counters.acks_committed += 1;
+                self.after_commit(from);
+                Ok(())
+            }
+            Err(unavailable) => Err(format!("the ack was not committed: {unavailable:?}")),
+        };
+        Ok(sender.committed(committed, now, &mut self.rng))
     }
 
     // ---- faults ----------------------------------------------------------------------------
@@ -1211,7 +1187,7 @@ impl Sim {
 
     /// Quiescence: every office led, every outbox drained, nothing in flight.
     fn quiescent(&self) -> bool {
-        self.pumps.values().all(|p| p.in_flight.is_none())
+        self.pumps.values().all(|sender| !sender.is_in_flight())
             && self.offices.iter().all(|office| {
                 office
                     .leader_machine()
@@ -1394,17 +1370,17 @@ impl Sim {
         for office in &self.offices {
             let machine = &office.replicas[0].machine;
             let filed: BTreeSet<String> = machine
-                .scan_prefix(sm::REQUEST, usize::MAX)
+                .scan_prefix(keys::REQUEST, usize::MAX)
                 .unwrap_or_default()
                 .iter()
                 .filter(|(key, _)| {
-                    std::str::from_utf8(&key[sm::REQUEST.len()..])
+                    std::str::from_utf8(&key[keys::REQUEST.len()..])
                         .is_ok_and(|id| self.file_requests.contains(id))
                 })
                 .filter_map(|(_, value)| decode::<String>(value).ok())
                 .collect();
             let originals: BTreeSet<String> = machine
-                .scan_prefix(sm::CASE, usize::MAX)
+                .scan_prefix(keys::CASE, usize::MAX)
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|(_, value)| Case::from_bytes(value).ok())

@@ -21,12 +21,13 @@
 //! rm federation/data/h5306-2/disk-full.fault      # cleared; restart the host to recover
 //! ```
 
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::worker::{Step, Worker};
 
 /// The marker's file name, inside the host's data directory.
 pub const MARKER_FILE: &str = "disk-full.fault";
@@ -79,18 +80,27 @@ impl DiskFault {
     pub fn load(&self, data_dir: &Path) {
         self.set(marker(data_dir).exists());
     }
+}
 
-    /// Polls for the marker every [`POLL_MS`] until `shutdown` resolves.
-    pub async fn watch(self, data_dir: PathBuf, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut interval = tokio::time::interval(Duration::from_millis(POLL_MS));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => self.load(&data_dir),
-                _ = &mut shutdown => return,
-            }
-        }
+/// Polls for the marker every [`POLL_MS`]: a worker of the host.
+pub struct DiskFaultWatch {
+    pub fault: DiskFault,
+    /// The host's data folder, where the marker is put.
+    pub data_dir: PathBuf,
+}
+
+impl Worker for DiskFaultWatch {
+    fn name(&self) -> String {
+        "disk failpoint".into()
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        self.fault.load(&self.data_dir);
+        Ok(Step::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
 }
 
