@@ -25,7 +25,7 @@ use crate::api::raft::RaftService;
 use crate::clock::Clock;
 use crate::failover::Detector;
 use crate::federation::directory::Directory;
-use crate::federation::faults::{FaultFileWatch, FaultSpec, Faults};
+use crate::federation::faults::{FaultSpec, Faults, FAULTS_POLL_MS};
 use crate::federation::pump::{Pump, PumpContext};
 use crate::federation::service::FederationService;
 use crate::machine::{keys, StateMachineStore};
@@ -34,10 +34,9 @@ use crate::metrics;
 use crate::raft::network::{OfficeNetwork, Transport};
 use crate::raft::types::{NodeInfo, Operation, Raft};
 use crate::replica::{Replica, Replicas};
-use crate::store::failpoint::DiskFaultWatch;
-use crate::store::{HostDb, LogStore};
+use crate::store::{failpoint, HostDb, LogStore};
 use crate::tls::TlsFiles;
-use crate::worker::{Step, Worker, Workers};
+use crate::worker::{Every, Step, Worker, Workers};
 
 /// Raft timing, sized for loopback and LAN links. openraft 0.9 times out every AppendEntries
 /// call after one heartbeat interval, so the interval must cover a follower's synced append under
@@ -209,17 +208,17 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let mut worker_tasks = vec![
         workers.spawn(Ticker::new(replicas.clone()), stop_rx.clone()),
         workers.spawn(
-            FaultFileWatch {
-                faults: faults.clone(),
-                run_dir: config.log_dir.clone(),
-            },
+            Every::new("fault file", FAULTS_POLL_MS, {
+                let (faults, run_dir) = (faults.clone(), config.log_dir.clone());
+                move || faults.refresh(&run_dir)
+            }),
             stop_rx.clone(),
         ),
         workers.spawn(
-            DiskFaultWatch {
-                fault: disk_fault,
-                data_dir: config.data_dir.clone(),
-            },
+            Every::new("disk failpoint", failpoint::POLL_MS, {
+                let data_dir = config.data_dir.clone();
+                move || disk_fault.load(&data_dir)
+            }),
             stop_rx.clone(),
         ),
         // The dead-leader detector: a fast election when the host of an office's leader crashed.

@@ -38,6 +38,38 @@ pub trait Worker: Send + 'static {
     fn wait_for_work(&mut self) -> impl Future<Output = ()> + Send;
 }
 
+/// A worker that does one quick thing every period (re-reads a file, say).
+pub struct Every<F> {
+    name: &'static str,
+    period: Duration,
+    action: F,
+}
+
+impl<F: FnMut() + Send + 'static> Every<F> {
+    pub fn new(name: &'static str, period_ms: u64, action: F) -> Every<F> {
+        Every {
+            name,
+            period: Duration::from_millis(period_ms),
+            action,
+        }
+    }
+}
+
+impl<F: FnMut() + Send + 'static> Worker for Every<F> {
+    fn name(&self) -> String {
+        self.name.to_string()
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        (self.action)();
+        Ok(Step::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(self.period).await;
+    }
+}
+
 /// What a worker is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {

@@ -166,26 +166,16 @@ enum Event {
     Pump(usize),
     /// A Deliver batch reaches the receiver.
     Arrive {
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
+        call: Call,
         batch: Batch,
     },
     /// Its answer reaches the sender.
     Reply {
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
+        call: Call,
         result: Result<Delivered, String>,
     },
-    Timeout {
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
-    },
+    /// The call's deadline: unless its answer came, it failed.
+    Timeout(Call),
     CatchUp(usize),
     Elect(usize),
     Restart(usize, usize),
@@ -196,6 +186,16 @@ enum Event {
     Unskew(usize),
     EndChaos,
     Quiet,
+}
+
+/// One Deliver call: on the link `from` -> `to`, by the sender's leader of `epoch`, the sender's
+/// `attempt` on that link.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    from: usize,
+    to: usize,
+    epoch: u64,
+    attempt: u64,
 }
 
 /// An officer operation and what became of it.
@@ -426,28 +426,11 @@ impl Sim {
             Event::Client(n) => self.client(n),
             Event::TickAll => self.tick_all(),
             Event::Pump(office) => self.pump(office),
-            Event::Arrive {
-                from,
-                to,
-                epoch,
-                attempt,
-                batch,
-            } => self.arrive(from, to, epoch, attempt, batch),
-            Event::Reply {
-                from,
-                to,
-                epoch,
-                attempt,
-                result,
-            } => self.reply(from, to, epoch, attempt, result),
-            Event::Timeout {
-                from,
-                to,
-                epoch,
-                attempt,
-            } => {
+            Event::Arrive { call, batch } => self.arrive(call, batch),
+            Event::Reply { call, result } => self.reply(call, result),
+            Event::Timeout(call) => {
                 let timed_out = Err(format!("no answer within {DELIVER_TIMEOUT_MS} ms"));
-                self.reply(from, to, epoch, attempt, timed_out)
+                self.reply(call, timed_out)
             }
             Event::CatchUp(office) => {
                 self.catch_up_at[office] = None;
@@ -871,8 +854,13 @@ impl Sim {
                         self.offices[office].code
                     )
                 })?;
-            let attempt = sender.sent();
-            self.send(office, to, epoch, attempt, batch);
+            let call = Call {
+                from: office,
+                to,
+                epoch,
+                attempt: sender.sent(),
+            };
+            self.send(call, batch);
         }
         if let Some(at) = wake {
             self.schedule_pump(office, at - self.now);
@@ -881,17 +869,11 @@ impl Sim {
     }
 
     /// The network carries a batch: its timeout is set; it may be lost, duplicated, delayed.
-    fn send(&mut self, from: usize, to: usize, epoch: u64, attempt: u64, batch: Batch) {
+    fn send(&mut self, call: Call, batch: Batch) {
         let items = batch.envelopes.len() as u64;
         self.counters.messages_sent += items;
-        let timeout = Event::Timeout {
-            from,
-            to,
-            epoch,
-            attempt,
-        };
-        self.at(DELIVER_TIMEOUT_MS, timeout);
-        if self.cut(from, to) || self.rng.gen_bool(self.drop_p) {
+        self.at(DELIVER_TIMEOUT_MS, Event::Timeout(call));
+        if self.cut(call.from, call.to) || self.rng.gen_bool(self.drop_p) {
             self.counters.messages_dropped += items;
             return;
         }
@@ -899,26 +881,14 @@ impl Sim {
         self.counters.messages_duplicated += (copies - 1) * items;
         for _ in 0..copies {
             let delay = self.delay();
-            let arrive = Event::Arrive {
-                from,
-                to,
-                epoch,
-                attempt,
-                batch: batch.clone(),
-            };
-            self.at(delay, arrive);
+            let batch = batch.clone();
+            self.at(delay, Event::Arrive { call, batch });
         }
     }
 
     /// A batch reaches the receiver, which answers (unless the way back is cut or lossy).
-    fn arrive(
-        &mut self,
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
-        batch: Batch,
-    ) -> Result<(), Fatal> {
+    fn arrive(&mut self, call: Call, batch: Batch) -> Result<(), Fatal> {
+        let Call { from, to, .. } = call;
         let result = if self.cut(from, to) {
             Err(format!(
                 "link {} -> {} is cut",
@@ -931,14 +901,7 @@ impl Sim {
             return Ok(());
         }
         let delay = self.delay();
-        let reply = Event::Reply {
-            from,
-            to,
-            epoch,
-            attempt,
-            result,
-        };
-        self.at(delay, reply);
+        self.at(delay, Event::Reply { call, result });
         Ok(())
     }
 
@@ -1001,14 +964,13 @@ impl Sim {
 
     /// The sender's side of a reply (or of a timeout): the link protocol decides; an ack is
     /// committed through the sender's log.
-    fn reply(
-        &mut self,
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
-        result: Result<Delivered, String>,
-    ) -> Result<(), Fatal> {
+    fn reply(&mut self, call: Call, result: Result<Delivered, String>) -> Result<(), Fatal> {
+        let Call {
+            from,
+            to,
+            epoch,
+            attempt,
+        } = call;
         if self.offices[from].epoch != epoch {
             return Ok(());
         }

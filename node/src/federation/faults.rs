@@ -25,14 +25,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::manifest::Manifest;
 pub use crate::raft::network::{LinkAction, LinkOutcome};
-use crate::worker::{Step, Worker};
 
 /// How often a host re-reads the fault file.
 pub const FAULTS_POLL_MS: u64 = 100;
@@ -371,28 +369,6 @@ impl Faults {
                 }
             }
         }
-    }
-}
-
-/// Re-reads the fault file every [`FAULTS_POLL_MS`]: a worker of the host.
-pub struct FaultFileWatch {
-    pub faults: Faults,
-    /// Where the fault file lives (`DIR/run/`).
-    pub run_dir: PathBuf,
-}
-
-impl Worker for FaultFileWatch {
-    fn name(&self) -> String {
-        "fault file".into()
-    }
-
-    async fn work(&mut self) -> Result<Step, String> {
-        self.faults.refresh(&self.run_dir);
-        Ok(Step::Idle)
-    }
-
-    async fn wait_for_work(&mut self) {
-        tokio::time::sleep(Duration::from_millis(FAULTS_POLL_MS)).await;
     }
 }
 

@@ -8,12 +8,12 @@ use liandong_domain::{
     self as domain, Case, CaseCommand, CaseKind, HandoffKind, OfficeCode, Registration, Status,
 };
 
-use super::apply::{ApplyError, Applying, Refused};
+use super::apply::{refused, ApplyError, Applying, Refused};
 use super::cases::{self, commit, load_case, Change};
 use super::outbox::Outgoing;
 use super::records::LinkIn;
 use super::{get_or_default, keys, orders, refusals};
-use crate::raft::types::{Refusal, Response};
+use crate::raft::types::{Refusal, RejectKind, Response};
 use crate::store::codec::{decode, encode};
 
 fn refusal(seq: u64, code: &str, reason: impl Into<String>) -> Refusal {
@@ -78,35 +78,55 @@ pub(super) fn receive(
     })
 }
 
+/// The direction a message must travel: escalations, answers and summaries come from below,
+/// supervision orders from above (a handoff's rules are the handoff's).
+fn check_direction(here: &OfficeCode, from: &OfficeCode, body: &Body) -> Result<(), Refused> {
+    let from_below = here.is_ancestor_of(from);
+    let (allowed, code, message) = match body {
+        Body::Handoff { .. } => return Ok(()),
+        Body::Escalation { .. } => (
+            from_below,
+            "escalation_not_upward",
+            format!("{from} may escalate only to its ancestors, not {here}"),
+        ),
+        Body::SupervisionOrder { .. } => (
+            from.is_ancestor_of(here),
+            "supervision_not_downward",
+            format!("{from} may supervise only its descendants, not {here}"),
+        ),
+        Body::SupervisionAnswer { .. } => (
+            from_below,
+            "answer_not_upward",
+            format!("{from} answers only its ancestors' orders"),
+        ),
+        Body::IndexUpdate { .. } => (
+            from_below,
+            "index_not_upward",
+            format!("{from} is not below {here}"),
+        ),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(refused(RejectKind::Forbidden, code, message))
+    }
+}
+
 fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOutcome {
     let seq = envelope.seq;
     let from = &envelope.from;
-    let here = &apply.context.office;
+    if let Err(refusal) = check_direction(&apply.context.office, from, &envelope.body) {
+        return Ok(Err(refusal.of_message(seq)));
+    }
     let outcome = match &envelope.body {
         Body::Handoff { case } => return receive_handoff(apply, seq, from, case),
-        Body::Escalation { level, case } => {
-            if !here.is_ancestor_of(from) {
-                return Ok(Err(refusal(
-                    seq,
-                    "escalation_not_upward",
-                    format!("{from} may escalate only to its ancestors, not {here}"),
-                )));
-            }
-            return receive_escalation(apply, seq, *level, case);
-        }
+        Body::Escalation { level, case } => return receive_escalation(apply, seq, *level, case),
         Body::SupervisionOrder {
             case_id,
             text,
             due_days,
             ..
         } => {
-            if !from.is_ancestor_of(here) {
-                return Ok(Err(refusal(
-                    seq,
-                    "supervision_not_downward",
-                    format!("{from} may supervise only its descendants, not {here}"),
-                )));
-            }
             let command = CaseCommand::Supervise {
                 from: from.clone(),
                 due_days: *due_days,
@@ -119,26 +139,8 @@ fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOu
             text,
             officer,
             ..
-        } => {
-            if !here.is_ancestor_of(from) {
-                return Ok(Err(refusal(
-                    seq,
-                    "answer_not_upward",
-                    format!("{from} answers only its ancestors' orders"),
-                )));
-            }
-            orders::record_answer(apply, case_id, text, officer)?
-        }
-        Body::IndexUpdate { summary } => {
-            if !here.is_ancestor_of(from) {
-                return Ok(Err(refusal(
-                    seq,
-                    "index_not_upward",
-                    format!("{from} is not below {here}"),
-                )));
-            }
-            index_summary(apply, from, summary)?
-        }
+        } => orders::record_answer(apply, case_id, text, officer)?,
+        Body::IndexUpdate { summary } => index_summary(apply, from, summary)?,
     };
     Ok(outcome.map_err(|refused| refused.of_message(seq)))
 }

@@ -22,7 +22,7 @@ mod outbox;
 mod records;
 mod state_machine;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use liandong_domain::OfficeCode;
 use serde::de::DeserializeOwned;

@@ -17,8 +17,22 @@ use crate::store::HostDb;
 /// 2026-01-05 (a Monday), 09:00 Beijing time.
 const START_MS: Millis = 1_767_574_800_000;
 
-fn code(code: &str) -> OfficeCode {
+pub(crate) fn code(code: &str) -> OfficeCode {
     code.parse().expect("a division code")
+}
+
+/// A petition as an officer registers it (valid).
+pub(crate) fn registration() -> Registration {
+    Registration {
+        channel: Channel::Visit,
+        petitioner_id: "530602198001010012".into(),
+        name: "Zhang".into(),
+        phone: None,
+        category: "housing".into(),
+        summary: "The roof leaks.".into(),
+        location: None,
+        officer: "registrar".into(),
+    }
 }
 
 /// One office's state machine over a real RocksDB, applying operations one log entry each.
@@ -61,18 +75,8 @@ impl Office {
     }
 
     fn file(&mut self) -> Case {
-        let registration = Registration {
-            channel: Channel::Visit,
-            petitioner_id: "530602198001010012".into(),
-            name: "Zhang".into(),
-            phone: None,
-            category: "housing".into(),
-            summary: "The roof leaks.".into(),
-            location: None,
-            officer: "registrar".into(),
-        };
         let op = Operation::File {
-            registration,
+            registration: registration(),
             request_id: None,
         };
         case_of(self.apply(op))
@@ -316,16 +320,7 @@ fn every_refused_operation_answers_with_its_code_and_changes_nothing() {
         ("outbox_full", |county| {
             county.state.outbox_pending = OUTBOX_LEN_MAX;
             Operation::File {
-                registration: Registration {
-                    channel: Channel::Letter,
-                    petitioner_id: "530602198001010012".into(),
-                    name: "Zhang".into(),
-                    phone: None,
-                    category: "land".into(),
-                    summary: "A boundary.".into(),
-                    location: None,
-                    officer: "registrar".into(),
-                },
+                registration: registration(),
                 request_id: None,
             }
         }),

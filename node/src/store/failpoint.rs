@@ -25,9 +25,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-use crate::worker::{Step, Worker};
 
 /// The marker's file name, inside the host's data directory.
 pub const MARKER_FILE: &str = "disk-full.fault";
@@ -79,28 +76,6 @@ impl DiskFault {
     /// first write rather than racing the first poll).
     pub fn load(&self, data_dir: &Path) {
         self.set(marker(data_dir).exists());
-    }
-}
-
-/// Polls for the marker every [`POLL_MS`]: a worker of the host.
-pub struct DiskFaultWatch {
-    pub fault: DiskFault,
-    /// The host's data folder, where the marker is put.
-    pub data_dir: PathBuf,
-}
-
-impl Worker for DiskFaultWatch {
-    fn name(&self) -> String {
-        "disk failpoint".into()
-    }
-
-    async fn work(&mut self) -> Result<Step, String> {
-        self.fault.load(&self.data_dir);
-        Ok(Step::Idle)
-    }
-
-    async fn wait_for_work(&mut self) {
-        tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
 }
 

@@ -3,30 +3,18 @@
 //! is interpreted.
 
 use liandong_domain::message::{Body, Envelope, Summary};
-use liandong_domain::{Calendar, CaseId, CaseKind, Channel, Context, Registration};
+use liandong_domain::{Calendar, CaseId, CaseKind, Context};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::*;
+use crate::machine::tests::{code, registration};
 
-fn code(code: &str) -> OfficeCode {
-    code.parse().expect("a division code")
-}
-
-/// A valid summary of a case of township 530602001, with `summary` as its text.
+/// A valid summary of case `seq` of township 530602001.
 fn summary(seq: u32) -> Summary {
     let office = code("530602001");
     let calendar = Calendar::china();
-    let registration = Registration {
-        channel: Channel::Visit,
-        petitioner_id: "530602198001010012".into(),
-        name: "Zhang".into(),
-        phone: None,
-        category: "housing".into(),
-        summary: "The roof leaks.".into(),
-        location: None,
-        officer: "registrar".into(),
-    };
+    let registration = registration();
     let id = CaseId {
         office: office.clone(),
         year: 2026,
