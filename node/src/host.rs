@@ -54,6 +54,8 @@ pub const ELECTION_TIMEOUT_MAX_MS: u64 = 150;
 pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
 /// How often a leader checks whether any case's deadline clock is due.
 pub const TICK_INTERVAL_MS: u64 = 1_000;
+/// How long a graceful shutdown waits for the background workers to end.
+pub const WORKERS_STOP_MS: u64 = 5_000;
 /// Environment knob for drills: shifts this host's clock by this many milliseconds.
 pub const CLOCK_SKEW_ENV: &str = "LIANDONG_CLOCK_SKEW_MS";
 
@@ -205,49 +207,41 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     ));
 
     bootstrap(&manifest, &replicas).await?;
-    let mut worker_tasks = vec![
-        workers.spawn(Ticker::new(replicas.clone()), stop_rx.clone()),
-        workers.spawn(
-            Every::new("fault file", FAULTS_POLL_MS, {
-                let (faults, run_dir) = (faults.clone(), config.log_dir.clone());
-                move || faults.refresh(&run_dir)
-            }),
-            stop_rx.clone(),
-        ),
-        workers.spawn(
-            Every::new("disk failpoint", failpoint::POLL_MS, {
-                let data_dir = config.data_dir.clone();
-                move || disk_fault.load(&data_dir)
-            }),
-            stop_rx.clone(),
-        ),
-        // The dead-leader detector: a fast election when the host of an office's leader crashed.
-        workers.spawn(
-            Detector::new(
-                replicas.clone(),
-                host.name.clone(),
-                transport.clone(),
-                Duration::from_millis(ELECTION_TIMEOUT_MAX_MS),
-            ),
-            stop_rx.clone(),
-        ),
-    ];
+    let stop = || stop_rx.clone();
+    workers.spawn(Ticker::new(replicas.clone()), stop());
+    let refresh_faults = {
+        let (faults, run_dir) = (faults.clone(), config.log_dir.clone());
+        move || faults.refresh(&run_dir)
+    };
+    workers.spawn(
+        Every::new("fault file", FAULTS_POLL_MS, refresh_faults),
+        stop(),
+    );
+    let load_disk_fault = {
+        let data_dir = config.data_dir.clone();
+        move || disk_fault.load(&data_dir)
+    };
+    let disk_poll = Every::new("disk failpoint", failpoint::POLL_MS, load_disk_fault);
+    workers.spawn(disk_poll, stop());
+    // The dead-leader detector: a fast election when the host of an office's leader crashed.
+    let lease = Duration::from_millis(ELECTION_TIMEOUT_MAX_MS);
+    let detector = Detector::new(
+        replicas.clone(),
+        host.name.clone(),
+        transport.clone(),
+        lease,
+    );
+    workers.spawn(detector, stop());
     let pump_context = PumpContext {
         directory,
         transport: transport.clone(),
         faults,
         epoch: tokio::time::Instant::now(),
     };
-    let pump = Pump::new(
-        replicas.clone(),
-        pump_context,
-        workers.clone(),
-        stop_rx.clone(),
-    );
-    worker_tasks.push(workers.spawn(pump, stop_rx.clone()));
+    let pump = Pump::new(replicas.clone(), pump_context, workers.clone(), stop());
+    workers.spawn(pump, stop());
     for replica in replicas.iter() {
-        let reporter = StopReporter::new(replica.clone(), stop_rx.clone());
-        worker_tasks.push(workers.spawn(reporter, stop_rx.clone()));
+        workers.spawn(StopReporter::new(replica.clone(), stop()), stop());
     }
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
 
@@ -260,9 +254,11 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         }
     }
     let _ = metrics_task.await;
-    for task in worker_tasks {
-        let _ = task.await;
-    }
+    // Every worker (the pump's link workers too) ends at the stop signal, within a call's
+    // deadline at most.
+    workers
+        .stopped(Duration::from_millis(WORKERS_STOP_MS))
+        .await;
     for replica in replicas.iter() {
         if let Err(error) = replica.raft.shutdown().await {
             tracing::warn!(office = %replica.office, %error, "raft shutdown");

@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 
 /// How long a worker rests after a unit of work failed, before it tries again.
 pub const ERROR_PAUSE_MS: u64 = 1_000;
+/// How often [`Workers::stopped`] looks whether every worker has ended.
+pub const STOP_POLL_MS: u64 = 10;
 
 /// What a unit of work left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,21 @@ impl Workers {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Resolves once every worker has ended (after the stop signal), or `limit` has passed.
+    pub async fn stopped(&self, limit: Duration) {
+        let give_up = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < give_up {
+            let running = self
+                .statuses()
+                .values()
+                .any(|status| !matches!(status.state, State::Failed(_)));
+            if !running {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+        }
     }
 
     fn update(&self, name: &str, change: impl FnOnce(&mut Status)) {

@@ -12,7 +12,7 @@
 //! would; a dropped reply means the receiver committed the batch but the sender does not know, so
 //! it sends the batch again and the receiver's watermark makes that a no-op (exactly once).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use crate::machine::LinkOut;
 use crate::raft::network::{through_link_fault, Transport};
 use crate::raft::types::Refusal;
 use crate::replica::{Replica, Replicas};
-use crate::worker::{Step, Worker, Workers};
+use crate::worker::{self, Step, Worker, Workers};
 
 /// How often the supervisor looks for links that need a worker (it reads an office's links only
 /// when its outbox changed or it became the leader, and every [`SUPERVISE_RESCAN_MS`]).
@@ -98,21 +98,23 @@ impl Pump {
         }
     }
 
-    /// Starts a worker for each link of `replica` with messages waiting and no worker.
-    fn start_links(&mut self, replica: &Replica) -> Result<(), String> {
+    /// Starts a worker for each link of `replica` with messages waiting and no worker. A worker
+    /// that panicked (in `statuses`) is not restarted: it stays reported failed.
+    fn start_links(
+        &mut self,
+        replica: &Replica,
+        statuses: &BTreeMap<String, worker::Status>,
+    ) -> Result<(), String> {
         let links = replica
             .state_machine
             .links_out()
             .map_err(|e| e.to_string())?;
         for (to, link) in links {
             let key = (replica.office.clone(), to.clone());
-            // A worker that panicked is not restarted: it is reported failed.
             let running = self.links.get(&key).is_some_and(|task| !task.is_finished());
-            let failed = self
-                .workers
-                .statuses()
+            let failed = statuses
                 .get(&link_name(&replica.office, &to))
-                .is_some_and(|status| matches!(status.state, crate::worker::State::Failed(_)));
+                .is_some_and(|status| matches!(status.state, worker::State::Failed(_)));
             if link.pending() == 0 || running || failed {
                 continue;
             }
@@ -141,6 +143,7 @@ impl Worker for Pump {
             self.rescanned_ms = now_ms;
         }
         let replicas = self.replicas.clone();
+        let statuses = self.workers.statuses();
         let mut errors = Vec::new();
         for replica in replicas.iter() {
             let leading = replica.is_leader();
@@ -155,7 +158,7 @@ impl Worker for Pump {
                 continue;
             }
             seen.0.mark_unchanged();
-            if let Err(error) = self.start_links(replica) {
+            if let Err(error) = self.start_links(replica, &statuses) {
                 errors.push(format!("{}: {error}", replica.office));
             }
         }
