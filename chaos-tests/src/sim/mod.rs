@@ -35,10 +35,10 @@ use liandong_domain::{
 };
 use liandong_node::api::admin::dump;
 use liandong_node::federation::link::{
-    self, check_batch, select_batch, Admit, Batch, Decision, Delivered, Inbound, LinkSender, Ready,
+    self, select_batch, Batch, Decision, Delivered, Inbound, LinkSender, NotReceived, Ready,
     DELIVER_BATCH_ITEMS_MAX, DELIVER_TIMEOUT_MS,
 };
-use liandong_node::machine::{keys, LinkOut, StateMachineStore};
+use liandong_node::machine::{keys, LinkIn, LinkOut, StateMachineStore};
 use liandong_node::manifest::Manifest;
 use liandong_node::raft::types::{Operation, Response};
 use liandong_node::store::codec::decode;
@@ -146,6 +146,8 @@ struct Counters {
     messages_dropped: u64,
     messages_duplicated: u64,
     batches_delivered: u64,
+    /// Batches wholly applied before (a lost reply, a duplicate): answered from the watermark.
+    batches_replayed: u64,
     acks_committed: u64,
     replica_crashes: u64,
     leader_crashes: u64,
@@ -905,8 +907,9 @@ impl Sim {
         Ok(())
     }
 
-    /// The receiver's side of Deliver, through the link protocol's check and answers. The
-    /// protocol never refuses a batch its own sender made: a refusal here fails the run.
+    /// The receiver's side of Deliver: the link protocol's own [`link::receive`], as the
+    /// Deliver handler runs it, over the simulated office. The protocol never refuses a batch its
+    /// own sender made: a refusal here fails the run.
     fn deliver(
         &mut self,
         from: usize,
@@ -923,42 +926,28 @@ impl Sim {
             envelopes: batch.envelopes,
             bytes: batch.bytes,
         };
-        let inbox = machine.link_in(&inbound.from)?;
         let sender_known = self.index_of.contains_key(inbound.from.as_str());
-        let admitted = check_batch(&inbound, sender_known, &inbox).map_err(|refuse| {
-            format!("{to_code} refused a batch of its own federation: {refuse}")
-        })?;
-        let (first_seq, refusals_of) = match admitted {
-            Admit::Replay {
-                applied_through,
-                refusals_of,
-            } => {
-                let earlier = machine.refusals(&inbound.from, refusals_of)?;
-                return Ok(Ok(link::answer_replay(applied_through, earlier)));
-            }
-            Admit::Propose {
-                first_seq,
-                refusals_of,
-            } => (first_seq, refusals_of),
+        let mut office = Receiver {
+            sim: self,
+            office: to,
+            machine,
+            proposed: false,
         };
-        let earlier = match refusals_of {
-            Some(seqs) => machine.refusals(&inbound.from, seqs)?,
-            None => Vec::new(),
-        };
-        let now = self.fed_now();
-        let receive = link::proposal(inbound, first_seq);
-        match self.offices[to].propose(now, receive)? {
-            Ok(response) => {
-                self.counters.entries_committed += 1;
-                self.counters.batches_delivered += 1;
-                self.after_commit(to);
-                let delivered = link::answer_applied(first_seq, earlier, response)
-                    .map_err(|e| format!("{to_code}: {e}"))?;
-                Ok(Ok(delivered))
+        let received =
+            futures::executor::block_on(link::receive(&mut office, inbound, sender_known));
+        if !office.proposed {
+            self.counters.batches_replayed += 1;
+        }
+        match received {
+            Ok(delivered) => Ok(Ok(delivered)),
+            Err(NotReceived::Office(Ok(unavailable))) => {
+                Ok(Err(format!("{to_code}: {unavailable:?}")))
             }
-            Err(Unavailable::NoLeader | Unavailable::NoQuorum) => {
-                Ok(Err(format!("{to_code} is unavailable")))
-            }
+            Err(NotReceived::Office(Err(fatal))) => Err(fatal),
+            Err(NotReceived::Refused(refuse)) => Err(format!(
+                "{to_code} refused a batch of its own federation: {refuse}"
+            )),
+            Err(NotReceived::Broken(error)) => Err(format!("{to_code}: {error}")),
         }
     }
 
@@ -1362,6 +1351,51 @@ impl Sim {
             }
         }
         check("no_duplicates", checked, problems)
+    }
+}
+
+/// A simulated office as the link protocol's receiver: its leader's state machine, and its
+/// log (a proposal commits at once when the office has a quorum).
+struct Receiver<'a> {
+    sim: &'a mut Sim,
+    office: usize,
+    machine: StateMachineStore,
+    /// Whether the batch was proposed (else it was answered from the watermark).
+    proposed: bool,
+}
+
+impl link::Receiving for Receiver<'_> {
+    /// The office could not take it (`Ok`), or the simulation's subject broke (`Err`).
+    type Failure = Result<Unavailable, Fatal>;
+
+    fn link_in(&self, from: &OfficeCode) -> Result<LinkIn, String> {
+        self.machine.link_in(from)
+    }
+
+    fn refusals(
+        &self,
+        from: &OfficeCode,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<liandong_node::raft::types::Refusal>, String> {
+        self.machine.refusals(from, seqs)
+    }
+
+    /// A simulated leader applies everything it commits at once: nothing to wait for.
+    async fn catch_up(&mut self) -> Result<(), Self::Failure> {
+        Ok(())
+    }
+
+    async fn propose(&mut self, operation: Operation) -> Result<Response, Self::Failure> {
+        self.proposed = true;
+        let now = self.sim.fed_now();
+        let response = self.sim.offices[self.office]
+            .propose(now, operation)
+            .map_err(Err)?
+            .map_err(Ok)?;
+        self.sim.counters.entries_committed += 1;
+        self.sim.counters.batches_delivered += 1;
+        self.sim.after_commit(self.office);
+        Ok(response)
     }
 }
 

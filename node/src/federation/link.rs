@@ -21,8 +21,11 @@
 //! a replay, answered from the watermark without touching the log; a batch that starts past the
 //! watermark leaves a gap and is refused, also without touching the log; otherwise only the
 //! messages after the watermark are proposed. [`answer_replay`] and [`answer_applied`] turn
-//! the outcome into the reply.
+//! the outcome into the reply; [`receive`] runs the whole of it over an office given as the
+//! [`Receiving`] trait (its reads and its log), so the handler and the simulation share even the
+//! order of the steps.
 
+use std::future::Future;
 use std::ops::RangeInclusive;
 
 use liandong_domain::message::Envelope;
@@ -402,6 +405,83 @@ pub fn proposal(batch: Inbound, first_seq: u64) -> Operation {
         from: batch.from,
         envelopes,
     }
+}
+
+/// What the receiver's side of Deliver needs of its office: reads of its applied state, and
+/// its log. The Deliver handler implements it over the office's leader replica, the simulation
+/// over a simulated office.
+pub trait Receiving {
+    /// Why the office could not take the batch now (not the leader, no quorum, ...).
+    type Failure;
+    /// This office's side of the link from `from`, as applied.
+    fn link_in(&self, from: &OfficeCode) -> Result<LinkIn, String>;
+    /// The refused messages from `from` numbered in `seqs`, as applied.
+    fn refusals(
+        &self,
+        from: &OfficeCode,
+        seqs: RangeInclusive<u64>,
+    ) -> Result<Vec<Refusal>, String>;
+    /// Waits until everything the office committed is applied (a new leader may lag).
+    fn catch_up(&mut self) -> impl Future<Output = Result<(), Self::Failure>> + Send;
+    /// Commits `operation` through the office's log; what applying it answered.
+    fn propose(
+        &mut self,
+        operation: Operation,
+    ) -> impl Future<Output = Result<Response, Self::Failure>> + Send;
+}
+
+/// Why [`receive`] gave no reply.
+#[derive(Debug)]
+pub enum NotReceived<F> {
+    /// The link protocol refused the batch: nothing was proposed.
+    Refused(Refuse),
+    /// The office could not take it now.
+    Office(F),
+    /// The office's state is unreadable or answered out of protocol.
+    Broken(String),
+}
+
+/// The receiver's side of Deliver, from the check to the reply: [`check_batch`] (once more
+/// after catching up, should the batch seem to leave a gap), then a replay answered from the
+/// watermark, or the new messages proposed and the reply made of what applying them answered.
+pub async fn receive<O: Receiving + Send>(
+    office: &mut O,
+    batch: Inbound,
+    sender_known: bool,
+) -> Result<Delivered, NotReceived<O::Failure>> {
+    let inbox = office.link_in(&batch.from).map_err(NotReceived::Broken)?;
+    let admitted = match check_batch(&batch, sender_known, &inbox) {
+        Err(Refuse::Gap { .. }) => {
+            office.catch_up().await.map_err(NotReceived::Office)?;
+            let inbox = office.link_in(&batch.from).map_err(NotReceived::Broken)?;
+            check_batch(&batch, sender_known, &inbox)
+        }
+        checked => checked,
+    };
+    let (first_seq, earlier) = match admitted.map_err(NotReceived::Refused)? {
+        Admit::Replay {
+            applied_through,
+            refusals_of,
+        } => {
+            let earlier = office
+                .refusals(&batch.from, refusals_of)
+                .map_err(NotReceived::Broken)?;
+            return Ok(answer_replay(applied_through, earlier));
+        }
+        Admit::Propose {
+            first_seq,
+            refusals_of: Some(seqs),
+        } => {
+            let earlier = office.refusals(&batch.from, seqs);
+            (first_seq, earlier.map_err(NotReceived::Broken)?)
+        }
+        Admit::Propose { first_seq, .. } => (first_seq, Vec::new()),
+    };
+    let response = office
+        .propose(proposal(batch, first_seq))
+        .await
+        .map_err(NotReceived::Office)?;
+    answer_applied(first_seq, earlier, response).map_err(NotReceived::Broken)
 }
 
 /// The reply to a replayed batch: the watermark, and the refusals read from the state machine.

@@ -19,9 +19,10 @@ use tonic::{Request, Response, Status};
 
 use super::directory::Directory;
 use super::faults::Faults;
-use super::link::{self, Admit, Inbound, Refuse};
-use crate::machine::keys;
-use crate::replica::{MembershipError, ReplicaError, Replicas};
+use super::link::{self, Inbound, NotReceived, Receiving, Refuse};
+use crate::machine::{keys, LinkIn};
+use crate::raft::types::{Operation, Refusal, Response as Applied};
+use crate::replica::{MembershipError, Replica, ReplicaError, Replicas};
 use crate::store::codec::decode;
 
 /// Summaries one query returns at most.
@@ -33,6 +34,36 @@ pub struct FederationService {
     pub faults: Faults,
     /// Check that the peer's certificate names the sending office (mutual TLS on).
     pub check_peer: bool,
+}
+
+/// An office as the link protocol's receiver sees it: its leader replica here.
+struct Leader<'a>(&'a Replica);
+
+impl Receiving for Leader<'_> {
+    type Failure = ReplicaError;
+
+    fn link_in(&self, from: &OfficeCode) -> Result<LinkIn, String> {
+        self.0.state_machine.link_in(from)
+    }
+
+    fn refusals(
+        &self,
+        from: &OfficeCode,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<Refusal>, String> {
+        self.0.state_machine.refusals(from, seqs)
+    }
+
+    async fn catch_up(&mut self) -> Result<(), ReplicaError> {
+        self.0.read_barrier().await
+    }
+
+    async fn propose(&mut self, operation: Operation) -> Result<Applied, ReplicaError> {
+        self.0
+            .write(operation)
+            .await
+            .map(|written| written.response)
+    }
 }
 
 /// A batch the link protocol refused: nothing was proposed.
@@ -157,49 +188,14 @@ impl Federation for FederationService {
             bytes,
         };
         let sender_known = self.directory.knows(batch.from.as_str());
-        let machine = &replica.state_machine;
-        let mut inbox = machine.link_in(&batch.from).map_err(Status::internal)?;
-        let mut admitted = link::check_batch(&batch, sender_known, &inbox);
-        if let Err(Refuse::Gap { .. }) = admitted {
-            // A new leader's state machine may not have applied all it committed yet: wait for
-            // it once before calling this a gap.
-            replica
-                .read_barrier()
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
-            inbox = machine.link_in(&batch.from).map_err(Status::internal)?;
-            admitted = link::check_batch(&batch, sender_known, &inbox);
-        }
-        let delivered = match admitted.map_err(refused)? {
-            Admit::Replay {
-                applied_through,
-                refusals_of,
-            } => {
-                let earlier = machine
-                    .refusals(&batch.from, refusals_of)
-                    .map_err(Status::internal)?;
-                link::answer_replay(applied_through, earlier)
+        let delivered = match link::receive(&mut Leader(replica), batch, sender_known).await {
+            Ok(delivered) => delivered,
+            Err(NotReceived::Refused(refuse)) => return Err(refused(refuse)),
+            Err(NotReceived::Office(ReplicaError::ForwardToLeader { leader, office })) => {
+                return leader_hint(MembershipError::NotLeader { office, leader })
             }
-            Admit::Propose {
-                first_seq,
-                refusals_of,
-            } => {
-                let earlier = match refusals_of {
-                    Some(seqs) => machine
-                        .refusals(&batch.from, seqs)
-                        .map_err(Status::internal)?,
-                    None => Vec::new(),
-                };
-                let written = match replica.write(link::proposal(batch, first_seq)).await {
-                    Ok(written) => written,
-                    Err(ReplicaError::ForwardToLeader { leader, office }) => {
-                        return leader_hint(MembershipError::NotLeader { office, leader })
-                    }
-                    Err(error) => return Err(Status::unavailable(error.to_string())),
-                };
-                link::answer_applied(first_seq, earlier, written.response)
-                    .map_err(Status::internal)?
-            }
+            Err(NotReceived::Office(error)) => return Err(Status::unavailable(error.to_string())),
+            Err(NotReceived::Broken(error)) => return Err(Status::internal(error)),
         };
         Ok(Response::new(DeliverReply {
             applied_through: delivered.applied_through,

@@ -336,3 +336,98 @@ fn the_reply_joins_earlier_refusals_with_the_applied_ones() {
         }
     );
 }
+
+/// An office for [`receive`]: a watermark (another one once caught up), stored refusals, and a
+/// log that records what is proposed and answers as the state machine would.
+struct Office {
+    inbox: LinkIn,
+    caught_up: Option<LinkIn>,
+    refused: Vec<Refusal>,
+    proposed: Vec<Operation>,
+}
+
+impl Receiving for Office {
+    type Failure = String;
+
+    fn link_in(&self, _from: &OfficeCode) -> Result<LinkIn, String> {
+        Ok(self.inbox.clone())
+    }
+
+    fn refusals(
+        &self,
+        _from: &OfficeCode,
+        seqs: RangeInclusive<u64>,
+    ) -> Result<Vec<Refusal>, String> {
+        let found = self.refused.iter().filter(|r| seqs.contains(&r.seq));
+        Ok(found.cloned().collect())
+    }
+
+    async fn catch_up(&mut self) -> Result<(), String> {
+        if let Some(inbox) = self.caught_up.take() {
+            self.inbox = inbox;
+        }
+        Ok(())
+    }
+
+    async fn propose(&mut self, operation: Operation) -> Result<Response, String> {
+        let Operation::Receive { envelopes, .. } = &operation else {
+            return Err("not a delivery".into());
+        };
+        let applied_through = envelopes.last().map_or(0, |e| e.seq);
+        self.proposed.push(operation);
+        Ok(Response::Delivered {
+            applied_through,
+            refused: Vec::new(),
+        })
+    }
+}
+
+fn office(applied_through: u64) -> Office {
+    Office {
+        inbox: watermark(applied_through),
+        caught_up: None,
+        refused: vec![Refusal {
+            seq: 9,
+            code: "no_order".into(),
+            reason: "none".into(),
+        }],
+        proposed: Vec::new(),
+    }
+}
+
+/// The receiver's flow: a replay proposes nothing and is answered from the watermark with its
+/// refusals; an overlap proposes only the new messages; a gap seen by a lagging leader is
+/// checked again after catching up; a real gap proposes nothing (fails if any step touches the
+/// log where it must not).
+#[test]
+fn receive_proposes_only_what_is_new() {
+    let run = |office: &mut Office, seqs| {
+        futures::executor::block_on(receive(office, inbound(envelopes(seqs)), true))
+    };
+    let mut replayed = office(10);
+    let answer = run(&mut replayed, 3..=7).unwrap();
+    assert_eq!(answer.applied_through, 10);
+    assert_eq!(
+        answer.refused.len(),
+        1,
+        "the refusal of message 9 is told again"
+    );
+    assert!(replayed.proposed.is_empty());
+
+    let mut overlapping = office(10);
+    let answer = run(&mut overlapping, 8..=20).unwrap();
+    assert_eq!((answer.applied_through, answer.refused.len()), (20, 1));
+    let [Operation::Receive { envelopes, .. }] = overlapping.proposed.as_slice() else {
+        panic!("one proposal");
+    };
+    assert_eq!(envelopes.first().map(|e| e.seq), Some(11));
+
+    let mut lagging = office(5);
+    lagging.caught_up = Some(watermark(10));
+    assert_eq!(run(&mut lagging, 11..=12).unwrap().applied_through, 12);
+
+    let mut behind = office(5);
+    let refused = run(&mut behind, 11..=12).unwrap_err();
+    assert!(matches!(refused, NotReceived::Refused(Refuse::Gap { .. })));
+    assert!(behind.proposed.is_empty());
+}
