@@ -933,8 +933,7 @@ impl Sim {
             machine,
             proposed: false,
         };
-        let received =
-            futures::executor::block_on(link::receive(&mut office, inbound, sender_known));
+        let received = at_once(link::receive(&mut office, inbound, sender_known))?;
         if !office.proposed {
             self.counters.batches_replayed += 1;
         }
@@ -1351,6 +1350,17 @@ impl Sim {
             }
         }
         check("no_duplicates", checked, problems)
+    }
+}
+
+/// Runs a future that never waits (a simulated office answers at once) to its end, on this
+/// thread, without an executor: the office's replicas run their own `block_on` inside.
+fn at_once<F: std::future::Future>(future: F) -> Result<F::Output, Fatal> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Ok(output),
+        std::task::Poll::Pending => Err("a simulated office waited for something".into()),
     }
 }
 
