@@ -847,7 +847,7 @@ impl Sim {
                     continue;
                 }
             }
-            let waiting = machine.outbox(&to_code, DELIVER_BATCH_ITEMS_MAX)?;
+            let (link, waiting) = machine.outbox_head(&to_code, DELIVER_BATCH_ITEMS_MAX)?;
             let batch = select_batch(&link, waiting)
                 .map_err(|e| format!("{}: {e}", self.offices[office].code))?
                 .ok_or_else(|| {

@@ -36,7 +36,14 @@ pub fn outbox_oldest(machine: &StateMachineStore) -> Option<i64> {
     links
         .iter()
         .filter(|(_, link)| link.pending() > 0)
-        .filter_map(|(to, _)| machine.outbox(to, 1).ok()?.first().map(|e| e.sent_at))
+        .filter_map(|(to, _)| {
+            machine
+                .outbox_head(to, 1)
+                .ok()?
+                .1
+                .first()
+                .map(|e| e.sent_at)
+        })
         .min()
 }
 

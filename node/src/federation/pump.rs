@@ -257,7 +257,8 @@ impl Worker for LinkWorker {
         let to = self.sender.to().clone();
         let now_ms = self.context.now_ms();
         self.changes.mark_unchanged();
-        let link = self.replica.state_machine.link_out(&to)?;
+        let machine = &self.replica.state_machine;
+        let (link, waiting) = machine.outbox_head(&to, DELIVER_BATCH_ITEMS_MAX)?;
         if link.pending() == 0 {
             let since = *self.empty_since_ms.get_or_insert(now_ms);
             if now_ms.saturating_sub(since) >= LINK_IDLE_EXIT_MS {
@@ -279,10 +280,6 @@ impl Worker for LinkWorker {
             }
             Ready::InFlight => return Err("a batch is still in flight".into()),
         }
-        let waiting = self
-            .replica
-            .state_machine
-            .outbox(&to, DELIVER_BATCH_ITEMS_MAX)?;
         let Some(batch) = select_batch(&link, waiting)? else {
             self.wait = Wait::Messages;
             return Ok(Step::Idle);

@@ -181,15 +181,35 @@ impl StateMachineStore {
         get_or_default(self, &keys::inbox(from)).map_err(|e| e.to_string())
     }
 
-    /// The first `limit` messages waiting on the link to `to`, in sequence order.
-    pub fn outbox(&self, to: &OfficeCode, limit: usize) -> Result<Vec<Envelope>, String> {
-        let stored = self
-            .scan_prefix(&keys::outbox_link(to), limit)
-            .map_err(|e| e.to_string())?;
-        stored
-            .iter()
-            .map(|(_, value)| codec::decode(value).map_err(|e| e.to_string()))
-            .collect()
+    /// The sending side of the link to `to` and the first `limit` messages waiting on it, in
+    /// sequence order, read from one consistent view (an ack applied meanwhile moves both).
+    pub fn outbox_head(
+        &self,
+        to: &OfficeCode,
+        limit: usize,
+    ) -> Result<(LinkOut, Vec<Envelope>), String> {
+        let db = self.db.raw();
+        let cf = self.db.cf(CF_SM);
+        let view = db.snapshot();
+        let absolute = |key: &[u8]| [self.prefix.as_slice(), key].concat();
+        let link = match view
+            .get_cf(cf, absolute(&keys::link(to)))
+            .map_err(|e| e.to_string())?
+        {
+            Some(bytes) => codec::decode(&bytes).map_err(|e| e.to_string())?,
+            None => LinkOut::default(),
+        };
+        let start = absolute(&keys::outbox_link(to));
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&view);
+        options.set_iterate_upper_bound(prefix_end(&start));
+        let iter = db.iterator_cf_opt(cf, options, IteratorMode::From(&start, Direction::Forward));
+        let mut waiting = Vec::new();
+        for item in iter.take(limit) {
+            let (_, value) = item.map_err(|e| e.to_string())?;
+            waiting.push(codec::decode(&value).map_err(|e| e.to_string())?);
+        }
+        Ok((link, waiting))
     }
 
     /// The messages from `from` with sequence numbers in `seqs` that this office committed as
