@@ -45,9 +45,14 @@ pub const SUPERVISE_POLL_MS: u64 = 10;
 pub const SUPERVISE_RESCAN_MS: u64 = 1_000;
 /// How long a link worker waits for new messages on an empty link before it ends.
 pub const LINK_IDLE_EXIT_MS: u64 = 30_000;
-/// How often a link worker looks again while its link is cut by a drill, or when no outbox
-/// change woke it.
+/// How often a link worker looks at its link when no outbox change woke it.
 pub const LINK_POLL_MS: u64 = 100;
+/// How often a link worker cut by a drill looks whether the cut has healed (reading the
+/// faults in memory only).
+pub const LINK_CUT_POLL_MS: u64 = 10;
+/// A link that failed this many times in a row (about a minute at the backoff's cap) is
+/// reported in the host's log, and again every as many failures.
+pub const LINK_FAILURES_WARN_EVERY: u32 = 30;
 /// Leader hints followed within one delivery attempt.
 pub const HINTS_FOLLOWED_MAX: usize = 3;
 
@@ -237,7 +242,12 @@ impl LinkWorker {
                 }
             }
             Decision::Retry { reason, .. } => {
-                tracing::debug!(%from, %to, %reason, failures = self.sender.failures(), "delivery failed");
+                let failures = self.sender.failures();
+                if failures.is_multiple_of(LINK_FAILURES_WARN_EVERY) {
+                    tracing::warn!(%from, %to, %reason, failures, "a link keeps failing; its messages wait in the outbox");
+                } else {
+                    tracing::debug!(%from, %to, %reason, failures, "delivery failed");
+                }
             }
             Decision::Stale => {}
         }
@@ -255,6 +265,10 @@ impl Worker for LinkWorker {
         }
         let from = self.replica.office.clone();
         let to = self.sender.to().clone();
+        if self.context.faults.cut(from.as_str(), to.as_str()) {
+            self.wait = Wait::Cut;
+            return Ok(Step::Idle);
+        }
         let now_ms = self.context.now_ms();
         self.changes.mark_unchanged();
         let machine = &self.replica.state_machine;
@@ -268,10 +282,6 @@ impl Worker for LinkWorker {
             return Ok(Step::Idle);
         }
         self.empty_since_ms = None;
-        if self.context.faults.cut(from.as_str(), to.as_str()) {
-            self.wait = Wait::Cut;
-            return Ok(Step::Idle);
-        }
         match self.sender.ready(now_ms) {
             Ready::Now => {}
             Ready::At(at_ms) => {
@@ -298,7 +308,7 @@ impl Worker for LinkWorker {
                 let at = self.context.epoch + Duration::from_millis(at_ms);
                 tokio::time::sleep_until(at).await;
             }
-            Wait::Cut => tokio::time::sleep(poll).await,
+            Wait::Cut => tokio::time::sleep(Duration::from_millis(LINK_CUT_POLL_MS)).await,
         }
     }
 }
