@@ -14,10 +14,10 @@
 //! timeout, a watermark that did not move, an ack that did not commit) retries after a capped
 //! exponential backoff with jitter ([`backoff_ms`]).
 //!
-//! **Receiver.** [`check_batch`] runs before anything is proposed to Raft: the sender is known,
-//! the batch is addressed to this office, every envelope is on this link, its sequence numbers
-//! are consecutive and continue the inbox watermark, it fits the item and byte budgets, and
-//! every field passes the case engine's validation. A batch wholly at or below the watermark is
+//! **Receiver.** [`check_batch`] runs before anything is proposed to Raft (the handler has found
+//! the receiving office by the batch's address): the sender is known, every envelope is on this
+//! link, its sequence numbers are consecutive and continue the inbox watermark, it fits the item
+//! and byte budgets, and every field passes the case engine's validation. A batch wholly at or below the watermark is
 //! a replay, answered from the watermark without touching the log; a batch that starts past the
 //! watermark leaves a gap and is refused, also without touching the log; otherwise only the
 //! messages after the watermark are proposed. [`answer_replay`] and [`answer_applied`] turn
