@@ -37,13 +37,13 @@ use federation_proto::v1::StatusRequest;
 use liandong_domain::OfficeCode;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::raft::network::Transport;
 use crate::raft::types::{NodeId, NodeInfo};
 use crate::replica::{Replica, Replicas};
+use crate::worker::{Step, Worker};
 
 /// How often a host that refuses connections is tried again (and how often the detector looks
 /// at its offices).
@@ -360,75 +360,109 @@ async fn campaign(
     }
 }
 
-/// Probes the peer hosts and starts campaigns until `stop` turns true. `lease` is the other
-/// voters' leader lease: openraft's `election_timeout_max`.
-pub async fn watch(
+/// The detector as a worker: every [`PROBE_INTERVAL_MS`], keeps one watcher per peer host and
+/// starts a campaign for each office whose leader's host is found dead. Its watchers and
+/// campaigns end with it (their sets abort them when dropped).
+pub struct Detector {
     replicas: Replicas,
     this_host: String,
     transport: Transport,
+    /// The other voters' leader lease: openraft's `election_timeout_max`.
     lease: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    if std::env::var(SWITCH_ENV).is_ok_and(|value| value == "off") {
-        tracing::info!(
-            "dead-leader detector off ({SWITCH_ENV}=off): only the election timers elect"
-        );
-        return;
-    }
-    let liveness = Liveness::default();
-    let mut handled: HashSet<(OfficeCode, u64)> = HashSet::new();
-    let mut campaigns = JoinSet::new();
-    let mut watchers: HashMap<String, (String, tokio::task::AbortHandle)> = HashMap::new();
-    let mut watcher_tasks = JoinSet::new();
-    let mut interval = tokio::time::interval(Duration::from_millis(PROBE_INTERVAL_MS));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.wait_for(|stopped| *stopped) => break,
+    liveness: Liveness,
+    handled: HashSet<(OfficeCode, u64)>,
+    campaigns: JoinSet<()>,
+    watchers: HashMap<String, (String, tokio::task::AbortHandle)>,
+    watcher_tasks: JoinSet<()>,
+    interval: tokio::time::Interval,
+}
+
+impl Detector {
+    pub fn new(
+        replicas: Replicas,
+        this_host: String,
+        transport: Transport,
+        lease: Duration,
+    ) -> Detector {
+        let mut interval = tokio::time::interval(Duration::from_millis(PROBE_INTERVAL_MS));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Detector {
+            replicas,
+            this_host,
+            transport,
+            lease,
+            liveness: Liveness::default(),
+            handled: HashSet::new(),
+            campaigns: JoinSet::new(),
+            watchers: HashMap::new(),
+            watcher_tasks: JoinSet::new(),
+            interval,
         }
-        while campaigns.try_join_next().is_some() {}
-        // One watcher per peer host (a membership change may add or drop one, or move it).
-        let peers = peer_hosts(&replicas, &this_host);
-        watchers.retain(|host, (addr, task)| {
+    }
+
+    /// One watcher per peer host (a membership change may add or drop one, or move it).
+    fn watch_peers(&mut self) {
+        let peers = peer_hosts(&self.replicas, &self.this_host);
+        self.watchers.retain(|host, (addr, task)| {
             let keep = peers.get(host) == Some(addr);
             if !keep {
                 task.abort();
             }
             keep
         });
-        liveness.keep_only(&peers);
+        self.liveness.keep_only(&peers);
         for (host, addr) in &peers {
-            if !watchers.contains_key(host) {
-                let task =
-                    watcher_tasks.spawn(watch_host(host.clone(), addr.clone(), liveness.clone()));
-                watchers.insert(host.clone(), (addr.clone(), task));
+            if !self.watchers.contains_key(host) {
+                let watcher = watch_host(host.clone(), addr.clone(), self.liveness.clone());
+                let task = self.watcher_tasks.spawn(watcher);
+                self.watchers.insert(host.clone(), (addr.clone(), task));
             }
         }
-        while watcher_tasks.try_join_next().is_some() {}
+        while self.watcher_tasks.try_join_next().is_some() {}
+    }
+}
+
+impl Worker for Detector {
+    fn name(&self) -> String {
+        "dead-leader detector".into()
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        if std::env::var(SWITCH_ENV).is_ok_and(|value| value == "off") {
+            tracing::info!(
+                "dead-leader detector off ({SWITCH_ENV}=off): only the election timers elect"
+            );
+            return Ok(Step::Done);
+        }
+        while self.campaigns.try_join_next().is_some() {}
+        self.watch_peers();
         // Forget decisions about terms every replica here has left behind.
-        handled.retain(|(office, term)| {
+        let replicas = &self.replicas;
+        self.handled.retain(|(office, term)| {
             replicas
                 .get(office)
                 .is_some_and(|replica| replica.raft.metrics().borrow().current_term <= *term)
         });
-        for replica in replicas.iter() {
-            let Some(suspect) = suspect(replica, &liveness) else {
+        for replica in self.replicas.iter() {
+            let Some(suspect) = suspect(replica, &self.liveness) else {
                 continue;
             };
-            if handled.insert((suspect.office.clone(), suspect.term)) {
-                campaigns.spawn(campaign(
+            if self.handled.insert((suspect.office.clone(), suspect.term)) {
+                self.campaigns.spawn(campaign(
                     replica.clone(),
                     suspect,
-                    liveness.clone(),
-                    transport.clone(),
-                    lease,
+                    self.liveness.clone(),
+                    self.transport.clone(),
+                    self.lease,
                 ));
             }
         }
+        Ok(Step::Idle)
     }
-    campaigns.shutdown().await;
-    watcher_tasks.shutdown().await;
+
+    async fn wait_for_work(&mut self) {
+        self.interval.tick().await;
+    }
 }
 
 #[cfg(test)]

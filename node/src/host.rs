@@ -23,17 +23,20 @@ use crate::api::admin::{AdminService, MembershipService};
 use crate::api::cases::CaseService;
 use crate::api::raft::RaftService;
 use crate::clock::Clock;
-use crate::federation::faults::{FaultSpec, Faults};
-use crate::federation::pump::{Directory, Pump};
+use crate::failover::Detector;
+use crate::federation::directory::Directory;
+use crate::federation::faults::{FaultSpec, Faults, FAULTS_POLL_MS};
+use crate::federation::pump::{Pump, PumpContext};
 use crate::federation::service::FederationService;
+use crate::machine::{keys, StateMachineStore};
 use crate::manifest::{HostConfig, HostEntry, Manifest};
 use crate::metrics;
 use crate::raft::network::{OfficeNetwork, Transport};
 use crate::raft::types::{NodeInfo, Operation, Raft};
 use crate::replica::{Replica, Replicas};
-use crate::store::keys::sm;
-use crate::store::{HostDb, LogStore, StateMachineStore};
+use crate::store::{failpoint, HostDb, LogStore};
 use crate::tls::TlsFiles;
+use crate::worker::{Every, Step, Worker, Workers};
 
 /// Raft timing, sized for loopback and LAN links. openraft 0.9 times out every AppendEntries
 /// call after one heartbeat interval, so the interval must cover a follower's synced append under
@@ -51,6 +54,8 @@ pub const ELECTION_TIMEOUT_MAX_MS: u64 = 150;
 pub const SNAPSHOT_LOGS_SINCE_LAST: u64 = 20_000;
 /// How often a leader checks whether any case's deadline clock is due.
 pub const TICK_INTERVAL_MS: u64 = 1_000;
+/// How long a graceful shutdown waits for the background workers to end.
+pub const WORKERS_STOP_MS: u64 = 5_000;
 /// Environment knob for drills: shifts this host's clock by this many milliseconds.
 pub const CLOCK_SKEW_ENV: &str = "LIANDONG_CLOCK_SKEW_MS";
 
@@ -193,40 +198,51 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         .serve_with_incoming_shutdown(incoming(api_listener), stopped(stop_rx.clone()));
     let raft_task = tokio::spawn(raft_server);
     let api_task = tokio::spawn(api_server);
+    let workers = Workers::default();
     let metrics_task = tokio::spawn(metrics::serve(
         host.metrics_addr.clone(),
         replicas.clone(),
+        workers.clone(),
         stopped(stop_rx.clone()),
     ));
 
     bootstrap(&manifest, &replicas).await?;
-    let ticker_task = tokio::spawn(tick_loop(replicas.clone(), stop_rx.clone()));
-    let faults_task = tokio::spawn(
-        faults
-            .clone()
-            .watch(config.log_dir.clone(), stopped(stop_rx.clone())),
-    );
-    let pump = Pump {
-        replicas: replicas.clone(),
-        directory,
-        transport: transport.clone(),
-        faults,
+    let stop = || stop_rx.clone();
+    workers.spawn(Ticker::new(replicas.clone()), stop());
+    let refresh_faults = {
+        let (faults, run_dir) = (faults.clone(), config.log_dir.clone());
+        move || faults.refresh(&run_dir)
     };
-    let pump_task = tokio::spawn(pump.run(stop_rx.clone()));
-    let disk_fault_task =
-        tokio::spawn(disk_fault.watch(config.data_dir.clone(), stopped(stop_rx.clone())));
+    workers.spawn(
+        Every::new("fault file", FAULTS_POLL_MS, refresh_faults),
+        stop(),
+    );
+    let load_disk_fault = {
+        let data_dir = config.data_dir.clone();
+        move || disk_fault.load(&data_dir)
+    };
+    let disk_poll = Every::new("disk failpoint", failpoint::POLL_MS, load_disk_fault);
+    workers.spawn(disk_poll, stop());
     // The dead-leader detector: a fast election when the host of an office's leader crashed.
-    let failover_task = tokio::spawn(crate::failover::watch(
+    let lease = Duration::from_millis(ELECTION_TIMEOUT_MAX_MS);
+    let detector = Detector::new(
         replicas.clone(),
         host.name.clone(),
         transport.clone(),
-        Duration::from_millis(ELECTION_TIMEOUT_MAX_MS),
-        stop_rx.clone(),
-    ));
-    let stop_reports: Vec<_> = replicas
-        .iter()
-        .map(|replica| tokio::spawn(report_stop(replica.clone(), stop_rx.clone())))
-        .collect();
+        lease,
+    );
+    workers.spawn(detector, stop());
+    let pump_context = PumpContext {
+        directory,
+        transport: transport.clone(),
+        faults,
+        epoch: tokio::time::Instant::now(),
+    };
+    let pump = Pump::new(replicas.clone(), pump_context, workers.clone(), stop());
+    workers.spawn(pump, stop());
+    for replica in replicas.iter() {
+        workers.spawn(StopReporter::new(replica.clone(), stop()), stop());
+    }
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
 
     shutdown.await;
@@ -238,14 +254,11 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         }
     }
     let _ = metrics_task.await;
-    let _ = ticker_task.await;
-    let _ = faults_task.await;
-    let _ = pump_task.await;
-    let _ = disk_fault_task.await;
-    let _ = failover_task.await;
-    for report in stop_reports {
-        let _ = report.await;
-    }
+    // Every worker (the pump's link workers too) ends at the stop signal, within a call's
+    // deadline at most.
+    workers
+        .stopped(Duration::from_millis(WORKERS_STOP_MS))
+        .await;
     for replica in replicas.iter() {
         if let Err(error) = replica.raft.shutdown().await {
             tracing::warn!(office = %replica.office, %error, "raft shutdown");
@@ -351,30 +364,46 @@ async fn bootstrap(manifest: &Manifest, replicas: &Replicas) -> anyhow::Result<(
 
 /// Leaders propose a tick when some case's alarm is due; applying it raises warnings and
 /// overdue marks with the tick's stamped time on every replica.
-async fn tick_loop(replicas: Replicas, mut stop: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.wait_for(|stopped| *stopped) => return,
-        }
-        for replica in replicas.iter() {
-            if !replica.raft.metrics().borrow().state.is_leader() || !alarm_due(replica) {
+struct Ticker {
+    replicas: Replicas,
+    interval: tokio::time::Interval,
+}
+
+impl Ticker {
+    fn new(replicas: Replicas) -> Ticker {
+        let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticker { replicas, interval }
+    }
+}
+
+impl Worker for Ticker {
+    fn name(&self) -> String {
+        "deadline ticks".into()
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        for replica in self.replicas.iter() {
+            if !replica.is_leader() || !alarm_due(replica) {
                 continue;
             }
             if let Err(error) = replica.write(Operation::Tick).await {
                 tracing::debug!(office = %replica.office, %error, "tick not committed");
             }
         }
+        Ok(Step::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        self.interval.tick().await;
     }
 }
 
 fn alarm_due(replica: &Replica) -> bool {
-    match replica.state_machine.scan_prefix(sm::ALARM, 1) {
+    match replica.state_machine.scan_prefix(keys::ALARM, 1) {
         Ok(first) => first
             .first()
-            .and_then(|(key, _)| sm::alarm_time(key))
+            .and_then(|(key, _)| keys::alarm_time(key))
             .is_some_and(|at| at <= replica.clock.now()),
         Err(error) => {
             tracing::warn!(office = %replica.office, %error, "reading alarms");
@@ -383,32 +412,52 @@ fn alarm_due(replica: &Replica) -> bool {
     }
 }
 
-/// Waits for the replica's Raft to stop on its own, and then says so in one error line naming
-/// the office, the replica and the cause. openraft stops a replica whose storage write failed
-/// (a full disk, EIO, a failed fsync) and logs that in its own words, naming neither the office
-/// nor what to do; the operator needs both. A stop because the host shuts down is not reported.
-async fn report_stop(replica: Replica, mut stop: watch::Receiver<bool>) {
-    let mut metrics = replica.raft.metrics();
-    loop {
-        let fatal = metrics.borrow().running_state.clone().err();
-        if let Some(fatal) = fatal {
-            if !matches!(fatal, openraft::error::Fatal::Stopped) && !*stop.borrow() {
-                tracing::error!(
-                    office = %replica.office,
-                    replica = replica.id,
-                    cause = %fatal,
-                    "replica stopped: its storage failed; it acknowledges nothing until its host is restarted with the fault cleared"
-                );
-            }
-            return;
+/// Waits for a replica's Raft to stop on its own, and then says so in one error line naming the
+/// office, the replica and the cause. openraft stops a replica whose storage write failed (a
+/// full disk, EIO, a failed fsync) and logs that in its own words, naming neither the office nor
+/// what to do; the operator needs both. A stop because the host shuts down is not reported.
+struct StopReporter {
+    replica: Replica,
+    metrics: watch::Receiver<openraft::RaftMetrics<u64, NodeInfo>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl StopReporter {
+    fn new(replica: Replica, stop: watch::Receiver<bool>) -> StopReporter {
+        let metrics = replica.raft.metrics();
+        StopReporter {
+            replica,
+            metrics,
+            stop,
         }
-        tokio::select! {
-            changed = metrics.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            _ = stop.wait_for(|stopped| *stopped) => return,
+    }
+}
+
+impl Worker for StopReporter {
+    fn name(&self) -> String {
+        format!("stop report {}", self.replica.office)
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        let fatal = self.metrics.borrow_and_update().running_state.clone().err();
+        let Some(fatal) = fatal else {
+            return Ok(Step::Idle);
+        };
+        if !matches!(fatal, openraft::error::Fatal::Stopped) && !*self.stop.borrow() {
+            tracing::error!(
+                office = %self.replica.office,
+                replica = self.replica.id,
+                cause = %fatal,
+                "replica stopped: its storage failed; it acknowledges nothing until its host is restarted with the fault cleared"
+            );
+        }
+        Ok(Step::Done)
+    }
+
+    async fn wait_for_work(&mut self) {
+        if self.metrics.changed().await.is_err() {
+            // Raft is gone: nothing will change again.
+            std::future::pending::<()>().await;
         }
     }
 }

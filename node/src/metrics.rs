@@ -7,12 +7,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::replica::Replicas;
+use crate::worker::Workers;
 
 /// Largest request head we read before answering (we answer every path alike).
 const REQUEST_BYTES_MAX: usize = 4096;
 
-pub fn render(replicas: &Replicas) -> String {
+pub fn render(replicas: &Replicas, workers: &Workers) -> String {
     let mut out = String::new();
+    // Each background worker (pump links, ticks, fault watches, the dead-leader detector): 1 for
+    // the state it is in; a failed worker has stopped (its reason is in the host's log).
+    for (name, status) in workers.statuses() {
+        let labels = format!("worker=\"{name}\",state=\"{}\"", status.state.as_str());
+        let _ = writeln!(out, "liandong_worker{{{labels}}} 1");
+        let _ = writeln!(
+            out,
+            "liandong_worker_errors_total{{worker=\"{name}\"}} {}",
+            status.errors
+        );
+    }
     for replica in replicas.iter() {
         let metrics = replica.raft.metrics().borrow().clone();
         let labels = format!("office=\"{}\",replica=\"{}\"", replica.office, replica.id);
@@ -44,7 +56,12 @@ pub fn render(replicas: &Replicas) -> String {
     out
 }
 
-pub async fn serve(addr: String, replicas: Replicas, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    addr: String,
+    replicas: Replicas,
+    workers: Workers,
+    shutdown: impl Future<Output = ()>,
+) {
     let listener = match TcpListener::bind(&addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -58,7 +75,7 @@ pub async fn serve(addr: String, replicas: Replicas, shutdown: impl Future<Outpu
             accepted = listener.accept() => match accepted { Ok(pair) => pair, Err(_) => continue },
             _ = &mut shutdown => return,
         };
-        let body = render(&replicas);
+        let body = render(&replicas, &workers);
         tokio::spawn(async move {
             let mut head = vec![0u8; REQUEST_BYTES_MAX];
             let _ = stream.read(&mut head).await;

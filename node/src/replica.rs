@@ -10,9 +10,8 @@ use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteErro
 use openraft::ChangeMembers;
 
 use crate::clock::Clock;
+use crate::machine::{keys, StateMachineStore};
 use crate::raft::types::{NodeId, NodeInfo, Operation, Raft, Request, Response};
-use crate::store::keys::sm;
-use crate::store::StateMachineStore;
 
 #[derive(Clone)]
 pub struct Replica {
@@ -85,6 +84,11 @@ impl Replica {
         }
     }
 
+    /// Whether this replica leads its office now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state.is_leader()
+    }
+
     /// A replica whose Raft stopped (a failed storage write) refuses at once, without asking
     /// its stopped Raft (which logs an error for every request it cannot take): the API answers
     /// "unavailable" and the client turns to another replica.
@@ -101,7 +105,7 @@ impl Replica {
     /// This replica's copy of a case, as applied so far.
     pub fn case_document(&self, case_id: &CaseId) -> Result<Option<Vec<u8>>, ReplicaError> {
         self.state_machine
-            .get(&sm::case(&case_id.to_string()))
+            .get(&keys::case(&case_id.to_string()))
             .map_err(|e| ReplicaError::Storage {
                 office: self.office.clone(),
                 reason: e.to_string(),

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use liandong_node::domain::Calendar;
+use liandong_node::machine::StateMachineStore;
 use liandong_node::raft::types::{StorageError, TypeConfig};
-use liandong_node::store::{HostDb, LogStore, StateMachineStore};
+use liandong_node::store::{HostDb, LogStore};
 use openraft::testing::{StoreBuilder, Suite};
 
 struct RocksBuilder;

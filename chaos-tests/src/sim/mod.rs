@@ -8,11 +8,14 @@
 //! (`cargo run -p chaos-tests --bin simulate -- --seed N`).
 //!
 //! What runs is the node's own code: every replica is a real [`StateMachineStore`] over a real
-//! RocksDB (one per simulated host, as in production), applying `Request`s through
-//! `raft::apply::apply_request`, the case engine and the federation's outbox / inbox / ack
-//! logic. The simulator plays the parts between them: Raft's commit (see [`office`]), the
-//! outbox pump (mirroring `federation::pump`) and the Deliver handler (mirroring
-//! `federation::service`).
+//! RocksDB (one per simulated host, as in production), applying `Request`s through the node's
+//! state machine (`machine`: the case engine and the federation's outbox / inbox / ack logic).
+//! The federation link protocol is the node's too: the simulation drives each link with
+//! `federation::link` — the sender's [`LinkSender`] (batch selection, reply interpretation,
+//! backoff), the receiver's [`check_batch`] and its answers — exactly as the production pump and
+//! Deliver handler call them, with simulated time and the seed's random source. The simulator
+//! plays only what lies between: Raft's commit (see [`office`]) and the network (latency, loss,
+//! duplication, reordering, partitions).
 //!
 //! A run has a chaos phase (workload and faults), then a healing phase (every fault removed,
 //! every replica up, no new work) that must reach quiescence: every outbox drained. Then every
@@ -26,18 +29,20 @@ mod office;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
-use liandong_domain::message::Envelope;
 use liandong_domain::{
     Calendar, Case, CaseCommand, CaseId, DeclineRoute, Grade, Millis, OfficeCode, Opinion,
     Registration, Satisfaction, Status,
 };
 use liandong_node::api::admin::dump;
-use liandong_node::federation::state::{self as fed, LinkOut, Refusal, DELIVER_BATCH_MAX};
+use liandong_node::federation::link::{
+    self, select_batch, Batch, Decision, Delivered, Inbound, LinkSender, NotReceived, Ready,
+    DELIVER_BATCH_ITEMS_MAX, DELIVER_TIMEOUT_MS,
+};
+use liandong_node::machine::{keys, LinkIn, LinkOut, StateMachineStore};
 use liandong_node::manifest::Manifest;
 use liandong_node::raft::types::{Operation, Response};
 use liandong_node::store::codec::decode;
-use liandong_node::store::keys::sm;
-use liandong_node::store::{HostDb, StateMachineStore};
+use liandong_node::store::HostDb;
 use liandong_ops::topology::{build_manifest, InitOptions, Topology};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,12 +54,6 @@ use office::{Fatal, Office, Unavailable, REPLICAS};
 /// Federation milliseconds per simulated millisecond: a minute of simulation is five days of
 /// statutory clocks, so warnings and overdue marks fire.
 const TIME_SCALE: Millis = 7_200;
-/// A Deliver call that has not answered in this long failed (simulated ms).
-const DELIVER_TIMEOUT_MS: u64 = 1_000;
-/// The pump's retry backoff, as `federation::pump`: from this...
-const BACKOFF_MIN_MS: u64 = 50;
-/// ...doubling up to this.
-const BACKOFF_MAX_MS: u64 = 2_000;
 /// How often leaders look for due alarms (simulated ms).
 const TICK_EVERY_MS: u64 = 1_000;
 /// A client tries an operation this many times (same request id) before giving up.
@@ -147,6 +146,8 @@ struct Counters {
     messages_dropped: u64,
     messages_duplicated: u64,
     batches_delivered: u64,
+    /// Batches wholly applied before (a lost reply, a duplicate): answered from the watermark.
+    batches_replayed: u64,
     acks_committed: u64,
     replica_crashes: u64,
     leader_crashes: u64,
@@ -167,26 +168,16 @@ enum Event {
     Pump(usize),
     /// A Deliver batch reaches the receiver.
     Arrive {
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
-        envelopes: Vec<Envelope>,
+        call: Call,
+        batch: Batch,
     },
     /// Its answer reaches the sender.
     Reply {
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
-        result: Result<(u64, Vec<Refusal>), String>,
+        call: Call,
+        result: Result<Delivered, String>,
     },
-    Timeout {
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
-    },
+    /// The call's deadline: unless its answer came, it failed.
+    Timeout(Call),
     CatchUp(usize),
     Elect(usize),
     Restart(usize, usize),
@@ -199,12 +190,14 @@ enum Event {
     Quiet,
 }
 
-/// One link's pump: volatile, lost with the leader.
-#[derive(Debug, Clone, Default)]
-struct LinkPump {
-    in_flight: Option<u64>,
-    retry_at: u64,
-    backoff_ms: u64,
+/// One Deliver call: on the link `from` -> `to`, by the sender's leader of `epoch`, the sender's
+/// `attempt` on that link.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    from: usize,
+    to: usize,
+    epoch: u64,
+    attempt: u64,
 }
 
 /// An officer operation and what became of it.
@@ -234,10 +227,10 @@ struct Sim {
     origin: Millis,
     seq: u64,
     queue: BTreeMap<(u64, u64), Event>,
-    pumps: BTreeMap<(usize, usize), LinkPump>,
+    /// Each link's sender, as the production pump keeps it: volatile, lost with the leader.
+    pumps: BTreeMap<(usize, usize), LinkSender>,
     pump_at: Vec<Option<u64>>,
     catch_up_at: Vec<Option<u64>>,
-    attempt: u64,
     ops: BTreeMap<u64, ClientOp>,
     beliefs: BTreeMap<CaseId, Belief>,
     /// Request ids of every registration attempted.
@@ -361,7 +354,6 @@ impl Sim {
             pumps: BTreeMap::new(),
             pump_at: vec![None; n],
             catch_up_at: vec![None; n],
-            attempt: 0,
             ops: BTreeMap::new(),
             beliefs: BTreeMap::new(),
             file_requests: BTreeSet::new(),
@@ -436,32 +428,11 @@ impl Sim {
             Event::Client(n) => self.client(n),
             Event::TickAll => self.tick_all(),
             Event::Pump(office) => self.pump(office),
-            Event::Arrive {
-                from,
-                to,
-                epoch,
-                attempt,
-                envelopes,
-            } => self.arrive(from, to, epoch, attempt, envelopes),
-            Event::Reply {
-                from,
-                to,
-                epoch,
-                attempt,
-                result,
-            } => self.reply(from, to, epoch, attempt, result),
-            Event::Timeout {
-                from,
-                to,
-                epoch,
-                attempt,
-            } => {
-                if self.pumps.get(&(from, to)).and_then(|p| p.in_flight) == Some(attempt)
-                    && self.offices[from].epoch == epoch
-                {
-                    self.pump_failed(from, to);
-                }
-                Ok(())
+            Event::Arrive { call, batch } => self.arrive(call, batch),
+            Event::Reply { call, result } => self.reply(call, result),
+            Event::Timeout(call) => {
+                let timed_out = Err(format!("no answer within {DELIVER_TIMEOUT_MS} ms"));
+                self.reply(call, timed_out)
             }
             Event::CatchUp(office) => {
                 self.catch_up_at[office] = None;
@@ -611,7 +582,7 @@ impl Sim {
         let Some(machine) = self.offices[office].leader_machine() else {
             return;
         };
-        let Ok(cases) = machine.scan_prefix(sm::CASE, 64) else {
+        let Ok(cases) = machine.scan_prefix(keys::CASE, 64) else {
             return;
         };
         let found: Vec<Case> = cases
@@ -805,9 +776,9 @@ impl Sim {
                 .leader_machine()
                 .is_some_and(|machine| {
                     machine
-                        .scan_prefix(sm::ALARM, 1)
+                        .scan_prefix(keys::ALARM, 1)
                         .ok()
-                        .and_then(|first| first.first().and_then(|(k, _)| sm::alarm_time(k)))
+                        .and_then(|first| first.first().and_then(|(k, _)| keys::alarm_time(k)))
                         .is_some_and(|at| at <= now + self.offices[office].skew_ms)
                 });
             if due {
@@ -843,8 +814,8 @@ impl Sim {
             || self.one_way.contains(&(from, to))
     }
 
-    /// As `federation::pump`: every link with unacknowledged messages, one batch in flight per
-    /// link, from the oldest unacknowledged message.
+    /// The link senders of an office's leader: every link with unacknowledged messages that is
+    /// ready sends its next batch (one in flight per link, as each production link worker).
     fn pump(&mut self, office: usize) -> Result<(), Fatal> {
         if self.pump_at[office] == Some(self.now) {
             self.pump_at[office] = None;
@@ -852,87 +823,46 @@ impl Sim {
         let Some(machine) = self.offices[office].leader_machine().cloned() else {
             return Ok(());
         };
-        let links = machine
-            .scan_prefix(fed::LINK, 100_000)
-            .map_err(|e| e.to_string())?;
         let epoch = self.offices[office].epoch;
         let mut wake: Option<u64> = None;
-        for (key, value) in links {
-            let link: LinkOut = decode(&value).map_err(|e| e.to_string())?;
+        for (to_code, link) in machine.links_out().map_err(|e| e.to_string())? {
             if link.pending() == 0 {
                 continue;
             }
-            let Some(to) = std::str::from_utf8(&key[fed::LINK.len()..])
-                .ok()
-                .and_then(|code| self.index_of.get(code).copied())
-            else {
+            let Some(to) = self.index_of.get(to_code.as_str()).copied() else {
                 return Err(format!(
-                    "{}: link to an unknown office",
+                    "{}: link to an unknown office {to_code}",
                     self.offices[office].code
                 ));
             };
-            let pump = self.pumps.entry((office, to)).or_default().clone();
-            if pump.in_flight.is_some() {
-                continue;
+            let sender = self
+                .pumps
+                .entry((office, to))
+                .or_insert_with(|| LinkSender::new(to_code.clone()));
+            match sender.ready(self.now) {
+                Ready::Now => {}
+                Ready::InFlight => continue,
+                Ready::At(at) => {
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                    continue;
+                }
             }
-            if pump.retry_at > self.now {
-                wake = Some(wake.map_or(pump.retry_at, |w| w.min(pump.retry_at)));
-                continue;
-            }
-            let to_code = self.offices[to].code.clone();
-            let batch = machine
-                .scan_prefix(&fed::outbox_link(&to_code), DELIVER_BATCH_MAX)
-                .map_err(|e| e.to_string())?;
-            let envelopes: Vec<Envelope> = batch
-                .iter()
-                .map(|(_, value)| decode::<Envelope>(value).map_err(|e| e.to_string()))
-                .collect::<Result<_, _>>()?;
-            let Some(first) = envelopes.first() else {
-                return Err(format!(
-                    "{} -> {}: {} pending but the outbox is empty",
-                    self.offices[office].code,
-                    to_code,
-                    link.pending()
-                ));
+            let (link, waiting) = machine.outbox_head(&to_code, DELIVER_BATCH_ITEMS_MAX)?;
+            let batch = select_batch(&link, waiting)
+                .map_err(|e| format!("{}: {e}", self.offices[office].code))?
+                .ok_or_else(|| {
+                    format!(
+                        "{} -> {to_code}: nothing to send",
+                        self.offices[office].code
+                    )
+                })?;
+            let call = Call {
+                from: office,
+                to,
+                epoch,
+                attempt: sender.sent(),
             };
-            if first.seq != link.acked_through + 1 {
-                return Err(format!(
-                    "{} -> {}: outbox starts at {} after acknowledging {}",
-                    self.offices[office].code, to_code, first.seq, link.acked_through
-                ));
-            }
-            self.attempt += 1;
-            let attempt = self.attempt;
-            self.pumps.entry((office, to)).or_default().in_flight = Some(attempt);
-            self.counters.messages_sent += envelopes.len() as u64;
-            self.at(
-                DELIVER_TIMEOUT_MS,
-                Event::Timeout {
-                    from: office,
-                    to,
-                    epoch,
-                    attempt,
-                },
-            );
-            if self.cut(office, to) || self.rng.gen_bool(self.drop_p) {
-                self.counters.messages_dropped += envelopes.len() as u64;
-                continue;
-            }
-            let copies = if self.rng.gen_bool(self.dup_p) { 2 } else { 1 };
-            self.counters.messages_duplicated += (copies - 1) * envelopes.len() as u64;
-            for _ in 0..copies {
-                let delay = self.delay();
-                self.at(
-                    delay,
-                    Event::Arrive {
-                        from: office,
-                        to,
-                        epoch,
-                        attempt,
-                        envelopes: envelopes.clone(),
-                    },
-                );
-            }
+            self.send(call, batch);
         }
         if let Some(at) = wake {
             self.schedule_pump(office, at - self.now);
@@ -940,141 +870,137 @@ impl Sim {
         Ok(())
     }
 
-    /// As `federation::service::deliver` at the receiver.
-    fn arrive(
-        &mut self,
-        from: usize,
-        to: usize,
-        epoch: u64,
-        attempt: u64,
-        envelopes: Vec<Envelope>,
-    ) -> Result<(), Fatal> {
-        let from_code = self.offices[from].code.clone();
-        let to_code = self.offices[to].code.clone();
+    /// The network carries a batch: its timeout is set; it may be lost, duplicated, delayed.
+    fn send(&mut self, call: Call, batch: Batch) {
+        let items = batch.envelopes.len() as u64;
+        self.counters.messages_sent += items;
+        self.at(DELIVER_TIMEOUT_MS, Event::Timeout(call));
+        if self.cut(call.from, call.to) || self.rng.gen_bool(self.drop_p) {
+            self.counters.messages_dropped += items;
+            return;
+        }
+        let copies = if self.rng.gen_bool(self.dup_p) { 2 } else { 1 };
+        self.counters.messages_duplicated += (copies - 1) * items;
+        for _ in 0..copies {
+            let delay = self.delay();
+            let batch = batch.clone();
+            self.at(delay, Event::Arrive { call, batch });
+        }
+    }
+
+    /// A batch reaches the receiver, which answers (unless the way back is cut or lossy).
+    fn arrive(&mut self, call: Call, batch: Batch) -> Result<(), Fatal> {
+        let Call { from, to, .. } = call;
         let result = if self.cut(from, to) {
-            Err(format!("link {from_code} -> {to_code} is cut"))
-        } else if envelopes.is_empty() || envelopes.len() > DELIVER_BATCH_MAX {
-            Err("bad batch size".into())
-        } else if let Some(bad) = envelopes
-            .iter()
-            .find(|e| e.from != from_code || e.to != to_code)
-        {
-            Err(format!("envelope #{} on the wrong link", bad.seq))
+            Err(format!(
+                "link {} -> {} is cut",
+                self.offices[from].code, self.offices[to].code
+            ))
         } else {
-            let first_seq = envelopes[0].seq;
-            let now = self.fed_now();
-            match self.offices[to].propose(
-                now,
-                Operation::Receive {
-                    from: from_code.clone(),
-                    envelopes,
-                },
-            )? {
-                Ok(Response::Delivered {
-                    applied_through,
-                    refused,
-                }) => {
-                    self.counters.entries_committed += 1;
-                    self.counters.batches_delivered += 1;
-                    self.after_commit(to);
-                    if applied_through + 1 < first_seq {
-                        Err(format!(
-                            "out of order: expected {} next, got {first_seq}",
-                            applied_through + 1
-                        ))
-                    } else {
-                        Ok((applied_through, refused))
-                    }
-                }
-                Ok(other) => return Err(format!("{to_code}: Receive answered {other:?}")),
-                Err(Unavailable::NoLeader | Unavailable::NoQuorum) => {
-                    Err(format!("{to_code} is unavailable"))
-                }
-            }
+            self.deliver(from, to, batch)?
         };
         if self.cut(to, from) || self.rng.gen_bool(self.drop_p) {
             return Ok(());
         }
         let delay = self.delay();
-        self.at(
-            delay,
-            Event::Reply {
-                from,
-                to,
-                epoch,
-                attempt,
-                result,
-            },
-        );
+        self.at(delay, Event::Reply { call, result });
         Ok(())
     }
 
-    /// As the pump on a Deliver reply: commit the acknowledgement on the sender.
-    fn reply(
+    /// The receiver's side of Deliver: the link protocol's own [`link::receive`], as the
+    /// Deliver handler runs it, over the simulated office. The protocol never refuses a batch its
+    /// own sender made: a refusal here fails the run.
+    fn deliver(
         &mut self,
         from: usize,
         to: usize,
-        epoch: u64,
-        attempt: u64,
-        result: Result<(u64, Vec<Refusal>), String>,
-    ) -> Result<(), Fatal> {
-        if self.offices[from].epoch != epoch
-            || self.pumps.get(&(from, to)).and_then(|p| p.in_flight) != Some(attempt)
-        {
-            return Ok(());
-        }
-        let Ok((through, refused)) = result else {
-            self.pump_failed(from, to);
-            return Ok(());
-        };
-        let Some(machine) = self.offices[from].leader_machine() else {
-            self.pump_failed(from, to);
-            return Ok(());
-        };
-        let link: LinkOut = machine
-            .get(&fed::link(&self.offices[to].code))
-            .map_err(|e| e.to_string())?
-            .map(|bytes| decode(&bytes))
-            .transpose()
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        if through <= link.acked_through {
-            self.pump_failed(from, to);
-            return Ok(());
-        }
-        let now = self.fed_now();
+        batch: Batch,
+    ) -> Result<Result<Delivered, String>, Fatal> {
         let to_code = self.offices[to].code.clone();
-        match self.offices[from].propose(
-            now,
-            Operation::Acked {
-                to: to_code,
-                through,
-                refused,
-            },
-        )? {
-            Ok(_) => {
-                self.counters.entries_committed += 1;
-                self.counters.acks_committed += 1;
-                let pump = self.pumps.entry((from, to)).or_default();
-                pump.in_flight = None;
-                pump.backoff_ms = 0;
-                pump.retry_at = 0;
-                self.after_commit(from);
+        let Some(machine) = self.offices[to].leader_machine().cloned() else {
+            return Ok(Err(format!("{to_code} is unavailable")));
+        };
+        let inbound = Inbound {
+            from: self.offices[from].code.clone(),
+            to: to_code.clone(),
+            envelopes: batch.envelopes,
+            bytes: batch.bytes,
+        };
+        let sender_known = self.index_of.contains_key(inbound.from.as_str());
+        let mut office = Receiver {
+            sim: self,
+            office: to,
+            machine,
+            proposed: false,
+        };
+        let received = at_once(link::receive(&mut office, inbound, sender_known))?;
+        if !office.proposed {
+            self.counters.batches_replayed += 1;
+        }
+        match received {
+            Ok(delivered) => Ok(Ok(delivered)),
+            Err(NotReceived::Office(Ok(unavailable))) => {
+                Ok(Err(format!("{to_code}: {unavailable:?}")))
             }
-            Err(_) => self.pump_failed(from, to),
+            Err(NotReceived::Office(Err(fatal))) => Err(fatal),
+            Err(NotReceived::Refused(refuse)) => Err(format!(
+                "{to_code} refused a batch of its own federation: {refuse}"
+            )),
+            Err(NotReceived::Broken(error)) => Err(format!("{to_code}: {error}")),
+        }
+    }
+
+    /// The sender's side of a reply (or of a timeout): the link protocol decides; an ack is
+    /// committed through the sender's log.
+    fn reply(&mut self, call: Call, result: Result<Delivered, String>) -> Result<(), Fatal> {
+        let Call {
+            from,
+            to,
+            epoch,
+            attempt,
+        } = call;
+        if self.offices[from].epoch != epoch {
+            return Ok(());
+        }
+        let Some(mut sender) = self.pumps.remove(&(from, to)) else {
+            return Ok(());
+        };
+        let outcome = self.answered(from, &mut sender, attempt, result);
+        self.pumps.insert((from, to), sender);
+        let decision = outcome?;
+        if let Decision::Retry { at_ms, .. } = decision {
+            self.schedule_pump(from, at_ms.saturating_sub(self.now));
         }
         Ok(())
     }
 
-    fn pump_failed(&mut self, from: usize, to: usize) {
-        let jitter = self.rng.gen_range(0..=BACKOFF_MIN_MS);
+    fn answered(
+        &mut self,
+        from: usize,
+        sender: &mut LinkSender,
+        attempt: u64,
+        result: Result<Delivered, String>,
+    ) -> Result<Decision, Fatal> {
         let now = self.now;
-        let pump = self.pumps.entry((from, to)).or_default();
-        pump.in_flight = None;
-        pump.backoff_ms = (pump.backoff_ms * 2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-        pump.retry_at = now + pump.backoff_ms + jitter;
-        let delay = pump.backoff_ms + jitter;
-        self.schedule_pump(from, delay);
+        let link: LinkOut = match self.offices[from].leader_machine() {
+            Some(machine) => machine.link_out(sender.to())?,
+            None => Default::default(),
+        };
+        let acked = match sender.on_reply(attempt, result, &link, now, &mut self.rng) {
+            Decision::Commit(acked) => acked,
+            other => return Ok(other),
+        };
+        let fed_now = self.fed_now();
+        let committed = match self.offices[from].propose(fed_now, acked)? {
+            Ok(_) => {
+                self.counters.entries_committed += 1;
+                self.counters.acks_committed += 1;
+                self.after_commit(from);
+                Ok(())
+            }
+            Err(unavailable) => Err(format!("the ack was not committed: {unavailable:?}")),
+        };
+        Ok(sender.committed(committed, now, &mut self.rng))
     }
 
     // ---- faults ----------------------------------------------------------------------------
@@ -1211,7 +1137,7 @@ impl Sim {
 
     /// Quiescence: every office led, every outbox drained, nothing in flight.
     fn quiescent(&self) -> bool {
-        self.pumps.values().all(|p| p.in_flight.is_none())
+        self.pumps.values().all(|sender| !sender.is_in_flight())
             && self.offices.iter().all(|office| {
                 office
                     .leader_machine()
@@ -1394,17 +1320,17 @@ impl Sim {
         for office in &self.offices {
             let machine = &office.replicas[0].machine;
             let filed: BTreeSet<String> = machine
-                .scan_prefix(sm::REQUEST, usize::MAX)
+                .scan_prefix(keys::REQUEST, usize::MAX)
                 .unwrap_or_default()
                 .iter()
                 .filter(|(key, _)| {
-                    std::str::from_utf8(&key[sm::REQUEST.len()..])
+                    std::str::from_utf8(&key[keys::REQUEST.len()..])
                         .is_ok_and(|id| self.file_requests.contains(id))
                 })
                 .filter_map(|(_, value)| decode::<String>(value).ok())
                 .collect();
             let originals: BTreeSet<String> = machine
-                .scan_prefix(sm::CASE, usize::MAX)
+                .scan_prefix(keys::CASE, usize::MAX)
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|(_, value)| Case::from_bytes(value).ok())
@@ -1424,6 +1350,62 @@ impl Sim {
             }
         }
         check("no_duplicates", checked, problems)
+    }
+}
+
+/// Runs a future that never waits (a simulated office answers at once) to its end, on this
+/// thread, without an executor: the office's replicas run their own `block_on` inside.
+fn at_once<F: std::future::Future>(future: F) -> Result<F::Output, Fatal> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Ok(output),
+        std::task::Poll::Pending => Err("a simulated office waited for something".into()),
+    }
+}
+
+/// A simulated office as the link protocol's receiver: its leader's state machine, and its
+/// log (a proposal commits at once when the office has a quorum).
+struct Receiver<'a> {
+    sim: &'a mut Sim,
+    office: usize,
+    machine: StateMachineStore,
+    /// Whether the batch was proposed (else it was answered from the watermark).
+    proposed: bool,
+}
+
+impl link::Receiving for Receiver<'_> {
+    /// The office could not take it (`Ok`), or the simulation's subject broke (`Err`).
+    type Failure = Result<Unavailable, Fatal>;
+
+    fn link_in(&self, from: &OfficeCode) -> Result<LinkIn, String> {
+        self.machine.link_in(from)
+    }
+
+    fn refusals(
+        &self,
+        from: &OfficeCode,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<liandong_node::raft::types::Refusal>, String> {
+        self.machine.refusals(from, seqs)
+    }
+
+    /// A simulated leader applies everything it commits at once: nothing to wait for.
+    async fn catch_up(&mut self) -> Result<(), Self::Failure> {
+        Ok(())
+    }
+
+    async fn propose(&mut self, operation: Operation) -> Result<Response, Self::Failure> {
+        self.proposed = true;
+        let now = self.sim.fed_now();
+        let response = self.sim.offices[self.office]
+            .propose(now, operation)
+            .map_err(Err)?
+            .map_err(Ok)?;
+        self.sim.counters.entries_committed += 1;
+        self.sim.counters.batches_delivered += 1;
+        self.sim.after_commit(self.office);
+        Ok(response)
     }
 }
 

@@ -12,8 +12,8 @@
 use std::io::Cursor;
 
 use liandong_domain::{Millis, OfficeCode};
+use liandong_node::machine::StateMachineStore;
 use liandong_node::raft::types::{Entry, Request, Response};
-use liandong_node::store::StateMachineStore;
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
 use rand::rngs::StdRng;

@@ -4,10 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Case, CaseId, Millis, OfficeCode, ReviewLevel};
+use crate::error::DomainError;
+use crate::rules::{SUPERVISION_DUE_DAYS_MAX, SUPERVISION_DUE_DAYS_MIN};
+use crate::validate::{self, CATEGORY_CHARS_MAX, OFFICER_CHARS_MAX, SUMMARY_CHARS_MAX};
+use crate::{Case, CaseId, Grade, Millis, OfficeCode, ReviewLevel, Satisfaction, Status};
 
-/// Longest text a supervision order or answer carries.
+/// Longest text a supervision order carries (the answer is a reply text: `TEXT_CHARS_MAX`).
 pub const SUPERVISION_TEXT_CHARS_MAX: usize = 2_000;
+/// Longest order id a supervision message names (`<office>-<seq>`: 30 characters at most).
+pub const ORDER_ID_CHARS_MAX: usize = 64;
+/// The kinds of case a summary names.
+pub const SUMMARY_KINDS: [&str; 3] = ["original", "review", "re_review"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -46,6 +53,53 @@ pub enum Body {
 }
 
 impl Body {
+    /// Every field as the engine checks it where the message is made (a registration's limits, a
+    /// supervision order's, a reply's, a summary's words, a carried case's hash chain). A
+    /// message that fails was not made by a Liandong office, or was changed on the way: a
+    /// receiver refuses it before it enters its log.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            Body::Handoff { case } | Body::Escalation { case, .. } => validate_carried(case),
+            Body::SupervisionOrder {
+                order_id,
+                text,
+                due_days,
+                ..
+            } => {
+                validate_order_id(order_id)?;
+                let chars = text.trim().chars().count();
+                if chars == 0 {
+                    return Err(DomainError::FieldEmpty { field: "text" });
+                }
+                if chars > SUPERVISION_TEXT_CHARS_MAX {
+                    return Err(DomainError::FieldTooLong {
+                        field: "text",
+                        max: SUPERVISION_TEXT_CHARS_MAX,
+                    });
+                }
+                if !(SUPERVISION_DUE_DAYS_MIN..=SUPERVISION_DUE_DAYS_MAX).contains(due_days) {
+                    return Err(DomainError::OutOfRange {
+                        field: "due_days",
+                        min: SUPERVISION_DUE_DAYS_MIN,
+                        max: SUPERVISION_DUE_DAYS_MAX,
+                    });
+                }
+                Ok(())
+            }
+            Body::SupervisionAnswer {
+                order_id,
+                text,
+                officer,
+                ..
+            } => {
+                validate_order_id(order_id)?;
+                validate::text("text", text, validate::TEXT_CHARS_MAX)?;
+                validate::line("officer", officer, OFFICER_CHARS_MAX)
+            }
+            Body::IndexUpdate { summary } => summary.validate(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Body::Handoff { .. } => "handoff",
@@ -117,8 +171,170 @@ impl Summary {
         )
     }
 
+    /// Every word and field as [`Summary::of`] makes them.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if !Status::WORDS.contains(&self.status.as_str()) {
+            return Err(DomainError::FieldInvalid {
+                field: "status",
+                reason: "not a status word",
+            });
+        }
+        if !SUMMARY_KINDS.contains(&self.kind.as_str()) {
+            return Err(DomainError::FieldInvalid {
+                field: "kind",
+                reason: "expected original, review or re_review",
+            });
+        }
+        validate::line("category", &self.category, CATEGORY_CHARS_MAX)?;
+        validate::petitioner_key_format(&self.petitioner_key)?;
+        if let Some(grade) = &self.grade {
+            grade.parse::<Grade>()?;
+        }
+        let satisfaction_words = Satisfaction::ALL.iter().map(|word| word.as_str());
+        if let Some(satisfaction) = &self.satisfaction {
+            if !satisfaction_words.clone().any(|word| word == satisfaction) {
+                return Err(DomainError::InvalidSatisfaction {
+                    input: crate::error::echo(satisfaction),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// A forwarding stub or a copy in transit is not the owner's truth.
     pub fn is_owner_copy(&self) -> bool {
         self.status != "forwarded"
+    }
+}
+
+/// An order id: empty (an answer may not name its order) or one short line.
+fn validate_order_id(order_id: &str) -> Result<(), DomainError> {
+    if order_id.is_empty() {
+        return Ok(());
+    }
+    validate::line("order_id", order_id, ORDER_ID_CHARS_MAX)
+}
+
+/// A case carried by a handoff or an escalation: its hash chain, and the registration's fields
+/// it keeps as registration validated them.
+fn validate_carried(case: &Case) -> Result<(), DomainError> {
+    case.verify_chain()?;
+    validate::line("category", &case.category, CATEGORY_CHARS_MAX)?;
+    validate::text("summary", &case.summary, SUMMARY_CHARS_MAX)?;
+    validate::line("officer", &case.first_officer, OFFICER_CHARS_MAX)?;
+    validate::petitioner_key_format(&case.petitioner_key)?;
+    if let Some(petitioner) = &case.petitioner {
+        validate::id_number(&petitioner.id_number)?;
+        validate::line("name", &petitioner.name, validate::NAME_CHARS_MAX)?;
+        if let Some(phone) = &petitioner.phone {
+            validate::phone(phone)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{register, Calendar, CaseKind, Channel, Context, Registration};
+
+    fn case() -> Case {
+        let office: OfficeCode = "530602".parse().unwrap();
+        let calendar = Calendar::china();
+        let registration = Registration {
+            channel: Channel::Visit,
+            petitioner_id: "530602198001010012".into(),
+            name: "Zhang".into(),
+            phone: Some("13800000000".into()),
+            category: "housing".into(),
+            summary: "The roof leaks.".into(),
+            location: None,
+            officer: "registrar".into(),
+        };
+        let id = CaseId {
+            office: office.clone(),
+            year: 2026,
+            seq: 1,
+        };
+        let key = crate::petitioner_key(b"secret", &registration.petitioner_id);
+        let context = Context::new(&office, 1_767_225_600_000, &calendar);
+        register(id, registration, key, CaseKind::Original, &context).unwrap()
+    }
+
+    /// Messages as offices make them pass; each field a hostile sender could stretch or forge
+    /// is refused with the engine's own error.
+    #[test]
+    fn bodies_are_validated_as_the_engine_makes_them() {
+        let case = case();
+        let handoff = Body::Handoff {
+            case: Box::new(case.clone()),
+        };
+        assert_eq!(handoff.validate(), Ok(()));
+        let summary = Summary::of(&case);
+        assert_eq!(summary.validate(), Ok(()));
+
+        let mut long_category = case.clone();
+        long_category.category = "x".repeat(CATEGORY_CHARS_MAX + 1);
+        let error = Body::Handoff {
+            case: Box::new(long_category),
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(error.code(), "field_too_long");
+
+        let mut forged = case.clone();
+        if let Some(entry) = forged.history.first_mut() {
+            entry.at += 1;
+        }
+        let error = Body::Escalation {
+            level: ReviewLevel::Review,
+            case: Box::new(forged),
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(error.code(), "chain_broken");
+
+        let mut bad = summary.clone();
+        bad.category = "c".repeat(5_000);
+        assert_eq!(bad.validate().unwrap_err().code(), "field_too_long");
+        let mut bad = summary.clone();
+        bad.status = "owned".into();
+        assert_eq!(bad.validate().unwrap_err().code(), "field_invalid");
+        let mut bad = summary.clone();
+        bad.petitioner_key = "not a key".into();
+        assert_eq!(bad.validate().unwrap_err().code(), "invalid_petitioner_key");
+        let mut bad = summary;
+        bad.grade = Some("Z".into());
+        assert_eq!(bad.validate().unwrap_err().code(), "invalid_grade");
+
+        let order = |text: &str, due_days: u32| Body::SupervisionOrder {
+            case_id: case.id.clone(),
+            order_id: "5306-1".into(),
+            text: text.into(),
+            due_days,
+        };
+        assert_eq!(order("Report progress.", 10).validate(), Ok(()));
+        let too_long = "x".repeat(SUPERVISION_TEXT_CHARS_MAX + 1);
+        assert_eq!(
+            order(&too_long, 10).validate().unwrap_err().code(),
+            "field_too_long"
+        );
+        assert_eq!(order(" ", 10).validate().unwrap_err().code(), "field_empty");
+        assert_eq!(
+            order("Report.", 0).validate().unwrap_err().code(),
+            "out_of_range"
+        );
+
+        let answer = |officer: &str| Body::SupervisionAnswer {
+            case_id: case.id.clone(),
+            order_id: String::new(),
+            text: "In hand.".into(),
+            officer: officer.into(),
+        };
+        assert_eq!(answer("li").validate(), Ok(()));
+        assert_eq!(
+            answer("l\u{7}i").validate().unwrap_err().code(),
+            "field_invalid"
+        );
     }
 }

@@ -13,45 +13,36 @@ use federation_proto::v1::{
     AddReplicaRequest, DumpReply, DumpRequest, MembershipReply, RemoveReplicaRequest,
     ReplicaStatus, StatusReply, StatusRequest,
 };
-use liandong_domain::message::{Envelope, Summary};
+use liandong_domain::message::Summary;
 use liandong_domain::{Case, OfficeCode};
 use openraft::ChangeMembers;
 use serde_json::{json, Map, Value};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::federation::state::{self, LinkIn, LinkOut, OrderRecord};
+use crate::machine::{keys, LinkIn, LinkOut, OrderRecord, StateMachineStore};
 use crate::manifest::Manifest;
 use crate::raft::network::Transport;
 use crate::raft::types::{NodeId, NodeInfo};
 use crate::replica::{ids, quorum_refusal, MembershipError, Replica, Replicas};
 use crate::store::codec::decode;
-use crate::store::keys::sm;
-use crate::store::StateMachineStore;
 
 /// Items of one kind a dump carries at most (bounded reply).
 pub const DUMP_ITEMS_MAX: usize = 200_000;
 
 /// The stamped time of the oldest message waiting in any of the office's outboxes.
 pub fn outbox_oldest(machine: &StateMachineStore) -> Option<i64> {
-    let links = machine.scan_prefix(state::LINK, DUMP_ITEMS_MAX).ok()?;
+    let links = machine.links_out().ok()?;
     links
         .iter()
-        .filter_map(|(key, value)| {
-            let link: LinkOut = decode(value).ok()?;
-            if link.pending() == 0 {
-                return None;
-            }
-            let to: OfficeCode = std::str::from_utf8(&key[state::LINK.len()..])
+        .filter(|(_, link)| link.pending() > 0)
+        .filter_map(|(to, _)| {
+            machine
+                .outbox_head(to, 1)
                 .ok()?
-                .parse()
-                .ok()?;
-            let first = machine
-                .get(&state::outbox(&to, link.acked_through + 1))
-                .ok()??;
-            decode::<Envelope>(&first)
-                .ok()
-                .map(|envelope| envelope.sent_at)
+                .1
+                .first()
+                .map(|e| e.sent_at)
         })
         .min()
 }
@@ -76,12 +67,12 @@ pub fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
     let applied = machine
         .applied()
         .map_err(|e| Status::internal(e.to_string()))?;
-    let cases = section(machine, sm::CASE, |_, value| {
+    let cases = section(machine, keys::CASE, |_, value| {
         Case::from_bytes(value)
             .ok()
             .and_then(|case| serde_json::to_value(case).ok())
     })?;
-    let index = section(machine, state::INDEX, |_, value| {
+    let index = section(machine, keys::INDEX, |_, value| {
         decode::<Summary>(value)
             .ok()
             .and_then(|summary| serde_json::to_value(summary).ok())
@@ -95,13 +86,13 @@ pub fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
         .into_iter()
         .collect())
     };
-    let links_out = links(state::LINK, |value| {
+    let links_out = links(keys::LINK, |value| {
         serde_json::to_value(decode::<LinkOut>(value).ok()?).ok()
     })?;
-    let links_in = links(state::INBOX, |value| {
+    let links_in = links(keys::INBOX, |value| {
         serde_json::to_value(decode::<LinkIn>(value).ok()?).ok()
     })?;
-    let orders = section(machine, state::ORDER, |_, value| {
+    let orders = section(machine, keys::ORDER, |_, value| {
         serde_json::to_value(decode::<OrderRecord>(value).ok()?).ok()
     })?;
     Ok(json!({

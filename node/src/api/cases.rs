@@ -310,14 +310,14 @@ impl Cases for CaseService {
         let orders = replica
             .state_machine
             .scan_prefix(
-                crate::federation::state::ORDER,
-                crate::federation::state::OUTBOX_LEN_MAX as usize,
+                crate::machine::keys::ORDER,
+                crate::machine::OUTBOX_LEN_MAX as usize,
             )
             .map_err(|e| Status::internal(e.to_string()))?;
         let order_documents = orders
             .into_iter()
             .filter_map(|(_, value)| {
-                let order: crate::federation::state::OrderRecord =
+                let order: crate::machine::OrderRecord =
                     crate::store::codec::decode(&value).ok()?;
                 serde_json::to_vec(&order).ok()
             })

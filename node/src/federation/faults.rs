@@ -25,12 +25,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::manifest::Manifest;
+pub use crate::raft::network::{LinkAction, LinkOutcome};
 
 /// How often a host re-reads the fault file.
 pub const FAULTS_POLL_MS: u64 = 100;
@@ -87,29 +87,6 @@ pub struct FaultSpec {
     /// A clock offset per host name, in milliseconds, applied while the host runs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clock_skew_ms: BTreeMap<String, i64>,
-}
-
-/// What a host does to one request it is about to send over a faulty link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkAction {
-    /// Send it now.
-    Send,
-    /// Fail it at once: the link is cut.
-    Cut,
-    /// Wait, then go on with `then` (never `Delay` again).
-    Delay { ms: u64, then: LinkOutcome },
-    /// Lose it before the receiver sees it.
-    DropRequest,
-    /// Send it, then lose the reply.
-    DropReply,
-}
-
-/// What happens after a delay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkOutcome {
-    Send,
-    DropRequest,
-    DropReply,
 }
 
 impl FaultSpec {
@@ -351,18 +328,10 @@ impl Faults {
 
     /// What to do with one request this host is about to send to host `to_host`.
     pub fn link_action(&self, to_host: &str) -> LinkAction {
-        let spec = self.read();
-        let fault = spec.link(&self.host, to_host);
-        if fault.is_none() {
-            return LinkAction::Send;
-        }
-        let roll = rand::random::<f64>();
-        let coin = rand::random::<bool>();
-        let action = decide(fault, roll, coin);
-        self.applied.count(action);
-        action
+        crate::raft::network::LinkFaults::link_action(self, to_host)
     }
 
+    /// Applies the faults in `spec` from now on.
     pub fn set(&self, spec: FaultSpec) {
         if let Some(clock) = &self.clock {
             let skew = spec.clock_skew_ms.get(&*self.host).copied().unwrap_or(0);
@@ -401,17 +370,20 @@ impl Faults {
             }
         }
     }
+}
 
-    /// Polls the fault file until `stop` resolves.
-    pub async fn watch(self, run_dir: PathBuf, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            self.refresh(&run_dir);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(FAULTS_POLL_MS)) => {}
-                _ = &mut stop => return,
-            }
+impl crate::raft::network::LinkFaults for Faults {
+    fn link_action(&self, to_host: &str) -> LinkAction {
+        let spec = self.read();
+        let fault = spec.link(&self.host, to_host);
+        if fault.is_none() {
+            return LinkAction::Send;
         }
+        let roll = rand::random::<f64>();
+        let coin = rand::random::<bool>();
+        let action = decide(fault, roll, coin);
+        self.applied.count(action);
+        action
     }
 }
 

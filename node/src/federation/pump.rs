@@ -1,7 +1,10 @@
-//! The outbox pump: on every office this host leads, sends each link's pending messages, in
-//! sequence order and in bounded batches, to the target office's leader (following leader
-//! hints), then commits the acknowledgement. A link that fails backs off exponentially, capped,
-//! with jitter; messages wait in the outbox meanwhile, never dropped.
+//! The outbox pump: one worker per link, on every office this host leads. Each sends its link's
+//! pending messages in sequence order, in bounded batches, to the target office's leader
+//! (following leader hints), then commits the acknowledgement: the decisions are the pure link
+//! protocol's ([`super::link`]), this file does the IO. An unreachable office holds up only its
+//! own links. A supervisor worker starts a link's worker when the link has messages and none
+//! runs; a link worker ends when its office is no longer led here or its link stayed empty for
+//! [`LINK_IDLE_EXIT_MS`].
 //!
 //! Drills' faults apply here, at the sender: a cut office link (both ways or one way) is not
 //! pumped at all, and a host link fault (cut, drop, delay) applies to each Deliver call sent to a
@@ -9,246 +12,370 @@
 //! would; a dropped reply means the receiver committed the batch but the sender does not know, so
 //! it sends the batch again and the receiver's watermark makes that a no-op (exactly once).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use federation_proto::v1::federation_client::FederationClient;
 use federation_proto::v1::{DeliverReply, DeliverRequest};
-use liandong_domain::message::Envelope;
 use liandong_domain::OfficeCode;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::faults::{Faults, LinkAction, LinkOutcome};
-use super::state::{self, LinkOut, Refusal, DELIVER_BATCH_MAX};
-use crate::manifest::Manifest;
-use crate::raft::network::Transport;
-use crate::raft::types::Operation;
+use super::directory::Directory;
+use super::faults::Faults;
+use super::link::{
+    select_batch, Batch, Decision, Delivered, LinkSender, Ready, DELIVER_BATCH_ITEMS_MAX,
+    DELIVER_TIMEOUT_MS,
+};
+use crate::machine::LinkOut;
+use crate::raft::network::{through_link_fault, Transport};
+use crate::raft::types::Refusal;
 use crate::replica::{Replica, Replicas};
-use crate::store::codec::decode;
+use crate::worker::{self, Step, Worker, Workers};
 
-/// First pause after a failed delivery on a link.
-pub const BACKOFF_BASE_MS: u64 = 50;
-/// Longest pause between attempts on a link that keeps failing.
-pub const BACKOFF_CAP_MS: u64 = 2_000;
-/// How long one Deliver call may take.
-pub const DELIVER_TIMEOUT_MS: u64 = 3_000;
-/// How often an idle pump looks for new messages.
-pub const IDLE_POLL_MS: u64 = 10;
-/// Links one host pumps at once.
-pub const LINKS_IN_FLIGHT_MAX: usize = 32;
+/// How often the supervisor looks for links that need a worker (it reads an office's links only
+/// when its outbox changed or it became the leader, and every [`SUPERVISE_RESCAN_MS`]).
+pub const SUPERVISE_POLL_MS: u64 = 10;
+/// How often the supervisor reads every led office's links whatever changed: a link worker that
+/// ended just as a message arrived is replaced within this.
+pub const SUPERVISE_RESCAN_MS: u64 = 1_000;
+/// How long a link worker waits for new messages on an empty link before it ends.
+pub const LINK_IDLE_EXIT_MS: u64 = 30_000;
+/// How often a link worker looks at its link when no outbox change woke it.
+pub const LINK_POLL_MS: u64 = 100;
+/// How often a link worker cut by a drill looks whether the cut has healed (reading the
+/// faults in memory only).
+pub const LINK_CUT_POLL_MS: u64 = 10;
+/// A link that failed this many times in a row (about a minute at the backoff's cap) is
+/// reported in the host's log, and again every as many failures.
+pub const LINK_FAILURES_WARN_EVERY: u32 = 30;
 /// Leader hints followed within one delivery attempt.
 pub const HINTS_FOLLOWED_MAX: usize = 3;
 
-/// Where each office's hosts answer, and which of them led last time.
-pub struct Directory {
-    hosts: HashMap<String, Vec<String>>,
-    /// The host name behind each API address (link faults are named by host).
-    host_names: HashMap<String, String>,
-    leaders: Mutex<HashMap<String, String>>,
-}
-
-impl Directory {
-    pub fn new(manifest: &Manifest) -> Directory {
-        let hosts = manifest
-            .offices
-            .iter()
-            .map(|office| {
-                let addrs = office
-                    .members
-                    .iter()
-                    .filter_map(|member| {
-                        manifest
-                            .host(&member.host)
-                            .map(|host| host.api_addr.clone())
-                    })
-                    .collect();
-                (office.code.clone(), addrs)
-            })
-            .collect();
-        let host_names = manifest
-            .hosts
-            .iter()
-            .map(|host| (host.api_addr.clone(), host.name.clone()))
-            .collect();
-        Directory {
-            hosts,
-            host_names,
-            leaders: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The name of the host answering at `addr` (a leader hint may name an address the
-    /// manifest does not know: no host link fault applies to it).
-    fn host_name(&self, addr: &str) -> &str {
-        self.host_names.get(addr).map(String::as_str).unwrap_or("")
-    }
-
-    pub fn knows(&self, office: &str) -> bool {
-        self.hosts.contains_key(office)
-    }
-
-    /// The office's hosts, the last known leader first.
-    fn candidates(&self, office: &str) -> Vec<String> {
-        let mut addrs = self.hosts.get(office).cloned().unwrap_or_default();
-        let leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(leader) = leaders.get(office) {
-            addrs.retain(|addr| addr != leader);
-            addrs.insert(0, leader.clone());
-        }
-        addrs
-    }
-
-    fn remember_leader(&self, office: &str, addr: &str) {
-        let mut leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
-        leaders.insert(office.to_string(), addr.to_string());
-    }
-}
-
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-    next_try: Option<Instant>,
-}
-
-impl Backoff {
-    fn ready(&self, now: Instant) -> bool {
-        self.next_try.is_none_or(|at| now >= at)
-    }
-
-    fn failed(&mut self) {
-        self.failures = self.failures.saturating_add(1);
-        let exponent = self.failures.min(16);
-        let pause = BACKOFF_BASE_MS
-            .saturating_mul(1 << exponent)
-            .min(BACKOFF_CAP_MS);
-        let jitter = rand::thread_rng().gen_range(0..=pause / 2);
-        self.next_try = Some(Instant::now() + Duration::from_millis(pause / 2 + jitter));
-    }
-
-    fn succeeded(&mut self) {
-        *self = Backoff::default();
-    }
-}
-
-pub struct Pump {
-    pub replicas: Replicas,
+/// What every link worker of the host shares.
+#[derive(Clone)]
+pub struct PumpContext {
     pub directory: Arc<Directory>,
     pub transport: Transport,
     pub faults: Faults,
+    /// The zero of the link protocol's clock (milliseconds since).
+    pub epoch: Instant,
 }
 
-struct Work {
-    replica: Replica,
-    to: OfficeCode,
-    link: LinkOut,
+impl PumpContext {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Starts and watches the link workers.
+pub struct Pump {
+    pub replicas: Replicas,
+    pub context: PumpContext,
+    pub workers: Workers,
+    pub stop: watch::Receiver<bool>,
+    /// Each office's outbox changes, and whether it was the leader at the last look.
+    seen: HashMap<OfficeCode, (watch::Receiver<u64>, bool)>,
+    links: HashMap<(OfficeCode, OfficeCode), JoinHandle<()>>,
+    /// When every led office's links were last read (the protocol clock).
+    rescanned_ms: u64,
 }
 
 impl Pump {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut backoffs: HashMap<(OfficeCode, OfficeCode), Backoff> = HashMap::new();
-        loop {
-            let now = Instant::now();
-            let work: Vec<Work> = self
-                .pending_links()
-                .into_iter()
-                .filter(|w| {
-                    backoffs
-                        .get(&(w.replica.office.clone(), w.to.clone()))
-                        .is_none_or(|b| b.ready(now))
-                })
-                .filter(|w| !self.faults.cut(w.replica.office.as_str(), w.to.as_str()))
-                .take(LINKS_IN_FLIGHT_MAX)
-                .collect();
-            if work.is_empty() {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(IDLE_POLL_MS)) => continue,
-                    _ = stop.wait_for(|stopped| *stopped) => return,
-                }
-            }
-            let results = futures::future::join_all(work.iter().map(|w| self.pump_link(w))).await;
-            for (work, result) in work.iter().zip(results) {
-                let backoff = backoffs
-                    .entry((work.replica.office.clone(), work.to.clone()))
-                    .or_default();
-                match result {
-                    Ok(()) => backoff.succeeded(),
-                    Err(reason) => {
-                        tracing::debug!(from = %work.replica.office, to = %work.to, %reason, "delivery failed");
-                        backoff.failed();
-                    }
-                }
-            }
-            if *stop.borrow() {
-                return;
-            }
+    pub fn new(
+        replicas: Replicas,
+        context: PumpContext,
+        workers: Workers,
+        stop: watch::Receiver<bool>,
+    ) -> Pump {
+        Pump {
+            replicas,
+            context,
+            workers,
+            stop,
+            seen: HashMap::new(),
+            links: HashMap::new(),
+            rescanned_ms: 0,
         }
     }
 
-    /// Links with unacknowledged messages, on offices this host leads.
-    fn pending_links(&self) -> Vec<Work> {
-        let mut work = Vec::new();
-        for replica in self.replicas.iter() {
-            if !replica.raft.metrics().borrow().state.is_leader() {
-                continue;
-            }
-            let Ok(links) = replica.state_machine.scan_prefix(state::LINK, 100_000) else {
-                continue;
-            };
-            for (key, value) in links {
-                let Ok(link) = decode::<LinkOut>(&value) else {
-                    continue;
-                };
-                let Some(to) = std::str::from_utf8(&key[state::LINK.len()..])
-                    .ok()
-                    .and_then(|c| c.parse().ok())
-                else {
-                    continue;
-                };
-                if link.pending() > 0 {
-                    work.push(Work {
-                        replica: replica.clone(),
-                        to,
-                        link,
-                    });
-                }
-            }
-        }
-        work
-    }
-
-    async fn pump_link(&self, work: &Work) -> Result<(), String> {
-        let batch = work
-            .replica
+    /// Starts a worker for each link of `replica` with messages waiting and no worker. A worker
+    /// that panicked (in `statuses`) is not restarted: it stays reported failed.
+    fn start_links(
+        &mut self,
+        replica: &Replica,
+        statuses: &BTreeMap<String, worker::Status>,
+    ) -> Result<(), String> {
+        let links = replica
             .state_machine
-            .scan_prefix(&state::outbox_link(&work.to), DELIVER_BATCH_MAX)
+            .links_out()
             .map_err(|e| e.to_string())?;
-        let envelopes: Vec<Envelope> = batch
-            .iter()
-            .filter_map(|(_, value)| decode::<Envelope>(value).ok())
-            .collect();
-        let Some(first) = envelopes.first() else {
-            return Ok(());
-        };
-        debug_assert!(
-            first.seq > work.link.acked_through,
-            "acknowledged messages are dropped"
-        );
-        let request = DeliverRequest {
-            from: work.replica.office.to_string(),
-            to: work.to.to_string(),
-            envelopes: envelopes.iter().map(Into::into).collect(),
-        };
-        let reply = self.deliver(&work.to, request).await?;
-        if reply.applied_through <= work.link.acked_through {
-            return Err(format!(
-                "receiver applied through {} only",
-                reply.applied_through
-            ));
+        for (to, link) in links {
+            let key = (replica.office.clone(), to.clone());
+            let running = self.links.get(&key).is_some_and(|task| !task.is_finished());
+            let failed = statuses
+                .get(&link_name(&replica.office, &to))
+                .is_some_and(|status| matches!(status.state, worker::State::Failed(_)));
+            if link.pending() == 0 || running || failed {
+                continue;
+            }
+            let worker = LinkWorker::new(replica.clone(), to, self.context.clone());
+            let task = self.workers.spawn(worker, self.stop.clone());
+            self.links.insert(key, task);
         }
-        let refused = reply
+        Ok(())
+    }
+}
+
+fn link_name(from: &OfficeCode, to: &OfficeCode) -> String {
+    format!("pump {from}->{to}")
+}
+
+impl Worker for Pump {
+    fn name(&self) -> String {
+        "pump".into()
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        self.links.retain(|_, task| !task.is_finished());
+        let now_ms = self.context.now_ms();
+        let rescan = now_ms.saturating_sub(self.rescanned_ms) >= SUPERVISE_RESCAN_MS;
+        if rescan {
+            self.rescanned_ms = now_ms;
+        }
+        let replicas = self.replicas.clone();
+        let statuses = self.workers.statuses();
+        let mut errors = Vec::new();
+        for replica in replicas.iter() {
+            let leading = replica.is_leader();
+            let seen = self
+                .seen
+                .entry(replica.office.clone())
+                .or_insert_with(|| (replica.state_machine.outbox_changes(), false));
+            let changed = seen.0.has_changed().unwrap_or(false);
+            let became_leader = leading && !seen.1;
+            seen.1 = leading;
+            if !leading || !(changed || became_leader || rescan) {
+                continue;
+            }
+            seen.0.mark_unchanged();
+            if let Err(error) = self.start_links(replica, &statuses) {
+                errors.push(format!("{}: {error}", replica.office));
+            }
+        }
+        if errors.is_empty() {
+            Ok(Step::Idle)
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(Duration::from_millis(SUPERVISE_POLL_MS)).await;
+    }
+}
+
+/// What a link worker waits for.
+enum Wait {
+    /// A new message on the link (or a short poll).
+    Messages,
+    /// The end of a backoff.
+    Until(u64),
+    /// A drill's cut to heal.
+    Cut,
+}
+
+/// Pumps one link of an office this host leads.
+pub struct LinkWorker {
+    replica: Replica,
+    context: PumpContext,
+    sender: LinkSender,
+    random: StdRng,
+    changes: watch::Receiver<u64>,
+    wait: Wait,
+    /// Since when the link has been empty (the protocol clock).
+    empty_since_ms: Option<u64>,
+}
+
+impl LinkWorker {
+    pub fn new(replica: Replica, to: OfficeCode, context: PumpContext) -> LinkWorker {
+        let changes = replica.state_machine.outbox_changes();
+        LinkWorker {
+            replica,
+            context,
+            sender: LinkSender::new(to),
+            random: StdRng::from_entropy(),
+            changes,
+            wait: Wait::Messages,
+            empty_since_ms: None,
+        }
+    }
+
+    /// Sends one batch of a link whose state is `link`, and settles its reply.
+    async fn deliver(&mut self, link: &LinkOut, batch: Batch) {
+        let from = self.replica.office.clone();
+        let to = self.sender.to().clone();
+        let attempt = self.sender.sent();
+        let request = DeliverRequest {
+            from: from.to_string(),
+            to: to.to_string(),
+            envelopes: batch.envelopes.iter().map(Into::into).collect(),
+        };
+        let reply = send(&self.context, &to, request).await;
+        let now_ms = self.context.now_ms();
+        match self
+            .sender
+            .on_reply(attempt, reply, link, now_ms, &mut self.random)
+        {
+            Decision::Commit(acked) => {
+                let written = self.replica.write(acked).await;
+                let result = written.map(|_| ()).map_err(|e| e.to_string());
+                let now_ms = self.context.now_ms();
+                if let Decision::Retry { reason, .. } =
+                    self.sender.committed(result, now_ms, &mut self.random)
+                {
+                    tracing::debug!(%from, %to, %reason, "acknowledgement not committed");
+                }
+            }
+            Decision::Retry { reason, .. } => {
+                let failures = self.sender.failures();
+                if failures.is_multiple_of(LINK_FAILURES_WARN_EVERY) {
+                    tracing::warn!(%from, %to, %reason, failures, "a link keeps failing; its messages wait in the outbox");
+                } else {
+                    tracing::debug!(%from, %to, %reason, failures, "delivery failed");
+                }
+            }
+            Decision::Stale => {}
+        }
+    }
+}
+
+impl Worker for LinkWorker {
+    fn name(&self) -> String {
+        link_name(&self.replica.office, self.sender.to())
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        if !self.replica.is_leader() {
+            return Ok(Step::Done);
+        }
+        let from = self.replica.office.clone();
+        let to = self.sender.to().clone();
+        if self.context.faults.cut(from.as_str(), to.as_str()) {
+            self.wait = Wait::Cut;
+            return Ok(Step::Idle);
+        }
+        let now_ms = self.context.now_ms();
+        self.changes.mark_unchanged();
+        let machine = &self.replica.state_machine;
+        let (link, waiting) = machine.outbox_head(&to, DELIVER_BATCH_ITEMS_MAX)?;
+        if link.pending() == 0 {
+            let since = *self.empty_since_ms.get_or_insert(now_ms);
+            if now_ms.saturating_sub(since) >= LINK_IDLE_EXIT_MS {
+                return Ok(Step::Done);
+            }
+            self.wait = Wait::Messages;
+            return Ok(Step::Idle);
+        }
+        self.empty_since_ms = None;
+        match self.sender.ready(now_ms) {
+            Ready::Now => {}
+            Ready::At(at_ms) => {
+                self.wait = Wait::Until(at_ms);
+                return Ok(Step::Idle);
+            }
+            Ready::InFlight => return Err("a batch is still in flight".into()),
+        }
+        let Some(batch) = select_batch(&link, waiting)? else {
+            self.wait = Wait::Messages;
+            return Ok(Step::Idle);
+        };
+        self.deliver(&link, batch).await;
+        Ok(Step::Busy)
+    }
+
+    async fn wait_for_work(&mut self) {
+        let poll = Duration::from_millis(LINK_POLL_MS);
+        match self.wait {
+            Wait::Messages => {
+                let _ = tokio::time::timeout(poll, self.changes.changed()).await;
+            }
+            Wait::Until(at_ms) => {
+                let at = self.context.epoch + Duration::from_millis(at_ms);
+                tokio::time::sleep_until(at).await;
+            }
+            Wait::Cut => tokio::time::sleep(Duration::from_millis(LINK_CUT_POLL_MS)).await,
+        }
+    }
+}
+
+/// Sends one batch to the target office's leader: the last known leader first, then the
+/// office's other hosts, following leader hints. Each call is bounded by
+/// [`DELIVER_TIMEOUT_MS`] and passes through this host's link fault to the called host.
+async fn send(
+    context: &PumpContext,
+    to: &OfficeCode,
+    request: DeliverRequest,
+) -> Result<Delivered, String> {
+    let mut candidates = context.directory.candidates(to.as_str());
+    let mut last_error = format!("office {to} has no hosts");
+    let mut hints = 0;
+    while let Some(addr) = (!candidates.is_empty()).then(|| candidates.remove(0)) {
+        let reply = match call(context, &addr, request.clone()).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                last_error = format!("{addr}: {error}");
+                continue;
+            }
+        };
+        match reply.leader_hint.clone() {
+            Some(hint) if hint != addr && hints < HINTS_FOLLOWED_MAX => {
+                hints += 1;
+                candidates.retain(|a| *a != hint);
+                candidates.insert(0, hint);
+            }
+            Some(_) => last_error = format!("{addr} is not the leader of {to}"),
+            None => {
+                context.directory.remember_leader(to.as_str(), &addr);
+                return Ok(delivered(reply));
+            }
+        }
+    }
+    Err(last_error)
+}
+
+/// One Deliver call to the host at `addr`.
+async fn call(
+    context: &PumpContext,
+    addr: &str,
+    request: DeliverRequest,
+) -> Result<DeliverReply, String> {
+    let channel = context.transport.channel(addr).map_err(|e| e.to_string())?;
+    let mut client = FederationClient::new(channel)
+        .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
+    let timeout = Duration::from_millis(DELIVER_TIMEOUT_MS);
+    let mut call = tonic::Request::new(request);
+    call.set_timeout(timeout);
+    let deadline = Instant::now() + timeout;
+    let action = context
+        .faults
+        .link_action(context.directory.host_name(addr));
+    match through_link_fault(action, deadline, client.deliver(call)).await {
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+        Ok(Err(status)) => Err(status.message().to_string()),
+        Err(lost) => Err(lost.describe().to_string()),
+    }
+}
+
+fn delivered(reply: DeliverReply) -> Delivered {
+    Delivered {
+        applied_through: reply.applied_through,
+        refused: reply
             .refused
             .into_iter()
             .map(|r| Refusal {
@@ -256,84 +383,6 @@ impl Pump {
                 code: r.code,
                 reason: r.reason,
             })
-            .collect();
-        let ack = Operation::Acked {
-            to: work.to.clone(),
-            through: reply.applied_through,
-            refused,
-        };
-        work.replica
-            .write(ack)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-
-    /// Sends one batch to the target office's leader: the last known leader first, then the
-    /// office's other hosts, following leader hints.
-    async fn deliver(
-        &self,
-        to: &OfficeCode,
-        request: DeliverRequest,
-    ) -> Result<DeliverReply, String> {
-        let mut candidates = self.directory.candidates(to.as_str());
-        let mut last_error = format!("office {to} has no hosts");
-        let mut hints = 0;
-        while let Some(addr) = (!candidates.is_empty()).then(|| candidates.remove(0)) {
-            let channel = self.transport.channel(&addr).map_err(|e| e.to_string())?;
-            let mut client = FederationClient::new(channel)
-                .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
-            let mut call = tonic::Request::new(request.clone());
-            call.set_timeout(Duration::from_millis(DELIVER_TIMEOUT_MS));
-            let started = Instant::now();
-            let outcome = match self.faults.link_action(self.directory.host_name(&addr)) {
-                LinkAction::Send => LinkOutcome::Send,
-                LinkAction::Cut => {
-                    last_error = format!("{addr}: link cut by a drill");
-                    continue;
-                }
-                LinkAction::DropRequest => LinkOutcome::DropRequest,
-                LinkAction::DropReply => LinkOutcome::DropReply,
-                LinkAction::Delay { ms, then } => {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    then
-                }
-            };
-            let deadline = started + Duration::from_millis(DELIVER_TIMEOUT_MS);
-            let result = match outcome {
-                LinkOutcome::Send => client.deliver(call).await,
-                LinkOutcome::DropRequest => {
-                    tokio::time::sleep_until(deadline).await;
-                    Err(tonic::Status::deadline_exceeded(
-                        "request dropped by a drill",
-                    ))
-                }
-                LinkOutcome::DropReply => {
-                    let _ = client.deliver(call).await;
-                    tokio::time::sleep_until(deadline).await;
-                    Err(tonic::Status::deadline_exceeded("reply dropped by a drill"))
-                }
-            };
-            match result {
-                Ok(reply) => {
-                    let reply = reply.into_inner();
-                    match reply.leader_hint.clone() {
-                        Some(hint) if hint != addr && hints < HINTS_FOLLOWED_MAX => {
-                            hints += 1;
-                            candidates.retain(|a| *a != hint);
-                            candidates.insert(0, hint);
-                        }
-                        Some(_) => last_error = format!("{addr} is not the leader of {to}"),
-                        None => {
-                            self.directory.remember_leader(to.as_str(), &addr);
-                            return Ok(reply);
-                        }
-                    }
-                }
-                Err(status) => last_error = format!("{addr}: {}", status.message()),
-            }
-        }
-        Err(last_error)
+            .collect(),
     }
 }

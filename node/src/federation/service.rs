@@ -1,6 +1,10 @@
-//! The federation service: other offices deliver their messages here. A batch is checked
-//! (known sender, carried receiver, link not cut by a drill, both ways or just this way,
-//! well-formed envelopes, the peer certificate speaks for the sender when TLS is on), committed through the receiver's Raft, and only then
+//! The federation service: other offices deliver their messages here. Before anything is
+//! proposed, the peer certificate must speak for the sender, the receiver must be carried here
+//! and led by this replica (else the sender gets a leader hint), the link must not be cut by a
+//! drill, and the batch must pass the link protocol's check ([`link::check_batch`]: known
+//! sender, this link, sequence continuity against the inbox watermark, budgets, every field as
+//! the case engine validates it). A replay is answered from the watermark and a gap refused, both
+//! without touching the log; the rest is committed through the receiver's Raft and only then
 //! acknowledged. Rules that depend on the message (assign only down, escalate only up, ...) are
 //! applied in the state machine, deterministically, as refusals.
 
@@ -10,15 +14,16 @@ use federation_proto::v1::federation_server::Federation;
 use federation_proto::v1::{self, DeliverReply, DeliverRequest, QueryReply, QueryRequest};
 use liandong_domain::message::{Envelope, Summary};
 use liandong_domain::{CaseId, OfficeCode};
+use prost::Message;
 use tonic::{Request, Response, Status};
 
+use super::directory::Directory;
 use super::faults::Faults;
-use super::pump::Directory;
-use super::state::{self, DELIVER_BATCH_MAX};
-use crate::raft::types::{Operation, Response as Applied};
-use crate::replica::{ReplicaError, Replicas};
+use super::link::{self, Inbound, NotReceived, Receiving, Refuse};
+use crate::machine::{keys, LinkIn};
+use crate::raft::types::{Operation, Refusal, Response as Applied};
+use crate::replica::{MembershipError, Replica, ReplicaError, Replicas};
 use crate::store::codec::decode;
-use crate::store::keys::sm;
 
 /// Summaries one query returns at most.
 pub const QUERY_LIMIT_MAX: u32 = 10_000;
@@ -29,6 +34,65 @@ pub struct FederationService {
     pub faults: Faults,
     /// Check that the peer's certificate names the sending office (mutual TLS on).
     pub check_peer: bool,
+}
+
+/// An office as the link protocol's receiver sees it: its leader replica here.
+struct Leader<'a>(&'a Replica);
+
+impl Receiving for Leader<'_> {
+    type Failure = ReplicaError;
+
+    fn link_in(&self, from: &OfficeCode) -> Result<LinkIn, String> {
+        self.0.state_machine.link_in(from)
+    }
+
+    fn refusals(
+        &self,
+        from: &OfficeCode,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<Refusal>, String> {
+        self.0.state_machine.refusals(from, seqs)
+    }
+
+    async fn catch_up(&mut self) -> Result<(), ReplicaError> {
+        self.0.read_barrier().await
+    }
+
+    async fn propose(&mut self, operation: Operation) -> Result<Applied, ReplicaError> {
+        self.0
+            .write(operation)
+            .await
+            .map(|written| written.response)
+    }
+}
+
+/// A batch the link protocol refused: nothing was proposed.
+fn refused(refuse: Refuse) -> Status {
+    let message = refuse.to_string();
+    match refuse {
+        Refuse::UnknownSender { .. } => Status::permission_denied(message),
+        Refuse::Gap { .. } => Status::failed_precondition(message),
+        Refuse::Items { .. }
+        | Refuse::Bytes { .. }
+        | Refuse::WrongLink { .. }
+        | Refuse::NotConsecutive { .. }
+        | Refuse::Invalid { .. } => Status::invalid_argument(message),
+    }
+}
+
+/// The reply of a replica that does not lead its office: where the leader is, if known.
+fn leader_hint(error: MembershipError) -> Result<Response<DeliverReply>, Status> {
+    match error {
+        MembershipError::NotLeader {
+            leader: Some(leader),
+            ..
+        } => Ok(Response::new(DeliverReply {
+            applied_through: 0,
+            leader_hint: Some(leader.api_addr),
+            refused: Vec::new(),
+        })),
+        other => Err(Status::unavailable(other.to_string())),
+    }
 }
 
 fn office(code: &str, what: &str) -> Result<OfficeCode, Status> {
@@ -94,11 +158,6 @@ impl Federation for FederationService {
         let request = request.into_inner();
         let from = office(&request.from, "sender")?;
         let to = office(&request.to, "receiver")?;
-        if !self.directory.knows(from.as_str()) {
-            return Err(Status::permission_denied(format!(
-                "office {from} is not in this federation"
-            )));
-        }
         let replica = self.replicas.get(&to).ok_or_else(|| {
             Status::not_found(format!(
                 "unknown target office {to}: not carried by this host"
@@ -109,70 +168,48 @@ impl Federation for FederationService {
                 "link {from} -> {to} is cut (drill partition)"
             )));
         }
-        if request.envelopes.is_empty() || request.envelopes.len() > DELIVER_BATCH_MAX {
-            return Err(Status::invalid_argument(format!(
-                "a batch holds 1 to {DELIVER_BATCH_MAX} envelopes"
-            )));
+        // Only the leader reads its inbox and proposes: a follower points the sender on.
+        if let Err(error) = replica.ensure_leader() {
+            return leader_hint(error);
         }
+        // The budgets first, before a single envelope is decoded.
+        let bytes = request.envelopes.iter().map(Message::encoded_len).sum();
+        link::check_size(request.envelopes.len(), bytes).map_err(refused)?;
         let mut envelopes = Vec::with_capacity(request.envelopes.len());
         for proto in request.envelopes {
             let envelope = Envelope::try_from(proto)
                 .map_err(|e| Status::invalid_argument(format!("bad envelope: {e}")))?;
-            if envelope.from != from || envelope.to != to {
-                return Err(Status::invalid_argument(format!(
-                    "envelope {}->{} #{} does not belong on link {from}->{to}",
-                    envelope.from, envelope.to, envelope.seq
-                )));
-            }
             envelopes.push(envelope);
         }
-        let first_seq = envelopes[0].seq;
-        match replica
-            .write(Operation::Receive {
-                from: from.clone(),
-                envelopes,
-            })
-            .await
-        {
-            Ok(written) => match written.response {
-                Applied::Delivered {
-                    applied_through,
-                    refused,
-                } => {
-                    if applied_through + 1 < first_seq {
-                        return Err(Status::failed_precondition(format!(
-                            "out of order on link {from}->{to}: expected message {} next, got {first_seq}",
-                            applied_through + 1
-                        )));
-                    }
-                    let refused = refused
-                        .into_iter()
-                        .map(|r| v1::Refusal {
-                            seq: r.seq,
-                            code: r.code,
-                            reason: r.reason,
-                        })
-                        .collect();
-                    Ok(Response::new(DeliverReply {
-                        applied_through,
-                        leader_hint: None,
-                        refused,
-                    }))
-                }
-                other => Err(Status::internal(format!(
-                    "unexpected state machine reply {other:?}"
-                ))),
-            },
-            Err(ReplicaError::ForwardToLeader {
-                leader: Some(leader),
-                ..
-            }) => Ok(Response::new(DeliverReply {
-                applied_through: 0,
-                leader_hint: Some(leader.api_addr),
-                refused: Vec::new(),
-            })),
-            Err(error) => Err(Status::unavailable(error.to_string())),
-        }
+        let batch = Inbound {
+            from,
+            to,
+            envelopes,
+            bytes,
+        };
+        let sender_known = self.directory.knows(batch.from.as_str());
+        let delivered = match link::receive(&mut Leader(replica), batch, sender_known).await {
+            Ok(delivered) => delivered,
+            Err(NotReceived::Refused(refuse)) => return Err(refused(refuse)),
+            Err(NotReceived::Office(ReplicaError::ForwardToLeader { leader, office })) => {
+                return leader_hint(MembershipError::NotLeader { office, leader })
+            }
+            Err(NotReceived::Office(error)) => return Err(Status::unavailable(error.to_string())),
+            Err(NotReceived::Broken(error)) => return Err(Status::internal(error)),
+        };
+        Ok(Response::new(DeliverReply {
+            applied_through: delivered.applied_through,
+            leader_hint: None,
+            refused: delivered
+                .refused
+                .into_iter()
+                .map(|r| v1::Refusal {
+                    seq: r.seq,
+                    code: r.code,
+                    reason: r.reason,
+                })
+                .collect(),
+        }))
     }
 
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
@@ -212,12 +249,12 @@ impl Federation for FederationService {
         // know a case (one transferred up from below, say).
         let mut by_case: std::collections::BTreeMap<String, Summary> =
             std::collections::BTreeMap::new();
-        for (_, value) in read(state::INDEX)? {
+        for (_, value) in read(keys::INDEX)? {
             if let Ok(summary) = decode::<Summary>(&value) {
                 by_case.insert(summary.case_id.to_string(), summary);
             }
         }
-        for (_, value) in read(sm::CASE)? {
+        for (_, value) in read(keys::CASE)? {
             if let Ok(case) = liandong_domain::Case::from_bytes(&value) {
                 let summary = Summary::of(&case);
                 if summary.is_owner_copy() || !by_case.contains_key(&summary.case_id.to_string()) {
@@ -250,10 +287,10 @@ impl Federation for FederationService {
                 proto
             })
             .collect();
-        let as_of_ms = read(state::WATERMARK)?
+        let as_of_ms = read(keys::WATERMARK)?
             .into_iter()
             .filter_map(|(key, value)| {
-                let child = String::from_utf8(key[state::WATERMARK.len()..].to_vec()).ok()?;
+                let child = String::from_utf8(key[keys::WATERMARK.len()..].to_vec()).ok()?;
                 Some((child, decode::<i64>(&value).ok()?))
             })
             .collect();

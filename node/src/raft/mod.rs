@@ -1,4 +1,4 @@
-//! openraft wiring: the type configuration, applying entries, and the network between replicas.
-pub mod apply;
+//! openraft wiring: the type configuration and what goes through the log (`types`), and the
+//! network between replicas (`network`). Applying entries is `machine`'s.
 pub mod network;
 pub mod types;

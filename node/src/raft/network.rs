@@ -1,13 +1,16 @@
 //! The raft transport: tonic clients to the other replicas of an office. One host talks to
 //! another over one HTTP/2 connection, shared by every office the two carry.
 //!
-//! Drills' link faults (`DIR/run/faults.json`, [`crate::federation::faults`]) are applied here,
-//! by the sender, to each request before it leaves: a cut link fails at once (the peer is
-//! unreachable), a delay sleeps first, a dropped request or reply waits out the call's deadline as
-//! a lost packet would. Nothing is queued: openraft keeps at most one call in flight per
-//! replication stream and times each out, so a faulty link costs one sleeping task per peer.
+//! Drills' link faults (`DIR/run/faults.json`, decided by `federation::faults` behind the
+//! [`LinkFaults`] trait) are applied here, by the sender, to each request before it leaves
+//! ([`through_link_fault`], which the federation's deliveries use too): a cut link fails at once
+//! (the peer is unreachable), a delay sleeps first, a dropped request or reply waits out the
+//! call's deadline as a lost packet would. Nothing is queued: openraft keeps at most one call in
+//! flight per replication stream and times each out, so a faulty link costs one sleeping task per
+//! peer.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +26,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::federation::faults::{Faults, LinkAction, LinkOutcome};
 use crate::raft::types::{NodeId, NodeInfo, TypeConfig};
 
 /// How long to wait for a TCP connection to another host.
@@ -31,13 +33,94 @@ pub const CONNECT_TIMEOUT_MS: u64 = 500;
 /// The pause before retrying an unreachable replica (openraft's backoff).
 pub const UNREACHABLE_BACKOFF_MS: u64 = 200;
 
+/// What a host does to one request it is about to send over a faulty link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAction {
+    /// Send it now.
+    Send,
+    /// Fail it at once: the link is cut.
+    Cut,
+    /// Wait, then go on with `then` (never `Delay` again).
+    Delay { ms: u64, then: LinkOutcome },
+    /// Lose it before the receiver sees it.
+    DropRequest,
+    /// Send it, then lose the reply.
+    DropReply,
+}
+
+/// What happens after a delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkOutcome {
+    Send,
+    DropRequest,
+    DropReply,
+}
+
+/// Decides what happens to each request this host sends to another host (drills' link faults;
+/// the federation's fault file implements it).
+pub trait LinkFaults: Send + Sync {
+    fn link_action(&self, to_host: &str) -> LinkAction;
+}
+
+/// How a drill's link fault lost a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// The link is cut: failed at once.
+    Cut,
+    /// Lost before the receiver saw it: silence until the deadline.
+    Request,
+    /// The receiver handled it, the reply was lost: silence until the deadline.
+    Reply,
+}
+
+impl Lost {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Lost::Cut => "link cut by a drill",
+            Lost::Request => "request dropped by a drill",
+            Lost::Reply => "reply dropped by a drill",
+        }
+    }
+}
+
+/// Makes the call `send` through the link fault `action`, as a faulty network would: a delay
+/// first, a cut at once, a lost request or reply as silence until `deadline`.
+pub async fn through_link_fault<T>(
+    action: LinkAction,
+    deadline: tokio::time::Instant,
+    send: impl Future<Output = T>,
+) -> Result<T, Lost> {
+    let outcome = match action {
+        LinkAction::Send => LinkOutcome::Send,
+        LinkAction::Cut => return Err(Lost::Cut),
+        LinkAction::DropRequest => LinkOutcome::DropRequest,
+        LinkAction::DropReply => LinkOutcome::DropReply,
+        LinkAction::Delay { ms, then } => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            then
+        }
+    };
+    match outcome {
+        LinkOutcome::Send => Ok(send.await),
+        LinkOutcome::DropRequest => {
+            tokio::time::sleep_until(deadline).await;
+            Err(Lost::Request)
+        }
+        LinkOutcome::DropReply => {
+            let _ = send.await;
+            tokio::time::sleep_until(deadline).await;
+            Err(Lost::Reply)
+        }
+    }
+}
+
 /// Connections of one host to the others, by address, over mutual TLS when `tls` is set.
 #[derive(Clone, Default)]
 pub struct Transport {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     tls: Option<tonic::transport::ClientTlsConfig>,
     /// This host's drill faults (link faults on its outgoing raft requests); None: no faults.
-    faults: Option<Faults>,
+    faults: Option<Arc<dyn LinkFaults>>,
 }
 
 impl Transport {
@@ -52,8 +135,8 @@ impl Transport {
     }
 
     /// The same transport, applying this host's link faults to the raft requests it sends.
-    pub fn with_faults(mut self, faults: Faults) -> Transport {
-        self.faults = Some(faults);
+    pub fn with_faults(mut self, faults: impl LinkFaults + 'static) -> Transport {
+        self.faults = Some(Arc::new(faults));
         self
     }
 
@@ -151,32 +234,11 @@ impl ReplicaClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let started = tokio::time::Instant::now();
-        let outcome = match self.transport.link_action(&self.target_host) {
-            LinkAction::Send => LinkOutcome::Send,
-            LinkAction::Cut => return Err(link_fault_error("link cut by a drill")),
-            LinkAction::DropRequest => LinkOutcome::DropRequest,
-            LinkAction::DropReply => LinkOutcome::DropReply,
-            LinkAction::Delay { ms, then } => {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                then
-            }
-        };
-        // A lost request or reply shows as silence until the call's deadline.
-        let silence = || async move {
-            tokio::time::sleep_until(started + option.hard_ttl()).await;
-        };
-        match outcome {
-            LinkOutcome::Send => self.send(rpc, request, option).await,
-            LinkOutcome::DropRequest => {
-                silence().await;
-                Err(link_fault_error("request dropped by a drill"))
-            }
-            LinkOutcome::DropReply => {
-                let _ = self.send::<Req, Resp, E>(rpc, request, option).await;
-                silence().await;
-                Err(link_fault_error("reply dropped by a drill"))
-            }
+        let deadline = tokio::time::Instant::now() + option.hard_ttl();
+        let action = self.transport.link_action(&self.target_host);
+        match through_link_fault(action, deadline, self.send(rpc, request, option)).await {
+            Ok(result) => result,
+            Err(lost) => Err(link_fault_error(lost.describe())),
         }
     }
 

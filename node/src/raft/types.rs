@@ -1,4 +1,6 @@
-//! openraft's type configuration for an office's Raft group, and what goes through its log.
+//! openraft's type configuration for an office's Raft group, and what goes through its log: the
+//! operations a replica proposes and the responses applying them gives (applied by
+//! `machine`). Plain data, the vocabulary every layer above shares.
 
 use std::fmt;
 use std::io::Cursor;
@@ -6,7 +8,6 @@ use std::io::Cursor;
 use liandong_domain::message::Envelope;
 use liandong_domain::{CaseCommand, CaseId, Millis, OfficeCode, Registration};
 
-use crate::federation::state::Refusal;
 use serde::{Deserialize, Serialize};
 
 /// Where a replica can be reached: its host's raft port (replication) and api port (forwarding).
@@ -81,6 +82,15 @@ impl fmt::Display for Request {
             Operation::Acked { to, through, .. } => write!(f, "acked({to}, {through})@{}", self.at),
         }
     }
+}
+
+/// A federation message the receiver refused: it changed nothing there, and the sender learns
+/// why (a refused handoff gives the case back to the sender).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub seq: u64,
+    pub code: String,
+    pub reason: String,
 }
 
 /// Why the state machine refused an operation. Deterministic: every replica refuses alike, and a

@@ -21,12 +21,10 @@
 //! rm federation/data/h5306-2/disk-full.fault      # cleared; restart the host to recover
 //! ```
 
-use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The marker's file name, inside the host's data directory.
 pub const MARKER_FILE: &str = "disk-full.fault";
@@ -78,19 +76,6 @@ impl DiskFault {
     /// first write rather than racing the first poll).
     pub fn load(&self, data_dir: &Path) {
         self.set(marker(data_dir).exists());
-    }
-
-    /// Polls for the marker every [`POLL_MS`] until `shutdown` resolves.
-    pub async fn watch(self, data_dir: PathBuf, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut interval = tokio::time::interval(Duration::from_millis(POLL_MS));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => self.load(&data_dir),
-                _ = &mut shutdown => return,
-            }
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Key layout. One RocksDB per host; every replica's keys live under its office's prefix
+//! Storage key layout. One RocksDB per host; every replica's keys live under its office's prefix
 //! (`<office code>/`), the layout the multi-Raft systems use (TiKV's raftstore). Division codes
 //! have 2, 4, 6 or 9 digits, and the `/` terminator keeps `5306/` from being a prefix of `530602/`.
 
@@ -9,7 +9,7 @@ pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
 pub const CF_LOG: &str = "log";
 /// Column family of raft metadata: vote, committed, purged, the current snapshot.
 pub const CF_META: &str = "meta";
-/// Column family of the state machines: cases, counters, alarms, applied state.
+/// Column family of the state machines (their keys: `machine::keys`).
 pub const CF_SM: &str = "sm";
 
 pub fn office_prefix(office: &str) -> Vec<u8> {
@@ -46,50 +46,6 @@ pub fn meta_key(office: &str, name: &str) -> Vec<u8> {
     key
 }
 
-/// State machine keys, relative to the office prefix.
-pub mod sm {
-    pub const APPLIED: &[u8] = b"applied";
-    pub const CASE: &[u8] = b"case/";
-    pub const SEQ: &[u8] = b"seq/";
-    pub const ALARM: &[u8] = b"alarm/";
-    pub const REQUEST: &[u8] = b"request/";
-    pub const REPLY: &[u8] = b"reply/";
-
-    /// Which case a client request id produced (deduplicates retried requests).
-    pub fn request(request_id: &str) -> Vec<u8> {
-        [REQUEST, request_id.as_bytes()].concat()
-    }
-
-    /// The case document a client request id was first answered with: a retry gets the same
-    /// answer, not the case as later writes left it (the history stays linearizable).
-    pub fn reply(request_id: &str) -> Vec<u8> {
-        [REPLY, request_id.as_bytes()].concat()
-    }
-
-    pub fn case(case_id: &str) -> Vec<u8> {
-        [CASE, case_id.as_bytes()].concat()
-    }
-
-    pub fn seq(year: u16) -> Vec<u8> {
-        [SEQ, year.to_string().as_bytes()].concat()
-    }
-
-    /// Alarms sort by time, so a tick scans only what is due.
-    pub fn alarm(at_ms: i64, case_id: &str) -> Vec<u8> {
-        let at = u64::try_from(at_ms.max(0)).unwrap_or(0);
-        [ALARM, &at.to_be_bytes(), case_id.as_bytes()].concat()
-    }
-
-    pub fn alarm_time(key: &[u8]) -> Option<i64> {
-        let bytes: [u8; 8] = key.get(ALARM.len()..ALARM.len() + 8)?.try_into().ok()?;
-        i64::try_from(u64::from_be_bytes(bytes)).ok()
-    }
-
-    pub fn alarm_case(key: &[u8]) -> Option<&str> {
-        std::str::from_utf8(key.get(ALARM.len() + 8..)?).ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,14 +56,5 @@ mod tests {
         assert!(!office_prefix("530602").starts_with(&city));
         assert!(log_key("5306", 7).starts_with(&city));
         assert!(prefix_end(&city) > log_key("5306", u64::MAX));
-    }
-
-    #[test]
-    fn alarms_sort_by_time_and_round_trip() {
-        let early = sm::alarm(1_000, "5306-2026-000002");
-        let late = sm::alarm(2_000, "5306-2026-000001");
-        assert!(early < late);
-        assert_eq!(sm::alarm_time(&late), Some(2_000));
-        assert_eq!(sm::alarm_case(&late), Some("5306-2026-000001"));
     }
 }

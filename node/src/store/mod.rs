@@ -1,6 +1,9 @@
-//! RocksDB storage of a host: one database, every replica's keys under its office's prefix.
-//! Raft log writes are synced (fsync of the WAL) before openraft hears they are durable; state
-//! machine writes ride the same WAL and are recovered from it after a crash.
+//! RocksDB storage of a host, and nothing above it: one database, every replica's keys under its
+//! office's prefix; the raft log store; the write transaction the state machine applies through;
+//! the versioned value codec; the disk failpoint. What the state machine keeps, and under which
+//! keys, is `machine`'s. Raft log writes are synced (fsync of the WAL) before openraft
+//! hears they are durable; state machine writes ride the same WAL and are recovered from it
+//! after a crash.
 
 // openraft's trait methods dictate `StorageError` (large) as the error type; our helpers return
 // the same type so that `?` needs no conversion.
@@ -10,7 +13,6 @@ pub mod codec;
 pub mod failpoint;
 pub mod keys;
 mod log;
-mod state_machine;
 pub mod txn;
 
 use std::path::Path;
@@ -19,7 +21,6 @@ use std::sync::Arc;
 use failpoint::DiskFault;
 pub use log::LogStore;
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
-pub use state_machine::{AppliedState, StateMachineStore};
 pub use txn::Txn;
 
 use crate::raft::types::StorageError;

@@ -89,6 +89,14 @@ impl<'a> Txn<'a> {
         Ok(found.into_iter().take(limit).collect())
     }
 
+    /// Whether this transaction put or deleted any key under the relative `prefix`.
+    pub fn wrote_under(&self, prefix: &[u8]) -> bool {
+        self.overlay
+            .range(prefix.to_vec()..)
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(prefix))
+    }
+
     /// Folds the changes made since the last call into the running state hash. Called once per
     /// log entry, so the hash at an index does not depend on how entries were batched.
     pub fn chain_hash(&mut self, previous: &str, index: u64) -> String {

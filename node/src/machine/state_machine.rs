@@ -1,22 +1,33 @@
-//! The state machine of one replica, persisted in RocksDB under its office's prefix: cases,
-//! counters, the alarm index and the applied state, all written in one batch per `apply` call.
+//! The state machine of one replica as openraft sees it ([`RaftStateMachine`]), persisted in
+//! RocksDB under its office's prefix: the entries of each `apply` call applied through one
+//! transaction and written in one batch, snapshots, and the reads the rest of the host makes of
+//! the applied state.
+
+// openraft's trait methods dictate `StorageError` (large) as the error type; our helpers return
+// the same type so that `?` needs no conversion.
+#![allow(clippy::result_large_err)]
 
 use std::io::Cursor;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
+use liandong_domain::message::Envelope;
 use liandong_domain::{Calendar, Millis, OfficeCode};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
-use super::keys::{self, CF_META, CF_SM};
-use super::txn::Txn;
-use super::{blocking, codec, read_err, write_err, HostDb};
-use crate::raft::apply::{apply_request, ApplyContext};
+use super::apply::{apply_request, ApplyContext};
+use super::records::{LinkIn, LinkOut};
+use super::{get_or_default, keys};
 use crate::raft::types::{
-    Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Entry, LogId, Refusal, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
 };
+use crate::store::keys::{office_prefix, prefix_end, KeyValues, CF_META, CF_SM};
+use crate::store::{blocking, codec, read_err, write_err, HostDb, Txn};
 
 /// What a replica has applied: stored with the state it describes, in the same batch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +65,9 @@ pub struct StateMachineStore {
     /// The applied state's clock, cached: every write's stamp must follow it, and reading it
     /// from RocksDB on every write costs a get and a decode.
     last_at: Arc<std::sync::atomic::AtomicI64>,
+    /// Counts the `apply` calls that put messages on a link or acknowledged some: the pump's
+    /// link tasks wait on it instead of polling the outbox.
+    outbox_changes: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachineStore {
@@ -64,7 +78,7 @@ impl StateMachineStore {
         secret: Vec<u8>,
         calendar: Arc<Calendar>,
     ) -> StateMachineStore {
-        let prefix = keys::office_prefix(office.as_str());
+        let prefix = office_prefix(office.as_str());
         let context = Arc::new(ApplyContext {
             office: office.clone(),
             parent,
@@ -77,6 +91,7 @@ impl StateMachineStore {
             context,
             prefix,
             last_at: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            outbox_changes: Arc::new(watch::Sender::new(0)),
         };
         if let Ok(applied) = store.applied() {
             store
@@ -96,7 +111,7 @@ impl StateMachineStore {
     }
 
     pub fn applied(&self) -> Result<AppliedState, StorageError> {
-        let key = [self.prefix.as_slice(), keys::sm::APPLIED].concat();
+        let key = [self.prefix.as_slice(), keys::APPLIED].concat();
         match self
             .db
             .raw()
@@ -116,18 +131,24 @@ impl StateMachineStore {
     }
 
     /// Values under a relative prefix, in key order, at most `limit`.
-    pub fn scan_prefix(
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<KeyValues, rocksdb::Error> {
+        self.scan_range(prefix, &prefix_end(prefix), limit)
+    }
+
+    /// Values from relative key `start` (inclusive) to `end` (exclusive), at most `limit`.
+    pub fn scan_range(
         &self,
-        prefix: &[u8],
+        start: &[u8],
+        end: &[u8],
         limit: usize,
-    ) -> Result<keys::KeyValues, rocksdb::Error> {
-        let start = [self.prefix.as_slice(), prefix].concat();
+    ) -> Result<KeyValues, rocksdb::Error> {
+        let from = [self.prefix.as_slice(), start].concat();
         let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(keys::prefix_end(&start));
+        options.set_iterate_upper_bound([self.prefix.as_slice(), end].concat());
         let iter = self.db.raw().iterator_cf_opt(
             self.db.cf(CF_SM),
             options,
-            IteratorMode::From(&start, Direction::Forward),
+            IteratorMode::From(&from, Direction::Forward),
         );
         let mut out = Vec::new();
         for item in iter.take(limit) {
@@ -137,8 +158,77 @@ impl StateMachineStore {
         Ok(out)
     }
 
+    /// Every link this office sends on, with its state.
+    pub fn links_out(&self) -> Result<Vec<(OfficeCode, LinkOut)>, rocksdb::Error> {
+        let mut links = Vec::new();
+        for (key, value) in self.scan_prefix(keys::LINK, usize::MAX)? {
+            // A record this build cannot read is not a link it can pump; `verify` reports it.
+            let (Some(to), Ok(link)) = (keys::link_office(&key), codec::decode(&value)) else {
+                continue;
+            };
+            links.push((to, link));
+        }
+        Ok(links)
+    }
+
+    /// The sending side of the link to `to`.
+    pub fn link_out(&self, to: &OfficeCode) -> Result<LinkOut, String> {
+        get_or_default(self, &keys::link(to)).map_err(|e| e.to_string())
+    }
+
+    /// The receiving side of the link from `from`.
+    pub fn link_in(&self, from: &OfficeCode) -> Result<LinkIn, String> {
+        get_or_default(self, &keys::inbox(from)).map_err(|e| e.to_string())
+    }
+
+    /// The sending side of the link to `to` and the first `limit` messages waiting on it, in
+    /// sequence order, read from one consistent view (an ack applied meanwhile moves both).
+    pub fn outbox_head(
+        &self,
+        to: &OfficeCode,
+        limit: usize,
+    ) -> Result<(LinkOut, Vec<Envelope>), String> {
+        let db = self.db.raw();
+        let cf = self.db.cf(CF_SM);
+        let view = db.snapshot();
+        let absolute = |key: &[u8]| [self.prefix.as_slice(), key].concat();
+        let link = match view
+            .get_cf(cf, absolute(&keys::link(to)))
+            .map_err(|e| e.to_string())?
+        {
+            Some(bytes) => codec::decode(&bytes).map_err(|e| e.to_string())?,
+            None => LinkOut::default(),
+        };
+        let start = absolute(&keys::outbox_link(to));
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&view);
+        options.set_iterate_upper_bound(prefix_end(&start));
+        let iter = db.iterator_cf_opt(cf, options, IteratorMode::From(&start, Direction::Forward));
+        let mut waiting = Vec::new();
+        for item in iter.take(limit) {
+            let (_, value) = item.map_err(|e| e.to_string())?;
+            waiting.push(codec::decode(&value).map_err(|e| e.to_string())?);
+        }
+        Ok((link, waiting))
+    }
+
+    /// The messages from `from` with sequence numbers in `seqs` that this office committed as
+    /// refused.
+    pub fn refusals(
+        &self,
+        from: &OfficeCode,
+        seqs: RangeInclusive<u64>,
+    ) -> Result<Vec<Refusal>, String> {
+        super::refusals(self, from, *seqs.start(), *seqs.end()).map_err(|e| e.to_string())
+    }
+
+    /// Changes whenever an `apply` call enqueued or acknowledged messages.
+    pub fn outbox_changes(&self) -> watch::Receiver<u64> {
+        self.outbox_changes.subscribe()
+    }
+
     fn snapshot_key(&self) -> Vec<u8> {
-        keys::meta_key(self.office.as_str(), "snapshot")
+        crate::store::keys::meta_key(self.office.as_str(), "snapshot")
     }
 
     fn build(&self) -> Result<Snapshot, StorageError> {
@@ -146,7 +236,7 @@ impl StateMachineStore {
         let view = db.snapshot();
         let mut options = ReadOptions::default();
         options.set_snapshot(&view);
-        options.set_iterate_upper_bound(keys::prefix_end(&self.prefix));
+        options.set_iterate_upper_bound(prefix_end(&self.prefix));
         let mut pairs = Vec::new();
         let iter = db.iterator_cf_opt(
             self.db.cf(CF_SM),
@@ -157,7 +247,7 @@ impl StateMachineStore {
         for item in iter {
             let (key, value) = item.map_err(read_err)?;
             let relative = key[self.prefix.len()..].to_vec();
-            if relative == keys::sm::APPLIED {
+            if relative == keys::APPLIED {
                 applied = codec::decode(&value).map_err(read_err)?;
             }
             pairs.push((relative, value.to_vec()));
@@ -243,7 +333,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             state.state_hash = txn.chain_hash(&state.state_hash, entry.log_id.index);
             responses.push(response);
         }
-        txn.put(keys::sm::APPLIED.to_vec(), codec::encode(&state));
+        txn.put(keys::APPLIED.to_vec(), codec::encode(&state));
+        let outbox_changed = txn.wrote_under(keys::OUTBOX);
         let batch = txn.into_batch();
         // The raft log is already synced; the state machine rides the same WAL unsynced. All
         // the entries of this call are one batch: a failed write leaves the applied state where
@@ -251,6 +342,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.db.write(batch, false)?;
         self.last_at
             .fetch_max(state.last_at, std::sync::atomic::Ordering::SeqCst);
+        if outbox_changed {
+            self.outbox_changes.send_modify(|changes| *changes += 1);
+        }
         Ok(responses)
     }
 
@@ -274,7 +368,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         batch.delete_range_cf(
             cf,
             self.prefix.as_slice(),
-            keys::prefix_end(&self.prefix).as_slice(),
+            prefix_end(&self.prefix).as_slice(),
         );
         for (key, value) in &body.pairs {
             batch.put_cf(cf, [self.prefix.as_slice(), key].concat(), value);
@@ -286,6 +380,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let applied = self.applied()?;
         self.last_at
             .fetch_max(applied.last_at, std::sync::atomic::Ordering::SeqCst);
+        self.outbox_changes.send_modify(|changes| *changes += 1);
         Ok(())
     }
 

@@ -1,0 +1,299 @@
+//! Messages received: a Deliver batch applied in sequence order against the link's watermark,
+//! and the rules on receipt (assign only down, escalate only up, supervise only down, index
+//! summaries only from below, a handoff only of a case the sender holds). A message a rule
+//! forbids is committed as refused: it changes nothing here and the sender learns why.
+
+use liandong_domain::message::{Body, Envelope, Summary};
+use liandong_domain::{
+    self as domain, Case, CaseCommand, CaseKind, HandoffKind, OfficeCode, Registration, Status,
+};
+
+use super::apply::{refused, ApplyError, Applying, Refused};
+use super::cases::{self, commit, load_case, Change};
+use super::outbox::Outgoing;
+use super::records::LinkIn;
+use super::{get_or_default, keys, orders, refusals};
+use crate::raft::types::{Refusal, RejectKind, Response};
+use crate::store::codec::{decode, encode};
+
+fn refusal(seq: u64, code: &str, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        seq,
+        code: code.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Refused {
+    /// This refusal as the sender of message `seq` learns it.
+    fn of_message(self, seq: u64) -> Refusal {
+        refusal(seq, &self.code, self.message)
+    }
+}
+
+/// What applying one message did: nothing but a refusal, or its effect.
+type MessageOutcome = Result<Result<(), Refusal>, ApplyError>;
+
+/// Applies a batch delivered on the link from `from`, in sequence order. A message at or below
+/// the watermark was applied before (a redelivery): skipped. A gap stops the batch (the sender
+/// resends from its outbox). The reply names the watermark and every refusal from the batch's
+/// first message on.
+pub(super) fn receive(
+    apply: &mut Applying<'_, '_>,
+    from: &OfficeCode,
+    envelopes: &[Envelope],
+) -> Result<Response, ApplyError> {
+    let inbox_key = keys::inbox(from);
+    let mut inbox: LinkIn = get_or_default(apply.txn, &inbox_key)?;
+    let first_seq = envelopes.first().map(|e| e.seq).unwrap_or(0);
+    for envelope in envelopes {
+        if envelope.seq <= inbox.applied_through {
+            continue;
+        }
+        if envelope.seq != inbox.applied_through + 1 {
+            break;
+        }
+        let outcome = if envelope.from != *from || envelope.to != apply.context.office {
+            Err(refusal(
+                envelope.seq,
+                "misaddressed",
+                "envelope names another link",
+            ))
+        } else {
+            apply_message(apply, envelope)?
+        };
+        if let Err(refused) = outcome {
+            apply
+                .txn
+                .put(keys::refused(from, envelope.seq), encode(&refused));
+        }
+        inbox.applied_through = envelope.seq;
+        inbox.applied += 1;
+    }
+    apply.txn.put(inbox_key, encode(&inbox));
+    let refused = refusals(apply.txn, from, first_seq.max(1), inbox.applied_through)?;
+    Ok(Response::Delivered {
+        applied_through: inbox.applied_through,
+        refused,
+    })
+}
+
+/// The direction a message must travel: escalations, answers and summaries come from below,
+/// supervision orders from above (a handoff's rules are the handoff's).
+fn check_direction(here: &OfficeCode, from: &OfficeCode, body: &Body) -> Result<(), Refused> {
+    let from_below = here.is_ancestor_of(from);
+    let (allowed, code, message) = match body {
+        Body::Handoff { .. } => return Ok(()),
+        Body::Escalation { .. } => (
+            from_below,
+            "escalation_not_upward",
+            format!("{from} may escalate only to its ancestors, not {here}"),
+        ),
+        Body::SupervisionOrder { .. } => (
+            from.is_ancestor_of(here),
+            "supervision_not_downward",
+            format!("{from} may supervise only its descendants, not {here}"),
+        ),
+        Body::SupervisionAnswer { .. } => (
+            from_below,
+            "answer_not_upward",
+            format!("{from} answers only its ancestors' orders"),
+        ),
+        Body::IndexUpdate { .. } => (
+            from_below,
+            "index_not_upward",
+            format!("{from} is not below {here}"),
+        ),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(refused(RejectKind::Forbidden, code, message))
+    }
+}
+
+fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOutcome {
+    let seq = envelope.seq;
+    let from = &envelope.from;
+    if let Err(refusal) = check_direction(&apply.context.office, from, &envelope.body) {
+        return Ok(Err(refusal.of_message(seq)));
+    }
+    let outcome = match &envelope.body {
+        Body::Handoff { case } => return receive_handoff(apply, seq, from, case),
+        Body::Escalation { level, case } => return receive_escalation(apply, seq, *level, case),
+        Body::SupervisionOrder {
+            case_id,
+            text,
+            due_days,
+            ..
+        } => {
+            let command = CaseCommand::Supervise {
+                from: from.clone(),
+                due_days: *due_days,
+                text: text.clone(),
+            };
+            cases::command(apply, case_id, &command)?.map(|_| ())
+        }
+        Body::SupervisionAnswer {
+            case_id,
+            text,
+            officer,
+            ..
+        } => orders::record_answer(apply, case_id, text, officer)?,
+        Body::IndexUpdate { summary } => index_summary(apply, from, summary)?,
+    };
+    Ok(outcome.map_err(|refused| refused.of_message(seq)))
+}
+
+fn receive_handoff(
+    apply: &mut Applying<'_, '_>,
+    seq: u64,
+    from: &OfficeCode,
+    case: &Case,
+) -> MessageOutcome {
+    let here = &apply.context.office;
+    let Status::InTransit { to, kind } = &case.status else {
+        return Ok(Err(refusal(
+            seq,
+            "not_in_transit",
+            format!("case {} is not in transit", case.id),
+        )));
+    };
+    if to != here || case.office != *from {
+        return Ok(Err(refusal(
+            seq,
+            "not_owner",
+            format!("{from} does not hold case {} for {here}", case.id),
+        )));
+    }
+    if let HandoffKind::Assign { .. } = kind {
+        if !from.is_ancestor_of(here) {
+            return Ok(Err(refusal(
+                seq,
+                "assign_not_downward",
+                format!("{from} may assign only to its descendants, not {here}"),
+            )));
+        }
+    }
+    let existing = load_case(apply.txn, &case.id)?;
+    match (&existing, kind) {
+        (Some(copy), HandoffKind::Return)
+            if copy.status == (Status::Forwarded { to: from.clone() }) => {}
+        (_, HandoffKind::Return) => {
+            return Ok(Err(refusal(
+                seq,
+                "not_returnable",
+                format!("case {} was not handed from {here} to {from}", case.id),
+            )));
+        }
+        (Some(copy), _) if !matches!(copy.status, Status::Forwarded { .. }) => {
+            return Ok(Err(refusal(
+                seq,
+                "already_held",
+                format!("{here} already holds case {}", case.id),
+            )));
+        }
+        _ => {}
+    }
+    let received = match domain::receive(case, kind.clone(), &apply.context.domain(apply.now)) {
+        Ok(received) => received,
+        Err(error) => return Ok(Err(refusal(seq, error.code(), error.to_string()))),
+    };
+    let alarm_before = existing.as_ref().and_then(Case::next_alarm);
+    let change = Change {
+        before: existing.as_ref(),
+        after: received,
+        events: Vec::new(),
+    };
+    Ok(commit(apply, &change, alarm_before)?
+        .map(|_| ())
+        .map_err(|refused| refused.of_message(seq)))
+}
+
+fn receive_escalation(
+    apply: &mut Applying<'_, '_>,
+    seq: u64,
+    level: domain::ReviewLevel,
+    original: &Case,
+) -> MessageOutcome {
+    let Some(petitioner) = &original.petitioner else {
+        return Ok(Err(refusal(
+            seq,
+            "no_petitioner",
+            "an escalation carries the petitioner",
+        )));
+    };
+    let registration = Registration {
+        channel: original.channel,
+        petitioner_id: petitioner.id_number.clone(),
+        name: petitioner.name.clone(),
+        phone: petitioner.phone.clone(),
+        category: original.category.clone(),
+        summary: original.summary.clone(),
+        location: original.location.clone(),
+        officer: format!("{} intake", level.as_str()),
+    };
+    let kind = match level {
+        domain::ReviewLevel::Review => CaseKind::Review {
+            of: original.id.clone(),
+        },
+        domain::ReviewLevel::ReReview => CaseKind::ReReview {
+            of: original.id.clone(),
+        },
+    };
+    let id = cases::next_case_id(apply)?;
+    let registered = domain::register(
+        id,
+        registration,
+        original.petitioner_key.clone(),
+        kind,
+        &apply.context.domain(apply.now),
+    );
+    match registered {
+        Ok(case) => Ok(commit(apply, &Change::new_case(case), None)?
+            .map(|_| ())
+            .map_err(|refused| refused.of_message(seq))),
+        Err(error) => Ok(Err(refusal(seq, error.code(), error.to_string()))),
+    }
+}
+
+/// Keeps the owner's truth for each case of the subtree, and passes the summary on up.
+fn index_summary(
+    apply: &mut Applying<'_, '_>,
+    from: &OfficeCode,
+    summary: &Summary,
+) -> Result<Result<(), Refused>, ApplyError> {
+    let up = apply.context.parent.iter().map(|parent| {
+        let summary = summary.clone();
+        (parent.clone(), Body::IndexUpdate { summary })
+    });
+    let outgoing = Outgoing::prepare(apply, up.collect())?;
+    if let Err(refusal) = outgoing.check() {
+        return Ok(Err(refusal));
+    }
+    let key = keys::index(&summary.case_id);
+    let keep = match apply.txn.get(&key)? {
+        None => true,
+        Some(bytes) => {
+            let current: Summary = decode(&bytes)?;
+            match (current.is_owner_copy(), summary.is_owner_copy()) {
+                (true, false) => false,
+                (false, true) => true,
+                // The version (history length) orders the copies of one case, wherever they
+                // were written; `changed_at` comes from different offices' clocks, which may be
+                // skewed, so it only breaks ties.
+                _ => (summary.version, summary.changed_at) >= (current.version, current.changed_at),
+            }
+        }
+    };
+    if keep {
+        apply.txn.put(key, encode(summary));
+    }
+    let mark_key = keys::watermark(from);
+    let mark: i64 = get_or_default(apply.txn, &mark_key)?;
+    apply
+        .txn
+        .put(mark_key, encode(&mark.max(summary.changed_at)));
+    outgoing.put(apply);
+    Ok(Ok(()))
+}

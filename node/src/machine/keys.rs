@@ -1,0 +1,157 @@
+//! Every key the state machine writes, relative to its office's prefix (`<office>/`, see
+//! [`crate::store::keys::office_prefix`]), in the column family [`crate::store::keys::CF_SM`].
+//! Nothing else writes these keys; readers (the APIs, the pump, the Deliver handler) name them
+//! through this module.
+
+use liandong_domain::{CaseId, OfficeCode};
+
+/// The applied state ([`super::AppliedState`]).
+pub const APPLIED: &[u8] = b"applied";
+/// `case/<case id>`: a case document as this office holds it.
+pub const CASE: &[u8] = b"case/";
+/// `seq/<year>`: the last case sequence number given out in that year.
+pub const SEQ: &[u8] = b"seq/";
+/// `alarm/<at ms, u64 big-endian><case id>`: when a case's next deadline clock is due.
+pub const ALARM: &[u8] = b"alarm/";
+/// `request/<request id>`: which case a client request id produced.
+pub const REQUEST: &[u8] = b"request/";
+/// `reply/<request id>`: the case document the request was first answered with.
+pub const REPLY: &[u8] = b"reply/";
+/// `outbox/<to>/<seq, u64 big-endian>`: a message not yet acknowledged by its receiver.
+pub const OUTBOX: &[u8] = b"outbox/";
+/// `link/<to>`: the sending side of a link ([`super::LinkOut`]).
+pub const LINK: &[u8] = b"link/";
+/// `inbox/<from>`: the receiving side of a link ([`super::LinkIn`]).
+pub const INBOX: &[u8] = b"inbox/";
+/// `refused/<from>/<seq, u64 big-endian>`: a message this office committed as refused.
+pub const REFUSED: &[u8] = b"refused/";
+/// `index/<case id>`: a summary of a case of the subtree, for supervisors.
+pub const INDEX: &[u8] = b"index/";
+/// `watermark/<child>`: the latest change time a child's index feed has reached.
+pub const WATERMARK: &[u8] = b"watermark/";
+/// `order/<order id>`: a supervision order this office issued.
+pub const ORDER: &[u8] = b"order/";
+/// `order-case/<case id>`: the open order on a case.
+pub const ORDER_BY_CASE: &[u8] = b"order-case/";
+/// The last order sequence number given out.
+pub const ORDER_SEQ: &[u8] = b"order-seq";
+
+/// Which case a client request id produced (deduplicates retried requests).
+pub fn request(request_id: &str) -> Vec<u8> {
+    [REQUEST, request_id.as_bytes()].concat()
+}
+
+/// The case document a client request id was first answered with: a retry gets the same
+/// answer, not the case as later writes left it (the history stays linearizable).
+pub fn reply(request_id: &str) -> Vec<u8> {
+    [REPLY, request_id.as_bytes()].concat()
+}
+
+pub fn case(case_id: &str) -> Vec<u8> {
+    [CASE, case_id.as_bytes()].concat()
+}
+
+pub fn seq(year: u16) -> Vec<u8> {
+    [SEQ, year.to_string().as_bytes()].concat()
+}
+
+/// Alarms sort by time, so a tick scans only what is due.
+pub fn alarm(at_ms: i64, case_id: &str) -> Vec<u8> {
+    let at = u64::try_from(at_ms.max(0)).unwrap_or(0);
+    [ALARM, &at.to_be_bytes(), case_id.as_bytes()].concat()
+}
+
+pub fn alarm_time(key: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = key.get(ALARM.len()..ALARM.len() + 8)?.try_into().ok()?;
+    i64::try_from(u64::from_be_bytes(bytes)).ok()
+}
+
+pub fn alarm_case(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(ALARM.len() + 8..)?).ok()
+}
+
+/// `outbox/<to>/<seq>`: sorted by link, then sequence.
+pub fn outbox(to: &OfficeCode, seq: u64) -> Vec<u8> {
+    [OUTBOX, to.as_str().as_bytes(), b"/", &seq.to_be_bytes()].concat()
+}
+
+/// The prefix of every message waiting on the link to `to`.
+pub fn outbox_link(to: &OfficeCode) -> Vec<u8> {
+    [OUTBOX, to.as_str().as_bytes(), b"/"].concat()
+}
+
+pub fn link(to: &OfficeCode) -> Vec<u8> {
+    [LINK, to.as_str().as_bytes()].concat()
+}
+
+/// The office a `link/<to>` key names.
+pub fn link_office(key: &[u8]) -> Option<OfficeCode> {
+    std::str::from_utf8(key.get(LINK.len()..)?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
+pub fn inbox(from: &OfficeCode) -> Vec<u8> {
+    [INBOX, from.as_str().as_bytes()].concat()
+}
+
+pub fn refused(from: &OfficeCode, seq: u64) -> Vec<u8> {
+    [refused_link(from).as_slice(), &seq.to_be_bytes()].concat()
+}
+
+/// The prefix of every refusal of messages from `from`.
+pub fn refused_link(from: &OfficeCode) -> Vec<u8> {
+    [REFUSED, from.as_str().as_bytes(), b"/"].concat()
+}
+
+pub fn index(case_id: &CaseId) -> Vec<u8> {
+    [INDEX, case_id.to_string().as_bytes()].concat()
+}
+
+pub fn watermark(child: &OfficeCode) -> Vec<u8> {
+    [WATERMARK, child.as_str().as_bytes()].concat()
+}
+
+pub fn order(order_id: &str) -> Vec<u8> {
+    [ORDER, order_id.as_bytes()].concat()
+}
+
+pub fn order_by_case(case_id: &CaseId) -> Vec<u8> {
+    [ORDER_BY_CASE, case_id.to_string().as_bytes()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarms_sort_by_time_and_round_trip() {
+        let early = alarm(1_000, "5306-2026-000002");
+        let late = alarm(2_000, "5306-2026-000001");
+        assert!(early < late);
+        assert_eq!(alarm_time(&late), Some(2_000));
+        assert_eq!(alarm_case(&late), Some("5306-2026-000001"));
+    }
+
+    /// The key layout is the stored format: these bytes are what a federation written by an
+    /// earlier build holds, so a change here would need a migration.
+    #[test]
+    fn keys_keep_their_stored_layout() {
+        let county: OfficeCode = "530602".parse().unwrap();
+        assert_eq!(link(&county), b"link/530602");
+        assert_eq!(inbox(&county), b"inbox/530602");
+        assert_eq!(
+            outbox(&county, 258),
+            [b"outbox/530602/".as_slice(), &[0, 0, 0, 0, 0, 0, 1, 2]].concat()
+        );
+        assert_eq!(
+            refused(&county, 1),
+            [b"refused/530602/".as_slice(), &[0, 0, 0, 0, 0, 0, 0, 1]].concat()
+        );
+        assert_eq!(link_office(&link(&county)), Some(county));
+        assert_eq!(request("r1"), b"request/r1");
+        assert_eq!(reply("r1"), b"reply/r1");
+        assert_eq!(seq(2026), b"seq/2026");
+    }
+}

@@ -1,0 +1,101 @@
+//! The state machine of an office: the one place that applies a log entry, and the one owner of
+//! every key it writes. The case engine (`liandong_domain`) decides; this module keeps what was
+//! decided, with the federation's bookkeeping, in one RocksDB batch per `apply` call, the same
+//! on every replica.
+//!
+//! - `state_machine`: [`StateMachineStore`], openraft's state machine over RocksDB: applying,
+//!   snapshots, and the reads the APIs, the pump and the Deliver handler make.
+//! - `apply`: dispatch of every operation, request deduplication, refusals.
+//! - `cases`: registering, officers' commands, deadline ticks, and `commit`, the one way a case
+//!   change is committed with its events and the messages it sends.
+//! - `outbox`: what a case change sends (the transactional outbox), acknowledgements.
+//! - `inbox`: a Deliver batch applied, and the rules on receipt.
+//! - `orders`: supervision orders issued and answered.
+//! - `records`: the link and order records; [`keys`]: every key.
+
+mod apply;
+mod cases;
+mod inbox;
+pub mod keys;
+mod orders;
+mod outbox;
+mod records;
+mod state_machine;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use liandong_domain::OfficeCode;
+use serde::de::DeserializeOwned;
+
+pub use apply::{apply_request, ApplyContext, ApplyError, REQUEST_ID_BYTES_MAX};
+pub use cases::TICK_CASES_MAX;
+pub use outbox::{wire_bytes, ENVELOPE_BYTES_MAX, OUTBOX_LEN_MAX};
+pub use records::{LinkIn, LinkOut, OrderAnswer, OrderRecord};
+pub use state_machine::{AppliedState, StateMachineStore};
+
+use crate::raft::types::Refusal;
+use crate::store::codec::decode;
+use crate::store::keys::{prefix_end, KeyValues};
+use crate::store::Txn;
+
+/// Reads one office's state machine keys: from the transaction being applied (its own writes
+/// included), or from what is applied.
+pub(crate) trait Read {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error>;
+    /// Keys from `start` (inclusive) to `end` (exclusive), at most `limit`.
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, rocksdb::Error>;
+}
+
+impl Read for Txn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        Txn::get(self, key)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, rocksdb::Error> {
+        Txn::scan(self, start, end, limit)
+    }
+}
+
+impl Read for StateMachineStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        StateMachineStore::get(self, key)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, rocksdb::Error> {
+        StateMachineStore::scan_range(self, start, end, limit)
+    }
+}
+
+/// The stored record under `key`, or its default when there is none.
+fn get_or_default<T: DeserializeOwned + Default>(
+    reader: &impl Read,
+    key: &[u8],
+) -> Result<T, ApplyError> {
+    match reader.get(key)? {
+        Some(bytes) => Ok(decode(&bytes)?),
+        None => Ok(T::default()),
+    }
+}
+
+/// The messages from `from` numbered `first..=last` that this office committed as refused
+/// (a scan: refusals are rare, the range may be long).
+fn refusals(
+    reader: &impl Read,
+    from: &OfficeCode,
+    first: u64,
+    last: u64,
+) -> Result<Vec<Refusal>, ApplyError> {
+    if first > last {
+        return Ok(Vec::new());
+    }
+    let start = keys::refused(from, first);
+    let end = match last.checked_add(1) {
+        Some(next) => keys::refused(from, next),
+        None => prefix_end(&keys::refused_link(from)),
+    };
+    reader
+        .scan(&start, &end, usize::MAX)?
+        .iter()
+        .map(|(_, value)| Ok(decode::<Refusal>(value)?))
+        .collect()
+}

@@ -1,0 +1,210 @@
+//! The transactional outbox: the messages a case change sends commit in the same batch as the
+//! change; the receiver's acknowledgement drops them and finishes the handoffs among them.
+
+use std::collections::BTreeMap;
+
+use liandong_domain::message::{Body, Envelope, Summary};
+use liandong_domain::{CaseCommand, CaseId, Event, OfficeCode, Status};
+use prost::Message as _;
+
+use super::apply::{refused, ApplyContext, ApplyError, Applying, Refused};
+use super::cases::{self, Change};
+use super::records::{LinkOut, OrderRecord};
+use super::{get_or_default, keys, AppliedState};
+use crate::raft::types::{Refusal, RejectKind};
+use crate::store::codec::{decode, encode};
+
+/// Messages an office may hold unsent before it refuses new work that would add more
+/// (back-pressure, never a drop).
+pub const OUTBOX_LEN_MAX: u64 = 500_000;
+
+/// The largest federation message, in bytes of its protobuf form: a case change whose message
+/// (a handoff or an escalation carrying a case with a very long history) would be larger is
+/// refused when it is made, so every message that enters an outbox fits in one Deliver batch
+/// and can always be delivered.
+pub const ENVELOPE_BYTES_MAX: usize = 1024 * 1024;
+
+/// The size of `envelope` on the wire (its protobuf form): what the byte budgets count.
+pub fn wire_bytes(envelope: &Envelope) -> usize {
+    federation_proto::v1::Envelope::from(envelope).encoded_len()
+}
+
+/// The refusal of new work while the outbox is full; None while it has room.
+pub(super) fn full(state: &AppliedState) -> Option<Refused> {
+    (state.outbox_pending >= OUTBOX_LEN_MAX).then(|| {
+        refused(
+            RejectKind::Forbidden,
+            "outbox_full",
+            format!(
+                "{} messages wait for offices this one cannot reach; new work waits until they drain",
+                state.outbox_pending
+            ),
+        )
+    })
+}
+
+/// The messages a case change sends: the handoff it started, the escalation it asked for, the
+/// answer to a supervision order, and its summary for the ancestors' index.
+pub(super) fn messages_for(context: &ApplyContext, change: &Change<'_>) -> Vec<(OfficeCode, Body)> {
+    let mut messages = Vec::new();
+    let after = &change.after;
+    let was_in_transit = change
+        .before
+        .is_some_and(|case| matches!(case.status, Status::InTransit { .. }));
+    if let (Status::InTransit { to, .. }, false) = (&after.status, was_in_transit) {
+        let case = Box::new(after.clone());
+        messages.push((to.clone(), Body::Handoff { case }));
+    }
+    for event in &change.events {
+        match event {
+            Event::ReviewRequested { level, to, .. } => {
+                let case = Box::new(after.clone());
+                let level = *level;
+                messages.push((to.clone(), Body::Escalation { level, case }));
+            }
+            Event::SupervisionAnswered { text, officer, .. } => {
+                if let Some(order) = change.before.and_then(|case| case.supervision.as_ref()) {
+                    let body = Body::SupervisionAnswer {
+                        case_id: after.id.clone(),
+                        order_id: String::new(),
+                        text: text.clone(),
+                        officer: officer.clone(),
+                    };
+                    messages.push((order.from.clone(), body));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(parent) = &context.parent {
+        let summary = Summary::of(after);
+        messages.push((parent.clone(), Body::IndexUpdate { summary }));
+    }
+    messages
+}
+
+/// Messages about to be put on their links, their sequence numbers given, not yet written.
+pub(super) struct Outgoing {
+    /// Each message with the state of its link once it is enqueued.
+    envelopes: Vec<(Envelope, LinkOut)>,
+}
+
+impl Outgoing {
+    /// Numbers `messages` on their links, in order.
+    pub fn prepare(
+        apply: &Applying<'_, '_>,
+        messages: Vec<(OfficeCode, Body)>,
+    ) -> Result<Outgoing, ApplyError> {
+        let mut links: BTreeMap<OfficeCode, LinkOut> = BTreeMap::new();
+        let mut envelopes = Vec::with_capacity(messages.len());
+        for (to, body) in messages {
+            let link = match links.get_mut(&to) {
+                Some(link) => link,
+                None => {
+                    let stored = get_or_default(apply.txn, &keys::link(&to))?;
+                    links.entry(to.clone()).or_insert(stored)
+                }
+            };
+            link.last_seq += 1;
+            let envelope = Envelope {
+                from: apply.context.office.clone(),
+                to,
+                seq: link.last_seq,
+                sent_at: apply.now,
+                body,
+            };
+            envelopes.push((envelope, link.clone()));
+        }
+        Ok(Outgoing { envelopes })
+    }
+
+    /// Refuses what could never be delivered: a message over [`ENVELOPE_BYTES_MAX`].
+    pub fn check(&self) -> Result<(), Refused> {
+        for (envelope, _) in &self.envelopes {
+            let bytes = wire_bytes(envelope);
+            if bytes > ENVELOPE_BYTES_MAX {
+                return Err(refused(
+                    RejectKind::Forbidden,
+                    "message_too_large",
+                    format!(
+                        "the {} to {} would take {bytes} bytes; a federation message carries at most {ENVELOPE_BYTES_MAX}",
+                        envelope.body.kind(),
+                        envelope.to
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the messages and their links into this entry's batch.
+    pub fn put(self, apply: &mut Applying<'_, '_>) {
+        for (envelope, link) in self.envelopes {
+            apply
+                .txn
+                .put(keys::outbox(&envelope.to, envelope.seq), encode(&envelope));
+            apply.txn.put(keys::link(&envelope.to), encode(&link));
+            apply.state.outbox_pending += 1;
+        }
+    }
+}
+
+/// The receiver committed every message on the link to `to` up to `through`: drop them, and
+/// finish each handoff among them (acknowledged: a forwarding stub; refused: ours again).
+pub(super) fn acked(
+    apply: &mut Applying<'_, '_>,
+    to: &OfficeCode,
+    through: u64,
+    refused: &[Refusal],
+) -> Result<(), ApplyError> {
+    let link_key = keys::link(to);
+    let sent: LinkOut = get_or_default(apply.txn, &link_key)?;
+    let through = through.min(sent.last_seq);
+    for seq in sent.acked_through + 1..=through {
+        let key = keys::outbox(to, seq);
+        let Some(bytes) = apply.txn.get(&key)? else {
+            continue;
+        };
+        let envelope: Envelope = decode(&bytes)?;
+        apply.txn.delete(key);
+        apply.state.outbox_pending = apply.state.outbox_pending.saturating_sub(1);
+        let refusal = refused.iter().find(|r| r.seq == seq);
+        match (&envelope.body, refusal) {
+            (Body::Handoff { case }, None) => {
+                finish_handoff(apply, &case.id, &CaseCommand::HandoffAcked)?
+            }
+            (Body::Handoff { case }, Some(r)) => {
+                let command = CaseCommand::HandoffRefused {
+                    reason: format!("{}: {}", r.code, r.reason),
+                };
+                finish_handoff(apply, &case.id, &command)?
+            }
+            (Body::SupervisionOrder { order_id, .. }, Some(r)) => {
+                let key = keys::order(order_id);
+                if let Some(bytes) = apply.txn.get(&key)? {
+                    let mut order: OrderRecord = decode(&bytes)?;
+                    order.refused = Some(format!("{}: {}", r.code, r.reason));
+                    apply.txn.put(key, encode(&order));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Finishing a handoff may have enqueued on this very link (the index summary to a parent
+    // that is also the receiver): re-read the link rather than overwrite its new messages.
+    let mut link: LinkOut = get_or_default(apply.txn, &link_key)?;
+    link.acked_through = link.acked_through.max(through);
+    apply.txn.put(link_key, encode(&link));
+    Ok(())
+}
+
+fn finish_handoff(
+    apply: &mut Applying<'_, '_>,
+    case_id: &CaseId,
+    command: &CaseCommand,
+) -> Result<(), ApplyError> {
+    if let Err(refused) = cases::command(apply, case_id, command)? {
+        tracing::error!(%case_id, code = %refused.code, reason = %refused.message, "handoff could not be finished");
+    }
+    Ok(())
+}
