@@ -1,7 +1,7 @@
 //! Conversions between federation envelopes and their protobuf form, with round-trip tests.
 
-use liandong_domain::message::{Body, Envelope, Summary};
-use liandong_domain::{Case, DomainError, ReviewLevel};
+use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
+use liandong_domain::{DomainError, ReviewLevel};
 
 use crate::v1::{self, envelope::Body as Proto};
 
@@ -70,11 +70,11 @@ impl From<&Envelope> for v1::Envelope {
     fn from(envelope: &Envelope) -> v1::Envelope {
         let body = match &envelope.body {
             Body::Handoff { case } => Proto::Handoff(v1::Handoff {
-                case_document: case.to_bytes(),
+                case_document: case.bytes().to_vec(),
             }),
             Body::Escalation { level, case } => Proto::Escalation(v1::Escalation {
                 level: level_word(*level).to_string(),
-                case_document: case.to_bytes(),
+                case_document: case.bytes().to_vec(),
             }),
             Body::SupervisionOrder {
                 case_id,
@@ -118,12 +118,13 @@ impl TryFrom<v1::Envelope> for Envelope {
             .body
             .ok_or(DomainError::FieldEmpty { field: "body" })?
         {
+            // Carried as received: the receiver's batch check decodes and validates it.
             Proto::Handoff(handoff) => Body::Handoff {
-                case: Box::new(Case::from_bytes(&handoff.case_document)?),
+                case: CaseDocument::from_bytes(handoff.case_document),
             },
             Proto::Escalation(escalation) => Body::Escalation {
                 level: parse_level(&escalation.level)?,
-                case: Box::new(Case::from_bytes(&escalation.case_document)?),
+                case: CaseDocument::from_bytes(escalation.case_document),
             },
             Proto::SupervisionOrder(order) => Body::SupervisionOrder {
                 case_id: order.case_id.parse()?,
@@ -154,7 +155,7 @@ impl TryFrom<v1::Envelope> for Envelope {
 #[cfg(test)]
 mod tests {
     use liandong_domain::{
-        register, Calendar, CaseId, CaseKind, Channel, Context, OfficeCode, Registration,
+        register, Calendar, Case, CaseId, CaseKind, Channel, Context, OfficeCode, Registration,
     };
 
     use super::*;
@@ -190,11 +191,11 @@ mod tests {
         let case = case();
         let bodies = vec![
             Body::Handoff {
-                case: Box::new(case.clone()),
+                case: CaseDocument::of(&case),
             },
             Body::Escalation {
                 level: ReviewLevel::ReReview,
-                case: Box::new(case.clone()),
+                case: CaseDocument::of(&case),
             },
             Body::SupervisionOrder {
                 case_id: case.id.clone(),

@@ -317,7 +317,8 @@ async fn start_replicas(
             parent,
             secret.clone(),
             calendar.clone(),
-        );
+        )
+        .map_err(|e| anyhow!("opening office {code}'s state: {e}"))?;
         let network = OfficeNetwork {
             office: code.clone(),
             transport: transport.clone(),

@@ -10,7 +10,7 @@ use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteErro
 use openraft::ChangeMembers;
 
 use crate::clock::Clock;
-use crate::machine::{keys, StateMachineStore};
+use crate::machine::StateMachineStore;
 use crate::raft::types::{NodeId, NodeInfo, Operation, Raft, Request, Response};
 
 #[derive(Clone)]
@@ -102,26 +102,19 @@ impl Replica {
         }
     }
 
-    /// This replica's copy of a case, as applied so far.
-    pub fn case_document(&self, case_id: &CaseId) -> Result<Option<Vec<u8>>, ReplicaError> {
+    /// This replica's copy of a case with its whole history, as applied so far.
+    pub fn case(&self, case_id: &CaseId) -> Result<Option<Case>, ReplicaError> {
         self.state_machine
-            .get(&keys::case(&case_id.to_string()))
-            .map_err(|e| ReplicaError::Storage {
+            .case(case_id)
+            .map_err(|reason| ReplicaError::Storage {
                 office: self.office.clone(),
-                reason: e.to_string(),
+                reason,
             })
     }
 
-    pub fn case(&self, case_id: &CaseId) -> Result<Option<Case>, ReplicaError> {
-        match self.case_document(case_id)? {
-            None => Ok(None),
-            Some(bytes) => Case::from_bytes(&bytes)
-                .map(Some)
-                .map_err(|e| ReplicaError::Storage {
-                    office: self.office.clone(),
-                    reason: e.to_string(),
-                }),
-        }
+    /// [`Replica::case`] as the case engine's document.
+    pub fn case_document(&self, case_id: &CaseId) -> Result<Option<Vec<u8>>, ReplicaError> {
+        Ok(self.case(case_id)?.map(|case| case.to_bytes()))
     }
 
     fn unavailable(&self, error: impl std::fmt::Display) -> ReplicaError {

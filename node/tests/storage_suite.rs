@@ -21,7 +21,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
                 e,
             )
         })?;
-        let db = HostDb::open(dir.path()).expect("open RocksDB");
+        let db = HostDb::open(&dir.path().join("db")).expect("open RocksDB");
         let log = LogStore::new(db.clone(), "5306");
         let state_machine = StateMachineStore::new(
             db,
@@ -29,7 +29,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
             None,
             vec![7; 32],
             Arc::new(Calendar::china()),
-        );
+        )?;
         Ok((dir, log, state_machine))
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use common::Fed;
 use federation_proto::v1::federation_client::FederationClient;
 use federation_proto::v1::{DeliverReply, DeliverRequest};
-use liandong_domain::message::{Body, Envelope, Summary};
+use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
 use liandong_domain::{
     register, Calendar, Case, CaseId, CaseKind, Channel, Context, HandoffKind, OfficeCode,
     Registration, ReviewLevel, Status,
@@ -185,7 +185,7 @@ async fn forbidden_messages_are_refused_and_change_nothing() {
             "530602",
             1,
             Body::Handoff {
-                case: Box::new(assign_up),
+                case: CaseDocument::of(&assign_up),
             },
         )
         .await
@@ -195,7 +195,7 @@ async fn forbidden_messages_are_refused_and_change_nothing() {
     // Escalate only up: the city cannot escalate down to a county.
     let escalate_down = Body::Escalation {
         level: ReviewLevel::Review,
-        case: Box::new(case_at("5306", 1)),
+        case: CaseDocument::of(&case_at("5306", 1)),
     };
     let reply = link
         .deliver("5306", "530602", 1, escalate_down.clone())
@@ -229,7 +229,7 @@ async fn forbidden_messages_are_refused_and_change_nothing() {
             "530602",
             1,
             Body::Handoff {
-                case: Box::new(not_owned),
+                case: CaseDocument::of(&not_owned),
             },
         )
         .await

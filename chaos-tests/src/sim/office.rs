@@ -9,13 +9,13 @@
 //! batches of random size, a replica that crashed restarts from what it persisted, and one that
 //! lags far behind is brought back by installing the leader's snapshot.
 
-use std::io::Cursor;
-
 use liandong_domain::{Millis, OfficeCode};
 use liandong_node::machine::StateMachineStore;
-use liandong_node::raft::types::{Entry, Request, Response};
+use liandong_node::raft::types::{Entry, Request, Response, StorageError};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{
+    CommittedLeaderId, EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder,
+};
 use rand::rngs::StdRng;
 use rand::Rng;
 
@@ -205,10 +205,22 @@ impl Office {
         })
         .map_err(|e| format!("{} replica {leader}: build snapshot: {e}", self.code))?;
         let through = snapshot.meta.last_log_id.map(|id| id.index).unwrap_or(0);
-        let data: Box<Cursor<Vec<u8>>> = snapshot.snapshot;
+        // As openraft does: the file is copied into one the receiver opened, then installed.
         let mut target = self.replicas[r].machine.clone();
-        futures::executor::block_on(target.install_snapshot(&snapshot.meta, data))
-            .map_err(|e| format!("{} replica {r}: install snapshot: {e}", self.code))?;
+        futures::executor::block_on(async {
+            let received = target.begin_receiving_snapshot().await?;
+            let copied = std_file(snapshot.snapshot).and_then(|mut source| {
+                let mut into = std_file(received)?;
+                std::io::copy(&mut source, &mut into)?;
+                Ok(into)
+            });
+            let received = copied.map_err(|e| {
+                StorageError::from_io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e)
+            })?;
+            let received = Box::new(tokio::fs::File::from_std(received));
+            target.install_snapshot(&snapshot.meta, received).await
+        })
+        .map_err(|e| format!("{} replica {r}: install snapshot: {e}", self.code))?;
         self.replicas[r].applied = through;
         Ok(true)
     }
@@ -231,4 +243,12 @@ impl Office {
         self.apply_through(leader, committed, usize::MAX)?;
         Ok(true)
     }
+}
+
+/// The file behind a snapshot's handle (no operation is in flight on it: nothing here awaits).
+#[allow(clippy::boxed_local)] // openraft hands snapshots over boxed
+fn std_file(file: Box<tokio::fs::File>) -> std::io::Result<std::fs::File> {
+    (*file)
+        .try_into_std()
+        .map_err(|_| std::io::Error::other("an operation is in flight on the snapshot file"))
 }

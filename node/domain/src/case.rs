@@ -5,11 +5,13 @@ use serde_json::Value;
 
 use crate::calendar::Millis;
 use crate::clock::{self, ClockKind};
+use crate::codec;
 use crate::error::DomainError;
-use crate::event::{self, Event, HistoryEntry};
+use crate::event::{self, ChainHead, Event, HistoryEntry};
 use crate::ids::OfficeCode;
 use crate::model::{
     Case, GradeInfo, HandoffKind, Receipt, Satisfaction, Status, Supervision, CASE_VERSION,
+    CASE_VERSION_MIN,
 };
 
 impl Case {
@@ -21,7 +23,7 @@ impl Case {
         if self.status != status_before {
             self.status_since = event.at();
         }
-        let entry = HistoryEntry::next(self.history.last(), event);
+        let entry = HistoryEntry::next(&self.chain_head(), event);
         self.history.push(entry);
     }
 
@@ -214,22 +216,79 @@ impl Case {
         clock::alarms(self).first().map(|alarm| alarm.at)
     }
 
-    /// Checks the history's hash chain: a modified, removed or reordered entry is found.
+    /// Checks the hash chain of the history this copy carries: a modified, removed or reordered
+    /// entry is found.
     pub fn verify_chain(&self) -> Result<(), DomainError> {
-        event::verify(&self.history)
+        event::verify(&self.history_start, &self.history)
     }
 
-    /// Versioned JSON: `{"v":1,"case_id":...}`.
+    /// The chain after this copy's last entry: what the next entry follows.
+    pub fn chain_head(&self) -> ChainHead {
+        match self.history.last() {
+            Some(entry) => ChainHead::after(entry),
+            None => self.history_start.clone(),
+        }
+    }
+
+    /// Entries in the case's whole history, carried here or not.
+    pub fn history_len(&self) -> u32 {
+        self.history
+            .last()
+            .map(|entry| entry.seq)
+            .unwrap_or(self.history_start.entries)
+    }
+
+    /// Whether this copy carries its whole history.
+    pub fn has_whole_history(&self) -> bool {
+        self.history_start.entries == 0
+    }
+
+    /// Splits this copy into its header (no entries; its `history_start` is the whole chain) and
+    /// the entries it carried: what is stored for a case, apart.
+    pub fn into_header(mut self) -> (Case, Vec<HistoryEntry>) {
+        self.history_start = self.chain_head();
+        let entries = std::mem::take(&mut self.history);
+        (self, entries)
+    }
+
+    /// A header with its whole history (`entries` from the first on): refused when they do not
+    /// end where the header's chain does.
+    pub fn with_whole_history(mut self, entries: Vec<HistoryEntry>) -> Result<Case, DomainError> {
+        debug_assert!(self.history.is_empty(), "a header carries no entries");
+        let head = entries.last().map(ChainHead::after).unwrap_or_default();
+        if head != self.history_start {
+            return Err(DomainError::Corrupt {
+                reason: format!(
+                    "case {}: {} history entries stored, the header names {}",
+                    self.id,
+                    entries.len(),
+                    self.history_start.entries
+                ),
+            });
+        }
+        self.history_start = ChainHead::default();
+        self.history = entries;
+        Ok(self)
+    }
+
+    /// The versioned binary document: format byte, then the case (see [`crate::codec`]).
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serialising these types cannot fail: every map key is a string.
-        serde_json::to_vec(self).unwrap_or_default()
+        codec::encode(self)
     }
 
-    /// Reads [`Case::to_bytes`]' form; refuses other versions and malformed fields.
+    /// Reads [`Case::to_bytes`]' form, and version 1's JSON document (`{"v":1,...}`, written by
+    /// builds before the binary codec); refuses other versions and malformed fields.
     pub fn from_bytes(bytes: &[u8]) -> Result<Case, DomainError> {
-        let value = versioned_json(bytes, CASE_VERSION)?;
-        serde_json::from_value(value).map_err(|error| DomainError::Corrupt {
-            reason: error.to_string(),
+        if bytes.first() == Some(&b'{') {
+            let value = versioned_json(bytes, CASE_VERSION_MIN..=CASE_VERSION)?;
+            return serde_json::from_value(value).map_err(corrupt);
+        }
+        codec::decode(bytes).map_err(|error| match error {
+            codec::CodecError::UnknownFormat(found) => DomainError::UnsupportedVersion {
+                found: u64::from(found),
+                supported: CASE_VERSION,
+            },
+            other => corrupt(other),
         })
     }
 
@@ -244,14 +303,28 @@ impl Case {
     }
 }
 
-/// Parses stored JSON and checks its `v` before anything else is read.
-pub(crate) fn versioned_json(bytes: &[u8], supported: u16) -> Result<Value, DomainError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|error| DomainError::Corrupt {
+fn corrupt(error: impl std::fmt::Display) -> DomainError {
+    DomainError::Corrupt {
         reason: error.to_string(),
-    })?;
+    }
+}
+
+/// Parses a JSON document and checks its `v` before anything else is read.
+pub(crate) fn versioned_json(
+    bytes: &[u8],
+    versions: std::ops::RangeInclusive<u16>,
+) -> Result<Value, DomainError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(corrupt)?;
     match value.get("v").map(Value::as_u64) {
-        Some(Some(found)) if found == u64::from(supported) => Ok(value),
-        Some(Some(found)) => Err(DomainError::UnsupportedVersion { found, supported }),
+        Some(Some(found))
+            if (u64::from(*versions.start())..=u64::from(*versions.end())).contains(&found) =>
+        {
+            Ok(value)
+        }
+        Some(Some(found)) => Err(DomainError::UnsupportedVersion {
+            found,
+            supported: *versions.end(),
+        }),
         _ => Err(DomainError::Corrupt {
             reason: "no version field \"v\"".to_string(),
         }),
@@ -263,7 +336,7 @@ pub(crate) fn deserialize_case_version<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<u16, D::Error> {
     let version = u16::deserialize(deserializer)?;
-    if version == CASE_VERSION {
+    if (CASE_VERSION_MIN..=CASE_VERSION).contains(&version) {
         Ok(version)
     } else {
         Err(serde::de::Error::custom(DomainError::UnsupportedVersion {

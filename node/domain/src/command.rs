@@ -1,69 +1,69 @@
 //! Commands on an existing case: what officers ask for, and the federation bookkeeping the node
 //! applies when another office acknowledges, refuses or orders.
 
-use serde::{Deserialize, Serialize};
-
 use crate::calendar::Millis;
+use crate::codec::tagged_enum;
 use crate::ids::OfficeCode;
 use crate::model::{DeclineRoute, Grade, Opinion, Satisfaction};
 
-/// One request to change a case. `decide` turns it into events or a typed refusal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum CaseCommand {
-    /// 受理: the reply clock (60 days) starts.
-    Accept { officer: String },
-    /// 不予受理, pointing the petitioner to a statutory route.
-    Decline {
-        route: DeclineRoute,
-        officer: String,
-    },
-    /// 转送: start a handoff to the competent office (the case becomes in transit, read-only).
-    Transfer { to: OfficeCode, officer: String },
-    /// 交办: hand down to a descendant with a report-back limit of `due_days` (1..=90) days.
-    Assign {
-        to: OfficeCode,
-        due_days: u32,
-        officer: String,
-    },
-    /// 退回: the receiver hands it back within 5 working days of receipt.
-    Return { reason: String, officer: String },
-    /// Extend the reply limit once, by 1..=30 days, with a reason told to the petitioner.
-    Extend {
-        days: u32,
-        reason: String,
-        officer: String,
-    },
-    Reply {
-        opinion: Opinion,
-        text: String,
-        officer: String,
-    },
-    /// The petitioner's evaluation of the reply.
-    Evaluate { satisfaction: Satisfaction },
-    /// 复查 of an original case's reply, or 复核 of a review case's; refused after re-review.
-    RequestReview,
-    /// Grade a major case with the four fixed points (四定), all required.
-    SetGrade {
-        grade: Grade,
-        leader: String,
-        department: String,
-        plan: String,
-        deadline: Millis,
-    },
-    /// The receiver committed the handoff: the sender's copy becomes a forwarding stub.
-    HandoffAcked,
-    /// The receiver refused the handoff: the sender owns the case again.
-    HandoffRefused { reason: String },
-    /// 督办: an ancestor's order, answered within `due_days` (1..=90) days. A new order replaces an
-    /// open one.
-    Supervise {
-        from: OfficeCode,
-        due_days: u32,
-        text: String,
-    },
-    /// The written answer to the open supervision order.
-    AnswerSupervision { text: String, officer: String },
+tagged_enum! {
+    /// One request to change a case. `decide` turns it into events or a typed refusal.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum CaseCommand tagged "command" {
+        /// 受理: the reply clock (60 days) starts.
+        Accept { officer: String },
+        /// 不予受理, pointing the petitioner to a statutory route.
+        Decline {
+            route: DeclineRoute,
+            officer: String,
+        },
+        /// 转送: start a handoff to the competent office (the case becomes in transit, read-only).
+        Transfer { to: OfficeCode, officer: String },
+        /// 交办: hand down to a descendant with a report-back limit of `due_days` (1..=90) days.
+        Assign {
+            to: OfficeCode,
+            due_days: u32,
+            officer: String,
+        },
+        /// 退回: the receiver hands it back within 5 working days of receipt.
+        Return { reason: String, officer: String },
+        /// Extend the reply limit once, by 1..=30 days, with a reason told to the petitioner.
+        Extend {
+            days: u32,
+            reason: String,
+            officer: String,
+        },
+        Reply {
+            opinion: Opinion,
+            text: String,
+            officer: String,
+        },
+        /// The petitioner's evaluation of the reply.
+        Evaluate { satisfaction: Satisfaction },
+        /// 复查 of an original case's reply, or 复核 of a review case's; refused after re-review.
+        RequestReview,
+        /// Grade a major case with the four fixed points (四定), all required.
+        SetGrade {
+            grade: Grade,
+            leader: String,
+            department: String,
+            plan: String,
+            deadline: Millis,
+        },
+        /// The receiver committed the handoff: the sender's copy becomes a forwarding stub.
+        HandoffAcked,
+        /// The receiver refused the handoff: the sender owns the case again.
+        HandoffRefused { reason: String },
+        /// 督办: an ancestor's order, answered within `due_days` (1..=90) days. A new order replaces an
+        /// open one.
+        Supervise {
+            from: OfficeCode,
+            due_days: u32,
+            text: String,
+        },
+        /// The written answer to the open supervision order.
+        AnswerSupervision { text: String, officer: String },
+    }
 }
 
 impl CaseCommand {

@@ -125,6 +125,7 @@ pub fn register(
         clocks: Default::default(),
         extended: false,
         overdue: false,
+        history_start: Default::default(),
         history: Vec::new(),
     };
     case.apply(&event);
@@ -138,7 +139,7 @@ pub fn decide(
     ctx: &Context,
 ) -> Result<Vec<Event>, DomainError> {
     check_holder(case, command, ctx)?;
-    if case.history.len() >= HISTORY_ENTRIES_MAX {
+    if case.history_len() as usize >= HISTORY_ENTRIES_MAX {
         return Err(DomainError::HistoryFull {
             max: HISTORY_ENTRIES_MAX,
         });

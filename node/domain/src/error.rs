@@ -240,6 +240,6 @@ impl DomainError {
 }
 
 /// A short, printable copy of offending input for an error message.
-pub(crate) fn echo(input: &str) -> String {
+pub fn echo(input: &str) -> String {
     input.chars().take(ERROR_ECHO_CHARS_MAX).collect()
 }

@@ -256,7 +256,7 @@ impl Event {
 
     /// Reads [`Event::to_bytes`]' form, refusing any other version.
     pub fn from_bytes(bytes: &[u8]) -> Result<Event, DomainError> {
-        let mut value = crate::case::versioned_json(bytes, EVENT_VERSION)?;
+        let mut value = crate::case::versioned_json(bytes, EVENT_VERSION..=EVENT_VERSION)?;
         if let Value::Object(fields) = &mut value {
             fields.remove("v");
         }
@@ -269,6 +269,40 @@ impl Event {
 /// The `prev_hash` of the first history entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The end of a hash chain: how many entries it has, and the last one's hash and time. A copy of a
+/// case that carries only part of its history names the chain before the first entry it carries
+/// ([`crate::Case::history_start`]); the empty chain starts a whole history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// Entries in the chain (the last one's `seq`).
+    pub entries: u32,
+    /// The last entry's hash ([`GENESIS_HASH`] for the empty chain).
+    pub hash: String,
+    /// The last entry's time (0 for the empty chain).
+    pub at: Millis,
+}
+
+impl Default for ChainHead {
+    fn default() -> ChainHead {
+        ChainHead {
+            entries: 0,
+            hash: GENESIS_HASH.to_string(),
+            at: 0,
+        }
+    }
+}
+
+impl ChainHead {
+    /// The chain ending with `entry`.
+    pub fn after(entry: &HistoryEntry) -> ChainHead {
+        ChainHead {
+            entries: entry.seq,
+            hash: entry.hash.clone(),
+            at: entry.at,
+        }
+    }
+}
+
 /// One applied event in a case's tamper-evident history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -278,6 +312,8 @@ pub struct HistoryEntry {
     pub office: OfficeCode,
     /// The event's snake_case name.
     pub kind: String,
+    /// In the binary format: the canonical JSON text this hash covers.
+    #[serde(with = "crate::codec::json_value")]
     pub detail: Value,
     /// The previous entry's hash ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
@@ -286,19 +322,15 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    /// The entry that follows `previous` (None: the first) for `event`.
-    pub(crate) fn next(previous: Option<&HistoryEntry>, event: &Event) -> HistoryEntry {
-        let (seq, prev_hash) = match previous {
-            Some(entry) => (entry.seq.saturating_add(1), entry.hash.clone()),
-            None => (1, GENESIS_HASH.to_string()),
-        };
+    /// The entry that follows the chain `previous` for `event`.
+    pub(crate) fn next(previous: &ChainHead, event: &Event) -> HistoryEntry {
         let mut entry = HistoryEntry {
-            seq,
+            seq: previous.entries.saturating_add(1),
             at: event.at(),
             office: event.office().clone(),
             kind: event.name().to_string(),
             detail: event.detail(),
-            prev_hash,
+            prev_hash: previous.hash.clone(),
             hash: String::new(),
         };
         entry.hash = entry.compute_hash();
@@ -321,11 +353,11 @@ impl HistoryEntry {
     }
 }
 
-/// Checks every link: consecutive `seq` from 1, each `prev_hash` the previous `hash`, each `hash`
-/// recomputed.
-pub(crate) fn verify(history: &[HistoryEntry]) -> Result<(), DomainError> {
-    let mut prev_hash = GENESIS_HASH;
-    for (expected_seq, entry) in (1u32..).zip(history) {
+/// Checks every link of `history`, which follows the chain `start`: consecutive `seq`, each
+/// `prev_hash` the previous `hash`, each `hash` recomputed.
+pub(crate) fn verify(start: &ChainHead, history: &[HistoryEntry]) -> Result<(), DomainError> {
+    let mut prev_hash = start.hash.as_str();
+    for (expected_seq, entry) in (start.entries.saturating_add(1)..).zip(history) {
         let broken = |reason| DomainError::ChainBroken {
             seq: entry.seq,
             reason,

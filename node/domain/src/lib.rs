@@ -9,11 +9,13 @@
 //! - `engine`: `register`, `decide`, `tick`, `receive`
 //! - `case`: `Case::apply` and the stored form; `event`: events and the hash chain
 //! - `clock`: deadline clocks and their thresholds; `validate`: input limits, ID numbers, keys
+//! - `codec`: the versioned binary codec of every stored value and case document
 #![forbid(unsafe_code)]
 
 mod calendar;
 mod case;
 mod clock;
+pub mod codec;
 mod command;
 mod engine;
 mod error;
@@ -32,12 +34,13 @@ pub use calendar::{
 pub use clock::{threshold_at, ClockKind, ClockRun, Clocks, Deadlines};
 pub use command::CaseCommand;
 pub use engine::{decide, receive, register, tick, Context};
-pub use error::{DomainError, ERROR_ECHO_CHARS_MAX};
-pub use event::{canonical_json, Event, HistoryEntry, EVENT_VERSION, GENESIS_HASH};
+pub use error::{echo, DomainError, ERROR_ECHO_CHARS_MAX};
+pub use event::{canonical_json, ChainHead, Event, HistoryEntry, EVENT_VERSION, GENESIS_HASH};
 pub use ids::{CaseId, Level, OfficeCode, CASE_SEQ_DIGITS_MIN};
 pub use model::{
     Case, CaseKind, Channel, DeclineRoute, Grade, GradeInfo, HandoffKind, Opinion, Petitioner,
     Receipt, Registration, ReviewLevel, Satisfaction, Status, Supervision, CASE_VERSION,
+    CASE_VERSION_MIN,
 };
 pub use validate::{
     id_number as validate_id_number, normalise_id_number, petitioner_key, CATEGORY_CHARS_MAX,

@@ -2,8 +2,9 @@
 //! and the receiver's state machine applies them. A message is identified by its link and
 //! sequence number, `(from, to, seq)`, and applies at most once (the receiver's inbox watermark).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::codec::tagged_enum;
 use crate::error::DomainError;
 use crate::rules::{SUPERVISION_DUE_DAYS_MAX, SUPERVISION_DUE_DAYS_MIN};
 use crate::validate::{self, CATEGORY_CHARS_MAX, OFFICER_CHARS_MAX, SUMMARY_CHARS_MAX};
@@ -26,30 +27,114 @@ pub struct Envelope {
     pub body: Body,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Body {
-    /// A transfer, assignment or return: the sender's copy, in transit to the receiver. Personal
-    /// data moves with ownership.
-    Handoff { case: Box<Case> },
-    /// Review or re-review: the receiver registers a linked case with its own 30-day clock.
-    Escalation { level: ReviewLevel, case: Box<Case> },
-    /// An ancestor's supervision order (督办) on a case the receiver holds.
-    SupervisionOrder {
-        case_id: CaseId,
-        order_id: String,
-        text: String,
-        due_days: u32,
-    },
-    /// The holder's written answer to a supervision order.
-    SupervisionAnswer {
-        case_id: CaseId,
-        order_id: String,
-        text: String,
-        officer: String,
-    },
-    /// A case changed somewhere below: its summary for the ancestors' index.
-    IndexUpdate { summary: Summary },
+/// A case encoded once, where the message carrying it is made (the sender's state machine), then
+/// carried as those bytes through the sender's outbox, the wire and the receiver's raft log, and
+/// decoded where it is checked and applied. In human-readable formats (format-1 values) it is the
+/// case's JSON object, as messages carried it before the binary codec.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaseDocument {
+    bytes: Vec<u8>,
+}
+
+impl CaseDocument {
+    pub fn of(case: &Case) -> CaseDocument {
+        CaseDocument {
+            bytes: case.to_bytes(),
+        }
+    }
+
+    /// A document as received; [`CaseDocument::case`] checks it.
+    pub fn from_bytes(bytes: Vec<u8>) -> CaseDocument {
+        CaseDocument { bytes }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The case, decoded.
+    pub fn case(&self) -> Result<Case, DomainError> {
+        Case::from_bytes(&self.bytes)
+    }
+
+    /// The case's id, without decoding the case: in the binary format a case's first fields are
+    /// its version and its id (a format-1 document is decoded whole).
+    pub fn case_id(&self) -> Result<CaseId, DomainError> {
+        match self.bytes.split_first() {
+            Some((&crate::codec::FORMAT_BINARY, body)) => {
+                let ((_version, id), _rest): ((u16, CaseId), _) =
+                    postcard::take_from_bytes(body).map_err(|error| DomainError::Corrupt {
+                        reason: error.to_string(),
+                    })?;
+                Ok(id)
+            }
+            _ => Ok(self.case()?.id),
+        }
+    }
+}
+
+impl std::fmt::Debug for CaseDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.case() {
+            Ok(case) => write!(f, "CaseDocument({}, {} bytes)", case.id, self.bytes.len()),
+            Err(_) => write!(f, "CaseDocument(undecodable, {} bytes)", self.bytes.len()),
+        }
+    }
+}
+
+impl Serialize for CaseDocument {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            self.case()
+                .map_err(serde::ser::Error::custom)?
+                .serialize(serializer)
+        } else {
+            serializer.serialize_bytes(&self.bytes)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CaseDocument {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CaseDocument, D::Error> {
+        if deserializer.is_human_readable() {
+            Ok(CaseDocument::of(&Case::deserialize(deserializer)?))
+        } else {
+            let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
+            Ok(CaseDocument::from_bytes(bytes.into_vec()))
+        }
+    }
+}
+
+tagged_enum! {
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Body tagged "type" {
+        /// A transfer, assignment or return: the sender's copy with its whole history, in transit
+        /// to the receiver. Personal data moves with ownership.
+        Handoff { case: CaseDocument },
+        /// Review or re-review: the receiver registers a linked case with its own 30-day clock
+        /// from the lower office's copy (its header: the receiver needs no history).
+        Escalation { level: ReviewLevel, case: CaseDocument },
+        /// An ancestor's supervision order (督办) on a case the receiver holds.
+        SupervisionOrder {
+            case_id: CaseId,
+            order_id: String,
+            text: String,
+            due_days: u32,
+        },
+        /// The holder's written answer to a supervision order.
+        SupervisionAnswer {
+            case_id: CaseId,
+            order_id: String,
+            text: String,
+            officer: String,
+        },
+        /// A case changed somewhere below: its summary for the ancestors' index.
+        IndexUpdate { summary: Summary },
+    }
 }
 
 impl Body {
@@ -59,7 +144,17 @@ impl Body {
     /// receiver refuses it before it enters its log.
     pub fn validate(&self) -> Result<(), DomainError> {
         match self {
-            Body::Handoff { case } | Body::Escalation { case, .. } => validate_carried(case),
+            Body::Handoff { case } => {
+                let case = case.case()?;
+                if !case.has_whole_history() {
+                    return Err(DomainError::FieldInvalid {
+                        field: "case",
+                        reason: "a handoff carries the case's whole history",
+                    });
+                }
+                validate_carried(&case)
+            }
+            Body::Escalation { case, .. } => validate_carried(&case.case()?),
             Body::SupervisionOrder {
                 order_id,
                 text,
@@ -151,12 +246,11 @@ impl Summary {
             location: case.location.clone(),
             overdue: case.overdue,
             registered_at: case.registered_at,
-            changed_at: case
-                .history
-                .last()
-                .map(|entry| entry.at)
-                .unwrap_or(case.registered_at),
-            version: u32::try_from(case.history.len()).unwrap_or(u32::MAX),
+            changed_at: match case.chain_head() {
+                head if head.entries > 0 => head.at,
+                _ => case.registered_at,
+            },
+            version: case.history_len(),
             grade: case.grade.as_ref().map(|info| format!("{:?}", info.grade)),
             satisfaction: case.satisfaction.map(|s| s.as_str().to_string()),
         }
@@ -261,13 +355,38 @@ mod tests {
         register(id, registration, key, CaseKind::Original, &context).unwrap()
     }
 
+    /// A document's case id is read without decoding the case, in both formats.
+    #[test]
+    fn a_document_names_its_case() {
+        let case = case();
+        assert_eq!(CaseDocument::of(&case).case_id(), Ok(case.id.clone()));
+        let json = serde_json::to_vec(&case).unwrap();
+        assert_eq!(CaseDocument::from_bytes(json).case_id(), Ok(case.id));
+        assert!(CaseDocument::from_bytes(vec![2, 1]).case_id().is_err());
+    }
+
+    /// A handoff carrying only the case's header is refused: ownership moves with the history.
+    #[test]
+    fn a_handoff_carries_the_whole_history() {
+        let (header, _) = case().into_header();
+        let handoff = Body::Handoff {
+            case: CaseDocument::of(&header),
+        };
+        assert_eq!(handoff.validate().unwrap_err().code(), "field_invalid");
+        let escalation = Body::Escalation {
+            level: ReviewLevel::Review,
+            case: CaseDocument::of(&header),
+        };
+        assert_eq!(escalation.validate(), Ok(()));
+    }
+
     /// Messages as offices make them pass; each field a hostile sender could stretch or forge
     /// is refused with the engine's own error.
     #[test]
     fn bodies_are_validated_as_the_engine_makes_them() {
         let case = case();
         let handoff = Body::Handoff {
-            case: Box::new(case.clone()),
+            case: CaseDocument::of(&case),
         };
         assert_eq!(handoff.validate(), Ok(()));
         let summary = Summary::of(&case);
@@ -276,7 +395,7 @@ mod tests {
         let mut long_category = case.clone();
         long_category.category = "x".repeat(CATEGORY_CHARS_MAX + 1);
         let error = Body::Handoff {
-            case: Box::new(long_category),
+            case: CaseDocument::of(&long_category),
         }
         .validate()
         .unwrap_err();
@@ -288,7 +407,7 @@ mod tests {
         }
         let error = Body::Escalation {
             level: ReviewLevel::Review,
-            case: Box::new(forged),
+            case: CaseDocument::of(&forged),
         }
         .validate()
         .unwrap_err();

@@ -8,8 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::calendar::Millis;
 use crate::clock::{Clocks, Deadlines};
+use crate::codec::tagged_enum;
 use crate::error::{echo, DomainError};
-use crate::event::HistoryEntry;
+use crate::event::{ChainHead, HistoryEntry};
 use crate::ids::{CaseId, OfficeCode};
 use crate::validate;
 
@@ -145,14 +146,15 @@ impl ReviewLevel {
     }
 }
 
-/// Where a case stands in the statute: an original petition, or a review / re-review of another
-/// case's reply (registered one level up, linked to the case it reviews).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum CaseKind {
-    Original,
-    Review { of: CaseId },
-    ReReview { of: CaseId },
+tagged_enum! {
+    /// Where a case stands in the statute: an original petition, or a review / re-review of another
+    /// case's reply (registered one level up, linked to the case it reviews).
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum CaseKind tagged "type" {
+        Original,
+        Review { of: CaseId },
+        ReReview { of: CaseId },
+    }
 }
 
 impl CaseKind {
@@ -170,16 +172,17 @@ impl CaseKind {
     }
 }
 
-/// How ownership moves in a handoff.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum HandoffKind {
-    /// 转送: to the competent office.
-    Transfer,
-    /// 交办: down the tree, with a report-back deadline.
-    Assign { due_by: Millis },
-    /// 退回: the receiver hands the case back to the office it came from.
-    Return,
+tagged_enum! {
+    /// How ownership moves in a handoff.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum HandoffKind tagged "type" {
+        /// 转送: to the competent office.
+        Transfer,
+        /// 交办: down the tree, with a report-back deadline.
+        Assign { due_by: Millis },
+        /// 退回: the receiver hands the case back to the office it came from.
+        Return,
+    }
 }
 
 impl HandoffKind {
@@ -192,29 +195,30 @@ impl HandoffKind {
     }
 }
 
-/// Where a case stands. Copies at different offices can differ: the sender's copy of a handed-off
-/// case is `InTransit` and then a `Forwarded` stub, while the receiver's copy carries on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Status {
-    /// Registered (or received): awaiting the 15-day decision.
-    Registered,
-    /// Accepted (受理): being handled, the reply clock running.
-    Accepted,
-    /// Handed off, not yet acknowledged by the receiver: read-only here.
-    InTransit { to: OfficeCode, kind: HandoffKind },
-    /// The receiver owns it now; this copy is a stub pointing there.
-    Forwarded { to: OfficeCode },
-    /// Not accepted (不予受理), with the route the petitioner was told.
-    Declined { route: DeclineRoute },
-    /// Replied: evaluation and review windows open.
-    Replied,
-    /// Replied and evaluated by the petitioner; the review window may still be open.
-    Evaluated,
-    /// The petitioner asked for review; the linked review case carries on one level up.
-    ReviewRequested,
-    /// The matter is closed: no review window is left.
-    Final,
+tagged_enum! {
+    /// Where a case stands. Copies at different offices can differ: the sender's copy of a handed-off
+    /// case is `InTransit` and then a `Forwarded` stub, while the receiver's copy carries on.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum Status tagged "state" {
+        /// Registered (or received): awaiting the 15-day decision.
+        Registered,
+        /// Accepted (受理): being handled, the reply clock running.
+        Accepted,
+        /// Handed off, not yet acknowledged by the receiver: read-only here.
+        InTransit { to: OfficeCode, kind: HandoffKind },
+        /// The receiver owns it now; this copy is a stub pointing there.
+        Forwarded { to: OfficeCode },
+        /// Not accepted (不予受理), with the route the petitioner was told.
+        Declined { route: DeclineRoute },
+        /// Replied: evaluation and review windows open.
+        Replied,
+        /// Replied and evaluated by the petitioner; the review window may still be open.
+        Evaluated,
+        /// The petitioner asked for review; the linked review case carries on one level up.
+        ReviewRequested,
+        /// The matter is closed: no review window is left.
+        Final,
+    }
 }
 
 impl Status {
@@ -320,14 +324,24 @@ pub struct Supervision {
     pub due_by: Millis,
 }
 
-/// The stored form's version; `Case::from_bytes` refuses any other.
-pub const CASE_VERSION: u16 = 1;
+/// The version of the case's stored form this build writes: 2, the binary codec's, where a
+/// stored case is a header (this struct without its history entries) and each history entry is
+/// stored apart. Version 1 was one JSON document with the whole history.
+pub const CASE_VERSION: u16 = 2;
+/// The oldest version `Case::from_bytes` reads; it refuses any other.
+pub const CASE_VERSION_MIN: u16 = 1;
 
 /// A petition (信访件) as one office's copy sees it. Built by `register` / `receive`, changed only by
-/// `Case::apply`, stored with `to_bytes` (versioned JSON).
+/// `Case::apply`, encoded with `to_bytes` (the versioned binary codec).
+///
+/// A copy may carry its whole history or only part of it: `history` follows the chain
+/// `history_start`, which is the empty chain for a whole history (`case show`, a handoff). A
+/// stored case header carries no entries (its `history_start` is the whole chain); a write's
+/// reply carries the entries the write added. The engine decides from the header alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Case {
-    /// Stored-format version, always [`CASE_VERSION`]; deserialising another version fails.
+    /// Stored-format version, [`CASE_VERSION_MIN`] to [`CASE_VERSION`]; deserialising another
+    /// version fails.
     #[serde(deserialize_with = "crate::case::deserialize_case_version")]
     pub v: u16,
     #[serde(rename = "case_id")]
@@ -369,6 +383,10 @@ pub struct Case {
     /// A statutory clock of this office's reached 100 % (sticky; reset when a new office receives
     /// the case).
     pub overdue: bool,
-    /// Every applied event, hash-chained.
+    /// The chain before the first entry `history` carries: the empty chain when it carries the
+    /// whole history (absent from version-1 documents, which always did).
+    #[serde(default)]
+    pub history_start: ChainHead,
+    /// Applied events, hash-chained, from `history_start` on.
     pub history: Vec<HistoryEntry>,
 }

@@ -1026,29 +1026,46 @@ fn same_inputs_give_byte_identical_cases() {
     };
     let first = run();
     assert_eq!(first, run());
-    assert!(first.starts_with(br#"{"v":1,"#));
+    assert_eq!(first[0], liandong_domain::codec::FORMAT_BINARY);
 }
 
-/// The stored form is versioned JSON that round-trips exactly; other versions and garbage are refused with typed errors.
+/// The stored form is the versioned binary codec and round-trips exactly; version 1's JSON document
+/// (written before the binary codec) is still read; other versions and garbage are refused with
+/// typed errors.
 #[test]
 fn stored_case_is_versioned() {
     let desk = Desk::new(COUNTY);
     let case = replied_case(&desk);
     let bytes = case.to_bytes();
     assert_eq!(Case::from_bytes(&bytes), Ok(case.clone()));
-    let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    value["v"] = 2.into();
+    let mut value = serde_json::to_value(&case).unwrap_or_default();
+    value["v"] = 1.into();
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("history_start");
+    }
+    let version_1 = serde_json::to_vec(&value).unwrap_or_default();
+    let mut read = Case::from_bytes(&version_1).expect("a version-1 document");
+    assert_eq!(read.v, 1);
+    read.v = case.v;
+    assert_eq!(read, case, "a version-1 document carries the whole history");
+    value["v"] = 3.into();
     let future = serde_json::to_vec(&value).unwrap_or_default();
     assert_eq!(
         Case::from_bytes(&future),
         Err(DomainError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     );
     assert!(
         serde_json::from_slice::<Case>(&future).is_err(),
         "plain serde refuses it too"
+    );
+    let mut future_format = bytes.clone();
+    future_format[0] = 3;
+    assert_eq!(
+        code(Case::from_bytes(&future_format)),
+        "unsupported_version"
     );
     value["v"] = 1.into();
     value["office"] = "53060".into();
@@ -1058,6 +1075,41 @@ fn stored_case_is_versioned() {
         )),
         "corrupt"
     );
-    assert_eq!(code(Case::from_bytes(b"\xff{not json")), "corrupt");
+    assert_eq!(code(Case::from_bytes(&bytes[..bytes.len() / 2])), "corrupt");
     assert_eq!(code(Case::from_bytes(b"{}")), "corrupt");
+}
+
+/// A case's header (no history entries) decides exactly as the whole case does: the entries it
+/// adds extend the whole chain, so header plus stored entries plus new entries is the whole case.
+#[test]
+fn a_header_decides_like_the_whole_case() {
+    let desk = Desk::new(COUNTY);
+    let whole = replied_case(&desk);
+    let (mut header, stored) = whole.clone().into_header();
+    assert!(header.history.is_empty());
+    assert_eq!(header.history_len(), whole.history_len());
+    let later = t("2026-04-02T10:00:00+08:00");
+    let mut whole_after = whole.clone();
+    let on_whole = desk.ok(&mut whole_after, later, evaluate(Satisfaction::Basic));
+    let on_header = desk.ok(&mut header, later, evaluate(Satisfaction::Basic));
+    assert_eq!(on_header, on_whole);
+    assert_eq!(
+        header.history_start.entries, 3,
+        "the chain before the new entry"
+    );
+    assert_eq!(
+        header.history,
+        whole_after.history[3..],
+        "only the new entry"
+    );
+    assert_eq!(header.verify_chain(), Ok(()));
+    let (header, added) = header.into_header();
+    let mut entries = stored;
+    entries.extend(added);
+    let joined = header.with_whole_history(entries.clone()).expect("joined");
+    assert_eq!(joined, whole_after);
+    // Entries that do not end where the header's chain does are refused, not joined.
+    let (header, _) = whole_after.into_header();
+    entries.pop();
+    assert_eq!(code(header.with_whole_history(entries)), "corrupt");
 }

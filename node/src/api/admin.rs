@@ -14,7 +14,7 @@ use federation_proto::v1::{
     ReplicaStatus, StatusReply, StatusRequest,
 };
 use liandong_domain::message::Summary;
-use liandong_domain::{Case, OfficeCode};
+use liandong_domain::OfficeCode;
 use openraft::ChangeMembers;
 use serde_json::{json, Map, Value};
 use tonic::transport::Channel;
@@ -67,11 +67,12 @@ pub fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
     let applied = machine
         .applied()
         .map_err(|e| Status::internal(e.to_string()))?;
-    let cases = section(machine, keys::CASE, |_, value| {
-        Case::from_bytes(value)
-            .ok()
-            .and_then(|case| serde_json::to_value(case).ok())
-    })?;
+    let cases: Vec<Value> = machine
+        .whole_cases(DUMP_ITEMS_MAX)
+        .map_err(Status::internal)?
+        .iter()
+        .filter_map(|case| serde_json::to_value(case).ok())
+        .collect();
     let index = section(machine, keys::INDEX, |_, value| {
         decode::<Summary>(value)
             .ok()

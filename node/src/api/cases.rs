@@ -34,14 +34,15 @@ pub struct CaseService {
     pub transport: Transport,
 }
 
+// The engine's errors repeat at most `ERROR_ECHO_CHARS_MAX` characters of the input.
 fn parse_office(code: &str) -> Result<OfficeCode, Status> {
     code.parse()
-        .map_err(|e| Status::invalid_argument(format!("bad office code {code:?}: {e}")))
+        .map_err(|e| Status::invalid_argument(format!("bad office code: {e}")))
 }
 
 fn parse_case_id(id: &str) -> Result<CaseId, Status> {
     id.parse()
-        .map_err(|e| Status::invalid_argument(format!("bad case id {id:?}: {e}")))
+        .map_err(|e| Status::invalid_argument(format!("bad case id: {e}")))
 }
 
 /// The office named as holding a case, or the office in its id.
@@ -53,8 +54,22 @@ fn holder(office: &str, case_id: &CaseId) -> Result<OfficeCode, Status> {
     }
 }
 
-fn request_id(id: String) -> Option<String> {
-    (!id.is_empty()).then_some(id)
+/// Who is asking: the signed-in officer once sign-in exists; until then every request is the
+/// empty caller's.
+const CALLER: &str = "";
+
+/// The request id to deduplicate by (None: the client sent none); an id the state machine could
+/// not key is refused here, before anything is proposed.
+fn request_id(id: String, caller: &str) -> Result<Option<String>, Status> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    match crate::machine::check_request_id(&id, caller) {
+        None => Ok(Some(id)),
+        Some(reason) => Err(Status::invalid_argument(format!(
+            "bad request id: {reason}"
+        ))),
+    }
 }
 
 /// Statuses after which another attempt may succeed (no leader, leader moved, link down).
@@ -224,7 +239,8 @@ impl Cases for CaseService {
         registration.validate().map_err(domain_error)?;
         let op = Operation::File {
             registration,
-            request_id: request_id(request.request_id.clone()),
+            request_id: request_id(request.request_id.clone(), CALLER)?,
+            caller: CALLER.to_string(),
         };
         let hops = request.hops;
         self.write(&office, op, hops, request)
@@ -244,7 +260,8 @@ impl Cases for CaseService {
         let op = Operation::Act {
             case_id: case_id.clone(),
             command,
-            request_id: request_id(request.request_id.clone()),
+            request_id: request_id(request.request_id.clone(), CALLER)?,
+            caller: CALLER.to_string(),
         };
         let hops = request.hops;
         self.write(&holder, op, hops, request)

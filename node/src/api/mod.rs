@@ -31,6 +31,7 @@ pub fn rejection(kind: RejectKind, code: &str, message: &str) -> Status {
         RejectKind::Invalid => Status::invalid_argument(text),
         RejectKind::Forbidden => Status::failed_precondition(text),
         RejectKind::NotFound => Status::not_found(text),
+        RejectKind::AlreadyExists => Status::already_exists(text),
     }
 }
 

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::raft::network::{decode_payload, encode_payload};
 use crate::raft::types::Raft;
 use crate::replica::Replicas;
 
@@ -45,19 +46,19 @@ impl RaftService {
 }
 
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
-    serde_json::from_slice(payload)
+    decode_payload(payload)
         .map_err(|e| Status::invalid_argument(format!("raft payload does not decode: {e}")))
 }
 
 fn reply<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<RaftReply>, Status> {
     let encoded = match &result {
         Ok(value) => RaftReply {
-            payload: serde_json::to_vec(value).unwrap_or_default(),
+            payload: encode_payload(value),
             error: Vec::new(),
         },
         Err(error) => RaftReply {
             payload: Vec::new(),
-            error: serde_json::to_vec(error).unwrap_or_default(),
+            error: encode_payload(error),
         },
     };
     Ok(Response::new(encoded))

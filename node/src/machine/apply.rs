@@ -4,15 +4,13 @@
 
 use std::sync::Arc;
 
-use liandong_domain::{Calendar, CaseId, Context, DomainError, Millis, OfficeCode};
+use liandong_domain::codec::FORMAT_BINARY;
+use liandong_domain::{Calendar, Context, DomainError, Millis, OfficeCode};
 
-use super::{cases, inbox, keys, orders, outbox, AppliedState};
+use super::{cases, inbox, orders, outbox, requests, AppliedState};
 use crate::raft::types::{Operation, RejectKind, Request, Response};
-use crate::store::codec::{decode, encode, CodecError};
+use crate::store::codec::CodecError;
 use crate::store::Txn;
-
-/// Request ids longer than this are not remembered (a client sends a short random id).
-pub const REQUEST_ID_BYTES_MAX: usize = 64;
 
 /// What every replica of an office applies with.
 pub struct ApplyContext {
@@ -102,33 +100,29 @@ pub fn apply_request(
         now,
         state,
     };
-    let request_id = match &request.op {
-        Operation::File { request_id, .. } | Operation::Act { request_id, .. } => {
-            request_id.as_deref()
-        }
-        _ => None,
-    };
-    if let Some(request_id) = request_id {
-        if let Some(response) = replay(apply.txn, request_id)? {
-            return Ok(response);
+    let scope = scope_of(&request.op);
+    if let Some(scope) = &scope {
+        match requests::replay(apply.txn, scope)? {
+            Some(Ok(response)) => return Ok(response),
+            Some(Err(refusal)) => return Ok(refusal.into()),
+            None => {}
         }
     }
     let outcome = match &request.op {
-        Operation::File { registration, .. } => {
-            cases::file(&mut apply, registration)?.map(|(response, id)| (response, Some(id)))
-        }
+        Operation::File { registration, .. } => cases::file(&mut apply, registration)?,
         Operation::Act {
             case_id, command, ..
-        } => cases::act(&mut apply, case_id, command)?.map(|(response, id)| (response, Some(id))),
-        Operation::Tick => {
-            return cases::tick(&mut apply).map(|events| Response::Ticked { events })
-        }
+        } => cases::act(&mut apply, case_id, command)?,
+        Operation::Tick => return tick(&mut apply),
         Operation::Supervise {
             case_id,
             to,
             due_days,
             text,
-        } => orders::supervise(&mut apply, case_id, to, *due_days, text)?.map(|r| (r, None)),
+        } => {
+            return Ok(orders::supervise(&mut apply, case_id, to, *due_days, text)?
+                .unwrap_or_else(Response::from))
+        }
         Operation::Receive { from, envelopes } => {
             return inbox::receive(&mut apply, from, envelopes)
         }
@@ -142,13 +136,54 @@ pub fn apply_request(
         }
     };
     match outcome {
-        Ok((response, case_id)) => {
-            if let (Some(request_id), Some(case_id)) = (request_id, case_id) {
-                remember(apply.txn, request_id, &case_id, &response);
+        Ok((document, case_id)) => {
+            if let Some(scope) = &scope {
+                requests::remember(apply.txn, scope, &case_id, apply.now, &document);
             }
-            Ok(response)
+            Ok(Response::Case { document })
         }
         Err(refused) => Ok(refused.into()),
+    }
+}
+
+/// A deadline tick: the alarms due, then the request records past the retry horizon. The first
+/// tick after an upgrade from format 1 also restarts the state hash chain, at the same entry on
+/// every replica ([`AppliedState::hash_format`]).
+fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
+    if apply.state.hash_format < FORMAT_BINARY {
+        apply.state.state_hash.clear();
+        apply.state.hash_format = FORMAT_BINARY;
+    }
+    let events = cases::tick(apply)?;
+    requests::prune(apply.txn, apply.now)?;
+    Ok(Response::Ticked { events })
+}
+
+/// The request an officer's operation deduplicates by, if it carries an id.
+fn scope_of(op: &Operation) -> Option<requests::Scope<'_>> {
+    match op {
+        Operation::File {
+            request_id: Some(request_id),
+            caller,
+            ..
+        } => Some(requests::Scope {
+            caller,
+            request_id,
+            operation: "file",
+            case_id: None,
+        }),
+        Operation::Act {
+            request_id: Some(request_id),
+            caller,
+            case_id,
+            command,
+        } => Some(requests::Scope {
+            caller,
+            request_id,
+            operation: command.name(),
+            case_id: Some(case_id),
+        }),
+        _ => None,
     }
 }
 
@@ -159,32 +194,4 @@ pub(super) struct Applying<'t, 'db> {
     pub context: &'t ApplyContext,
     pub now: Millis,
     pub state: &'t mut AppliedState,
-}
-
-/// The answer a request id already got: a retried request is answered again, not applied again.
-/// Requests remembered before replies were kept get the case as it is now.
-fn replay(txn: &Txn<'_>, request_id: &str) -> Result<Option<Response>, ApplyError> {
-    if request_id.len() > REQUEST_ID_BYTES_MAX {
-        return Ok(None);
-    }
-    let Some(bytes) = txn.get(&keys::request(request_id))? else {
-        return Ok(None);
-    };
-    if let Some(document) = txn.get(&keys::reply(request_id))? {
-        return Ok(Some(Response::Case { document }));
-    }
-    let case_id: String = decode(&bytes)?;
-    Ok(txn
-        .get(&keys::case(&case_id))?
-        .map(|document| Response::Case { document }))
-}
-
-fn remember(txn: &mut Txn<'_>, request_id: &str, case_id: &CaseId, response: &Response) {
-    if request_id.len() <= REQUEST_ID_BYTES_MAX {
-        txn.put(keys::request(request_id), encode(&case_id.to_string()));
-        if let Response::Case { document } = response {
-            // The case engine's document is itself versioned.
-            txn.put(keys::reply(request_id), document.clone());
-        }
-    }
 }

@@ -1,15 +1,23 @@
 //! Cases: registering, officers' commands, deadline ticks, and [`commit`], the one way a case
 //! change is committed with its events and the messages it sends.
+//!
+//! A case is stored as its header (`case/<id>`: the case without its history entries, whose
+//! `history_start` is the head of the whole chain) and its history entries (`history/<id>/<seq>`,
+//! one key each). The engine decides from the header, and the entries it adds follow the
+//! header's chain head: applying a command reads and writes the header and appends the new
+//! entries, so updating a case with 1,000 events costs what updating a fresh one does. Only what
+//! needs the whole history reads it: a handoff (ownership moves with the record) and reads of a
+//! whole case.
 
 use liandong_domain::{
-    self as domain, Case, CaseCommand, CaseId, CaseKind, Context, Date, DomainError, Event, Millis,
-    Registration,
+    self as domain, Case, CaseCommand, CaseId, CaseKind, Context, Date, DomainError, Event,
+    HistoryEntry, Millis, Registration,
 };
 
 use super::apply::{refused, ApplyError, Applying, Outcome, Refused};
 use super::outbox::{self, Outgoing};
 use super::{keys, Read};
-use crate::raft::types::{RejectKind, Response};
+use crate::raft::types::RejectKind;
 use crate::store::codec::{decode, encode};
 use crate::store::Txn;
 
@@ -18,8 +26,10 @@ pub const TICK_CASES_MAX: usize = 256;
 
 /// A case change about to be committed.
 pub(super) struct Change<'a> {
-    /// The stored copy before the change; None for a case new to this office.
+    /// The stored header before the change; None for a case new to this office.
     pub before: Option<&'a Case>,
+    /// The case after it: the header followed by the entries the change added, or (a case new
+    /// here, or received whole) the case with its whole history.
     pub after: Case,
     /// What happened between the two (empty for a new or received case).
     pub events: Vec<Event>,
@@ -35,8 +45,12 @@ impl<'a> Change<'a> {
         }
     }
 
-    /// `case` with `events` applied.
+    /// The stored header `case` with `events` applied.
     pub fn with_events(case: &'a Case, events: Vec<Event>) -> Change<'a> {
+        debug_assert!(
+            case.history.is_empty(),
+            "changes start from a stored header"
+        );
         let mut after = case.clone();
         for event in &events {
             after.apply(event);
@@ -58,17 +72,17 @@ impl<'a> Change<'a> {
     }
 }
 
-/// Commits a case change with everything it causes, in this entry's batch: the case document
-/// and its alarm, the office's case count, and the messages it sends (the transactional
-/// outbox). The messages are built and checked before anything is written: one too large to
-/// deliver refuses the change, which then changes nothing. `alarm_before` is the alarm stored
-/// for the case now (None where there is none, or it was just spent).
+/// Commits a case change with everything it causes, in this entry's batch: the case's header,
+/// the history entries it adds, its alarm, the office's case count, and the messages it sends
+/// (the transactional outbox). The messages are built and checked before anything is written:
+/// one too large to deliver refuses the change, which then changes nothing. `alarm_before` is
+/// the alarm stored for the case now (None where there is none, or it was just spent).
 pub(super) fn commit(
     apply: &mut Applying<'_, '_>,
     change: &Change<'_>,
     alarm_before: Option<Millis>,
-) -> Outcome<Response> {
-    let messages = outbox::messages_for(apply.context, change);
+) -> Outcome<()> {
+    let messages = outbox::messages_for(apply, change)?;
     let outgoing = Outgoing::prepare(apply, messages)?;
     if let Err(refusal) = outgoing.check() {
         return Ok(Err(refusal));
@@ -76,37 +90,102 @@ pub(super) fn commit(
     if change.before.is_none() {
         apply.state.cases += 1;
     }
-    let response = store_case(apply.txn, alarm_before, &change.after);
+    store_case(apply.txn, alarm_before, change);
     outgoing.put(apply);
-    Ok(Ok(response))
+    Ok(Ok(()))
 }
 
-/// Writes the case and moves its alarm; returns the reply carrying the case document.
-fn store_case(txn: &mut Txn<'_>, previous_alarm: Option<Millis>, case: &Case) -> Response {
+/// Writes the case's header and the entries it adds, and moves its alarm.
+fn store_case(txn: &mut Txn<'_>, alarm_before: Option<Millis>, change: &Change<'_>) {
+    let case = &change.after;
     let id = case.id.to_string();
-    let next_alarm = case.next_alarm();
-    if previous_alarm != next_alarm {
-        if let Some(at) = previous_alarm {
-            txn.delete(keys::alarm(at, &id));
-        }
-        if let Some(at) = next_alarm {
-            txn.put(keys::alarm(at, &id), Vec::new());
+    move_alarm(txn, &id, alarm_before, case.next_alarm());
+    for entry in &case.history {
+        txn.put(keys::history(&id, entry.seq), encode(entry));
+    }
+    // A case received whole over a copy held before (a stub, returned to this office) has the
+    // received history: entries of the old copy past its end go.
+    let stored_len = change.before.map(Case::history_len).unwrap_or(0);
+    if case.has_whole_history() {
+        for seq in case.history_len().saturating_add(1)..=stored_len {
+            txn.delete(keys::history(&id, seq));
         }
     }
-    let document = case.to_bytes();
-    txn.put(keys::case(&id), document.clone());
-    Response::Case { document }
+    let (header, _) = case.clone().into_header();
+    txn.put(keys::case(&id), encode(&header));
 }
 
-pub(super) fn load_case(reader: &impl Read, case_id: &CaseId) -> Result<Option<Case>, ApplyError> {
-    match reader.get(&keys::case(&case_id.to_string()))? {
-        None => Ok(None),
-        Some(bytes) => Case::from_bytes(&bytes)
-            .map(Some)
-            .map_err(|source| ApplyError::Case {
-                key: case_id.to_string(),
-                source,
-            }),
+fn move_alarm(txn: &mut Txn<'_>, id: &str, before: Option<Millis>, after: Option<Millis>) {
+    if before == after {
+        return;
+    }
+    if let Some(at) = before {
+        txn.delete(keys::alarm(at, id));
+    }
+    if let Some(at) = after {
+        txn.put(keys::alarm(at, id), Vec::new());
+    }
+}
+
+/// The stored header of a case (no history entries).
+pub(super) fn load_header(
+    reader: &impl Read,
+    case_id: &CaseId,
+) -> Result<Option<Case>, ApplyError> {
+    let key = keys::case(&case_id.to_string());
+    let Some(bytes) = reader.get(&key)? else {
+        return Ok(None);
+    };
+    let header = Case::from_bytes(&bytes).map_err(|source| corrupt(case_id, source))?;
+    if !header.history.is_empty() {
+        // A format-1 case (one document with its history) is split when its replica opens.
+        let reason = "a stored case carries history entries: it was never split".to_string();
+        return Err(corrupt(case_id, DomainError::Corrupt { reason }));
+    }
+    Ok(Some(header))
+}
+
+/// A case with its whole history, as this office holds it.
+pub(super) fn load_whole(reader: &impl Read, case_id: &CaseId) -> Result<Option<Case>, ApplyError> {
+    let Some(header) = load_header(reader, case_id)? else {
+        return Ok(None);
+    };
+    let entries = load_entries(reader, case_id)?;
+    header
+        .with_whole_history(entries)
+        .map(Some)
+        .map_err(|source| corrupt(case_id, source))
+}
+
+/// Every stored history entry of a case, in chain order.
+fn load_entries(reader: &impl Read, case_id: &CaseId) -> Result<Vec<HistoryEntry>, ApplyError> {
+    let prefix = keys::history_of(&case_id.to_string());
+    let end = crate::store::keys::prefix_end(&prefix);
+    reader
+        .scan(&prefix, &end, usize::MAX)?
+        .iter()
+        .map(|(_, value)| Ok(decode(value)?))
+        .collect()
+}
+
+/// `after` with the whole history: the entries stored for it and those it added.
+pub(super) fn whole(reader: &impl Read, after: &Case) -> Result<Case, ApplyError> {
+    if after.has_whole_history() {
+        return Ok(after.clone());
+    }
+    let mut entries = load_entries(reader, &after.id)?;
+    entries.truncate(after.history_start.entries as usize);
+    let (header, added) = after.clone().into_header();
+    entries.extend(added);
+    header
+        .with_whole_history(entries)
+        .map_err(|source| corrupt(&after.id, source))
+}
+
+fn corrupt(case_id: &CaseId, source: DomainError) -> ApplyError {
+    ApplyError::Case {
+        key: case_id.to_string(),
+        source,
     }
 }
 
@@ -126,11 +205,12 @@ pub(super) fn next_case_id(apply: &mut Applying<'_, '_>) -> Result<CaseId, Apply
     })
 }
 
-/// Registers a petition at this office.
+/// Registers a petition at this office; the reply's case document (the case, its one entry) and
+/// the new case's id.
 pub(super) fn file(
     apply: &mut Applying<'_, '_>,
     registration: &Registration,
-) -> Outcome<(Response, CaseId)> {
+) -> Outcome<(Vec<u8>, CaseId)> {
     if let Err(error) = registration.validate() {
         return Ok(Err(error.into()));
     }
@@ -151,16 +231,17 @@ pub(super) fn file(
         Ok(case) => case,
         Err(error) => return Ok(Err(error.into())),
     };
-    let id = case.id.clone();
-    Ok(commit(apply, &Change::new_case(case), None)?.map(|response| (response, id)))
+    let change = Change::new_case(case);
+    Ok(commit(apply, &change, None)?.map(|()| (change.after.to_bytes(), change.after.id.clone())))
 }
 
-/// An officer's command on a case this office holds.
+/// An officer's command on a case this office holds; the reply's case document (the header
+/// and the entries the command added) and the case's id.
 pub(super) fn act(
     apply: &mut Applying<'_, '_>,
     case_id: &CaseId,
     command: &CaseCommand,
-) -> Outcome<(Response, CaseId)> {
+) -> Outcome<(Vec<u8>, CaseId)> {
     if matches!(
         command,
         CaseCommand::HandoffAcked
@@ -173,7 +254,7 @@ pub(super) fn act(
             "only the federation protocol sends this command",
         )));
     }
-    let Some(case) = load_case(apply.txn, case_id)? else {
+    let Some(case) = load_header(apply.txn, case_id)? else {
         return Ok(Err(refused(
             RejectKind::NotFound,
             "case_not_found",
@@ -186,7 +267,7 @@ pub(super) fn act(
     if let Some(refusal) = check_route(apply, &case, command) {
         return Ok(Err(refusal));
     }
-    Ok(decide_and_commit(apply, &case, command)?.map(|response| (response, case.id.clone())))
+    Ok(decide_and_commit(apply, &case, command)?.map(|after| (after.to_bytes(), after.id.clone())))
 }
 
 /// A command of the federation protocol (a supervision order, the end of a handoff) on a case
@@ -195,27 +276,29 @@ pub(super) fn command(
     apply: &mut Applying<'_, '_>,
     case_id: &CaseId,
     command: &CaseCommand,
-) -> Outcome<Response> {
-    let Some(case) = load_case(apply.txn, case_id)? else {
+) -> Outcome<()> {
+    let Some(case) = load_header(apply.txn, case_id)? else {
         return Ok(Err(refused(
             RejectKind::NotFound,
             "case_not_found",
             format!("{} holds no case {case_id}", apply.context.office),
         )));
     };
-    decide_and_commit(apply, &case, command)
+    Ok(decide_and_commit(apply, &case, command)?.map(|_| ()))
 }
 
-/// The case engine decides `command` on `case`; the change is committed.
+/// The case engine decides `command` on `case`; the change is committed. Returns the case
+/// after it: the header and the entries the command added.
 fn decide_and_commit(
     apply: &mut Applying<'_, '_>,
     case: &Case,
     command: &CaseCommand,
-) -> Outcome<Response> {
-    match Change::decide(case, command, &apply.context.domain(apply.now)) {
-        Ok(change) => commit(apply, &change, case.next_alarm()),
-        Err(error) => Ok(Err(error.into())),
-    }
+) -> Outcome<Case> {
+    let change = match Change::decide(case, command, &apply.context.domain(apply.now)) {
+        Ok(change) => change,
+        Err(error) => return Ok(Err(error.into())),
+    };
+    Ok(commit(apply, &change, case.next_alarm())?.map(|()| change.after))
 }
 
 /// Where a command would send the case must exist in this federation: a review goes to this
@@ -245,22 +328,23 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
         else {
             continue;
         };
-        let Some(case) = load_case(apply.txn, &case_id)? else {
+        let Some(case) = load_header(apply.txn, &case_id)? else {
             continue;
         };
         let events = domain::tick(&case, &apply.context.domain(apply.now));
         raised = raised.saturating_add(u32::try_from(events.len()).unwrap_or(u32::MAX));
         let change = Change::with_events(&case, events);
+        let id = case_id.to_string();
         if change.events.is_empty() {
             // Nothing changed: the case only gets its alarm back.
-            store_case(apply.txn, None, &change.after);
+            move_alarm(apply.txn, &id, None, change.after.next_alarm());
         } else if let Err(refusal) = commit(apply, &change, None)? {
             // A tick sends only summaries, which always fit: a refusal here is a bug.
             tracing::error!(%case_id, code = %refusal.code, "a tick's change was refused");
         }
         if let Some(at) = change.after.next_alarm().filter(|&at| at <= apply.now) {
             tracing::error!(%case_id, at, now = apply.now, "case engine asked for an alarm that is already due; dropped");
-            apply.txn.delete(keys::alarm(at, &case_id.to_string()));
+            apply.txn.delete(keys::alarm(at, &id));
         }
     }
     Ok(raised)

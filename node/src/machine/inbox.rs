@@ -3,13 +3,13 @@
 //! summaries only from below, a handoff only of a case the sender holds). A message a rule
 //! forbids is committed as refused: it changes nothing here and the sender learns why.
 
-use liandong_domain::message::{Body, Envelope, Summary};
+use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
 use liandong_domain::{
     self as domain, Case, CaseCommand, CaseKind, HandoffKind, OfficeCode, Registration, Status,
 };
 
 use super::apply::{refused, ApplyError, Applying, Refused};
-use super::cases::{self, commit, load_case, Change};
+use super::cases::{self, commit, load_header, Change};
 use super::outbox::Outgoing;
 use super::records::LinkIn;
 use super::{get_or_default, keys, orders, refusals};
@@ -71,11 +71,31 @@ pub(super) fn receive(
         inbox.applied += 1;
     }
     apply.txn.put(inbox_key, encode(&inbox));
+    forget_answered_refusals(apply, from, first_seq)?;
     let refused = refusals(apply.txn, from, first_seq.max(1), inbox.applied_through)?;
     Ok(Response::Delivered {
         applied_through: inbox.applied_through,
         refused,
     })
+}
+
+/// Refusal records one delivery deletes at most (the rest go with the next).
+pub const REFUSALS_FORGOTTEN_MAX: usize = 1_024;
+
+/// Deletes the refusals of messages numbered below `first_seq` on the link from `from`: the
+/// sender sends each batch from the head of its outbox, so a batch starting at `first_seq`
+/// shows it committed the acknowledgement of everything before, and will never ask again.
+fn forget_answered_refusals(
+    apply: &mut Applying<'_, '_>,
+    from: &OfficeCode,
+    first_seq: u64,
+) -> Result<(), ApplyError> {
+    let start = keys::refused_link(from);
+    let end = keys::refused(from, first_seq);
+    for (key, _) in apply.txn.scan(&start, &end, REFUSALS_FORGOTTEN_MAX)? {
+        apply.txn.delete(key);
+    }
+    Ok(())
 }
 
 /// The direction a message must travel: escalations, answers and summaries come from below,
@@ -145,12 +165,25 @@ fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOu
     Ok(outcome.map_err(|refused| refused.of_message(seq)))
 }
 
+/// A carried case that does not decode refuses its message (the batch check decodes it first,
+/// so only a format this build does not read gets here).
+fn decoded(seq: u64, document: &CaseDocument) -> Result<Case, Refusal> {
+    document
+        .case()
+        .map_err(|error| refusal(seq, error.code(), error.to_string()))
+}
+
 fn receive_handoff(
     apply: &mut Applying<'_, '_>,
     seq: u64,
     from: &OfficeCode,
-    case: &Case,
+    document: &CaseDocument,
 ) -> MessageOutcome {
+    let case = match decoded(seq, document) {
+        Ok(case) => case,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let case = &case;
     let here = &apply.context.office;
     let Status::InTransit { to, kind } = &case.status else {
         return Ok(Err(refusal(
@@ -175,7 +208,7 @@ fn receive_handoff(
             )));
         }
     }
-    let existing = load_case(apply.txn, &case.id)?;
+    let existing = load_header(apply.txn, &case.id)?;
     match (&existing, kind) {
         (Some(copy), HandoffKind::Return)
             if copy.status == (Status::Forwarded { to: from.clone() }) => {}
@@ -214,8 +247,12 @@ fn receive_escalation(
     apply: &mut Applying<'_, '_>,
     seq: u64,
     level: domain::ReviewLevel,
-    original: &Case,
+    document: &CaseDocument,
 ) -> MessageOutcome {
+    let original = match decoded(seq, document) {
+        Ok(case) => case,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     let Some(petitioner) = &original.petitioner else {
         return Ok(Err(refusal(
             seq,

@@ -7,23 +7,35 @@ use liandong_domain::{CaseId, OfficeCode};
 
 /// The applied state ([`super::AppliedState`]).
 pub const APPLIED: &[u8] = b"applied";
-/// `case/<case id>`: a case document as this office holds it.
+/// `case/<case id>`: a case's header as this office holds it (the case without its history
+/// entries; [`liandong_domain::Case::into_header`]).
 pub const CASE: &[u8] = b"case/";
+/// `history/<case id>/<seq, u32 big-endian>`: one entry of a case's hash-chained history, stored
+/// apart from its header so that a write appends entries instead of rewriting the history.
+pub const HISTORY: &[u8] = b"history/";
 /// `seq/<year>`: the last case sequence number given out in that year.
 pub const SEQ: &[u8] = b"seq/";
 /// `alarm/<at ms, u64 big-endian><case id>`: when a case's next deadline clock is due.
 pub const ALARM: &[u8] = b"alarm/";
-/// `request/<request id>`: which case a client request id produced.
-pub const REQUEST: &[u8] = b"request/";
-/// `reply/<request id>`: the case document the request was first answered with.
-pub const REPLY: &[u8] = b"reply/";
+/// `retry/<caller>\0<request id>`: what a client request did (operation, case, the reply it got),
+/// so that a retry is answered again rather than applied again ([`super::RequestRecord`]).
+pub const RETRY: &[u8] = b"retry/";
+/// `expiry/<at ms, u64 big-endian><key>`: the per-request record under `key`, made at `at`; the
+/// tick deletes both once the clients' retry horizon has passed.
+pub const EXPIRY: &[u8] = b"expiry/";
+/// `request/<request id>` (format 1, before request ids were scoped): which case a request id
+/// produced. Converted into `retry/` records when a replica opens.
+pub const LEGACY_REQUEST: &[u8] = b"request/";
+/// `reply/<request id>` (format 1): the case document the request was first answered with.
+pub const LEGACY_REPLY: &[u8] = b"reply/";
 /// `outbox/<to>/<seq, u64 big-endian>`: a message not yet acknowledged by its receiver.
 pub const OUTBOX: &[u8] = b"outbox/";
 /// `link/<to>`: the sending side of a link ([`super::LinkOut`]).
 pub const LINK: &[u8] = b"link/";
 /// `inbox/<from>`: the receiving side of a link ([`super::LinkIn`]).
 pub const INBOX: &[u8] = b"inbox/";
-/// `refused/<from>/<seq, u64 big-endian>`: a message this office committed as refused.
+/// `refused/<from>/<seq, u64 big-endian>`: a message this office committed as refused, kept until
+/// the sender's deliveries move past it (it has committed the acknowledgement then).
 pub const REFUSED: &[u8] = b"refused/";
 /// `index/<case id>`: a summary of a case of the subtree, for supervisors.
 pub const INDEX: &[u8] = b"index/";
@@ -36,19 +48,48 @@ pub const ORDER_BY_CASE: &[u8] = b"order-case/";
 /// The last order sequence number given out.
 pub const ORDER_SEQ: &[u8] = b"order-seq";
 
-/// Which case a client request id produced (deduplicates retried requests).
-pub fn request(request_id: &str) -> Vec<u8> {
-    [REQUEST, request_id.as_bytes()].concat()
+/// The record of request `request_id` of `caller`: a request id is the caller's own (an empty
+/// caller is the API before sign-in). Callers and request ids hold no NUL.
+pub fn retry(caller: &str, request_id: &str) -> Vec<u8> {
+    [RETRY, caller.as_bytes(), b"\0", request_id.as_bytes()].concat()
 }
 
-/// The case document a client request id was first answered with: a retry gets the same
-/// answer, not the case as later writes left it (the history stays linearizable).
-pub fn reply(request_id: &str) -> Vec<u8> {
-    [REPLY, request_id.as_bytes()].concat()
+/// The expiry index entry of the record under `key`, made at `at_ms`.
+pub fn expiry(at_ms: i64, key: &[u8]) -> Vec<u8> {
+    [EXPIRY, &time_bytes(at_ms), key].concat()
+}
+
+/// The record key an expiry index entry names.
+pub fn expiry_target(key: &[u8]) -> Option<&[u8]> {
+    key.get(EXPIRY.len() + 8..)
+}
+
+/// Format 1's record of `request_id` (read only, while it is converted).
+pub fn legacy_request(request_id: &str) -> Vec<u8> {
+    [LEGACY_REQUEST, request_id.as_bytes()].concat()
+}
+
+/// Format 1's saved reply to `request_id`.
+pub fn legacy_reply(request_id: &str) -> Vec<u8> {
+    [LEGACY_REPLY, request_id.as_bytes()].concat()
+}
+
+fn time_bytes(at_ms: i64) -> [u8; 8] {
+    u64::try_from(at_ms.max(0)).unwrap_or(0).to_be_bytes()
 }
 
 pub fn case(case_id: &str) -> Vec<u8> {
     [CASE, case_id.as_bytes()].concat()
+}
+
+/// The prefix of every history entry of a case.
+pub fn history_of(case_id: &str) -> Vec<u8> {
+    [HISTORY, case_id.as_bytes(), b"/"].concat()
+}
+
+/// History entry `seq` of a case: entries sort in chain order.
+pub fn history(case_id: &str, seq: u32) -> Vec<u8> {
+    [history_of(case_id).as_slice(), &seq.to_be_bytes()].concat()
 }
 
 pub fn seq(year: u16) -> Vec<u8> {
@@ -57,8 +98,7 @@ pub fn seq(year: u16) -> Vec<u8> {
 
 /// Alarms sort by time, so a tick scans only what is due.
 pub fn alarm(at_ms: i64, case_id: &str) -> Vec<u8> {
-    let at = u64::try_from(at_ms.max(0)).unwrap_or(0);
-    [ALARM, &at.to_be_bytes(), case_id.as_bytes()].concat()
+    [ALARM, &time_bytes(at_ms), case_id.as_bytes()].concat()
 }
 
 pub fn alarm_time(key: &[u8]) -> Option<i64> {
@@ -150,8 +190,25 @@ mod tests {
             [b"refused/530602/".as_slice(), &[0, 0, 0, 0, 0, 0, 0, 1]].concat()
         );
         assert_eq!(link_office(&link(&county)), Some(county));
-        assert_eq!(request("r1"), b"request/r1");
-        assert_eq!(reply("r1"), b"reply/r1");
+        assert_eq!(legacy_request("r1"), b"request/r1");
+        assert_eq!(legacy_reply("r1"), b"reply/r1");
         assert_eq!(seq(2026), b"seq/2026");
+        assert_eq!(retry("li", "r1"), b"retry/li\0r1");
+        assert_eq!(retry("", "r1"), b"retry/\0r1");
+        assert_eq!(
+            history("5306-2026-000001", 2),
+            [b"history/5306-2026-000001/".as_slice(), &[0, 0, 0, 2]].concat()
+        );
+        let expiry_key = expiry(258, &retry("", "r1"));
+        assert_eq!(
+            expiry_key,
+            [
+                b"expiry/".as_slice(),
+                &[0, 0, 0, 0, 0, 0, 1, 2],
+                b"retry/\0r1"
+            ]
+            .concat()
+        );
+        assert_eq!(expiry_target(&expiry_key), Some(retry("", "r1").as_slice()));
     }
 }

@@ -5,9 +5,13 @@
 //!
 //! - `state_machine`: [`StateMachineStore`], openraft's state machine over RocksDB: applying,
 //!   snapshots, and the reads the APIs, the pump and the Deliver handler make.
-//! - `apply`: dispatch of every operation, request deduplication, refusals.
+//! - `snapshot`: snapshots as files, streamed from a consistent view and into RocksDB.
+//! - `migrate`: opening a state stored by the build before the binary codec.
+//! - `apply`: dispatch of every operation, refusals.
+//! - `requests`: request deduplication, scoped by caller, and its records' expiry.
 //! - `cases`: registering, officers' commands, deadline ticks, and `commit`, the one way a case
-//!   change is committed with its events and the messages it sends.
+//!   change is committed with its events and the messages it sends; a case stored as a header
+//!   and its history entries.
 //! - `outbox`: what a case change sends (the transactional outbox), acknowledgements.
 //! - `inbox`: a Deliver batch applied, and the rules on receipt.
 //! - `orders`: supervision orders issued and answered.
@@ -17,9 +21,12 @@ mod apply;
 mod cases;
 mod inbox;
 pub mod keys;
+mod migrate;
 mod orders;
 mod outbox;
 mod records;
+mod requests;
+pub mod snapshot;
 mod state_machine;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -27,10 +34,14 @@ pub(crate) mod tests;
 use liandong_domain::OfficeCode;
 use serde::de::DeserializeOwned;
 
-pub use apply::{apply_request, ApplyContext, ApplyError, REQUEST_ID_BYTES_MAX};
+pub use apply::{apply_request, ApplyContext, ApplyError};
 pub use cases::TICK_CASES_MAX;
 pub use outbox::{wire_bytes, ENVELOPE_BYTES_MAX, OUTBOX_LEN_MAX};
 pub use records::{LinkIn, LinkOut, OrderAnswer, OrderRecord};
+pub use requests::{
+    check_request_id, RequestRecord, CALLER_BYTES_MAX, PRUNE_RECORDS_MAX, REQUEST_ID_BYTES_MAX,
+    RETRY_HORIZON_MS,
+};
 pub use state_machine::{AppliedState, StateMachineStore};
 
 use crate::raft::types::Refusal;

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use liandong_domain::message::{Body, Envelope, Summary};
-use liandong_domain::{CaseCommand, CaseId, Event, OfficeCode, Status};
+use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
+use liandong_domain::{CaseCommand, Event, OfficeCode, Status};
 use prost::Message as _;
 
-use super::apply::{refused, ApplyContext, ApplyError, Applying, Refused};
+use super::apply::{refused, ApplyError, Applying, Refused};
 use super::cases::{self, Change};
 use super::records::{LinkOut, OrderRecord};
 use super::{get_or_default, keys, AppliedState};
@@ -43,22 +43,26 @@ pub(super) fn full(state: &AppliedState) -> Option<Refused> {
     })
 }
 
-/// The messages a case change sends: the handoff it started, the escalation it asked for, the
+/// The messages a case change sends: the handoff it started (the case with its whole history:
+/// ownership moves with the record), the escalation it asked for (the case's header), the
 /// answer to a supervision order, and its summary for the ancestors' index.
-pub(super) fn messages_for(context: &ApplyContext, change: &Change<'_>) -> Vec<(OfficeCode, Body)> {
+pub(super) fn messages_for(
+    apply: &Applying<'_, '_>,
+    change: &Change<'_>,
+) -> Result<Vec<(OfficeCode, Body)>, ApplyError> {
     let mut messages = Vec::new();
     let after = &change.after;
     let was_in_transit = change
         .before
         .is_some_and(|case| matches!(case.status, Status::InTransit { .. }));
     if let (Status::InTransit { to, .. }, false) = (&after.status, was_in_transit) {
-        let case = Box::new(after.clone());
+        let case = CaseDocument::of(&cases::whole(apply.txn, after)?);
         messages.push((to.clone(), Body::Handoff { case }));
     }
     for event in &change.events {
         match event {
             Event::ReviewRequested { level, to, .. } => {
-                let case = Box::new(after.clone());
+                let case = CaseDocument::of(&after.clone().into_header().0);
                 let level = *level;
                 messages.push((to.clone(), Body::Escalation { level, case }));
             }
@@ -76,11 +80,11 @@ pub(super) fn messages_for(context: &ApplyContext, change: &Change<'_>) -> Vec<(
             _ => {}
         }
     }
-    if let Some(parent) = &context.parent {
+    if let Some(parent) = &apply.context.parent {
         let summary = Summary::of(after);
         messages.push((parent.clone(), Body::IndexUpdate { summary }));
     }
-    messages
+    Ok(messages)
 }
 
 /// Messages about to be put on their links, their sequence numbers given, not yet written.
@@ -171,13 +175,13 @@ pub(super) fn acked(
         let refusal = refused.iter().find(|r| r.seq == seq);
         match (&envelope.body, refusal) {
             (Body::Handoff { case }, None) => {
-                finish_handoff(apply, &case.id, &CaseCommand::HandoffAcked)?
+                finish_handoff(apply, case, &CaseCommand::HandoffAcked)?
             }
             (Body::Handoff { case }, Some(r)) => {
                 let command = CaseCommand::HandoffRefused {
                     reason: format!("{}: {}", r.code, r.reason),
                 };
-                finish_handoff(apply, &case.id, &command)?
+                finish_handoff(apply, case, &command)?
             }
             (Body::SupervisionOrder { order_id, .. }, Some(r)) => {
                 let key = keys::order(order_id);
@@ -200,9 +204,15 @@ pub(super) fn acked(
 
 fn finish_handoff(
     apply: &mut Applying<'_, '_>,
-    case_id: &CaseId,
+    case: &CaseDocument,
     command: &CaseCommand,
 ) -> Result<(), ApplyError> {
+    // This office encoded the document itself: one that does not decode is corrupt storage.
+    let case_id = case.case_id().map_err(|source| ApplyError::Case {
+        key: "a handoff in the outbox".to_string(),
+        source,
+    })?;
+    let case_id = &case_id;
     if let Err(refused) = cases::command(apply, case_id, command)? {
         tracing::error!(%case_id, code = %refused.code, reason = %refused.message, "handoff could not be finished");
     }

@@ -1,18 +1,20 @@
 //! The state machine of one replica as openraft sees it ([`RaftStateMachine`]), persisted in
 //! RocksDB under its office's prefix: the entries of each `apply` call applied through one
-//! transaction and written in one batch, snapshots, and the reads the rest of the host makes of
-//! the applied state.
+//! transaction and written in one batch, snapshots as files ([`super::snapshot`]), and the reads
+//! the rest of the host makes of the applied state.
 
 // openraft's trait methods dictate `StorageError` (large) as the error type; our helpers return
 // the same type so that `?` needs no conversion.
 #![allow(clippy::result_large_err)]
 
-use std::io::Cursor;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use liandong_domain::codec::FORMAT_BINARY;
 use liandong_domain::message::Envelope;
-use liandong_domain::{Calendar, Millis, OfficeCode};
+use liandong_domain::{Calendar, Case, CaseId, Millis, OfficeCode};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
@@ -21,16 +23,16 @@ use tokio::sync::watch;
 
 use super::apply::{apply_request, ApplyContext};
 use super::records::{LinkIn, LinkOut};
-use super::{get_or_default, keys};
+use super::{cases, get_or_default, keys, migrate, requests, snapshot};
 use crate::raft::types::{
     Entry, LogId, Refusal, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
 };
-use crate::store::keys::{office_prefix, prefix_end, KeyValues, CF_META, CF_SM};
-use crate::store::{blocking, codec, read_err, write_err, HostDb, Txn};
+use crate::store::keys::{meta_key, office_prefix, prefix_end, KeyValues, CF_META, CF_SM};
+use crate::store::{codec, read_err, write_err, write_io_err, HostDb, Txn};
 
 /// What a replica has applied: stored with the state it describes, in the same batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppliedState {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
@@ -42,19 +44,41 @@ pub struct AppliedState {
     /// Federation messages committed but not yet acknowledged by their receivers.
     #[serde(default)]
     pub outbox_pending: u64,
+    /// The codec format of the values `state_hash` has folded since it last started. Values of
+    /// format 1 hash differently from the same change in format 2, so replicas that applied the
+    /// same entries with different builds disagree: the first tick applied by this build
+    /// restarts the chain, the same on every replica ([`StateMachineStore::tick_due`]).
+    /// Absent (0) in format-1 states.
+    #[serde(default)]
+    pub hash_format: u8,
 }
 
-/// A snapshot's body: every state machine key of the office, relative to its prefix.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+impl Default for AppliedState {
+    fn default() -> AppliedState {
+        AppliedState {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            last_at: 0,
+            state_hash: String::new(),
+            cases: 0,
+            outbox_pending: 0,
+            hash_format: FORMAT_BINARY,
+        }
+    }
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
+/// The record of the current snapshot (or of the one being installed): its meta and its file,
+/// in the office's snapshot folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct SnapshotRecord {
+    pub meta: SnapshotMeta,
+    pub file: String,
 }
+
+/// Meta key of the current snapshot's record.
+pub(super) const SNAPSHOT_RECORD: &str = "snapshot";
+/// Meta key of a snapshot install that has begun and not ended: run again at open.
+pub(super) const SNAPSHOT_INSTALLING: &str = "snapshot-installing";
 
 #[derive(Clone)]
 pub struct StateMachineStore {
@@ -62,23 +86,31 @@ pub struct StateMachineStore {
     office: OfficeCode,
     context: Arc<ApplyContext>,
     prefix: Vec<u8>,
+    /// This office's snapshot files.
+    snapshots: PathBuf,
+    /// The file openraft is writing a received snapshot into, until it is installed.
+    incoming: Arc<Mutex<Option<PathBuf>>>,
     /// The applied state's clock, cached: every write's stamp must follow it, and reading it
     /// from RocksDB on every write costs a get and a decode.
-    last_at: Arc<std::sync::atomic::AtomicI64>,
+    last_at: Arc<AtomicI64>,
     /// Counts the `apply` calls that put messages on a link or acknowledged some: the pump's
     /// link tasks wait on it instead of polling the outbox.
     outbox_changes: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachineStore {
+    /// Opens an office's state machine: finishes what an earlier run left half done (a snapshot
+    /// install) and converts what an earlier build stored ([`migrate`]) before anything reads it.
     pub fn new(
         db: HostDb,
         office: OfficeCode,
         parent: Option<OfficeCode>,
         secret: Vec<u8>,
         calendar: Arc<Calendar>,
-    ) -> StateMachineStore {
+    ) -> Result<StateMachineStore, StorageError> {
         let prefix = office_prefix(office.as_str());
+        let snapshots = db.snapshot_dir(office.as_str());
+        std::fs::create_dir_all(&snapshots).map_err(write_io_err)?;
         let context = Arc::new(ApplyContext {
             office: office.clone(),
             parent,
@@ -90,20 +122,23 @@ impl StateMachineStore {
             office,
             context,
             prefix,
-            last_at: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            snapshots,
+            incoming: Arc::default(),
+            last_at: Arc::new(AtomicI64::new(0)),
             outbox_changes: Arc::new(watch::Sender::new(0)),
         };
-        if let Ok(applied) = store.applied() {
-            store
-                .last_at
-                .store(applied.last_at, std::sync::atomic::Ordering::SeqCst);
-        }
+        store.finish_interrupted_install()?;
+        migrate::open(&store.db, store.office.as_str())?;
+        store.remove_stray_files(true);
         store
+            .last_at
+            .store(store.applied()?.last_at, Ordering::SeqCst);
+        Ok(store)
     }
 
     /// The greatest stamped time applied so far.
     pub fn last_at(&self) -> Millis {
-        self.last_at.load(std::sync::atomic::Ordering::SeqCst)
+        self.last_at.load(Ordering::SeqCst)
     }
 
     pub fn office(&self) -> &OfficeCode {
@@ -123,7 +158,7 @@ impl StateMachineStore {
         }
     }
 
-    /// Reads one stored value of this office's state machine (a case document, a counter).
+    /// Reads one stored value of this office's state machine (a case header, a counter).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
         self.db
             .raw()
@@ -156,6 +191,43 @@ impl StateMachineStore {
             out.push((key[self.prefix.len()..].to_vec(), value.to_vec()));
         }
         Ok(out)
+    }
+
+    /// A case with its whole history, as this office holds it (a stub, for a case forwarded on).
+    pub fn case(&self, case_id: &CaseId) -> Result<Option<Case>, String> {
+        cases::load_whole(self, case_id).map_err(|e| e.to_string())
+    }
+
+    /// The cases this office holds, with their whole histories, in id order, at most `limit`.
+    pub fn whole_cases(&self, limit: usize) -> Result<Vec<Case>, String> {
+        let headers = self
+            .scan_prefix(keys::CASE, limit)
+            .map_err(|e| e.to_string())?;
+        let mut cases = Vec::with_capacity(headers.len());
+        for (key, _) in headers {
+            let id = std::str::from_utf8(&key[keys::CASE.len()..])
+                .ok()
+                .and_then(|id| id.parse::<CaseId>().ok())
+                .ok_or_else(|| format!("a case key that names no case: {key:?}"))?;
+            cases.extend(self.case(&id)?);
+        }
+        Ok(cases)
+    }
+
+    /// Whether a deadline tick has work at `now`: a case's alarm is due, a request record has
+    /// expired, or the state hash still folds an earlier build's format.
+    pub fn tick_due(&self, now: Millis) -> Result<bool, String> {
+        let alarm_due = self
+            .scan_prefix(keys::ALARM, 1)
+            .map_err(|e| e.to_string())?
+            .first()
+            .and_then(|(key, _)| keys::alarm_time(key))
+            .is_some_and(|at| at <= now);
+        let expired = || requests::expired_at(self, now).map_err(|e| e.to_string());
+        let legacy_hash = || {
+            Ok::<_, String>(self.applied().map_err(|e| e.to_string())?.hash_format < FORMAT_BINARY)
+        };
+        Ok(alarm_due || expired()? || legacy_hash()?)
     }
 
     /// Every link this office sends on, with its state.
@@ -227,76 +299,205 @@ impl StateMachineStore {
         self.outbox_changes.subscribe()
     }
 
-    fn snapshot_key(&self) -> Vec<u8> {
-        crate::store::keys::meta_key(self.office.as_str(), "snapshot")
+    fn meta(&self, name: &str) -> Vec<u8> {
+        meta_key(self.office.as_str(), name)
     }
 
-    fn build(&self) -> Result<Snapshot, StorageError> {
-        let db = self.db.raw();
-        let view = db.snapshot();
-        let mut options = ReadOptions::default();
-        options.set_snapshot(&view);
-        options.set_iterate_upper_bound(prefix_end(&self.prefix));
-        let mut pairs = Vec::new();
-        let iter = db.iterator_cf_opt(
-            self.db.cf(CF_SM),
-            options,
-            IteratorMode::From(&self.prefix, Direction::Forward),
-        );
-        let mut applied = AppliedState::default();
-        for item in iter {
-            let (key, value) = item.map_err(read_err)?;
-            let relative = key[self.prefix.len()..].to_vec();
-            if relative == keys::APPLIED {
-                applied = codec::decode(&value).map_err(read_err)?;
+    /// A snapshot record under meta key `name`; None when absent, or written in format 1 (a
+    /// snapshot of the earlier build, dropped: openraft builds a new one when it needs it).
+    fn snapshot_record(&self, name: &str) -> Result<Option<SnapshotRecord>, StorageError> {
+        let bytes = self
+            .db
+            .raw()
+            .get_cf(self.db.cf(CF_META), self.meta(name))
+            .map_err(read_err)?;
+        match bytes {
+            Some(bytes) if codec::format_of(&bytes) == Some(FORMAT_BINARY) => {
+                codec::decode(&bytes).map(Some).map_err(read_err)
             }
-            pairs.push((relative, value.to_vec()));
+            _ => Ok(None),
         }
-        let data = codec::encode(&SnapshotBody { pairs });
-        let snapshot_id = match applied.last_applied {
-            Some(log_id) => format!(
-                "{}-{}-{}",
-                log_id.leader_id.term,
-                log_id.index,
-                applied.state_hash.get(..12).unwrap_or("")
-            ),
-            None => "empty".to_string(),
-        };
+    }
+
+    fn snapshot_path(&self, record: &SnapshotRecord) -> PathBuf {
+        self.snapshots.join(&record.file)
+    }
+
+    /// A new file name in the snapshot folder.
+    fn new_file(&self, kind: &str, index: u64) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or(0);
+        format!("{kind}-{index:020}-{nanos}.snap")
+    }
+
+    /// Builds a snapshot file of the applied state, as of one consistent view, and makes it
+    /// the current snapshot.
+    fn build(&self) -> Result<Snapshot, StorageError> {
+        let building = self.snapshots.join(self.new_file("building", 0));
+        let applied = snapshot::write(&self.db, &self.prefix, &building).map_err(write_err)?;
         let meta = SnapshotMeta {
             last_log_id: applied.last_applied,
             last_membership: applied.membership,
-            snapshot_id,
+            snapshot_id: match applied.last_applied {
+                Some(log_id) => format!(
+                    "{}-{}-{}",
+                    log_id.leader_id.term,
+                    log_id.index,
+                    applied.state_hash.get(..12).unwrap_or("")
+                ),
+                None => "empty".to_string(),
+            },
         };
-        self.save_snapshot(&meta, &data)?;
+        let index = meta.last_log_id.map(|log_id| log_id.index).unwrap_or(0);
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            file: self.new_file("snapshot", index),
+        };
+        rename_synced(&building, &self.snapshot_path(&record))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.db.cf(CF_META),
+            self.meta(SNAPSHOT_RECORD),
+            codec::encode(&record),
+        );
+        self.db.write(batch, false)?;
+        self.remove_stray_files(false);
+        self.open_snapshot(record)
+    }
+
+    fn open_snapshot(&self, record: SnapshotRecord) -> Result<Snapshot, StorageError> {
+        let file = std::fs::File::open(self.snapshot_path(&record)).map_err(read_io_err)?;
         Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
+            meta: record.meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 
-    fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::default();
-        self.put_snapshot(&mut batch, meta, data);
-        self.db.write(batch, false)
+    /// Installs the snapshot file named by `record`: checked whole first (a corrupt one changes
+    /// nothing), marked as installing, streamed into RocksDB, then made current.
+    fn install_file(&self, record: &SnapshotRecord) -> Result<(), StorageError> {
+        let path = self.snapshot_path(record);
+        snapshot::check(&path).map_err(read_err)?;
+        let meta = self.db.cf(CF_META);
+        let encoded = codec::encode(record);
+        let mut marker = WriteBatch::default();
+        marker.put_cf(meta, self.meta(SNAPSHOT_INSTALLING), &encoded);
+        self.db.write(marker, true)?;
+        let mut last = WriteBatch::default();
+        last.put_cf(meta, self.meta(SNAPSHOT_RECORD), &encoded);
+        last.delete_cf(meta, self.meta(SNAPSHOT_INSTALLING));
+        snapshot::install(&self.db, &self.prefix, &path, last).map_err(write_err)?;
+        self.remove_stray_files(false);
+        let applied = self.applied()?;
+        self.last_at.fetch_max(applied.last_at, Ordering::SeqCst);
+        self.outbox_changes.send_modify(|changes| *changes += 1);
+        Ok(())
     }
 
-    /// Adds the snapshot record to `batch`.
-    fn put_snapshot(&self, batch: &mut WriteBatch, meta: &SnapshotMeta, data: &[u8]) {
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: data.to_vec(),
+    /// Makes the snapshot openraft received (`file`) the file `record` names, synced: the file
+    /// openraft was given to write into is renamed; any other is copied.
+    fn keep_received(
+        &self,
+        mut file: std::fs::File,
+        incoming: Option<PathBuf>,
+        record: &SnapshotRecord,
+    ) -> Result<(), StorageError> {
+        let target = self.snapshot_path(record);
+        match incoming {
+            Some(incoming) if same_file(&file, &incoming) => {
+                file.sync_all().map_err(write_io_err)?;
+                drop(file);
+                rename_synced(&incoming, &target)
+            }
+            abandoned => {
+                use std::io::Seek;
+                file.seek(std::io::SeekFrom::Start(0))
+                    .map_err(read_io_err)?;
+                let mut copy = std::fs::File::create(&target).map_err(write_io_err)?;
+                std::io::copy(&mut file, &mut copy).map_err(write_io_err)?;
+                copy.sync_all().map_err(write_io_err)?;
+                if let Some(abandoned) = abandoned {
+                    let _ = std::fs::remove_file(abandoned);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// An install a crash interrupted left a partial state: install its file again.
+    fn finish_interrupted_install(&self) -> Result<(), StorageError> {
+        if let Some(record) = self.snapshot_record(SNAPSHOT_INSTALLING)? {
+            tracing::warn!(office = %self.office, file = %record.file, "finishing an interrupted snapshot install");
+            self.install_file(&record)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the snapshot files other than the current snapshot's. At open, when nothing is
+    /// being built or received, every other file goes; later only superseded snapshots (one
+    /// still being sent stays readable to its reader until closed).
+    fn remove_stray_files(&self, at_open: bool) {
+        let current = self.snapshot_record(SNAPSHOT_RECORD).ok().flatten();
+        let Ok(entries) = std::fs::read_dir(&self.snapshots) else {
+            return;
         };
-        batch.put_cf(
-            self.db.cf(CF_META),
-            self.snapshot_key(),
-            codec::encode(&stored),
-        );
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_current = current
+                .as_ref()
+                .is_some_and(|record| path == self.snapshot_path(record));
+            let superseded = entry.file_name().to_string_lossy().starts_with("snapshot-");
+            if !is_current && (at_open || superseded) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+fn read_io_err(error: std::io::Error) -> StorageError {
+    read_err(error)
+}
+
+/// Renames `from` to `to` and syncs their folder, so the new name survives a crash.
+fn rename_synced(from: &Path, to: &Path) -> Result<(), StorageError> {
+    std::fs::rename(from, to).map_err(write_io_err)?;
+    if let Some(folder) = to.parent() {
+        std::fs::File::open(folder)
+            .and_then(|folder| folder.sync_all())
+            .map_err(write_io_err)?;
+    }
+    Ok(())
+}
+
+/// Whether `file` is the file at `path`.
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => (open.dev(), open.ino()) == (named.dev(), named.ino()),
+        _ => false,
+    }
+}
+
+/// Runs blocking storage work (a snapshot's file and RocksDB IO) on tokio's blocking pool, off
+/// the runtime's workers; in place where there is no runtime (the deterministic simulation).
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| write_io_err(std::io::Error::other(e.to_string())))?,
+        Err(_) => work(),
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        blocking(|| self.build())
+        let store = self.clone();
+        off_runtime(move || store.build()).await
     }
 }
 
@@ -340,8 +541,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // the entries of this call are one batch: a failed write leaves the applied state where
         // it was, and the entries are applied again from the log after the restart.
         self.db.write(batch, false)?;
-        self.last_at
-            .fetch_max(state.last_at, std::sync::atomic::Ordering::SeqCst);
+        self.last_at.fetch_max(state.last_at, Ordering::SeqCst);
         if outbox_changed {
             self.outbox_changes.send_modify(|changes| *changes += 1);
         }
@@ -352,52 +552,57 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self.snapshots.join(self.new_file("incoming", 0));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(write_io_err)?;
+        let replaced = self
+            .incoming
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .replace(path);
+        if let Some(abandoned) = replaced {
+            let _ = std::fs::remove_file(abandoned);
+        }
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        let body: SnapshotBody = codec::decode(&data).map_err(read_err)?;
-        let cf = self.db.cf(CF_SM);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            cf,
-            self.prefix.as_slice(),
-            prefix_end(&self.prefix).as_slice(),
-        );
-        for (key, value) in &body.pairs {
-            batch.put_cf(cf, [self.prefix.as_slice(), key].concat(), value);
-        }
-        // The state and the snapshot record describing it in one batch: a write failing half
-        // way can leave neither a replaced state without its snapshot nor the reverse.
-        self.put_snapshot(&mut batch, meta, &data);
-        self.db.write(batch, false)?;
-        let applied = self.applied()?;
-        self.last_at
-            .fetch_max(applied.last_at, std::sync::atomic::Ordering::SeqCst);
-        self.outbox_changes.send_modify(|changes| *changes += 1);
-        Ok(())
+        let file = match snapshot.try_into_std() {
+            Ok(file) => file,
+            // A write of openraft's still in flight: wait for it.
+            Err(file) => file.into_std().await,
+        };
+        let incoming = self
+            .incoming
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let index = meta.last_log_id.map(|log_id| log_id.index).unwrap_or(0);
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            file: self.new_file("snapshot", index),
+        };
+        let store = self.clone();
+        off_runtime(move || {
+            store.keep_received(file, incoming, &record)?;
+            store.install_file(&record)
+        })
+        .await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let cf = self.db.cf(CF_META);
-        let Some(bytes) = self
-            .db
-            .raw()
-            .get_cf(cf, self.snapshot_key())
-            .map_err(read_err)?
-        else {
-            return Ok(None);
-        };
-        let stored: StoredSnapshot = codec::decode(&bytes).map_err(read_err)?;
-        Ok(Some(Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        }))
+        match self.snapshot_record(SNAPSHOT_RECORD)? {
+            Some(record) => self.open_snapshot(record).map(Some),
+            None => Ok(None),
+        }
     }
 }

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use liandong_domain::message::{Body, Envelope, Summary};
+use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
 use liandong_domain::{
     Calendar, Case, CaseCommand, CaseId, Channel, HandoffKind, Millis, OfficeCode, Opinion,
     Registration, ReviewLevel, Status,
 };
 
 use super::*;
-use crate::raft::types::{Operation, Request, Response};
+use crate::raft::types::{Operation, RejectKind, Request, Response};
+use crate::store::codec::encode;
 use crate::store::HostDb;
 
 /// 2026-01-05 (a Monday), 09:00 Beijing time.
@@ -42,12 +43,14 @@ struct Office {
     context: ApplyContext,
     state: AppliedState,
     at: Millis,
+    /// Bytes of the last operation's RocksDB batch: what applying it wrote.
+    written_bytes: usize,
 }
 
 impl Office {
     fn new(office: &str, parent: Option<&str>) -> Office {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let db = HostDb::open(dir.path()).expect("RocksDB opens");
+        let db = HostDb::open(&dir.path().join("db")).expect("RocksDB opens");
         Office {
             _dir: dir,
             db,
@@ -59,6 +62,7 @@ impl Office {
             },
             state: AppliedState::default(),
             at: START_MS,
+            written_bytes: 0,
         }
     }
 
@@ -68,9 +72,9 @@ impl Office {
         let request = Request { at: self.at, op };
         let response = apply_request(&mut txn, &self.context, &mut self.state, &request)
             .expect("storage works");
-        self.db
-            .write(txn.into_batch(), false)
-            .expect("the batch is written");
+        let batch = txn.into_batch();
+        self.written_bytes = batch.size_in_bytes();
+        self.db.write(batch, false).expect("the batch is written");
         response
     }
 
@@ -78,6 +82,7 @@ impl Office {
         let op = Operation::File {
             registration: registration(),
             request_id: None,
+            caller: String::new(),
         };
         case_of(self.apply(op))
     }
@@ -87,6 +92,7 @@ impl Office {
             case_id: case_id.clone(),
             command,
             request_id: None,
+            caller: String::new(),
         })
     }
 
@@ -125,8 +131,9 @@ impl Office {
         Txn::new(&self.db, self.context.office.as_str())
     }
 
+    /// A case with its whole history, as stored.
     fn case(&self, case_id: &CaseId) -> Option<Case> {
-        cases::load_case(&self.reader(), case_id).unwrap()
+        cases::load_whole(&self.reader(), case_id).unwrap()
     }
 
     /// Everything but the inbox and refusal records, to see that a refusal changed nothing.
@@ -160,7 +167,8 @@ fn in_transit(kind: HandoffKind) -> Case {
         to: code("530602"),
         officer: "li".into(),
     };
-    let mut sent = case_of(sibling.act(&case.id, command));
+    sibling.act(&case.id, command);
+    let mut sent = sibling.case(&case.id).expect("the sender's copy");
     sent.status = Status::InTransit {
         to: code("530602"),
         kind,
@@ -170,7 +178,7 @@ fn in_transit(kind: HandoffKind) -> Case {
 
 fn handoff(case: Case) -> Body {
     Body::Handoff {
-        case: Box::new(case),
+        case: CaseDocument::of(&case),
     }
 }
 
@@ -182,7 +190,7 @@ fn every_rule_on_receipt_refuses_with_its_code() {
     let rows: [Row; 12] = [
         ("escalation_not_upward", "5306", |county| Body::Escalation {
             level: ReviewLevel::Review,
-            case: Box::new(county.file()),
+            case: CaseDocument::of(&county.file()),
         }),
         ("supervision_not_downward", "530621", |county| {
             Body::SupervisionOrder {
@@ -229,7 +237,7 @@ fn every_rule_on_receipt_refuses_with_its_code() {
             case.petitioner = None;
             Body::Escalation {
                 level: ReviewLevel::Review,
-                case: Box::new(case),
+                case: CaseDocument::of(&case),
             }
         }),
         ("case_not_found", "5306", |_| Body::SupervisionOrder {
@@ -309,6 +317,7 @@ fn every_refused_operation_answers_with_its_code_and_changes_nothing() {
             case_id: county.file().id,
             command: CaseCommand::HandoffAcked,
             request_id: None,
+            caller: String::new(),
         }),
         ("case_not_found", |_| Operation::Act {
             case_id: "530602-2026-000099".parse().unwrap(),
@@ -316,21 +325,23 @@ fn every_refused_operation_answers_with_its_code_and_changes_nothing() {
                 officer: "li".into(),
             },
             request_id: None,
+            caller: String::new(),
         }),
         ("outbox_full", |county| {
             county.state.outbox_pending = OUTBOX_LEN_MAX;
             Operation::File {
                 registration: registration(),
                 request_id: None,
+                caller: String::new(),
             }
         }),
         ("message_too_large", |county| {
             // A case whose history no message could carry (here: a summary stretched past
             // every limit behind the engine's back), transferred.
-            let mut case = county.file();
+            let (mut case, _) = county.file().into_header();
             case.summary = "x".repeat(ENVELOPE_BYTES_MAX);
             let mut txn = county.reader();
-            txn.put(keys::case(&case.id.to_string()), case.to_bytes());
+            txn.put(keys::case(&case.id.to_string()), encode(&case));
             county.db.write(txn.into_batch(), false).unwrap();
             Operation::Act {
                 case_id: case.id,
@@ -339,6 +350,7 @@ fn every_refused_operation_answers_with_its_code_and_changes_nothing() {
                     officer: "li".into(),
                 },
                 request_id: None,
+                caller: String::new(),
             }
         }),
     ];
@@ -404,6 +416,7 @@ fn a_retried_request_gets_its_first_answer() {
         case_id: case.id.clone(),
         command,
         request_id: Some(request_id.into()),
+        caller: String::new(),
     };
     let accept = act(
         CaseCommand::Accept {
@@ -457,6 +470,352 @@ fn a_case_change_commits_with_its_messages() {
     )
     .unwrap();
     assert!(
-        matches!(handoff.body, Body::Handoff { ref case } if matches!(case.status, Status::InTransit { .. }))
+        matches!(handoff.body, Body::Handoff { ref case } if matches!(case.case().unwrap().status, Status::InTransit { .. }))
     );
+}
+
+fn with_id(op: Operation, id: &str, who: &str) -> Operation {
+    match op {
+        Operation::File { registration, .. } => Operation::File {
+            registration,
+            request_id: Some(id.into()),
+            caller: who.into(),
+        },
+        Operation::Act {
+            case_id, command, ..
+        } => Operation::Act {
+            case_id,
+            command,
+            request_id: Some(id.into()),
+            caller: who.into(),
+        },
+        other => other,
+    }
+}
+
+fn accept(case_id: &CaseId) -> Operation {
+    Operation::Act {
+        case_id: case_id.clone(),
+        command: CaseCommand::Accept {
+            officer: "li".into(),
+        },
+        request_id: None,
+        caller: String::new(),
+    }
+}
+
+fn filing() -> Operation {
+    Operation::File {
+        registration: registration(),
+        request_id: None,
+        caller: String::new(),
+    }
+}
+
+/// A request id is scoped by (caller, operation, case): reused for another case or another
+/// operation it is refused with `ALREADY_EXISTS` and changes nothing, never answered with the
+/// other case's document; another caller's same id is another request (fails if ids are global
+/// or the scope is not checked).
+#[test]
+fn a_request_id_reused_for_another_case_or_operation_is_refused() {
+    let mut office = Office::new("5306", None);
+    let (a, b) = (office.file(), office.file());
+    let first = office.apply(with_id(accept(&a.id), "r1", "li"));
+    assert!(matches!(first, Response::Case { .. }));
+    let reuses = [
+        ("another case", with_id(accept(&b.id), "r1", "li")),
+        ("another operation", {
+            let reply = CaseCommand::Reply {
+                opinion: Opinion::Support,
+                text: "Repaired.".into(),
+                officer: "li".into(),
+            };
+            with_id(
+                Operation::Act {
+                    case_id: a.id.clone(),
+                    command: reply,
+                    request_id: None,
+                    caller: String::new(),
+                },
+                "r1",
+                "li",
+            )
+        }),
+        ("a filing", with_id(filing(), "r1", "li")),
+    ];
+    for (what, op) in reuses {
+        let before = office.footprint();
+        let response = office.apply(op);
+        let Response::Rejected { kind, code, .. } = &response else {
+            panic!("{what}: {response:?}");
+        };
+        assert_eq!(
+            (kind, code.as_str()),
+            (&RejectKind::AlreadyExists, "request_id_reused"),
+            "{what}"
+        );
+        assert_eq!(office.footprint(), before, "{what}: nothing changed");
+    }
+    let other_caller = office.apply(with_id(accept(&b.id), "r1", "wang"));
+    assert_eq!(
+        case_of(other_caller).status,
+        Status::Accepted,
+        "another caller's r1 is its own request"
+    );
+}
+
+/// A request id longer than 64 bytes, or holding control characters, is refused as invalid and
+/// changes nothing: it is never silently left undeduplicated (fails if the check is dropped).
+#[test]
+fn a_request_id_that_cannot_be_kept_is_refused() {
+    let mut office = Office::new("5306", None);
+    for id in ["x".repeat(REQUEST_ID_BYTES_MAX + 1), "a\u{0}b".to_string()] {
+        let before = office.footprint();
+        let response = office.apply(with_id(filing(), &id, ""));
+        assert_eq!(code_of(&response), "bad_request_id");
+        assert_eq!(office.footprint(), before);
+        assert_eq!(office.state.cases, 0);
+    }
+    let longest = "y".repeat(REQUEST_ID_BYTES_MAX);
+    let first = office.apply(with_id(filing(), &longest, ""));
+    assert_eq!(office.apply(with_id(filing(), &longest, "")), first);
+    assert_eq!(office.state.cases, 1, "the longest id still deduplicates");
+}
+
+/// Request records expire after the retry horizon: a tick deletes them, at most
+/// `PRUNE_RECORDS_MAX` per tick, oldest first, with their expiry entries (fails if records are
+/// kept for ever or pruning is unbounded).
+#[test]
+fn request_records_expire_after_the_retry_horizon_in_bounded_steps() {
+    let mut office = Office::new("5306", None);
+    let case = office.file();
+    let mut txn = office.reader();
+    for n in 0..PRUNE_RECORDS_MAX + 5 {
+        let record = RequestRecord {
+            operation: "accept".into(),
+            case_id: case.id.clone(),
+            at: START_MS + n as Millis,
+            reply: vec![1, 2, 3],
+        };
+        requests::put(&mut txn, keys::retry("li", &format!("r{n}")), &record);
+    }
+    office.db.write(txn.into_batch(), false).unwrap();
+    let count = |office: &Office, prefix: &[u8]| {
+        office
+            .reader()
+            .scan(prefix, &crate::store::keys::prefix_end(prefix), usize::MAX)
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(&office, keys::RETRY), PRUNE_RECORDS_MAX + 5);
+    office.at = START_MS + RETRY_HORIZON_MS - 120_000;
+    office.apply(Operation::Tick);
+    assert_eq!(
+        count(&office, keys::RETRY),
+        PRUNE_RECORDS_MAX + 5,
+        "not yet"
+    );
+    office.at = START_MS + RETRY_HORIZON_MS + 1_000_000;
+    office.apply(Operation::Tick);
+    assert_eq!(
+        count(&office, keys::RETRY),
+        5,
+        "one tick prunes at most PRUNE_RECORDS_MAX"
+    );
+    office.apply(Operation::Tick);
+    assert_eq!(count(&office, keys::RETRY), 0);
+    assert_eq!(
+        count(&office, keys::EXPIRY),
+        0,
+        "the expiry entries go with them"
+    );
+}
+
+/// A filing remembered past the horizon is forgotten: its id then files anew, as a client
+/// retrying after the horizon is warned it would (fails if expiry deletes the wrong key).
+#[test]
+fn an_expired_request_is_a_new_request() {
+    let mut office = Office::new("5306", None);
+    let first = case_of(office.apply(with_id(filing(), "r1", "")));
+    assert_eq!(
+        case_of(office.apply(with_id(filing(), "r1", ""))).id,
+        first.id
+    );
+    office.at += RETRY_HORIZON_MS;
+    office.apply(Operation::Tick);
+    let again = case_of(office.apply(with_id(filing(), "r1", "")));
+    assert_ne!(again.id, first.id);
+}
+
+/// Builds a case with at least `entries` history entries the way the state machine stores one
+/// (header plus entries), by folding supervision events; returns its id and length.
+fn case_with_history(office: &mut Office, entries: u32) -> (CaseId, u32) {
+    let case = office.file();
+    let mut whole = office.case(&case.id).unwrap();
+    let mut at = office.at;
+    while whole.history_len() < entries {
+        at += 1_000;
+        let event = liandong_domain::Event::SupervisionOrdered {
+            at,
+            office: code("5306"),
+            from: code("53"),
+            text: "Report.".into(),
+            due_by: at + 86_400_000,
+        };
+        whole.apply(&event);
+        whole.apply(&liandong_domain::Event::SupervisionAnswered {
+            at,
+            office: code("5306"),
+            text: "Done.".into(),
+            officer: "li".into(),
+        });
+    }
+    let (header, history) = whole.into_header();
+    let id = header.id.to_string();
+    let mut txn = office.reader();
+    for entry in &history {
+        txn.put(keys::history(&id, entry.seq), encode(entry));
+    }
+    txn.put(keys::case(&id), encode(&header));
+    office.db.write(txn.into_batch(), false).unwrap();
+    office.at = at;
+    (header.id.clone(), header.history_len())
+}
+
+/// Updating a case with 1,000 history entries writes what updating a fresh one does (its
+/// header and the new entry, never the history), and its reply carries the header and the
+/// entry the write added (fails if a write rewrites or re-reads the whole history).
+#[test]
+fn a_write_on_a_long_history_costs_what_one_on_a_fresh_case_does() {
+    let mut office = Office::new("5306", None);
+    let fresh = office.file();
+    office.apply(accept(&fresh.id));
+    let fresh_bytes = office.written_bytes;
+    let (long, entries) = case_with_history(&mut office, 1_000);
+    let reply = case_of(office.apply(accept(&long)));
+    let long_bytes = office.written_bytes;
+    assert!(entries >= 1_000);
+    assert!(
+        long_bytes <= fresh_bytes + 64,
+        "a case of 1,000 entries wrote {long_bytes} bytes, a fresh one {fresh_bytes}"
+    );
+    assert_eq!(
+        reply.history_start.entries, entries,
+        "the chain before the write"
+    );
+    assert_eq!(reply.history.len(), 1, "only the entry the write added");
+    assert_eq!(reply.history[0].kind, "accepted");
+    assert_eq!(reply.verify_chain(), Ok(()));
+    let whole = office.case(&long).unwrap();
+    assert_eq!(whole.history_len(), entries + 1);
+    assert_eq!(whole.verify_chain(), Ok(()));
+    assert_eq!(whole.history[entries as usize], reply.history[0]);
+}
+
+/// A handoff carries the whole history even though the write that starts it reads only the
+/// header (fails if the handoff carries the header alone).
+#[test]
+fn a_handoff_carries_the_case_with_its_whole_history() {
+    let mut county = Office::new("530602", Some("5306"));
+    let case = county.file();
+    county.act(
+        &case.id,
+        CaseCommand::Accept {
+            officer: "li".into(),
+        },
+    );
+    let mut sibling_case = in_transit(HandoffKind::Transfer);
+    sibling_case.id = case.id.clone();
+    let transfer = CaseCommand::Transfer {
+        to: code("530621"),
+        officer: "li".into(),
+    };
+    let fresh = county.file();
+    county.act(&fresh.id, transfer);
+    let (_, waiting) = {
+        let link: LinkOut = get_or_default(&county.reader(), &keys::link(&code("530621"))).unwrap();
+        (
+            link,
+            county
+                .reader()
+                .get(&keys::outbox(&code("530621"), 1))
+                .unwrap()
+                .unwrap(),
+        )
+    };
+    let envelope: Envelope = crate::store::codec::decode(&waiting).unwrap();
+    let Body::Handoff { case: document } = envelope.body else {
+        panic!("not a handoff: {envelope:?}");
+    };
+    let carried = document.case().unwrap();
+    assert!(carried.has_whole_history());
+    assert_eq!(carried.history_len(), 2, "registered and handoff_started");
+    assert_eq!(carried.verify_chain(), Ok(()));
+}
+
+/// The refusal of a message is kept until the sender's deliveries move past it, then deleted:
+/// a batch starting after it shows the sender committed its acknowledgement (fails if refusal
+/// records are kept for ever, or deleted while the sender may still ask).
+#[test]
+fn a_refusal_is_forgotten_once_the_sender_moves_past_it() {
+    let mut county = Office::new("530602", Some("5306"));
+    let refusal = county.deliver(
+        "5306",
+        Body::SupervisionOrder {
+            case_id: "530602-2026-000099".parse().unwrap(),
+            order_id: "5306-1".into(),
+            text: "Report.".into(),
+            due_days: 5,
+        },
+    );
+    assert!(refusal.is_some());
+    let kept = |county: &Office| {
+        county
+            .reader()
+            .scan(
+                keys::REFUSED,
+                &crate::store::keys::prefix_end(keys::REFUSED),
+                usize::MAX,
+            )
+            .unwrap()
+            .len()
+    };
+    assert_eq!(kept(&county), 1, "kept while the sender may ask again");
+    let summary = Summary::of(&county.file());
+    assert!(county
+        .deliver(
+            "530602001",
+            Body::IndexUpdate {
+                summary: summary.clone()
+            }
+        )
+        .is_none());
+    assert_eq!(
+        kept(&county),
+        1,
+        "another link's delivery does not touch it"
+    );
+    county.deliver(
+        "5306",
+        Body::SupervisionOrder {
+            case_id: "530602-2026-000099".parse().unwrap(),
+            order_id: "5306-2".into(),
+            text: "Report.".into(),
+            due_days: 5,
+        },
+    );
+    assert_eq!(
+        kept(&county),
+        1,
+        "the new refusal replaces the answered one"
+    );
+    let remaining = county
+        .reader()
+        .scan(
+            keys::REFUSED,
+            &crate::store::keys::prefix_end(keys::REFUSED),
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!(remaining[0].0, keys::refused(&code("5306"), 2));
 }

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use federation_proto::v1::raft_transport_client::RaftTransportClient;
 use federation_proto::v1::{RaftReply, RaftRequest};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -27,9 +29,16 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::raft::types::{NodeId, NodeInfo, TypeConfig};
+use crate::store::codec;
 
 /// How long to wait for a TCP connection to another host.
 pub const CONNECT_TIMEOUT_MS: u64 = 500;
+/// The largest AppendEntries payload a replica sends: well under the transport's message limit.
+/// A batch over it is refused before it is sent (openraft's `PayloadTooLarge` with an entries
+/// hint), so openraft sends fewer entries; a single entry over it goes alone (an entry is
+/// bounded by the federation's batch budget, far below the transport limit).
+pub const APPEND_ENTRIES_BYTES_MAX: usize = 4 * 1024 * 1024;
+const _: () = assert!(APPEND_ENTRIES_BYTES_MAX * 4 <= federation_proto::MESSAGE_BYTES_MAX);
 /// The pause before retrying an unreachable replica (openraft's backoff).
 pub const UNREACHABLE_BACKOFF_MS: u64 = 200;
 
@@ -221,40 +230,59 @@ fn link_fault_error<E: std::error::Error>(
     RPCError::Unreachable(Unreachable::new(&error))
 }
 
+/// Encodes a raft payload (a request, a response, an error) in the versioned codec.
+pub fn encode_payload<T: Serialize>(value: &T) -> Vec<u8> {
+    codec::encode(value)
+}
+
+/// Decodes a raft payload: the versioned codec, or the bare JSON builds before it sent.
+pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    if bytes.first() == Some(&b'{') {
+        return serde_json::from_slice(bytes).map_err(|e| e.to_string());
+    }
+    codec::decode(bytes).map_err(|e| e.to_string())
+}
+
+/// How many of `entries` entries fit the AppendEntries budget, judging by `payload_bytes` for
+/// all of them (at least one); None when all fit.
+pub fn entries_fitting(entries: usize, payload_bytes: usize) -> Option<u64> {
+    if payload_bytes <= APPEND_ENTRIES_BYTES_MAX || entries <= 1 {
+        return None;
+    }
+    let fitting = entries.saturating_mul(APPEND_ENTRIES_BYTES_MAX) / payload_bytes;
+    Some(fitting.clamp(1, entries - 1) as u64)
+}
+
 impl ReplicaClient {
     /// Sends one request, through this host's link fault to the target host if a drill set one.
-    async fn call<Req, Resp, E>(
+    async fn call<Resp, E>(
         &self,
         rpc: Rpc,
-        request: &Req,
+        payload: Vec<u8>,
         option: &RPCOption,
     ) -> RpcResult<Resp, E>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
         let deadline = tokio::time::Instant::now() + option.hard_ttl();
         let action = self.transport.link_action(&self.target_host);
-        match through_link_fault(action, deadline, self.send(rpc, request, option)).await {
+        match through_link_fault(action, deadline, self.send(rpc, payload, option)).await {
             Ok(result) => result,
             Err(lost) => Err(link_fault_error(lost.describe())),
         }
     }
 
-    async fn send<Req, Resp, E>(
+    async fn send<Resp, E>(
         &self,
         rpc: Rpc,
-        request: &Req,
+        payload: Vec<u8>,
         option: &RPCOption,
     ) -> RpcResult<Resp, E>
     where
-        Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let payload =
-            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let channel = self
             .transport
             .channel(&self.addr)
@@ -280,15 +308,16 @@ impl ReplicaClient {
             }
             Err(status) => return Err(RPCError::Network(NetworkError::new(&status))),
         };
+        let undecodable =
+            |e: String| RPCError::Network(NetworkError::new(&std::io::Error::other(e)));
         if !error.is_empty() {
-            let remote: RaftError<NodeId, E> = serde_json::from_slice(&error)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let remote: RaftError<NodeId, E> = decode_payload(&error).map_err(undecodable)?;
             return Err(RPCError::RemoteError(openraft::error::RemoteError::new(
                 self.target,
                 remote,
             )));
         }
-        serde_json::from_slice(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        decode_payload(&payload).map_err(undecodable)
     }
 }
 
@@ -298,7 +327,13 @@ impl RaftNetwork<TypeConfig> for ReplicaClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Rpc::Append, &rpc, &option).await
+        let payload = encode_payload(&rpc);
+        if let Some(fitting) = entries_fitting(rpc.entries.len(), payload.len()) {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fitting),
+            ));
+        }
+        self.call(Rpc::Append, payload, &option).await
     }
 
     async fn install_snapshot(
@@ -306,7 +341,10 @@ impl RaftNetwork<TypeConfig> for ReplicaClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(Rpc::Snapshot, &rpc, &option).await
+        // openraft cuts the snapshot into chunks of `snapshot_max_chunk_size`
+        // (`machine::snapshot::SNAPSHOT_CHUNK_BYTES_MAX`).
+        self.call(Rpc::Snapshot, encode_payload(&rpc), &option)
+            .await
     }
 
     async fn vote(
@@ -314,7 +352,7 @@ impl RaftNetwork<TypeConfig> for ReplicaClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Rpc::Vote, &rpc, &option).await
+        self.call(Rpc::Vote, encode_payload(&rpc), &option).await
     }
 
     fn backoff(&self) -> openraft::network::Backoff {

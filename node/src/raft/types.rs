@@ -3,7 +3,6 @@
 //! `machine`). Plain data, the vocabulary every layer above shares.
 
 use std::fmt;
-use std::io::Cursor;
 
 use liandong_domain::message::Envelope;
 use liandong_domain::{CaseCommand, CaseId, Millis, OfficeCode, Registration};
@@ -34,18 +33,26 @@ pub struct Request {
     pub op: Operation,
 }
 
+/// What goes through an office's log. New variants go at the end: the binary codec names a
+/// variant by its position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Operation {
     /// Register a petition at this office.
     File {
         registration: Registration,
         request_id: Option<String>,
+        /// Who asks (the signed-in officer; empty before sign-in exists): request ids are
+        /// scoped by caller. Absent from format-1 entries.
+        #[serde(default)]
+        caller: String,
     },
     /// An officer's command on a case this office holds.
     Act {
         case_id: CaseId,
         command: CaseCommand,
         request_id: Option<String>,
+        #[serde(default)]
+        caller: String,
     },
     /// Advance the deadline clocks of every case whose alarm is due at `at`.
     Tick,
@@ -103,6 +110,8 @@ pub enum RejectKind {
     Forbidden,
     /// No such case at this office.
     NotFound,
+    /// The request id was used before for another operation or another case.
+    AlreadyExists,
 }
 
 /// What applying one entry produced.
@@ -141,7 +150,8 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A file in the office's snapshot folder (`machine::snapshot`): never held in memory.
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

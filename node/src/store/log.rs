@@ -212,7 +212,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge mark first: a crash between the two leaves extra entries, never a gap.
-        self.put_meta_synced("purged", &Some(log_id))?;
+        self.put_meta_synced("purged", &log_id)?;
         let cf = self.db.cf(CF_LOG);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(

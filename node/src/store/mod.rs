@@ -15,7 +15,7 @@ pub mod keys;
 mod log;
 pub mod txn;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use failpoint::DiskFault;
@@ -29,6 +29,8 @@ use crate::raft::types::StorageError;
 #[derive(Clone)]
 pub struct HostDb {
     db: Arc<DB>,
+    /// Where snapshot files live: `snapshots/` beside the database folder, one folder per office.
+    snapshot_root: PathBuf,
     /// The host's storage failpoint (see [`failpoint`]): one flag for the whole database, as a
     /// full disk is one for every replica on it.
     fault: DiskFault,
@@ -47,10 +49,17 @@ impl HostDb {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, path, families)?;
+        let snapshot_root = path.parent().unwrap_or(path).join("snapshots");
         Ok(HostDb {
             db: Arc::new(db),
+            snapshot_root,
             fault: DiskFault::default(),
         })
+    }
+
+    /// The folder of one office's snapshot files (made by the caller when it writes one).
+    pub fn snapshot_dir(&self, office: &str) -> PathBuf {
+        self.snapshot_root.join(office)
     }
 
     /// For reads. Writes go through [`HostDb::write`], which the failpoint guards.
