@@ -75,6 +75,10 @@ impl fmt::Display for Op {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseView {
     pub case_id: String,
+    /// History entries before those the reply carried: 0 for a whole history (a read, a
+    /// filing), the case's length before the write for a write's reply (which carries the
+    /// entries the write added).
+    pub start: u32,
     pub status: String,
     /// The history's event kinds, in order.
     pub kinds: Vec<String>,
@@ -86,6 +90,7 @@ impl CaseView {
     pub fn from_case(case: &Case) -> CaseView {
         CaseView {
             case_id: case.id.to_string(),
+            start: case.history_start.entries,
             status: case.status.as_str().to_string(),
             kinds: case.history.iter().map(|e| e.kind.clone()).collect(),
             hashes: case.history.iter().map(|e| e.hash.clone()).collect(),
@@ -102,6 +107,7 @@ impl CaseView {
     pub fn synthetic(case_id: &str, kinds: &[&str]) -> CaseView {
         CaseView {
             case_id: case_id.to_string(),
+            start: 0,
             status: String::new(),
             kinds: kinds.iter().map(|k| k.to_string()).collect(),
             hashes: (0..kinds.len())

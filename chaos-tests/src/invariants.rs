@@ -107,17 +107,20 @@ pub fn durability(history: &History, state: &FinalState) -> Invariant {
                     view.case_id
                 )),
                 Some(Ok(Some(chain))) => {
-                    if !chain.starts_with(&view.hashes) {
+                    // A write's reply carries the entries it added, after `start` others.
+                    let from = (view.start as usize).min(chain.len());
+                    if view.start as usize > chain.len() || !chain[from..].starts_with(&view.hashes) {
                         problems.push(format!(
                             "replica {replica}'s {} lost history {op} saw: {} entries there, {} seen (first differing at {})",
                             view.case_id,
                             chain.len(),
                             view.hashes.len(),
-                            chain
+                            chain[from..]
                                 .iter()
                                 .zip(&view.hashes)
                                 .position(|(a, b)| a != b)
-                                .unwrap_or(chain.len().min(view.hashes.len()))
+                                .map(|at| at + from)
+                                .unwrap_or(chain.len().min(from + view.hashes.len()))
                         ));
                     }
                 }

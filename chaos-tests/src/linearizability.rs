@@ -238,6 +238,9 @@ pub enum CaseInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaseOutput {
     Case(Vec<Kind>),
+    /// A write's reply: the kinds of the entries the write added (the case's earlier history is
+    /// not in it).
+    Appended(Vec<Kind>),
     Rejected,
     NotFound,
     /// A reply about another case than the key: matches nothing.
@@ -309,9 +312,16 @@ impl Model for CaseModel {
                 }
             }
         };
+        // A write's reply shows only what it added: the command's own entry.
+        let appended = match (input, &answer) {
+            (CaseInput::Act(command), CaseOutput::Case(_)) => {
+                Some(CaseOutput::Appended(vec![Kind::of_command(*command)]))
+            }
+            _ => None,
+        };
         match output {
             None => Some(next),
-            Some(seen) if *seen == answer => Some(next),
+            Some(seen) if *seen == answer || Some(seen) == appended.as_ref() => Some(next),
             Some(_) => None,
         }
     }
@@ -376,7 +386,12 @@ type CaseEntry = Entry<CaseInput, CaseOutput>;
 fn output_of(key: &str, observed: &Observed) -> CaseOutput {
     match observed {
         Observed::Case(view) if view.case_id == key => {
-            CaseOutput::Case(view.kinds.iter().filter_map(|k| Kind::parse(k)).collect())
+            let kinds = view.kinds.iter().filter_map(|k| Kind::parse(k)).collect();
+            if view.start == 0 {
+                CaseOutput::Case(kinds)
+            } else {
+                CaseOutput::Appended(kinds)
+            }
         }
         Observed::Case(view) => CaseOutput::Foreign(view.case_id.clone()),
         Observed::Rejected { .. } => CaseOutput::Rejected,
@@ -576,6 +591,29 @@ mod tests {
         let report = check(&h);
         assert!(report.ok(), "{report}");
         assert_eq!((report.keys, report.operations), (1, 8));
+    }
+
+    /// A write's reply carries only the entries it added: it is checked against the command's
+    /// own entry, while reads still see whole histories (fails if partial replies are read as
+    /// whole ones, or accepted whatever they show).
+    #[test]
+    fn a_write_reply_with_the_added_entries_only_is_checked() {
+        let appended = |kinds: &[&str]| {
+            let mut view = CaseView::synthetic(C, kinds);
+            view.start = 1;
+            Outcome::Ok(Observed::Case(view))
+        };
+        let mut h = filed();
+        h.push(0, 20, 30, act(Command::Accept), appended(&["accepted"]));
+        h.push(1, 40, 50, read(), case(&["registered", "accepted"]));
+        assert_ok(&h);
+        let mut h = filed();
+        h.push(0, 20, 30, act(Command::Accept), appended(&["replied"]));
+        assert_violation(&h);
+        let mut h = filed();
+        h.push(0, 20, 30, act(Command::Accept), appended(&["accepted"]));
+        h.push(1, 40, 50, read(), case(&["registered"]));
+        assert_violation(&h);
     }
 
     #[test]

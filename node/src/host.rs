@@ -28,7 +28,7 @@ use crate::federation::directory::Directory;
 use crate::federation::faults::{FaultSpec, Faults, FAULTS_POLL_MS};
 use crate::federation::pump::{Pump, PumpContext};
 use crate::federation::service::FederationService;
-use crate::machine::{keys, StateMachineStore};
+use crate::machine::StateMachineStore;
 use crate::manifest::{HostConfig, HostEntry, Manifest};
 use crate::metrics;
 use crate::raft::network::{OfficeNetwork, Transport};
@@ -363,8 +363,9 @@ async fn bootstrap(manifest: &Manifest, replicas: &Replicas) -> anyhow::Result<(
     Ok(())
 }
 
-/// Leaders propose a tick when some case's alarm is due; applying it raises warnings and
-/// overdue marks with the tick's stamped time on every replica.
+/// Leaders propose a tick when it has work (`StateMachineStore::tick_due`: a case's alarm, an
+/// expired request record); applying it raises warnings and overdue marks with the tick's
+/// stamped time on every replica.
 struct Ticker {
     replicas: Replicas,
     interval: tokio::time::Interval,
@@ -385,7 +386,7 @@ impl Worker for Ticker {
 
     async fn work(&mut self) -> Result<Step, String> {
         for replica in self.replicas.iter() {
-            if !replica.is_leader() || !alarm_due(replica) {
+            if !replica.is_leader() || !tick_due(replica) {
                 continue;
             }
             if let Err(error) = replica.write(Operation::Tick).await {
@@ -400,17 +401,14 @@ impl Worker for Ticker {
     }
 }
 
-fn alarm_due(replica: &Replica) -> bool {
-    match replica.state_machine.scan_prefix(keys::ALARM, 1) {
-        Ok(first) => first
-            .first()
-            .and_then(|(key, _)| keys::alarm_time(key))
-            .is_some_and(|at| at <= replica.clock.now()),
-        Err(error) => {
-            tracing::warn!(office = %replica.office, %error, "reading alarms");
+fn tick_due(replica: &Replica) -> bool {
+    replica
+        .state_machine
+        .tick_due(replica.clock.now())
+        .unwrap_or_else(|error| {
+            tracing::warn!(office = %replica.office, %error, "reading what the tick has to do");
             false
-        }
-    }
+        })
 }
 
 /// Waits for a replica's Raft to stop on its own, and then says so in one error line naming the

@@ -213,6 +213,7 @@ pub fn case_json(case: &Case) -> Value {
             "report_by": time(case.deadlines.report_by),
         },
         "overdue": case.overdue,
+        "history_start": case.history_start.entries,
         "history": history,
     })
 }
