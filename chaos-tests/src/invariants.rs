@@ -109,7 +109,8 @@ pub fn durability(history: &History, state: &FinalState) -> Invariant {
                 Some(Ok(Some(chain))) => {
                     // A write's reply carries the entries it added, after `start` others.
                     let from = (view.start as usize).min(chain.len());
-                    if view.start as usize > chain.len() || !chain[from..].starts_with(&view.hashes) {
+                    if view.start as usize > chain.len() || !chain[from..].starts_with(&view.hashes)
+                    {
                         problems.push(format!(
                             "replica {replica}'s {} lost history {op} saw: {} entries there, {} seen (first differing at {})",
                             view.case_id,

@@ -22,7 +22,10 @@ use liandong_node::manifest::{HostConfig, Manifest};
 use liandong_node::tls::{client_config, https_uri, Pki, TlsFiles};
 use tonic::transport::{Channel, Endpoint};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format_v1.tar.xz");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/format_v1.tar.xz"
+);
 const CASES: &str = include_str!("fixtures/format_v1.cases");
 /// How long the hosts may take to elect leaders, deliver, and settle on a loaded machine.
 const SETTLE_MS: u64 = 60_000;
@@ -187,9 +190,14 @@ impl Federation {
     async fn show(&self, case_id: &str) -> Case {
         let mut office = case_id.split('-').next().unwrap().to_string();
         for _ in 0..8 {
-            let case = show_at(&mut self.cases(&office), case_id, &office, Consistency::Linearizable)
-                .await
-                .unwrap_or_else(|e| panic!("show {case_id} at {office}: {e}"));
+            let case = show_at(
+                &mut self.cases(&office),
+                case_id,
+                &office,
+                Consistency::Linearizable,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("show {case_id} at {office}: {e}"));
             match &case.status {
                 Status::Forwarded { to } => office = to.to_string(),
                 _ => return case,
@@ -239,9 +247,7 @@ fn settled(statuses: &[StatusReply], offices: usize) -> bool {
     }
     by_office.len() == offices
         && by_office.values().all(|replicas| {
-            replicas.len() == 3
-                && replicas.iter().all(|r| *r == replicas[0])
-                && replicas[0].2 == 0
+            replicas.len() == 3 && replicas.iter().all(|r| *r == replicas[0]) && replicas[0].2 == 0
         })
 }
 
@@ -282,14 +288,21 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
     let cases: Vec<&str> = CASES.lines().filter(|line| !line.is_empty()).collect();
     assert_eq!(cases.len(), 7, "the fixture's cases");
     let six = federation.show(cases[5]).await;
-    assert_eq!(six.office.as_str(), "530602001", "the pending handoff was delivered");
+    assert_eq!(
+        six.office.as_str(),
+        "530602001",
+        "the pending handoff was delivered"
+    );
     assert_eq!(six.status, Status::Registered);
 
     // Every case reads back whole, its chain intact, the same on each replica of its holder.
     for case_id in &cases {
         let case = federation.show(case_id).await;
         assert!(case.has_whole_history(), "{case_id}");
-        assert!(case.history.len() >= 2 || case_id == &cases[6], "{case_id}: {case:?}");
+        assert!(
+            case.history.len() >= 2 || case_id == &cases[6],
+            "{case_id}: {case:?}"
+        );
         case.verify_chain()
             .unwrap_or_else(|e| panic!("{case_id}: {e}"));
         let office = case.office.to_string();
@@ -302,7 +315,14 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
     }
     let first = federation.show(cases[0]).await;
     let kinds: Vec<&str> = first.history.iter().map(|e| e.kind.as_str()).collect();
-    for kind in ["registered", "accepted", "extended", "graded", "replied", "review_requested"] {
+    for kind in [
+        "registered",
+        "accepted",
+        "extended",
+        "graded",
+        "replied",
+        "review_requested",
+    ] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
 
@@ -325,14 +345,21 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
     let mut city = federation.cases("5306");
     let replayed = city.file(retry.clone()).await.unwrap().into_inner();
     let replayed = Case::from_bytes(&replayed.case_document).unwrap();
-    assert_eq!(replayed.id.to_string(), "5306-2026-000002", "the old request's case");
+    assert_eq!(
+        replayed.id.to_string(),
+        "5306-2026-000002",
+        "the old request's case"
+    );
 
     // A new case is filed; old ones are handled.
     let mut fresh = retry;
     fresh.request_id = "fixture-new".into();
     let filed = city.file(fresh).await.unwrap().into_inner();
     let filed = Case::from_bytes(&filed.case_document).unwrap();
-    assert_eq!(filed.id.seq, 3, "numbering continues after the old build's cases");
+    assert_eq!(
+        filed.id.seq, 3,
+        "numbering continues after the old build's cases"
+    );
     let mut township = federation.cases("530602001");
     let accepted = township
         .act(accept(cases[6], "530602001", "fixture-accept-7"))
@@ -341,7 +368,10 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
         .into_inner();
     let accepted = Case::from_bytes(&accepted.case_document).unwrap();
     assert_eq!(accepted.status, Status::Accepted);
-    assert_eq!(accepted.history_start.entries, 1, "the reply carries what it added");
+    assert_eq!(
+        accepted.history_start.entries, 1,
+        "the reply carries what it added"
+    );
     let accepted = township
         .act(accept(cases[5], "530602001", "fixture-accept-6"))
         .await

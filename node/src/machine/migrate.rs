@@ -80,7 +80,8 @@ fn split_cases(db: &HostDb, office: &str) -> Result<usize, StorageError> {
                 continue;
             }
             let id = case.id.to_string();
-            let (header, entries) = case.into_header();
+            let (mut header, entries) = case.into_header();
+            header.v = liandong_domain::CASE_VERSION;
             for entry in &entries {
                 txn.put(keys::history(&id, entry.seq), codec::encode(entry));
             }

@@ -136,6 +136,12 @@ impl StateMachineStore {
         Ok(store)
     }
 
+    /// The host's database (tests reach under the state machine through it).
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &HostDb {
+        &self.db
+    }
+
     /// The greatest stamped time applied so far.
     pub fn last_at(&self) -> Millis {
         self.last_at.load(Ordering::SeqCst)

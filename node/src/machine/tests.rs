@@ -819,3 +819,494 @@ fn a_refusal_is_forgotten_once_the_sender_moves_past_it() {
         .unwrap();
     assert_eq!(remaining[0].0, keys::refused(&code("5306"), 2));
 }
+
+// ---- stored formats, migration and snapshots ------------------------------------------------
+
+use crate::raft::types::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+use crate::store::codec::{decode, FORMAT_BINARY, FORMAT_JSON};
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
+
+/// A value as the build before the binary codec stored it: format byte 1, then JSON.
+fn format_1<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![FORMAT_JSON];
+    bytes.extend(serde_json::to_vec(value).unwrap());
+    bytes
+}
+
+/// Encodes `value` in both formats and decodes each back.
+fn round_trips<T>(what: &str, value: &T)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    assert_eq!(
+        &decode::<T>(&encode(value)).unwrap(),
+        value,
+        "{what}: binary"
+    );
+    assert_eq!(
+        &decode::<T>(&format_1(value)).unwrap(),
+        value,
+        "{what}: format 1"
+    );
+}
+
+fn log_id(index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(3, 1), index)
+}
+
+/// Every type the state machine and the log store keep round-trips in the binary format, and
+/// reads from format 1 (fails when a serde attribute does not survive a non-self-describing
+/// format: an internally tagged enum, a self-describing value, an `Option` read as its inside).
+#[test]
+fn every_stored_type_round_trips_in_both_formats() {
+    let mut county = Office::new("530602", Some("5306"));
+    let case = county.file();
+    county.act(
+        &case.id,
+        CaseCommand::Transfer {
+            to: code("530621"),
+            officer: "li".into(),
+        },
+    );
+    let whole = county.case(&case.id).unwrap();
+    let (header, entries) = whole.clone().into_header();
+    round_trips("a whole case", &whole);
+    round_trips("a case header", &header);
+    round_trips("a history entry", &entries[1]);
+    let bodies = [
+        Body::Handoff {
+            case: CaseDocument::of(&whole),
+        },
+        Body::Escalation {
+            level: ReviewLevel::ReReview,
+            case: CaseDocument::of(&header),
+        },
+        Body::SupervisionOrder {
+            case_id: case.id.clone(),
+            order_id: "5306-1".into(),
+            text: "t".into(),
+            due_days: 3,
+        },
+        Body::SupervisionAnswer {
+            case_id: case.id.clone(),
+            order_id: String::new(),
+            text: "t".into(),
+            officer: "o".into(),
+        },
+        Body::IndexUpdate {
+            summary: Summary::of(&whole),
+        },
+    ];
+    let envelopes: Vec<Envelope> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(n, body)| Envelope {
+            from: code("530602"),
+            to: code("5306"),
+            seq: n as u64 + 1,
+            sent_at: START_MS,
+            body,
+        })
+        .collect();
+    for envelope in &envelopes {
+        round_trips(envelope.body.kind(), envelope);
+    }
+    let commands = [
+        CaseCommand::Accept {
+            officer: "li".into(),
+        },
+        CaseCommand::Assign {
+            to: code("530602001"),
+            due_days: 9,
+            officer: "li".into(),
+        },
+        CaseCommand::RequestReview,
+        CaseCommand::HandoffAcked,
+        CaseCommand::HandoffRefused { reason: "r".into() },
+    ];
+    let mut operations = vec![
+        Operation::File {
+            registration: registration(),
+            request_id: Some("r1".into()),
+            caller: "li".into(),
+        },
+        Operation::Tick,
+        Operation::Supervise {
+            case_id: case.id.clone(),
+            to: code("530602001"),
+            due_days: 4,
+            text: "t".into(),
+        },
+        Operation::Receive {
+            from: code("530602001"),
+            envelopes: envelopes.clone(),
+        },
+        Operation::Acked {
+            to: code("5306"),
+            through: 4,
+            refused: vec![Refusal {
+                seq: 2,
+                code: "c".into(),
+                reason: "r".into(),
+            }],
+        },
+    ];
+    operations.extend(commands.into_iter().map(|command| Operation::Act {
+        case_id: case.id.clone(),
+        command,
+        request_id: None,
+        caller: String::new(),
+    }));
+    for (n, op) in operations.into_iter().enumerate() {
+        let entry = Entry {
+            log_id: log_id(n as u64 + 1),
+            payload: EntryPayload::Normal(Request { at: START_MS, op }),
+        };
+        round_trips("a log entry", &entry);
+    }
+    let membership = StoredMembership::new(
+        Some(log_id(1)),
+        openraft::Membership::new(vec![[1u64, 2, 3].into()], None),
+    );
+    round_trips(
+        "a membership entry",
+        &Entry {
+            log_id: log_id(1),
+            payload: EntryPayload::Membership(membership.membership().clone()),
+        },
+    );
+    round_trips("a vote", &Vote::new(7, 2));
+    round_trips("a log id", &log_id(9));
+    round_trips("a committed mark", &Some(log_id(9)));
+    round_trips(
+        "the applied state",
+        &AppliedState {
+            last_applied: Some(log_id(4)),
+            membership: membership.clone(),
+            last_at: START_MS,
+            state_hash: "ab".into(),
+            cases: 3,
+            outbox_pending: 2,
+            hash_format: 2,
+        },
+    );
+    round_trips(
+        "a link out",
+        &LinkOut {
+            last_seq: 9,
+            acked_through: 4,
+        },
+    );
+    round_trips(
+        "a link in",
+        &LinkIn {
+            applied_through: 9,
+            applied: 9,
+        },
+    );
+    round_trips(
+        "an order",
+        &OrderRecord {
+            order_id: "5306-1".into(),
+            case_id: case.id.clone(),
+            to: code("530602"),
+            text: "t".into(),
+            ordered_at: 1,
+            due_by: 2,
+            answer: Some(OrderAnswer {
+                text: "a".into(),
+                officer: "o".into(),
+                answered_at: 3,
+            }),
+            refused: None,
+        },
+    );
+    round_trips(
+        "a refusal",
+        &Refusal {
+            seq: 1,
+            code: "c".into(),
+            reason: "r".into(),
+        },
+    );
+    round_trips(
+        "a request record",
+        &RequestRecord {
+            operation: "accept".into(),
+            case_id: case.id.clone(),
+            at: START_MS,
+            reply: whole.to_bytes(),
+        },
+    );
+    round_trips(
+        "a snapshot record",
+        &state_machine::SnapshotRecord {
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id(4)),
+                last_membership: membership,
+                snapshot_id: "3-4-ab".into(),
+            },
+            file: "snapshot-1.snap".into(),
+        }
+        .meta,
+    );
+    round_trips("a counter", &7u32);
+    round_trips("a watermark", &START_MS);
+    round_trips("an order id", &"5306-1".to_string());
+}
+
+/// A store of one office over its own RocksDB, as a host opens it.
+fn open_store(dir: &std::path::Path, office: &str) -> StateMachineStore {
+    let db = HostDb::open(&dir.join("db")).expect("RocksDB opens");
+    StateMachineStore::new(
+        db,
+        code(office),
+        None,
+        vec![7; 32],
+        Arc::new(Calendar::china()),
+    )
+    .expect("the state machine opens")
+}
+
+fn entry(index: u64, op: Operation) -> Entry {
+    Entry {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(Request {
+            at: START_MS + index as Millis * 60_000,
+            op,
+        }),
+    }
+}
+
+/// Every state machine key of a store's office, with its value.
+fn state_of(store: &StateMachineStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store.scan_prefix(b"", usize::MAX).unwrap()
+}
+
+/// A state as the build before the binary codec left it opens on this build: the case (one
+/// JSON document) is split into header and entries, the request record becomes a scoped one
+/// answering as before, the old snapshot record is dropped, and the first tick restarts the
+/// state hash (fails if any of these format-1 forms is left unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_1_state_opens_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut office = Office::new("5306", None);
+    let case = office.file();
+    office.act(
+        &case.id,
+        CaseCommand::Accept {
+            officer: "li".into(),
+        },
+    );
+    let whole = office.case(&case.id).unwrap();
+    let mut document = serde_json::to_value(&whole).unwrap();
+    document["v"] = 1.into();
+    document.as_object_mut().unwrap().remove("history_start");
+    let id = case.id.to_string();
+    {
+        let db = HostDb::open(&dir.path().join("db")).unwrap();
+        let mut txn = Txn::new(&db, "5306");
+        txn.put(keys::case(&id), serde_json::to_vec(&document).unwrap());
+        txn.put(keys::legacy_request("old-1"), format_1(&id));
+        txn.put(
+            keys::legacy_reply("old-1"),
+            serde_json::to_vec(&document).unwrap(),
+        );
+        let mut applied = serde_json::to_value(AppliedState {
+            last_at: START_MS,
+            cases: 1,
+            ..AppliedState::default()
+        })
+        .unwrap();
+        applied.as_object_mut().unwrap().remove("hash_format");
+        txn.put(keys::APPLIED.to_vec(), format_1(&applied));
+        let mut batch = txn.into_batch();
+        let old_snapshot = serde_json::json!({"meta": {"last_log_id": null, "last_membership": StoredMembership::default(), "snapshot_id": "x"}, "data": [1, 2]});
+        batch.put_cf(
+            db.cf(crate::store::keys::CF_META),
+            crate::store::keys::meta_key("5306", "snapshot"),
+            format_1(&old_snapshot),
+        );
+        db.write(batch, true).unwrap();
+    }
+    let mut store = open_store(dir.path(), "5306");
+    assert_eq!(
+        store.case(&case.id).unwrap().unwrap(),
+        whole,
+        "the case reads whole"
+    );
+    let header = Case::from_bytes(&store.get(&keys::case(&id)).unwrap().unwrap()).unwrap();
+    assert!(
+        header.history.is_empty() && header.history_len() == 2,
+        "stored as a header"
+    );
+    assert!(store.get(&keys::legacy_request("old-1")).unwrap().is_none());
+    assert!(store.get(&keys::legacy_reply("old-1")).unwrap().is_none());
+    assert!(
+        store.get_current_snapshot().await.unwrap().is_none(),
+        "the old snapshot is dropped"
+    );
+    assert_eq!(store.applied().unwrap().hash_format, 0);
+    assert!(
+        store.tick_due(START_MS).unwrap(),
+        "a tick must restart the hash"
+    );
+    let retried = Operation::Act {
+        case_id: case.id.clone(),
+        command: CaseCommand::Accept {
+            officer: "li".into(),
+        },
+        request_id: Some("old-1".into()),
+        caller: String::new(),
+    };
+    let answers = store
+        .apply([entry(5, retried), entry(6, Operation::Tick)])
+        .await
+        .unwrap();
+    let Response::Case { document: answered } = &answers[0] else {
+        panic!("{answers:?}")
+    };
+    let mut answered = Case::from_bytes(answered).unwrap();
+    assert_eq!(answered.v, 1, "the old build's own reply document");
+    answered.v = whole.v;
+    assert_eq!(
+        answered, whole,
+        "the old request is answered as the first time"
+    );
+    assert_eq!(store.applied().unwrap().hash_format, FORMAT_BINARY);
+    // Reopening finds nothing left to convert.
+    drop(store);
+    let again = open_store(dir.path(), "5306");
+    assert_eq!(again.case(&case.id).unwrap().unwrap(), whole);
+}
+
+async fn snapshot_of(store: &StateMachineStore) -> crate::raft::types::Snapshot {
+    store
+        .clone()
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap()
+}
+
+/// A snapshot is built by streaming a consistent view to a file and installs on another replica
+/// to the same state; a corrupt file is refused and changes nothing (fails if a snapshot loses
+/// a key, or a damaged one is installed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_file_installs_elsewhere_and_a_corrupt_one_changes_nothing() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = open_store(a_dir.path(), "5306");
+    let mut b = open_store(b_dir.path(), "5306");
+    let filing = |n: u64| {
+        entry(
+            n,
+            Operation::File {
+                registration: registration(),
+                request_id: Some(format!("r{n}")),
+                caller: String::new(),
+            },
+        )
+    };
+    a.apply((1..=40).map(filing)).await.unwrap();
+    b.apply([filing(1)]).await.unwrap();
+    let snapshot = snapshot_of(&a).await;
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(40)));
+    let b_before = state_of(&b);
+
+    // Damaged on the way: one byte flipped.
+    let mut bytes = Vec::new();
+    let mut file = snapshot.snapshot.try_into_std().unwrap();
+    std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x55;
+    let mut received = b
+        .begin_receiving_snapshot()
+        .await
+        .unwrap()
+        .try_into_std()
+        .unwrap();
+    std::io::Write::write_all(&mut received, &damaged).unwrap();
+    let refused = b
+        .install_snapshot(
+            &snapshot.meta,
+            Box::new(tokio::fs::File::from_std(received)),
+        )
+        .await;
+    assert!(refused.is_err(), "a corrupt snapshot is refused");
+    assert_eq!(state_of(&b), b_before, "and changes nothing");
+
+    let mut received = b
+        .begin_receiving_snapshot()
+        .await
+        .unwrap()
+        .try_into_std()
+        .unwrap();
+    std::io::Write::write_all(&mut received, &bytes).unwrap();
+    b.install_snapshot(
+        &snapshot.meta,
+        Box::new(tokio::fs::File::from_std(received)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        state_of(&b),
+        state_of(&a),
+        "the installed state is the snapshot's"
+    );
+    assert_eq!(
+        b.get_current_snapshot().await.unwrap().unwrap().meta,
+        snapshot.meta
+    );
+    assert_eq!(b.applied().unwrap().cases, 40);
+}
+
+/// An install a crash interrupted (marked, state half replaced) is finished when the replica
+/// opens again (fails if a replica could start on a half-installed state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_install_is_finished_at_open() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = open_store(a_dir.path(), "5306");
+    let filing = |n: u64| {
+        entry(
+            n,
+            Operation::File {
+                registration: registration(),
+                request_id: None,
+                caller: String::new(),
+            },
+        )
+    };
+    a.apply((1..=5).map(filing)).await.unwrap();
+    let snapshot = snapshot_of(&a).await;
+    let expected = state_of(&a);
+    {
+        let b = open_store(b_dir.path(), "5306");
+        let record = state_machine::SnapshotRecord {
+            meta: snapshot.meta.clone(),
+            file: "snapshot-interrupted.snap".into(),
+        };
+        let mut source = snapshot.snapshot.try_into_std().unwrap();
+        let target = b_dir
+            .path()
+            .join("snapshots")
+            .join("5306")
+            .join(&record.file);
+        std::io::copy(&mut source, &mut std::fs::File::create(&target).unwrap()).unwrap();
+        // The crash: the install is marked and the state half replaced.
+        let db = b.db();
+        let mut txn = Txn::new(db, "5306");
+        txn.put(b"case/half".to_vec(), vec![1]);
+        let mut batch = txn.into_batch();
+        batch.put_cf(
+            db.cf(crate::store::keys::CF_META),
+            crate::store::keys::meta_key("5306", state_machine::SNAPSHOT_INSTALLING),
+            encode(&record),
+        );
+        db.write(batch, true).unwrap();
+    }
+    let b = open_store(b_dir.path(), "5306");
+    assert_eq!(state_of(&b), expected);
+}

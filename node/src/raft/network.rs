@@ -361,3 +361,58 @@ impl RaftNetwork<TypeConfig> for ReplicaClient {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+
+    use super::*;
+    use crate::raft::types::{Entry, Operation, Request};
+
+    /// A batch over the AppendEntries budget is cut to what fits, never below one entry; one
+    /// entry alone always goes (fails if an oversized batch would be sent whole).
+    #[test]
+    fn an_append_over_its_budget_asks_for_fewer_entries() {
+        assert_eq!(entries_fitting(100, APPEND_ENTRIES_BYTES_MAX), None);
+        assert_eq!(entries_fitting(100, APPEND_ENTRIES_BYTES_MAX * 4), Some(25));
+        assert_eq!(entries_fitting(2, APPEND_ENTRIES_BYTES_MAX * 100), Some(1));
+        assert_eq!(entries_fitting(1, APPEND_ENTRIES_BYTES_MAX * 100), None);
+        assert_eq!(entries_fitting(0, 0), None);
+    }
+
+    /// Raft payloads travel in the binary codec, and the bare JSON of earlier builds still
+    /// decodes (fails if the transport drops back to JSON or refuses the older form).
+    #[test]
+    fn raft_payloads_are_binary_and_read_the_json_before_them() {
+        let entries: Vec<Entry> = (1..=3)
+            .map(|index| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
+                payload: EntryPayload::Normal(Request {
+                    at: 7,
+                    op: Operation::Tick,
+                }),
+            })
+            .collect();
+        let request = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        };
+        let binary = encode_payload(&request);
+        assert_eq!(binary[0], codec::FORMAT_BINARY);
+        let json = serde_json::to_vec(&request).unwrap();
+        assert!(
+            binary.len() < json.len() / 2,
+            "{} vs {}",
+            binary.len(),
+            json.len()
+        );
+        for bytes in [binary, json] {
+            let back: AppendEntriesRequest<TypeConfig> = decode_payload(&bytes).unwrap();
+            assert_eq!(back.entries, request.entries);
+            assert_eq!(back.vote, request.vote);
+        }
+        assert!(decode_payload::<Vote<NodeId>>(&[9, 1, 2]).is_err());
+    }
+}
