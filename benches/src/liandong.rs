@@ -31,6 +31,14 @@ pub async fn liandong(dir: &Path, args: &[&str]) -> anyhow::Result<Value> {
     Ok(liandong_ops::commands::run(cli).await?.json)
 }
 
+/// `office`'s entry in the JSON of `liandong status`.
+pub fn office_status<'a>(status: &'a Value, office: &str) -> Option<&'a Value> {
+    status["offices"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["code"] == office)
+}
+
 /// A fresh federation in a temporary folder, started; stopped again on drop.
 pub struct LocalFederation {
     pub dir: PathBuf,
@@ -79,11 +87,7 @@ impl LocalFederation {
     /// The API addresses of the hosts carrying `office`, its leader's first.
     pub async fn office_addresses(&self, office: &str) -> anyhow::Result<Vec<String>> {
         let status = liandong(&self.dir, &["status"]).await?;
-        let leader = status["offices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|entry| entry["code"] == office)
+        let leader = office_status(&status, office)
             .and_then(|entry| entry["leader"].as_u64())
             .ok_or_else(|| anyhow!("office {office} has no leader: {status}"))?;
         let manifest = self.manifest()?;

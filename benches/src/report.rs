@@ -413,50 +413,76 @@ fn file_client_counts(reports: &[RunReport]) -> BTreeSet<usize> {
 }
 
 fn file_rows(reports: &[RunReport], clients: usize, rows: &mut Vec<Row>) {
-    let figure = |system: System, pick: &dyn Fn(&Series) -> f64| {
+    let figure = |system: System, pick: fn(&Series) -> f64| {
         find(reports, system, Workload::File, clients, false)
             .and_then(|report| report.series.first())
             .map(pick)
     };
-    let row = |what: &str, unit: Unit, target: Option<Target>, pick: &dyn Fn(&Series) -> f64| Row {
-        what: format!("{}: {what}", clients_text(clients)),
-        liandong: figure(System::Liandong, pick),
-        etcd: figure(System::Etcd, pick),
-        postgres: figure(System::Postgres, pick),
-        unit,
-        target,
-    };
     let loaded = clients == LOADED_CLIENTS;
-    rows.push(row(
-        "writes acknowledged",
-        Unit::PerSecond,
-        loaded.then_some(Target::TimesEtcd(LOADED_THROUGHPUT_TIMES_ETCD)),
-        &|series| series.throughput_per_s,
-    ));
-    rows.push(row(
-        "p50",
-        Unit::Milliseconds,
-        (clients == 1).then_some(Target::AtMost(ONE_CLIENT_P50_TARGET_MS)),
-        &|series| series.latency.p50_ms,
-    ));
-    rows.push(row("p99", Unit::Milliseconds, None, &|series| {
-        series.latency.p99_ms
-    }));
-    rows.push(row(
-        "p999",
-        Unit::Milliseconds,
-        loaded.then_some(Target::AtMost(LOADED_P999_TARGET_MS)),
-        &|series| series.latency.p999_ms,
-    ));
-    rows.push(row("max", Unit::Milliseconds, None, &|series| {
-        series.latency.max_ms
-    }));
-    rows.push(row(
-        "requests over 1 s",
-        Unit::Count,
-        loaded.then_some(Target::AtMost(0.0)),
-        &|series| series.over_one_second as f64,
-    ));
+    let metrics = [
+        Metric {
+            what: "writes acknowledged",
+            unit: Unit::PerSecond,
+            target: loaded.then_some(Target::TimesEtcd(LOADED_THROUGHPUT_TIMES_ETCD)),
+            pick: |series| series.throughput_per_s,
+        },
+        Metric {
+            what: "p50",
+            unit: Unit::Milliseconds,
+            target: (clients == 1).then_some(Target::AtMost(ONE_CLIENT_P50_TARGET_MS)),
+            pick: |series| series.latency.p50_ms,
+        },
+        Metric {
+            what: "p99",
+            unit: Unit::Milliseconds,
+            target: None,
+            pick: |series| series.latency.p99_ms,
+        },
+        Metric {
+            what: "p999",
+            unit: Unit::Milliseconds,
+            target: loaded.then_some(Target::AtMost(LOADED_P999_TARGET_MS)),
+            pick: |series| series.latency.p999_ms,
+        },
+        Metric {
+            what: "max",
+            unit: Unit::Milliseconds,
+            target: None,
+            pick: |series| series.latency.max_ms,
+        },
+        Metric {
+            what: "requests over 1 s",
+            unit: Unit::Count,
+            target: loaded.then_some(Target::AtMost(0.0)),
+            pick: |series| series.over_one_second as f64,
+        },
+    ];
+    for metric in metrics {
+        rows.push(Row {
+            what: format!("{}: {}", clients_text(clients), metric.what),
+            liandong: figure(System::Liandong, metric.pick),
+            etcd: figure(System::Etcd, metric.pick),
+            postgres: figure(System::Postgres, metric.pick),
+            unit: metric.unit,
+            target: metric.target,
+        });
+    }
+}
+
+/// One figure of a write run, as a row of the table.
+struct Metric {
+    what: &'static str,
+    unit: Unit,
+    target: Option<Target>,
+    pick: fn(&Series) -> f64,
+}
+
+/// The latest Liandong run of `workload`.
+fn latest(reports: &[RunReport], workload: Workload) -> Option<&RunReport> {
+    reports
+        .iter()
+        .rev()
+        .find(|report| report.system == System::Liandong && report.workload == workload)
 }
 
 fn liandong_row(what: &str, value: Option<f64>, unit: Unit, target: Option<Target>) -> Row {
@@ -470,11 +496,7 @@ fn liandong_row(what: &str, value: Option<f64>, unit: Unit, target: Option<Targe
 }
 
 fn update_rows(reports: &[RunReport], rows: &mut Vec<Row>) {
-    let Some(report) = reports
-        .iter()
-        .rev()
-        .find(|report| report.system == System::Liandong && report.workload == Workload::Update)
-    else {
+    let Some(report) = latest(reports, Workload::Update) else {
         return;
     };
     let p50 = |name: &str| report.series(name).map(|series| series.latency.p50_ms);
@@ -501,11 +523,7 @@ fn update_rows(reports: &[RunReport], rows: &mut Vec<Row>) {
 }
 
 fn handoff_rows(reports: &[RunReport], rows: &mut Vec<Row>) {
-    let Some(report) = reports
-        .iter()
-        .rev()
-        .find(|report| report.system == System::Liandong && report.workload == Workload::Handoff)
-    else {
+    let Some(report) = latest(reports, Workload::Handoff) else {
         return;
     };
     let quantile = |name: &str, pick: fn(&Latency) -> f64| {
@@ -746,11 +764,7 @@ fn plots(reports: &[RunReport]) -> Vec<Plot> {
         (Workload::Update, "Updating a case: fresh vs long history"),
         (Workload::Handoff, "Handoff between two offices"),
     ] {
-        if let Some(report) = reports
-            .iter()
-            .rev()
-            .find(|report| report.workload == workload)
-        {
+        if let Some(report) = latest(reports, workload) {
             let curves = report
                 .series
                 .iter()

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use clap::Parser;
 use liandong_benches::liandong::{
-    event_stamp, liandong, HandoffSession, LocalFederation, OfficeClient, HANDOFF_SERIES,
+    event_stamp, liandong, office_status, HandoffSession, LocalFederation, OfficeClient,
+    HANDOFF_SERIES,
 };
 use liandong_benches::load::{drive, new_histogram, Recorder, FAILURE_PAUSE_MS};
 use liandong_benches::process::until_interrupted;
@@ -255,12 +256,8 @@ async fn heal(federation: &LocalFederation, args: &Args) -> anyhow::Result<Value
         task.await??;
     }
     let status = liandong(dir, &["status"]).await?;
-    let queued = status["offices"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|o| o["code"] == TOWNSHIP)
-        .map(|o| o["outbox_pending"].clone())
+    let queued = office_status(&status, TOWNSHIP)
+        .map(|entry| entry["outbox_pending"].clone())
         .unwrap_or(Value::Null);
     let healed = Instant::now();
     liandong(dir, &["drill", "heal"]).await?;
