@@ -13,6 +13,8 @@ use crate::report::Series;
 
 /// How long one request may take before it counts as failed.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Distinct failure messages a run keeps, to say why requests failed.
+pub const FAILURE_MESSAGES_MAX: usize = 8;
 /// The pause after a failed request, so a client retrying an unavailable system does not spin.
 pub const FAILURE_PAUSE_MS: u64 = 5;
 
@@ -50,6 +52,8 @@ pub struct Recorder {
     histograms: Mutex<Vec<Histogram<u64>>>,
     acknowledged: AtomicU64,
     failed: AtomicU64,
+    /// The first [`FAILURE_MESSAGES_MAX`] distinct failure messages, with their counts.
+    failures: Mutex<Vec<(String, u64)>>,
     start: Instant,
     /// Microseconds from the start to the fault injected mid-run (0: none yet).
     fault_at_us: AtomicU64,
@@ -65,6 +69,7 @@ impl Recorder {
             histograms: Mutex::new(names.iter().map(|_| new_histogram()).collect()),
             acknowledged: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            failures: Mutex::new(Vec::new()),
             start: Instant::now(),
             fault_at_us: AtomicU64::new(0),
             recovered_after_us: AtomicU64::new(0),
@@ -115,6 +120,27 @@ impl Recorder {
         }
     }
 
+    fn fail(&self, message: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut failures) = self.failures.lock() else {
+            return;
+        };
+        if let Some((_, count)) = failures.iter_mut().find(|(known, _)| *known == message) {
+            *count += 1;
+        } else if failures.len() < FAILURE_MESSAGES_MAX {
+            failures.push((message, 1));
+        }
+    }
+
+    /// Why requests failed: distinct messages (at most [`FAILURE_MESSAGES_MAX`]) and how
+    /// often each came.
+    pub fn failures(&self) -> Vec<(String, u64)> {
+        self.failures
+            .lock()
+            .map(|failures| failures.clone())
+            .unwrap_or_default()
+    }
+
     /// The figures of everything recorded so far, one [`Series`] per name. Failed requests
     /// belong to no series: each series carries the run's count.
     pub fn series(&self, seconds: f64) -> anyhow::Result<Vec<Series>> {
@@ -152,10 +178,15 @@ pub async fn drive<S: Session>(
                 let sent_us = recorder.elapsed_us();
                 let began = Instant::now();
                 let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
-                match tokio::time::timeout(timeout, session.write(sequence)).await {
+                let outcome = tokio::time::timeout(timeout, session.write(sequence)).await;
+                match outcome {
                     Ok(Ok(recorded)) => recorder.acknowledge(sent_us, began.elapsed(), recorded),
-                    _ => {
-                        recorder.failed.fetch_add(1, Ordering::Relaxed);
+                    outcome => {
+                        let message = match outcome {
+                            Ok(Err(error)) => format!("{error:#}"),
+                            _ => format!("no answer within {REQUEST_TIMEOUT_MS} ms"),
+                        };
+                        recorder.fail(message);
                         tokio::time::sleep(Duration::from_millis(FAILURE_PAUSE_MS)).await;
                     }
                 }
@@ -217,5 +248,9 @@ mod tests {
         assert!(round_trip.latency.p50_ms >= 2.0, "{round_trip:?}");
         // The stamped latency, not the round trip (7 ms within the histogram's precision).
         assert!((7.0..7.01).contains(&stamped.latency.max_ms), "{stamped:?}");
+        let failures = recorder.failures();
+        assert_eq!(failures.len(), 1, "one distinct message: {failures:?}");
+        assert_eq!(failures[0].0, "refused");
+        assert_eq!(failures[0].1, round_trip.failed);
     }
 }

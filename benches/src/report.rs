@@ -11,7 +11,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::load::new_histogram;
+use crate::load::{new_histogram, Recorder};
 
 /// A latency above this counts as a stall (the speed target is none in a run).
 pub const STALL_THRESHOLD_US: u64 = 1_000_000;
@@ -155,6 +155,9 @@ pub struct RunReport {
     /// Figures particular to the workload (failover time, heal time...).
     #[serde(default)]
     pub extra: serde_json::Value,
+    /// Why requests failed: distinct messages and how often each came.
+    #[serde(default)]
+    pub failures: Vec<(String, u64)>,
 }
 
 impl RunReport {
@@ -167,6 +170,13 @@ impl RunReport {
         self.extra.get(RunReport::FAILOVER_MS).is_some()
     }
 
+    /// Takes the series and the failures of a finished run of `seconds`.
+    pub fn take(&mut self, recorder: &Recorder, seconds: f64) -> anyhow::Result<()> {
+        self.series = recorder.series(seconds)?;
+        self.failures = recorder.failures();
+        Ok(())
+    }
+
     pub fn series(&self, name: &str) -> Option<&Series> {
         self.series.iter().find(|series| series.name == name)
     }
@@ -174,10 +184,10 @@ impl RunReport {
     /// Prints every series and writes the report as JSON to `json_out`, if given.
     pub fn publish(&self, json_out: Option<&Path>) -> anyhow::Result<()> {
         println!(
-            "{} {:?}, {} clients ({}):",
+            "{}, {:?} workload, {} ({}):",
             self.system.label(),
             self.workload,
-            self.clients,
+            clients_text(self.clients),
             self.setup
         );
         for series in &self.series {
@@ -185,6 +195,9 @@ impl RunReport {
         }
         if !self.extra.is_null() {
             println!("  {}", self.extra);
+        }
+        for (message, count) in &self.failures {
+            println!("  failed {count} times: {message}");
         }
         if let Some(path) = json_out {
             std::fs::write(path, serde_json::to_vec_pretty(self)?)
@@ -935,6 +948,7 @@ mod tests {
             payload_bytes: Some(1_000),
             series: vec![Series::new("write", &sample_histogram(scale_us), 0, 10.0)],
             extra: serde_json::Value::Null,
+            failures: Vec::new(),
         }
     }
 

@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
             payload_bytes: None,
             series: Vec::new(),
             extra: Value::Null,
+            failures: Vec::new(),
         };
         match args.workload {
             Workload::Handoff => handoff(&federation, &args, &mut report).await?,
@@ -110,7 +111,7 @@ async fn handoff(
         .collect();
     let recorder = Recorder::new(&HANDOFF_SERIES);
     let seconds = drive(sessions, Duration::from_secs(args.seconds), &recorder).await?;
-    report.series = recorder.series(seconds)?;
+    report.take(&recorder, seconds)?;
     report.extra = json!({ "from": TOWNSHIP, "to": COUNTY });
     Ok(())
 }

@@ -104,6 +104,7 @@ impl Args {
             payload_bytes,
             series: Vec::new(),
             extra: serde_json::Value::Null,
+            failures: Vec::new(),
         }
     }
 }
@@ -139,7 +140,7 @@ async fn measure<S: Session>(
 ) -> anyhow::Result<RunReport> {
     let recorder = Recorder::new(series);
     let seconds = drive(sessions, args.duration(), &recorder).await?;
-    report.series = recorder.series(seconds)?;
+    report.take(&recorder, seconds)?;
     Ok(report)
 }
 
@@ -194,7 +195,7 @@ async fn liandong_file(args: &Args) -> anyhow::Result<RunReport> {
         federation.setup(args.replicas, &offices),
         documents.mean_bytes(),
     );
-    report.series = recorder.series(seconds)?;
+    report.take(&recorder, seconds)?;
     if args.kill_leader_at.is_some() {
         let failover_ms = recorder
             .recovery()
