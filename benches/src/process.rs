@@ -146,3 +146,13 @@ pub fn first_line_of(program: &Path, args: &[&str]) -> String {
         })
         .unwrap_or_default()
 }
+
+/// The machine's 1-minute load average (`/proc/loadavg`): how busy a shared machine was.
+pub fn load_average_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::load::{new_histogram, Recorder};
+use crate::process::load_average_1m;
 
 /// A latency above this counts as a stall (the speed target is none in a run).
 pub const STALL_THRESHOLD_US: u64 = 1_000_000;
@@ -158,6 +159,9 @@ pub struct RunReport {
     /// Why requests failed: distinct messages and how often each came.
     #[serde(default)]
     pub failures: Vec<(String, u64)>,
+    /// The machine's 1-minute load average when the run began and when it ended.
+    #[serde(default)]
+    pub load_average: Option<(f64, f64)>,
 }
 
 impl RunReport {
@@ -170,10 +174,29 @@ impl RunReport {
         self.extra.get(RunReport::FAILOVER_MS).is_some()
     }
 
+    /// An empty report of a run beginning now.
+    pub fn begin(system: System, workload: Workload, clients: usize) -> RunReport {
+        RunReport {
+            system,
+            workload,
+            clients,
+            command: RunReport::this_command(),
+            setup: String::new(),
+            payload_bytes: None,
+            series: Vec::new(),
+            extra: serde_json::Value::Null,
+            failures: Vec::new(),
+            load_average: load_average_1m().map(|load| (load, load)),
+        }
+    }
+
     /// Takes the series and the failures of a finished run of `seconds`.
     pub fn take(&mut self, recorder: &Recorder, seconds: f64) -> anyhow::Result<()> {
         self.series = recorder.series(seconds)?;
         self.failures = recorder.failures();
+        if let (Some((before, _)), Some(now)) = (self.load_average, load_average_1m()) {
+            self.load_average = Some((before, now));
+        }
         Ok(())
     }
 
@@ -214,6 +237,13 @@ impl RunReport {
         }
         if !self.extra.is_null() {
             let _ = write!(text, "; {}", self.extra);
+        }
+        if let Some((before, after)) = self.load_average {
+            let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+            let _ = write!(
+                text,
+                "; machine load average {before:.1} → {after:.1} on {cores} cores"
+            );
         }
         text
     }
@@ -940,15 +970,9 @@ mod tests {
 
     fn run(system: System, clients: usize, scale_us: u64) -> RunReport {
         RunReport {
-            system,
-            workload: Workload::File,
-            clients,
-            command: format!("intake --system {system:?} --clients {clients}"),
-            setup: "test".into(),
             payload_bytes: Some(1_000),
             series: vec![Series::new("write", &sample_histogram(scale_us), 0, 10.0)],
-            extra: serde_json::Value::Null,
-            failures: Vec::new(),
+            ..RunReport::begin(system, Workload::File, clients)
         }
     }
 

@@ -71,15 +71,8 @@ async fn main() -> anyhow::Result<()> {
         // A city, its first county and that county's first township, 3 replicas each.
         let federation = LocalFederation::start(CITY, 1, 3, args.base_port).await?;
         let mut report = RunReport {
-            system: System::Liandong,
-            workload: args.workload,
-            clients: args.clients as usize,
-            command: RunReport::this_command(),
             setup: federation.setup(3, "a city, a county and a township"),
-            payload_bytes: None,
-            series: Vec::new(),
-            extra: Value::Null,
-            failures: Vec::new(),
+            ..RunReport::begin(System::Liandong, args.workload, args.clients as usize)
         };
         match args.workload {
             Workload::Handoff => handoff(&federation, &args, &mut report).await?,

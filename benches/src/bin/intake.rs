@@ -96,15 +96,9 @@ impl Args {
 
     fn report(&self, setup: String, payload_bytes: Option<u64>) -> RunReport {
         RunReport {
-            system: self.system,
-            workload: self.workload,
-            clients: self.clients,
-            command: RunReport::this_command(),
             setup,
             payload_bytes,
-            series: Vec::new(),
-            extra: serde_json::Value::Null,
-            failures: Vec::new(),
+            ..RunReport::begin(self.system, self.workload, self.clients)
         }
     }
 }
@@ -169,6 +163,15 @@ async fn liandong_file(args: &Args) -> anyhow::Result<RunReport> {
             documents: documents.clone(),
         })
         .collect();
+    let offices = format!(
+        "one office, requests to {}",
+        if args.spread {
+            "all replicas"
+        } else {
+            "the leader"
+        }
+    );
+    let mut report = args.report(federation.setup(args.replicas, &offices), None);
     let recorder = Recorder::new(&["file"]);
     // The kill runs in this task beside the clients (the command line's future is not Send).
     let kill = async {
@@ -183,18 +186,7 @@ async fn liandong_file(args: &Args) -> anyhow::Result<RunReport> {
     let (seconds, killed) = tokio::join!(drive(sessions, args.duration(), &recorder), kill);
     killed.context("killing the leader")?;
     let seconds = seconds?;
-    let offices = format!(
-        "one office, requests to {}",
-        if args.spread {
-            "all replicas"
-        } else {
-            "the leader"
-        }
-    );
-    let mut report = args.report(
-        federation.setup(args.replicas, &offices),
-        documents.mean_bytes(),
-    );
+    report.payload_bytes = documents.mean_bytes();
     report.take(&recorder, seconds)?;
     if args.kill_leader_at.is_some() {
         let failover_ms = recorder
