@@ -664,7 +664,7 @@ pub struct Curve<'a> {
 const PLOT_WIDTH: f64 = 640.0;
 const PLOT_HEIGHT: f64 = 320.0;
 const MARGIN_LEFT: f64 = 64.0;
-const MARGIN_RIGHT: f64 = 150.0;
+const MARGIN_RIGHT: f64 = 220.0;
 const MARGIN_TOP: f64 = 28.0;
 const MARGIN_BOTTOM: f64 = 40.0;
 /// Points sampled along each curve.
