@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use liandong_domain::{Calendar, CaseId, Context, DomainError, Millis, OfficeCode};
 
-use super::{cases, inbox, keys, orders, outbox, AppliedState};
-use crate::raft::types::{Operation, RejectKind, Request, Response};
+use super::{audit, cases, inbox, keys, officers, orders, outbox, AppliedState};
+use crate::raft::types::{AuditRecord, Operation, RejectKind, Request, Response};
 use crate::store::codec::{decode, encode, CodecError};
 use crate::store::Txn;
 
@@ -94,6 +94,9 @@ pub fn apply_request(
     state: &mut AppliedState,
     request: &Request,
 ) -> Result<Response, ApplyError> {
+    if let Operation::Audited { record, op } = &request.op {
+        return apply_audited(txn, context, state, request.at, record, op);
+    }
     let now = request.at.max(state.last_at);
     state.last_at = now;
     let mut apply = Applying {
@@ -140,6 +143,14 @@ pub fn apply_request(
             outbox::acked(&mut apply, to, *through, refused)?;
             return Ok(Response::Nothing);
         }
+        Operation::Officers { change } => {
+            return Ok(officers::apply(&mut apply, change)?.unwrap_or_else(Response::from))
+        }
+        Operation::Audit { records } => {
+            audit::append(&mut apply, records)?;
+            return Ok(Response::Nothing);
+        }
+        Operation::Audited { .. } => unreachable!("unwrapped above"),
     };
     match outcome {
         Ok((response, case_id)) => {
@@ -150,6 +161,37 @@ pub fn apply_request(
         }
         Err(refused) => Ok(refused.into()),
     }
+}
+
+/// `op` applied, then the audit record of the call that asked for it, with what applying
+/// answered as its result: both in this entry's batch.
+fn apply_audited(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    state: &mut AppliedState,
+    at: Millis,
+    record: &AuditRecord,
+    op: &Operation,
+) -> Result<Response, ApplyError> {
+    let inner = Request {
+        at,
+        op: op.clone(),
+    };
+    let response = apply_request(txn, context, state, &inner)?;
+    let mut record = record.clone();
+    record.result = match &response {
+        Response::Rejected { code, .. } => format!("refused: {code}"),
+        _ => "ok".to_string(),
+    };
+    let now = state.last_at;
+    let mut apply = Applying {
+        txn,
+        context,
+        now,
+        state,
+    };
+    audit::append(&mut apply, &[record])?;
+    Ok(response)
 }
 
 /// One entry being applied: the transaction, who applies it, its stamped time, the applied

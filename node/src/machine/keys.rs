@@ -35,6 +35,21 @@ pub const ORDER: &[u8] = b"order/";
 pub const ORDER_BY_CASE: &[u8] = b"order-case/";
 /// The last order sequence number given out.
 pub const ORDER_SEQ: &[u8] = b"order-seq";
+/// `officer/<user>`: an officer account ([`crate::raft::types::OfficerRecord`]).
+pub const OFFICER: &[u8] = b"officer/";
+/// `audit/<seq, u64 big-endian>`: one audit log entry ([`super::audit::AuditEntry`]).
+pub const AUDIT: &[u8] = b"audit/";
+/// Where the audit chain stands ([`super::audit::AuditHead`]).
+pub const AUDIT_HEAD: &[u8] = b"audit-head";
+
+pub fn officer(user: &str) -> Vec<u8> {
+    [OFFICER, user.as_bytes()].concat()
+}
+
+/// Audit entries sort by number.
+pub fn audit(seq: u64) -> Vec<u8> {
+    [AUDIT, &seq.to_be_bytes()].concat()
+}
 
 /// Which case a client request id produced (deduplicates retried requests).
 pub fn request(request_id: &str) -> Vec<u8> {
