@@ -20,6 +20,12 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::admin::{AdminService, MembershipService};
+use crate::api::audit_log::AuditFlusher;
+use crate::api::auth::Trust;
+use crate::api::officers::{AuditService, OfficerService};
+use crate::api::propose::Proposer;
+use federation_proto::v1::audit_server::AuditServer;
+use federation_proto::v1::officers_server::OfficersServer;
 use crate::api::cases::CaseService;
 use crate::api::raft::RaftService;
 use crate::clock::Clock;
@@ -113,14 +119,18 @@ pub fn pki_dir(manifest: &Path) -> std::path::PathBuf {
 
 /// Runs the host named in `config_path` until `shutdown` resolves.
 pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // Every file the host makes (RocksDB's included) is its own: 0600 files, 0700 folders.
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let config = HostConfig::load(config_path)?;
     let manifest = Manifest::load(&config.manifest)?;
     manifest.validate()?;
+    let secrets = crate::secrets::Secrets::for_manifest(&config.manifest);
     let host = manifest
         .host(&config.host)
         .ok_or_else(|| anyhow!("manifest names no host {}", config.host))?
         .clone();
-    std::fs::create_dir_all(&config.data_dir)
+    crate::secrets::private_dir(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = HostDb::open(&config.data_dir.join("db")).context("opening RocksDB")?;
     // The storage failpoint (store::failpoint): read once now, so a host restarted with the
@@ -150,7 +160,17 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     faults.set(FaultSpec::load(&config.log_dir));
     let transport =
         Transport::with_tls(crate::tls::client_config(&tls)).with_faults(faults.clone());
-    let replicas = Replicas::new(start_replicas(&manifest, &host, &db, &clock, &transport).await?);
+    let petitioner_secret = secrets
+        .petitioner_secret(&manifest.secret_hex)
+        .context("reading the petitioner-key secret")?;
+    let replicas = Replicas::new(
+        start_replicas(&manifest, &host, &db, &clock, &transport, &petitioner_secret).await?,
+    );
+    let trust = Arc::new(Trust::load(replicas.clone(), secrets)?);
+    let proposer = Proposer {
+        replicas: replicas.clone(),
+        transport: transport.clone(),
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let raft_listener = TcpListener::bind(&host.raft_addr)
@@ -175,15 +195,25 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         .add_service(CasesServer::new(CaseService {
             replicas: replicas.clone(),
             transport: transport.clone(),
+            trust: trust.clone(),
+        }))
+        .add_service(OfficersServer::new(OfficerService {
+            trust: trust.clone(),
+            proposer: proposer.clone(),
+        }))
+        .add_service(AuditServer::new(AuditService {
+            trust: trust.clone(),
         }))
         .add_service(AdminServer::new(AdminService {
             host: host.name.clone(),
             replicas: replicas.clone(),
+            trust: trust.clone(),
         }))
         .add_service(MembershipServer::new(MembershipService::new(
             &manifest,
             replicas.clone(),
             transport.clone(),
+            trust.clone(),
         )))
         .add_service(
             FederationServer::new(FederationService {
@@ -191,6 +221,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
                 directory: directory.clone(),
                 faults: faults.clone(),
                 check_peer: true,
+                trust: Some(trust.clone()),
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),
@@ -209,6 +240,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     bootstrap(&manifest, &replicas).await?;
     let stop = || stop_rx.clone();
     workers.spawn(Ticker::new(replicas.clone()), stop());
+    workers.spawn(AuditFlusher::new(trust.clone(), proposer), stop());
     let refresh_faults = {
         let (faults, run_dir) = (faults.clone(), config.log_dir.clone());
         move || faults.refresh(&run_dir)
@@ -285,8 +317,8 @@ async fn start_replicas(
     db: &HostDb,
     clock: &Arc<Clock>,
     transport: &Transport,
+    secret: &[u8],
 ) -> anyhow::Result<Vec<Replica>> {
-    let secret = hex::decode(&manifest.secret_hex).context("manifest secret_hex is not hex")?;
     let calendar = Arc::new(Calendar::china());
     let config = raft_config()?;
     let mut replicas = Vec::new();
@@ -315,7 +347,7 @@ async fn start_replicas(
             db.clone(),
             office.clone(),
             parent,
-            secret.clone(),
+            secret.to_vec(),
             calendar.clone(),
         );
         let network = OfficeNetwork {

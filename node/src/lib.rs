@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod raft;
 pub mod replica;
+pub mod secrets;
 pub mod store;
 pub mod tls;
 pub mod worker;

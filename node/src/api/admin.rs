@@ -1,5 +1,7 @@
 //! Host administration: what `liandong status` shows, and membership changes
-//! (`liandong replica add|remove`).
+//! (`liandong replica add|remove`). Operators' work: an operator certificate naming the office
+//! (or an ancestor); a host certificate sees only the status of the offices it names, and may
+//! relay an operator's membership request to the office's leader. Dumps leave personal data out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ use crate::manifest::Manifest;
 use crate::raft::network::Transport;
 use crate::raft::types::{NodeId, NodeInfo};
 use crate::replica::{ids, quorum_refusal, MembershipError, Replica, Replicas};
+
+use super::auth::{authorize, Action, Principal, Trust};
 use crate::store::codec::decode;
 
 /// Items of one kind a dump carries at most (bounded reply).
@@ -111,16 +115,54 @@ pub fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
 pub struct AdminService {
     pub host: String,
     pub replicas: Replicas,
+    pub trust: Arc<Trust>,
+}
+
+/// A dump as an operator gets it: every case's personal data (name, ID number, phone) left out.
+/// The history carries none, so `verify` checks the same chains.
+fn without_personal_data(mut document: Value) -> Value {
+    if let Some(cases) = document["cases"].as_array_mut() {
+        for case in cases {
+            if let Some(fields) = case.as_object_mut() {
+                fields.insert("petitioner".to_string(), Value::Null);
+            }
+        }
+    }
+    document
 }
 
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn status(
         &self,
-        _request: Request<StatusRequest>,
+        request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
+        let principal = self
+            .trust
+            .principal(&request)
+            .map_err(|refusal| refusal.status())?;
+        match principal {
+            Principal::Anonymous => {
+                return Err(Status::unauthenticated(
+                    "Admin.Status needs an operator certificate",
+                ))
+            }
+            Principal::Officer(_) => {
+                return Err(Status::permission_denied(
+                    "Admin.Status is operators' work, not an officer's",
+                ))
+            }
+            Principal::Host { .. } | Principal::Operator { .. } => {}
+        }
         let mut replicas = Vec::new();
         for replica in self.replicas.iter() {
+            if authorize(&principal, Action::Status, &replica.office).is_err() {
+                continue;
+            }
+            if let Principal::Operator { .. } = principal {
+                let record = Trust::record_of(&principal, Action::Status, &replica.office, "", "");
+                self.trust.record(&replica.office, record)?;
+            }
             let metrics = replica.raft.metrics().borrow().clone();
             let applied = replica
                 .state_machine
@@ -170,11 +212,17 @@ impl Admin for AdminService {
             .office
             .parse()
             .map_err(|e| Status::invalid_argument(format!("bad office code: {e}")))?;
+        let principal = self.trust.check(&request, Action::Dump, &office, "", "")?;
         let replica = self.replicas.get(&office).ok_or_else(|| {
             Status::not_found(format!("office {office} is not carried by this host"))
         })?;
-        let document = serde_json::to_vec(&dump(&replica.state_machine)?)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        self.trust.record(
+            &office,
+            Trust::record_of(&principal, Action::Dump, &office, "", ""),
+        )?;
+        let document = without_personal_data(dump(&replica.state_machine)?);
+        let document =
+            serde_json::to_vec(&document).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(DumpReply { document }))
     }
 }
@@ -199,6 +247,7 @@ pub const FORWARD_MARGIN_MS: u64 = 3 * COMMIT_TIMEOUT_MS;
 /// The Membership service: adds and removes replicas of the offices this host leads, forwards
 /// other requests to the leader.
 pub struct MembershipService {
+    trust: Arc<Trust>,
     replicas: Replicas,
     transport: Transport,
     /// Where each replica slot of the manifest lives, by (office, replica id): a replica can be
@@ -246,7 +295,12 @@ struct Steps {
 }
 
 impl MembershipService {
-    pub fn new(manifest: &Manifest, replicas: Replicas, transport: Transport) -> MembershipService {
+    pub fn new(
+        manifest: &Manifest,
+        replicas: Replicas,
+        transport: Transport,
+        trust: Arc<Trust>,
+    ) -> MembershipService {
         let mut slots = BTreeMap::new();
         for office in &manifest.offices {
             for member in &office.members {
@@ -261,11 +315,37 @@ impl MembershipService {
             }
         }
         MembershipService {
+            trust,
             replicas,
             transport,
             slots: Arc::new(slots),
             busy: Arc::default(),
         }
+    }
+
+    /// The office's replica here, once the caller may change the office's membership (an
+    /// operator of it, or one of its hosts relaying an operator's request); the call is recorded.
+    fn authorized<T>(
+        &self,
+        request: &Request<T>,
+        office: &str,
+        hops: u32,
+        rpc: &str,
+    ) -> Result<Replica, Status> {
+        let code: OfficeCode = office
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("bad office code {office:?}: {e}")))?;
+        let action = Action::Membership {
+            forwarded: hops > 0,
+        };
+        let principal = self.trust.check(request, action, &code, "", "")?;
+        let replica = self.replica(office)?;
+        if hops == 0 {
+            let mut record = Trust::record_of(&principal, action, &code, "", "");
+            record.rpc = format!("Membership.{rpc}");
+            self.trust.record(&code, record)?;
+        }
+        Ok(replica)
     }
 
     fn replica(&self, office: &str) -> Result<Replica, Status> {
@@ -600,8 +680,13 @@ impl Membership for MembershipService {
         &self,
         request: Request<AddReplicaRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
+        let replica = self.authorized(
+            &request,
+            &request.get_ref().office,
+            request.get_ref().hops,
+            "AddReplica",
+        )?;
         let request = request.into_inner();
-        let replica = self.replica(&request.office)?;
         let catch_up = catch_up_limit(request.catch_up_timeout_ms);
         if let Err(MembershipError::NotLeader { leader, .. }) = replica.ensure_leader() {
             let mut client = self.forward_client(leader, &replica.office, request.hops)?;
@@ -628,8 +713,13 @@ impl Membership for MembershipService {
         &self,
         request: Request<RemoveReplicaRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
+        let replica = self.authorized(
+            &request,
+            &request.get_ref().office,
+            request.get_ref().hops,
+            "RemoveReplica",
+        )?;
         let request = request.into_inner();
-        let replica = self.replica(&request.office)?;
         if let Err(MembershipError::NotLeader { leader, .. }) = replica.ensure_leader() {
             let mut client = self.forward_client(leader, &replica.office, request.hops)?;
             let forward = RemoveReplicaRequest {

@@ -1,13 +1,13 @@
 //! The raft transport server: hands each request to the named office's local replica.
 
 use federation_proto::v1::raft_transport_server::RaftTransport;
-use federation_proto::v1::{RaftReply, RaftRequest};
+use federation_proto::v1::{ProposeReply, ProposeRequest, RaftReply, RaftRequest};
 use liandong_domain::OfficeCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use crate::raft::types::Raft;
+use crate::raft::types::{Operation, Raft};
 use crate::replica::Replicas;
 
 pub struct RaftService {
@@ -87,5 +87,39 @@ impl RaftTransport for RaftService {
         let raft = self.raft_for_peer(&request)?;
         let request = request.into_inner();
         reply(raft.install_snapshot(decode(&request.payload)?).await)
+    }
+
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeReply>, Status> {
+        let peer = crate::tls::peer_offices(&request)?;
+        let office_code = &request.get_ref().office;
+        if !peer.speaks_for(office_code) {
+            return Err(Status::permission_denied(format!(
+                "the peer's certificate does not name office {office_code}: only its replicas \
+                 propose through its leader"
+            )));
+        }
+        let office: OfficeCode = office_code
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("bad office code: {e}")))?;
+        let replica = self.replicas.get(&office).ok_or_else(|| {
+            Status::not_found(format!("this host carries no replica of office {office}"))
+        })?;
+        let op: Operation = decode(&request.get_ref().operation)?;
+        if !op.forwardable() {
+            return Err(Status::permission_denied(
+                "only account changes and audit batches are proposed through another replica",
+            ));
+        }
+        let written = replica
+            .write(op)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(ProposeReply {
+            response: serde_json::to_vec(&written.response)
+                .map_err(|e| Status::internal(e.to_string()))?,
+        }))
     }
 }
