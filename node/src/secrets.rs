@@ -78,8 +78,10 @@ pub fn private_dir(dir: &Path) -> Result<(), SecretsError> {
 
 /// Writes `bytes` to `path` with mode 0600 (temporary file, fsync, rename).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretsError> {
-    if let Some(dir) = path.parent() {
-        private_dir(dir)?;
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        if !dir.exists() {
+            private_dir(dir)?;
+        }
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");

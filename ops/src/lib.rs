@@ -8,6 +8,8 @@ pub mod layout;
 pub mod process;
 pub mod replica_cmd;
 pub mod sample;
+pub mod people;
+pub mod session;
 pub mod topology;
 pub mod verify;
 pub mod view;

@@ -183,6 +183,16 @@ fn apply_audited(
         Response::Rejected { code, .. } => format!("refused: {code}"),
         _ => "ok".to_string(),
     };
+    if let (true, Response::Case { document }) = (record.case_id.is_empty(), &response) {
+        // A registration's record names the case it made.
+        #[derive(serde::Deserialize)]
+        struct Named {
+            case_id: String,
+        }
+        if let Ok(named) = serde_json::from_slice::<Named>(document) {
+            record.case_id = named.case_id;
+        }
+    }
     let now = state.last_at;
     let mut apply = Applying {
         txn,
