@@ -159,3 +159,103 @@ pub fn check_entry(entry: &AuditEntry, seq: u64, prev_hash: &str) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::tests::Office;
+    use crate::raft::types::Operation;
+    use crate::store::Txn;
+
+    fn record(n: u64) -> AuditRecord {
+        AuditRecord {
+            at_ms: n as i64,
+            user: "clerk".into(),
+            office: "530602".into(),
+            rpc: "Cases.Show".into(),
+            case_id: format!("530602-2026-{n:06}"),
+            request_id: String::new(),
+            result: "ok".into(),
+            detail: String::new(),
+            count: 1,
+        }
+    }
+
+    fn txn(office: &Office) -> Txn<'_> {
+        Txn::new(&office.db, office.context.office.as_str())
+    }
+
+    /// The chain verifies as written; an entry changed on disk (even with its own hash
+    /// recomputed) is found, and named.
+    #[test]
+    fn a_changed_entry_breaks_the_chain_there() {
+        let mut office = Office::new("530602", Some("5306"));
+        office.apply(Operation::Audit {
+            records: (1..=5).map(record).collect(),
+        });
+        assert_eq!(verify(&txn(&office)).unwrap(), Ok(5));
+        let mut entry = entries(&txn(&office), 3, 1).unwrap().remove(0);
+        entry.record.user = "someone else".into();
+        entry.hash = entry_hash(&entry.prev_hash, 3, &entry.record);
+        let mut tamper = txn(&office);
+        tamper.put(keys::audit(3), encode(&entry));
+        office.db.write(tamper.into_batch(), false).unwrap();
+        let broken = verify(&txn(&office)).unwrap().unwrap_err();
+        assert!(broken.contains("entry 4"), "{broken}");
+    }
+
+    /// Past the bound the oldest entries go, in the same batch, and what is kept still verifies
+    /// from the pruned entry's hash.
+    #[test]
+    fn the_log_is_bounded_and_still_verifies() {
+        let mut office = Office::new("530602", Some("5306"));
+        let total = AUDIT_ENTRIES_MAX + 700;
+        let mut next = 1;
+        while next <= total {
+            let last = (next + AUDIT_BATCH_MAX as u64 - 1).min(total);
+            office.apply(Operation::Audit {
+                records: (next..=last).map(record).collect(),
+            });
+            next = last + 1;
+        }
+        let head = head(&txn(&office)).unwrap();
+        assert_eq!(head.last_seq, total);
+        assert_eq!(head.pruned_through, 700);
+        assert!(entries(&txn(&office), 1, 1).unwrap()[0].seq == 701);
+        assert_eq!(verify(&txn(&office)).unwrap(), Ok(AUDIT_ENTRIES_MAX));
+    }
+
+    /// A write and its audit record commit in one entry, the record carrying what applying
+    /// answered (a refusal's code), and the case a registration made.
+    #[test]
+    fn a_write_carries_its_record() {
+        let mut office = Office::new("530602", Some("5306"));
+        let mut audited = record(0);
+        audited.case_id = String::new();
+        audited.rpc = "Cases.File".into();
+        let op = Operation::Audited {
+            record: audited.clone(),
+            op: Box::new(Operation::File {
+                registration: crate::machine::tests::registration(),
+                request_id: None,
+            }),
+        };
+        office.apply(op);
+        let accept_missing = Operation::Audited {
+            record: audited,
+            op: Box::new(Operation::Act {
+                case_id: "530602-2026-000099".parse().unwrap(),
+                command: liandong_domain::CaseCommand::Accept {
+                    officer: "clerk".into(),
+                },
+                request_id: None,
+            }),
+        };
+        office.apply(accept_missing);
+        let kept = entries(&txn(&office), 1, 10).unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].record.result, "ok");
+        assert!(kept[0].record.case_id.starts_with("530602-"), "{:?}", kept[0]);
+        assert_eq!(kept[1].record.result, "refused: case_not_found");
+    }
+}

@@ -221,3 +221,139 @@ fn change_existing(
     }
     Ok(Ok(store(apply, record)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::tests::Office;
+    use crate::raft::types::Operation;
+    use crate::store::Txn;
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+    fn account(office: &Office, user: &str) -> Option<OfficerRecord> {
+        let txn = Txn::new(&office.db, office.context.office.as_str());
+        load(&txn, user).unwrap()
+    }
+
+    fn change(office: &mut Office, change: OfficerChange) -> Response {
+        office.apply(Operation::Officers { change })
+    }
+
+    fn add(user: &str, roles: &[Role]) -> OfficerChange {
+        OfficerChange::Add {
+            user: user.into(),
+            roles: roles.iter().copied().collect(),
+            password_hash: HASH.into(),
+            at_ms: 1_000,
+        }
+    }
+
+    fn code(response: &Response) -> &str {
+        match response {
+            Response::Rejected { code, .. } => code,
+            _ => "",
+        }
+    }
+
+    /// Five wrong passwords in a row lock the account for the lockout time; a right one in
+    /// between starts the count again.
+    #[test]
+    fn failed_logins_lock_the_account() {
+        let mut office = Office::new("530602", Some("5306"));
+        change(&mut office, add("clerk", &[Role::Registrar]));
+        let failed = |at_ms| OfficerChange::LoginFailed {
+            user: "clerk".into(),
+            at_ms,
+        };
+        for _ in 0..LOGIN_FAILURES_MAX - 1 {
+            change(&mut office, failed(2_000));
+        }
+        change(
+            &mut office,
+            OfficerChange::LoginSucceeded {
+                user: "clerk".into(),
+                at_ms: 2_000,
+            },
+        );
+        assert_eq!(account(&office, "clerk").unwrap().failed_logins, 0);
+        for _ in 0..LOGIN_FAILURES_MAX {
+            change(&mut office, failed(3_000));
+        }
+        let locked = account(&office, "clerk").unwrap();
+        assert_eq!(locked.locked_until_ms, 3_000 + LOCKOUT_MS);
+    }
+
+    /// A password reset and a disable void the tokens issued before; enabling again does not
+    /// revive them.
+    #[test]
+    fn reset_and_disable_void_earlier_tokens() {
+        let mut office = Office::new("530602", Some("5306"));
+        change(&mut office, add("admin", &[Role::Admin]));
+        change(&mut office, add("clerk", &[Role::Registrar]));
+        change(
+            &mut office,
+            OfficerChange::SetPassword {
+                user: "clerk".into(),
+                password_hash: HASH.into(),
+                at_ms: 5_000,
+            },
+        );
+        assert_eq!(account(&office, "clerk").unwrap().tokens_valid_from_ms, 5_000);
+        let disable = |enabled, at_ms| OfficerChange::SetEnabled {
+            user: "clerk".into(),
+            enabled,
+            at_ms,
+        };
+        change(&mut office, disable(false, 7_000));
+        change(&mut office, disable(true, 8_000));
+        let clerk = account(&office, "clerk").unwrap();
+        assert!(clerk.enabled);
+        assert_eq!(clerk.tokens_valid_from_ms, 7_000);
+    }
+
+    /// Bad changes are refused and change nothing: a second account of one name, a bad name, a
+    /// hash that is not argon2id, no roles, the last admin disabled; the bootstrap admin is made
+    /// once and never replaced.
+    #[test]
+    fn bad_changes_are_refused() {
+        let mut office = Office::new("530602", Some("5306"));
+        let first = OfficerChange::Bootstrap {
+            user: "admin".into(),
+            password_hash: HASH.into(),
+            at_ms: 1,
+        };
+        change(&mut office, first);
+        let again = OfficerChange::Bootstrap {
+            user: "admin".into(),
+            password_hash: format!("{HASH}x"),
+            at_ms: 2,
+        };
+        change(&mut office, again);
+        assert_eq!(account(&office, "admin").unwrap().password_hash, HASH);
+        assert_eq!(code(&change(&mut office, add("admin", &[Role::Handler]))), "officer_exists");
+        assert_eq!(code(&change(&mut office, add("../x", &[Role::Handler]))), "bad_user");
+        assert_eq!(code(&change(&mut office, add("clerk", &[]))), "no_roles");
+        let plain = OfficerChange::Add {
+            user: "clerk".into(),
+            roles: [Role::Handler].into(),
+            password_hash: "secret".into(),
+            at_ms: 1,
+        };
+        assert_eq!(code(&change(&mut office, plain)), "bad_password_hash");
+        assert!(account(&office, "clerk").is_none());
+        let last = OfficerChange::SetEnabled {
+            user: "admin".into(),
+            enabled: false,
+            at_ms: 3,
+        };
+        assert_eq!(code(&change(&mut office, last)), "last_admin");
+        assert!(account(&office, "admin").unwrap().enabled);
+        let nobody = OfficerChange::LoginFailed {
+            user: "nobody".into(),
+            at_ms: 1,
+        };
+        assert_eq!(code(&change(&mut office, nobody)), "officer_not_found");
+        assert!(account(&office, "nobody").is_none(), "no account made by a failed login");
+    }
+}

@@ -36,16 +36,16 @@ pub(crate) fn registration() -> Registration {
 }
 
 /// One office's state machine over a real RocksDB, applying operations one log entry each.
-struct Office {
+pub(crate) struct Office {
     _dir: tempfile::TempDir,
-    db: HostDb,
-    context: ApplyContext,
+    pub(crate) db: HostDb,
+    pub(crate) context: ApplyContext,
     state: AppliedState,
     at: Millis,
 }
 
 impl Office {
-    fn new(office: &str, parent: Option<&str>) -> Office {
+    pub(crate) fn new(office: &str, parent: Option<&str>) -> Office {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let db = HostDb::open(dir.path()).expect("RocksDB opens");
         Office {
@@ -62,7 +62,7 @@ impl Office {
         }
     }
 
-    fn apply(&mut self, op: Operation) -> Response {
+    pub(crate) fn apply(&mut self, op: Operation) -> Response {
         self.at += 60_000;
         let mut txn = Txn::new(&self.db, self.context.office.as_str());
         let request = Request { at: self.at, op };
