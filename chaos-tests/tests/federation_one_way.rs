@@ -22,7 +22,7 @@ async fn file(cluster: &Cluster, office: &str, n: u64) -> String {
     let id = liandong_ops::sample::id_number(n);
     let summary = format!("petition {n}");
     let case = cluster
-        .cli(&[
+        .cli_as(office, &[
             "case",
             "file",
             "--office",
@@ -43,9 +43,10 @@ async fn file(cluster: &Cluster, office: &str, n: u64) -> String {
     case["case_id"].as_str().expect("a case id").to_string()
 }
 
-async fn show(cluster: &Cluster, id: &str) -> Value {
+/// The case as `office` (which holds it) shows it to its officer.
+async fn show(cluster: &Cluster, office: &str, id: &str) -> Value {
     cluster
-        .cli(&["case", "show", id])
+        .cli_as(office, &["case", "show", id])
         .await
         .unwrap_or_else(|e| panic!("show {id}: {e:#}"))
 }
@@ -120,7 +121,7 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
     let transfers: Vec<String> = township_cases[..TRANSFERS].to_vec();
     for id in &transfers {
         let moving = cluster
-            .cli(&["case", "transfer", id, "--to", COUNTY])
+            .cli_as(&township, &["case", "transfer", id, "--to", COUNTY])
             .await
             .expect("transfer");
         assert_eq!(moving["status"], "in_transit", "{moving}");
@@ -130,7 +131,7 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
     for n in 0..ASSIGNMENTS as u64 {
         let id = file(&cluster, COUNTY, 2_000 + n).await;
         cluster
-            .cli(&["case", "assign", &id, "--to", &township, "--due-days", "10"])
+            .cli_as(COUNTY, &["case", "assign", &id, "--to", &township, "--due-days", "10"])
             .await
             .expect("assign");
         assignments.push(id);
@@ -140,7 +141,8 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
     while start.elapsed() < Duration::from_secs(30) {
         delivered_during_cut = 0;
         for id in &assignments {
-            if show(&cluster, id).await["office"] == township.as_str() {
+            let arrived = cluster.cli_as(&township, &["case", "show", id]).await;
+            if arrived.is_ok_and(|case| case["office"] == township.as_str()) {
                 delivered_during_cut += 1;
             }
         }
@@ -168,7 +170,7 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
     );
     for id in &transfers {
         assert_eq!(
-            show(&cluster, id).await["status"],
+            show(&cluster, &township, id).await["status"],
             "in_transit",
             "{id} still in transit during the cut"
         );
@@ -181,7 +183,7 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
     let (report, verify_after) = verified(&cluster, Duration::from_secs(60)).await;
     let heal_ms = healed_at.elapsed().as_millis() as u64;
     for id in &transfers {
-        let case = show(&cluster, id).await;
+        let case = show(&cluster, COUNTY, id).await;
         assert_eq!(case["office"], COUNTY, "{id} owned by the county: {case}");
         assert_eq!(
             received_count(&case),
@@ -190,7 +192,7 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
         );
     }
     for id in &assignments {
-        let case = show(&cluster, id).await;
+        let case = show(&cluster, &township, id).await;
         assert_eq!(case["office"], township.as_str(), "{case}");
         assert_eq!(
             received_count(&case),

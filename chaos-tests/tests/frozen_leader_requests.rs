@@ -25,7 +25,9 @@ async fn requests_are_answered_while_the_leader_is_frozen() {
         .into_iter()
         .find(|(id, _)| *id != leader)
         .unwrap();
-    let channel = liandong_ops::client::channel(&follower_addr).await.unwrap();
+    let channel = liandong_ops::client::officer_channel(&follower_addr, OFFICE)
+        .await
+        .unwrap();
     let mut client = CasesClient::new(channel);
     let request = |id: &str, n: u64| FileRequest {
         office: OFFICE.to_string(),
@@ -70,7 +72,7 @@ async fn requests_are_answered_while_the_leader_is_frozen() {
     let at = Instant::now();
     let filed = tokio::time::timeout(
         CLI_BOUND,
-        cluster.cli(&[
+        cluster.cli_as(OFFICE, &[
             "case",
             "file",
             "--office",

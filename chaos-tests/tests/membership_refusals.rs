@@ -39,7 +39,7 @@ async fn membership(cluster: &Cluster) -> (Option<u64>, BTreeSet<u64>, BTreeSet<
 /// Files one case through the command line: the office serves writes.
 async fn file_case(cluster: &Cluster, summary: &str) -> anyhow::Result<Value> {
     cluster
-        .cli(&[
+        .cli_as(OFFICE, &[
             "case",
             "file",
             "--office",
