@@ -53,8 +53,25 @@ impl LocalFederation {
         ];
         liandong(&dir, &init).await?;
         liandong(&dir, &["up"]).await?;
+        // The benchmark's officer at every office (every role but admin), made with each
+        // office's initial admin password: its calls carry that office's token.
+        let federation =
+            liandong_ops::client::Federation::open(liandong_ops::layout::Layout::new(&dir))?;
+        let roles = liandong_ops::session::WORKING_ROLES;
+        let tokens = dir.join("tokens");
+        liandong_ops::session::sign_in_everywhere(&federation, "bench", &roles, Some(&tokens))
+            .await?;
         Ok(LocalFederation { dir, _temp: temp })
     }
+}
+
+/// Runs one `liandong` command in-process as the benchmark's officer of `office`.
+pub async fn liandong_as(dir: &Path, office: &str, args: &[&str]) -> anyhow::Result<Value> {
+    let token = dir.join("tokens").join(format!("{office}.token"));
+    let token = token.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
+    let mut all = vec!["--token-file", token];
+    all.extend_from_slice(args);
+    liandong(dir, &all).await
 }
 
 impl Drop for LocalFederation {

@@ -219,17 +219,10 @@ impl Cluster {
     async fn sign_in(&self) -> anyhow::Result<()> {
         let layout = liandong_ops::layout::Layout::new(&self.dir);
         let federation = liandong_ops::client::Federation::open(layout)?;
-        for office in &self.manifest.offices {
-            let session = liandong_ops::session::officer_session(
-                &federation,
-                &office.code,
-                OFFICER,
-                &liandong_ops::session::WORKING_ROLES,
-            )
-            .await?;
-            session.save(&self.token_file(&office.code))?;
-        }
-        Ok(())
+        let roles = liandong_ops::session::WORKING_ROLES;
+        let tokens = self.dir.join("tokens");
+        liandong_ops::session::sign_in_everywhere(&federation, OFFICER, &roles, Some(&tokens))
+            .await
     }
 
     /// Where the harness's officer of `office` keeps its token.

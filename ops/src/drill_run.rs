@@ -220,15 +220,9 @@ async fn sign_in_everywhere(federation: &Federation) -> anyhow::Result<()> {
         liandong_node::raft::types::Role::Registrar,
         liandong_node::raft::types::Role::Handler,
     ];
-    let offices = federation.manifest.offices.iter().map(|office| async {
-        crate::session::officer_session(federation, &office.code, DRILL_OFFICER, &roles)
-            .await
-            .map_err(|e| anyhow!("the drill cannot act at office {}: {e:#}", office.code))
-    });
-    for signed in futures::future::join_all(offices).await {
-        signed?;
-    }
-    Ok(())
+    crate::session::sign_in_everywhere(federation, DRILL_OFFICER, &roles, None)
+        .await
+        .map_err(|e| anyhow!("the drill {e:#}"))
 }
 
 fn percentile(sorted: &[u64], q: f64) -> Option<u64> {

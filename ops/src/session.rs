@@ -113,6 +113,30 @@ pub async fn officer_session(
         .map_err(|s| anyhow!("signing in as {user} of office {office}: {}", s.message()))
 }
 
+/// Signs `user` in at every office of the federation with `roles` (see [`officer_session`]):
+/// this process's calls to each office carry its token from then on. With `token_dir`, each
+/// token is also kept as `<token_dir>/<office>.token` for `liandong --token-file`.
+pub async fn sign_in_everywhere(
+    federation: &Federation,
+    user: &str,
+    roles: &[Role],
+    token_dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let offices = federation.manifest.offices.iter().map(|office| async {
+        let session = officer_session(federation, &office.code, user, roles)
+            .await
+            .map_err(|e| anyhow!("cannot act at office {}: {e:#}", office.code))?;
+        if let Some(dir) = token_dir {
+            session.save(&dir.join(format!("{}.token", office.code)))?;
+        }
+        anyhow::Ok(())
+    });
+    for signed in futures::future::join_all(offices).await {
+        signed?;
+    }
+    Ok(())
+}
+
 /// The admin's session for officer commands: the signed-in officer of `office`.
 fn admin_bearer(federation: &Federation, office: &str) -> anyhow::Result<Bearer> {
     let session = federation.officer()?;

@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context};
 use clap::Parser;
 use federation_proto::v1::cases_client::CasesClient;
 use federation_proto::v1::FileRequest;
-use liandong_benches::{latency_json, liandong, new_histogram, LocalFederation};
+use liandong_benches::{latency_json, liandong, liandong_as, new_histogram, LocalFederation};
 use liandong_domain::parse_rfc3339;
 use liandong_ops::sample;
 use serde_json::{json, Value};
@@ -51,8 +51,9 @@ fn stamp(case: &Value, kind: &str) -> anyhow::Result<i64> {
 async fn linked(dir: &std::path::Path, office: &str, original: &str) -> anyhow::Result<Value> {
     let start = Instant::now();
     loop {
-        let found = liandong(
+        let found = liandong_as(
             dir,
+            office,
             &[
                 "query", "--as", office, "--office", office, "--limit", "10000",
             ],
@@ -63,7 +64,7 @@ async fn linked(dir: &std::path::Path, office: &str, original: &str) -> anyhow::
                 continue;
             }
             let id = summary["case_id"].as_str().unwrap_or("");
-            let case = liandong(dir, &["case", "show", id]).await?;
+            let case = liandong_as(dir, office, &["case", "show", id]).await?;
             if case["kind"]["of"] == original {
                 return Ok(case);
             }
@@ -75,10 +76,11 @@ async fn linked(dir: &std::path::Path, office: &str, original: &str) -> anyhow::
     }
 }
 
-async fn handle(dir: &std::path::Path, id: &str) -> anyhow::Result<()> {
-    liandong(dir, &["case", "accept", id]).await?;
-    liandong(
+async fn handle(dir: &std::path::Path, office: &str, id: &str) -> anyhow::Result<()> {
+    liandong_as(dir, office, &["case", "accept", id]).await?;
+    liandong_as(
         dir,
+        office,
         &[
             "case",
             "reply",
@@ -105,8 +107,9 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..args.reviews {
         let registration = sample::registration(n);
         let pid = registration.petitioner_id.clone();
-        let filed = liandong(
+        let filed = liandong_as(
             &dir,
+            township,
             &[
                 "case",
                 "file",
@@ -126,15 +129,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
         let id = filed["case_id"].as_str().context("case id")?.to_string();
-        handle(&dir, &id).await?;
-        let requested = liandong(&dir, &["case", "request-review", &id]).await?;
+        handle(&dir, township, &id).await?;
+        let requested = liandong_as(&dir, township, &["case", "request-review", &id]).await?;
         let review = linked(&dir, county, &id).await?;
         let micros =
             (stamp(&review, "registered")? - stamp(&requested, "review_requested")?).max(0) * 1000;
         to_county.record(micros.max(1) as u64)?;
         let review_id = review["case_id"].as_str().context("review id")?.to_string();
-        handle(&dir, &review_id).await?;
-        let escalated = liandong(&dir, &["case", "request-review", &review_id]).await?;
+        handle(&dir, county, &review_id).await?;
+        let escalated =
+            liandong_as(&dir, county, &["case", "request-review", &review_id]).await?;
         let re_review = linked(&dir, "5306", &review_id).await?;
         let micros = (stamp(&re_review, "registered")? - stamp(&escalated, "review_requested")?)
             .max(0)
@@ -165,7 +169,8 @@ async fn main() -> anyhow::Result<()> {
             let mut filed = 0;
             while filed < per_client {
                 let n = 1_000_000 + client * per_client + filed;
-                let Ok(channel) = liandong_ops::client::channel(&addrs[target % addrs.len()]).await
+                let addr = &addrs[target % addrs.len()];
+                let Ok(channel) = liandong_ops::client::officer_channel(addr, township).await
                 else {
                     target += 1;
                     continue;

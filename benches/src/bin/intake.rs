@@ -16,7 +16,7 @@ use federation_proto::v1::FileRequest;
 use liandong_benches::{latency_json, liandong, new_histogram, LocalFederation};
 use liandong_ops::sample;
 use serde_json::json;
-use tonic::transport::Channel;
+use liandong_ops::client::OfficerChannel;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let mut channels = Vec::new();
     for addr in &addrs {
         channels.push(
-            liandong_ops::client::channel(addr)
+            liandong_ops::client::officer_channel(addr, &code)
                 .await
                 .map_err(|s| anyhow!("{addr}: {s}"))?,
         );
@@ -172,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn file_loop(
     client: usize,
-    channels: Vec<Channel>,
+    channels: Vec<OfficerChannel>,
     spread: bool,
     office: &str,
     shared: Arc<Shared>,
