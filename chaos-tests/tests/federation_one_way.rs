@@ -141,8 +141,9 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
     while start.elapsed() < Duration::from_secs(30) {
         delivered_during_cut = 0;
         for id in &assignments {
-            let arrived = cluster.cli_as(&township, &["case", "show", id]).await;
-            if arrived.is_ok_and(|case| case["office"] == township.as_str()) {
+            // Delivered and acknowledged: the county's copy became a forwarding stub.
+            let at_county = cluster.cli_as(COUNTY, &["case", "show", id]).await;
+            if at_county.is_ok_and(|case| case["status"] == "forwarded") {
                 delivered_during_cut += 1;
             }
         }

@@ -312,6 +312,18 @@ pub fn authorize(principal: &Principal, action: Action<'_>, office: &OfficeCode)
     }
 }
 
+/// Who a token that did not verify claims to be (`unverified:<user>@<office>`), for the audit
+/// log; `-` when it claims nothing readable.
+fn claimed(metadata: &MetadataMap) -> String {
+    match bearer(metadata).and_then(Result::ok).map(|t| read_claims(&t)) {
+        Some(Ok(claims)) if crate::machine::officers::check_user(&claims.user).is_ok() => {
+            let office: String = claims.office.chars().take(9).collect();
+            format!("unverified:{}@{office}", claims.user)
+        }
+        _ => "-".to_string(),
+    }
+}
+
 /// The bearer token of a request's metadata, if any.
 pub fn bearer(metadata: &MetadataMap) -> Option<Result<String, String>> {
     let value = metadata.get(AUTHORIZATION)?;
@@ -446,10 +458,10 @@ impl Trust {
         match outcome {
             Ok(principal) => Ok(principal),
             Err(refusal) => {
-                let who = self
-                    .principal(request)
-                    .map(|p| (p.who(), p.audit_office(office)))
-                    .unwrap_or_else(|_| ("-".to_string(), office.to_string()));
+                let who = match self.principal(request) {
+                    Ok(principal) => (principal.who(), principal.audit_office(office)),
+                    Err(_) => (claimed(request.metadata()), office.to_string()),
+                };
                 let record = AuditRecord {
                     at_ms: wall_ms(),
                     user: who.0,
