@@ -141,9 +141,10 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
     while start.elapsed() < Duration::from_secs(30) {
         delivered_during_cut = 0;
         for id in &assignments {
-            // Delivered and acknowledged: the county's copy became a forwarding stub.
-            let at_county = cluster.cli_as(COUNTY, &["case", "show", id]).await;
-            if at_county.is_ok_and(|case| case["status"] == "forwarded") {
+            // Delivered and acknowledged: the county's copy is a forwarding stub, followed to
+            // the township's.
+            let followed = cluster.cli_as(COUNTY, &["case", "show", id]).await;
+            if followed.is_ok_and(|case| case["office"] == township.as_str()) {
                 delivered_during_cut += 1;
             }
         }
@@ -202,7 +203,7 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
         );
     }
     let index = cluster
-        .cli(&["query", "--as", COUNTY, "--limit", "1000"])
+        .cli_as(COUNTY, &["query", "--as", COUNTY, "--limit", "1000"])
         .await
         .expect("query");
     let indexed: Vec<&str> = index["cases"]
