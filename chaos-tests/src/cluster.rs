@@ -25,8 +25,8 @@ use futures::StreamExt;
 use liandong_domain::{CaseId, Date};
 use liandong_node::manifest::Manifest;
 use liandong_ops::cli::Cli;
-use serde_json::Value;
 use liandong_ops::client::OfficerChannel;
+use serde_json::Value;
 use tonic::Code;
 
 use crate::history::History;
@@ -221,8 +221,7 @@ impl Cluster {
         let federation = liandong_ops::client::Federation::open(layout)?;
         let roles = liandong_ops::session::WORKING_ROLES;
         let tokens = self.dir.join("tokens");
-        liandong_ops::session::sign_in_everywhere(&federation, OFFICER, &roles, Some(&tokens))
-            .await
+        liandong_ops::session::sign_in_everywhere(&federation, OFFICER, &roles, Some(&tokens)).await
     }
 
     /// Where the harness's officer of `office` keeps its token.

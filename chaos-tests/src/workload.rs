@@ -18,9 +18,9 @@ use federation_proto::v1::{
     self, case_command, cases_client::CasesClient, ActRequest, Consistency, FileRequest,
     ShowRequest,
 };
+use liandong_ops::client::OfficerChannel;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use liandong_ops::client::OfficerChannel;
 use tonic::Code;
 
 use crate::history::{CaseView, Command, History, Observed, Op, Outcome, ProcessId, Recorder};

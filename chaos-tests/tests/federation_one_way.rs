@@ -22,22 +22,25 @@ async fn file(cluster: &Cluster, office: &str, n: u64) -> String {
     let id = liandong_ops::sample::id_number(n);
     let summary = format!("petition {n}");
     let case = cluster
-        .cli_as(office, &[
-            "case",
-            "file",
-            "--office",
+        .cli_as(
             office,
-            "--channel",
-            "online",
-            "--petitioner-id",
-            &id,
-            "--name",
-            "陈七",
-            "--category",
-            "labour",
-            "--summary",
-            &summary,
-        ])
+            &[
+                "case",
+                "file",
+                "--office",
+                office,
+                "--channel",
+                "online",
+                "--petitioner-id",
+                &id,
+                "--name",
+                "陈七",
+                "--category",
+                "labour",
+                "--summary",
+                &summary,
+            ],
+        )
         .await
         .unwrap_or_else(|e| panic!("filing at {office}: {e:#}"));
     case["case_id"].as_str().expect("a case id").to_string()
@@ -131,7 +134,10 @@ async fn a_one_way_office_cut_queues_one_way_and_delivers_exactly_once_after_hea
     for n in 0..ASSIGNMENTS as u64 {
         let id = file(&cluster, COUNTY, 2_000 + n).await;
         cluster
-            .cli_as(COUNTY, &["case", "assign", &id, "--to", &township, "--due-days", "10"])
+            .cli_as(
+                COUNTY,
+                &["case", "assign", &id, "--to", &township, "--due-days", "10"],
+            )
             .await
             .expect("assign");
         assignments.push(id);

@@ -72,22 +72,25 @@ async fn requests_are_answered_while_the_leader_is_frozen() {
     let at = Instant::now();
     let filed = tokio::time::timeout(
         CLI_BOUND,
-        cluster.cli_as(OFFICE, &[
-            "case",
-            "file",
-            "--office",
+        cluster.cli_as(
             OFFICE,
-            "--channel",
-            "visit",
-            "--petitioner-id",
-            &id,
-            "--name",
-            "王五",
-            "--category",
-            "land",
-            "--summary",
-            "filed while the old leader is frozen",
-        ]),
+            &[
+                "case",
+                "file",
+                "--office",
+                OFFICE,
+                "--channel",
+                "visit",
+                "--petitioner-id",
+                &id,
+                "--name",
+                "王五",
+                "--category",
+                "land",
+                "--summary",
+                "filed while the old leader is frozen",
+            ],
+        ),
     )
     .await;
     let took = at.elapsed();

@@ -107,7 +107,10 @@ async fn a_hostile_peer_cannot_wedge_an_office() {
         let refused = client.deliver(deliver(batch)).await.expect_err("refused");
         refusals.push(("15 MB", refused.code()));
         assert!(
-            matches!(refused.code(), Code::InvalidArgument | Code::ResourceExhausted),
+            matches!(
+                refused.code(),
+                Code::InvalidArgument | Code::ResourceExhausted
+            ),
             "an oversized delivery: {refused:?}"
         );
     }
@@ -143,9 +146,10 @@ async fn a_hostile_peer_cannot_wedge_an_office() {
         "the office stopped serving after the attack{}",
         cluster.logs_tail(20)
     );
-    let kills =
-        futures::future::join_all((1..=3).map(|r| cluster.drill("kill", OFFICE, Target::Replica(r))))
-            .await;
+    let kills = futures::future::join_all(
+        (1..=3).map(|r| cluster.drill("kill", OFFICE, Target::Replica(r))),
+    )
+    .await;
     for kill in kills {
         kill.expect("drill kill");
     }

@@ -22,11 +22,9 @@ use tonic::transport::server::TcpIncoming;
 use crate::api::admin::{AdminService, MembershipService};
 use crate::api::audit_log::AuditFlusher;
 use crate::api::auth::Trust;
+use crate::api::cases::CaseService;
 use crate::api::officers::{AuditService, OfficerService};
 use crate::api::propose::Proposer;
-use federation_proto::v1::audit_server::AuditServer;
-use federation_proto::v1::officers_server::OfficersServer;
-use crate::api::cases::CaseService;
 use crate::api::raft::RaftService;
 use crate::clock::Clock;
 use crate::failover::Detector;
@@ -43,6 +41,8 @@ use crate::replica::{Replica, Replicas};
 use crate::store::{failpoint, HostDb, LogStore};
 use crate::tls::TlsFiles;
 use crate::worker::{Every, Step, Worker, Workers};
+use federation_proto::v1::audit_server::AuditServer;
+use federation_proto::v1::officers_server::OfficersServer;
 
 /// Raft timing, sized for loopback and LAN links. openraft 0.9 times out every AppendEntries
 /// call after one heartbeat interval, so the interval must cover a follower's synced append under
@@ -164,7 +164,15 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         .petitioner_secret(&manifest.secret_hex)
         .context("reading the petitioner-key secret")?;
     let replicas = Replicas::new(
-        start_replicas(&manifest, &host, &db, &clock, &transport, &petitioner_secret).await?,
+        start_replicas(
+            &manifest,
+            &host,
+            &db,
+            &clock,
+            &transport,
+            &petitioner_secret,
+        )
+        .await?,
     );
     let trust = Arc::new(Trust::load(replicas.clone(), secrets)?);
     let proposer = Proposer {

@@ -164,7 +164,10 @@ impl Secrets {
             write_private(&dir.join(OFFICE_KEY_FILE), key.as_ref())?;
             let password = generate_password();
             write_private(&dir.join(ADMIN_PASSWORD_FILE), password.as_bytes())?;
-            write_private(&dir.join(ADMIN_HASH_FILE), hash_password(&password)?.as_bytes())?;
+            write_private(
+                &dir.join(ADMIN_HASH_FILE),
+                hash_password(&password)?.as_bytes(),
+            )?;
         }
         Ok(())
     }

@@ -205,7 +205,13 @@ impl Pki {
             )));
         }
         let (not_before, not_after) = validity_from_now(valid_days)?;
-        self.issue(name, offices, CertificateKind::Operator, not_before, not_after)
+        self.issue(
+            name,
+            offices,
+            CertificateKind::Operator,
+            not_before,
+            not_after,
+        )
     }
 
     /// A host certificate valid exactly from `not_before` to `not_after`: for tests and drills
@@ -743,7 +749,10 @@ mod tests {
         let host = pki.issue_host("h1", &offices(&["530602"]), 30).unwrap();
         let host = host.peer_identity().unwrap();
         assert!(host.operates.is_empty() && host.operator.is_none());
-        assert!(!host.operates_office(&code("530602")), "a host operates nothing");
+        assert!(
+            !host.operates_office(&code("530602")),
+            "a host operates nothing"
+        );
     }
 
     #[test]

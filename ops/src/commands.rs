@@ -139,7 +139,11 @@ fn issue_certificates(layout: &Layout, manifest: &Manifest) -> anyhow::Result<()
         pki.issue_host(&host.name, &host.offices, days)?
             .write(&dir, &host.name)?;
     }
-    let root: Vec<String> = manifest.root().map(|o| o.code.clone()).into_iter().collect();
+    let root: Vec<String> = manifest
+        .root()
+        .map(|o| o.code.clone())
+        .into_iter()
+        .collect();
     pki.issue_operator(crate::client::CLI_IDENTITY, &root, days)?
         .write(&dir, crate::client::CLI_IDENTITY)?;
     Ok(())

@@ -163,8 +163,9 @@ pub async fn audit(layout: &Layout, args: &AuditArgs) -> anyhow::Result<Report> 
     let federation = Federation::open(layout.clone())?;
     let office = office(&federation, args.office.as_ref())?;
     let since_ms = match &args.since {
-        Some(text) => liandong_domain::parse_rfc3339(text)
-            .map_err(|e| anyhow!("--since {text:?}: {e}"))?,
+        Some(text) => {
+            liandong_domain::parse_rfc3339(text).map_err(|e| anyhow!("--since {text:?}: {e}"))?
+        }
         None => 0,
     };
     if args.limit == 0 {

@@ -45,8 +45,7 @@ pub async fn login(
             }
         })
         .await?;
-    let session =
-        Session::from_token(&reply.token).map_err(|e| Status::internal(e.to_string()))?;
+    let session = Session::from_token(&reply.token).map_err(|e| Status::internal(e.to_string()))?;
     remember_token(office, &session.token);
     Ok(session)
 }
@@ -59,7 +58,12 @@ pub async fn initial_admin(federation: &Federation, office: &str) -> anyhow::Res
         .map_err(|e| anyhow!("the initial admin password of office {office}: {e}"))?;
     login(federation, office, ADMIN_USER, &password)
         .await
-        .map_err(|s| anyhow!("signing in as {ADMIN_USER} of office {office}: {}", s.message()))
+        .map_err(|s| {
+            anyhow!(
+                "signing in as {ADMIN_USER} of office {office}: {}",
+                s.message()
+            )
+        })
 }
 
 fn role_words(roles: &[Role]) -> Vec<String> {
@@ -238,10 +242,7 @@ pub async fn list(federation: &Federation, office: &str) -> anyhow::Result<Vec<V
 }
 
 /// The office's audit log as `liandong audit --json` prints it.
-pub async fn audit(
-    federation: &Federation,
-    request: AuditReadRequest,
-) -> anyhow::Result<Value> {
+pub async fn audit(federation: &Federation, request: AuditReadRequest) -> anyhow::Result<Value> {
     let office = request.office.clone();
     let bearer = admin_bearer(federation, &office)?;
     let reply = federation

@@ -138,7 +138,9 @@ fn an_assignment_returned_by_the_county_comes_back_to_the_city() {
     let kinds = history_kinds(&back);
     assert!(kinds.contains(&"returned".to_string()), "{kinds:?}");
     // The city's own replica holds the owner's copy again, and the city can act on it.
-    let local = fed.at("5306").json(&["case", "show", &id, "--replica", "1"]);
+    let local = fed
+        .at("5306")
+        .json(&["case", "show", &id, "--replica", "1"]);
     assert_eq!(local["office"], "5306");
     fed.at("5306").ok(&["case", "accept", &id]);
 }
@@ -227,7 +229,10 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
         "--text",
         "x",
     ]);
-    assert!(refused.contains("not in office 530621's index"), "{refused}");
+    assert!(
+        refused.contains("not in office 530621's index"),
+        "{refused}"
+    );
 }
 
 /// Issue 3's partition drill: a township cut off keeps registering and transferring; after the

@@ -100,7 +100,9 @@ fn no_acknowledged_case_is_lost_when_the_leader_is_killed() {
         assert_eq!(linearizable["case_id"], id.as_str());
         assert_eq!(linearizable["history"][0]["kind"], "registered");
         for replica in ["1", "2", "3"] {
-            let copy = fed.at("5306").json(&["case", "show", id, "--replica", replica]);
+            let copy = fed
+                .at("5306")
+                .json(&["case", "show", id, "--replica", replica]);
             assert_eq!(copy, linearizable, "replica {replica}'s copy of {id}");
         }
     }
@@ -160,7 +162,8 @@ fn bad_input_is_refused_and_changes_nothing() {
     ));
     refusals.push((
         "reply before accepting",
-        fed.at("5306").fails(&["case", "reply", &id, "--opinion", "support", "--text", "t"]),
+        fed.at("5306")
+            .fails(&["case", "reply", &id, "--opinion", "support", "--text", "t"]),
         "accept",
     ));
     fed.at("5306").ok(&["case", "accept", &id]);
@@ -180,7 +183,8 @@ fn bad_input_is_refused_and_changes_nothing() {
     ]);
     refusals.push((
         "extend twice",
-        fed.at("5306").fails(&["case", "extend", &id, "--days", "5", "--reason", "again"]),
+        fed.at("5306")
+            .fails(&["case", "extend", &id, "--days", "5", "--reason", "again"]),
         "extended",
     ));
     for (what, stderr, expected) in &refusals {

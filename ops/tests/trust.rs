@@ -18,9 +18,9 @@ use federation_proto::v1::federation_client::FederationClient;
 use federation_proto::v1::membership_client::MembershipClient;
 use federation_proto::v1::officers_client::OfficersClient;
 use federation_proto::v1::{
-    self, case_command, ActRequest, AddOfficerRequest, AuditReadRequest, DumpRequest,
-    FileRequest, ListOfficersRequest, OrdersRequest, QueryRequest, RemoveReplicaRequest,
-    ShowRequest, SuperviseRequest,
+    self, case_command, ActRequest, AddOfficerRequest, AuditReadRequest, DumpRequest, FileRequest,
+    ListOfficersRequest, OrdersRequest, QueryRequest, RemoveReplicaRequest, ShowRequest,
+    SuperviseRequest,
 };
 use liandong_node::manifest::Manifest;
 use liandong_node::tls::{self, HostIdentity, Pki, TlsFiles};
@@ -430,9 +430,16 @@ async fn every_rpc_refuses_every_principal_it_must_and_serves_the_rest() {
     let world = World::new().await;
     let mut principals = vec![Who::Nobody, Who::Host, Who::Operator];
     principals.extend(
-        ["registrar", "handler", "leader", "supervisor", "auditor", "admin"]
-            .into_iter()
-            .map(Who::Officer),
+        [
+            "registrar",
+            "handler",
+            "leader",
+            "supervisor",
+            "auditor",
+            "admin",
+        ]
+        .into_iter()
+        .map(Who::Officer),
     );
     let mut table = Vec::new();
     for who in &principals {
@@ -453,7 +460,15 @@ async fn every_rpc_refuses_every_principal_it_must_and_serves_the_rest() {
             }
             n += 1;
             let channel = connect(&world.fed, &world.addr_of(office), world.identity(who)).await;
-            let code = call(*rpc, channel, world.token(who), office, &world.cases[office], n).await;
+            let code = call(
+                *rpc,
+                channel,
+                world.token(who),
+                office,
+                &world.cases[office],
+                n,
+            )
+            .await;
             if refused(code) == *allowed {
                 wrong.push(format!("{who:?} {rpc:?} at {scope} ({office}): {code:?}"));
             }
@@ -462,7 +477,12 @@ async fn every_rpc_refuses_every_principal_it_must_and_serves_the_rest() {
             assert_eq!(world.state(), before, "a refused call changed something");
         }
     }
-    assert!(wrong.is_empty(), "{} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 /// The probes, each refused, each in the audit log, none changing anything; and the
@@ -481,7 +501,10 @@ async fn a_neighbour_county_cannot_touch_a_township_case_and_every_refusal_is_au
     for rpc in [Rpc::Accept, Rpc::Show, Rpc::Dump] {
         let channel = connect(fed, &addr, host.clone()).await;
         let code = call(rpc, channel, None, township, case_id, 1).await;
-        assert!(refused(code), "{rpc:?} with 530621's host certificate: {code:?}");
+        assert!(
+            refused(code),
+            "{rpc:?} with 530621's host certificate: {code:?}"
+        );
     }
     // A registrar of the township files but cannot accept.
     let registrar = fed.officer(township, "clerk", "registrar");
@@ -509,24 +532,40 @@ async fn a_neighbour_county_cannot_touch_a_township_case_and_every_refusal_is_au
     let refusal = registrar.fails(&["case", "accept", &filed_id]);
     assert!(refusal.contains("needs the role handler"), "{refusal}");
     // The history records the handler signed in, whatever --officer says.
-    let accepted = fed.at(township).json(&["case", "accept", &filed_id, "--officer", "someone"]);
-    let last = accepted["history"].as_array().unwrap().last().unwrap().clone();
+    let accepted = fed
+        .at(township)
+        .json(&["case", "accept", &filed_id, "--officer", "someone"]);
+    let last = accepted["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["detail"]["officer"], "officer", "{accepted}");
     // A supervisor of the county cannot query its sibling or its city.
     let supervisor = fed.officer(COUNTY, "watcher", "supervisor");
     for office in ["530621", "5306"] {
         let refusal = supervisor.fails(&["query", "--as", office]);
-        assert!(refusal.contains("acts only for its own office"), "{refusal}");
+        assert!(
+            refusal.contains("acts only for its own office"),
+            "{refusal}"
+        );
         let channel = connect(fed, &world.addr_of(office), world.identity(&Who::Nobody)).await;
-        let token = std::fs::read_to_string(fed.dir.join(format!("{COUNTY}-watcher.token")))
-            .unwrap();
+        let token =
+            std::fs::read_to_string(fed.dir.join(format!("{COUNTY}-watcher.token"))).unwrap();
         let code = call(Rpc::Query, channel, Some(token.trim()), office, "", 2).await;
         assert!(refused(code), "query --as {office}: {code:?}");
     }
     let mut after = world.state();
     // The township has one case more: the registrar's filing, nothing else.
-    let township_before = before.iter().find(|(s, _)| s.starts_with(township)).unwrap();
-    let township_after = after.iter_mut().find(|(s, _)| s.starts_with(township)).unwrap();
+    let township_before = before
+        .iter()
+        .find(|(s, _)| s.starts_with(township))
+        .unwrap();
+    let township_after = after
+        .iter_mut()
+        .find(|(s, _)| s.starts_with(township))
+        .unwrap();
     assert_eq!(
         township_after.0.replace(" 2 ", " 1 "),
         township_before.0,
@@ -564,7 +603,10 @@ async fn a_neighbour_county_cannot_touch_a_township_case_and_every_refusal_is_au
                 && e["rpc"] == "Federation.Query"
                 && (result.starts_with("unauthenticated") || result.starts_with("permission"))
         });
-        assert!(found, "the refused query is not in {office}'s audit log: {log}");
+        assert!(
+            found,
+            "the refused query is not in {office}'s audit log: {log}"
+        );
     }
     // The operator's verify still passes on dumps without personal data.
     let verify = fed.json(&["verify"]);
@@ -583,12 +625,29 @@ async fn disabling_and_lockout_take_effect_at_once() {
     clerk.json(&["query"]);
     let admin = fed.dir.join("5306-admin.token");
     let admin = admin.to_str().unwrap();
-    fed.ok(&["--token-file", admin, "officer", "disable", "--user", "clerk"]);
+    fed.ok(&[
+        "--token-file",
+        admin,
+        "officer",
+        "disable",
+        "--user",
+        "clerk",
+    ]);
     let refused = clerk.fails(&["query"]);
     assert!(refused.contains("disabled"), "{refused}");
-    fed.ok(&["--token-file", admin, "officer", "enable", "--user", "clerk"]);
+    fed.ok(&[
+        "--token-file",
+        admin,
+        "officer",
+        "enable",
+        "--user",
+        "clerk",
+    ]);
     let listed = fed.json(&["--token-file", admin, "officer", "list"]);
-    assert!(listed["officers"].as_array().unwrap().len() >= 2, "{listed}");
+    assert!(
+        listed["officers"].as_array().unwrap().len() >= 2,
+        "{listed}"
+    );
 
     let wrong = fed.dir.join("wrong.password");
     std::fs::write(&wrong, "not the password\n").unwrap();
@@ -612,7 +671,10 @@ async fn disabling_and_lockout_take_effect_at_once() {
     let right = fed.dir.join("5306-clerk.password");
     let locked = login(&right);
     let stderr = String::from_utf8_lossy(&locked.stderr);
-    assert!(!locked.status.success() && stderr.contains("locked"), "{stderr}");
+    assert!(
+        !locked.status.success() && stderr.contains("locked"),
+        "{stderr}"
+    );
     // An admin's reset unlocks it (and ends the old sessions).
     fed.ok(&[
         "--token-file",

@@ -137,8 +137,7 @@ async fn main() -> anyhow::Result<()> {
         to_county.record(micros.max(1) as u64)?;
         let review_id = review["case_id"].as_str().context("review id")?.to_string();
         handle(&dir, county, &review_id).await?;
-        let escalated =
-            liandong_as(&dir, county, &["case", "request-review", &review_id]).await?;
+        let escalated = liandong_as(&dir, county, &["case", "request-review", &review_id]).await?;
         let re_review = linked(&dir, "5306", &review_id).await?;
         let micros = (stamp(&re_review, "registered")? - stamp(&escalated, "review_requested")?)
             .max(0)

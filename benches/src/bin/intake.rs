@@ -14,9 +14,9 @@ use clap::Parser;
 use federation_proto::v1::cases_client::CasesClient;
 use federation_proto::v1::FileRequest;
 use liandong_benches::{latency_json, liandong, new_histogram, LocalFederation};
+use liandong_ops::client::OfficerChannel;
 use liandong_ops::sample;
 use serde_json::json;
-use liandong_ops::client::OfficerChannel;
 
 #[derive(Parser, Debug)]
 struct Args {

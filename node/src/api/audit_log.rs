@@ -107,8 +107,7 @@ impl AuditLog {
                     rpc: "*".into(),
                     case_id: String::new(),
                     request_id: String::new(),
-                    result: "unauthenticated: calls without credentials, counted not listed"
-                        .into(),
+                    result: "unauthenticated: calls without credentials, counted not listed".into(),
                     detail: String::new(),
                     count: u32::try_from(waiting.anonymous_uncounted).unwrap_or(u32::MAX),
                 });
@@ -174,7 +173,10 @@ impl Worker for AuditFlusher {
         if errors.is_empty() {
             Ok(Step::Idle)
         } else {
-            Err(format!("audit records not appended yet: {}", errors.join("; ")))
+            Err(format!(
+                "audit records not appended yet: {}",
+                errors.join("; ")
+            ))
         }
     }
 

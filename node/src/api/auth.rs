@@ -114,9 +114,15 @@ pub enum Principal {
     /// No credential: a certificate naming neither offices nor operations.
     Anonymous,
     /// A host certificate naming the offices it carries.
-    Host { name: String, offices: Vec<String> },
+    Host {
+        name: String,
+        offices: Vec<String>,
+    },
     /// An operator certificate naming the offices (with subtrees) it operates.
-    Operator { name: String, operates: Vec<String> },
+    Operator {
+        name: String,
+        operates: Vec<String>,
+    },
     Officer(Officer),
 }
 
@@ -172,7 +178,9 @@ pub enum Action<'a> {
     /// Admin.Dump: an office's state (personal data removed).
     Dump,
     /// Membership: `forwarded` when a replica of the office relays an operator's request.
-    Membership { forwarded: bool },
+    Membership {
+        forwarded: bool,
+    },
 }
 
 impl Action<'_> {
@@ -238,7 +246,11 @@ impl Refusal {
 }
 
 fn roles_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// The one table of who may do what, for which office. Officers act only for their own office
@@ -246,7 +258,11 @@ fn roles_text(roles: &[Role]) -> String {
 /// offices their certificate names and their subtrees, and read no personal data; hosts only
 /// replicate and deliver (their own services), relay an operator's membership request, and see
 /// the status of the offices they carry.
-pub fn authorize(principal: &Principal, action: Action<'_>, office: &OfficeCode) -> Result<(), Refusal> {
+pub fn authorize(
+    principal: &Principal,
+    action: Action<'_>,
+    office: &OfficeCode,
+) -> Result<(), Refusal> {
     let rpc = action.rpc();
     match (principal, action.roles()) {
         (Principal::Officer(officer), Some(needed)) => {
@@ -315,7 +331,10 @@ pub fn authorize(principal: &Principal, action: Action<'_>, office: &OfficeCode)
 /// Who a token that did not verify claims to be (`unverified:<user>@<office>`), for the audit
 /// log; `-` when it claims nothing readable.
 fn claimed(metadata: &MetadataMap) -> String {
-    match bearer(metadata).and_then(Result::ok).map(|t| read_claims(&t)) {
+    match bearer(metadata)
+        .and_then(Result::ok)
+        .map(|t| read_claims(&t))
+    {
         Some(Ok(claims)) if crate::machine::officers::check_user(&claims.user).is_ok() => {
             let office: String = claims.office.chars().take(9).collect();
             format!("unverified:{}@{office}", claims.user)
@@ -352,9 +371,9 @@ impl Trust {
     pub fn load(replicas: Replicas, secrets: Secrets) -> anyhow::Result<Trust> {
         let mut keys = BTreeMap::new();
         for replica in replicas.iter() {
-            let key = secrets.office_key(replica.office.as_str()).map_err(|e| {
-                anyhow::anyhow!("office {}'s signing key: {e}", replica.office)
-            })?;
+            let key = secrets
+                .office_key(replica.office.as_str())
+                .map_err(|e| anyhow::anyhow!("office {}'s signing key: {e}", replica.office))?;
             keys.insert(replica.office.clone(), key);
         }
         Ok(Trust {
@@ -370,7 +389,12 @@ impl Trust {
     }
 
     /// A token for `user` of `office` with `roles`, valid from now.
-    pub fn issue(&self, office: &OfficeCode, user: &str, roles: &BTreeSet<Role>) -> Result<(String, Claims), Status> {
+    pub fn issue(
+        &self,
+        office: &OfficeCode,
+        user: &str,
+        roles: &BTreeSet<Role>,
+    ) -> Result<(String, Claims), Status> {
         let key = self.keys.get(office).ok_or_else(|| {
             Status::not_found(format!("office {office} is not carried by this host"))
         })?;
@@ -420,9 +444,7 @@ impl Trust {
             .ok_or_else(|| unauthenticated(format!("office {office} is not carried here")))?;
         let account = officers::load(&replica.state_machine, &claims.user)
             .map_err(|e| unauthenticated(format!("reading the account: {e}")))?
-            .ok_or_else(|| {
-                unauthenticated(format!("officer {} no longer exists", claims.user))
-            })?;
+            .ok_or_else(|| unauthenticated(format!("officer {} no longer exists", claims.user)))?;
         if !account.enabled {
             return Err(unauthenticated(format!(
                 "officer {} is disabled",
@@ -548,10 +570,9 @@ mod tests {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let other = Ed25519KeyPair::from_pkcs8(
-            Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref(),
-        )
-        .unwrap();
+        let other =
+            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
+                .unwrap();
         let claims = Claims {
             office: "530602".into(),
             user: "clerk".into(),
@@ -674,7 +695,11 @@ mod tests {
             Err(Refusal::Unauthenticated(_))
         ));
         assert!(matches!(
-            authorize(&officer("530602", &Role::ALL), Action::Dump, &code("530602")),
+            authorize(
+                &officer("530602", &Role::ALL),
+                Action::Dump,
+                &code("530602")
+            ),
             Err(Refusal::PermissionDenied(_))
         ));
     }

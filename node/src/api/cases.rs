@@ -25,10 +25,10 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{Action, Officer, Principal, Trust, AUTHORIZATION};
 use super::{case_reply, domain_error};
-use std::sync::Arc;
 use crate::raft::network::Transport;
 use crate::raft::types::{Operation, Role};
 use crate::replica::{Replica, ReplicaError, Replicas};
+use std::sync::Arc;
 
 /// A request is passed from replica to replica at most this often (a leader change mid-way).
 pub const MAX_FORWARD_HOPS: u32 = 2;
@@ -160,7 +160,15 @@ impl CaseService {
 
     /// Records a call refused after its caller was authorized (bad input, no such case) and
     /// returns its status.
-    fn refused(&self, principal: &Principal, action: Action<'_>, office: &OfficeCode, case_id: &str, request_id: &str, status: Status) -> Status {
+    fn refused(
+        &self,
+        principal: &Principal,
+        action: Action<'_>,
+        office: &OfficeCode,
+        case_id: &str,
+        request_id: &str,
+        status: Status,
+    ) -> Status {
         let mut record = Trust::record_of(principal, action, office, case_id, request_id);
         record.result = format!("{:?}: {}", status.code(), status.message());
         match self.trust.record(office, record) {
@@ -306,7 +314,9 @@ impl Cases for CaseService {
         let bearer = bearer_of(&request);
         let office = parse_office(&request.get_ref().office)?;
         let rid = request.get_ref().request_id.clone();
-        let principal = self.trust.check(&request, Action::File, &office, "", &rid)?;
+        let principal = self
+            .trust
+            .check(&request, Action::File, &office, "", &rid)?;
         let officer = officer_of(&principal)?;
         let request = request.into_inner();
         let refused = |status| self.refused(&principal, Action::File, &office, "", &rid, status);
@@ -377,7 +387,8 @@ impl Cases for CaseService {
             .trust
             .check(&request, Action::Supervise, &from, &case, "")?;
         let request = request.into_inner();
-        let refused = |status| self.refused(&principal, Action::Supervise, &from, &case, "", status);
+        let refused =
+            |status| self.refused(&principal, Action::Supervise, &from, &case, "", status);
         let to = parse_office(&request.to).map_err(refused)?;
         let case_id = parse_case_id(&request.case_id).map_err(refused)?;
         let op = Operation::Audited {
@@ -426,7 +437,9 @@ impl Cases for CaseService {
         request: Request<OrdersRequest>,
     ) -> Result<Response<OrdersReply>, Status> {
         let office = parse_office(&request.get_ref().office)?;
-        let principal = self.trust.check(&request, Action::Orders, &office, "", "")?;
+        let principal = self
+            .trust
+            .check(&request, Action::Orders, &office, "", "")?;
         let replica = self.replica(&office)?;
         self.trust.record(
             &office,
@@ -462,10 +475,17 @@ impl Cases for CaseService {
         let case_id = parse_case_id(&request.get_ref().case_id)?;
         let office = holder(&request.get_ref().office, &case_id)?;
         let case = case_id.to_string();
-        let principal = self.trust.check(&request, Action::Show, &office, &case, "")?;
+        let principal = self
+            .trust
+            .check(&request, Action::Show, &office, &case, "")?;
         let request = request.into_inner();
         let officer = officer_of(&principal)?;
-        let reading_roles = [Role::Registrar, Role::Handler, Role::Leader, Role::Supervisor];
+        let reading_roles = [
+            Role::Registrar,
+            Role::Handler,
+            Role::Leader,
+            Role::Supervisor,
+        ];
         let auditor_only = !reading_roles.iter().any(|r| officer.roles.contains(r));
         if auditor_only && request.reason.trim().is_empty() {
             return Err(self.refused(

@@ -59,7 +59,9 @@ fn roles(words: &[String]) -> Result<BTreeSet<Role>, Status> {
         .map(|word| word.parse::<Role>().map_err(Status::invalid_argument))
         .collect::<Result<BTreeSet<Role>, Status>>()?;
     if roles.is_empty() {
-        return Err(Status::invalid_argument("an officer needs at least one role"));
+        return Err(Status::invalid_argument(
+            "an officer needs at least one role",
+        ));
     }
     Ok(roles)
 }
@@ -77,9 +79,7 @@ async fn new_hash(password: String) -> Result<String, Status> {
 /// long as a wrong password.
 fn decoy_hash() -> &'static str {
     static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        secrets::hash_password(&secrets::generate_password()).unwrap_or_default()
-    })
+    DECOY.get_or_init(|| secrets::hash_password(&secrets::generate_password()).unwrap_or_default())
 }
 
 fn account(response: Applied) -> Result<OfficerRecord, Status> {
@@ -325,8 +325,8 @@ impl Officers for OfficerService {
         let office = office(&request.get_ref().office)?;
         let principal = self.admin(&request, &office)?;
         let replica = replica(&self.trust, &office)?;
-        let all = officers::all(&replica.state_machine)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let all =
+            officers::all(&replica.state_machine).map_err(|e| Status::internal(e.to_string()))?;
         let record = Trust::record_of(&principal, Action::ManageOfficers, &office, "", "");
         self.trust.record(
             &office,
@@ -382,7 +382,12 @@ impl Audit for AuditService {
         let matching: Vec<&audit::AuditEntry> = all
             .iter()
             .filter(|e| e.record.at_ms >= query.since_ms)
-            .filter(|e| query.case_id.as_ref().is_none_or(|c| e.record.case_id == *c))
+            .filter(|e| {
+                query
+                    .case_id
+                    .as_ref()
+                    .is_none_or(|c| e.record.case_id == *c)
+            })
             .filter(|e| query.user.as_ref().is_none_or(|u| e.record.user == *u))
             .collect();
         let skip = matching.len().saturating_sub(limit);

@@ -30,7 +30,10 @@ pub struct Proposer {
 impl Proposer {
     /// Commits `op` in `office`'s log (through its leader) and returns what applying answered.
     pub async fn propose(&self, office: &OfficeCode, op: Operation) -> Result<Response, Status> {
-        debug_assert!(op.forwardable(), "only forwardable operations are proposed here");
+        debug_assert!(
+            op.forwardable(),
+            "only forwardable operations are proposed here"
+        );
         let replica = self.replicas.get(office).ok_or_else(|| {
             Status::not_found(format!("office {office} is not carried by this host"))
         })?;
@@ -43,7 +46,12 @@ impl Proposer {
                 Ok(Err(ReplicaError::ForwardToLeader {
                     leader: Some(leader),
                     ..
-                })) => match tokio::time::timeout(remaining, self.at_leader(office, &leader.raft_addr, &op)).await {
+                })) => match tokio::time::timeout(
+                    remaining,
+                    self.at_leader(office, &leader.raft_addr, &op),
+                )
+                .await
+                {
                     Ok(Ok(response)) => return Ok(response),
                     Ok(Err(status)) if status.code() != tonic::Code::Unavailable => {
                         return Err(status)

@@ -173,10 +173,7 @@ fn apply_audited(
     record: &AuditRecord,
     op: &Operation,
 ) -> Result<Response, ApplyError> {
-    let inner = Request {
-        at,
-        op: op.clone(),
-    };
+    let inner = Request { at, op: op.clone() };
     let response = apply_request(txn, context, state, &inner)?;
     let mut record = record.clone();
     record.result = match &response {

@@ -106,7 +106,11 @@ pub(super) fn append(
 }
 
 /// Entries from number `from` on, at most `limit`.
-pub(crate) fn entries(reader: &impl Read, from: u64, limit: usize) -> Result<Vec<AuditEntry>, ApplyError> {
+pub(crate) fn entries(
+    reader: &impl Read,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, ApplyError> {
     let end = crate::store::keys::prefix_end(keys::AUDIT);
     reader
         .scan(&keys::audit(from), &end, limit)?
@@ -255,7 +259,11 @@ mod tests {
         let kept = entries(&txn(&office), 1, 10).unwrap();
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[0].record.result, "ok");
-        assert!(kept[0].record.case_id.starts_with("530602-"), "{:?}", kept[0]);
+        assert!(
+            kept[0].record.case_id.starts_with("530602-"),
+            "{:?}",
+            kept[0]
+        );
         assert_eq!(kept[1].record.result, "refused: case_not_found");
     }
 }

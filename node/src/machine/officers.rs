@@ -61,9 +61,7 @@ pub(crate) fn all(reader: &impl Read) -> Result<Vec<OfficerRecord>, ApplyError> 
 }
 
 fn store(apply: &mut Applying<'_, '_>, record: OfficerRecord) -> Response {
-    apply
-        .txn
-        .put(keys::officer(&record.user), encode(&record));
+    apply.txn.put(keys::officer(&record.user), encode(&record));
     Response::Officer {
         record: Box::new(record),
     }
@@ -133,7 +131,11 @@ fn add(
     at_ms: Millis,
 ) -> Outcome<Response> {
     if let Err(reason) = check_hash(password_hash) {
-        return Ok(Err(refused(RejectKind::Invalid, "bad_password_hash", reason)));
+        return Ok(Err(refused(
+            RejectKind::Invalid,
+            "bad_password_hash",
+            reason,
+        )));
     }
     if roles.is_empty() {
         return Ok(Err(refused(
@@ -175,7 +177,11 @@ fn change_existing(
             ..
         } => {
             if let Err(reason) = check_hash(password_hash) {
-                return Ok(Err(refused(RejectKind::Invalid, "bad_password_hash", reason)));
+                return Ok(Err(refused(
+                    RejectKind::Invalid,
+                    "bad_password_hash",
+                    reason,
+                )));
             }
             record.password_hash = password_hash.clone();
             record.failed_logins = 0;
@@ -299,7 +305,10 @@ mod tests {
                 at_ms: 5_000,
             },
         );
-        assert_eq!(account(&office, "clerk").unwrap().tokens_valid_from_ms, 5_000);
+        assert_eq!(
+            account(&office, "clerk").unwrap().tokens_valid_from_ms,
+            5_000
+        );
         let disable = |enabled, at_ms| OfficerChange::SetEnabled {
             user: "clerk".into(),
             enabled,
@@ -331,8 +340,14 @@ mod tests {
         };
         change(&mut office, again);
         assert_eq!(account(&office, "admin").unwrap().password_hash, HASH);
-        assert_eq!(code(&change(&mut office, add("admin", &[Role::Handler]))), "officer_exists");
-        assert_eq!(code(&change(&mut office, add("../x", &[Role::Handler]))), "bad_user");
+        assert_eq!(
+            code(&change(&mut office, add("admin", &[Role::Handler]))),
+            "officer_exists"
+        );
+        assert_eq!(
+            code(&change(&mut office, add("../x", &[Role::Handler]))),
+            "bad_user"
+        );
         assert_eq!(code(&change(&mut office, add("clerk", &[]))), "no_roles");
         let plain = OfficerChange::Add {
             user: "clerk".into(),
@@ -354,6 +369,9 @@ mod tests {
             at_ms: 1,
         };
         assert_eq!(code(&change(&mut office, nobody)), "officer_not_found");
-        assert!(account(&office, "nobody").is_none(), "no account made by a failed login");
+        assert!(
+            account(&office, "nobody").is_none(),
+            "no account made by a failed login"
+        );
     }
 }

@@ -106,7 +106,13 @@ impl fmt::Display for Request {
             }
             Operation::Acked { to, through, .. } => write!(f, "acked({to}, {through})@{}", self.at),
             Operation::Officers { change } => {
-                write!(f, "officers({}, {})@{}", change.name(), change.user(), self.at)
+                write!(
+                    f,
+                    "officers({}, {})@{}",
+                    change.name(),
+                    change.user(),
+                    self.at
+                )
             }
             Operation::Audit { records } => write!(f, "audit({})@{}", records.len(), self.at),
             Operation::Audited { op, .. } => {

@@ -159,11 +159,7 @@ impl Fed {
         let token = self.dir.join(format!("{office}-{user}.token"));
         if !token.exists() {
             let admin = self.dir.join(format!("{office}-admin.token"));
-            let admin_password = self
-                .dir
-                .join("secrets")
-                .join(office)
-                .join("admin.password");
+            let admin_password = self.dir.join("secrets").join(office).join("admin.password");
             if !admin.exists() {
                 self.ok(&[
                     "--token-file",
@@ -178,7 +174,11 @@ impl Fed {
                 ]);
             }
             let password = self.dir.join(format!("{office}-{user}.password"));
-            std::fs::write(&password, format!("{user}-password-{}\n", rand::random::<u32>())).unwrap();
+            std::fs::write(
+                &password,
+                format!("{user}-password-{}\n", rand::random::<u32>()),
+            )
+            .unwrap();
             self.ok(&[
                 "--token-file",
                 admin.to_str().unwrap(),
