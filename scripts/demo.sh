@@ -166,9 +166,11 @@ ld --token-file "$WORK/530602001-admin.token" officer add --office 530602001 --u
 ld --token-file "$WORK/desk.token" login --office 530602001 --user desk \
   --password-file "$REGISTRAR_PASSWORD" >/dev/null
 DESK_CASE="$(ld --token-file "$WORK/desk.token" case file --office 530602001 --channel visit \
-  --petitioner-id 530602198501010016 --name 赵六 --category land --summary "A fence moved" \
+  --petitioner-id 530602198501010019 --name 赵六 --category land --summary "A fence moved" \
   --officer "中纪委 (fake)")"
 DESK_CASE="${DESK_CASE%% *}"
+ld --token-file "$WORK/desk.token" --json case show "$DESK_CASE" | grep -qF '"first_officer":"desk"' ||
+  fail "the history of $DESK_CASE does not name the signed-in officer 'desk'"
 if REFUSED="$(ld --token-file "$WORK/desk.token" case accept "$DESK_CASE" 2>&1)"; then
   fail "a registrar accepted a case"
 fi
