@@ -13,7 +13,7 @@ use liandong_node::secrets::{self, ADMIN_USER};
 use serde_json::{json, Value};
 use tonic::Status;
 
-use crate::client::{remember_token, status_error, Bearer, Federation, Session};
+use crate::client::{remember_token, status_error, Bearer, Federation, OfficerChannel, Session};
 
 /// The roles of the officer a drill or harness makes for itself: every officer role but admin.
 pub const WORKING_ROLES: [Role; 5] = [
@@ -141,16 +141,30 @@ pub async fn sign_in_everywhere(
     Ok(())
 }
 
-/// The admin's session for officer commands: the signed-in officer of `office`.
-fn admin_bearer(federation: &Federation, office: &str) -> anyhow::Result<Bearer> {
+/// The signed-in officer's token for a call to `office`: an officer works for its own office.
+fn own_bearer(federation: &Federation, office: &str) -> anyhow::Result<Bearer> {
     let session = federation.officer()?;
     if session.claims.office != office {
         return Err(anyhow!(
-            "signed in at office {}, not {office}: an admin manages its own office's accounts",
+            "signed in at office {}, not {office}: an officer acts only for its own office",
             session.claims.office
         ));
     }
     Ok(Bearer::new(Some(&session.token)))
+}
+
+/// Calls the Officers service of `office` as the signed-in officer (its admin).
+async fn as_admin<T, F, Fut>(federation: &Federation, office: &str, call: F) -> anyhow::Result<T>
+where
+    F: Fn(OfficersClient<OfficerChannel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let bearer = own_bearer(federation, office)?;
+    federation
+        .office_call_as(office, bearer, |channel| call(OfficersClient::new(channel)))
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| status_error(&s))
 }
 
 pub async fn add(
@@ -160,21 +174,18 @@ pub async fn add(
     roles: &[Role],
     password: &str,
 ) -> anyhow::Result<Value> {
-    let bearer = admin_bearer(federation, office)?;
     let request = AddOfficerRequest {
         office: office.to_string(),
         user: user.to_string(),
         roles: role_words(roles),
         password: password.to_string(),
     };
-    let reply = federation
-        .office_call_as(office, bearer, |channel| {
-            let request = request.clone();
-            async move { OfficersClient::new(channel).add(request).await }
-        })
-        .await
-        .map_err(|s| status_error(&s))?;
-    Ok(serde_json::from_slice(&reply.into_inner().officer)?)
+    let reply = as_admin(federation, office, |mut client| {
+        let request = request.clone();
+        async move { client.add(request).await }
+    })
+    .await?;
+    Ok(serde_json::from_slice(&reply.officer)?)
 }
 
 pub async fn set_enabled(
@@ -183,20 +194,17 @@ pub async fn set_enabled(
     user: &str,
     enabled: bool,
 ) -> anyhow::Result<Value> {
-    let bearer = admin_bearer(federation, office)?;
     let request = SetEnabledRequest {
         office: office.to_string(),
         user: user.to_string(),
         enabled,
     };
-    let reply = federation
-        .office_call_as(office, bearer, |channel| {
-            let request = request.clone();
-            async move { OfficersClient::new(channel).set_enabled(request).await }
-        })
-        .await
-        .map_err(|s| status_error(&s))?;
-    Ok(serde_json::from_slice(&reply.into_inner().officer)?)
+    let reply = as_admin(federation, office, |mut client| {
+        let request = request.clone();
+        async move { client.set_enabled(request).await }
+    })
+    .await?;
+    Ok(serde_json::from_slice(&reply.officer)?)
 }
 
 pub async fn reset_password(
@@ -205,36 +213,29 @@ pub async fn reset_password(
     user: &str,
     password: &str,
 ) -> anyhow::Result<Value> {
-    let bearer = admin_bearer(federation, office)?;
     let request = ResetPasswordRequest {
         office: office.to_string(),
         user: user.to_string(),
         password: password.to_string(),
     };
-    let reply = federation
-        .office_call_as(office, bearer, |channel| {
-            let request = request.clone();
-            async move { OfficersClient::new(channel).reset_password(request).await }
-        })
-        .await
-        .map_err(|s| status_error(&s))?;
-    Ok(serde_json::from_slice(&reply.into_inner().officer)?)
+    let reply = as_admin(federation, office, |mut client| {
+        let request = request.clone();
+        async move { client.reset_password(request).await }
+    })
+    .await?;
+    Ok(serde_json::from_slice(&reply.officer)?)
 }
 
 pub async fn list(federation: &Federation, office: &str) -> anyhow::Result<Vec<Value>> {
-    let bearer = admin_bearer(federation, office)?;
     let request = ListOfficersRequest {
         office: office.to_string(),
     };
-    let reply = federation
-        .office_call_as(office, bearer, |channel| {
-            let request = request.clone();
-            async move { OfficersClient::new(channel).list(request).await }
-        })
-        .await
-        .map_err(|s| status_error(&s))?;
+    let reply = as_admin(federation, office, |mut client| {
+        let request = request.clone();
+        async move { client.list(request).await }
+    })
+    .await?;
     reply
-        .into_inner()
         .officers
         .iter()
         .map(|bytes| serde_json::from_slice(bytes).context("an officer record"))
@@ -244,7 +245,7 @@ pub async fn list(federation: &Federation, office: &str) -> anyhow::Result<Vec<V
 /// The office's audit log as `liandong audit --json` prints it.
 pub async fn audit(federation: &Federation, request: AuditReadRequest) -> anyhow::Result<Value> {
     let office = request.office.clone();
-    let bearer = admin_bearer(federation, &office)?;
+    let bearer = own_bearer(federation, &office)?;
     let reply = federation
         .office_call_as(&office, bearer, |channel| {
             let request = request.clone();

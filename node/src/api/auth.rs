@@ -343,6 +343,27 @@ fn claimed(metadata: &MetadataMap) -> String {
     }
 }
 
+/// A call's audit record, `ok` until told otherwise.
+fn audit_record(
+    user: String,
+    office: String,
+    action: Action<'_>,
+    case_id: &str,
+    request_id: &str,
+) -> AuditRecord {
+    AuditRecord {
+        at_ms: wall_ms(),
+        user,
+        office,
+        rpc: action.rpc().to_string(),
+        case_id: case_id.to_string(),
+        request_id: request_id.to_string(),
+        result: "ok".to_string(),
+        detail: String::new(),
+        count: 1,
+    }
+}
+
 /// The bearer token of a request's metadata, if any.
 pub fn bearer(metadata: &MetadataMap) -> Option<Result<String, String>> {
     let value = metadata.get(AUTHORIZATION)?;
@@ -480,43 +501,16 @@ impl Trust {
         match outcome {
             Ok(principal) => Ok(principal),
             Err(refusal) => {
-                let who = match self.principal(request) {
+                let (user, audit_office) = match self.principal(request) {
                     Ok(principal) => (principal.who(), principal.audit_office(office)),
                     Err(_) => (claimed(request.metadata()), office.to_string()),
                 };
-                let record = AuditRecord {
-                    at_ms: wall_ms(),
-                    user: who.0,
-                    office: who.1,
-                    rpc: action.rpc().to_string(),
-                    case_id: case_id.to_string(),
-                    request_id: request_id.to_string(),
-                    result: refusal.result(),
-                    detail: String::new(),
-                    count: 1,
-                };
+                let mut record = audit_record(user, audit_office, action, case_id, request_id);
+                record.result = refusal.result();
                 let anonymous = matches!(refusal, Refusal::Unauthenticated(_));
                 self.audit.record_refusal(office, record, anonymous);
                 Err(refusal.status())
             }
-        }
-    }
-
-    /// [`Trust::check`] for officers' work: the officer, or the refusal.
-    pub fn officer<T>(
-        &self,
-        request: &Request<T>,
-        action: Action<'_>,
-        office: &OfficeCode,
-        case_id: &str,
-        request_id: &str,
-    ) -> Result<Officer, Status> {
-        match self.check(request, action, office, case_id, request_id)? {
-            Principal::Officer(officer) => Ok(officer),
-            other => Err(Status::internal(format!(
-                "{} authorized as an officer",
-                other.who()
-            ))),
         }
     }
 
@@ -528,17 +522,8 @@ impl Trust {
         case_id: &str,
         request_id: &str,
     ) -> AuditRecord {
-        AuditRecord {
-            at_ms: wall_ms(),
-            user: principal.who(),
-            office: principal.audit_office(office),
-            rpc: action.rpc().to_string(),
-            case_id: case_id.to_string(),
-            request_id: request_id.to_string(),
-            result: "ok".to_string(),
-            detail: String::new(),
-            count: 1,
-        }
+        let audit_office = principal.audit_office(office);
+        audit_record(principal.who(), audit_office, action, case_id, request_id)
     }
 
     /// Records a call that wrote nothing (a read, a login) in `office`'s audit log; refused
