@@ -144,18 +144,26 @@ impl Secrets {
         self.office_dir(office).join(ADMIN_PASSWORD_FILE)
     }
 
-    /// Makes every secret a new federation needs: the petitioner-key secret, and for each
-    /// office its signing key and its first admin's password (and hash).
-    pub fn generate(&self, offices: &[String]) -> Result<(), SecretsError> {
+    /// Makes every secret a federation needs and does not have yet: the petitioner-key secret
+    /// (`existing_hex`, an older manifest's, when given: petitioner keys stay the same), and for
+    /// each office its signing key and its first admin's password (and hash). Secrets already
+    /// there are kept, so `federation init --force` changes no key and no password.
+    pub fn generate(&self, offices: &[String], existing_hex: &str) -> Result<(), SecretsError> {
         private_dir(&self.dir)?;
-        let secret: [u8; PETITIONER_SECRET_BYTES] = rand::random();
-        write_private(
-            &self.dir.join(PETITIONER_KEY_FILE),
-            hex::encode(secret).as_bytes(),
-        )?;
+        let petitioner = self.dir.join(PETITIONER_KEY_FILE);
+        if !petitioner.exists() {
+            let secret = match hex::decode(existing_hex) {
+                Ok(bytes) if bytes.len() == PETITIONER_SECRET_BYTES => existing_hex.to_string(),
+                _ => hex::encode(rand::random::<[u8; PETITIONER_SECRET_BYTES]>()),
+            };
+            write_private(&petitioner, secret.as_bytes())?;
+        }
         for office in offices {
             let dir = self.office_dir(office);
             private_dir(&dir)?;
+            if dir.join(OFFICE_KEY_FILE).exists() {
+                continue;
+            }
             let rng = ring::rand::SystemRandom::new();
             let key = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| SecretsError::Bad {
                 path: dir.join(OFFICE_KEY_FILE),
@@ -283,7 +291,19 @@ mod tests {
     fn generated_secrets_are_private_and_usable() {
         let temp = tempfile::tempdir().unwrap();
         let secrets = Secrets::new(&temp.path().join("secrets"));
-        secrets.generate(&["5306".to_string()]).unwrap();
+        secrets.generate(&["5306".to_string()], "").unwrap();
+        // Generating again keeps every secret (init --force changes no key, no password).
+        let key = read_private(&secrets.dir().join(PETITIONER_KEY_FILE)).unwrap();
+        let password = read_private(&secrets.admin_password_file("5306")).unwrap();
+        secrets.generate(&["5306".to_string()], "").unwrap();
+        assert_eq!(
+            read_private(&secrets.dir().join(PETITIONER_KEY_FILE)).unwrap(),
+            key
+        );
+        assert_eq!(
+            read_private(&secrets.admin_password_file("5306")).unwrap(),
+            password
+        );
         let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(secrets.dir()), 0o700);
         assert_eq!(mode(&secrets.office_dir("5306")), 0o700);
@@ -312,6 +332,10 @@ mod tests {
         let secrets = Secrets::new(temp.path());
         let hex = "ab".repeat(32);
         assert_eq!(secrets.petitioner_secret(&hex).unwrap(), vec![0xab; 32]);
+        // Moving to the file keeps the secret.
+        let moved = Secrets::new(&temp.path().join("moved"));
+        moved.generate(&[], &hex).unwrap();
+        assert_eq!(moved.petitioner_secret("").unwrap(), vec![0xab; 32]);
         assert!(secrets.petitioner_secret("").is_err());
         assert!(secrets.petitioner_secret("abcd").is_err());
     }

@@ -84,6 +84,12 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
             args.time_scale
         );
     }
+    // A federation made again (--force) keeps its petitioner-key secret, even one that an older
+    // build kept in the manifest.
+    let previous_secret = layout
+        .load_manifest()
+        .map(|m| m.secret_hex)
+        .unwrap_or_default();
     let mut manifest = build_manifest(&Topology::load(), &options)?;
     manifest.clock_origin_ms = liandong_node::clock::wall_ms();
     std::fs::create_dir_all(layout.root().join("hosts"))?;
@@ -93,7 +99,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
     manifest.save(&layout.manifest())?;
     issue_certificates(&layout, &manifest)?;
     let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
-    layout.secrets().generate(&codes)?;
+    layout.secrets().generate(&codes, &previous_secret)?;
     liandong_node::secrets::private_dir(&layout.root().join("data"))?;
     for host in &manifest.hosts {
         let config = HostConfig {

@@ -161,7 +161,9 @@ impl Worker for AuditFlusher {
     async fn work(&mut self) -> Result<Step, String> {
         let log = &self.trust.audit;
         let mut errors = Vec::new();
+        let mut more = false;
         for (office, records) in log.take_round() {
+            more |= records.len() >= AUDIT_BATCH_MAX;
             let op = Operation::Audit {
                 records: records.clone(),
             };
@@ -171,7 +173,8 @@ impl Worker for AuditFlusher {
             }
         }
         if errors.is_empty() {
-            Ok(Step::Idle)
+            // A full batch: more may be waiting, append it now rather than in a second.
+            Ok(if more { Step::Busy } else { Step::Idle })
         } else {
             Err(format!(
                 "audit records not appended yet: {}",

@@ -27,6 +27,26 @@ use crate::secrets::{self, ADMIN_USER};
 
 /// Audit entries one read returns at most (the newest that match).
 pub const AUDIT_READ_LIMIT_MAX: u32 = 10_000;
+/// Password hashes computed or checked at once on a host: each takes 19 MiB and tens of
+/// milliseconds of one core, so a flood of sign-ins cannot exhaust a host's memory.
+pub const PASSWORD_CHECKS_MAX: usize = 4;
+/// How long a sign-in waits for its turn before it is refused as too many at once.
+pub const PASSWORD_CHECK_WAIT_MS: u64 = 2_000;
+
+/// Runs `work` (argon2) off the async threads, at most [`PASSWORD_CHECKS_MAX`] at once.
+async fn password_work<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, Status> {
+    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PASSWORD_CHECKS_MAX);
+    let wait = std::time::Duration::from_millis(PASSWORD_CHECK_WAIT_MS);
+    let _turn = tokio::time::timeout(wait, TURNS.acquire())
+        .await
+        .map_err(|_| Status::unavailable("too many sign-ins at once: try again shortly"))?
+        .map_err(|e| Status::internal(e.to_string()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))
+}
 
 pub struct OfficerService {
     pub trust: Arc<Trust>,
@@ -69,9 +89,8 @@ fn roles(words: &[String]) -> Result<BTreeSet<Role>, Status> {
 /// The argon2id hash of a new password, off the async threads.
 async fn new_hash(password: String) -> Result<String, Status> {
     secrets::check_new_password(&password).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
+    password_work(move || secrets::hash_password(&password))
+        .await?
         .map_err(|e| Status::internal(e.to_string()))
 }
 
@@ -161,10 +180,9 @@ impl OfficerService {
             .map(|r| r.password_hash.clone())
             .unwrap_or_else(|| decoy_hash().to_string());
         let password = request.password.clone();
-        let matches =
-            tokio::task::spawn_blocking(move || secrets::verify_password(&password, &hash))
-                .await
-                .unwrap_or(false);
+        let matches = password_work(move || secrets::verify_password(&password, &hash))
+            .await
+            .map_err(refused)?;
         let Some(record) = stored else {
             return Err(wrong());
         };
@@ -245,23 +263,27 @@ impl Officers for OfficerService {
             )));
         }
         let outcome = self.login_checked(&office, &request).await;
-        let result = match &outcome {
-            Ok(_) => "ok".to_string(),
-            Err((_, result)) => result.clone(),
-        };
         if self.trust.replicas().get(&office).is_some() {
-            let record = AuditRecord {
+            let mut record = AuditRecord {
                 at_ms: wall_ms(),
                 user: request.user.clone(),
                 office: office.to_string(),
                 rpc: "Officers.Login".into(),
                 case_id: String::new(),
                 request_id: String::new(),
-                result,
+                result: "ok".into(),
                 detail: String::new(),
                 count: 1,
             };
-            self.trust.record(&office, record)?;
+            match &outcome {
+                Ok(_) => self.trust.record(&office, record)?,
+                // A failed sign-in comes from someone not signed in: recorded, or only counted
+                // when the log is crowded, never refused for the log's sake.
+                Err((_, result)) => {
+                    record.result = result.clone();
+                    self.trust.audit.record_refusal(&office, record, true);
+                }
+            }
         }
         outcome.map(Response::new).map_err(|(status, _)| status)
     }
