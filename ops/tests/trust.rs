@@ -17,10 +17,11 @@ use federation_proto::v1::cases_client::CasesClient;
 use federation_proto::v1::federation_client::FederationClient;
 use federation_proto::v1::membership_client::MembershipClient;
 use federation_proto::v1::officers_client::OfficersClient;
+use federation_proto::v1::raft_transport_client::RaftTransportClient;
 use federation_proto::v1::{
     self, case_command, ActRequest, AddOfficerRequest, AuditReadRequest, DumpRequest, FileRequest,
-    ListOfficersRequest, OrdersRequest, QueryRequest, RemoveReplicaRequest, ShowRequest,
-    SuperviseRequest,
+    ListOfficersRequest, OrdersRequest, ProposeRequest, QueryRequest, RemoveReplicaRequest,
+    ShowRequest, SuperviseRequest,
 };
 use liandong_node::manifest::Manifest;
 use liandong_node::tls::{self, HostIdentity, Pki, TlsFiles};
@@ -506,6 +507,19 @@ async fn a_neighbour_county_cannot_touch_a_township_case_and_every_refusal_is_au
             "{rpc:?} with 530621's host certificate: {code:?}"
         );
     }
+    // Nor through the replicas' own Propose RPC (account changes and audit batches): only the
+    // office's own hosts propose through its leader.
+    let host_of = &world.manifest.office(township).unwrap().members[0].host;
+    let raft_addr = world.manifest.host(host_of).unwrap().raft_addr.clone();
+    let forged = serde_json::json!({"Audit": {"records": []}});
+    let propose = RaftTransportClient::new(connect(fed, &raft_addr, host.clone()).await)
+        .propose(ProposeRequest {
+            office: township.to_string(),
+            operation: serde_json::to_vec(&forged).unwrap(),
+        })
+        .await
+        .expect_err("a neighbour's host proposes nothing");
+    assert_eq!(propose.code(), Code::PermissionDenied, "{propose:?}");
     // A registrar of the township files but cannot accept.
     let registrar = fed.officer(township, "clerk", "registrar");
     let filed = registrar.json(&[
