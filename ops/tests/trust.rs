@@ -627,7 +627,25 @@ async fn a_neighbour_county_cannot_touch_a_township_case_and_every_refusal_is_au
     assert_eq!(verify["ok"], true, "{verify}");
 }
 
+/// Every folder under `dir` is 0700 and every file 0600.
+fn private_tree(dir: &std::path::Path, bad: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let expected = if meta.is_dir() { 0o700 } else { 0o600 };
+        if mode != expected {
+            bad.push(format!("{} is {mode:o}", path.display()));
+        }
+        if meta.is_dir() {
+            private_tree(&path, bad);
+        }
+    }
+}
+
 /// A disabled officer's token stops working at once; five wrong passwords lock the account.
+/// The hosts' data (RocksDB's files too) and the secrets are private; the manifest holds none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_and_lockout_take_effect_at_once() {
     let fed = Fed::init(
@@ -635,6 +653,13 @@ async fn disabling_and_lockout_take_effect_at_once() {
         3,
     );
     fed.ok(&["up"]);
+    let mut bad = Vec::new();
+    for folder in ["data", "secrets"] {
+        private_tree(&fed.dir.join(folder), &mut bad);
+    }
+    assert!(bad.is_empty(), "not private: {bad:?}");
+    let manifest = std::fs::read_to_string(fed.dir.join("manifest.json")).unwrap();
+    assert!(!manifest.contains("secret"), "the manifest holds a secret");
     let clerk = fed.officer("5306", "clerk", WORKING_ROLES);
     clerk.json(&["query"]);
     let admin = fed.dir.join("5306-admin.token");
