@@ -1,6 +1,8 @@
-//! tonic services of a host: cases (officers), raft (replicas), admin (operators).
+//! tonic services of a host: cases (officers), raft (replicas), quiesce (hosts), admin
+//! (operators).
 pub mod admin;
 pub mod cases;
+pub mod quiesce;
 pub mod raft;
 
 use crate::raft::types::{RejectKind, Response};
