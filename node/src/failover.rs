@@ -60,8 +60,8 @@ pub const LEASE_MARGIN_MS: u64 = 5;
 pub const STATUS_LEAD_MS: u64 = 40;
 /// How long one peer's status may take before it counts as not answering.
 pub const STATUS_TIMEOUT_MS: u64 = 150;
-/// How often the detector works out again which peer hosts to watch (memberships change
-/// rarely; a new peer is watched within this).
+/// How often the detector looks at its offices when every peer host runs and no membership
+/// changed (a membership change is looked at as it happens).
 pub const PEERS_REFRESH_MS: u64 = 1_000;
 /// How long a campaign may take to win before the detector stops watching it.
 pub const CAMPAIGN_WATCH_MS: u64 = 1_000;
@@ -431,8 +431,8 @@ pub struct Detector {
     lease: Duration,
     liveness: Liveness,
     handled: HashSet<(OfficeCode, u64)>,
-    /// When the peer hosts were last worked out from the memberships.
-    peers_refreshed: Option<Instant>,
+    /// Told when a replica's membership changed (its peer hosts may have).
+    peers_changed: Arc<tokio::sync::Notify>,
     campaigns: JoinSet<()>,
     watchers: HashMap<String, (String, tokio::task::AbortHandle)>,
     watcher_tasks: JoinSet<()>,
@@ -446,6 +446,7 @@ impl Detector {
         transport: Transport,
         lease: Duration,
         liveness: Liveness,
+        peers_changed: Arc<tokio::sync::Notify>,
     ) -> Detector {
         let mut interval = tokio::time::interval(Duration::from_millis(PROBE_INTERVAL_MS));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -456,7 +457,7 @@ impl Detector {
             lease,
             liveness,
             handled: HashSet::new(),
-            peers_refreshed: None,
+            peers_changed,
             campaigns: JoinSet::new(),
             watchers: HashMap::new(),
             watcher_tasks: JoinSet::new(),
@@ -464,17 +465,8 @@ impl Detector {
         }
     }
 
-    /// One watcher per peer host (a membership change may add or drop one, or move it): worked
-    /// out again every [`PEERS_REFRESH_MS`], not on every look.
+    /// One watcher per peer host (a membership change may add or drop one, or move it).
     fn watch_peers(&mut self) {
-        let now = Instant::now();
-        let due = self
-            .peers_refreshed
-            .is_none_or(|at| now.duration_since(at) >= Duration::from_millis(PEERS_REFRESH_MS));
-        if !due {
-            return;
-        }
-        self.peers_refreshed = Some(now);
         let peers = peer_hosts(&self.replicas, &self.this_host);
         self.watchers.retain(|host, (addr, task)| {
             let keep = peers.get(host) == Some(addr);
@@ -542,7 +534,7 @@ impl Worker for Detector {
     }
 
     /// Every [`PROBE_INTERVAL_MS`] while a peer host refuses connections; otherwise only when
-    /// one starts refusing, or the peers are due to be worked out again.
+    /// one starts refusing, a membership changed, or [`PEERS_REFRESH_MS`] passed.
     async fn wait_for_work(&mut self) {
         if self.liveness.any_dead() {
             self.interval.tick().await;
@@ -551,6 +543,7 @@ impl Worker for Detector {
         let refresh = Duration::from_millis(PEERS_REFRESH_MS);
         tokio::select! {
             _ = self.liveness.a_host_died() => {}
+            _ = self.peers_changed.notified() => {}
             _ = tokio::time::sleep(refresh) => {}
         }
     }

@@ -163,6 +163,8 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     );
     tracing::info!(host = %host.name, replicas = replicas.iter().count(), took_ms = started.elapsed().as_millis() as u64, "replicas started");
     let health = Arc::new(Health::new(replicas.iter().map(|r| r.office.clone())));
+    // The detector is told when a replica's membership changes (its peer hosts may have).
+    let memberships_changed = Arc::new(Notify::new());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let raft_listener = TcpListener::bind(&host.raft_addr)
@@ -171,8 +173,13 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let api_listener = TcpListener::bind(&host.api_addr)
         .await
         .with_context(|| format!("binding {}", host.api_addr))?;
+    let registry = metrics::Registry::new(health.clone());
+    let timed = metrics::TimedLayer {
+        latencies: registry.latencies.clone(),
+    };
     let raft_server = tonic::transport::Server::builder()
         .tls_config(crate::tls::server_config(&tls))?
+        .layer(timed.clone())
         .add_service(
             RaftTransportServer::new(RaftService {
                 replicas: replicas.clone(),
@@ -187,6 +194,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let directory = Arc::new(Directory::new(&manifest));
     let api_server = tonic::transport::Server::builder()
         .tls_config(crate::tls::server_config(&tls))?
+        .layer(timed)
         .add_service(CasesServer::new(CaseService {
             replicas: replicas.clone(),
             transport: transport.clone(),
@@ -219,6 +227,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         host.metrics_addr.clone(),
         replicas.clone(),
         workers.clone(),
+        registry.clone(),
         stopped(stop_rx.clone()),
     ));
 
@@ -247,6 +256,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         transport.clone(),
         lease,
         liveness.clone(),
+        memberships_changed.clone(),
     );
     workers.spawn(detector, stop());
     let quiescence = Quiescence::new(
@@ -261,11 +271,17 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         transport: transport.clone(),
         faults,
         epoch: tokio::time::Instant::now(),
+        deliveries: registry.deliveries.clone(),
     };
     let pump = Pump::new(replicas.clone(), pump_context, workers.clone(), stop());
     workers.spawn(pump, stop());
     for replica in replicas.iter() {
-        let watch = ReplicaWatch::new(replica.clone(), health.clone(), stop());
+        let watch = ReplicaWatch::new(
+            replica.clone(),
+            health.clone(),
+            memberships_changed.clone(),
+            stop(),
+        );
         workers.spawn(watch, stop());
     }
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
@@ -483,16 +499,26 @@ struct ReplicaWatch {
     replica: Replica,
     health: Arc<Health>,
     metrics: watch::Receiver<openraft::RaftMetrics<u64, NodeInfo>>,
+    /// The membership (its log index) at the last look; told to the detector when it changes.
+    membership_index: Option<u64>,
+    memberships_changed: Arc<Notify>,
     stop: watch::Receiver<bool>,
 }
 
 impl ReplicaWatch {
-    fn new(replica: Replica, health: Arc<Health>, stop: watch::Receiver<bool>) -> ReplicaWatch {
+    fn new(
+        replica: Replica,
+        health: Arc<Health>,
+        memberships_changed: Arc<Notify>,
+        stop: watch::Receiver<bool>,
+    ) -> ReplicaWatch {
         let metrics = replica.raft.metrics();
         ReplicaWatch {
             replica,
             health,
             metrics,
+            membership_index: None,
+            memberships_changed,
             stop,
         }
     }
@@ -504,11 +530,16 @@ impl Worker for ReplicaWatch {
     }
 
     async fn work(&mut self) -> Result<Step, String> {
-        let fatal = {
+        let (fatal, membership_index) = {
             let metrics = self.metrics.borrow_and_update();
             self.health.observe(&self.replica.office, &metrics);
-            metrics.running_state.clone().err()
+            let membership_index = metrics.membership_config.log_id().map(|id| id.index);
+            (metrics.running_state.clone().err(), membership_index)
         };
+        if self.membership_index != membership_index {
+            self.membership_index = membership_index;
+            self.memberships_changed.notify_one();
+        }
         self.replica.quiet.on_raft_change();
         let Some(fatal) = fatal else {
             return Ok(Step::Idle);

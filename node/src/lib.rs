@@ -24,4 +24,5 @@ pub mod raft;
 pub mod replica;
 pub mod store;
 pub mod tls;
+pub mod trace;
 pub mod worker;

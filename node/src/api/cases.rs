@@ -159,7 +159,15 @@ impl CaseService {
                 hops,
                 |replica| {
                     let op = op.clone();
-                    async move { replica.write(op).await.map(|w| (w.response, w.log_index)) }
+                    async move {
+                        let written = replica.write(op).await?;
+                        crate::trace::written(
+                            &replica.office,
+                            &written.response,
+                            written.log_index,
+                        );
+                        Ok((written.response, written.log_index))
+                    }
                 },
                 |client| {
                     let forward = forward.clone();
@@ -273,7 +281,15 @@ impl Cases for CaseService {
                 hops,
                 |replica| {
                     let op = op.clone();
-                    async move { replica.write(op).await.map(|w| (w.response, w.log_index)) }
+                    async move {
+                        let written = replica.write(op).await?;
+                        crate::trace::written(
+                            &replica.office,
+                            &written.response,
+                            written.log_index,
+                        );
+                        Ok((written.response, written.log_index))
+                    }
                 },
                 |mut client| {
                     let mut request = request.clone();

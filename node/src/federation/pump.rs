@@ -65,6 +65,8 @@ pub struct PumpContext {
     pub faults: Faults,
     /// The zero of the link protocol's clock (milliseconds since).
     pub epoch: Instant,
+    /// Failed deliveries per link, for the metrics page.
+    pub deliveries: Arc<crate::metrics::Deliveries>,
 }
 
 impl PumpContext {
@@ -267,6 +269,12 @@ impl LinkWorker {
             .on_reply(attempt, reply, link, now_ms, &mut self.random)
         {
             Decision::Commit(acked) => {
+                crate::trace::messages(
+                    "delivered",
+                    &from,
+                    &to,
+                    &crate::trace::batch(&batch.envelopes),
+                );
                 let written = self.replica.write(acked).await;
                 let result = written.map(|_| ()).map_err(|e| e.to_string());
                 let now_ms = self.context.now_ms();
@@ -277,6 +285,7 @@ impl LinkWorker {
                 }
             }
             Decision::Retry { reason, .. } => {
+                self.context.deliveries.retry(&from, &to);
                 let failures = self.sender.failures();
                 if failures.is_multiple_of(LINK_FAILURES_WARN_EVERY) {
                     tracing::warn!(%from, %to, %reason, failures, "a link keeps failing; its messages wait in the outbox");
