@@ -102,6 +102,16 @@ impl Health {
     }
 }
 
+/// The last log index `replica` applied (0 before the first).
+pub fn applied_index(replica: &Replica) -> u64 {
+    replica
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |log_id| log_id.index)
+}
+
 /// A read index through `replica` (its leader), within [`COMMIT_CHECK_TIMEOUT_MS`].
 pub async fn check_commit(replica: &Replica) -> CommitCheck {
     let start = Instant::now();

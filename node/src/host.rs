@@ -432,12 +432,7 @@ impl Ticker {
     /// Whether `replica`'s first alarm is due, reading it again only if the office applied
     /// something since it was last read.
     fn alarm_due(&mut self, replica: &Replica) -> bool {
-        let applied = replica
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |log_id| log_id.index);
+        let applied = crate::health::applied_index(replica);
         let cached = self
             .first_alarm
             .get(&replica.office)

@@ -192,12 +192,7 @@ pub struct CaseCounts {
 
 impl CaseCounts {
     fn get(&self, replica: &Replica) -> Option<CaseCount> {
-        let applied = replica
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |log_id| log_id.index);
+        let applied = crate::health::applied_index(replica);
         {
             let by_office = self
                 .by_office

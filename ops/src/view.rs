@@ -618,3 +618,21 @@ pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
         "changed_at": format_rfc3339(summary.changed_ms),
     })
 }
+
+/// `text` without terminal colour codes (`ESC [ ... m`), which the hosts' logs carry.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for skipped in chars.by_ref() {
+                if skipped == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{id_number, liandong_bin, Fed};
 use liandong_node::manifest::Manifest;
+use liandong_ops::view::plain;
 use prometheus_parse::{Sample, Scrape, Value as Metric};
 use serde_json::Value;
 
@@ -106,24 +107,6 @@ fn office<'a>(status: &'a Value, code: &str) -> &'a Value {
         .flatten()
         .find(|o| o["code"] == code)
         .unwrap_or_else(|| panic!("no office {code} in {status}"))
-}
-
-/// `text` without terminal colour codes (the hosts' logs carry them).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for skipped in chars.by_ref() {
-                if skipped == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Every host's log lines naming `trace_id`.
