@@ -182,17 +182,9 @@ async fn healthy(dir: &Path, limit: Duration) -> anyhow::Result<Duration> {
 fn replicas_started_ms(dir: &Path, host: &str) -> Option<u64> {
     let log = std::fs::read_to_string(dir.join("run").join(format!("{host}.log"))).ok()?;
     let line = log.lines().rev().find(|l| l.contains("replicas started"))?;
-    let plain: String = line
-        .chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .collect();
-    let at = plain.find("took_ms")?;
-    plain[at..]
-        .trim_start_matches(|c: char| !c.is_ascii_digit())
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    let line = liandong_ops::view::plain(line);
+    let took = line.split("took_ms=").nth(1)?;
+    took.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 /// SIGKILLs the first host and starts it again: how long until it serves, and until every

@@ -148,7 +148,12 @@ fn replica_status(replica: &Replica, health: &Health) -> Result<ReplicaStatus, S
         quiesced: replica.quiet.is_quiesced(),
         commit_index: health::commit_index(&metrics).unwrap_or(0),
         replication: health::replication(&metrics),
-        links: health::links(replica),
+        // The leader's links are the office's (it pumps them); a follower's copy adds nothing.
+        links: if metrics.state.is_leader() {
+            health::links(replica)
+        } else {
+            Vec::new()
+        },
         leader_changes_last_minute: health.leader_changes_last_minute(&replica.office),
         commit_check: None,
         quiesce_note: replica.quiet.note(),
