@@ -81,6 +81,10 @@ pub const CHECK_INTERVAL_MS: u64 = 250;
 /// How long a woken follower keeps its election off unless its leader is heard first: more than
 /// a wake call, a tick (75 ms) and an append, so a live leader renews the lease in time.
 pub const WAKE_GRACE_MS: u64 = 250;
+/// The same for a replica whose host just started: every replica of the host wakes its leader at
+/// once, and a host carrying a hundred replicas needs longer than one wake-up to be heard by all
+/// of them; a replica whose leader is gone too campaigns after it.
+pub const START_GRACE_MS: u64 = 1_000;
 /// The same when the detector found the leader's host dead: long enough for the one survivor
 /// the detector chose to win first (the lease, 150 ms, and a vote round), so the election timers
 /// only back it up.
@@ -126,6 +130,7 @@ impl Cause {
     fn grace(self) -> Duration {
         match self {
             Cause::LeaderLost => Duration::from_millis(LEADER_LOST_GRACE_MS),
+            Cause::Start => Duration::from_millis(START_GRACE_MS),
             _ => Duration::from_millis(WAKE_GRACE_MS),
         }
     }
