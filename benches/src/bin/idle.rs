@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
-use liandong_benches::liandong;
+use liandong_benches::liandong::liandong;
 use liandong_node::manifest::{Manifest, Member};
 use serde_json::{json, Value};
 
