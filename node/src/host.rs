@@ -12,11 +12,12 @@ use federation_proto::v1::admin_server::AdminServer;
 use federation_proto::v1::cases_server::CasesServer;
 use federation_proto::v1::federation_server::FederationServer;
 use federation_proto::v1::membership_server::MembershipServer;
+use federation_proto::v1::quiescence_server::QuiescenceServer;
 use federation_proto::v1::raft_transport_server::RaftTransportServer;
 use federation_proto::MESSAGE_BYTES_MAX;
 use liandong_domain::{Calendar, OfficeCode};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::admin::{AdminService, MembershipService};
@@ -25,16 +26,19 @@ use crate::api::auth::Trust;
 use crate::api::cases::CaseService;
 use crate::api::officers::{AuditService, OfficerService};
 use crate::api::propose::Proposer;
+use crate::api::quiesce::QuiescenceService;
 use crate::api::raft::RaftService;
 use crate::clock::Clock;
-use crate::failover::Detector;
+use crate::failover::{Detector, Liveness};
 use crate::federation::directory::Directory;
 use crate::federation::faults::{FaultSpec, Faults, FAULTS_POLL_MS};
 use crate::federation::pump::{Pump, PumpContext};
 use crate::federation::service::FederationService;
+use crate::health::Health;
 use crate::machine::{keys, StateMachineStore};
 use crate::manifest::{HostConfig, HostEntry, Manifest};
 use crate::metrics;
+use crate::quiesce::{self, Quiescence, Quiet};
 use crate::raft::network::{OfficeNetwork, Transport};
 use crate::raft::types::{NodeInfo, Operation, Raft};
 use crate::replica::{Replica, Replicas};
@@ -160,9 +164,13 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     faults.set(FaultSpec::load(&config.log_dir));
     let transport =
         Transport::with_tls(crate::tls::client_config(&tls)).with_faults(faults.clone());
+    // Quiescence's controller is told of every wake, and of every peer host that returns.
+    let quiesce_notify = Arc::new(Notify::new());
+    let liveness = Liveness::notifying(quiesce_notify.clone());
     let petitioner_secret = secrets
         .petitioner_secret(&manifest.secret_hex)
         .context("reading the petitioner-key secret")?;
+    let started = std::time::Instant::now();
     let replicas = Replicas::new(
         start_replicas(
             &manifest,
@@ -171,14 +179,19 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             &clock,
             &transport,
             &petitioner_secret,
+            &quiesce_notify,
         )
         .await?,
     );
+    tracing::info!(host = %host.name, replicas = replicas.iter().count(), took_ms = started.elapsed().as_millis() as u64, "replicas started");
     let trust = Arc::new(Trust::load(replicas.clone(), secrets)?);
     let proposer = Proposer {
         replicas: replicas.clone(),
         transport: transport.clone(),
     };
+    let health = Arc::new(Health::new(replicas.iter().map(|r| r.office.clone())));
+    // The detector is told when a replica's membership changes (its peer hosts may have).
+    let memberships_changed = Arc::new(Notify::new());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let raft_listener = TcpListener::bind(&host.raft_addr)
@@ -187,8 +200,13 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let api_listener = TcpListener::bind(&host.api_addr)
         .await
         .with_context(|| format!("binding {}", host.api_addr))?;
+    let registry = metrics::Registry::new(health.clone());
+    let timed = metrics::TimedLayer {
+        latencies: registry.latencies.clone(),
+    };
     let raft_server = tonic::transport::Server::builder()
         .tls_config(crate::tls::server_config(&tls))?
+        .layer(timed.clone())
         .add_service(
             RaftTransportServer::new(RaftService {
                 replicas: replicas.clone(),
@@ -196,10 +214,14 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),
         )
+        .add_service(QuiescenceServer::new(QuiescenceService {
+            replicas: replicas.clone(),
+        }))
         .serve_with_incoming_shutdown(incoming(raft_listener), stopped(stop_rx.clone()));
     let directory = Arc::new(Directory::new(&manifest));
     let api_server = tonic::transport::Server::builder()
         .tls_config(crate::tls::server_config(&tls))?
+        .layer(timed)
         .add_service(CasesServer::new(CaseService {
             replicas: replicas.clone(),
             transport: transport.clone(),
@@ -216,6 +238,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             host: host.name.clone(),
             replicas: replicas.clone(),
             trust: trust.clone(),
+            health: health.clone(),
         }))
         .add_service(MembershipServer::new(MembershipService::new(
             &manifest,
@@ -242,6 +265,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         host.metrics_addr.clone(),
         replicas.clone(),
         workers.clone(),
+        registry.clone(),
         stopped(stop_rx.clone()),
     ));
 
@@ -270,18 +294,34 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         host.name.clone(),
         transport.clone(),
         lease,
+        liveness.clone(),
+        memberships_changed.clone(),
     );
     workers.spawn(detector, stop());
+    let quiescence = Quiescence::new(
+        replicas.clone(),
+        transport.clone(),
+        liveness,
+        quiesce_notify,
+    );
+    workers.spawn(quiescence, stop());
     let pump_context = PumpContext {
         directory,
         transport: transport.clone(),
         faults,
         epoch: tokio::time::Instant::now(),
+        deliveries: registry.deliveries.clone(),
     };
     let pump = Pump::new(replicas.clone(), pump_context, workers.clone(), stop());
     workers.spawn(pump, stop());
     for replica in replicas.iter() {
-        workers.spawn(StopReporter::new(replica.clone(), stop()), stop());
+        let watch = ReplicaWatch::new(
+            replica.clone(),
+            health.clone(),
+            memberships_changed.clone(),
+            stop(),
+        );
+        workers.spawn(watch, stop());
     }
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
 
@@ -326,9 +366,11 @@ async fn start_replicas(
     clock: &Arc<Clock>,
     transport: &Transport,
     secret: &[u8],
+    quiesce_notify: &Arc<Notify>,
 ) -> anyhow::Result<Vec<Replica>> {
     let calendar = Arc::new(Calendar::china());
     let config = raft_config()?;
+    let quiesce = quiesce::enabled();
     let mut replicas = Vec::new();
     for code in &host.offices {
         let office_entry = manifest
@@ -371,12 +413,14 @@ async fn start_replicas(
         )
         .await
         .with_context(|| format!("starting raft of office {code}"))?;
+        let quiet = Quiet::start(raft.clone(), quiesce_notify.clone(), quiesce);
         replicas.push(Replica {
             office,
             id: member.id,
             raft,
             state_machine,
             clock: clock.clone(),
+            quiet,
         });
     }
     Ok(replicas)
@@ -403,17 +447,50 @@ async fn bootstrap(manifest: &Manifest, replicas: &Replicas) -> anyhow::Result<(
 }
 
 /// Leaders propose a tick when some case's alarm is due; applying it raises warnings and
-/// overdue marks with the tick's stamped time on every replica.
+/// overdue marks with the tick's stamped time on every replica. Alarms are known in advance: the
+/// first one of each office is read again only when the office applied something since, so an
+/// idle office costs a comparison per look and its group stays quiesced until an alarm is due.
 struct Ticker {
     replicas: Replicas,
     interval: tokio::time::Interval,
+    /// Each office's first alarm time (None: no alarm), and the applied index it was read at.
+    first_alarm: BTreeMap<OfficeCode, (u64, Option<liandong_domain::Millis>)>,
 }
 
 impl Ticker {
     fn new(replicas: Replicas) -> Ticker {
         let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ticker { replicas, interval }
+        Ticker {
+            replicas,
+            interval,
+            first_alarm: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `replica`'s first alarm is due, reading it again only if the office applied
+    /// something since it was last read.
+    fn alarm_due(&mut self, replica: &Replica) -> bool {
+        let applied = crate::health::applied_index(replica);
+        let cached = self
+            .first_alarm
+            .get(&replica.office)
+            .filter(|(read_at, _)| *read_at == applied);
+        let first = match cached {
+            Some((_, first)) => *first,
+            None => match first_alarm(replica) {
+                Ok(first) => {
+                    self.first_alarm
+                        .insert(replica.office.clone(), (applied, first));
+                    first
+                }
+                Err(error) => {
+                    tracing::warn!(office = %replica.office, %error, "reading alarms");
+                    None
+                }
+            },
+        };
+        first.is_some_and(|at| at <= replica.clock.now())
     }
 }
 
@@ -423,8 +500,9 @@ impl Worker for Ticker {
     }
 
     async fn work(&mut self) -> Result<Step, String> {
-        for replica in self.replicas.iter() {
-            if !replica.is_leader() || !alarm_due(replica) {
+        let replicas = self.replicas.clone();
+        for replica in replicas.iter() {
+            if !replica.is_leader() || !self.alarm_due(replica) {
                 continue;
             }
             if let Err(error) = replica.write(Operation::Tick).await {
@@ -439,47 +517,64 @@ impl Worker for Ticker {
     }
 }
 
-fn alarm_due(replica: &Replica) -> bool {
-    match replica.state_machine.scan_prefix(keys::ALARM, 1) {
-        Ok(first) => first
-            .first()
-            .and_then(|(key, _)| keys::alarm_time(key))
-            .is_some_and(|at| at <= replica.clock.now()),
-        Err(error) => {
-            tracing::warn!(office = %replica.office, %error, "reading alarms");
-            false
-        }
-    }
+/// The time of the office's first alarm, if it has any.
+fn first_alarm(replica: &Replica) -> Result<Option<liandong_domain::Millis>, rocksdb::Error> {
+    let first = replica.state_machine.scan_prefix(keys::ALARM, 1)?;
+    Ok(first.first().and_then(|(key, _)| keys::alarm_time(key)))
 }
 
-/// Waits for a replica's Raft to stop on its own, and then says so in one error line naming the
-/// office, the replica and the cause. openraft stops a replica whose storage write failed (a
-/// full disk, EIO, a failed fsync) and logs that in its own words, naming neither the office nor
-/// what to do; the operator needs both. A stop because the host shuts down is not reported.
-struct StopReporter {
+/// Watches one replica's Raft: every change is shown to its quiescence (a quiesced replica whose
+/// Raft moved wakes) and its leader-change history (for "flapping"). When the Raft stops on its
+/// own it says so in one error line naming the office, the replica and the cause: openraft stops
+/// a replica whose storage write failed (a full disk, EIO, a failed fsync) and logs that in its
+/// own words, naming neither the office nor what to do; the operator needs both. A stop because
+/// the host shuts down is not reported.
+struct ReplicaWatch {
     replica: Replica,
+    health: Arc<Health>,
     metrics: watch::Receiver<openraft::RaftMetrics<u64, NodeInfo>>,
+    /// The membership (its log index) at the last look; told to the detector when it changes.
+    membership_index: Option<u64>,
+    memberships_changed: Arc<Notify>,
     stop: watch::Receiver<bool>,
 }
 
-impl StopReporter {
-    fn new(replica: Replica, stop: watch::Receiver<bool>) -> StopReporter {
+impl ReplicaWatch {
+    fn new(
+        replica: Replica,
+        health: Arc<Health>,
+        memberships_changed: Arc<Notify>,
+        stop: watch::Receiver<bool>,
+    ) -> ReplicaWatch {
         let metrics = replica.raft.metrics();
-        StopReporter {
+        ReplicaWatch {
             replica,
+            health,
             metrics,
+            membership_index: None,
+            memberships_changed,
             stop,
         }
     }
 }
 
-impl Worker for StopReporter {
+impl Worker for ReplicaWatch {
     fn name(&self) -> String {
-        format!("stop report {}", self.replica.office)
+        format!("replica watch {}", self.replica.office)
     }
 
     async fn work(&mut self) -> Result<Step, String> {
-        let fatal = self.metrics.borrow_and_update().running_state.clone().err();
+        let (fatal, membership_index) = {
+            let metrics = self.metrics.borrow_and_update();
+            self.health.observe(&self.replica.office, &metrics);
+            let membership_index = metrics.membership_config.log_id().map(|id| id.index);
+            (metrics.running_state.clone().err(), membership_index)
+        };
+        if self.membership_index != membership_index {
+            self.membership_index = membership_index;
+            self.memberships_changed.notify_one();
+        }
+        self.replica.quiet.on_raft_change();
         let Some(fatal) = fatal else {
             return Ok(Step::Idle);
         };

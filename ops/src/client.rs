@@ -199,10 +199,21 @@ impl Federation {
     }
 
     pub async fn host_status(&self, host: &HostEntry) -> Option<StatusReply> {
+        self.host_status_asking(host, StatusRequest::default())
+            .await
+    }
+
+    /// A host's status; with `check_commit`, each office it leads is also asked to commit (a
+    /// read index through its leader).
+    async fn host_status_asking(
+        &self,
+        host: &HostEntry,
+        request: StatusRequest,
+    ) -> Option<StatusReply> {
         let attempt = async {
             let mut client = AdminClient::new(channel(&host.api_addr).await.ok()?);
             client
-                .status(StatusRequest {})
+                .status(request)
                 .await
                 .ok()
                 .map(|reply| reply.into_inner())
@@ -215,11 +226,19 @@ impl Federation {
 
     /// Every host's status, asked concurrently.
     pub async fn statuses(&self) -> Vec<(HostEntry, Option<StatusReply>)> {
-        let asks = self
-            .manifest
-            .hosts
-            .iter()
-            .map(|host| async move { (host.clone(), self.host_status(host).await) });
+        self.statuses_asking(false).await
+    }
+
+    /// Every host's status, each led office also checked to commit (for `status` and `up`).
+    pub async fn statuses_checked(&self) -> Vec<(HostEntry, Option<StatusReply>)> {
+        self.statuses_asking(true).await
+    }
+
+    async fn statuses_asking(&self, check_commit: bool) -> Vec<(HostEntry, Option<StatusReply>)> {
+        let asks = self.manifest.hosts.iter().map(|host| async move {
+            let request = StatusRequest { check_commit };
+            (host.clone(), self.host_status_asking(host, request).await)
+        });
         futures::future::join_all(asks).await
     }
 

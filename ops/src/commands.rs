@@ -162,23 +162,66 @@ async fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<Report> {
         let pid = process::start_host(layout, &host.name, &[])?;
         started.push(json!({"name": host.name, "pid": pid}));
     }
-    let missing = wait_for_leaders(&federation, Duration::from_secs(args.timeout_seconds)).await;
-    if !missing.is_empty() {
+    let limit = Duration::from_secs(args.timeout_seconds);
+    let unhealthy = wait_for_health(&federation, limit).await;
+    if !unhealthy.is_empty() {
+        let named: Vec<String> = unhealthy
+            .iter()
+            .take(view::VERDICT_OFFICES_NAMED_MAX)
+            .map(|(code, why)| format!("{code} ({why})"))
+            .collect();
+        let more = unhealthy.len().saturating_sub(named.len());
         bail!(
-            "no leader after {}s for offices {} (logs in {})",
+            "{} of {} offices have no leader that commits after {}s: {}{} (logs in {})",
+            unhealthy.len(),
+            federation.manifest.offices.len(),
             args.timeout_seconds,
-            missing.join(", "),
+            named.join(", "),
+            if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            },
             layout.run_dir().display()
         );
     }
     let offices = federation.manifest.offices.len();
     Ok(Report::new(
-        json!({"hosts": started, "offices": offices}),
+        json!({"hosts": started, "offices": offices, "healthy": offices}),
         format!(
-            "{} hosts up; all {offices} offices have a leader",
+            "{} hosts up; all {offices} offices have a leader that commits",
             started.len()
         ),
     ))
+}
+
+/// Offices whose leader does not commit (or that are flapping) when `limit` ran out, with why;
+/// empty when every office is healthy.
+pub async fn wait_for_health(federation: &Federation, limit: Duration) -> Vec<(String, String)> {
+    let start = Instant::now();
+    loop {
+        let statuses = federation.statuses_checked().await;
+        let status = view::status_json(federation, &statuses);
+        let unhealthy: Vec<(String, String)> = status["verdict"]["unhealthy"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|office| {
+                let health = office["health"].as_str().unwrap_or("").replace('_', " ");
+                let detail = office["detail"].as_str().unwrap_or("");
+                let why = if detail.is_empty() {
+                    health
+                } else {
+                    format!("{health}: {detail}")
+                };
+                (office["code"].as_str().unwrap_or("").to_string(), why)
+            })
+            .collect();
+        if unhealthy.is_empty() || start.elapsed() >= limit {
+            return unhealthy;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Offices still without a leader when `limit` ran out (empty: all have one).
@@ -216,7 +259,7 @@ fn down(layout: &Layout) -> anyhow::Result<Report> {
 
 async fn status(layout: &Layout) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
-    let statuses = federation.statuses().await;
+    let statuses = federation.statuses_checked().await;
     let json = view::status_json(&federation, &statuses);
     let text = view::status_text(&json);
     Ok(Report::new(json, text))

@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::health::{self, Health};
 use crate::machine::{keys, LinkIn, LinkOut, OrderRecord, StateMachineStore};
 use crate::manifest::Manifest;
 use crate::raft::network::Transport;
@@ -116,6 +117,8 @@ pub struct AdminService {
     pub host: String,
     pub replicas: Replicas,
     pub trust: Arc<Trust>,
+    /// The leader changes each replica saw (for "flapping").
+    pub health: Arc<Health>,
 }
 
 /// A dump as an operator gets it: every case's personal data (name, ID number, phone) left out.
@@ -129,6 +132,50 @@ fn without_personal_data(mut document: Value) -> Value {
         }
     }
     document
+}
+
+/// One replica as the Status RPC reports it (without the commit check, which is asked of
+/// leaders together).
+fn replica_status(replica: &Replica, health: &Health) -> Result<ReplicaStatus, Status> {
+    let metrics = replica.raft.metrics().borrow().clone();
+    let applied = replica
+        .state_machine
+        .applied()
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let membership = metrics.membership_config.membership();
+    Ok(ReplicaStatus {
+        office: replica.office.to_string(),
+        id: replica.id,
+        state: format!("{:?}", metrics.state),
+        leader: metrics.current_leader,
+        term: metrics.current_term,
+        last_applied: applied.last_applied.map(|log_id| log_id.index).unwrap_or(0),
+        last_log: metrics.last_log_index.unwrap_or(0),
+        outbox_pending: applied.outbox_pending,
+        outbox_oldest_ms: outbox_oldest(&replica.state_machine).unwrap_or(0),
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        membership_index: metrics
+            .membership_config
+            .log_id()
+            .map(|log_id| log_id.index)
+            .unwrap_or(0),
+        joint: membership.get_joint_config().len() > 1,
+        cases: applied.cases,
+        state_hash: applied.state_hash,
+        quiesced: replica.quiet.is_quiesced(),
+        commit_index: health::commit_index(&metrics).unwrap_or(0),
+        replication: health::replication(&metrics),
+        // The leader's links are the office's (it pumps them); a follower's copy adds nothing.
+        links: if metrics.state.is_leader() {
+            health::links(replica)
+        } else {
+            Vec::new()
+        },
+        leader_changes_last_minute: health.leader_changes_last_minute(&replica.office),
+        commit_check: None,
+        quiesce_note: replica.quiet.note(),
+    })
 }
 
 #[tonic::async_trait]
@@ -154,6 +201,8 @@ impl Admin for AdminService {
             }
             Principal::Host { .. } | Principal::Operator { .. } => {}
         }
+        let check_commit = request.get_ref().check_commit;
+        let mut allowed = Vec::new();
         let mut replicas = Vec::new();
         for replica in self.replicas.iter() {
             if authorize(&principal, Action::Status, &replica.office).is_err() {
@@ -163,41 +212,19 @@ impl Admin for AdminService {
                 let record = Trust::record_of(&principal, Action::Status, &replica.office, "", "");
                 self.trust.record(&replica.office, record)?;
             }
-            let metrics = replica.raft.metrics().borrow().clone();
-            let applied = replica
-                .state_machine
-                .applied()
-                .map_err(|e| Status::internal(e.to_string()))?;
-            replicas.push(ReplicaStatus {
-                office: replica.office.to_string(),
-                id: replica.id,
-                state: format!("{:?}", metrics.state),
-                leader: metrics.current_leader,
-                term: metrics.current_term,
-                last_applied: applied.last_applied.map(|log_id| log_id.index).unwrap_or(0),
-                last_log: metrics.last_log_index.unwrap_or(0),
-                outbox_pending: applied.outbox_pending,
-                outbox_oldest_ms: outbox_oldest(&replica.state_machine).unwrap_or(0),
-                voters: metrics.membership_config.membership().voter_ids().collect(),
-                learners: metrics
-                    .membership_config
-                    .membership()
-                    .learner_ids()
-                    .collect(),
-                membership_index: metrics
-                    .membership_config
-                    .log_id()
-                    .map(|log_id| log_id.index)
-                    .unwrap_or(0),
-                joint: metrics
-                    .membership_config
-                    .membership()
-                    .get_joint_config()
-                    .len()
-                    > 1,
-                cases: applied.cases,
-                state_hash: applied.state_hash,
-            });
+            replicas.push(replica_status(replica, &self.health)?);
+            allowed.push(replica);
+        }
+        if check_commit {
+            // Every led office at once: one read index each, bounded in time.
+            let checks = allowed
+                .into_iter()
+                .zip(replicas.iter_mut())
+                .filter(|(replica, _)| replica.is_leader())
+                .map(|(replica, status)| async move {
+                    status.commit_check = Some(health::check_commit(replica).await);
+                });
+            futures::future::join_all(checks).await;
         }
         Ok(Response::new(StatusReply {
             host: self.host.clone(),
@@ -393,7 +420,7 @@ impl MembershipService {
                 let node = node?;
                 let channel = self.transport.channel(&node.api_addr).ok()?;
                 let mut client = AdminClient::new(channel);
-                let ask = client.status(StatusRequest {});
+                let ask = client.status(StatusRequest::default());
                 let reply = tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), ask)
                     .await
                     .ok()?

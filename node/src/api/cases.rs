@@ -252,10 +252,7 @@ impl CaseService {
             .with_leader(
                 office,
                 hops,
-                |replica| {
-                    let op = op.clone();
-                    async move { replica.write(op).await.map(|w| (w.response, w.log_index)) }
-                },
+                |replica| write_traced(replica, op.clone()),
                 |client| {
                     let forward = forward.clone();
                     async move {
@@ -275,6 +272,17 @@ impl CaseService {
             .await?;
         case_reply(written.0, written.1)
     }
+}
+
+/// Writes `op` at `replica` (the leader) and traces the committed write
+/// ([`crate::trace::written`]).
+async fn write_traced(
+    replica: Replica,
+    op: Operation,
+) -> Result<(crate::raft::types::Response, u64), ReplicaError> {
+    let written = replica.write(op).await?;
+    crate::trace::written(&replica.office, &written.response, written.log_index);
+    Ok((written.response, written.log_index))
 }
 
 /// A request that can be re-sent to the leader, one hop further, with the officer's token.
@@ -405,10 +413,7 @@ impl Cases for CaseService {
             .with_leader(
                 &from,
                 hops,
-                |replica| {
-                    let op = op.clone();
-                    async move { replica.write(op).await.map(|w| (w.response, w.log_index)) }
-                },
+                |replica| write_traced(replica, op.clone()),
                 |mut client| {
                     let mut request = request.clone();
                     request.hops += 1;

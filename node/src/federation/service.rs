@@ -184,6 +184,8 @@ impl Federation for FederationService {
                 .map_err(|e| Status::invalid_argument(format!("bad envelope: {e}")))?;
             envelopes.push(envelope);
         }
+        let traced = crate::trace::batch(&envelopes);
+        let (traced_from, traced_to) = (from.clone(), to.clone());
         let batch = Inbound {
             from,
             to,
@@ -200,6 +202,12 @@ impl Federation for FederationService {
             Err(NotReceived::Office(error)) => return Err(Status::unavailable(error.to_string())),
             Err(NotReceived::Broken(error)) => return Err(Status::internal(error)),
         };
+        // The messages this call applied (a redelivery's earlier ones were applied before).
+        let applied: Vec<_> = traced
+            .into_iter()
+            .filter(|(_, _, seq)| *seq <= delivered.applied_through)
+            .collect();
+        crate::trace::messages("applied", &traced_from, &traced_to, &applied);
         Ok(Response::new(DeliverReply {
             applied_through: delivered.applied_through,
             leader_hint: None,
