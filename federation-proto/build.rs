@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/liandong/v1/raft.proto",
         "proto/liandong/v1/admin.proto",
         "proto/liandong/v1/federation.proto",
+        "proto/liandong/v1/officers.proto",
+        "proto/liandong/v1/quiesce.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -14,9 +14,9 @@ use federation_proto::v1::{
     ActRequest, CaseCommand, CaseReply, Consistency, FileRequest, SetGrade, ShowRequest, Transfer,
 };
 use liandong_ops::cli::Cli;
+use liandong_ops::client::OfficerChannel;
 use liandong_ops::sample;
 use serde_json::Value;
-use tonic::transport::Channel;
 
 use crate::documents::DocumentSample;
 use crate::load::{Recorded, Session};
@@ -29,6 +29,16 @@ pub async fn liandong(dir: &Path, args: &[&str]) -> anyhow::Result<Value> {
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(&argv).with_context(|| format!("parsing {argv:?}"))?;
     Ok(liandong_ops::commands::run(cli).await?.json)
+}
+
+/// Runs one `liandong` command in-process as the benchmark's officer of `office` (signed in by
+/// [`LocalFederation::start`]).
+pub async fn liandong_as(dir: &Path, office: &str, args: &[&str]) -> anyhow::Result<Value> {
+    let token = dir.join("tokens").join(format!("{office}.token"));
+    let token = token.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
+    let mut all = vec!["--token-file", token];
+    all.extend_from_slice(args);
+    liandong(dir, &all).await
 }
 
 /// `office`'s entry in the JSON of `liandong status`.
@@ -75,6 +85,14 @@ impl LocalFederation {
         // From here on the drop stops whatever `up` started, also when `up` fails half-way.
         let federation = LocalFederation { dir, _temp: temp };
         liandong(&federation.dir, &["up"]).await?;
+        // The benchmark's officer at every office (every role but admin), made with each
+        // office's initial admin password: its calls carry that office's token.
+        let opened = liandong_ops::client::Federation::open(liandong_ops::layout::Layout::new(
+            &federation.dir,
+        ))?;
+        let roles = liandong_ops::session::WORKING_ROLES;
+        let tokens = federation.dir.join("tokens");
+        liandong_ops::session::sign_in_everywhere(&opened, "bench", &roles, Some(&tokens)).await?;
         Ok(federation)
     }
 
@@ -111,11 +129,11 @@ impl LocalFederation {
 
     /// One mTLS channel per address of [`LocalFederation::office_addresses`]; all clients
     /// share them, as many officers' requests share a host's connection.
-    pub async fn office_channels(&self, office: &str) -> anyhow::Result<Vec<Channel>> {
+    pub async fn office_channels(&self, office: &str) -> anyhow::Result<Vec<OfficerChannel>> {
         let mut channels = Vec::new();
         for address in self.office_addresses(office).await? {
             channels.push(
-                liandong_ops::client::channel(&address)
+                liandong_ops::client::officer_channel(&address, office)
                     .await
                     .map_err(|status| anyhow!("{address}: {status}"))?,
             );
@@ -157,13 +175,13 @@ impl Drop for LocalFederation {
 #[derive(Clone)]
 pub struct OfficeClient {
     pub office: String,
-    channels: Vec<Channel>,
+    channels: Vec<OfficerChannel>,
     target: usize,
 }
 
 impl OfficeClient {
     /// A client of `office` starting at `channels[first % len]`.
-    pub fn new(office: &str, channels: Vec<Channel>, first: usize) -> OfficeClient {
+    pub fn new(office: &str, channels: Vec<OfficerChannel>, first: usize) -> OfficeClient {
         let target = first % channels.len().max(1);
         OfficeClient {
             office: office.to_string(),
@@ -172,7 +190,7 @@ impl OfficeClient {
         }
     }
 
-    fn cases(&self) -> CasesClient<Channel> {
+    fn cases(&self) -> CasesClient<OfficerChannel> {
         CasesClient::new(self.channels[self.target].clone())
     }
 
@@ -220,6 +238,7 @@ impl OfficeClient {
             consistency: Consistency::Local as i32,
             hops: 0,
             office: self.office.clone(),
+            reason: String::new(),
         };
         let outcome = self.cases().show(request).await;
         Ok(serde_json::from_slice(&self.document(outcome)?)?)

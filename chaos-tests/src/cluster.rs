@@ -25,8 +25,8 @@ use futures::StreamExt;
 use liandong_domain::{CaseId, Date};
 use liandong_node::manifest::Manifest;
 use liandong_ops::cli::Cli;
+use liandong_ops::client::OfficerChannel;
 use serde_json::Value;
-use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::history::History;
@@ -147,6 +147,9 @@ impl StatusSampler {
     }
 }
 
+/// The officer the harness acts as at every office.
+pub const OFFICER: &str = "chaos";
+
 /// A federation in a temporary folder; `down` on drop (paused hosts are resumed first).
 pub struct Cluster {
     pub dir: PathBuf,
@@ -206,11 +209,37 @@ impl Cluster {
         if let Err(error) = cluster.cli(&["up", "--timeout-seconds", "60"]).await {
             bail!("{error:#}{}", cluster.logs_tail(20));
         }
+        cluster.sign_in().await?;
         Ok(cluster)
+    }
+
+    /// Signs the harness's officer in at every office (made with the office's initial admin
+    /// password, every role but admin): this process's calls to an office carry its token, and
+    /// [`Cluster::cli_as`] runs the command line with it.
+    async fn sign_in(&self) -> anyhow::Result<()> {
+        let layout = liandong_ops::layout::Layout::new(&self.dir);
+        let federation = liandong_ops::client::Federation::open(layout)?;
+        let roles = liandong_ops::session::WORKING_ROLES;
+        let tokens = self.dir.join("tokens");
+        liandong_ops::session::sign_in_everywhere(&federation, OFFICER, &roles, Some(&tokens)).await
+    }
+
+    /// Where the harness's officer of `office` keeps its token.
+    pub fn token_file(&self, office: &str) -> PathBuf {
+        self.dir.join("tokens").join(format!("{office}.token"))
     }
 
     pub async fn cli(&self, args: &[&str]) -> anyhow::Result<Value> {
         liandong(&self.dir, args).await
+    }
+
+    /// A command run as the harness's officer of `office`.
+    pub async fn cli_as(&self, office: &str, args: &[&str]) -> anyhow::Result<Value> {
+        let token = self.token_file(office);
+        let token = token.to_str().ok_or_else(|| anyhow!("non-UTF-8 path"))?;
+        let mut all = vec!["--token-file", token];
+        all.extend_from_slice(args);
+        liandong(&self.dir, &all).await
     }
 
     /// The office's (replica id, API address) pairs.
@@ -346,7 +375,7 @@ impl Cluster {
 
     /// A replica's own copy of a case (consistency LOCAL): Some(document), None if it has none.
     pub async fn show_local(
-        channel: Channel,
+        channel: OfficerChannel,
         case_id: &str,
     ) -> Result<Option<Vec<u8>>, tonic::Status> {
         let mut client = CasesClient::new(channel);
@@ -371,7 +400,7 @@ impl Cluster {
     ) -> Vec<(u64, Result<Option<liandong_domain::Case>, String>)> {
         let mut out = Vec::new();
         for (replica, addr) in self.replicas(office) {
-            let copy = match liandong_ops::client::channel(&addr).await {
+            let copy = match liandong_ops::client::officer_channel(&addr, office).await {
                 Err(status) => Err(status.message().to_string()),
                 Ok(channel) => match tokio::time::timeout(
                     Duration::from_secs(10),
@@ -440,7 +469,7 @@ impl Cluster {
                 status,
                 cases: BTreeMap::new(),
             };
-            let channel = liandong_ops::client::channel(&addr).await;
+            let channel = liandong_ops::client::officer_channel(&addr, office).await;
             match channel {
                 Err(error) => {
                     for id in &ids {

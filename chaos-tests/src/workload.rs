@@ -18,9 +18,9 @@ use federation_proto::v1::{
     self, case_command, cases_client::CasesClient, ActRequest, Consistency, FileRequest,
     ShowRequest,
 };
+use liandong_ops::client::OfficerChannel;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::history::{CaseView, Command, History, Observed, Op, Outcome, ProcessId, Recorder};
@@ -177,7 +177,9 @@ async fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
 /// One client's connections, one per host, made on first use and dropped after a failure.
 pub struct Connections {
     addrs: Vec<String>,
-    channels: Vec<Option<Channel>>,
+    channels: Vec<Option<OfficerChannel>>,
+    /// The office acted for: its officer's token goes with every call.
+    office: String,
     /// The host tried first.
     prefer: usize,
     connect_timeout: Duration,
@@ -187,6 +189,7 @@ pub struct Connections {
 impl Connections {
     pub fn new(
         addrs: Vec<String>,
+        office: &str,
         prefer: usize,
         connect_timeout: Duration,
         request_timeout: Duration,
@@ -195,6 +198,7 @@ impl Connections {
         Connections {
             channels: vec![None; addrs.len()],
             addrs,
+            office: office.to_string(),
             prefer: prefer % n,
             connect_timeout,
             request_timeout,
@@ -205,13 +209,13 @@ impl Connections {
         self.prefer = (self.prefer + 1) % self.addrs.len().max(1);
     }
 
-    async fn client(&mut self) -> Result<CasesClient<Channel>, String> {
+    async fn client(&mut self) -> Result<CasesClient<OfficerChannel>, String> {
         let i = self.prefer;
         if self.channels[i].is_none() {
             // The command line's own way to reach a host (whatever transport it speaks).
             let channel = tokio::time::timeout(
                 self.connect_timeout,
-                liandong_ops::client::channel(&self.addrs[i]),
+                liandong_ops::client::officer_channel(&self.addrs[i], &self.office),
             )
             .await
             .map_err(|_| format!("{}: connect timed out", self.addrs[i]))?
@@ -226,7 +230,7 @@ impl Connections {
     /// Sends one request to the preferred host and classifies what came back.
     pub async fn call<F, Fut>(&mut self, call: F) -> Outcome
     where
-        F: FnOnce(CasesClient<Channel>) -> Fut,
+        F: FnOnce(CasesClient<OfficerChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<v1::CaseReply>, tonic::Status>>,
     {
         let client = match self.client().await {
@@ -491,6 +495,7 @@ async fn client_loop(shared: Arc<Shared>, process: ProcessId) {
         rng: StdRng::seed_from_u64(config.seed.wrapping_add(process as u64)),
         connections: Connections::new(
             shared.addrs.clone(),
+            &config.office,
             process,
             config.connect_timeout,
             config.request_timeout,
@@ -527,6 +532,7 @@ fn shared_progress_invoked(client: &Client) {
 /// case joins the linearizability check, so a lost write shows up there too.
 pub async fn final_reads(
     addrs: &[String],
+    office: &str,
     recorder: &Recorder,
     first_process: ProcessId,
     case_ids: &[String],
@@ -548,7 +554,8 @@ pub async fn final_reads(
         let addrs = addrs.to_vec();
         let recorder = recorder.clone();
         async move {
-            let mut connections = Connections::new(addrs, k, Duration::from_millis(500), timeout);
+            let mut connections =
+                Connections::new(addrs, office, k, Duration::from_millis(500), timeout);
             let mut out = Vec::new();
             for (i, case_id) in chunk {
                 // A read that gets no answer tells nothing: try again (a new operation).

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use chaos_tests::cluster::{Cluster, Target};
 use common::{heal_and_check, ms_summary, require_history, seed, start_loaded, OFFICE};
 use liandong_node::failover::WON_MESSAGE;
+use liandong_ops::view::plain;
 use serde_json::json;
 
 /// Leader kills per run.
@@ -28,24 +29,6 @@ fn log_of(cluster: &Cluster, id: u64) -> PathBuf {
         .map(|member| member.host.clone())
         .unwrap_or_default();
     cluster.dir.join("run").join(format!("{host}.log"))
-}
-
-/// `line` without its terminal colour codes (`ESC [ ... m`), which the hosts' logs carry.
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for skipped in chars.by_ref() {
-                if skipped == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Lines of that log saying replica `id` of the office won an election the detector started.

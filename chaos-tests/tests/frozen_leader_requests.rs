@@ -25,7 +25,9 @@ async fn requests_are_answered_while_the_leader_is_frozen() {
         .into_iter()
         .find(|(id, _)| *id != leader)
         .unwrap();
-    let channel = liandong_ops::client::channel(&follower_addr).await.unwrap();
+    let channel = liandong_ops::client::officer_channel(&follower_addr, OFFICE)
+        .await
+        .unwrap();
     let mut client = CasesClient::new(channel);
     let request = |id: &str, n: u64| FileRequest {
         office: OFFICE.to_string(),
@@ -70,22 +72,25 @@ async fn requests_are_answered_while_the_leader_is_frozen() {
     let at = Instant::now();
     let filed = tokio::time::timeout(
         CLI_BOUND,
-        cluster.cli(&[
-            "case",
-            "file",
-            "--office",
+        cluster.cli_as(
             OFFICE,
-            "--channel",
-            "visit",
-            "--petitioner-id",
-            &id,
-            "--name",
-            "王五",
-            "--category",
-            "land",
-            "--summary",
-            "filed while the old leader is frozen",
-        ]),
+            &[
+                "case",
+                "file",
+                "--office",
+                OFFICE,
+                "--channel",
+                "visit",
+                "--petitioner-id",
+                &id,
+                "--name",
+                "王五",
+                "--category",
+                "land",
+                "--summary",
+                "filed while the old leader is frozen",
+            ],
+        ),
     )
     .await;
     let took = at.elapsed();

@@ -39,22 +39,25 @@ async fn membership(cluster: &Cluster) -> (Option<u64>, BTreeSet<u64>, BTreeSet<
 /// Files one case through the command line: the office serves writes.
 async fn file_case(cluster: &Cluster, summary: &str) -> anyhow::Result<Value> {
     cluster
-        .cli(&[
-            "case",
-            "file",
-            "--office",
+        .cli_as(
             OFFICE,
-            "--channel",
-            "visit",
-            "--petitioner-id",
-            "530602198001010012",
-            "--name",
-            "张三",
-            "--category",
-            "housing",
-            "--summary",
-            summary,
-        ])
+            &[
+                "case",
+                "file",
+                "--office",
+                OFFICE,
+                "--channel",
+                "visit",
+                "--petitioner-id",
+                "530602198001010012",
+                "--name",
+                "张三",
+                "--category",
+                "housing",
+                "--summary",
+                summary,
+            ],
+        )
         .await
 }
 

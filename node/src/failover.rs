@@ -40,6 +40,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::quiesce::Cause;
 use crate::raft::network::Transport;
 use crate::raft::types::{NodeId, NodeInfo};
 use crate::replica::{Replica, Replicas};
@@ -59,6 +60,9 @@ pub const LEASE_MARGIN_MS: u64 = 5;
 pub const STATUS_LEAD_MS: u64 = 40;
 /// How long one peer's status may take before it counts as not answering.
 pub const STATUS_TIMEOUT_MS: u64 = 150;
+/// How often the detector looks at its offices when every peer host runs and no membership
+/// changed (a membership change is looked at as it happens).
+pub const PEERS_REFRESH_MS: u64 = 1_000;
 /// How long a campaign may take to win before the detector stops watching it.
 pub const CAMPAIGN_WATCH_MS: u64 = 1_000;
 /// Environment switch: `off` runs a host without the detector (only openraft's timers elect), to
@@ -100,14 +104,30 @@ pub async fn probe(addr: &str) -> Probe {
     }
 }
 
-/// Since when each peer host has refused connections (the start of the first refused attempt of
-/// the current streak); absent while it accepts them or nothing is known.
+/// The host-level liveness channel: since when each peer host has refused connections (the start
+/// of the first refused attempt of the current streak); absent while it accepts them or nothing
+/// is known. Shared by the detector (which keeps it up to date) and quiescence (which leaves dead
+/// hosts' members out, and wakes the offices that did when the host returns).
 #[derive(Clone, Default)]
-struct Liveness {
+pub struct Liveness {
     dead_since: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Hosts that accepted a connection again after refusing, not yet taken by quiescence.
+    revived: Arc<Mutex<HashSet<String>>>,
+    /// Told when a host revives.
+    revived_notify: Option<Arc<tokio::sync::Notify>>,
+    /// Told when a host starts refusing (the detector waits on it while every host runs).
+    died: Arc<tokio::sync::Notify>,
 }
 
 impl Liveness {
+    /// A liveness table that tells `notify` whenever a dead host accepts connections again.
+    pub fn notifying(notify: Arc<tokio::sync::Notify>) -> Liveness {
+        Liveness {
+            revived_notify: Some(notify),
+            ..Liveness::default()
+        }
+    }
+
     fn record(&self, host: &str, started: Instant, probe: Probe) {
         let mut dead = self
             .dead_since
@@ -115,10 +135,21 @@ impl Liveness {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match probe {
             Probe::Refused => {
-                dead.entry(host.to_string()).or_insert(started);
+                if !dead.contains_key(host) {
+                    dead.insert(host.to_string(), started);
+                    self.died.notify_one();
+                }
             }
             Probe::Alive => {
-                dead.remove(host);
+                if dead.remove(host).is_some() {
+                    self.revived
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(host.to_string());
+                    if let Some(notify) = &self.revived_notify {
+                        notify.notify_one();
+                    }
+                }
             }
             Probe::Unknown => {}
         }
@@ -140,6 +171,34 @@ impl Liveness {
             .get(host)
             .copied()
     }
+
+    /// Whether `host` refuses connections now.
+    pub fn is_dead(&self, host: &str) -> bool {
+        self.dead_since(host).is_some()
+    }
+
+    fn any_dead(&self) -> bool {
+        !self
+            .dead_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_empty()
+    }
+
+    /// Resolves when a host starts refusing connections (or one did since the last call).
+    async fn a_host_died(&self) {
+        self.died.notified().await
+    }
+
+    /// The hosts that came back since the last call.
+    pub fn take_revived(&self) -> HashSet<String> {
+        std::mem::take(
+            &mut *self
+                .revived
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
 }
 
 /// A follower whose leader's host refuses connections: the facts one campaign decision needs.
@@ -159,7 +218,8 @@ struct Suspect {
 fn peer_hosts(replicas: &Replicas, this_host: &str) -> BTreeMap<String, String> {
     let mut peers = BTreeMap::new();
     for replica in replicas.iter() {
-        let metrics = replica.raft.metrics().borrow().clone();
+        let metrics = replica.raft.metrics();
+        let metrics = metrics.borrow();
         for (_, node) in metrics.membership_config.membership().nodes() {
             if node.host != this_host {
                 peers.insert(node.host.clone(), node.raft_addr.clone());
@@ -258,7 +318,7 @@ async fn peer_last_log(
 ) -> Option<u64> {
     let channel = transport.channel(&node.api_addr).ok()?;
     let mut client = AdminClient::new(channel);
-    let ask = client.status(StatusRequest {});
+    let ask = client.status(StatusRequest::default());
     let reply = tokio::time::timeout(Duration::from_millis(STATUS_TIMEOUT_MS), ask)
         .await
         .ok()?
@@ -371,6 +431,8 @@ pub struct Detector {
     lease: Duration,
     liveness: Liveness,
     handled: HashSet<(OfficeCode, u64)>,
+    /// Told when a replica's membership changed (its peer hosts may have).
+    peers_changed: Arc<tokio::sync::Notify>,
     campaigns: JoinSet<()>,
     watchers: HashMap<String, (String, tokio::task::AbortHandle)>,
     watcher_tasks: JoinSet<()>,
@@ -383,6 +445,8 @@ impl Detector {
         this_host: String,
         transport: Transport,
         lease: Duration,
+        liveness: Liveness,
+        peers_changed: Arc<tokio::sync::Notify>,
     ) -> Detector {
         let mut interval = tokio::time::interval(Duration::from_millis(PROBE_INTERVAL_MS));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -391,8 +455,9 @@ impl Detector {
             this_host,
             transport,
             lease,
-            liveness: Liveness::default(),
+            liveness,
             handled: HashSet::new(),
+            peers_changed,
             campaigns: JoinSet::new(),
             watchers: HashMap::new(),
             watcher_tasks: JoinSet::new(),
@@ -436,6 +501,11 @@ impl Worker for Detector {
         }
         while self.campaigns.try_join_next().is_some() {}
         self.watch_peers();
+        // Nothing to suspect while every peer host accepts connections: the common case costs
+        // one lock per look.
+        if !self.liveness.any_dead() {
+            return Ok(Step::Idle);
+        }
         // Forget decisions about terms every replica here has left behind.
         let replicas = &self.replicas;
         self.handled.retain(|(office, term)| {
@@ -448,6 +518,9 @@ impl Worker for Detector {
                 continue;
             };
             if self.handled.insert((suspect.office.clone(), suspect.term)) {
+                // A quiesced survivor starts its timers (its election after a grace long enough
+                // for the one campaign below to win first).
+                replica.quiet.wake(Cause::LeaderLost);
                 self.campaigns.spawn(campaign(
                     replica.clone(),
                     suspect,
@@ -460,8 +533,19 @@ impl Worker for Detector {
         Ok(Step::Idle)
     }
 
+    /// Every [`PROBE_INTERVAL_MS`] while a peer host refuses connections; otherwise only when
+    /// one starts refusing, a membership changed, or [`PEERS_REFRESH_MS`] passed.
     async fn wait_for_work(&mut self) {
-        self.interval.tick().await;
+        if self.liveness.any_dead() {
+            self.interval.tick().await;
+            return;
+        }
+        let refresh = Duration::from_millis(PEERS_REFRESH_MS);
+        tokio::select! {
+            _ = self.liveness.a_host_died() => {}
+            _ = self.peers_changed.notified() => {}
+            _ = tokio::time::sleep(refresh) => {}
+        }
     }
 }
 

@@ -12,31 +12,41 @@ use federation_proto::v1::admin_server::AdminServer;
 use federation_proto::v1::cases_server::CasesServer;
 use federation_proto::v1::federation_server::FederationServer;
 use federation_proto::v1::membership_server::MembershipServer;
+use federation_proto::v1::quiescence_server::QuiescenceServer;
 use federation_proto::v1::raft_transport_server::RaftTransportServer;
 use federation_proto::MESSAGE_BYTES_MAX;
 use liandong_domain::{Calendar, OfficeCode};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tonic::transport::server::TcpIncoming;
 
 use crate::api::admin::{AdminService, MembershipService};
+use crate::api::audit_log::AuditFlusher;
+use crate::api::auth::Trust;
 use crate::api::cases::CaseService;
+use crate::api::officers::{AuditService, OfficerService};
+use crate::api::propose::Proposer;
+use crate::api::quiesce::QuiescenceService;
 use crate::api::raft::RaftService;
 use crate::clock::Clock;
-use crate::failover::Detector;
+use crate::failover::{Detector, Liveness};
 use crate::federation::directory::Directory;
 use crate::federation::faults::{FaultSpec, Faults, FAULTS_POLL_MS};
 use crate::federation::pump::{Pump, PumpContext};
 use crate::federation::service::FederationService;
+use crate::health::Health;
 use crate::machine::StateMachineStore;
 use crate::manifest::{HostConfig, HostEntry, Manifest};
 use crate::metrics;
+use crate::quiesce::{self, Quiescence, Quiet};
 use crate::raft::network::{OfficeNetwork, Transport};
 use crate::raft::types::{NodeInfo, Operation, Raft};
 use crate::replica::{Replica, Replicas};
 use crate::store::{failpoint, HostDb, LogStore};
 use crate::tls::TlsFiles;
 use crate::worker::{Every, Step, Worker, Workers};
+use federation_proto::v1::audit_server::AuditServer;
+use federation_proto::v1::officers_server::OfficersServer;
 
 /// Raft timing, sized for loopback and LAN links. openraft 0.9 times out every AppendEntries
 /// call after one heartbeat interval, so the interval must cover a follower's synced append under
@@ -113,14 +123,18 @@ pub fn pki_dir(manifest: &Path) -> std::path::PathBuf {
 
 /// Runs the host named in `config_path` until `shutdown` resolves.
 pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // Every file the host makes (RocksDB's included) is its own: 0600 files, 0700 folders.
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
     let config = HostConfig::load(config_path)?;
     let manifest = Manifest::load(&config.manifest)?;
     manifest.validate()?;
+    let secrets = crate::secrets::Secrets::for_manifest(&config.manifest);
     let host = manifest
         .host(&config.host)
         .ok_or_else(|| anyhow!("manifest names no host {}", config.host))?
         .clone();
-    std::fs::create_dir_all(&config.data_dir)
+    crate::secrets::private_dir(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = HostDb::open(&config.data_dir.join("db")).context("opening RocksDB")?;
     // The storage failpoint (store::failpoint): read once now, so a host restarted with the
@@ -150,7 +164,34 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     faults.set(FaultSpec::load(&config.log_dir));
     let transport =
         Transport::with_tls(crate::tls::client_config(&tls)).with_faults(faults.clone());
-    let replicas = Replicas::new(start_replicas(&manifest, &host, &db, &clock, &transport).await?);
+    // Quiescence's controller is told of every wake, and of every peer host that returns.
+    let quiesce_notify = Arc::new(Notify::new());
+    let liveness = Liveness::notifying(quiesce_notify.clone());
+    let petitioner_secret = secrets
+        .petitioner_secret(&manifest.secret_hex)
+        .context("reading the petitioner-key secret")?;
+    let started = std::time::Instant::now();
+    let replicas = Replicas::new(
+        start_replicas(
+            &manifest,
+            &host,
+            &db,
+            &clock,
+            &transport,
+            &petitioner_secret,
+            &quiesce_notify,
+        )
+        .await?,
+    );
+    tracing::info!(host = %host.name, replicas = replicas.iter().count(), took_ms = started.elapsed().as_millis() as u64, "replicas started");
+    let trust = Arc::new(Trust::load(replicas.clone(), secrets)?);
+    let proposer = Proposer {
+        replicas: replicas.clone(),
+        transport: transport.clone(),
+    };
+    let health = Arc::new(Health::new(replicas.iter().map(|r| r.office.clone())));
+    // The detector is told when a replica's membership changes (its peer hosts may have).
+    let memberships_changed = Arc::new(Notify::new());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let raft_listener = TcpListener::bind(&host.raft_addr)
@@ -159,8 +200,13 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     let api_listener = TcpListener::bind(&host.api_addr)
         .await
         .with_context(|| format!("binding {}", host.api_addr))?;
+    let registry = metrics::Registry::new(health.clone());
+    let timed = metrics::TimedLayer {
+        latencies: registry.latencies.clone(),
+    };
     let raft_server = tonic::transport::Server::builder()
         .tls_config(crate::tls::server_config(&tls))?
+        .layer(timed.clone())
         .add_service(
             RaftTransportServer::new(RaftService {
                 replicas: replicas.clone(),
@@ -168,22 +214,37 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),
         )
+        .add_service(QuiescenceServer::new(QuiescenceService {
+            replicas: replicas.clone(),
+        }))
         .serve_with_incoming_shutdown(incoming(raft_listener), stopped(stop_rx.clone()));
     let directory = Arc::new(Directory::new(&manifest));
     let api_server = tonic::transport::Server::builder()
         .tls_config(crate::tls::server_config(&tls))?
+        .layer(timed)
         .add_service(CasesServer::new(CaseService {
             replicas: replicas.clone(),
             transport: transport.clone(),
+            trust: trust.clone(),
+        }))
+        .add_service(OfficersServer::new(OfficerService {
+            trust: trust.clone(),
+            proposer: proposer.clone(),
+        }))
+        .add_service(AuditServer::new(AuditService {
+            trust: trust.clone(),
         }))
         .add_service(AdminServer::new(AdminService {
             host: host.name.clone(),
             replicas: replicas.clone(),
+            trust: trust.clone(),
+            health: health.clone(),
         }))
         .add_service(MembershipServer::new(MembershipService::new(
             &manifest,
             replicas.clone(),
             transport.clone(),
+            trust.clone(),
         )))
         .add_service(
             FederationServer::new(FederationService {
@@ -191,6 +252,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
                 directory: directory.clone(),
                 faults: faults.clone(),
                 check_peer: true,
+                trust: Some(trust.clone()),
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),
@@ -203,12 +265,14 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         host.metrics_addr.clone(),
         replicas.clone(),
         workers.clone(),
+        registry.clone(),
         stopped(stop_rx.clone()),
     ));
 
     bootstrap(&manifest, &replicas).await?;
     let stop = || stop_rx.clone();
     workers.spawn(Ticker::new(replicas.clone()), stop());
+    workers.spawn(AuditFlusher::new(trust.clone(), proposer), stop());
     let refresh_faults = {
         let (faults, run_dir) = (faults.clone(), config.log_dir.clone());
         move || faults.refresh(&run_dir)
@@ -230,18 +294,34 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         host.name.clone(),
         transport.clone(),
         lease,
+        liveness.clone(),
+        memberships_changed.clone(),
     );
     workers.spawn(detector, stop());
+    let quiescence = Quiescence::new(
+        replicas.clone(),
+        transport.clone(),
+        liveness,
+        quiesce_notify,
+    );
+    workers.spawn(quiescence, stop());
     let pump_context = PumpContext {
         directory,
         transport: transport.clone(),
         faults,
         epoch: tokio::time::Instant::now(),
+        deliveries: registry.deliveries.clone(),
     };
     let pump = Pump::new(replicas.clone(), pump_context, workers.clone(), stop());
     workers.spawn(pump, stop());
     for replica in replicas.iter() {
-        workers.spawn(StopReporter::new(replica.clone(), stop()), stop());
+        let watch = ReplicaWatch::new(
+            replica.clone(),
+            health.clone(),
+            memberships_changed.clone(),
+            stop(),
+        );
+        workers.spawn(watch, stop());
     }
     tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
 
@@ -285,10 +365,12 @@ async fn start_replicas(
     db: &HostDb,
     clock: &Arc<Clock>,
     transport: &Transport,
+    secret: &[u8],
+    quiesce_notify: &Arc<Notify>,
 ) -> anyhow::Result<Vec<Replica>> {
-    let secret = hex::decode(&manifest.secret_hex).context("manifest secret_hex is not hex")?;
     let calendar = Arc::new(Calendar::china());
     let config = raft_config()?;
+    let quiesce = quiesce::enabled();
     let mut replicas = Vec::new();
     for code in &host.offices {
         let office_entry = manifest
@@ -315,7 +397,7 @@ async fn start_replicas(
             db.clone(),
             office.clone(),
             parent,
-            secret.clone(),
+            secret.to_vec(),
             calendar.clone(),
         )
         .map_err(|e| anyhow!("opening office {code}'s state: {e}"))?;
@@ -332,12 +414,14 @@ async fn start_replicas(
         )
         .await
         .with_context(|| format!("starting raft of office {code}"))?;
+        let quiet = Quiet::start(raft.clone(), quiesce_notify.clone(), quiesce);
         replicas.push(Replica {
             office,
             id: member.id,
             raft,
             state_machine,
             clock: clock.clone(),
+            quiet,
         });
     }
     Ok(replicas)
@@ -363,19 +447,52 @@ async fn bootstrap(manifest: &Manifest, replicas: &Replicas) -> anyhow::Result<(
     Ok(())
 }
 
-/// Leaders propose a tick when it has work (`StateMachineStore::tick_due`: a case's alarm, an
-/// expired request record); applying it raises warnings and overdue marks with the tick's
-/// stamped time on every replica.
+/// Leaders propose a tick when it has work (`StateMachineStore::next_tick_at`: a case's alarm,
+/// an expired request record); applying it raises warnings and overdue marks with the tick's
+/// stamped time on every replica. The next tick's time is known in advance: it is read again
+/// only when the office applied something since, so an idle office costs a comparison per look
+/// and its group stays quiesced until the time comes.
 struct Ticker {
     replicas: Replicas,
     interval: tokio::time::Interval,
+    /// Each office's first alarm time (None: no alarm), and the applied index it was read at.
+    first_alarm: BTreeMap<OfficeCode, (u64, Option<liandong_domain::Millis>)>,
 }
 
 impl Ticker {
     fn new(replicas: Replicas) -> Ticker {
         let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Ticker { replicas, interval }
+        Ticker {
+            replicas,
+            interval,
+            first_alarm: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `replica`'s first alarm is due, reading it again only if the office applied
+    /// something since it was last read.
+    fn alarm_due(&mut self, replica: &Replica) -> bool {
+        let applied = crate::health::applied_index(replica);
+        let cached = self
+            .first_alarm
+            .get(&replica.office)
+            .filter(|(read_at, _)| *read_at == applied);
+        let first = match cached {
+            Some((_, first)) => *first,
+            None => match first_alarm(replica) {
+                Ok(first) => {
+                    self.first_alarm
+                        .insert(replica.office.clone(), (applied, first));
+                    first
+                }
+                Err(error) => {
+                    tracing::warn!(office = %replica.office, %error, "reading alarms");
+                    None
+                }
+            },
+        };
+        first.is_some_and(|at| at <= replica.clock.now())
     }
 }
 
@@ -385,8 +502,9 @@ impl Worker for Ticker {
     }
 
     async fn work(&mut self) -> Result<Step, String> {
-        for replica in self.replicas.iter() {
-            if !replica.is_leader() || !tick_due(replica) {
+        let replicas = self.replicas.clone();
+        for replica in replicas.iter() {
+            if !replica.is_leader() || !self.alarm_due(replica) {
                 continue;
             }
             if let Err(error) = replica.write(Operation::Tick).await {
@@ -401,44 +519,63 @@ impl Worker for Ticker {
     }
 }
 
-fn tick_due(replica: &Replica) -> bool {
-    replica
-        .state_machine
-        .tick_due(replica.clock.now())
-        .unwrap_or_else(|error| {
-            tracing::warn!(office = %replica.office, %error, "reading what the tick has to do");
-            false
-        })
+/// When the office's next tick has work, if ever.
+fn first_alarm(replica: &Replica) -> Result<Option<liandong_domain::Millis>, String> {
+    replica.state_machine.next_tick_at()
 }
 
-/// Waits for a replica's Raft to stop on its own, and then says so in one error line naming the
-/// office, the replica and the cause. openraft stops a replica whose storage write failed (a
-/// full disk, EIO, a failed fsync) and logs that in its own words, naming neither the office nor
-/// what to do; the operator needs both. A stop because the host shuts down is not reported.
-struct StopReporter {
+/// Watches one replica's Raft: every change is shown to its quiescence (a quiesced replica whose
+/// Raft moved wakes) and its leader-change history (for "flapping"). When the Raft stops on its
+/// own it says so in one error line naming the office, the replica and the cause: openraft stops
+/// a replica whose storage write failed (a full disk, EIO, a failed fsync) and logs that in its
+/// own words, naming neither the office nor what to do; the operator needs both. A stop because
+/// the host shuts down is not reported.
+struct ReplicaWatch {
     replica: Replica,
+    health: Arc<Health>,
     metrics: watch::Receiver<openraft::RaftMetrics<u64, NodeInfo>>,
+    /// The membership (its log index) at the last look; told to the detector when it changes.
+    membership_index: Option<u64>,
+    memberships_changed: Arc<Notify>,
     stop: watch::Receiver<bool>,
 }
 
-impl StopReporter {
-    fn new(replica: Replica, stop: watch::Receiver<bool>) -> StopReporter {
+impl ReplicaWatch {
+    fn new(
+        replica: Replica,
+        health: Arc<Health>,
+        memberships_changed: Arc<Notify>,
+        stop: watch::Receiver<bool>,
+    ) -> ReplicaWatch {
         let metrics = replica.raft.metrics();
-        StopReporter {
+        ReplicaWatch {
             replica,
+            health,
             metrics,
+            membership_index: None,
+            memberships_changed,
             stop,
         }
     }
 }
 
-impl Worker for StopReporter {
+impl Worker for ReplicaWatch {
     fn name(&self) -> String {
-        format!("stop report {}", self.replica.office)
+        format!("replica watch {}", self.replica.office)
     }
 
     async fn work(&mut self) -> Result<Step, String> {
-        let fatal = self.metrics.borrow_and_update().running_state.clone().err();
+        let (fatal, membership_index) = {
+            let metrics = self.metrics.borrow_and_update();
+            self.health.observe(&self.replica.office, &metrics);
+            let membership_index = metrics.membership_config.log_id().map(|id| id.index);
+            (metrics.running_state.clone().err(), membership_index)
+        };
+        if self.membership_index != membership_index {
+            self.membership_index = membership_index;
+            self.memberships_changed.notify_one();
+        }
+        self.replica.quiet.on_raft_change();
         let Some(fatal) = fatal else {
             return Ok(Step::Idle);
         };

@@ -72,7 +72,10 @@ pub struct Manifest {
     /// Wall time (Unix ms) from which a scaled clock runs faster: the federation's creation.
     #[serde(default)]
     pub clock_origin_ms: i64,
-    /// The federation HMAC secret (petitioner keys), [`SECRET_BYTES`] random bytes as hex.
+    /// The federation HMAC secret (petitioner keys), [`SECRET_BYTES`] random bytes as hex: only
+    /// in manifests of federations made before the secret moved to its own 0600 file
+    /// (`secrets/petitioner.key`, [`crate::secrets`]); empty (and not written) otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret_hex: String,
     /// Every office, parent before child, root first.
     pub offices: Vec<OfficeEntry>,
@@ -177,8 +180,8 @@ impl Manifest {
 
     /// Checks that the manifest is self-consistent:
     /// - the version is [`MANIFEST_VERSION`], replicas is 1, 3 or 5, the time scale is a positive
-    ///   finite number, the clock origin is not negative and the secret is [`SECRET_BYTES`] bytes of
-    ///   hex;
+    ///   finite number, the clock origin is not negative and the secret, if any, is
+    ///   [`SECRET_BYTES`] bytes of hex;
     /// - office codes are unique digit strings whose length fits their level; exactly one office
     ///   (the first, whose code is `region`) has no parent; every other office's parent is listed
     ///   earlier and is exactly one level up;
@@ -210,8 +213,9 @@ impl Manifest {
                 self.clock_origin_ms
             ));
         }
-        if self.secret_hex.len() != SECRET_BYTES * 2
-            || !self.secret_hex.bytes().all(|b| b.is_ascii_hexdigit())
+        if !self.secret_hex.is_empty()
+            && (self.secret_hex.len() != SECRET_BYTES * 2
+                || !self.secret_hex.bytes().all(|b| b.is_ascii_hexdigit()))
         {
             return bad(format!(
                 "secret_hex must be {} hex digits ({SECRET_BYTES} bytes)",

@@ -11,6 +11,7 @@ use openraft::ChangeMembers;
 
 use crate::clock::Clock;
 use crate::machine::StateMachineStore;
+use crate::quiesce::{Cause, Quiet};
 use crate::raft::types::{NodeId, NodeInfo, Operation, Raft, Request, Response};
 
 #[derive(Clone)]
@@ -20,6 +21,9 @@ pub struct Replica {
     pub raft: Raft,
     pub state_machine: StateMachineStore,
     pub clock: Arc<Clock>,
+    /// Whether this replica's Raft timers run ([`crate::quiesce`]): a request it cannot serve
+    /// itself wakes it.
+    pub quiet: Quiet,
 }
 
 /// Why a replica could not serve a request itself.
@@ -59,12 +63,16 @@ impl Replica {
                 log_index: reply.log_id.index,
             }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                self.quiet.wake(Cause::Client);
                 Err(ReplicaError::ForwardToLeader {
                     office: self.office.clone(),
                     leader: forward.leader_node,
                 })
             }
-            Err(error) => Err(self.unavailable(error)),
+            Err(error) => {
+                self.quiet.wake(Cause::Client);
+                Err(self.unavailable(error))
+            }
         }
     }
 
@@ -75,12 +83,16 @@ impl Replica {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward))) => {
+                self.quiet.wake(Cause::Client);
                 Err(ReplicaError::ForwardToLeader {
                     office: self.office.clone(),
                     leader: forward.leader_node,
                 })
             }
-            Err(error) => Err(self.unavailable(error)),
+            Err(error) => {
+                self.quiet.wake(Cause::Client);
+                Err(self.unavailable(error))
+            }
         }
     }
 

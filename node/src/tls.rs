@@ -63,6 +63,21 @@ pub const FEDERATION_NAME_CHARS_MAX: usize = 64;
 const OFFICE_URI_PREFIX: &str = "liandong://office/";
 /// URI SAN prefix naming the certificate's host.
 const HOST_URI_PREFIX: &str = "liandong://host/";
+/// URI SAN prefix naming an office (with its subtree) an operator certificate may operate:
+/// status, drills, membership, dumps. It never speaks for the office as a host does.
+const OPERATOR_URI_PREFIX: &str = "liandong://operator/";
+/// URI SAN prefix naming the person or team an operator certificate belongs to (audit log).
+const OPERATOR_NAME_URI_PREFIX: &str = "liandong://operator-name/";
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateKind {
+    /// A host: Raft traffic and federation messages for the offices it carries.
+    Host,
+    /// An operator: operations (status, drills, membership, dumps) on the offices it names and
+    /// their subtrees. Never officer work, never a host's.
+    Operator,
+}
 
 /// Everything that can go wrong making, saving, loading or checking certificates.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +187,31 @@ impl Pki {
             )));
         }
         let (not_before, not_after) = validity_from_now(valid_days)?;
-        self.issue(host, offices, not_before, not_after)
+        self.issue(host, offices, CertificateKind::Host, not_before, not_after)
+    }
+
+    /// An operator certificate for `name`, operating `offices` (each with its subtree), valid
+    /// from now for `valid_days`. `liandong federation init` gives the command line one for the
+    /// federation's root office.
+    pub fn issue_operator(
+        &self,
+        name: &str,
+        offices: &[String],
+        valid_days: u32,
+    ) -> Result<HostIdentity, TlsError> {
+        if valid_days == 0 || valid_days > HOST_VALIDITY_DAYS_MAX {
+            return Err(TlsError::BadValidity(format!(
+                "an operator certificate is valid for 1 to {HOST_VALIDITY_DAYS_MAX} days, not {valid_days}"
+            )));
+        }
+        let (not_before, not_after) = validity_from_now(valid_days)?;
+        self.issue(
+            name,
+            offices,
+            CertificateKind::Operator,
+            not_before,
+            not_after,
+        )
     }
 
     /// A host certificate valid exactly from `not_before` to `not_after`: for tests and drills
@@ -192,18 +231,21 @@ impl Pki {
         self.issue(
             host,
             offices,
+            CertificateKind::Host,
             OffsetDateTime::from(not_before),
             OffsetDateTime::from(not_after),
         )
     }
 
     /// Leaf certificate: `localhost`, the host name and 127.0.0.1 (so TLS name checks pass on a
-    /// single machine), one URI per office plus one for the host, and both server and client
-    /// authentication, because every host both serves and calls its peers.
+    /// single machine), one URI per office plus one for the host (or, for an operator, one
+    /// `operator` URI per office and its name), and both server and client authentication,
+    /// because every host both serves and calls its peers.
     fn issue(
         &self,
         host: &str,
         offices: &[String],
+        kind: CertificateKind,
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<HostIdentity, TlsError> {
@@ -236,9 +278,13 @@ impl Pki {
         if host != TLS_DOMAIN {
             sans.push(SanType::DnsName(ia5(host)?));
         }
-        sans.push(SanType::URI(ia5(&format!("{HOST_URI_PREFIX}{host}"))?));
+        let (name_prefix, office_prefix) = match kind {
+            CertificateKind::Host => (HOST_URI_PREFIX, OFFICE_URI_PREFIX),
+            CertificateKind::Operator => (OPERATOR_NAME_URI_PREFIX, OPERATOR_URI_PREFIX),
+        };
+        sans.push(SanType::URI(ia5(&format!("{name_prefix}{host}"))?));
         for office in &offices {
-            sans.push(SanType::URI(ia5(&format!("{OFFICE_URI_PREFIX}{office}"))?));
+            sans.push(SanType::URI(ia5(&format!("{office_prefix}{office}"))?));
         }
         params.subject_alt_names = sans;
 
@@ -416,6 +462,11 @@ pub struct PeerIdentity {
     pub host: Option<String>,
     /// The offices named by its `liandong://office/` URIs (well-formed codes only), sorted.
     pub offices: Vec<String>,
+    /// An operator certificate's name (`liandong://operator-name/`), if any.
+    pub operator: Option<String>,
+    /// The offices an operator certificate may operate, each with its subtree (its
+    /// `liandong://operator/` URIs, well-formed codes only), sorted.
+    pub operates: Vec<String>,
 }
 
 impl PeerIdentity {
@@ -423,6 +474,14 @@ impl PeerIdentity {
     /// peer may speak only for offices it carries.
     pub fn speaks_for(&self, office: &str) -> bool {
         self.offices.iter().any(|o| o == office)
+    }
+
+    /// An operator certificate naming `office` or one of its ancestors.
+    pub fn operates_office(&self, office: &OfficeCode) -> bool {
+        self.operates.iter().any(|code| {
+            code.parse::<OfficeCode>()
+                .is_ok_and(|named| named.covers(office))
+        })
     }
 
     /// The identity in a DER certificate (the first of a peer's chain).
@@ -448,14 +507,24 @@ impl PeerIdentity {
                 if OfficeCode::from_str(code).is_ok() {
                     identity.offices.push(code.to_string());
                 }
+            } else if let Some(code) = uri.strip_prefix(OPERATOR_URI_PREFIX) {
+                if OfficeCode::from_str(code).is_ok() {
+                    identity.operates.push(code.to_string());
+                }
             } else if let Some(host) = uri.strip_prefix(HOST_URI_PREFIX) {
                 if identity.host.is_none() && check_host_name(host).is_ok() {
                     identity.host = Some(host.to_string());
                 }
+            } else if let Some(name) = uri.strip_prefix(OPERATOR_NAME_URI_PREFIX) {
+                if identity.operator.is_none() && check_host_name(name).is_ok() {
+                    identity.operator = Some(name.to_string());
+                }
             }
         }
-        identity.offices.sort();
-        identity.offices.dedup();
+        for list in [&mut identity.offices, &mut identity.operates] {
+            list.sort();
+            list.dedup();
+        }
         identity
     }
 }
@@ -659,6 +728,31 @@ mod tests {
         assert!(!peer.speaks_for("5306"), "an ancestor is not named");
         assert!(!peer.speaks_for("530602002"), "a sibling is not named");
         assert!(!peer.speaks_for(""));
+    }
+
+    #[test]
+    fn an_operator_certificate_operates_subtrees_and_speaks_for_no_office() {
+        let pki = Pki::generate("test").unwrap();
+        let id = pki
+            .issue_operator("county-it", &offices(&["530602"]), 30)
+            .unwrap();
+        let peer = id.peer_identity().unwrap();
+        assert_eq!(peer.operator.as_deref(), Some("county-it"));
+        assert_eq!(peer.host, None);
+        assert!(peer.offices.is_empty(), "an operator carries no office");
+        assert!(!peer.speaks_for("530602"));
+        let code = |c: &str| c.parse::<OfficeCode>().unwrap();
+        assert!(peer.operates_office(&code("530602")));
+        assert!(peer.operates_office(&code("530602001")), "its subtree");
+        assert!(!peer.operates_office(&code("5306")), "not its ancestor");
+        assert!(!peer.operates_office(&code("530621")), "not a sibling");
+        let host = pki.issue_host("h1", &offices(&["530602"]), 30).unwrap();
+        let host = host.peer_identity().unwrap();
+        assert!(host.operates.is_empty() && host.operator.is_none());
+        assert!(
+            !host.operates_office(&code("530602")),
+            "a host operates nothing"
+        );
     }
 
     #[test]

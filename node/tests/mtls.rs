@@ -111,7 +111,7 @@ async fn status(addr: SocketAddr, tls: ClientTlsConfig) -> Result<String, String
         .await
         .map_err(|e| format!("connect: {e:?}"))?;
     AdminClient::new(channel)
-        .status(StatusRequest {})
+        .status(StatusRequest::default())
         .await
         .map(|reply| reply.into_inner().host)
         .map_err(|status| format!("call: {status}"))
@@ -204,7 +204,7 @@ async fn a_plaintext_client_is_refused() {
             .await
             .map_err(|e| e.to_string())?;
         AdminClient::new(channel)
-            .status(StatusRequest {})
+            .status(StatusRequest::default())
             .await
             .map_err(|e| e.to_string())
     }

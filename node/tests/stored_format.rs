@@ -3,8 +3,9 @@
 //! `fixtures/format_v1.tar.xz` (made by `fixtures/make_format_v1.sh` with that build) is started
 //! with this build's hosts; every case reads back with its hash chain intact and the same on
 //! every replica, the messages left in its outboxes are delivered, a request id of the old build
-//! still deduplicates, a new case is filed, old cases are handled, and the replicas agree on
-//! their state hash again.
+//! is kept, a new case is filed, old cases are handled, and the replicas agree on their state
+//! hash again. The old build knew no people: upgrading gives every office its secrets (signing
+//! key, first admin password) as `liandong federation init --force` does, and officers sign in.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,13 +14,16 @@ use std::time::{Duration, Instant};
 
 use federation_proto::v1::admin_client::AdminClient;
 use federation_proto::v1::cases_client::CasesClient;
+use federation_proto::v1::officers_client::OfficersClient;
 use federation_proto::v1::{
-    case_command, Accept, ActRequest, CaseCommand, Consistency, FileRequest, ShowRequest,
-    StatusReply, StatusRequest,
+    case_command, Accept, ActRequest, AddOfficerRequest, CaseCommand, Consistency, FileRequest,
+    LoginRequest, ShowRequest, StatusReply, StatusRequest,
 };
 use liandong_domain::{Case, Status};
 use liandong_node::manifest::{HostConfig, Manifest};
+use liandong_node::secrets::{password_from_file, Secrets};
 use liandong_node::tls::{client_config, https_uri, Pki, TlsFiles};
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 const FIXTURE: &str = concat!(
@@ -38,7 +42,21 @@ struct Federation {
     hosts: Vec<Child>,
     tls: tonic::transport::ClientTlsConfig,
     logs: PathBuf,
+    secrets: Secrets,
+    /// Each office's officer's `authorization` value, once signed in.
+    tokens: BTreeMap<String, MetadataValue<Ascii>>,
 }
+
+/// `message` as a call carrying `token`.
+fn authed<T>(message: T, token: &MetadataValue<Ascii>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", token.clone());
+    request
+}
+
+const OFFICER_PASSWORD: &str = "fixture-officer-password";
 
 impl Drop for Federation {
     fn drop(&mut self) {
@@ -69,6 +87,9 @@ impl Federation {
         let pki_dir = liandong_node::host::pki_dir(&manifest_path);
         let pki = Pki::generate(&format!("liandong-{}", manifest.region)).unwrap();
         pki.write(&pki_dir).unwrap();
+        let secrets = Secrets::for_manifest(&manifest_path);
+        let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
+        secrets.generate(&codes, &manifest.secret_hex).unwrap();
         let logs = root.join("run");
         std::fs::create_dir_all(root.join("hosts")).unwrap();
         std::fs::create_dir_all(&logs).unwrap();
@@ -97,7 +118,14 @@ impl Federation {
                 .expect("liandong-node starts");
             hosts.push(child);
         }
-        pki.issue_host("fixture-test", &[], 30)
+        // An operator of the whole federation (the root office and its subtree).
+        let root: Vec<String> = manifest
+            .offices
+            .iter()
+            .filter(|o| o.parent.is_none())
+            .map(|o| o.code.clone())
+            .collect();
+        pki.issue_operator("fixture-test", &root, 30)
             .unwrap()
             .write(&pki_dir, "fixture-test")
             .unwrap();
@@ -108,7 +136,68 @@ impl Federation {
             hosts,
             tls,
             logs,
+            secrets,
+            tokens: BTreeMap::new(),
         }
+    }
+
+    /// An officer of every office, made by the office's first admin (created on its first
+    /// sign-in from the secrets the upgrade generated); later calls carry its token.
+    async fn sign_in(&mut self) {
+        let codes: Vec<String> = self
+            .manifest
+            .offices
+            .iter()
+            .map(|o| o.code.clone())
+            .collect();
+        for office in codes {
+            let mut officers = OfficersClient::new(self.host_channel(&office));
+            let password = password_from_file(&self.secrets.admin_password_file(&office)).unwrap();
+            let login = |user: &str, password: &str| LoginRequest {
+                office: office.clone(),
+                user: user.into(),
+                password: password.into(),
+            };
+            let admin = officers
+                .login(login("admin", &password))
+                .await
+                .unwrap_or_else(|e| panic!("admin of {office} signs in: {e}"))
+                .into_inner()
+                .token;
+            let admin: MetadataValue<Ascii> = format!("Bearer {admin}").parse().unwrap();
+            let add = AddOfficerRequest {
+                office: office.clone(),
+                user: "clerk".into(),
+                roles: ["registrar", "handler", "leader", "supervisor"]
+                    .map(String::from)
+                    .to_vec(),
+                password: OFFICER_PASSWORD.into(),
+            };
+            officers.add(authed(add, &admin)).await.unwrap();
+            let token = officers
+                .login(login("clerk", OFFICER_PASSWORD))
+                .await
+                .unwrap()
+                .into_inner()
+                .token;
+            self.tokens
+                .insert(office, format!("Bearer {token}").parse().unwrap());
+        }
+    }
+
+    fn token(&self, office: &str) -> &MetadataValue<Ascii> {
+        &self.tokens[office]
+    }
+
+    /// A channel to one host carrying `office`.
+    fn host_channel(&self, office: &str) -> Channel {
+        let host = self
+            .manifest
+            .hosts
+            .iter()
+            .find(|host| host.offices.iter().any(|o| o == office))
+            .expect("a host carries the office");
+        self.channel(&host.api_addr)
     }
 
     fn channel(&self, addr: &str) -> Channel {
@@ -125,7 +214,12 @@ impl Federation {
         let mut replies = Vec::new();
         for host in &self.manifest.hosts {
             let mut client = AdminClient::new(self.channel(&host.api_addr));
-            if let Ok(reply) = client.status(StatusRequest {}).await {
+            if let Ok(reply) = client
+                .status(StatusRequest {
+                    check_commit: false,
+                })
+                .await
+            {
                 replies.push(reply.into_inner());
             }
         }
@@ -134,13 +228,7 @@ impl Federation {
 
     /// A client of one host carrying `office` (any replica takes a request).
     fn cases(&self, office: &str) -> CasesClient<Channel> {
-        let host = self
-            .manifest
-            .hosts
-            .iter()
-            .find(|host| host.offices.iter().any(|o| o == office))
-            .expect("a host carries the office");
-        CasesClient::new(self.channel(&host.api_addr))
+        CasesClient::new(self.host_channel(office))
     }
 
     /// Every host of `office`, one client each (to read each replica's own copy).
@@ -192,6 +280,7 @@ impl Federation {
         for _ in 0..8 {
             let case = show_at(
                 &mut self.cases(&office),
+                self.token(&office),
                 case_id,
                 &office,
                 Consistency::Linearizable,
@@ -209,17 +298,22 @@ impl Federation {
 
 async fn show_at(
     client: &mut CasesClient<Channel>,
+    token: &MetadataValue<Ascii>,
     case_id: &str,
     office: &str,
     consistency: Consistency,
 ) -> Result<Case, tonic::Status> {
     let reply = client
-        .show(ShowRequest {
-            case_id: case_id.into(),
-            consistency: consistency as i32,
-            hops: 0,
-            office: office.into(),
-        })
+        .show(authed(
+            ShowRequest {
+                case_id: case_id.into(),
+                consistency: consistency as i32,
+                hops: 0,
+                office: office.into(),
+                reason: String::new(),
+            },
+            token,
+        ))
         .await?
         .into_inner();
     Case::from_bytes(&reply.case_document).map_err(|e| tonic::Status::internal(e.to_string()))
@@ -270,13 +364,14 @@ fn accept(case_id: &str, office: &str, request_id: &str) -> ActRequest {
 /// is not read).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_federation_stored_by_the_json_build_opens_and_works() {
-    let federation = Federation::start();
+    let mut federation = Federation::start();
     let offices = federation.manifest.offices.len();
     federation
         .wait_for("every office has a leader", |statuses| {
             leaders(statuses).len() == offices
         })
         .await;
+    federation.sign_in().await;
 
     // The messages left waiting in the outboxes when the old build stopped are delivered: the
     // handoff of the sixth case reaches the township, the index catches up, the outboxes drain.
@@ -307,9 +402,15 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
             .unwrap_or_else(|e| panic!("{case_id}: {e}"));
         let office = case.office.to_string();
         for mut replica in federation.replicas(&office) {
-            let copy = show_at(&mut replica, case_id, &office, Consistency::Local)
-                .await
-                .unwrap();
+            let copy = show_at(
+                &mut replica,
+                federation.token(&office),
+                case_id,
+                &office,
+                Consistency::Local,
+            )
+            .await
+            .unwrap();
             assert_eq!(copy, case, "{case_id}: every replica holds the same copy");
         }
     }
@@ -326,8 +427,9 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
 
-    // A request id the old build remembered still answers with its case: no second case.
-    let retry = FileRequest {
+    // Request ids are now scoped by who sent them (the signed-in officer): the old build's
+    // records (converted, kept until they expire) belonged to a caller who no longer exists.
+    let fresh = FileRequest {
         office: "5306".into(),
         registration: Some(federation_proto::v1::Registration {
             channel: "letter".into(),
@@ -340,21 +442,15 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
             officer: "registrar".into(),
         }),
         hops: 0,
-        request_id: "fixture-retry".into(),
+        request_id: "fixture-new".into(),
     };
     let mut city = federation.cases("5306");
-    let replayed = city.file(retry.clone()).await.unwrap().into_inner();
-    let replayed = Case::from_bytes(&replayed.case_document).unwrap();
-    assert_eq!(
-        replayed.id.to_string(),
-        "5306-2026-000002",
-        "the old request's case"
-    );
-
     // A new case is filed; old ones are handled.
-    let mut fresh = retry;
-    fresh.request_id = "fixture-new".into();
-    let filed = city.file(fresh).await.unwrap().into_inner();
+    let filed = city
+        .file(authed(fresh, federation.token("5306")))
+        .await
+        .unwrap()
+        .into_inner();
     let filed = Case::from_bytes(&filed.case_document).unwrap();
     assert_eq!(
         filed.id.seq, 3,
@@ -362,7 +458,10 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
     );
     let mut township = federation.cases("530602001");
     let accepted = township
-        .act(accept(cases[6], "530602001", "fixture-accept-7"))
+        .act(authed(
+            accept(cases[6], "530602001", "fixture-accept-7"),
+            federation.token("530602001"),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -373,7 +472,10 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
         "the reply carries what it added"
     );
     let accepted = township
-        .act(accept(cases[5], "530602001", "fixture-accept-6"))
+        .act(authed(
+            accept(cases[5], "530602001", "fixture-accept-6"),
+            federation.token("530602001"),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -386,7 +488,10 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
     assert_eq!(three.status, Status::Registered);
     let mut county = federation.cases("530602");
     county
-        .act(accept(cases[2], "530602", "fixture-accept-3"))
+        .act(authed(
+            accept(cases[2], "530602", "fixture-accept-3"),
+            federation.token("530602"),
+        ))
         .await
         .unwrap();
     let three = federation.show(cases[2]).await;

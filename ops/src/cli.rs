@@ -18,6 +18,9 @@ pub struct Cli {
     /// Print exactly one JSON document on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Where the signed-in officer's token is kept (default `DIR/session.token`).
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -54,9 +57,103 @@ pub enum Command {
     Replica(crate::replica_cmd::ReplicaCommand),
     /// Check the federation's invariants on the live system.
     Verify,
+    /// Sign an officer in at its office; the token is kept in `DIR/session.token` (0600) or
+    /// `--token-file`.
+    Login(LoginArgs),
+    /// Forget the signed-in officer's token.
+    Logout,
+    /// An office's officer accounts (the signed-in officer must be the office's admin).
+    #[command(subcommand)]
+    Officer(OfficerCommand),
+    /// The office's audit log (the signed-in officer must be its auditor).
+    Audit(AuditArgs),
     /// Run one host in the foreground (what `up` starts; the same as `liandong-node`).
     #[command(hide = true)]
     Node(NodeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    #[arg(long)]
+    pub office: String,
+    #[arg(long)]
+    pub user: String,
+    /// Read the password from this file's first line (else from standard input).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OfficerCommand {
+    /// A new account with one or more roles (`--role registrar --role handler`, or
+    /// `--role registrar,handler`): registrar, handler, leader, supervisor, auditor, admin.
+    Add(OfficerAddArgs),
+    /// The office's accounts and their roles.
+    List(OfficeArg),
+    /// Disable an account: its tokens stop working on every replica at once.
+    Disable(OfficerUserArgs),
+    Enable(OfficerUserArgs),
+    /// A new password: the account's tokens stop working.
+    ResetPassword(OfficerPasswordArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OfficeArg {
+    /// The office (default: the signed-in officer's).
+    #[arg(long)]
+    pub office: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct OfficerAddArgs {
+    #[arg(long)]
+    pub office: Option<String>,
+    #[arg(long)]
+    pub user: String,
+    #[arg(long = "role", required = true, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// The password's file (its first line); without it a random password is made and printed
+    /// once.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct OfficerUserArgs {
+    #[arg(long)]
+    pub office: Option<String>,
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Args, Debug)]
+pub struct OfficerPasswordArgs {
+    #[arg(long)]
+    pub office: Option<String>,
+    #[arg(long)]
+    pub user: String,
+    /// The new password's file; without it a random password is made and printed once.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The office (default: the signed-in officer's).
+    #[arg(long)]
+    pub office: Option<String>,
+    /// Only entries about this case.
+    #[arg(long = "case")]
+    pub case_id: Option<String>,
+    /// Only entries of this user (`operator:NAME` for an operator).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only entries at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many (the newest).
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +238,7 @@ pub struct TransferArgs {
     pub case_id: String,
     #[arg(long)]
     pub to: String,
+    /// Ignored (kept for old scripts): the office records the signed-in officer.
     #[arg(long, default_value = "handler")]
     pub officer: String,
 }
@@ -153,6 +251,7 @@ pub struct AssignArgs {
     /// Report-back limit, 1 to 90 days.
     #[arg(long)]
     pub due_days: u32,
+    /// Ignored (kept for old scripts): the office records the signed-in officer.
     #[arg(long, default_value = "handler")]
     pub officer: String,
 }
@@ -162,6 +261,7 @@ pub struct ReturnArgs {
     pub case_id: String,
     #[arg(long)]
     pub reason: String,
+    /// Ignored (kept for old scripts): the office records the signed-in officer.
     #[arg(long, default_value = "handler")]
     pub officer: String,
 }
@@ -171,6 +271,7 @@ pub struct AnswerArgs {
     pub case_id: String,
     #[arg(long)]
     pub text: String,
+    /// Ignored (kept for old scripts): the office records the signed-in officer.
     #[arg(long, default_value = "handler")]
     pub officer: String,
 }
@@ -178,9 +279,10 @@ pub struct AnswerArgs {
 #[derive(Args, Debug)]
 pub struct SuperviseArgs {
     pub case_id: String,
-    /// The issuing office: an ancestor of the office holding the case.
+    /// The issuing office: an ancestor of the office holding the case (default, and the only
+    /// one allowed: the signed-in supervisor's).
     #[arg(long)]
-    pub from: String,
+    pub from: Option<String>,
     #[arg(long)]
     pub due_days: u32,
     #[arg(long)]
@@ -189,22 +291,23 @@ pub struct SuperviseArgs {
 
 #[derive(Args, Debug)]
 pub struct OrdersArgs {
+    /// The issuing office (default: the signed-in officer's).
     #[arg(long)]
-    pub office: String,
+    pub office: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct StatsArgs {
-    /// The supervising office.
+    /// The supervising office (default, and the only one allowed: the signed-in officer's).
     #[arg(long = "as")]
-    pub as_office: String,
+    pub as_office: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
-    /// The supervising office.
+    /// The supervising office (default, and the only one allowed: the signed-in officer's).
     #[arg(long = "as")]
-    pub as_office: String,
+    pub as_office: Option<String>,
     /// Narrow to one office of the subtree.
     #[arg(long)]
     pub office: Option<String>,
@@ -239,7 +342,8 @@ pub struct FileArgs {
     /// Division code of the place the matter concerns.
     #[arg(long)]
     pub location: Option<String>,
-    /// The first-contact officer (首办责任人).
+    /// Ignored (kept for old scripts): the first-contact officer (首办责任人) the office
+    /// records is the signed-in officer.
     #[arg(long, default_value = "registrar")]
     pub officer: String,
     /// A unique id for this request: retrying with the same id registers the case once.
@@ -253,11 +357,15 @@ pub struct ShowArgs {
     /// Read this replica's own copy (no leader involved; may lag).
     #[arg(long)]
     pub replica: Option<u64>,
+    /// Why the petitioner's personal data is read (required of an auditor; in the audit log).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct OfficerArgs {
     pub case_id: String,
+    /// Ignored (kept for old scripts): the office records the signed-in officer.
     #[arg(long, default_value = "handler")]
     pub officer: String,
 }
@@ -268,6 +376,7 @@ pub struct DeclineArgs {
     /// litigation | arbitration | admin-review | discipline
     #[arg(long)]
     pub route: String,
+    /// Ignored (kept for old scripts): the office records the signed-in officer.
     #[arg(long, default_value = "handler")]
     pub officer: String,
 }
@@ -279,6 +388,7 @@ pub struct ExtendArgs {
     pub days: u32,
     #[arg(long)]
     pub reason: String,
+    /// Ignored (kept for old scripts): the office records the signed-in officer.
     #[arg(long, default_value = "handler")]
     pub officer: String,
 }
@@ -291,6 +401,7 @@ pub struct ReplyArgs {
     pub opinion: String,
     #[arg(long)]
     pub text: String,
+    /// Ignored (kept for old scripts): the office records the signed-in officer.
     #[arg(long, default_value = "handler")]
     pub officer: String,
 }

@@ -27,7 +27,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(json: Value, text: impl Into<String>) -> Report {
+    pub fn new(json: Value, text: impl Into<String>) -> Report {
         Report {
             json,
             text: text.into(),
@@ -37,7 +37,7 @@ impl Report {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<Report> {
-    let layout = Layout::new(&cli.dir);
+    let layout = Layout::new(&cli.dir).with_token_file(cli.token_file.clone());
     match cli.command {
         Command::Federation(FederationCommand::Init(args)) => init(&layout, &args),
         Command::Up(args) => up(&layout, &args).await,
@@ -51,6 +51,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Stats(args) => stats(&layout, &args).await,
         Command::Replica(command) => crate::replica_cmd::run(&layout, command).await,
         Command::Verify => crate::verify::verify(&Federation::open(layout.clone())?).await,
+        Command::Login(args) => crate::people::login(&layout, &args).await,
+        Command::Logout => crate::people::logout(&layout),
+        Command::Officer(command) => crate::people::officer(&layout, command).await,
+        Command::Audit(args) => crate::people::audit(&layout, &args).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
             Ok(Report::new(json!({"stopped": true}), "host stopped"))
@@ -65,14 +69,14 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
             layout.root().display()
         );
     }
-    let secret: [u8; 32] = rand::random();
     let options = InitOptions {
         region: args.region.clone(),
         max_children: args.max_children,
         replicas: args.replicas,
         time_scale: args.time_scale,
         base_port: args.base_port,
-        secret_hex: hex::encode(secret),
+        // The petitioner-key secret lives in its own 0600 file (`secrets/petitioner.key`).
+        secret_hex: String::new(),
     };
     if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
         bail!(
@@ -80,6 +84,12 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
             args.time_scale
         );
     }
+    // A federation made again (--force) keeps its petitioner-key secret, even one that an older
+    // build kept in the manifest.
+    let previous_secret = layout
+        .load_manifest()
+        .map(|m| m.secret_hex)
+        .unwrap_or_default();
     let mut manifest = build_manifest(&Topology::load(), &options)?;
     manifest.clock_origin_ms = liandong_node::clock::wall_ms();
     std::fs::create_dir_all(layout.root().join("hosts"))?;
@@ -88,6 +98,9 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
     let layout = Layout::new(&root);
     manifest.save(&layout.manifest())?;
     issue_certificates(&layout, &manifest)?;
+    let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
+    layout.secrets().generate(&codes, &previous_secret)?;
+    liandong_node::secrets::private_dir(&layout.root().join("data"))?;
     for host in &manifest.hosts {
         let config = HostConfig {
             host: host.name.clone(),
@@ -121,7 +134,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
 }
 
 /// The federation CA and one certificate per host naming the offices it carries, plus the
-/// command line's own (naming none), all under `DIR/pki/`.
+/// command line's own (an operator certificate for the root office), all under `DIR/pki/`.
 fn issue_certificates(layout: &Layout, manifest: &Manifest) -> anyhow::Result<()> {
     use liandong_node::tls::Pki;
     let dir = liandong_node::host::pki_dir(&layout.manifest());
@@ -132,7 +145,12 @@ fn issue_certificates(layout: &Layout, manifest: &Manifest) -> anyhow::Result<()
         pki.issue_host(&host.name, &host.offices, days)?
             .write(&dir, &host.name)?;
     }
-    pki.issue_host(crate::client::CLI_IDENTITY, &[], days)?
+    let root: Vec<String> = manifest
+        .root()
+        .map(|o| o.code.clone())
+        .into_iter()
+        .collect();
+    pki.issue_operator(crate::client::CLI_IDENTITY, &root, days)?
         .write(&dir, crate::client::CLI_IDENTITY)?;
     Ok(())
 }
@@ -144,23 +162,66 @@ async fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<Report> {
         let pid = process::start_host(layout, &host.name, &[])?;
         started.push(json!({"name": host.name, "pid": pid}));
     }
-    let missing = wait_for_leaders(&federation, Duration::from_secs(args.timeout_seconds)).await;
-    if !missing.is_empty() {
+    let limit = Duration::from_secs(args.timeout_seconds);
+    let unhealthy = wait_for_health(&federation, limit).await;
+    if !unhealthy.is_empty() {
+        let named: Vec<String> = unhealthy
+            .iter()
+            .take(view::VERDICT_OFFICES_NAMED_MAX)
+            .map(|(code, why)| format!("{code} ({why})"))
+            .collect();
+        let more = unhealthy.len().saturating_sub(named.len());
         bail!(
-            "no leader after {}s for offices {} (logs in {})",
+            "{} of {} offices have no leader that commits after {}s: {}{} (logs in {})",
+            unhealthy.len(),
+            federation.manifest.offices.len(),
             args.timeout_seconds,
-            missing.join(", "),
+            named.join(", "),
+            if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            },
             layout.run_dir().display()
         );
     }
     let offices = federation.manifest.offices.len();
     Ok(Report::new(
-        json!({"hosts": started, "offices": offices}),
+        json!({"hosts": started, "offices": offices, "healthy": offices}),
         format!(
-            "{} hosts up; all {offices} offices have a leader",
+            "{} hosts up; all {offices} offices have a leader that commits",
             started.len()
         ),
     ))
+}
+
+/// Offices whose leader does not commit (or that are flapping) when `limit` ran out, with why;
+/// empty when every office is healthy.
+pub async fn wait_for_health(federation: &Federation, limit: Duration) -> Vec<(String, String)> {
+    let start = Instant::now();
+    loop {
+        let statuses = federation.statuses_checked().await;
+        let status = view::status_json(federation, &statuses);
+        let unhealthy: Vec<(String, String)> = status["verdict"]["unhealthy"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|office| {
+                let health = office["health"].as_str().unwrap_or("").replace('_', " ");
+                let detail = office["detail"].as_str().unwrap_or("");
+                let why = if detail.is_empty() {
+                    health
+                } else {
+                    format!("{health}: {detail}")
+                };
+                (office["code"].as_str().unwrap_or("").to_string(), why)
+            })
+            .collect();
+        if unhealthy.is_empty() || start.elapsed() >= limit {
+            return unhealthy;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Offices still without a leader when `limit` ran out (empty: all have one).
@@ -198,7 +259,7 @@ fn down(layout: &Layout) -> anyhow::Result<Report> {
 
 async fn status(layout: &Layout) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
-    let statuses = federation.statuses().await;
+    let statuses = federation.statuses_checked().await;
     let json = view::status_json(&federation, &statuses);
     let text = view::status_text(&json);
     Ok(Report::new(json, text))
@@ -392,14 +453,24 @@ pub async fn locate(
     federation: &Federation,
     case_id: &str,
 ) -> Result<(String, CaseReply), tonic::Status> {
-    let mut office =
-        office_of(case_id).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+    let office = office_of(case_id).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+    locate_from(federation, case_id, office, None).await
+}
+
+/// Like [`locate`], starting at `office`'s copy; an auditor's reads carry `reason`.
+pub async fn locate_from(
+    federation: &Federation,
+    case_id: &str,
+    mut office: String,
+    reason: Option<&str>,
+) -> Result<(String, CaseReply), tonic::Status> {
     for _ in 0..STUB_HOPS_MAX {
         let request = ShowRequest {
             case_id: case_id.to_string(),
             consistency: Consistency::Linearizable as i32,
             hops: 0,
             office: office.clone(),
+            reason: reason.unwrap_or_default().to_string(),
         };
         let reply = federation
             .office_call(&office, |mut client| {
@@ -419,12 +490,16 @@ pub async fn locate(
     )))
 }
 
+/// An officer's command on a case its own office holds.
 async fn act(
     federation: &Federation,
     case_id: &str,
     command: case_command::Command,
 ) -> Result<CaseReply, tonic::Status> {
-    let (office, _) = locate(federation, case_id).await?;
+    let office = match &federation.session {
+        Some(session) => session.claims.office.clone(),
+        None => locate(federation, case_id).await?.0,
+    };
     let request = ActRequest {
         case_id: case_id.to_string(),
         command: Some(v1::CaseCommand {
@@ -442,24 +517,31 @@ async fn act(
         .await
 }
 
+/// The case as the signed-in officer's office holds it (following its forwarding stubs as far
+/// as the officer may read), or as the office in its id holds it.
 async fn show(federation: &Federation, args: &ShowArgs) -> anyhow::Result<Report> {
+    let office = match &federation.session {
+        Some(session) => session.claims.office.clone(),
+        None => office_of(&args.case_id)?,
+    };
+    let reason = args.reason.as_deref();
     let reply = match args.replica {
         Some(replica) => {
-            let office = office_of(&args.case_id)?;
             let request = ShowRequest {
                 case_id: args.case_id.clone(),
                 consistency: Consistency::Local as i32,
                 hops: 0,
                 office: office.clone(),
+                reason: reason.unwrap_or_default().to_string(),
             };
             let host = member_host(&federation.manifest, &office, replica)?;
-            let channel = crate::client::channel(&host)
+            let channel = crate::client::officer_channel(&host, &office)
                 .await
                 .map_err(|s| status_error(&s))?;
             let mut client = federation_proto::v1::cases_client::CasesClient::new(channel);
             client.show(request).await.map(|r| r.into_inner())
         }
-        None => locate(federation, &args.case_id)
+        None => locate_from(federation, &args.case_id, office, reason)
             .await
             .map(|(_, reply)| reply),
     };
@@ -528,13 +610,46 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
     ))
 }
 
+/// The office acting: the signed-in officer's; `given` (a `--from` or `--as`) must name it.
+fn acting_office(federation: &Federation, given: Option<&str>) -> anyhow::Result<String> {
+    let own = federation.officer()?.claims.office.clone();
+    match given {
+        Some(code) if code != own => bail!(
+            "signed in at office {own}, not {code}: an officer acts only for its own office \
+             (a supervisor's subtree is read through its own office's index)"
+        ),
+        _ => Ok(own),
+    }
+}
+
 async fn supervise(layout: &Layout, args: &SuperviseArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
-    let (holder, _) = locate(&federation, &args.case_id)
-        .await
-        .map_err(|s| status_error(&s))?;
+    let from = acting_office(&federation, args.from.as_deref())?;
+    // Where the case is now, from the supervising office's own index.
+    let found = query_index(&federation, &from, |request| {
+        request.case_id = Some(args.case_id.clone());
+    })
+    .await?;
+    let holder = found
+        .cases
+        .first()
+        .map(|summary| summary.owner.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "case {} is not in office {from}'s index (not in its subtree, or its summary \
+                 has not arrived yet)",
+                args.case_id
+            )
+        })?;
+    let args = SuperviseArgs {
+        from: Some(from),
+        case_id: args.case_id.clone(),
+        due_days: args.due_days,
+        text: args.text.clone(),
+    };
+    let from = args.from.clone().unwrap_or_default();
     let request = v1::SuperviseRequest {
-        from: args.from.clone(),
+        from: from.clone(),
         case_id: args.case_id.clone(),
         to: holder,
         due_days: args.due_days,
@@ -542,7 +657,7 @@ async fn supervise(layout: &Layout, args: &SuperviseArgs) -> anyhow::Result<Repo
         hops: 0,
     };
     let reply = federation
-        .office_call(&args.from, |mut client| {
+        .office_call(&from, |mut client| {
             let request = request.clone();
             async move { client.supervise(request).await.map(|r| r.into_inner()) }
         })
@@ -552,7 +667,7 @@ async fn supervise(layout: &Layout, args: &SuperviseArgs) -> anyhow::Result<Repo
     let text = format!(
         "order {} from {} on {} (held by {}), due {}",
         order["order_id"].as_str().unwrap_or(""),
-        args.from,
+        from,
         args.case_id,
         order["to"].as_str().unwrap_or(""),
         order["due_by"]
@@ -565,11 +680,12 @@ async fn supervise(layout: &Layout, args: &SuperviseArgs) -> anyhow::Result<Repo
 
 async fn orders(layout: &Layout, args: &OrdersArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
+    let office = acting_office(&federation, args.office.as_deref())?;
     let request = v1::OrdersRequest {
-        office: args.office.clone(),
+        office: office.clone(),
     };
     let reply = federation
-        .office_call(&args.office, |mut client| {
+        .office_call(&office, |mut client| {
             let request = request.clone();
             async move { client.orders(request).await.map(|r| r.into_inner()) }
         })
@@ -604,31 +720,25 @@ async fn orders(layout: &Layout, args: &OrdersArgs) -> anyhow::Result<Report> {
         orders.push(order);
     }
     Ok(Report::new(
-        json!({"office": args.office, "orders": orders}),
+        json!({"office": office, "orders": orders}),
         lines.join("\n"),
     ))
 }
 
-async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
-    let federation = Federation::open(layout.clone())?;
-    if let Some(status) = &args.status {
-        if !liandong_domain::Status::WORDS.contains(&status.as_str()) {
-            bail!(
-                "unknown status {status:?}: one of {}",
-                liandong_domain::Status::WORDS.join(", ")
-            );
-        }
-    }
-    let request = v1::QueryRequest {
-        as_office: args.as_office.clone(),
-        office: args.office.clone(),
-        status: args.status.clone(),
-        overdue_only: args.overdue,
-        category: args.category.clone(),
-        limit: args.limit,
+/// Asks `as_office`'s index (as its signed-in supervisor), with `narrow` applied to the request.
+async fn query_index(
+    federation: &Federation,
+    as_office: &str,
+    narrow: impl FnOnce(&mut v1::QueryRequest),
+) -> anyhow::Result<v1::QueryReply> {
+    let mut request = v1::QueryRequest {
+        as_office: as_office.to_string(),
+        limit: 1,
+        ..v1::QueryRequest::default()
     };
-    let reply = federation
-        .office_channel_call(&args.as_office, |channel| {
+    narrow(&mut request);
+    federation
+        .office_channel_call(as_office, |channel| {
             let request = request.clone();
             async move {
                 let mut client =
@@ -637,7 +747,28 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
             }
         })
         .await
-        .map_err(|s| status_error(&s))?;
+        .map_err(|s| status_error(&s))
+}
+
+async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
+    let federation = Federation::open(layout.clone())?;
+    let as_office = acting_office(&federation, args.as_office.as_deref())?;
+    if let Some(status) = &args.status {
+        if !liandong_domain::Status::WORDS.contains(&status.as_str()) {
+            bail!(
+                "unknown status {status:?}: one of {}",
+                liandong_domain::Status::WORDS.join(", ")
+            );
+        }
+    }
+    let reply = query_index(&federation, &as_office, |request| {
+        request.office = args.office.clone();
+        request.status = args.status.clone();
+        request.overdue_only = args.overdue;
+        request.category = args.category.clone();
+        request.limit = args.limit;
+    })
+    .await?;
     let cases: Vec<Value> = reply.cases.iter().map(view::summary_json).collect();
     let as_of: serde_json::Map<String, Value> = reply
         .as_of_ms
@@ -663,7 +794,7 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
         .chain(std::iter::once(format!("{} cases", cases.len())))
         .collect::<Vec<_>>()
         .join("\n");
-    let json = json!({"cases": cases, "partial": reply.partial, "unreachable": reply.unreachable, "as_of": as_of});
+    let json = json!({"as": as_office, "cases": cases, "partial": reply.partial, "unreachable": reply.unreachable, "as_of": as_of});
     Ok(Report::new(json, text))
 }
 
@@ -724,7 +855,7 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
     let text = format!(
         "{} cases under {}: {overdue} overdue, {backlog} in backlog; by status {}",
         cases.len(),
-        args.as_office,
+        listed["as"].as_str().unwrap_or(""),
         serde_json::to_string(&json["by_status"]).unwrap_or_default()
     );
     Ok(Report::new(json, text))

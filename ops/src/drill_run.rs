@@ -166,7 +166,7 @@ impl Drill {
             }
             if let Some(channel) = self.channel(addr).await {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let mut client = CasesClient::new(channel);
+                let mut client = CasesClient::new(crate::client::for_office(channel, office));
                 if let Ok(Ok(reply)) =
                     tokio::time::timeout(remaining, client.file(request.clone())).await
                 {
@@ -210,6 +210,21 @@ impl Drill {
     }
 }
 
+/// The officer a drill acts as at every office (filing, then reading back what it filed).
+pub const DRILL_OFFICER: &str = "drill";
+
+/// Signs the drill's officer in at every office: made (or given a new random password) with
+/// the office's initial admin password from `DIR/secrets/<office>/admin.password`.
+async fn sign_in_everywhere(federation: &Federation) -> anyhow::Result<()> {
+    let roles = [
+        liandong_node::raft::types::Role::Registrar,
+        liandong_node::raft::types::Role::Handler,
+    ];
+    crate::session::sign_in_everywhere(federation, DRILL_OFFICER, &roles, None)
+        .await
+        .map_err(|e| anyhow!("the drill {e:#}"))
+}
+
 fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
@@ -240,6 +255,7 @@ pub async fn run(
             missing.join(", ")
         );
     }
+    sign_in_everywhere(&federation).await?;
     let drill = Arc::new(Drill {
         federation,
         start: Instant::now(),

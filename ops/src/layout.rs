@@ -9,13 +9,35 @@ use liandong_node::manifest::Manifest;
 #[derive(Clone, Debug)]
 pub struct Layout {
     root: PathBuf,
+    /// Where the signed-in officer's token is kept (`--token-file`); None: `DIR/session.token`.
+    token_file: Option<PathBuf>,
 }
 
 impl Layout {
     pub fn new(root: &Path) -> Layout {
         Layout {
             root: root.to_path_buf(),
+            token_file: None,
         }
+    }
+
+    /// The same folder, with the officer's token kept in `token_file` (None: the default).
+    pub fn with_token_file(mut self, token_file: Option<PathBuf>) -> Layout {
+        self.token_file = token_file;
+        self
+    }
+
+    /// The signed-in officer's token: `--token-file`, or `DIR/session.token`.
+    pub fn token_file(&self) -> PathBuf {
+        self.token_file
+            .clone()
+            .unwrap_or_else(|| self.root.join("session.token"))
+    }
+
+    /// The federation's secrets (0700): the petitioner-key secret, each office's signing key and
+    /// its first admin's password.
+    pub fn secrets(&self) -> liandong_node::secrets::Secrets {
+        liandong_node::secrets::Secrets::for_manifest(&self.manifest())
     }
 
     pub fn root(&self) -> &Path {

@@ -1,8 +1,9 @@
 //! How the command line shows things: the JSON documents of docs/commands.md and their
 //! readable text.
 
-use federation_proto::v1::StatusReply;
+use federation_proto::v1::{ReplicaStatus, StatusReply};
 use liandong_domain::{format_rfc3339, Case, Millis};
+use liandong_node::health::FLAPPING_LEADER_CHANGES;
 use liandong_node::manifest::HostEntry;
 use serde_json::{json, Value};
 
@@ -37,6 +38,193 @@ pub fn office_membership(
         .map(|r| (r.voters.clone(), r.learners.clone(), r.membership_index))
 }
 
+/// How an office stands, as `status` and `up` judge it (liandong_node::health): a leader that
+/// commits, and steady leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// No answering replica leads.
+    NoLeader,
+    /// Its leader's read index did not complete: no majority confirms it.
+    NotCommitting,
+    /// More than `FLAPPING_LEADER_CHANGES` leader changes in the last minute.
+    Flapping,
+    /// A leader answered, but was not asked whether it commits.
+    Unchecked,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::NoLeader => "no_leader",
+            Health::NotCommitting => "not_committing",
+            Health::Flapping => "flapping",
+            Health::Unchecked => "unchecked",
+        }
+    }
+
+    /// The office's health from its leader (if any), whether the leader committed (None: not
+    /// checked) and the most leader changes any of its replicas saw in the last minute.
+    pub fn judge(leader: Option<u64>, commits: Option<bool>, leader_changes: u32) -> Health {
+        if leader.is_none() {
+            Health::NoLeader
+        } else if leader_changes > FLAPPING_LEADER_CHANGES {
+            Health::Flapping
+        } else {
+            match commits {
+                Some(true) => Health::Ok,
+                Some(false) => Health::NotCommitting,
+                None => Health::Unchecked,
+            }
+        }
+    }
+}
+
+/// The replica statuses of `office` that answered, with their hosts.
+fn reported<'a>(
+    statuses: &'a [(HostEntry, Option<StatusReply>)],
+    office: &'a str,
+) -> impl Iterator<Item = (&'a HostEntry, &'a ReplicaStatus)> + 'a {
+    statuses.iter().filter_map(move |(host, reply)| {
+        let replica = reply
+            .as_ref()?
+            .replicas
+            .iter()
+            .find(|r| r.office == office)?;
+        Some((host, replica))
+    })
+}
+
+/// The status of the replica that leads `office` (the highest term's leader).
+fn leader_status<'a>(
+    statuses: &'a [(HostEntry, Option<StatusReply>)],
+    office: &'a str,
+) -> Option<&'a ReplicaStatus> {
+    reported(statuses, office)
+        .map(|(_, replica)| replica)
+        .filter(|replica| replica.state == "Leader")
+        .max_by_key(|replica| replica.term)
+}
+
+fn age_text(ms: u64) -> String {
+    let seconds = ms / 1_000;
+    match seconds {
+        0..=59 => format!("{seconds}s"),
+        60..=3_599 => format!("{}m", seconds / 60),
+        3_600..=86_399 => format!("{}h", seconds / 3_600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}
+
+/// One office in the status document: what docs/commands.md lists, plus its health.
+fn office_json(
+    office: &liandong_node::manifest::OfficeEntry,
+    statuses: &[(HostEntry, Option<StatusReply>)],
+) -> Value {
+    let membership = office_membership(statuses, &office.code);
+    let role = |id: u64| {
+        membership.as_ref().map(|(voters, learners, _)| {
+            if voters.contains(&id) {
+                "voter"
+            } else if learners.contains(&id) {
+                "learner"
+            } else {
+                "removed"
+            }
+        })
+    };
+    let leader = leader_status(statuses, &office.code);
+    let term = reported(statuses, &office.code)
+        .map(|(_, replica)| replica.term)
+        .max()
+        .unwrap_or(0);
+    let leader_changes = reported(statuses, &office.code)
+        .map(|(_, replica)| replica.leader_changes_last_minute)
+        .max()
+        .unwrap_or(0);
+    let replicas: Vec<Value> = office
+        .members
+        .iter()
+        .map(|member| {
+            let reported = reported(statuses, &office.code)
+                .find(|(host, _)| host.name == member.host)
+                .map(|(_, replica)| replica);
+            json!({
+                "id": member.id,
+                "host": member.host,
+                "alive": reported.is_some(),
+                "state": reported.map(|r| r.state.clone()),
+                "term": reported.map(|r| r.term),
+                "last_log": reported.map(|r| r.last_log),
+                "last_applied": reported.map(|r| r.last_applied),
+                "state_hash": reported.map(|r| r.state_hash.clone()),
+                "cases": reported.map(|r| r.cases),
+                "role": role(member.id),
+                "quiesced": reported.map(|r| r.quiesced),
+                "quiesce_note": reported.map(|r| r.quiesce_note.clone()).filter(|n| !n.is_empty()),
+            })
+        })
+        .collect();
+    let check = leader.and_then(|leader| leader.commit_check.as_ref());
+    let health = Health::judge(
+        leader.map(|l| l.id),
+        check.map(|c| c.commits),
+        leader_changes,
+    );
+    let detail = match health {
+        Health::Ok => String::new(),
+        Health::NoLeader => "no answering replica leads".to_string(),
+        Health::Flapping => format!("{leader_changes} leader changes in the last minute"),
+        Health::NotCommitting => check.map(|c| c.error.clone()).unwrap_or_default(),
+        Health::Unchecked => "the leader was not asked".to_string(),
+    };
+    let outbox_oldest_ms = leader.map_or(0, |l| l.outbox_oldest_ms);
+    let links: Vec<Value> = leader
+        .into_iter()
+        .flat_map(|l| l.links.iter())
+        .map(|link| {
+            json!({
+                "to": link.to,
+                "pending": link.pending,
+                "oldest": (link.oldest_ms > 0).then(|| format_rfc3339(link.oldest_ms)),
+                "oldest_age_ms": link.oldest_age_ms,
+            })
+        })
+        .collect();
+    let replication: Vec<Value> = leader
+        .into_iter()
+        .flat_map(|l| l.replication.iter())
+        .map(
+            |progress| json!({"id": progress.id, "matched": progress.matched, "lag": progress.lag}),
+        )
+        .collect();
+    json!({
+        "code": office.code,
+        "name": office.name,
+        "level": office.level,
+        "parent": office.parent,
+        "leader": leader.map(|l| l.id),
+        "term": term,
+        "replicas": replicas,
+        "outbox_pending": leader.map_or(0, |l| l.outbox_pending),
+        "voters": membership.as_ref().map(|m| m.0.clone()),
+        "learners": membership.as_ref().map(|m| m.1.clone()),
+        "membership_index": membership.as_ref().map(|m| m.2),
+        "outbox_oldest": (outbox_oldest_ms > 0).then(|| format_rfc3339(outbox_oldest_ms)),
+        "commit_index": leader.map(|l| l.commit_index),
+        "applied_index": leader.map(|l| l.last_applied),
+        "replication": replication,
+        "links": links,
+        "quiesced": leader.map(|l| l.quiesced),
+        "leader_changes_last_minute": leader_changes,
+        "commits": check.map(|c| c.commits),
+        "commit_check_ms": check.map(|c| c.took_ms),
+        "health": health.as_str(),
+        "health_detail": detail,
+    })
+}
+
 pub fn status_json(
     federation: &Federation,
     statuses: &[(HostEntry, Option<StatusReply>)],
@@ -45,65 +233,7 @@ pub fn status_json(
         .manifest
         .offices
         .iter()
-        .map(|office| {
-            let mut term = 0;
-            let mut outbox_pending = 0;
-            let mut outbox_oldest_ms = 0;
-            let membership = office_membership(statuses, &office.code);
-            let role = |id: u64| {
-                membership.as_ref().map(|(voters, learners, _)| {
-                    if voters.contains(&id) {
-                        "voter"
-                    } else if learners.contains(&id) {
-                        "learner"
-                    } else {
-                        "removed"
-                    }
-                })
-            };
-            let replicas: Vec<Value> = office
-                .members
-                .iter()
-                .map(|member| {
-                    let reported = statuses
-                        .iter()
-                        .find(|(host, _)| host.name == member.host)
-                        .and_then(|(_, reply)| reply.as_ref())
-                        .and_then(|reply| reply.replicas.iter().find(|r| r.office == office.code));
-                    if let Some(replica) = reported {
-                        term = term.max(replica.term);
-                        if replica.state == "Leader" {
-                            outbox_pending = replica.outbox_pending;
-                            outbox_oldest_ms = replica.outbox_oldest_ms;
-                        }
-                    }
-                    json!({
-                        "id": member.id,
-                        "host": member.host,
-                        "alive": reported.is_some(),
-                        "state": reported.map(|r| r.state.clone()),
-                        "last_applied": reported.map(|r| r.last_applied),
-                        "state_hash": reported.map(|r| r.state_hash.clone()),
-                        "cases": reported.map(|r| r.cases),
-                        "role": role(member.id),
-                    })
-                })
-                .collect();
-            json!({
-                "code": office.code,
-                "name": office.name,
-                "level": office.level,
-                "parent": office.parent,
-                "leader": office_leader(statuses, &office.code),
-                "term": term,
-                "replicas": replicas,
-                "outbox_pending": outbox_pending,
-                "voters": membership.as_ref().map(|m| m.0.clone()),
-                "learners": membership.as_ref().map(|m| m.1.clone()),
-                "membership_index": membership.as_ref().map(|m| m.2),
-                "outbox_oldest": (outbox_oldest_ms > 0).then(|| format_rfc3339(outbox_oldest_ms)),
-            })
-        })
+        .map(|office| office_json(office, statuses))
         .collect();
     let hosts: Vec<Value> = statuses
         .iter()
@@ -118,40 +248,260 @@ pub fn status_json(
             })
         })
         .collect();
-    json!({"offices": offices, "hosts": hosts})
+    let verdict = verdict(&offices, &hosts);
+    json!({"verdict": verdict, "offices": offices, "hosts": hosts})
 }
 
-pub fn status_text(status: &Value) -> String {
-    let mut lines = Vec::new();
-    for office in status["offices"].as_array().into_iter().flatten() {
-        let replicas: Vec<String> = office["replicas"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                let state = r["state"].as_str().unwrap_or("down");
-                // Only what differs from a voter is shown: learners and removed replicas.
-                let role = match r["role"].as_str() {
-                    Some(role @ ("learner" | "removed")) => format!("({role})"),
-                    _ => String::new(),
-                };
-                format!("{}:{}{role}@{}", r["id"], state, r["last_applied"])
+/// The one-line verdict: ok only when every office is healthy.
+fn verdict(offices: &[Value], hosts: &[Value]) -> Value {
+    let unhealthy: Vec<Value> = offices
+        .iter()
+        .filter(|office| office["health"] != "ok")
+        .map(|office| {
+            json!({
+                "code": office["code"],
+                "health": office["health"],
+                "detail": office["health_detail"],
+            })
+        })
+        .collect();
+    let quiesced = offices.iter().filter(|o| o["quiesced"] == true).count();
+    let answering = hosts.iter().filter(|h| h["alive"] == true).count();
+    let ok = unhealthy.is_empty();
+    let text = if ok {
+        format!(
+            "ok: all {} offices have a leader that commits ({quiesced} quiesced); {answering}/{} hosts answering",
+            offices.len(),
+            hosts.len()
+        )
+    } else {
+        let shown: Vec<String> = unhealthy
+            .iter()
+            .take(VERDICT_OFFICES_NAMED_MAX)
+            .map(|o| {
+                format!(
+                    "{} {}",
+                    o["code"].as_str().unwrap_or(""),
+                    o["health"].as_str().unwrap_or("").replace('_', " ")
+                )
             })
             .collect();
-        let outbox = match office["outbox_oldest"].as_str() {
-            Some(oldest) => format!(" outbox={} (oldest {oldest})", office["outbox_pending"]),
-            None => String::new(),
-        };
-        lines.push(format!(
-            "{} {} ({}) leader={} term={} [{}]{outbox}",
-            office["code"].as_str().unwrap_or(""),
-            office["name"].as_str().unwrap_or(""),
-            office["level"].as_str().unwrap_or(""),
-            office["leader"],
-            office["term"],
-            replicas.join(" ")
-        ));
+        let more = unhealthy.len().saturating_sub(VERDICT_OFFICES_NAMED_MAX);
+        format!(
+            "NOT OK: {} of {} offices unhealthy ({}{}); {answering}/{} hosts answering",
+            unhealthy.len(),
+            offices.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            },
+            hosts.len()
+        )
+    };
+    json!({"ok": ok, "text": text, "unhealthy": unhealthy, "quiesced": quiesced})
+}
+
+/// Offices the verdict line names at most (the rest are counted).
+pub const VERDICT_OFFICES_NAMED_MAX: usize = 5;
+
+/// Columns wider than this are cut (an office's name in the tree, its links).
+const CELL_CHARS_MAX: usize = 40;
+
+/// How wide `text` shows in a terminal: CJK characters take two columns.
+fn display_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFE30..=0xFE4F
+            | 0xFF00..=0xFF60
+            | 0xFFE0..=0xFFE6 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+fn pad(text: &str, width: usize) -> String {
+    let shown: String = text.chars().take(CELL_CHARS_MAX).collect();
+    let fill = width.saturating_sub(display_width(&shown));
+    format!("{shown}{}", " ".repeat(fill))
+}
+
+/// Rows of cells as an aligned table (columns two spaces apart, the last one unpadded).
+fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(|cell| display_width(&cell.chars().take(CELL_CHARS_MAX).collect::<String>()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(column, cell)| {
+                    if column + 1 == row.len() {
+                        cell.clone()
+                    } else {
+                        pad(cell, widths[column])
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
+/// The offices in tree order (each after its parent, children in the manifest's order), with
+/// their depth.
+fn tree_order(offices: &[Value]) -> Vec<(usize, &Value)> {
+    let codes: std::collections::HashSet<&str> =
+        offices.iter().filter_map(|o| o["code"].as_str()).collect();
+    let mut children: std::collections::HashMap<&str, Vec<&Value>> = Default::default();
+    let mut roots = Vec::new();
+    for office in offices {
+        match office["parent"]
+            .as_str()
+            .filter(|parent| codes.contains(parent))
+        {
+            Some(parent) => children.entry(parent).or_default().push(office),
+            None => roots.push(office),
+        }
     }
+    let mut order = Vec::with_capacity(offices.len());
+    let mut stack: Vec<(usize, &Value)> = roots.into_iter().rev().map(|o| (0, o)).collect();
+    while let Some((depth, office)) = stack.pop() {
+        order.push((depth, office));
+        let code = office["code"].as_str().unwrap_or("");
+        for child in children.get(code).into_iter().flatten().rev() {
+            stack.push((depth + 1, child));
+        }
+    }
+    order
+}
+
+/// The replicas cell: each replica's id, `*` for the leader, and what is off: down, lagging
+/// entries behind the leader, learner or removed.
+fn replicas_cell(office: &Value) -> String {
+    let leader = office["leader"].as_u64();
+    office["replicas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let id = r["id"].as_u64().unwrap_or(0);
+            let mut cell = format!("{id}{}", if Some(id) == leader { "*" } else { "" });
+            let lag = office["replication"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["id"].as_u64() == Some(id))
+                .and_then(|p| p["lag"].as_u64())
+                .unwrap_or(0);
+            if r["alive"] != true {
+                cell.push_str(" down");
+            } else if lag > 0 {
+                cell.push_str(&format!(" -{lag}"));
+            }
+            if let Some(role @ ("learner" | "removed")) = r["role"].as_str() {
+                cell.push_str(&format!(" ({role})"));
+            }
+            cell
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The outbox cell: messages waiting, on how many links, and the oldest's age.
+fn outbox_cell(office: &Value) -> String {
+    let links = office["links"].as_array().cloned().unwrap_or_default();
+    if links.is_empty() {
+        return "-".to_string();
+    }
+    let oldest = links
+        .iter()
+        .filter_map(|l| l["oldest_age_ms"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let waiting = links
+        .iter()
+        .filter_map(|l| l["pending"].as_u64())
+        .sum::<u64>();
+    match links.as_slice() {
+        [one] => format!(
+            "{waiting} to {} (oldest {})",
+            one["to"].as_str().unwrap_or(""),
+            age_text(oldest)
+        ),
+        _ => format!(
+            "{waiting} on {} links (oldest {})",
+            links.len(),
+            age_text(oldest)
+        ),
+    }
+}
+
+fn health_cell(office: &Value) -> String {
+    let health = office["health"].as_str().unwrap_or("");
+    let detail = office["health_detail"].as_str().unwrap_or("");
+    match health {
+        "ok" if office["quiesced"] == true => "ok, quiesced".to_string(),
+        "ok" => "ok".to_string(),
+        other => {
+            let word = other.replace('_', " ").to_uppercase();
+            if detail.is_empty() {
+                word
+            } else {
+                format!("{word}: {detail}")
+            }
+        }
+    }
+}
+
+fn index_cell(value: &Value) -> String {
+    value.as_u64().map_or("-".to_string(), |n| n.to_string())
+}
+
+/// `status` as text: the verdict, then the office tree as an aligned table, then the hosts.
+pub fn status_text(status: &Value) -> String {
+    let mut lines = vec![status["verdict"]["text"]
+        .as_str()
+        .unwrap_or("no verdict")
+        .to_string()];
+    let offices = status["offices"].as_array().cloned().unwrap_or_default();
+    let mut rows = vec![[
+        "OFFICE", "LEVEL", "LEADER", "TERM", "COMMIT", "APPLIED", "REPLICAS", "OUTBOX", "HEALTH",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for (depth, office) in tree_order(&offices) {
+        rows.push(vec![
+            format!(
+                "{}{} {}",
+                "  ".repeat(depth),
+                office["code"].as_str().unwrap_or(""),
+                office["name"].as_str().unwrap_or("")
+            ),
+            office["level"].as_str().unwrap_or("").to_string(),
+            index_cell(&office["leader"]),
+            index_cell(&office["term"]),
+            index_cell(&office["commit_index"]),
+            index_cell(&office["applied_index"]),
+            replicas_cell(office),
+            outbox_cell(office),
+            health_cell(office),
+        ]);
+    }
+    lines.extend(table(&rows));
     let hosts = status["hosts"].as_array().map(Vec::len).unwrap_or(0);
     let alive = status["hosts"]
         .as_array()
@@ -159,7 +509,18 @@ pub fn status_text(status: &Value) -> String {
         .flatten()
         .filter(|h| h["alive"] == true)
         .count();
-    lines.push(format!("hosts: {alive}/{hosts} answering"));
+    let down: Vec<&str> = status["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["alive"] != true)
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    let mut hosts_line = format!("hosts: {alive}/{hosts} answering");
+    if !down.is_empty() {
+        hosts_line.push_str(&format!(" (not answering: {})", down.join(", ")));
+    }
+    lines.push(hosts_line);
     lines.join("\n")
 }
 
@@ -257,4 +618,22 @@ pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
         "registered_at": format_rfc3339(summary.registered_ms),
         "changed_at": format_rfc3339(summary.changed_ms),
     })
+}
+
+/// `text` without terminal colour codes (`ESC [ ... m`), which the hosts' logs carry.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for skipped in chars.by_ref() {
+                if skipped == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -302,7 +302,7 @@ async fn forbidden_messages_are_refused_and_change_nothing() {
         before,
         "no refused message created a case"
     );
-    let index = fed.json(&["query", "--as", "530602"]);
+    let index = fed.at("530602").json(&["query", "--as", "530602"]);
     assert!(
         index["cases"].as_array().unwrap().is_empty(),
         "no refused summary entered the index: {index}"

@@ -164,7 +164,7 @@ fn drill_restart_brings_back_a_replica_stopped_by_its_disk() {
     let mut stopped = false;
     for n in 0..100 {
         let summary = format!("roof {n}");
-        fed.ok(&[
+        fed.at("5306").ok(&[
             "case",
             "file",
             "--office",

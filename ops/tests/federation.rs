@@ -20,7 +20,7 @@ fn seven_offices() -> Fed {
 fn file(fed: &Fed, office: &str, n: u64) -> String {
     let id = id_number(n);
     let summary = format!("petition {n}");
-    let case = fed.json(&[
+    let case = fed.at(office).json(&[
         "case",
         "file",
         "--office",
@@ -57,8 +57,9 @@ fn verified(fed: &Fed) -> Value {
     }
 }
 
-fn show(fed: &Fed, case_id: &str) -> Value {
-    fed.json(&["case", "show", case_id])
+/// The case as `office` (which holds it) shows it to its officer.
+fn show(fed: &Fed, office: &str, case_id: &str) -> Value {
+    fed.at(office).json(&["case", "show", case_id])
 }
 
 fn history_kinds(case: &Value) -> Vec<String> {
@@ -75,8 +76,9 @@ fn history_kinds(case: &Value) -> Vec<String> {
 fn a_review_request_reaches_the_county_as_a_linked_case() {
     let fed = seven_offices();
     let id = file(&fed, "530602001", 1);
-    fed.ok(&["case", "accept", &id]);
-    fed.ok(&[
+    let township = fed.at("530602001");
+    township.ok(&["case", "accept", &id]);
+    township.ok(&[
         "case",
         "reply",
         &id,
@@ -85,10 +87,12 @@ fn a_review_request_reaches_the_county_as_a_linked_case() {
         "--text",
         "the policy applies",
     ]);
-    let requested = fed.json(&["case", "request-review", &id]);
+    let requested = township.json(&["case", "request-review", &id]);
     assert_eq!(requested["status"], "review_requested");
     verified(&fed);
-    let at_county = fed.json(&["query", "--as", "530602", "--office", "530602"]);
+    let at_county = fed
+        .at("530602")
+        .json(&["query", "--as", "530602", "--office", "530602"]);
     let reviews: Vec<&Value> = at_county["cases"]
         .as_array()
         .unwrap()
@@ -96,7 +100,7 @@ fn a_review_request_reaches_the_county_as_a_linked_case() {
         .filter(|c| c["kind"] == "review")
         .collect();
     assert_eq!(reviews.len(), 1, "{at_county}");
-    let review = show(&fed, reviews[0]["case_id"].as_str().unwrap());
+    let review = show(&fed, "530602", reviews[0]["case_id"].as_str().unwrap());
     assert_eq!(review["office"], "530602");
     assert_eq!(
         review["kind"]["of"],
@@ -116,10 +120,11 @@ fn a_review_request_reaches_the_county_as_a_linked_case() {
 fn an_assignment_returned_by_the_county_comes_back_to_the_city() {
     let fed = seven_offices();
     let id = file(&fed, "5306", 2);
-    fed.ok(&["case", "assign", &id, "--to", "530621", "--due-days", "10"]);
+    fed.at("5306")
+        .ok(&["case", "assign", &id, "--to", "530621", "--due-days", "10"]);
     verified(&fed);
-    assert_eq!(show(&fed, &id)["office"], "530621");
-    fed.ok(&[
+    assert_eq!(show(&fed, "530621", &id)["office"], "530621");
+    fed.at("530621").ok(&[
         "case",
         "return",
         &id,
@@ -127,15 +132,17 @@ fn an_assignment_returned_by_the_county_comes_back_to_the_city() {
         "the matter belongs to the city's housing bureau",
     ]);
     verified(&fed);
-    let back = show(&fed, &id);
+    let back = show(&fed, "5306", &id);
     assert_eq!(back["office"], "5306");
     assert_eq!(back["status"], "registered", "{back}");
     let kinds = history_kinds(&back);
     assert!(kinds.contains(&"returned".to_string()), "{kinds:?}");
     // The city's own replica holds the owner's copy again, and the city can act on it.
-    let local = fed.json(&["case", "show", &id, "--replica", "1"]);
+    let local = fed
+        .at("5306")
+        .json(&["case", "show", &id, "--replica", "1"]);
     assert_eq!(local["office"], "5306");
-    fed.ok(&["case", "accept", &id]);
+    fed.at("5306").ok(&["case", "accept", &id]);
 }
 
 /// The city supervises a case a township transferred to its county; the holder answers; the
@@ -144,9 +151,11 @@ fn an_assignment_returned_by_the_county_comes_back_to_the_city() {
 fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
     let fed = seven_offices();
     let id = file(&fed, "530602001", 3);
-    fed.ok(&["case", "transfer", &id, "--to", "530602"]);
+    fed.at("530602001")
+        .ok(&["case", "transfer", &id, "--to", "530602"]);
     verified(&fed);
-    let order = fed.json(&[
+    let city = fed.at("5306");
+    let order = city.json(&[
         "supervise",
         &id,
         "--from",
@@ -158,8 +167,8 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
     ]);
     assert_eq!(order["to"], "530602");
     verified(&fed);
-    assert_eq!(show(&fed, &id)["supervision"]["from"], "5306");
-    fed.ok(&[
+    assert_eq!(show(&fed, "530602", &id)["supervision"]["from"], "5306");
+    fed.at("530602").ok(&[
         "case",
         "answer-supervision",
         &id,
@@ -167,7 +176,7 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
         "visited the site; repairs ordered",
     ]);
     verified(&fed);
-    let orders = fed.json(&["orders", "--office", "5306"]);
+    let orders = city.json(&["orders", "--office", "5306"]);
     let answer = &orders["orders"][0]["answer"];
     assert_eq!(
         answer["text"], "visited the site; repairs ordered",
@@ -176,7 +185,8 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
     assert_eq!(orders["orders"][0]["overdue"], false);
     // Two levels down: the city on a case its township still holds.
     let at_township = file(&fed, "530602002", 4);
-    fed.json(&[
+    verified(&fed);
+    city.json(&[
         "supervise",
         &at_township,
         "--from",
@@ -187,7 +197,7 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
         "why the delay?",
     ]);
     verified(&fed);
-    fed.ok(&[
+    fed.at("530602002").ok(&[
         "case",
         "answer-supervision",
         &at_township,
@@ -195,7 +205,7 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
         "petitioner unreachable; visiting tomorrow",
     ]);
     verified(&fed);
-    let orders = fed.json(&["orders", "--office", "5306"]);
+    let orders = city.json(&["orders", "--office", "5306"]);
     let answered = orders["orders"]
         .as_array()
         .unwrap()
@@ -207,8 +217,9 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
         answered["answer"]["text"], "petitioner unreachable; visiting tomorrow",
         "{orders}"
     );
-    // Supervising upward or sideways is refused and changes nothing.
-    let refused = fed.fails(&[
+    // Supervising from outside the case's subtree is refused and changes nothing: a sibling
+    // county does not even find the case in its index.
+    let refused = fed.at("530621").fails(&[
         "supervise",
         &id,
         "--from",
@@ -218,7 +229,10 @@ fn a_supervision_order_from_the_city_is_answered_and_visible_there() {
         "--text",
         "x",
     ]);
-    assert!(refused.contains("descendants"), "{refused}");
+    assert!(
+        refused.contains("not in office 530621's index"),
+        "{refused}"
+    );
 }
 
 /// Issue 3's partition drill: a township cut off keeps registering and transferring; after the
@@ -231,7 +245,9 @@ fn a_partitioned_township_keeps_serving_and_converges_after_heal() {
     let mut township: Vec<String> = (100..150).map(|n| file(&fed, "530602001", n)).collect();
     let transfers: Vec<String> = (150..160).map(|n| file(&fed, "530602001", n)).collect();
     for id in &transfers {
-        let moving = fed.json(&["case", "transfer", id, "--to", "530602"]);
+        let moving = fed
+            .at("530602001")
+            .json(&["case", "transfer", id, "--to", "530602"]);
         assert_eq!(
             moving["status"], "in_transit",
             "acknowledged locally, queued across the cut"
@@ -265,7 +281,7 @@ fn a_partitioned_township_keeps_serving_and_converges_after_heal() {
         .iter()
         .all(|i| i["ok"] == true));
     for id in &transfers {
-        let case = show(&fed, id);
+        let case = show(&fed, "530602", id);
         assert_eq!(case["office"], "530602", "{id} owned by the county");
         let received = history_kinds(&case)
             .iter()
@@ -273,7 +289,9 @@ fn a_partitioned_township_keeps_serving_and_converges_after_heal() {
             .count();
         assert_eq!(received, 1, "{id} applied exactly once: {case}");
     }
-    let index = fed.json(&["query", "--as", "5306", "--limit", "1000"]);
+    let index = fed
+        .at("5306")
+        .json(&["query", "--as", "5306", "--limit", "1000"]);
     let ids: Vec<&str> = index["cases"]
         .as_array()
         .unwrap()
@@ -293,7 +311,7 @@ fn file_matter(
     category: &str,
     location: &str,
 ) -> String {
-    let case = fed.json(&[
+    let case = fed.at(office).json(&[
         "case",
         "file",
         "--office",
@@ -327,7 +345,7 @@ fn repeat_petitions_on_both_sides_of_a_partition_are_linked_after_heal() {
     fed.ok(&["drill", "heal"]);
     verified(&fed);
     for office in ["5306", "530602"] {
-        let view = fed.json(&["query", "--as", office]);
+        let view = fed.at(office).json(&["query", "--as", office]);
         let cases = view["cases"].as_array().unwrap();
         let find = |id: &str| {
             cases
@@ -360,8 +378,9 @@ fn repeat_petitions_on_both_sides_of_a_partition_are_linked_after_heal() {
 fn stats_count_the_subtree() {
     let fed = seven_offices();
     let evaluated = file(&fed, "530602001", 31);
-    fed.ok(&["case", "accept", &evaluated]);
-    fed.ok(&[
+    let township = fed.at("530602001");
+    township.ok(&["case", "accept", &evaluated]);
+    township.ok(&[
         "case",
         "reply",
         &evaluated,
@@ -370,7 +389,7 @@ fn stats_count_the_subtree() {
         "--text",
         "done",
     ]);
-    fed.ok(&[
+    township.ok(&[
         "case",
         "evaluate",
         &evaluated,
@@ -380,7 +399,7 @@ fn stats_count_the_subtree() {
     file(&fed, "530602", 32);
     file(&fed, "530621", 33);
     verified(&fed);
-    let county = fed.json(&["stats", "--as", "530602"]);
+    let county = fed.at("530602").json(&["stats", "--as", "530602"]);
     assert_eq!(
         county["total"], 2,
         "the county sees itself and its townships, not its sibling: {county}"
@@ -388,7 +407,7 @@ fn stats_count_the_subtree() {
     assert_eq!(county["by_level"]["township"], 1);
     assert_eq!(county["by_status"]["evaluated"], 1);
     assert_eq!(county["satisfaction"]["satisfied"], 1);
-    let city = fed.json(&["stats", "--as", "5306"]);
+    let city = fed.at("5306").json(&["stats", "--as", "5306"]);
     assert_eq!(city["total"], 3, "{city}");
     assert_eq!(city["by_category"]["labour"], 3);
     assert_eq!(city["offices"].as_array().unwrap().len(), 3);

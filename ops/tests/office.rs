@@ -11,7 +11,7 @@ use serde_json::Value;
 fn file_case(fed: &Fed, office: &str, n: u64) -> String {
     let id = id_number(n);
     let summary = format!("case {n}");
-    let case = fed.json(&[
+    let case = fed.at(office).json(&[
         "case",
         "file",
         "--office",
@@ -96,11 +96,13 @@ fn no_acknowledged_case_is_lost_when_the_leader_is_killed() {
     unique.dedup();
     assert_eq!(unique.len(), 200, "every filing made one distinct case");
     for id in &ids {
-        let linearizable = fed.json(&["case", "show", id]);
+        let linearizable = fed.at("5306").json(&["case", "show", id]);
         assert_eq!(linearizable["case_id"], id.as_str());
         assert_eq!(linearizable["history"][0]["kind"], "registered");
         for replica in ["1", "2", "3"] {
-            let copy = fed.json(&["case", "show", id, "--replica", replica]);
+            let copy = fed
+                .at("5306")
+                .json(&["case", "show", id, "--replica", replica]);
             assert_eq!(copy, linearizable, "replica {replica}'s copy of {id}");
         }
     }
@@ -115,13 +117,13 @@ fn bad_input_is_refused_and_changes_nothing() {
     );
     fed.ok(&["up"]);
     let id = file_case(&fed, "5306", 7);
-    let before = fed.json(&["case", "show", &id]);
+    let before = fed.at("5306").json(&["case", "show", &id]);
     let good_id = id_number(8);
     let long_summary = "长".repeat(4001);
 
     let mut refusals = Vec::new();
     let file = |channel: &str, petitioner: &str, summary: &str, office: &str| {
-        fed.fails(&[
+        fed.at("5306").fails(&[
             "case",
             "file",
             "--office",
@@ -160,16 +162,17 @@ fn bad_input_is_refused_and_changes_nothing() {
     ));
     refusals.push((
         "reply before accepting",
-        fed.fails(&["case", "reply", &id, "--opinion", "support", "--text", "t"]),
+        fed.at("5306")
+            .fails(&["case", "reply", &id, "--opinion", "support", "--text", "t"]),
         "accept",
     ));
-    fed.ok(&["case", "accept", &id]);
+    fed.at("5306").ok(&["case", "accept", &id]);
     refusals.push((
         "accept twice",
-        fed.fails(&["case", "accept", &id]),
+        fed.at("5306").fails(&["case", "accept", &id]),
         "already accepted",
     ));
-    fed.ok(&[
+    fed.at("5306").ok(&[
         "case",
         "extend",
         &id,
@@ -180,7 +183,8 @@ fn bad_input_is_refused_and_changes_nothing() {
     ]);
     refusals.push((
         "extend twice",
-        fed.fails(&["case", "extend", &id, "--days", "5", "--reason", "again"]),
+        fed.at("5306")
+            .fails(&["case", "extend", &id, "--days", "5", "--reason", "again"]),
         "extended",
     ));
     for (what, stderr, expected) in &refusals {
@@ -191,7 +195,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     }
 
     // Nothing changed: no new case, and the case carries only what succeeded.
-    let after = fed.json(&["case", "show", &id]);
+    let after = fed.at("5306").json(&["case", "show", &id]);
     let kinds: Vec<&str> = after["history"]
         .as_array()
         .unwrap()

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use clap::Parser;
 use liandong_benches::liandong::{
-    event_stamp, liandong, office_status, HandoffSession, LocalFederation, OfficeClient,
-    HANDOFF_SERIES,
+    event_stamp, liandong, liandong_as, office_status, HandoffSession, LocalFederation,
+    OfficeClient, HANDOFF_SERIES,
 };
 use liandong_benches::load::{drive, new_histogram, Recorder, FAILURE_PAUSE_MS};
 use liandong_benches::process::until_interrupted;
@@ -117,8 +117,9 @@ fn stamp(case: &Value, kind: &str) -> anyhow::Result<i64> {
 async fn linked(dir: &Path, office: &str, original: &str) -> anyhow::Result<Value> {
     let start = Instant::now();
     loop {
-        let found = liandong(
+        let found = liandong_as(
             dir,
+            office,
             &[
                 "query", "--as", office, "--office", office, "--limit", "10000",
             ],
@@ -129,7 +130,7 @@ async fn linked(dir: &Path, office: &str, original: &str) -> anyhow::Result<Valu
                 continue;
             }
             let id = summary["case_id"].as_str().unwrap_or("");
-            let case = liandong(dir, &["case", "show", id]).await?;
+            let case = liandong_as(dir, office, &["case", "show", id]).await?;
             if case["kind"]["of"] == original {
                 return Ok(case);
             }
@@ -141,10 +142,11 @@ async fn linked(dir: &Path, office: &str, original: &str) -> anyhow::Result<Valu
     }
 }
 
-async fn handle(dir: &Path, id: &str) -> anyhow::Result<()> {
-    liandong(dir, &["case", "accept", id]).await?;
-    liandong(
+async fn handle(dir: &Path, office: &str, id: &str) -> anyhow::Result<()> {
+    liandong_as(dir, office, &["case", "accept", id]).await?;
+    liandong_as(
         dir,
+        office,
         &[
             "case",
             "reply",
@@ -174,8 +176,9 @@ async fn escalation(
     for n in 0..args.reviews {
         let registration = sample::registration(n);
         let pid = registration.petitioner_id.clone();
-        let filed = liandong(
+        let filed = liandong_as(
             dir,
+            TOWNSHIP,
             &[
                 "case",
                 "file",
@@ -195,15 +198,15 @@ async fn escalation(
         )
         .await?;
         let id = filed["case_id"].as_str().context("case id")?.to_string();
-        handle(dir, &id).await?;
-        let requested = liandong(dir, &["case", "request-review", &id]).await?;
+        handle(dir, TOWNSHIP, &id).await?;
+        let requested = liandong_as(dir, TOWNSHIP, &["case", "request-review", &id]).await?;
         let review = linked(dir, COUNTY, &id).await?;
         let micros =
             (stamp(&review, "registered")? - stamp(&requested, "review_requested")?).max(0) * 1000;
         to_county.record(micros.max(1) as u64)?;
         let review_id = review["case_id"].as_str().context("review id")?.to_string();
-        handle(dir, &review_id).await?;
-        let escalated = liandong(dir, &["case", "request-review", &review_id]).await?;
+        handle(dir, COUNTY, &review_id).await?;
+        let escalated = liandong_as(dir, COUNTY, &["case", "request-review", &review_id]).await?;
         let re_review = linked(dir, CITY, &review_id).await?;
         let micros = (stamp(&re_review, "registered")? - stamp(&escalated, "review_requested")?)
             .max(0)

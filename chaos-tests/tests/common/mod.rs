@@ -134,8 +134,16 @@ pub async fn heal_and_check(
         .expect("a leader after healing");
     let cases: Vec<String> = during.acknowledged_cases().into_iter().collect();
     let addrs = cluster.api_addrs(OFFICE);
-    let final_reads =
-        workload::final_reads(&addrs, &recorder, 1_000, &cases, 4, Duration::from_secs(5)).await;
+    let final_reads = workload::final_reads(
+        &addrs,
+        OFFICE,
+        &recorder,
+        1_000,
+        &cases,
+        4,
+        Duration::from_secs(5),
+    )
+    .await;
     let unread = final_reads.iter().filter(|o| !o.is_ok()).count();
     let history = recorder.history();
     let mut state = cluster

@@ -97,7 +97,7 @@ pub async fn all_copies(
 ) -> Vec<(u64, liandong_domain::Case)> {
     let mut out = Vec::new();
     for (replica, addr) in cluster.replicas(office) {
-        let Ok(channel) = liandong_ops::client::channel(&addr).await else {
+        let Ok(channel) = liandong_ops::client::officer_channel(&addr, office).await else {
             continue;
         };
         let copies: Vec<_> = futures::stream::iter(case_ids.iter().cloned())

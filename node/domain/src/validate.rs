@@ -29,9 +29,10 @@ pub const ID_NUMBER_LEN: usize = 18;
 pub const ID_BIRTH_YEAR_MIN: u16 = 1850;
 
 /// One line of text (names, codes of practice): 1..=max characters, not blank, no control
-/// characters.
+/// characters, no characters that change how text around them is shown ([`is_display_spoofing`]).
 pub fn line(field: &'static str, value: &str, max: usize) -> Result<(), DomainError> {
-    text_with(field, value, max, |c| c.is_control())
+    text_with(field, value, max, |c| c.is_control())?;
+    no_display_spoofing(field, value)
 }
 
 /// Free text (summaries, replies): 1..=max characters, not blank; newlines and tabs allowed, other
@@ -40,6 +41,34 @@ pub fn text(field: &'static str, value: &str, max: usize) -> Result<(), DomainEr
     text_with(field, value, max, |c| {
         c.is_control() && !matches!(c, '\n' | '\r' | '\t')
     })
+}
+
+/// Characters that make a line show other than it reads: the bidirectional embeddings,
+/// overrides and isolates (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F, U+061C) that can
+/// make "张三" show as someone else's name or hide a suffix, and the invisible ones (zero-width
+/// space, non-joiner and joiner, word joiner, the byte-order mark, the soft hyphen) that make two
+/// names that look alike differ.
+pub fn is_display_spoofing(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{061C}'
+            | '\u{2060}'
+            | '\u{FEFF}'
+            | '\u{00AD}'
+    )
+}
+
+fn no_display_spoofing(field: &'static str, value: &str) -> Result<(), DomainError> {
+    if value.chars().any(is_display_spoofing) {
+        return Err(DomainError::FieldInvalid {
+            field,
+            reason: "contains bidirectional-override or invisible (zero-width) characters",
+        });
+    }
+    Ok(())
 }
 
 fn text_with(
@@ -237,6 +266,17 @@ mod tests {
             Err(DomainError::FieldEmpty { field: "name" })
         );
         assert!(line("name", "a\nb", NAME_CHARS_MAX).is_err());
+        // Display spoofing: an override that reverses what follows, an invisible space.
+        for spoof in ["张\u{202E}三", "张\u{200B}三", "a\u{2067}b", "\u{FEFF}张三"] {
+            assert!(
+                matches!(
+                    line("name", spoof, NAME_CHARS_MAX),
+                    Err(DomainError::FieldInvalid { field: "name", .. })
+                ),
+                "{spoof:?}"
+            );
+        }
+        assert_eq!(line("name", "Zoë 张三", NAME_CHARS_MAX), Ok(()));
         assert_eq!(text("summary", "a\nb", SUMMARY_CHARS_MAX), Ok(()));
         assert_eq!(phone("+8613800138000"), Ok(()));
         assert!(phone("1234").is_err() && phone("12-345678").is_err() && phone("+").is_err());

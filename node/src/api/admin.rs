@@ -1,5 +1,7 @@
 //! Host administration: what `liandong status` shows, and membership changes
-//! (`liandong replica add|remove`).
+//! (`liandong replica add|remove`). Operators' work: an operator certificate naming the office
+//! (or an ancestor); a host certificate sees only the status of the offices it names, and may
+//! relay an operator's membership request to the office's leader. Dumps leave personal data out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -20,11 +22,14 @@ use serde_json::{json, Map, Value};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::health::{self, Health};
 use crate::machine::{keys, LinkIn, LinkOut, OrderRecord, StateMachineStore};
 use crate::manifest::Manifest;
 use crate::raft::network::Transport;
 use crate::raft::types::{NodeId, NodeInfo};
 use crate::replica::{ids, quorum_refusal, MembershipError, Replica, Replicas};
+
+use super::auth::{authorize, Action, Principal, Trust};
 use crate::store::codec::decode;
 
 /// Items of one kind a dump carries at most (bounded reply).
@@ -112,51 +117,115 @@ pub fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
 pub struct AdminService {
     pub host: String,
     pub replicas: Replicas,
+    pub trust: Arc<Trust>,
+    /// The leader changes each replica saw (for "flapping").
+    pub health: Arc<Health>,
+}
+
+/// A dump as an operator gets it: every case's personal data (name, ID number, phone) left out.
+/// The history carries none, so `verify` checks the same chains.
+fn without_personal_data(mut document: Value) -> Value {
+    if let Some(cases) = document["cases"].as_array_mut() {
+        for case in cases {
+            if let Some(fields) = case.as_object_mut() {
+                fields.insert("petitioner".to_string(), Value::Null);
+            }
+        }
+    }
+    document
+}
+
+/// One replica as the Status RPC reports it (without the commit check, which is asked of
+/// leaders together).
+fn replica_status(replica: &Replica, health: &Health) -> Result<ReplicaStatus, Status> {
+    let metrics = replica.raft.metrics().borrow().clone();
+    let applied = replica
+        .state_machine
+        .applied()
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let membership = metrics.membership_config.membership();
+    Ok(ReplicaStatus {
+        office: replica.office.to_string(),
+        id: replica.id,
+        state: format!("{:?}", metrics.state),
+        leader: metrics.current_leader,
+        term: metrics.current_term,
+        last_applied: applied.last_applied.map(|log_id| log_id.index).unwrap_or(0),
+        last_log: metrics.last_log_index.unwrap_or(0),
+        outbox_pending: applied.outbox_pending,
+        outbox_oldest_ms: outbox_oldest(&replica.state_machine).unwrap_or(0),
+        voters: membership.voter_ids().collect(),
+        learners: membership.learner_ids().collect(),
+        membership_index: metrics
+            .membership_config
+            .log_id()
+            .map(|log_id| log_id.index)
+            .unwrap_or(0),
+        joint: membership.get_joint_config().len() > 1,
+        cases: applied.cases,
+        state_hash: applied.state_hash,
+        quiesced: replica.quiet.is_quiesced(),
+        commit_index: health::commit_index(&metrics).unwrap_or(0),
+        replication: health::replication(&metrics),
+        // The leader's links are the office's (it pumps them); a follower's copy adds nothing.
+        links: if metrics.state.is_leader() {
+            health::links(replica)
+        } else {
+            Vec::new()
+        },
+        leader_changes_last_minute: health.leader_changes_last_minute(&replica.office),
+        commit_check: None,
+        quiesce_note: replica.quiet.note(),
+    })
 }
 
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn status(
         &self,
-        _request: Request<StatusRequest>,
+        request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
+        let principal = self
+            .trust
+            .principal(&request)
+            .map_err(|refusal| refusal.status())?;
+        match principal {
+            Principal::Anonymous => {
+                return Err(Status::unauthenticated(
+                    "Admin.Status needs an operator certificate",
+                ))
+            }
+            Principal::Officer(_) => {
+                return Err(Status::permission_denied(
+                    "Admin.Status is operators' work, not an officer's",
+                ))
+            }
+            Principal::Host { .. } | Principal::Operator { .. } => {}
+        }
+        let check_commit = request.get_ref().check_commit;
+        let mut allowed = Vec::new();
         let mut replicas = Vec::new();
         for replica in self.replicas.iter() {
-            let metrics = replica.raft.metrics().borrow().clone();
-            let applied = replica
-                .state_machine
-                .applied()
-                .map_err(|e| Status::internal(e.to_string()))?;
-            replicas.push(ReplicaStatus {
-                office: replica.office.to_string(),
-                id: replica.id,
-                state: format!("{:?}", metrics.state),
-                leader: metrics.current_leader,
-                term: metrics.current_term,
-                last_applied: applied.last_applied.map(|log_id| log_id.index).unwrap_or(0),
-                last_log: metrics.last_log_index.unwrap_or(0),
-                outbox_pending: applied.outbox_pending,
-                outbox_oldest_ms: outbox_oldest(&replica.state_machine).unwrap_or(0),
-                voters: metrics.membership_config.membership().voter_ids().collect(),
-                learners: metrics
-                    .membership_config
-                    .membership()
-                    .learner_ids()
-                    .collect(),
-                membership_index: metrics
-                    .membership_config
-                    .log_id()
-                    .map(|log_id| log_id.index)
-                    .unwrap_or(0),
-                joint: metrics
-                    .membership_config
-                    .membership()
-                    .get_joint_config()
-                    .len()
-                    > 1,
-                cases: applied.cases,
-                state_hash: applied.state_hash,
-            });
+            if authorize(&principal, Action::Status, &replica.office).is_err() {
+                continue;
+            }
+            if let Principal::Operator { .. } = principal {
+                let record = Trust::record_of(&principal, Action::Status, &replica.office, "", "");
+                self.trust.record(&replica.office, record)?;
+            }
+            replicas.push(replica_status(replica, &self.health)?);
+            allowed.push(replica);
+        }
+        if check_commit {
+            // Every led office at once: one read index each, bounded in time.
+            let checks = allowed
+                .into_iter()
+                .zip(replicas.iter_mut())
+                .filter(|(replica, _)| replica.is_leader())
+                .map(|(replica, status)| async move {
+                    status.commit_check = Some(health::check_commit(replica).await);
+                });
+            futures::future::join_all(checks).await;
         }
         Ok(Response::new(StatusReply {
             host: self.host.clone(),
@@ -171,11 +240,17 @@ impl Admin for AdminService {
             .office
             .parse()
             .map_err(|e| Status::invalid_argument(format!("bad office code: {e}")))?;
+        let principal = self.trust.check(&request, Action::Dump, &office, "", "")?;
         let replica = self.replicas.get(&office).ok_or_else(|| {
             Status::not_found(format!("office {office} is not carried by this host"))
         })?;
-        let document = serde_json::to_vec(&dump(&replica.state_machine)?)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        self.trust.record(
+            &office,
+            Trust::record_of(&principal, Action::Dump, &office, "", ""),
+        )?;
+        let document = without_personal_data(dump(&replica.state_machine)?);
+        let document =
+            serde_json::to_vec(&document).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(DumpReply { document }))
     }
 }
@@ -200,6 +275,7 @@ pub const FORWARD_MARGIN_MS: u64 = 3 * COMMIT_TIMEOUT_MS;
 /// The Membership service: adds and removes replicas of the offices this host leads, forwards
 /// other requests to the leader.
 pub struct MembershipService {
+    trust: Arc<Trust>,
     replicas: Replicas,
     transport: Transport,
     /// Where each replica slot of the manifest lives, by (office, replica id): a replica can be
@@ -247,7 +323,12 @@ struct Steps {
 }
 
 impl MembershipService {
-    pub fn new(manifest: &Manifest, replicas: Replicas, transport: Transport) -> MembershipService {
+    pub fn new(
+        manifest: &Manifest,
+        replicas: Replicas,
+        transport: Transport,
+        trust: Arc<Trust>,
+    ) -> MembershipService {
         let mut slots = BTreeMap::new();
         for office in &manifest.offices {
             for member in &office.members {
@@ -262,11 +343,37 @@ impl MembershipService {
             }
         }
         MembershipService {
+            trust,
             replicas,
             transport,
             slots: Arc::new(slots),
             busy: Arc::default(),
         }
+    }
+
+    /// The office's replica here, once the caller may change the office's membership (an
+    /// operator of it, or one of its hosts relaying an operator's request); the call is recorded.
+    fn authorized<T>(
+        &self,
+        request: &Request<T>,
+        office: &str,
+        hops: u32,
+        rpc: &str,
+    ) -> Result<Replica, Status> {
+        let code: OfficeCode = office
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("bad office code {office:?}: {e}")))?;
+        let action = Action::Membership {
+            forwarded: hops > 0,
+        };
+        let principal = self.trust.check(request, action, &code, "", "")?;
+        let replica = self.replica(office)?;
+        if hops == 0 {
+            let mut record = Trust::record_of(&principal, action, &code, "", "");
+            record.rpc = format!("Membership.{rpc}");
+            self.trust.record(&code, record)?;
+        }
+        Ok(replica)
     }
 
     fn replica(&self, office: &str) -> Result<Replica, Status> {
@@ -314,7 +421,7 @@ impl MembershipService {
                 let node = node?;
                 let channel = self.transport.channel(&node.api_addr).ok()?;
                 let mut client = AdminClient::new(channel);
-                let ask = client.status(StatusRequest {});
+                let ask = client.status(StatusRequest::default());
                 let reply = tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), ask)
                     .await
                     .ok()?
@@ -601,8 +708,13 @@ impl Membership for MembershipService {
         &self,
         request: Request<AddReplicaRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
+        let replica = self.authorized(
+            &request,
+            &request.get_ref().office,
+            request.get_ref().hops,
+            "AddReplica",
+        )?;
         let request = request.into_inner();
-        let replica = self.replica(&request.office)?;
         let catch_up = catch_up_limit(request.catch_up_timeout_ms);
         if let Err(MembershipError::NotLeader { leader, .. }) = replica.ensure_leader() {
             let mut client = self.forward_client(leader, &replica.office, request.hops)?;
@@ -629,8 +741,13 @@ impl Membership for MembershipService {
         &self,
         request: Request<RemoveReplicaRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
+        let replica = self.authorized(
+            &request,
+            &request.get_ref().office,
+            request.get_ref().hops,
+            "RemoveReplica",
+        )?;
         let request = request.into_inner();
-        let replica = self.replica(&request.office)?;
         if let Err(MembershipError::NotLeader { leader, .. }) = replica.ensure_leader() {
             let mut client = self.forward_client(leader, &replica.office, request.hops)?;
             let forward = RemoveReplicaRequest {

@@ -1,5 +1,12 @@
 //! The officer API. Any replica takes a request: a write goes to the office's leader (forwarded
-//! at most [`MAX_FORWARD_HOPS`] times), a linearizable read waits on the leader's read index.
+//! at most [`MAX_FORWARD_HOPS`] times, with the officer's token, checked again there), a
+//! linearizable read waits on the leader's read index.
+//!
+//! Every call needs an officer's token of the office it acts for, with a role that may do it
+//! ([`super::auth::authorize`]). The officer written into the case's history is the token's
+//! user, whatever the request says. Every call is in the office's audit log: a write's record
+//! commits in the write's own log entry, a read's (personal data) and a refusal's in the next
+//! batch.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,13 +19,16 @@ use federation_proto::v1::{
 };
 use liandong_domain::{CaseCommand, CaseId, OfficeCode, Registration};
 use tokio::time::Instant;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::auth::{Action, Officer, Principal, Trust, AUTHORIZATION};
 use super::{case_reply, domain_error};
 use crate::raft::network::Transport;
-use crate::raft::types::Operation;
+use crate::raft::types::{Operation, Role};
 use crate::replica::{Replica, ReplicaError, Replicas};
+use std::sync::Arc;
 
 /// A request is passed from replica to replica at most this often (a leader change mid-way).
 pub const MAX_FORWARD_HOPS: u32 = 2;
@@ -32,6 +42,71 @@ pub const RETRY_PAUSE_MS: u64 = 25;
 pub struct CaseService {
     pub replicas: Replicas,
     pub transport: Transport,
+    pub trust: Arc<Trust>,
+}
+
+/// The officer's token of a request, passed on when the request is forwarded to the leader.
+type Bearer = Option<MetadataValue<Ascii>>;
+
+fn bearer_of<T>(request: &Request<T>) -> Bearer {
+    request.metadata().get(AUTHORIZATION).cloned()
+}
+
+/// `message` as a request carrying `bearer`.
+fn with_bearer<T>(message: T, bearer: &Bearer) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(value) = bearer {
+        request.metadata_mut().insert(AUTHORIZATION, value.clone());
+    }
+    request
+}
+
+fn officer_of(principal: &Principal) -> Result<&Officer, Status> {
+    match principal {
+        Principal::Officer(officer) => Ok(officer),
+        other => Err(Status::internal(format!(
+            "{} authorized as an officer",
+            other.who()
+        ))),
+    }
+}
+
+/// `command` with every officer it names replaced by the signed-in officer: the history records
+/// who was signed in, whatever the client sent.
+fn as_officer(command: CaseCommand, user: &str) -> CaseCommand {
+    let user = user.to_string();
+    match command {
+        CaseCommand::Accept { .. } => CaseCommand::Accept { officer: user },
+        CaseCommand::Decline { route, .. } => CaseCommand::Decline {
+            route,
+            officer: user,
+        },
+        CaseCommand::Transfer { to, .. } => CaseCommand::Transfer { to, officer: user },
+        CaseCommand::Assign { to, due_days, .. } => CaseCommand::Assign {
+            to,
+            due_days,
+            officer: user,
+        },
+        CaseCommand::Return { reason, .. } => CaseCommand::Return {
+            reason,
+            officer: user,
+        },
+        CaseCommand::Extend { days, reason, .. } => CaseCommand::Extend {
+            days,
+            reason,
+            officer: user,
+        },
+        CaseCommand::Reply { opinion, text, .. } => CaseCommand::Reply {
+            opinion,
+            text,
+            officer: user,
+        },
+        CaseCommand::AnswerSupervision { text, .. } => CaseCommand::AnswerSupervision {
+            text,
+            officer: user,
+        },
+        other => other,
+    }
 }
 
 // The engine's errors repeat at most `ERROR_ECHO_CHARS_MAX` characters of the input.
@@ -53,10 +128,6 @@ fn holder(office: &str, case_id: &CaseId) -> Result<OfficeCode, Status> {
         parse_office(office)
     }
 }
-
-/// Who is asking: the signed-in officer once sign-in exists; until then every request is the
-/// empty caller's.
-const CALLER: &str = "";
 
 /// The request id to deduplicate by (None: the client sent none); an id the state machine could
 /// not key is refused here, before anything is proposed.
@@ -96,6 +167,25 @@ impl CaseService {
             .channel(api_addr)
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(CasesClient::new(channel))
+    }
+
+    /// Records a call refused after its caller was authorized (bad input, no such case) and
+    /// returns its status.
+    fn refused(
+        &self,
+        principal: &Principal,
+        action: Action<'_>,
+        office: &OfficeCode,
+        case_id: &str,
+        request_id: &str,
+        status: Status,
+    ) -> Status {
+        let mut record = Trust::record_of(principal, action, office, case_id, request_id);
+        record.result = format!("{:?}: {}", status.code(), status.message());
+        match self.trust.record(office, record) {
+            Ok(()) => status,
+            Err(unavailable) => unavailable,
+        }
     }
 
     /// Runs `attempt` here, or `forward` at the leader, until one answers or the deadline passes.
@@ -167,19 +257,17 @@ impl CaseService {
         op: Operation,
         hops: u32,
         forward: impl ForwardWrite,
+        bearer: &Bearer,
     ) -> Result<CaseReply, Status> {
         let written = self
             .with_leader(
                 office,
                 hops,
-                |replica| {
-                    let op = op.clone();
-                    async move { replica.write(op).await.map(|w| (w.response, w.log_index)) }
-                },
+                |replica| write_traced(replica, op.clone()),
                 |client| {
                     let forward = forward.clone();
                     async move {
-                        forward.send(client).await.map(|reply| {
+                        forward.send(client, bearer).await.map(|reply| {
                             reply.map(|r| {
                                 (
                                     crate::raft::types::Response::Case {
@@ -197,11 +285,23 @@ impl CaseService {
     }
 }
 
-/// A request that can be re-sent to the leader, one hop further.
+/// Writes `op` at `replica` (the leader) and traces the committed write
+/// ([`crate::trace::written`]).
+async fn write_traced(
+    replica: Replica,
+    op: Operation,
+) -> Result<(crate::raft::types::Response, u64), ReplicaError> {
+    let written = replica.write(op).await?;
+    crate::trace::written(&replica.office, &written.response, written.log_index);
+    Ok((written.response, written.log_index))
+}
+
+/// A request that can be re-sent to the leader, one hop further, with the officer's token.
 trait ForwardWrite: Clone {
     fn send(
         self,
         client: CasesClient<Channel>,
+        bearer: &Bearer,
     ) -> impl Future<Output = Result<Response<CaseReply>, Status>>;
 }
 
@@ -209,9 +309,10 @@ impl ForwardWrite for FileRequest {
     async fn send(
         mut self,
         mut client: CasesClient<Channel>,
+        bearer: &Bearer,
     ) -> Result<Response<CaseReply>, Status> {
         self.hops += 1;
-        client.file(self).await
+        client.file(with_bearer(self, bearer)).await
     }
 }
 
@@ -219,52 +320,79 @@ impl ForwardWrite for ActRequest {
     async fn send(
         mut self,
         mut client: CasesClient<Channel>,
+        bearer: &Bearer,
     ) -> Result<Response<CaseReply>, Status> {
         self.hops += 1;
-        client.act(self).await
+        client.act(with_bearer(self, bearer)).await
     }
 }
 
 #[tonic::async_trait]
 impl Cases for CaseService {
     async fn file(&self, request: Request<FileRequest>) -> Result<Response<CaseReply>, Status> {
+        let bearer = bearer_of(&request);
+        let office = parse_office(&request.get_ref().office)?;
+        let rid = request.get_ref().request_id.clone();
+        let principal = self
+            .trust
+            .check(&request, Action::File, &office, "", &rid)?;
+        let officer = officer_of(&principal)?;
         let request = request.into_inner();
-        let office = parse_office(&request.office)?;
+        let refused = |status| self.refused(&principal, Action::File, &office, "", &rid, status);
         let proto = request
             .registration
             .clone()
-            .ok_or_else(|| Status::invalid_argument("registration is missing"))?;
-        let registration = Registration::try_from(proto).map_err(domain_error)?;
+            .ok_or_else(|| refused(Status::invalid_argument("registration is missing")))?;
+        let mut registration =
+            Registration::try_from(proto).map_err(|e| refused(domain_error(e)))?;
+        registration.officer = officer.user.clone();
         // Refuse malformed input before it reaches the log: nothing is proposed, nothing changes.
-        registration.validate().map_err(domain_error)?;
-        let op = Operation::File {
-            registration,
-            request_id: request_id(request.request_id.clone(), CALLER)?,
-            caller: CALLER.to_string(),
+        registration
+            .validate()
+            .map_err(|e| refused(domain_error(e)))?;
+        let op = Operation::Audited {
+            record: Trust::record_of(&principal, Action::File, &office, "", &rid),
+            op: Box::new(Operation::File {
+                registration,
+                request_id: request_id(rid.clone(), &officer.user).map_err(refused)?,
+                caller: officer.user.clone(),
+            }),
         };
         let hops = request.hops;
-        self.write(&office, op, hops, request)
+        self.write(&office, op, hops, request, &bearer)
             .await
             .map(Response::new)
     }
 
     async fn act(&self, request: Request<ActRequest>) -> Result<Response<CaseReply>, Status> {
-        let request = request.into_inner();
-        let case_id = parse_case_id(&request.case_id)?;
-        let holder = holder(&request.office, &case_id)?;
-        let proto = request
+        let bearer = bearer_of(&request);
+        let body = request.get_ref();
+        let case_id = parse_case_id(&body.case_id)?;
+        let holder = holder(&body.office, &case_id)?;
+        let rid = body.request_id.clone();
+        let proto = body
             .command
             .clone()
             .ok_or_else(|| Status::invalid_argument("command is missing"))?;
         let command = CaseCommand::try_from(proto).map_err(domain_error)?;
-        let op = Operation::Act {
-            case_id: case_id.clone(),
-            command,
-            request_id: request_id(request.request_id.clone(), CALLER)?,
-            caller: CALLER.to_string(),
+        let case = case_id.to_string();
+        let action = Action::Act(&command);
+        let principal = self.trust.check(&request, action, &holder, &case, &rid)?;
+        let officer = officer_of(&principal)?;
+        let mut record = Trust::record_of(&principal, action, &holder, &case, &rid);
+        record.detail = command.name().to_string();
+        let op = Operation::Audited {
+            record,
+            op: Box::new(Operation::Act {
+                case_id: case_id.clone(),
+                command: as_officer(command.clone(), &officer.user),
+                request_id: request_id(rid.clone(), &officer.user)?,
+                caller: officer.user.clone(),
+            }),
         };
+        let request = request.into_inner();
         let hops = request.hops;
-        self.write(&holder, op, hops, request)
+        self.write(&holder, op, hops, request, &bearer)
             .await
             .map(Response::new)
     }
@@ -273,28 +401,36 @@ impl Cases for CaseService {
         &self,
         request: Request<SuperviseRequest>,
     ) -> Result<Response<OrderReply>, Status> {
+        let bearer = bearer_of(&request);
+        let from = parse_office(&request.get_ref().from)?;
+        let case = request.get_ref().case_id.clone();
+        let principal = self
+            .trust
+            .check(&request, Action::Supervise, &from, &case, "")?;
         let request = request.into_inner();
-        let from = parse_office(&request.from)?;
-        let to = parse_office(&request.to)?;
-        let case_id = parse_case_id(&request.case_id)?;
-        let op = Operation::Supervise {
-            case_id,
-            to,
-            due_days: request.due_days,
-            text: request.text.clone(),
+        let refused =
+            |status| self.refused(&principal, Action::Supervise, &from, &case, "", status);
+        let to = parse_office(&request.to).map_err(refused)?;
+        let case_id = parse_case_id(&request.case_id).map_err(refused)?;
+        let op = Operation::Audited {
+            record: Trust::record_of(&principal, Action::Supervise, &from, &case, ""),
+            op: Box::new(Operation::Supervise {
+                case_id,
+                to,
+                due_days: request.due_days,
+                text: request.text.clone(),
+            }),
         };
         let hops = request.hops;
         let (response, _) = self
             .with_leader(
                 &from,
                 hops,
-                |replica| {
-                    let op = op.clone();
-                    async move { replica.write(op).await.map(|w| (w.response, w.log_index)) }
-                },
+                |replica| write_traced(replica, op.clone()),
                 |mut client| {
                     let mut request = request.clone();
                     request.hops += 1;
+                    let request = with_bearer(request, &bearer);
                     async move {
                         let reply = client.supervise(request).await?;
                         let document = reply.into_inner().order_document;
@@ -319,7 +455,14 @@ impl Cases for CaseService {
         request: Request<OrdersRequest>,
     ) -> Result<Response<OrdersReply>, Status> {
         let office = parse_office(&request.get_ref().office)?;
+        let principal = self
+            .trust
+            .check(&request, Action::Orders, &office, "", "")?;
         let replica = self.replica(&office)?;
+        self.trust.record(
+            &office,
+            Trust::record_of(&principal, Action::Orders, &office, "", ""),
+        )?;
         replica
             .read_barrier()
             .await
@@ -346,11 +489,39 @@ impl Cases for CaseService {
     }
 
     async fn show(&self, request: Request<ShowRequest>) -> Result<Response<CaseReply>, Status> {
+        let bearer = bearer_of(&request);
+        let case_id = parse_case_id(&request.get_ref().case_id)?;
+        let office = holder(&request.get_ref().office, &case_id)?;
+        let case = case_id.to_string();
+        let principal = self
+            .trust
+            .check(&request, Action::Show, &office, &case, "")?;
         let request = request.into_inner();
-        let case_id = parse_case_id(&request.case_id)?;
-        let office = holder(&request.office, &case_id)?;
+        let officer = officer_of(&principal)?;
+        let reading_roles = [
+            Role::Registrar,
+            Role::Handler,
+            Role::Leader,
+            Role::Supervisor,
+        ];
+        let auditor_only = !reading_roles.iter().any(|r| officer.roles.contains(r));
+        if auditor_only && request.reason.trim().is_empty() {
+            return Err(self.refused(
+                &principal,
+                Action::Show,
+                &office,
+                &case,
+                "",
+                Status::invalid_argument(
+                    "an auditor reads a case's personal data with a reason (`--reason`)",
+                ),
+            ));
+        }
+        let mut record = Trust::record_of(&principal, Action::Show, &office, &case, "");
+        record.detail = request.reason.chars().take(200).collect();
         let read = |replica: &Replica| -> Result<CaseReply, Status> {
-            match replica.case_document(&case_id) {
+            let mut record = record.clone();
+            let outcome = match replica.case_document(&case_id) {
                 Ok(Some(document)) => Ok(CaseReply {
                     case_document: document,
                     log_index: 0,
@@ -359,7 +530,12 @@ impl Cases for CaseService {
                     "case {case_id} is not held by office {office}"
                 ))),
                 Err(error) => Err(Status::internal(error.to_string())),
+            };
+            if let Err(status) = &outcome {
+                record.result = format!("{:?}: {}", status.code(), status.message());
             }
+            self.trust.record(&office, record)?;
+            outcome
         };
         if Consistency::try_from(request.consistency) == Ok(Consistency::Local) {
             return read(self.replica(&office)?).map(Response::new);
@@ -373,6 +549,7 @@ impl Cases for CaseService {
                 |mut client| {
                     let mut request = request.clone();
                     request.hops += 1;
+                    let request = with_bearer(request, &bearer);
                     async move { client.show(request).await.map(|reply| reply.map(Some)) }
                 },
             )

@@ -37,8 +37,9 @@ use crate::raft::types::Refusal;
 use crate::replica::{Replica, Replicas};
 use crate::worker::{self, Step, Worker, Workers};
 
-/// How often the supervisor looks for links that need a worker (it reads an office's links only
-/// when its outbox changed or it became the leader, and every [`SUPERVISE_RESCAN_MS`]).
+/// The supervisor looks for links that need a worker when an office's outbox or Raft changed
+/// (it reads an office's links only when its outbox changed or it became the leader, and every
+/// [`SUPERVISE_RESCAN_MS`]), at most once per this: an idle host's supervisor sleeps.
 pub const SUPERVISE_POLL_MS: u64 = 10;
 /// How often the supervisor reads every led office's links whatever changed: a link worker that
 /// ended just as a message arrived is replaced within this.
@@ -64,6 +65,8 @@ pub struct PumpContext {
     pub faults: Faults,
     /// The zero of the link protocol's clock (milliseconds since).
     pub epoch: Instant,
+    /// Failed deliveries per link, for the metrics page.
+    pub deliveries: Arc<crate::metrics::Deliveries>,
 }
 
 impl PumpContext {
@@ -72,14 +75,21 @@ impl PumpContext {
     }
 }
 
+/// What the supervisor watches of one office.
+struct Seen {
+    outbox: watch::Receiver<u64>,
+    metrics: watch::Receiver<openraft::RaftMetrics<u64, crate::raft::types::NodeInfo>>,
+    leading: bool,
+}
+
 /// Starts and watches the link workers.
 pub struct Pump {
     pub replicas: Replicas,
     pub context: PumpContext,
     pub workers: Workers,
     pub stop: watch::Receiver<bool>,
-    /// Each office's outbox changes, and whether it was the leader at the last look.
-    seen: HashMap<OfficeCode, (watch::Receiver<u64>, bool)>,
+    /// Each office's outbox and Raft changes, and whether it was the leader at the last look.
+    seen: HashMap<OfficeCode, Seen>,
     links: HashMap<(OfficeCode, OfficeCode), JoinHandle<()>>,
     /// When every led office's links were last read (the protocol clock).
     rescanned_ms: u64,
@@ -151,18 +161,22 @@ impl Worker for Pump {
         let statuses = self.workers.statuses();
         let mut errors = Vec::new();
         for replica in replicas.iter() {
-            let leading = replica.is_leader();
             let seen = self
                 .seen
                 .entry(replica.office.clone())
-                .or_insert_with(|| (replica.state_machine.outbox_changes(), false));
-            let changed = seen.0.has_changed().unwrap_or(false);
-            let became_leader = leading && !seen.1;
-            seen.1 = leading;
+                .or_insert_with(|| Seen {
+                    outbox: replica.state_machine.outbox_changes(),
+                    metrics: replica.raft.metrics(),
+                    leading: false,
+                });
+            let leading = seen.metrics.borrow_and_update().state.is_leader();
+            let changed = seen.outbox.has_changed().unwrap_or(false);
+            let became_leader = leading && !seen.leading;
+            seen.leading = leading;
             if !leading || !(changed || became_leader || rescan) {
                 continue;
             }
-            seen.0.mark_unchanged();
+            seen.outbox.mark_unchanged();
             if let Err(error) = self.start_links(replica, &statuses) {
                 errors.push(format!("{}: {error}", replica.office));
             }
@@ -174,8 +188,31 @@ impl Worker for Pump {
         }
     }
 
+    /// Until an office's outbox or Raft changes (at most one look per [`SUPERVISE_POLL_MS`]) or
+    /// the next rescan is due.
     async fn wait_for_work(&mut self) {
         tokio::time::sleep(Duration::from_millis(SUPERVISE_POLL_MS)).await;
+        let rescan_in = SUPERVISE_RESCAN_MS
+            .saturating_sub(self.context.now_ms().saturating_sub(self.rescanned_ms));
+        let mut changes: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>> =
+            Vec::with_capacity(2 * self.seen.len() + 1);
+        changes.push(Box::pin(tokio::time::sleep(Duration::from_millis(
+            rescan_in,
+        ))));
+        for seen in self.seen.values_mut() {
+            changes.push(Box::pin(async {
+                // A closed channel (the office's Raft stopped) must not wake the loop for ever.
+                if seen.outbox.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }));
+            changes.push(Box::pin(async {
+                if seen.metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }));
+        }
+        futures::future::select_all(changes).await;
     }
 }
 
@@ -232,6 +269,12 @@ impl LinkWorker {
             .on_reply(attempt, reply, link, now_ms, &mut self.random)
         {
             Decision::Commit(acked) => {
+                crate::trace::messages(
+                    "delivered",
+                    &from,
+                    &to,
+                    &crate::trace::batch(&batch.envelopes),
+                );
                 let written = self.replica.write(acked).await;
                 let result = written.map(|_| ()).map_err(|e| e.to_string());
                 let now_ms = self.context.now_ms();
@@ -242,6 +285,7 @@ impl LinkWorker {
                 }
             }
             Decision::Retry { reason, .. } => {
+                self.context.deliveries.retry(&from, &to);
                 let failures = self.sender.failures();
                 if failures.is_multiple_of(LINK_FAILURES_WARN_EVERY) {
                     tracing::warn!(%from, %to, %reason, failures, "a link keeps failing; its messages wait in the outbox");

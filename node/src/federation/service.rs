@@ -34,6 +34,9 @@ pub struct FederationService {
     pub faults: Faults,
     /// Check that the peer's certificate names the sending office (mutual TLS on).
     pub check_peer: bool,
+    /// Who may query: a supervisor's token (`api::auth`); None only where nothing checks callers
+    /// (the simulation's in-process offices).
+    pub trust: Option<Arc<crate::api::auth::Trust>>,
 }
 
 /// An office as the link protocol's receiver sees it: its leader replica here.
@@ -181,6 +184,8 @@ impl Federation for FederationService {
                 .map_err(|e| Status::invalid_argument(format!("bad envelope: {e}")))?;
             envelopes.push(envelope);
         }
+        let traced = crate::trace::batch(&envelopes);
+        let (traced_from, traced_to) = (from.clone(), to.clone());
         let batch = Inbound {
             from,
             to,
@@ -197,6 +202,12 @@ impl Federation for FederationService {
             Err(NotReceived::Office(error)) => return Err(Status::unavailable(error.to_string())),
             Err(NotReceived::Broken(error)) => return Err(Status::internal(error)),
         };
+        // The messages this call applied (a redelivery's earlier ones were applied before).
+        let applied: Vec<_> = traced
+            .into_iter()
+            .filter(|(_, _, seq)| *seq <= delivered.applied_through)
+            .collect();
+        crate::trace::messages("applied", &traced_from, &traced_to, &applied);
         Ok(Response::new(DeliverReply {
             applied_through: delivered.applied_through,
             leader_hint: None,
@@ -213,8 +224,16 @@ impl Federation for FederationService {
     }
 
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
+        let as_office = office(&request.get_ref().as_office, "supervising")?;
+        if let Some(trust) = &self.trust {
+            use crate::api::auth::{Action, Trust};
+            let principal = trust.check(&request, Action::Query, &as_office, "", "")?;
+            trust.record(
+                &as_office,
+                Trust::record_of(&principal, Action::Query, &as_office, "", ""),
+            )?;
+        }
         let request = request.into_inner();
-        let as_office = office(&request.as_office, "supervising")?;
         let replica = self.replicas.get(&as_office).ok_or_else(|| {
             Status::not_found(format!("office {as_office} is not carried by this host"))
         })?;
@@ -265,6 +284,10 @@ impl Federation for FederationService {
         let summaries: Vec<Summary> = by_case.into_values().collect();
         let wanted = |s: &Summary| {
             s.is_owner_copy()
+                && request
+                    .case_id
+                    .as_ref()
+                    .is_none_or(|id| s.case_id.to_string() == *id)
                 && narrow.as_ref().is_none_or(|code| s.owner == *code)
                 && request
                     .status

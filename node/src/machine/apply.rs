@@ -7,8 +7,8 @@ use std::sync::Arc;
 use liandong_domain::codec::FORMAT_BINARY;
 use liandong_domain::{Calendar, Context, DomainError, Millis, OfficeCode};
 
-use super::{cases, inbox, orders, outbox, requests, AppliedState};
-use crate::raft::types::{Operation, RejectKind, Request, Response};
+use super::{audit, cases, inbox, officers, orders, outbox, requests, AppliedState};
+use crate::raft::types::{AuditRecord, Operation, RejectKind, Request, Response};
 use crate::store::codec::CodecError;
 use crate::store::Txn;
 
@@ -92,6 +92,9 @@ pub fn apply_request(
     state: &mut AppliedState,
     request: &Request,
 ) -> Result<Response, ApplyError> {
+    if let Operation::Audited { record, op } = &request.op {
+        return apply_audited(txn, context, state, request.at, record, op);
+    }
     let now = request.at.max(state.last_at);
     state.last_at = now;
     let mut apply = Applying {
@@ -134,6 +137,14 @@ pub fn apply_request(
             outbox::acked(&mut apply, to, *through, refused)?;
             return Ok(Response::Nothing);
         }
+        Operation::Officers { change } => {
+            return Ok(officers::apply(&mut apply, change)?.unwrap_or_else(Response::from))
+        }
+        Operation::Audit { records } => {
+            audit::append(&mut apply, records)?;
+            return Ok(Response::Nothing);
+        }
+        Operation::Audited { .. } => unreachable!("unwrapped above"),
     };
     match outcome {
         Ok((document, case_id)) => {
@@ -185,6 +196,40 @@ fn scope_of(op: &Operation) -> Option<requests::Scope<'_>> {
         }),
         _ => None,
     }
+}
+
+/// `op` applied, then the audit record of the call that asked for it, with what applying
+/// answered as its result: both in this entry's batch.
+fn apply_audited(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    state: &mut AppliedState,
+    at: Millis,
+    record: &AuditRecord,
+    op: &Operation,
+) -> Result<Response, ApplyError> {
+    let inner = Request { at, op: op.clone() };
+    let response = apply_request(txn, context, state, &inner)?;
+    let mut record = record.clone();
+    record.result = match &response {
+        Response::Rejected { code, .. } => format!("refused: {code}"),
+        _ => "ok".to_string(),
+    };
+    if let (true, Response::Case { document }) = (record.case_id.is_empty(), &response) {
+        // A registration's record names the case it made.
+        if let Ok(case) = liandong_domain::Case::from_bytes(document) {
+            record.case_id = case.id.to_string();
+        }
+    }
+    let now = state.last_at;
+    let mut apply = Applying {
+        txn,
+        context,
+        now,
+        state,
+    };
+    audit::append(&mut apply, &[record])?;
+    Ok(response)
 }
 
 /// One entry being applied: the transaction, who applies it, its stamped time, the applied

@@ -47,6 +47,21 @@ pub const ORDER: &[u8] = b"order/";
 pub const ORDER_BY_CASE: &[u8] = b"order-case/";
 /// The last order sequence number given out.
 pub const ORDER_SEQ: &[u8] = b"order-seq";
+/// `officer/<user>`: an officer account ([`crate::raft::types::OfficerRecord`]).
+pub const OFFICER: &[u8] = b"officer/";
+/// `audit/<seq, u64 big-endian>`: one audit log entry ([`super::audit::AuditEntry`]).
+pub const AUDIT: &[u8] = b"audit/";
+/// Where the audit chain stands ([`super::audit::AuditHead`]).
+pub const AUDIT_HEAD: &[u8] = b"audit-head";
+
+pub fn officer(user: &str) -> Vec<u8> {
+    [OFFICER, user.as_bytes()].concat()
+}
+
+/// Audit entries sort by number.
+pub fn audit(seq: u64) -> Vec<u8> {
+    [AUDIT, &seq.to_be_bytes()].concat()
+}
 
 /// The record of request `request_id` of `caller`: a request id is the caller's own (an empty
 /// caller is the API before sign-in). Callers and request ids hold no NUL.
@@ -57,6 +72,12 @@ pub fn retry(caller: &str, request_id: &str) -> Vec<u8> {
 /// The expiry index entry of the record under `key`, made at `at_ms`.
 pub fn expiry(at_ms: i64, key: &[u8]) -> Vec<u8> {
     [EXPIRY, &time_bytes(at_ms), key].concat()
+}
+
+/// When an expiry index entry's record was written.
+pub fn expiry_time(key: &[u8]) -> Option<i64> {
+    let bytes: [u8; 8] = key.get(EXPIRY.len()..EXPIRY.len() + 8)?.try_into().ok()?;
+    i64::try_from(u64::from_be_bytes(bytes)).ok()
 }
 
 /// The record key an expiry index entry names.

@@ -15,13 +15,16 @@
 //! - `outbox`: what a case change sends (the transactional outbox), acknowledgements.
 //! - `inbox`: a Deliver batch applied, and the rules on receipt.
 //! - `orders`: supervision orders issued and answered.
+//! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
 
 mod apply;
+pub mod audit;
 mod cases;
 mod inbox;
 pub mod keys;
 mod migrate;
+pub mod officers;
 mod orders;
 mod outbox;
 mod records;

@@ -172,8 +172,12 @@ fn expired_before(now: Millis) -> Millis {
     now.saturating_sub(RETRY_HORIZON_MS).saturating_add(1)
 }
 
-/// Whether some record has expired at `now` (the tick has pruning to do).
-pub(super) fn expired_at(reader: &impl Read, now: Millis) -> Result<bool, rocksdb::Error> {
-    let end = keys::expiry(expired_before(now), b"");
-    Ok(!reader.scan(keys::EXPIRY, &end, 1)?.is_empty())
+/// When the first record expires (the tick then has pruning to do), if there is any.
+pub(super) fn first_expiry(reader: &impl Read) -> Result<Option<Millis>, rocksdb::Error> {
+    let end = keys::expiry(Millis::MAX, b"");
+    let first = reader.scan(keys::EXPIRY, &end, 1)?;
+    Ok(first
+        .first()
+        .and_then(|(key, _)| keys::expiry_time(key))
+        .map(|at| at.saturating_add(RETRY_HORIZON_MS)))
 }

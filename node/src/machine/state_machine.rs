@@ -220,20 +220,25 @@ impl StateMachineStore {
         Ok(cases)
     }
 
-    /// Whether a deadline tick has work at `now`: a case's alarm is due, a request record has
-    /// expired, or the state hash still folds an earlier build's format.
-    pub fn tick_due(&self, now: Millis) -> Result<bool, String> {
-        let alarm_due = self
+    /// When a deadline tick next has work: a case's alarm is due, a request record expires, or
+    /// (at once) the state hash still folds an earlier build's format. None: nothing is pending.
+    /// Changes only when the office applies something.
+    pub fn next_tick_at(&self) -> Result<Option<Millis>, String> {
+        if self.applied().map_err(|e| e.to_string())?.hash_format < FORMAT_BINARY {
+            return Ok(Some(Millis::MIN));
+        }
+        let alarm = self
             .scan_prefix(keys::ALARM, 1)
             .map_err(|e| e.to_string())?
             .first()
-            .and_then(|(key, _)| keys::alarm_time(key))
-            .is_some_and(|at| at <= now);
-        let expired = || requests::expired_at(self, now).map_err(|e| e.to_string());
-        let legacy_hash = || {
-            Ok::<_, String>(self.applied().map_err(|e| e.to_string())?.hash_format < FORMAT_BINARY)
-        };
-        Ok(alarm_due || expired()? || legacy_hash()?)
+            .and_then(|(key, _)| keys::alarm_time(key));
+        let expiry = requests::first_expiry(self).map_err(|e| e.to_string())?;
+        Ok(alarm.into_iter().chain(expiry).min())
+    }
+
+    /// Whether a deadline tick has work at `now` ([`Self::next_tick_at`]).
+    pub fn tick_due(&self, now: Millis) -> Result<bool, String> {
+        Ok(self.next_tick_at()?.is_some_and(|at| at <= now))
     }
 
     /// Every link this office sends on, with its state.

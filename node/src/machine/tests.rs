@@ -37,10 +37,10 @@ pub(crate) fn registration() -> Registration {
 }
 
 /// One office's state machine over a real RocksDB, applying operations one log entry each.
-struct Office {
+pub(crate) struct Office {
     _dir: tempfile::TempDir,
-    db: HostDb,
-    context: ApplyContext,
+    pub(crate) db: HostDb,
+    pub(crate) context: ApplyContext,
     state: AppliedState,
     at: Millis,
     /// Bytes of the last operation's RocksDB batch: what applying it wrote.
@@ -48,7 +48,7 @@ struct Office {
 }
 
 impl Office {
-    fn new(office: &str, parent: Option<&str>) -> Office {
+    pub(crate) fn new(office: &str, parent: Option<&str>) -> Office {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let db = HostDb::open(&dir.path().join("db")).expect("RocksDB opens");
         Office {
@@ -66,7 +66,7 @@ impl Office {
         }
     }
 
-    fn apply(&mut self, op: Operation) -> Response {
+    pub(crate) fn apply(&mut self, op: Operation) -> Response {
         self.at += 60_000;
         let mut txn = Txn::new(&self.db, self.context.office.as_str());
         let request = Request { at: self.at, op };

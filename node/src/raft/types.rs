@@ -9,6 +9,8 @@ use liandong_domain::{CaseCommand, CaseId, Millis, OfficeCode, Registration};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::people::{AuditRecord, OfficerChange, OfficerRecord, Role};
+
 /// Where a replica can be reached: its host's raft port (replication) and api port (forwarding).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -74,6 +76,29 @@ pub enum Operation {
         through: u64,
         refused: Vec<Refusal>,
     },
+    /// A change to the office's officer accounts (`machine::officers`).
+    Officers { change: OfficerChange },
+    /// Audit records of calls that wrote nothing (reads, refusals, logins), appended in a batch.
+    Audit { records: Vec<AuditRecord> },
+    /// `op` with the audit record of the call that asked for it: the write and its record
+    /// commit in one entry (the record's result is what applying `op` answered).
+    Audited {
+        record: AuditRecord,
+        op: Box<Operation>,
+    },
+}
+
+impl Operation {
+    /// Operations another replica of the office may propose through this one (the Propose
+    /// RPC, host certificates only): account changes and audit batches. Officers' case work is
+    /// forwarded as the officer's own call, with its token, and checked again at the leader.
+    pub fn forwardable(&self) -> bool {
+        match self {
+            Operation::Officers { .. } | Operation::Audit { .. } => true,
+            Operation::Audited { op, .. } => matches!(**op, Operation::Officers { .. }),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for Request {
@@ -87,6 +112,23 @@ impl fmt::Display for Request {
                 write!(f, "receive({from}, {})@{}", envelopes.len(), self.at)
             }
             Operation::Acked { to, through, .. } => write!(f, "acked({to}, {through})@{}", self.at),
+            Operation::Officers { change } => {
+                write!(
+                    f,
+                    "officers({}, {})@{}",
+                    change.name(),
+                    change.user(),
+                    self.at
+                )
+            }
+            Operation::Audit { records } => write!(f, "audit({})@{}", records.len(), self.at),
+            Operation::Audited { op, .. } => {
+                let inner = Request {
+                    at: self.at,
+                    op: (**op).clone(),
+                };
+                write!(f, "audited {inner}")
+            }
         }
     }
 }
@@ -137,6 +179,11 @@ pub enum Response {
     /// A supervision order as the issuing office recorded it (JSON).
     Order {
         document: Vec<u8>,
+    },
+    /// An officer account after a change (the record, password hash included: it stays in the
+    /// node, the APIs answer with [`OfficerRecord::public_view`]).
+    Officer {
+        record: Box<OfficerRecord>,
     },
     /// Membership and blank entries.
     Nothing,

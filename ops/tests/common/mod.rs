@@ -118,6 +118,102 @@ impl Fed {
     }
 }
 
+/// The roles of the officer each test acts as at an office: every officer role but admin.
+pub const WORKING_ROLES: &str = "registrar,handler,leader,supervisor,auditor";
+
+/// `liandong` run as the officer of one office (`--token-file` of its session).
+pub struct As<'a> {
+    fed: &'a Fed,
+    token: PathBuf,
+}
+
+impl As<'_> {
+    fn with_token<'b>(&'b self, args: &[&'b str]) -> Vec<&'b str> {
+        let mut all = vec!["--token-file", self.token.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.fed.run(&self.with_token(args))
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.fed.ok(&self.with_token(args))
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        self.fed.json(&self.with_token(args))
+    }
+
+    pub fn fails(&self, args: &[&str]) -> String {
+        self.fed.fails(&self.with_token(args))
+    }
+}
+
+impl Fed {
+    /// The officer `user` of `office` with `roles` (comma separated), made by the office's
+    /// initial admin (its password from `DIR/secrets/<office>/admin.password`) and signed in:
+    /// commands run through it act as that officer.
+    pub fn officer(&self, office: &str, user: &str, roles: &str) -> As<'_> {
+        let token = self.dir.join(format!("{office}-{user}.token"));
+        if !token.exists() {
+            let admin = self.dir.join(format!("{office}-admin.token"));
+            let admin_password = self.dir.join("secrets").join(office).join("admin.password");
+            if !admin.exists() {
+                self.ok(&[
+                    "--token-file",
+                    admin.to_str().unwrap(),
+                    "login",
+                    "--office",
+                    office,
+                    "--user",
+                    "admin",
+                    "--password-file",
+                    admin_password.to_str().unwrap(),
+                ]);
+            }
+            let password = self.dir.join(format!("{office}-{user}.password"));
+            std::fs::write(
+                &password,
+                format!("{user}-password-{}\n", rand::random::<u32>()),
+            )
+            .unwrap();
+            self.ok(&[
+                "--token-file",
+                admin.to_str().unwrap(),
+                "officer",
+                "add",
+                "--office",
+                office,
+                "--user",
+                user,
+                "--role",
+                roles,
+                "--password-file",
+                password.to_str().unwrap(),
+            ]);
+            self.ok(&[
+                "--token-file",
+                token.to_str().unwrap(),
+                "login",
+                "--office",
+                office,
+                "--user",
+                user,
+                "--password-file",
+                password.to_str().unwrap(),
+            ]);
+        }
+        As { fed: self, token }
+    }
+
+    /// The officer every test acts as at `office` (all roles but admin).
+    pub fn at(&self, office: &str) -> As<'_> {
+        self.officer(office, "officer", WORKING_ROLES)
+    }
+}
+
 impl Drop for Fed {
     fn drop(&mut self) {
         let _ = self.run(&["down"]);
