@@ -241,7 +241,7 @@ impl OfficeClient {
             reason: String::new(),
         };
         let outcome = self.cases().show(request).await;
-        Ok(serde_json::from_slice(&self.document(outcome)?)?)
+        case_json(&self.document(outcome)?)
     }
 
     fn document(
@@ -260,12 +260,18 @@ impl OfficeClient {
     }
 }
 
+/// A case document of the API (the engine's binary codec) as JSON: the case engine's serde form,
+/// what the anchors store and the workloads read stamps from.
+pub fn case_json(document: &[u8]) -> anyhow::Result<Value> {
+    let case = liandong_domain::Case::from_bytes(document)
+        .map_err(|e| anyhow!("a case document that does not decode: {e}"))?;
+    Ok(serde_json::to_value(case)?)
+}
+
 fn case_id_of(document: &[u8]) -> anyhow::Result<String> {
-    let case: Value = serde_json::from_slice(document)?;
-    case["case_id"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("a case document without case_id"))
+    let case = liandong_domain::Case::from_bytes(document)
+        .map_err(|e| anyhow!("a case document that does not decode: {e}"))?;
+    Ok(case.id.to_string())
 }
 
 /// The stamp (Unix ms) of the last `kind` event in a case's history: a number in the API's
@@ -293,7 +299,8 @@ pub struct FileSession {
 impl Session for FileSession {
     async fn write(&mut self, sequence: u64) -> anyhow::Result<Recorded> {
         let document = self.office.file(sequence).await?;
-        self.documents.note(&document);
+        // The anchors store the case as JSON, the size and shape it has as a document.
+        self.documents.note(&serde_json::to_vec(&case_json(&document)?)?);
         Ok(Recorded::ROUND_TRIP)
     }
 }
@@ -417,7 +424,7 @@ impl Session for HandoffSession {
             to: self.to.office.clone(),
             officer: "bench".to_string(),
         });
-        let started: Value = serde_json::from_slice(
+        let started = case_json(
             &self
                 .from
                 .act(&case_id, transfer, format!("handoff-{sequence:x}"))

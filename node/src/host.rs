@@ -415,14 +415,14 @@ async fn start_replicas(
         .await
         .with_context(|| format!("starting raft of office {code}"))?;
         let quiet = Quiet::start(raft.clone(), quiesce_notify.clone(), quiesce);
-        replicas.push(Replica {
+        replicas.push(Replica::new(
             office,
-            id: member.id,
+            member.id,
             raft,
             state_machine,
-            clock: clock.clone(),
+            clock.clone(),
             quiet,
-        });
+        ));
     }
     Ok(replicas)
 }

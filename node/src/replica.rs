@@ -12,7 +12,9 @@ use openraft::ChangeMembers;
 use crate::clock::Clock;
 use crate::machine::StateMachineStore;
 use crate::quiesce::{Cause, Quiet};
-use crate::raft::types::{NodeId, NodeInfo, Operation, Raft, Request, Response};
+use crate::raft::types::{NodeId, NodeInfo, Operation, Raft, Response};
+
+pub mod batch;
 
 #[derive(Clone)]
 pub struct Replica {
@@ -24,10 +26,12 @@ pub struct Replica {
     /// Whether this replica's Raft timers run ([`crate::quiesce`]): a request it cannot serve
     /// itself wakes it.
     pub quiet: Quiet,
+    /// Gathers this office's officer writes into shared log entries ([`batch`]).
+    batcher: batch::Batcher,
 }
 
 /// Why a replica could not serve a request itself.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ReplicaError {
     /// Not the leader: the request belongs at `leader` (None while an election runs).
     #[error("not the leader of office {office}")]
@@ -42,38 +46,68 @@ pub enum ReplicaError {
 }
 
 /// The outcome of a committed write.
+#[derive(Debug)]
 pub struct Written {
     pub response: Response,
     pub log_index: u64,
 }
 
-impl Replica {
-    /// Proposes `op`, stamped with this host's clock, and waits until it is committed on a
-    /// quorum (each replica's log synced) and applied here.
-    pub async fn write(&self, op: Operation) -> Result<Written, ReplicaError> {
-        self.refuse_if_stopped()?;
-        let floor = self.state_machine.last_at();
-        let request = Request {
-            at: self.clock.stamp(floor),
-            op,
-        };
-        match self.raft.client_write(request).await {
-            Ok(reply) => Ok(Written {
-                response: reply.data,
-                log_index: reply.log_id.index,
-            }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                self.quiet.wake(Cause::Client);
-                Err(ReplicaError::ForwardToLeader {
-                    office: self.office.clone(),
-                    leader: forward.leader_node,
-                })
-            }
-            Err(error) => {
-                self.quiet.wake(Cause::Client);
-                Err(self.unavailable(error))
+/// Why a write was not committed, as a replica reports it.
+fn write_error(
+    office: &OfficeCode,
+    error: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>,
+) -> ReplicaError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            ReplicaError::ForwardToLeader {
+                office: office.clone(),
+                leader: forward.leader_node,
             }
         }
+        error => ReplicaError::Unavailable {
+            office: office.clone(),
+            reason: error.to_string(),
+        },
+    }
+}
+
+impl Replica {
+    /// One office's replica on this host; starts the task that gathers its writes.
+    pub fn new(
+        office: OfficeCode,
+        id: NodeId,
+        raft: Raft,
+        state_machine: StateMachineStore,
+        clock: Arc<Clock>,
+        quiet: Quiet,
+    ) -> Replica {
+        let batcher = batch::Batcher::start(batch::Proposer {
+            office: office.clone(),
+            raft: raft.clone(),
+            clock: clock.clone(),
+            state_machine: state_machine.clone(),
+        });
+        Replica {
+            office,
+            id,
+            raft,
+            state_machine,
+            clock,
+            quiet,
+            batcher,
+        }
+    }
+
+    /// Proposes `op`, stamped with this host's clock (in an entry it may share with other
+    /// writes: [`batch`]), and waits until it is committed on a quorum (each replica's log
+    /// synced) and applied here.
+    pub async fn write(&self, op: Operation) -> Result<Written, ReplicaError> {
+        self.refuse_if_stopped()?;
+        let written = self.batcher.write(op).await;
+        if written.is_err() {
+            self.quiet.wake(Cause::Client);
+        }
+        written
     }
 
     /// Waits until this replica (the leader) has applied everything committed before the call:

@@ -54,6 +54,12 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     *out = body.expect("every stored type encodes in the binary format");
 }
 
+/// The length of `value` encoded in this build's format, without encoding it.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    // As `encode`: every stored type encodes (a programming error otherwise).
+    1 + postcard::experimental::serialized_size(value).expect("every stored type encodes")
+}
+
 /// Decodes a value of any format this build reads.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
@@ -201,6 +207,12 @@ mod tests {
         let bytes = encode(&vec![1u32, 2, 3]);
         assert_eq!(bytes[0], FORMAT_BINARY);
         assert_eq!(decode::<Vec<u32>>(&bytes).unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn the_encoded_length_is_known_without_encoding() {
+        let value = (7u64, "seven".to_string(), vec![1u8; 300]);
+        assert_eq!(encoded_len(&value), encode(&value).len());
     }
 
     #[test]

@@ -92,10 +92,25 @@ pub fn apply_request(
     state: &mut AppliedState,
     request: &Request,
 ) -> Result<Response, ApplyError> {
-    if let Operation::Audited { record, op } = &request.op {
-        return apply_audited(txn, context, state, request.at, record, op);
+    apply_operation(txn, context, state, request.at, &request.op)
+}
+
+/// Applies `op` stamped `at`: an entry's operation, an audited operation, or one of a batch's.
+fn apply_operation(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    state: &mut AppliedState,
+    at: Millis,
+    op: &Operation,
+) -> Result<Response, ApplyError> {
+    match op {
+        Operation::Audited { record, op } => {
+            return apply_audited(txn, context, state, at, record, op)
+        }
+        Operation::Batch { operations } => return apply_batch(txn, context, state, at, operations),
+        _ => {}
     }
-    let now = request.at.max(state.last_at);
+    let now = at.max(state.last_at);
     state.last_at = now;
     let mut apply = Applying {
         txn,
@@ -103,7 +118,7 @@ pub fn apply_request(
         now,
         state,
     };
-    let scope = scope_of(&request.op);
+    let scope = scope_of(op);
     if let Some(scope) = &scope {
         match requests::replay(apply.txn, scope)? {
             Some(Ok(response)) => return Ok(response),
@@ -111,7 +126,7 @@ pub fn apply_request(
             None => {}
         }
     }
-    let outcome = match &request.op {
+    let outcome = match op {
         Operation::File { registration, .. } => cases::file(&mut apply, registration)?,
         Operation::Act {
             case_id, command, ..
@@ -144,7 +159,9 @@ pub fn apply_request(
             audit::append(&mut apply, records)?;
             return Ok(Response::Nothing);
         }
-        Operation::Audited { .. } => unreachable!("unwrapped above"),
+        Operation::Audited { .. } | Operation::Batch { .. } => {
+            unreachable!("dispatched above")
+        }
     };
     match outcome {
         Ok((document, case_id)) => {
@@ -155,6 +172,33 @@ pub fn apply_request(
         }
         Err(refused) => Ok(refused.into()),
     }
+}
+
+/// A batch's operations, applied in order with the entry's stamp as entries of their own would
+/// be, one response each. An operation that may not share an entry ([`Operation::gathers`]: a
+/// nested batch, federation bookkeeping) is refused and changes nothing; the others still apply.
+fn apply_batch(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    state: &mut AppliedState,
+    at: Millis,
+    operations: &[Operation],
+) -> Result<Response, ApplyError> {
+    let mut responses = Vec::with_capacity(operations.len());
+    for op in operations {
+        let response = if op.gathers() {
+            apply_operation(txn, context, state, at, op)?
+        } else {
+            refused(
+                RejectKind::Invalid,
+                "not_batchable",
+                "only officers' case work shares a log entry",
+            )
+            .into()
+        };
+        responses.push(response);
+    }
+    Ok(Response::Batch { responses })
 }
 
 /// A deadline tick: the alarms due, then the request records past the retry horizon. The first
@@ -208,8 +252,7 @@ fn apply_audited(
     record: &AuditRecord,
     op: &Operation,
 ) -> Result<Response, ApplyError> {
-    let inner = Request { at, op: op.clone() };
-    let response = apply_request(txn, context, state, &inner)?;
+    let response = apply_operation(txn, context, state, at, op)?;
     let mut record = record.clone();
     record.result = match &response {
         Response::Rejected { code, .. } => format!("refused: {code}"),

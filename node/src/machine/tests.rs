@@ -1310,3 +1310,85 @@ async fn an_interrupted_install_is_finished_at_open() {
     let b = open_store(b_dir.path(), "5306");
     assert_eq!(state_of(&b), expected);
 }
+
+/// An audit record for `op` as the Cases API wraps it.
+pub(crate) fn audited(op: Operation, request_id: &str) -> Operation {
+    Operation::Audited {
+        record: crate::raft::types::AuditRecord {
+            at_ms: START_MS,
+            user: "li".into(),
+            office: "5306".into(),
+            rpc: "Cases.Write".into(),
+            case_id: String::new(),
+            request_id: request_id.into(),
+            result: String::new(),
+            detail: String::new(),
+            count: 1,
+        },
+        op: Box::new(op),
+    }
+}
+
+/// A batch entry applies its operations in order, one response each, exactly as separate
+/// entries would: a retry within the same batch is answered from the first, a refusal touches
+/// only its own operation, each audited operation leaves its own audit record, and what may not
+/// share an entry (a nested batch, a tick) is refused and changes nothing (fails if a batch's
+/// operations interfere, share a response, or lose their records).
+#[test]
+fn a_batch_applies_its_operations_as_separate_entries_would() {
+    let operations = |existing: &CaseId| {
+        vec![
+            audited(with_id(filing(), "b1", "li"), "b1"),
+            audited(with_id(filing(), "b1", "li"), "b1"),
+            audited(accept(existing), ""),
+            audited(accept(existing), ""),
+            Operation::Batch {
+                operations: vec![filing()],
+            },
+            Operation::Tick,
+            filing(),
+        ]
+    };
+    let mut batched = Office::new("5306", None);
+    let existing = batched.file();
+    let Response::Batch { responses } = batched.apply(Operation::Batch {
+        operations: operations(&existing.id),
+    }) else {
+        panic!("a batch answers with a batch");
+    };
+    assert_eq!(responses.len(), 7);
+    assert_eq!(responses[0], responses[1], "the retry in the same entry");
+    assert_eq!(case_of(responses[2].clone()).status, Status::Accepted);
+    assert_eq!(code_of(&responses[3]), "already_accepted");
+    assert_eq!(code_of(&responses[4]), "not_batchable");
+    assert_eq!(code_of(&responses[5]), "not_batchable");
+    assert_eq!(case_of(responses[6].clone()).status, Status::Registered);
+    assert_eq!(batched.state.cases, 3, "two new cases");
+
+    let mut separate = Office::new("5306", None);
+    let existing = separate.file();
+    let stamp = separate.at + 60_000; // the batch's operations share its stamp
+    let one_by_one: Vec<Response> = operations(&existing.id)
+        .into_iter()
+        .filter(Operation::gathers)
+        .map(|op| {
+            separate.at = stamp - 60_000;
+            separate.apply(op)
+        })
+        .collect();
+    let gathered: Vec<Response> = responses
+        .into_iter()
+        .filter(|response| !matches!(response, Response::Rejected { code, .. } if code == "not_batchable"))
+        .collect();
+    assert_eq!(gathered, one_by_one, "the same answers as separate entries");
+    let records = |office: &Office| {
+        let txn = Txn::new(&office.db, office.context.office.as_str());
+        audit::entries(&txn, 1, 100)
+            .unwrap()
+            .into_iter()
+            .map(|entry| (entry.record.request_id, entry.record.result, entry.record.case_id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(records(&batched).len(), 4, "one record per audited operation");
+    assert_eq!(records(&batched), records(&separate));
+}

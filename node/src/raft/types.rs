@@ -86,9 +86,26 @@ pub enum Operation {
         record: AuditRecord,
         op: Box<Operation>,
     },
+    /// Officers' case work gathered into one log entry (one append and one fsync on each
+    /// replica for all of it: `replica::batch`), applied in order with the entry's stamp, one
+    /// response each ([`Response::Batch`]). Only what [`Operation::gathers`] may be in one.
+    Batch { operations: Vec<Operation> },
 }
 
 impl Operation {
+    /// Whether this operation may share a log entry with others ([`Operation::Batch`]): an
+    /// officer's case work, audited or not. Everything else (federation bookkeeping, ticks,
+    /// accounts, audit batches, a batch) goes in an entry of its own.
+    pub fn gathers(&self) -> bool {
+        match self {
+            Operation::File { .. } | Operation::Act { .. } => true,
+            Operation::Audited { op, .. } => {
+                matches!(**op, Operation::File { .. } | Operation::Act { .. })
+            }
+            _ => false,
+        }
+    }
+
     /// Operations another replica of the office may propose through this one (the Propose
     /// RPC, host certificates only): account changes and audit batches. Officers' case work is
     /// forwarded as the officer's own call, with its token, and checked again at the leader.
@@ -128,6 +145,9 @@ impl fmt::Display for Request {
                     op: (**op).clone(),
                 };
                 write!(f, "audited {inner}")
+            }
+            Operation::Batch { operations } => {
+                write!(f, "batch({})@{}", operations.len(), self.at)
             }
         }
     }
@@ -187,6 +207,8 @@ pub enum Response {
     },
     /// Membership and blank entries.
     Nothing,
+    /// A batch's responses, one per operation, in order.
+    Batch { responses: Vec<Response> },
 }
 
 openraft::declare_raft_types!(

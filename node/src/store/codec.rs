@@ -4,5 +4,5 @@
 //! does not know instead of misreading it.
 
 pub use liandong_domain::codec::{
-    decode, encode, encode_into, format_of, CodecError, FORMAT_BINARY, FORMAT_JSON,
+    decode, encode, encode_into, encoded_len, format_of, CodecError, FORMAT_BINARY, FORMAT_JSON,
 };
