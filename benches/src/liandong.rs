@@ -300,7 +300,8 @@ impl Session for FileSession {
     async fn write(&mut self, sequence: u64) -> anyhow::Result<Recorded> {
         let document = self.office.file(sequence).await?;
         // The anchors store the case as JSON, the size and shape it has as a document.
-        self.documents.note(&serde_json::to_vec(&case_json(&document)?)?);
+        self.documents
+            .note(&serde_json::to_vec(&case_json(&document)?)?);
         Ok(Recorded::ROUND_TRIP)
     }
 }

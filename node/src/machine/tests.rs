@@ -1386,9 +1386,19 @@ fn a_batch_applies_its_operations_as_separate_entries_would() {
         audit::entries(&txn, 1, 100)
             .unwrap()
             .into_iter()
-            .map(|entry| (entry.record.request_id, entry.record.result, entry.record.case_id))
+            .map(|entry| {
+                (
+                    entry.record.request_id,
+                    entry.record.result,
+                    entry.record.case_id,
+                )
+            })
             .collect::<Vec<_>>()
     };
-    assert_eq!(records(&batched).len(), 4, "one record per audited operation");
+    assert_eq!(
+        records(&batched).len(),
+        4,
+        "one record per audited operation"
+    );
     assert_eq!(records(&batched), records(&separate));
 }

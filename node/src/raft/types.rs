@@ -208,7 +208,9 @@ pub enum Response {
     /// Membership and blank entries.
     Nothing,
     /// A batch's responses, one per operation, in order.
-    Batch { responses: Vec<Response> },
+    Batch {
+        responses: Vec<Response>,
+    },
 }
 
 openraft::declare_raft_types!(

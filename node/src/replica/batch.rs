@@ -161,11 +161,7 @@ fn entry_operation(mut operations: Vec<Operation>) -> Operation {
 
 /// Each writer's answer from what the entry answered: a batch's response is one per operation,
 /// in order; any other response answers the lone writer.
-fn answers(
-    writers: usize,
-    response: Response,
-    log_index: u64,
-) -> Result<Vec<Written>, String> {
+fn answers(writers: usize, response: Response, log_index: u64) -> Result<Vec<Written>, String> {
     let responses = match response {
         Response::Batch { responses } if writers > 1 => responses,
         response if writers == 1 => vec![response],
@@ -276,7 +272,11 @@ mod tests {
         sender.try_send(waiting(Operation::Tick)).unwrap();
         sender.try_send(waiting(filing())).unwrap();
         let batch = take_batch(first, &mut receiver, &mut held);
-        assert_eq!(batch.len(), 4, "the rest and the audited filing, up to the tick");
+        assert_eq!(
+            batch.len(),
+            4,
+            "the rest and the audited filing, up to the tick"
+        );
         assert!(matches!(held.take().map(|w| w.op), Some(Operation::Tick)));
         let tick = waiting(Operation::Tick);
         assert_eq!(
@@ -284,7 +284,10 @@ mod tests {
             1,
             "a tick goes alone"
         );
-        assert!(held.is_none(), "the filing after a lone tick waits in the queue");
+        assert!(
+            held.is_none(),
+            "the filing after a lone tick waits in the queue"
+        );
     }
 
     /// Bytes bound an entry as well as items: an operation that would carry it over the budget
@@ -323,9 +326,7 @@ mod tests {
             panic!("two operations make a batch");
         };
         assert_eq!(operations.len(), 2);
-        let document = |n: u8| Response::Case {
-            document: vec![n],
-        };
+        let document = |n: u8| Response::Case { document: vec![n] };
         let batch = Response::Batch {
             responses: vec![document(1), Response::Nothing, document(3)],
         };
@@ -357,7 +358,10 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert!(receiver.try_recv().is_err(), "held back while the bytes are taken");
+        assert!(
+            receiver.try_recv().is_err(),
+            "held back while the bytes are taken"
+        );
         drop(held);
         let accepted = receiver.recv().await.expect("accepted once bytes are free");
         let _ = accepted.reply.send(Ok(Written {
