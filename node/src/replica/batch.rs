@@ -99,7 +99,7 @@ impl Batcher {
             op,
             bytes,
             reply,
-            bytes_held: bytes_held,
+            bytes_held,
         };
         self.waiting.send(waiting).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -232,7 +232,7 @@ mod tests {
             op,
             bytes,
             reply,
-            bytes_held: bytes_held,
+            bytes_held,
         }
     }
 
