@@ -107,7 +107,9 @@ impl Batcher {
 }
 
 /// Takes the writes for the next entry: `first`, then whatever waits now and fits within the
-/// entry's limits; a write that cannot join is held for the entry after.
+/// entry's limits; a write that cannot join is held for the entry after. A write whose writer
+/// has given up (its API deadline passed) is dropped, not proposed: nobody waits for it, and its
+/// writer was told it may not have happened.
 fn take_batch(
     first: Waiting,
     receiver: &mut mpsc::Receiver<Waiting>,
@@ -120,6 +122,9 @@ fn take_batch(
         let Ok(next) = receiver.try_recv() else {
             break;
         };
+        if next.reply.is_closed() {
+            continue;
+        }
         if !next.op.gathers() || bytes + next.bytes > BATCH_BYTES_MAX {
             *held = Some(next);
             break;
@@ -144,6 +149,9 @@ async fn gather(mut receiver: mpsc::Receiver<Waiting>, proposer: Arc<Proposer>) 
                 None => return,
             },
         };
+        if first.reply.is_closed() {
+            continue;
+        }
         let batch = take_batch(first, &mut receiver, &mut held);
         tokio::spawn(propose(proposer.clone(), batch, permit));
     }
@@ -222,17 +230,46 @@ mod tests {
     use super::*;
     use crate::machine::tests::{audited, registration};
 
-    fn waiting(op: Operation) -> Waiting {
-        let (reply, _answer) = oneshot::channel();
-        let bytes = encoded_len(&op);
-        let bytes_held = Arc::new(Semaphore::new(WAITING_BYTES_MAX))
-            .try_acquire_many_owned(1)
-            .unwrap();
-        Waiting {
-            op,
-            bytes,
-            reply,
-            bytes_held,
+    /// Writes waiting in a queue, their writers still waiting for the answers.
+    struct Queue {
+        sender: mpsc::Sender<Waiting>,
+        receiver: mpsc::Receiver<Waiting>,
+        answers: Vec<oneshot::Receiver<Result<Written, ReplicaError>>>,
+    }
+
+    impl Queue {
+        fn new() -> Queue {
+            let (sender, receiver) = mpsc::channel(WAITING_MAX);
+            Queue {
+                sender,
+                receiver,
+                answers: Vec::new(),
+            }
+        }
+
+        fn push(&mut self, op: Operation) {
+            let waiting = self.waiting(op);
+            self.sender.try_send(waiting).unwrap();
+        }
+
+        fn waiting(&mut self, op: Operation) -> Waiting {
+            let (reply, answer) = oneshot::channel();
+            self.answers.push(answer);
+            let bytes = encoded_len(&op);
+            let bytes_held = Arc::new(Semaphore::new(WAITING_BYTES_MAX))
+                .try_acquire_many_owned(1)
+                .unwrap();
+            Waiting {
+                op,
+                bytes,
+                reply,
+                bytes_held,
+            }
+        }
+
+        fn take(&mut self, held: &mut Option<Waiting>) -> Vec<Waiting> {
+            let first = self.receiver.try_recv().unwrap();
+            take_batch(first, &mut self.receiver, held)
         }
     }
 
@@ -259,35 +296,26 @@ mod tests {
     /// (fails if batches grow without bound or mix in what must go alone).
     #[test]
     fn waiting_writes_gather_within_their_item_limit() {
-        let (sender, mut receiver) = mpsc::channel(WAITING_MAX);
+        let mut queue = Queue::new();
         for _ in 0..BATCH_OPERATIONS_MAX + 3 {
-            sender.try_send(waiting(filing())).unwrap();
+            queue.push(filing());
         }
         let mut held = None;
-        let first = receiver.try_recv().unwrap();
-        let batch = take_batch(first, &mut receiver, &mut held);
-        assert_eq!(batch.len(), BATCH_OPERATIONS_MAX);
-        let first = receiver.try_recv().unwrap();
-        sender.try_send(waiting(audited(filing(), ""))).unwrap();
-        sender.try_send(waiting(Operation::Tick)).unwrap();
-        sender.try_send(waiting(filing())).unwrap();
-        let batch = take_batch(first, &mut receiver, &mut held);
+        assert_eq!(queue.take(&mut held).len(), BATCH_OPERATIONS_MAX);
+        queue.push(audited(filing(), ""));
+        queue.push(Operation::Tick);
+        queue.push(filing());
+        let batch = queue.take(&mut held);
         assert_eq!(
             batch.len(),
             4,
             "the rest and the audited filing, up to the tick"
         );
-        assert!(matches!(held.take().map(|w| w.op), Some(Operation::Tick)));
-        let tick = waiting(Operation::Tick);
-        assert_eq!(
-            take_batch(tick, &mut receiver, &mut held).len(),
-            1,
-            "a tick goes alone"
-        );
-        assert!(
-            held.is_none(),
-            "the filing after a lone tick waits in the queue"
-        );
+        let tick = held.take().expect("the tick is held for the next entry");
+        assert!(matches!(tick.op, Operation::Tick));
+        let alone = take_batch(tick, &mut queue.receiver, &mut held);
+        assert_eq!(alone.len(), 1, "a tick goes alone");
+        assert!(held.is_none(), "the filing after it waits in the queue");
     }
 
     /// Bytes bound an entry as well as items: an operation that would carry it over the budget
@@ -295,21 +323,32 @@ mod tests {
     /// could exceed the AppendEntries budget).
     #[test]
     fn a_batch_stays_within_its_bytes() {
-        let (sender, mut receiver) = mpsc::channel(WAITING_MAX);
-        let share = BATCH_BYTES_MAX / 3;
+        let mut queue = Queue::new();
         for _ in 0..4 {
-            sender.try_send(waiting(filing_of(share))).unwrap();
+            queue.push(filing_of(BATCH_BYTES_MAX / 3));
         }
         let mut held = None;
-        let first = receiver.try_recv().unwrap();
-        let batch = take_batch(first, &mut receiver, &mut held);
+        let batch = queue.take(&mut held);
         assert_eq!(batch.len(), 2);
         assert!(batch.iter().map(|w| w.bytes).sum::<usize>() <= BATCH_BYTES_MAX);
-        assert!(held.is_some());
-        let (sender, mut receiver) = mpsc::channel(WAITING_MAX);
-        sender.try_send(waiting(filing())).unwrap();
-        let huge = waiting(filing_of(BATCH_BYTES_MAX));
-        assert_eq!(take_batch(huge, &mut receiver, &mut held).len(), 1);
+        assert!(held.take().is_some());
+        queue.receiver.try_recv().unwrap();
+        queue.push(filing());
+        let huge = queue.waiting(filing_of(BATCH_BYTES_MAX));
+        assert_eq!(take_batch(huge, &mut queue.receiver, &mut held).len(), 1);
+    }
+
+    /// A write whose writer has given up is not proposed (fails if a timed-out write could be
+    /// committed later, when nobody waits for it).
+    #[test]
+    fn a_write_nobody_waits_for_is_dropped() {
+        let mut queue = Queue::new();
+        for _ in 0..3 {
+            queue.push(filing());
+        }
+        drop(queue.answers.remove(1));
+        let mut held = None;
+        assert_eq!(queue.take(&mut held).len(), 2);
     }
 
     /// A lone write is proposed as itself and a batch's responses go one to each writer, in
