@@ -504,7 +504,7 @@ fn accept(case_id: &CaseId) -> Operation {
     }
 }
 
-fn filing() -> Operation {
+pub(crate) fn filing() -> Operation {
     Operation::File {
         registration: registration(),
         request_id: None,

@@ -228,7 +228,7 @@ async fn propose(proposer: Arc<Proposer>, batch: Vec<Waiting>, _in_flight: Owned
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::tests::{audited, registration};
+    use crate::machine::tests::{audited, filing};
 
     /// Writes waiting in a queue, their writers still waiting for the answers.
     struct Queue {
@@ -274,21 +274,11 @@ mod tests {
     }
 
     fn filing_of(summary_bytes: usize) -> Operation {
-        let mut registration = registration();
-        registration.summary = "x".repeat(summary_bytes);
-        Operation::File {
-            registration,
-            request_id: None,
-            caller: String::new(),
+        let mut op = filing();
+        if let Operation::File { registration, .. } = &mut op {
+            registration.summary = "x".repeat(summary_bytes);
         }
-    }
-
-    fn filing() -> Operation {
-        Operation::File {
-            registration: registration(),
-            request_id: None,
-            caller: String::new(),
-        }
+        op
     }
 
     /// Writes waiting together go in one entry, up to the item limit; the federation's
