@@ -81,6 +81,7 @@ pub fn format_of(bytes: &[u8]) -> Option<u8> {
 /// fields): postcard cannot read an internally tagged enum, which needs the variant before it
 /// knows which fields follow. Variants are snake_case in both. Field attributes (serde's) apply
 /// to both forms; a field's doc comment does not reach the generated documentation.
+#[macro_export]
 macro_rules! tagged_enum {
     (
         $(#[$meta:meta])*
@@ -158,7 +159,7 @@ macro_rules! tagged_enum {
         };
     };
 }
-pub(crate) use tagged_enum;
+pub use crate::tagged_enum;
 
 /// A `serde_json::Value` field: itself in human-readable formats, its canonical JSON text in
 /// binary ones (which cannot read a self-describing value). The text is exactly what a history
