@@ -617,6 +617,7 @@ pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
         "repeat_of": summary.repeat_of,
         "registered_at": format_rfc3339(summary.registered_ms),
         "changed_at": format_rfc3339(summary.changed_ms),
+        "stale": summary.stale,
     })
 }
 

@@ -41,6 +41,9 @@ pub const REFUSED: &[u8] = b"refused/";
 pub const INDEX: &[u8] = b"index/";
 /// `watermark/<child>`: the latest change time a child's index feed has reached.
 pub const WATERMARK: &[u8] = b"watermark/";
+/// `index-applied/<child>`: when (the applying entry's stamped time) this office last applied a
+/// summary from that child: the `as_of` of the child's subtree in index answers.
+pub const INDEX_APPLIED: &[u8] = b"index-applied/";
 /// `order/<order id>`: a supervision order this office issued.
 pub const ORDER: &[u8] = b"order/";
 /// `order-case/<case id>`: the open order on a case.
@@ -172,6 +175,10 @@ pub fn index(case_id: &CaseId) -> Vec<u8> {
 
 pub fn watermark(child: &OfficeCode) -> Vec<u8> {
     [WATERMARK, child.as_str().as_bytes()].concat()
+}
+
+pub fn index_applied(child: &OfficeCode) -> Vec<u8> {
+    [INDEX_APPLIED, child.as_str().as_bytes()].concat()
 }
 
 pub fn order(order_id: &str) -> Vec<u8> {
