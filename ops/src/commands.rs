@@ -897,80 +897,29 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
     Ok(Report::new(json, lines.join("\n")))
 }
 
-/// Statuses of cases still waiting for a decision or a reply: overdue ones are the backlog (积案).
-const OPEN_STATUSES: [&str; 3] = liandong_node::federation::query::OPEN_STATUSES;
-
 async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
     let as_office = acting_office(&federation, args.as_office.as_deref())?;
-    let mut query_args = QueryArgs {
-        as_office: Some(as_office.clone()),
-        office: None,
-        status: None,
-        overdue: false,
-        category: None,
-        grade: None,
-        level: None,
-        registered_from: None,
-        registered_to: None,
-        limit: liandong_node::federation::query::QUERY_LIMIT_MAX,
-        cursor: None,
-        fresh: false,
-        deadline_ms: None,
+    let request = v1::StatsRequest {
+        as_office: as_office.clone(),
     };
-    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_level: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_category: BTreeMap<String, u64> = BTreeMap::new();
-    let mut satisfaction: BTreeMap<String, u64> = BTreeMap::new();
-    let mut offices: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let (mut total, mut overdue, mut backlog) = (0u64, 0u64, 0u64);
-    let mut as_of;
-    // Every page, counted as it arrives, so that the figures cover the whole subtree however
-    // many cases it holds.
-    loop {
-        let reply = query_reply(&federation, &as_office, &query_args).await?;
-        as_of = times_json(&reply.as_of_ms);
-        for case in &reply.cases {
-            total += 1;
-            *by_status.entry(case.status.clone()).or_default() += 1;
-            *by_category.entry(case.category.clone()).or_default() += 1;
-            let level = case
-                .owner
-                .parse::<liandong_domain::OfficeCode>()
-                .map(|c| c.level().as_str().to_string())
-                .unwrap_or_default();
-            *by_level.entry(level).or_default() += 1;
-            if let Some(given) = &case.satisfaction {
-                *satisfaction.entry(given.clone()).or_default() += 1;
+    let reply = federation
+        .office_channel_call(&as_office, |channel| {
+            let request = request.clone();
+            async move {
+                let mut client =
+                    federation_proto::v1::federation_client::FederationClient::new(channel);
+                client.stats(request).await.map(|r| r.into_inner())
             }
-            overdue += u64::from(case.overdue);
-            backlog += u64::from(case.overdue && OPEN_STATUSES.contains(&case.status.as_str()));
-            let office = offices.entry(case.owner.clone()).or_default();
-            office.0 += 1;
-            office.1 += u64::from(case.overdue);
-        }
-        match reply.next_cursor {
-            Some(cursor) => query_args.cursor = Some(cursor),
-            None => break,
-        }
-    }
-    let per_office: Vec<Value> = offices
-        .iter()
-        .map(|(code, (total, late))| json!({"code": code, "total": total, "overdue": late}))
-        .collect();
-    let json = json!({
-        "total": total,
-        "by_status": by_status,
-        "by_level": by_level,
-        "by_category": by_category,
-        "overdue": overdue,
-        "backlog": backlog,
-        "satisfaction": satisfaction,
-        "offices": per_office,
-        "as_of": as_of,
-    });
+        })
+        .await
+        .map_err(|s| status_error(&s))?;
+    let json = view::stats_json(&as_office, &reply);
     let text = format!(
-        "{total} cases under {as_office}: {overdue} overdue, {backlog} in backlog; by status {}",
+        "{} cases under {as_office}: {} overdue, {} in backlog; by status {}",
+        json["total"],
+        json["overdue"],
+        json["backlog"],
         serde_json::to_string(&json["by_status"]).unwrap_or_default()
     );
     Ok(Report::new(json, text))

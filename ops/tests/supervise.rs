@@ -6,9 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
-use common::{id_number, Fed};
+use common::Fed;
 use serde_json::Value;
 
 fn seven_offices() -> Fed {
@@ -21,41 +19,11 @@ fn seven_offices() -> Fed {
 }
 
 fn file(fed: &Fed, office: &str, n: u64, category: &str) -> String {
-    let case = fed.at(office).json(&[
-        "case",
-        "file",
-        "--office",
-        office,
-        "--channel",
-        "online",
-        "--petitioner-id",
-        &id_number(n),
-        "--name",
-        "陈七",
-        "--category",
-        category,
-        "--summary",
-        &format!("petition {n}"),
-    ]);
-    case["case_id"].as_str().unwrap().to_string()
+    common::file_case(fed, office, n, category)
 }
 
-/// Waits until `liandong verify` passes (the federation is quiescent and consistent).
 fn verified(fed: &Fed) {
-    let start = Instant::now();
-    loop {
-        let out = fed.run(&["verify"]);
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if out.status.success() && report["ok"] == true {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "never verified: {report}{}",
-            fed.logs_tail()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    common::verified(fed);
 }
 
 /// Each case of an answer by id: its office, status and whether it is stale.
@@ -214,4 +182,21 @@ fn filters_pages_and_bad_input() {
         .sum();
     assert_eq!(stats["total"], 6);
     assert_eq!(rows, 6, "{stats}");
+    for row in stats["offices"].as_array().unwrap() {
+        let code = row["code"].as_str().unwrap();
+        assert_eq!(
+            row["total"].as_u64().unwrap(),
+            count(&["--office", code]) as u64,
+            "{code}'s row counts what a query of that office lists: {stats}"
+        );
+    }
+    let statuses: u64 = stats["by_status"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(statuses, 6, "{stats}");
+    assert_eq!(stats["by_status"]["accepted"], 1, "{stats}");
+    assert_eq!(stats["by_status"]["declined"], 1, "{stats}");
 }

@@ -41,7 +41,7 @@ pub const QUERY_FRESH_DEADLINE_MS_MAX: u32 = 2_000;
 pub const QUERY_FRESH_HOP_MARGIN_MS: u32 = 100;
 
 /// Statuses of cases still waiting for a decision or a reply (`--status open`).
-pub const OPEN_STATUSES: [&str; 3] = ["registered", "accepted", "in_transit"];
+pub use crate::machine::stats::OPEN_STATUSES;
 /// Statuses of cases whose office has answered (`--status closed`).
 pub const CLOSED_STATUSES: [&str; 5] = ["declined", "replied", "evaluated", "review_requested", "final"];
 /// The status groups a query accepts besides the status words.

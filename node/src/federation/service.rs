@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use federation_proto::v1::federation_server::Federation;
-use federation_proto::v1::{self, DeliverReply, DeliverRequest, QueryReply, QueryRequest};
+use federation_proto::v1::{
+    self, DeliverReply, DeliverRequest, QueryReply, QueryRequest, StatsReply, StatsRequest,
+};
 use liandong_domain::message::{Envelope, Summary};
 use liandong_domain::{CaseId, OfficeCode};
 use prost::Message;
@@ -107,16 +109,17 @@ impl FederationService {
     /// Who may query `as_office`: its own supervisors (an officer's token), or, for a fresh
     /// query passed down the tree, a host whose certificate names one of its ancestors. A
     /// sibling's host or officer is refused.
-    fn authorize_query(
+    fn authorize_query<T>(
         &self,
-        request: &Request<QueryRequest>,
+        request: &Request<T>,
         as_office: &OfficeCode,
+        fresh: bool,
     ) -> Result<(), Status> {
         use crate::api::auth::{Action, Principal, Trust};
         let Some(trust) = &self.trust else {
             return Ok(());
         };
-        let ancestor_host = request.get_ref().fresh
+        let ancestor_host = fresh
             && matches!(
                 trust.principal(request),
                 Ok(Principal::Host { offices, .. }) if offices.iter().any(|code| {
@@ -282,7 +285,8 @@ impl Federation for FederationService {
 
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
         let as_office = office(&request.get_ref().as_office, "supervising")?;
-        self.authorize_query(&request, &as_office)?;
+        let fresh = request.get_ref().fresh;
+        self.authorize_query(&request, &as_office, fresh)?;
         let request = request.into_inner();
         let replica = self.replicas.get(&as_office).ok_or_else(|| {
             Status::not_found(format!("office {as_office} is not carried by this host"))
@@ -395,5 +399,29 @@ impl Federation for FederationService {
             })
             .collect();
         Ok(Response::new(reply))
+    }
+
+    async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
+        let as_office = office(&request.get_ref().as_office, "supervising")?;
+        self.authorize_query(&request, &as_office, false)?;
+        let replica = self.replicas.get(&as_office).ok_or_else(|| {
+            Status::not_found(format!("office {as_office} is not carried by this host"))
+        })?;
+        replica
+            .read_barrier()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let machine = &replica.state_machine;
+        let rows = crate::machine::stats::rows(machine).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(StatsReply {
+            offices: rows
+                .into_iter()
+                .map(|(office, counts)| v1::OfficeFigures {
+                    office,
+                    counts: counts.into_iter().collect(),
+                })
+                .collect(),
+            as_of_ms: query::as_of_ms(machine).map_err(Status::internal)?,
+        }))
     }
 }

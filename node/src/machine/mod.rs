@@ -30,6 +30,7 @@ mod outbox;
 mod records;
 mod requests;
 pub mod snapshot;
+pub mod stats;
 mod state_machine;
 #[cfg(test)]
 pub(crate) mod tests;

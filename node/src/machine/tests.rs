@@ -1310,3 +1310,87 @@ async fn an_interrupted_install_is_finished_at_open() {
     let b = open_store(b_dir.path(), "5306");
     assert_eq!(state_of(&b), expected);
 }
+
+/// The county's counters after its township's summaries: office -> figure -> count.
+fn stat_rows(office: &Office) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+    stats::rows(&office.reader()).unwrap()
+}
+
+/// Without counters moved on every index change the figures would have to list the cases (and
+/// stopped at a page of 10,000 before): here more than 10,000 summaries arrive, some change
+/// twice, and every total equals the sum of its parts and a fresh count of the stored state.
+#[test]
+fn statistics_are_counters_exact_past_ten_thousand_cases() {
+    const CASES: u32 = 10_050;
+    let mut township = Office::new("530602001", Some("530602"));
+    let base = Summary::of(&township.file());
+    let mut county = Office::new("530602", None);
+    let summary_of = |seq: u32| {
+        let mut summary = base.clone();
+        summary.case_id = CaseId::new(code("530602001"), 2026, seq);
+        summary.category = if seq % 3 == 0 { "land" } else { "labour" }.into();
+        summary
+    };
+    for seq in 1..=CASES {
+        let summary = summary_of(seq);
+        assert!(county
+            .deliver("530602001", Body::IndexUpdate { summary })
+            .is_none());
+    }
+    // The first hundred are accepted and then found overdue (a newer version each time).
+    for seq in 1..=100 {
+        let mut summary = summary_of(seq);
+        summary.status = "accepted".into();
+        summary.version = base.version + 1;
+        county.deliver("530602001", Body::IndexUpdate { summary: summary.clone() });
+        summary.overdue = true;
+        summary.version = base.version + 2;
+        county.deliver("530602001", Body::IndexUpdate { summary });
+    }
+    // An older copy arriving late changes nothing.
+    let late = summary_of(1);
+    county.deliver("530602001", Body::IndexUpdate { summary: late });
+    county.file();
+
+    let rows = stat_rows(&county);
+    let township_row = &rows["530602001"];
+    assert_eq!(township_row["total"], u64::from(CASES));
+    assert_eq!(township_row["status:accepted"], 100);
+    assert_eq!(township_row["status:registered"], u64::from(CASES) - 100);
+    assert_eq!(township_row["overdue"], 100);
+    assert_eq!(township_row["backlog"], 100);
+    assert_eq!(
+        township_row["category:land"] + township_row["category:labour"],
+        township_row["total"]
+    );
+    assert_eq!(rows["530602"]["total"], 1, "the county's own case, counted once");
+    let statuses: u64 = township_row
+        .iter()
+        .filter(|(figure, _)| figure.starts_with("status:"))
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(statuses, township_row["total"]);
+
+    // Counted afresh from the stored cases and index, the figures are the same.
+    let mut txn = county.reader();
+    txn.delete(keys::STATS_FORMAT.to_vec());
+    county.db.write(txn.into_batch(), true).unwrap();
+    assert!(stats::rebuild_if_missing(&county.db, "530602").unwrap());
+    assert_eq!(stat_rows(&county), rows);
+    assert!(!stats::rebuild_if_missing(&county.db, "530602").unwrap());
+}
+
+/// A case the county holds itself and also knows from below (it was transferred up) is counted
+/// once, as the county's; without `effective` it would count under both offices.
+#[test]
+fn a_case_known_from_below_and_held_here_is_counted_once() {
+    let mut county = Office::new("530602", None);
+    let case = county.file();
+    let mut from_below = Summary::of(&case);
+    from_below.owner = code("530602001");
+    from_below.status = "forwarded".into();
+    county.deliver("530602001", Body::IndexUpdate { summary: from_below });
+    let rows = stat_rows(&county);
+    assert_eq!(rows["530602"]["total"], 1);
+    assert!(!rows.contains_key("530602001"), "{rows:?}");
+}

@@ -108,9 +108,10 @@ impl OfficerRecord {
 }
 
 /// A change to the office's accounts. Every time in it is the wall time (Unix ms) of the replica
-/// that proposed it, so every replica applies the same change.
+/// that proposed it, so every replica applies the same change. Externally tagged: the log's
+/// binary codec (postcard) cannot read an internally tagged enum back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "change", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum OfficerChange {
     /// A new account (refused if the user exists).
     Add {
@@ -246,5 +247,24 @@ impl AuditRecord {
             &other.result,
             &other.detail,
         )
+    }
+}
+
+#[cfg(test)]
+mod change_codec_tests {
+    use super::*;
+
+    /// With `#[serde(tag = ..)]` the binary codec wrote this change and could not read it back
+    /// (postcard has no self-describing input), so a replica could not read its own log.
+    #[test]
+    fn an_officer_change_round_trips_in_the_binary_codec() {
+        let change = OfficerChange::Bootstrap {
+            user: "admin".into(),
+            password_hash: "hash".into(),
+            at_ms: 1,
+        };
+        let bytes = crate::store::codec::encode(&change);
+        let back: OfficerChange = crate::store::codec::decode(&bytes).expect("decodes");
+        assert_eq!(back, change);
     }
 }
