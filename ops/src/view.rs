@@ -627,7 +627,10 @@ pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> 
                         "satisfaction" => "satisfaction",
                         _ => continue,
                     };
-                    *by.entry(table).or_default().entry(value.to_string()).or_default() += count;
+                    *by.entry(table)
+                        .or_default()
+                        .entry(value.to_string())
+                        .or_default() += count;
                 }
                 None => *totals.entry(figure.as_str()).or_default() += count,
             }
@@ -651,7 +654,14 @@ pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> 
         "offices": offices,
         "as_of": as_of,
     });
-    for table in ["by_status", "by_level", "by_category", "by_kind", "by_grade", "satisfaction"] {
+    for table in [
+        "by_status",
+        "by_level",
+        "by_category",
+        "by_kind",
+        "by_grade",
+        "satisfaction",
+    ] {
         json[table] = json!(by.get(table).cloned().unwrap_or_default());
     }
     json

@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use common::Fed;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 fn seven_offices() -> Fed {
     let fed = Fed::init(
@@ -65,10 +65,17 @@ fn a_fresh_query_names_the_partitioned_county_and_agrees_with_the_index_after_he
     let hidden = file(&fed, "530602", 5, "labour");
     let fresh = city.json(&["query", "--as", "5306", "--fresh"]);
     assert_eq!(fresh["partial"], true, "{fresh}");
-    assert_eq!(fresh["unreachable"], serde_json::json!(["530602"]), "{fresh}");
+    assert_eq!(
+        fresh["unreachable"],
+        serde_json::json!(["530602"]),
+        "{fresh}"
+    );
     let cases = by_id(&fresh);
     for id in [&township_case, &county_case] {
-        assert!(cases[id].2, "{id} is served from the index, marked stale: {fresh}");
+        assert!(
+            cases[id].2,
+            "{id} is served from the index, marked stale: {fresh}"
+        );
     }
     for id in [&sibling_case, &city_case] {
         assert!(!cases[id].2, "{id} answered fresh: {fresh}");
@@ -158,8 +165,14 @@ fn filters_pages_and_bad_input() {
         (vec!["--grade", "D"], "unknown grade"),
         (vec!["--cursor", "not-a-case"], "bad --cursor"),
         (vec!["--limit", "10001"], "over the maximum"),
-        (vec!["--registered-from", "2026-13-01"], "bad --registered-from"),
-        (vec!["--fresh", "--deadline-ms", "999999"], "over the maximum"),
+        (
+            vec!["--registered-from", "2026-13-01"],
+            "bad --registered-from",
+        ),
+        (
+            vec!["--fresh", "--deadline-ms", "999999"],
+            "over the maximum",
+        ),
     ] {
         let mut all = vec!["query", "--as", "5306"];
         all.extend_from_slice(&args);
@@ -171,7 +184,10 @@ fn filters_pages_and_bad_input() {
     let sibling = county.fails(&["query", "--as", "530602", "--office", "530621"]);
     assert!(sibling.contains("outside 530602's subtree"), "{sibling}");
     let sibling = county.fails(&["query", "--as", "530621", "--fresh"]);
-    assert!(sibling.contains("acts only for its own office"), "{sibling}");
+    assert!(
+        sibling.contains("acts only for its own office"),
+        "{sibling}"
+    );
 
     let stats = city.json(&["stats", "--as", "5306"]);
     let rows: u64 = stats["offices"]

@@ -67,7 +67,10 @@ impl Directory {
     }
 
     /// The offices of this federation whose parent is `office`, in code order.
-    pub fn children(&self, office: &liandong_domain::OfficeCode) -> Vec<liandong_domain::OfficeCode> {
+    pub fn children(
+        &self,
+        office: &liandong_domain::OfficeCode,
+    ) -> Vec<liandong_domain::OfficeCode> {
         let mut children: Vec<liandong_domain::OfficeCode> = self
             .hosts
             .keys()

@@ -43,7 +43,13 @@ pub const QUERY_FRESH_HOP_MARGIN_MS: u32 = 100;
 /// Statuses of cases still waiting for a decision or a reply (`--status open`).
 pub use crate::machine::stats::OPEN_STATUSES;
 /// Statuses of cases whose office has answered (`--status closed`).
-pub const CLOSED_STATUSES: [&str; 5] = ["declined", "replied", "evaluated", "review_requested", "final"];
+pub const CLOSED_STATUSES: [&str; 5] = [
+    "declined",
+    "replied",
+    "evaluated",
+    "review_requested",
+    "final",
+];
 /// The status groups a query accepts besides the status words.
 pub const STATUS_GROUPS: [&str; 3] = ["open", "closed", "overdue"];
 /// The grades of major cases.
@@ -82,7 +88,10 @@ impl Filter {
         }
         if let Some(grade) = &request.grade {
             if !GRADES.contains(&grade.as_str()) {
-                return Err(format!("unknown grade {grade:?}: one of {}", GRADES.join(", ")));
+                return Err(format!(
+                    "unknown grade {grade:?}: one of {}",
+                    GRADES.join(", ")
+                ));
             }
         }
         let level = match &request.level {
@@ -123,7 +132,10 @@ impl Filter {
                 .case_id
                 .as_ref()
                 .is_none_or(|id| summary.case_id.to_string() == *id)
-            && self.office.as_ref().is_none_or(|code| summary.owner == *code)
+            && self
+                .office
+                .as_ref()
+                .is_none_or(|code| summary.owner == *code)
             && self.wants_status(summary)
             && self
                 .category
@@ -134,7 +146,9 @@ impl Filter {
                 .grade
                 .as_ref()
                 .is_none_or(|grade| summary.grade.as_ref() == Some(grade))
-            && self.level.is_none_or(|level| summary.owner.level() == level)
+            && self
+                .level
+                .is_none_or(|level| summary.owner.level() == level)
             && self
                 .registered_from_ms
                 .is_none_or(|from| summary.registered_at >= from)
@@ -150,9 +164,7 @@ pub fn parse_level(word: &str) -> Result<liandong_domain::Level, String> {
     [Level::Province, Level::City, Level::County, Level::Township]
         .into_iter()
         .find(|level| level.as_str() == word)
-        .ok_or_else(|| {
-            format!("unknown level {word:?}: one of province, city, county, township")
-        })
+        .ok_or_else(|| format!("unknown level {word:?}: one of province, city, county, township"))
 }
 
 /// One source's page: its cases in case id order, and where it stopped if it did.
@@ -185,7 +197,9 @@ pub fn page<'a>(
         proto.stale = stale;
         cases.push(proto);
     }
-    let next_cursor = more.then(|| cases.last().map(|c| c.case_id.clone())).flatten();
+    let next_cursor = more
+        .then(|| cases.last().map(|c| c.case_id.clone()))
+        .flatten();
     Part { cases, next_cursor }
 }
 
@@ -246,7 +260,9 @@ pub fn local_summaries(machine: &StateMachineStore) -> Result<BTreeMap<String, S
 /// Per child office, how current the index is for its subtree: when this office last applied
 /// the child's summaries (or, in state written before that was recorded, the newest change
 /// time those summaries carried).
-pub fn as_of_ms(machine: &StateMachineStore) -> Result<std::collections::HashMap<String, i64>, String> {
+pub fn as_of_ms(
+    machine: &StateMachineStore,
+) -> Result<std::collections::HashMap<String, i64>, String> {
     let mut as_of = std::collections::HashMap::new();
     for (prefix, recorded) in [(keys::WATERMARK, false), (keys::INDEX_APPLIED, true)] {
         let entries = machine
@@ -302,7 +318,9 @@ impl Asker {
         for addr in self.directory.candidates(child.as_str()) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!("no answer from {child} within the deadline ({last_error})"));
+                return Err(format!(
+                    "no answer from {child} within the deadline ({last_error})"
+                ));
             }
             match self.call(&addr, request.clone(), left, deadline).await {
                 Ok(reply) => {

@@ -22,8 +22,8 @@ use tonic::{Request, Response, Status};
 use super::directory::Directory;
 use super::faults::Faults;
 use super::link::{self, Inbound, NotReceived, Receiving, Refuse};
-use super::query::{self, Asker};
 pub use super::query::QUERY_LIMIT_MAX;
+use super::query::{self, Asker};
 use crate::machine::LinkIn;
 use crate::raft::types::{Operation, Refusal, Response as Applied};
 use crate::replica::{MembershipError, Replica, ReplicaError, Replicas};
@@ -138,7 +138,11 @@ impl FederationService {
 
     /// The children a fresh query of `as_office` asks: all of them, or only the one whose
     /// subtree holds the office the query is narrowed to.
-    fn children_asked(&self, as_office: &OfficeCode, narrow: Option<&OfficeCode>) -> Vec<OfficeCode> {
+    fn children_asked(
+        &self,
+        as_office: &OfficeCode,
+        narrow: Option<&OfficeCode>,
+    ) -> Vec<OfficeCode> {
         let Some(asker) = &self.asker else {
             return Vec::new();
         };
@@ -317,7 +321,8 @@ impl Federation for FederationService {
                 Status::invalid_argument(format!("bad cursor {cursor:?}: not a case id ({e})"))
             })?;
         }
-        let filter = query::Filter::of(&request, narrow.clone()).map_err(Status::invalid_argument)?;
+        let filter =
+            query::Filter::of(&request, narrow.clone()).map_err(Status::invalid_argument)?;
         // Checked before anything is asked of the children.
         let deadline_ms = if request.fresh {
             query::fresh_deadline_ms(request.deadline_ms).map_err(Status::invalid_argument)?
@@ -412,7 +417,8 @@ impl Federation for FederationService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let machine = &replica.state_machine;
-        let rows = crate::machine::stats::rows(machine).map_err(|e| Status::internal(e.to_string()))?;
+        let rows =
+            crate::machine::stats::rows(machine).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(StatsReply {
             offices: rows
                 .into_iter()

@@ -337,9 +337,7 @@ fn index_summary(
     apply
         .txn
         .put(mark_key, encode(&mark.max(summary.changed_at)));
-    apply
-        .txn
-        .put(keys::index_applied(from), encode(&apply.now));
+    apply.txn.put(keys::index_applied(from), encode(&apply.now));
     outgoing.put(apply);
     Ok(Ok(()))
 }

@@ -30,8 +30,8 @@ mod outbox;
 mod records;
 mod requests;
 pub mod snapshot;
-pub mod stats;
 mod state_machine;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -100,12 +100,18 @@ pub(crate) fn count_change(
 }
 
 /// The summary of the case's own copy here, if this office keeps one.
-pub(crate) fn own_summary(reader: &impl Read, case_id: &liandong_domain::CaseId) -> Result<Option<Summary>, ApplyError> {
+pub(crate) fn own_summary(
+    reader: &impl Read,
+    case_id: &liandong_domain::CaseId,
+) -> Result<Option<Summary>, ApplyError> {
     Ok(super::cases::load_header(reader, case_id)?.map(|case| Summary::of(&case)))
 }
 
 /// The summary this office's index holds for the case, if any.
-pub(crate) fn indexed_summary(reader: &impl Read, case_id: &liandong_domain::CaseId) -> Result<Option<Summary>, ApplyError> {
+pub(crate) fn indexed_summary(
+    reader: &impl Read,
+    case_id: &liandong_domain::CaseId,
+) -> Result<Option<Summary>, ApplyError> {
     match reader.get(&keys::index(case_id))? {
         Some(bytes) => Ok(Some(decode(&bytes)?)),
         None => Ok(None),
@@ -113,7 +119,9 @@ pub(crate) fn indexed_summary(reader: &impl Read, case_id: &liandong_domain::Cas
 }
 
 /// Every office's row: figure to count, by office code.
-pub(crate) fn rows(reader: &impl Read) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+pub(crate) fn rows(
+    reader: &impl Read,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
     let mut rows: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let end = prefix_end(keys::STAT);
     for (key, value) in reader.scan(keys::STAT, &end, usize::MAX)? {

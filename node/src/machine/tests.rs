@@ -1312,7 +1312,9 @@ async fn an_interrupted_install_is_finished_at_open() {
 }
 
 /// The county's counters after its township's summaries: office -> figure -> count.
-fn stat_rows(office: &Office) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+fn stat_rows(
+    office: &Office,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
     stats::rows(&office.reader()).unwrap()
 }
 
@@ -1342,7 +1344,12 @@ fn statistics_are_counters_exact_past_ten_thousand_cases() {
         let mut summary = summary_of(seq);
         summary.status = "accepted".into();
         summary.version = base.version + 1;
-        county.deliver("530602001", Body::IndexUpdate { summary: summary.clone() });
+        county.deliver(
+            "530602001",
+            Body::IndexUpdate {
+                summary: summary.clone(),
+            },
+        );
         summary.overdue = true;
         summary.version = base.version + 2;
         county.deliver("530602001", Body::IndexUpdate { summary });
@@ -1363,7 +1370,10 @@ fn statistics_are_counters_exact_past_ten_thousand_cases() {
         township_row["category:land"] + township_row["category:labour"],
         township_row["total"]
     );
-    assert_eq!(rows["530602"]["total"], 1, "the county's own case, counted once");
+    assert_eq!(
+        rows["530602"]["total"], 1,
+        "the county's own case, counted once"
+    );
     let statuses: u64 = township_row
         .iter()
         .filter(|(figure, _)| figure.starts_with("status:"))
@@ -1389,7 +1399,12 @@ fn a_case_known_from_below_and_held_here_is_counted_once() {
     let mut from_below = Summary::of(&case);
     from_below.owner = code("530602001");
     from_below.status = "forwarded".into();
-    county.deliver("530602001", Body::IndexUpdate { summary: from_below });
+    county.deliver(
+        "530602001",
+        Body::IndexUpdate {
+            summary: from_below,
+        },
+    );
     let rows = stat_rows(&county);
     assert_eq!(rows["530602"]["total"], 1);
     assert!(!rows.contains_key("530602001"), "{rows:?}");
