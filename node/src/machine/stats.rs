@@ -139,6 +139,8 @@ pub(crate) fn rows(
 /// Counts every case of the office's state once, when its counters are missing (a state written
 /// before they existed, or a snapshot from such a build). A function of the stored state alone,
 /// so every replica counts the same.
+// openraft's `StorageError` (large) is what a replica's open returns.
+#[allow(clippy::result_large_err)]
 pub fn rebuild_if_missing(db: &HostDb, office: &str) -> Result<bool, StorageError> {
     let mut txn = Txn::new(db, office);
     if txn.get(keys::STATS_FORMAT).map_err(read_err)?.as_deref() == Some(&[STATS_FORMAT][..]) {

@@ -1330,7 +1330,12 @@ fn statistics_are_counters_exact_past_ten_thousand_cases() {
     let summary_of = |seq: u32| {
         let mut summary = base.clone();
         summary.case_id = CaseId::new(code("530602001"), 2026, seq);
-        summary.category = if seq % 3 == 0 { "land" } else { "labour" }.into();
+        summary.category = if seq.is_multiple_of(3) {
+            "land"
+        } else {
+            "labour"
+        }
+        .into();
         summary
     };
     for seq in 1..=CASES {
