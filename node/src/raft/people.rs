@@ -110,7 +110,9 @@ impl OfficerRecord {
 /// A change to the office's accounts. Every time in it is the wall time (Unix ms) of the replica
 /// that proposed it, so every replica applies the same change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "change", rename_all = "snake_case")]
+/// Externally tagged (no `#[serde(tag)]`): stored in the log with the binary codec, which cannot
+/// read internally tagged enums.
+#[serde(rename_all = "snake_case")]
 pub enum OfficerChange {
     /// A new account (refused if the user exists).
     Add {
