@@ -184,7 +184,10 @@ fn replicas_started_ms(dir: &Path, host: &str) -> Option<u64> {
     let line = log.lines().rev().find(|l| l.contains("replicas started"))?;
     let line = liandong_ops::view::plain(line);
     let took = line.split("took_ms=").nth(1)?;
-    took.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    took.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// SIGKILLs the first host and starts it again: how long until it serves, and until every
