@@ -822,6 +822,7 @@ fn a_refusal_is_forgotten_once_the_sender_moves_past_it() {
 
 // ---- stored formats, migration and snapshots ------------------------------------------------
 
+use crate::raft::people::{OfficerChange, OfficerRecord, Role};
 use crate::raft::types::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use crate::store::codec::{decode, FORMAT_BINARY, FORMAT_JSON};
 use openraft::storage::RaftStateMachine;
@@ -952,6 +953,88 @@ fn every_stored_type_round_trips_in_both_formats() {
             }],
         },
     ];
+    let audit_record = crate::raft::types::AuditRecord {
+        at_ms: START_MS,
+        user: "li".into(),
+        office: "530602".into(),
+        rpc: "Cases.File".into(),
+        case_id: String::new(),
+        request_id: "r1".into(),
+        result: "ok".into(),
+        detail: "reason".into(),
+        count: 2,
+    };
+    let roles: std::collections::BTreeSet<_> = [Role::Registrar, Role::Admin].into();
+    let changes = [
+        OfficerChange::Add {
+            user: "li".into(),
+            roles: roles.clone(),
+            password_hash: "$argon2id$x".into(),
+            at_ms: START_MS,
+        },
+        OfficerChange::Bootstrap {
+            user: "admin".into(),
+            password_hash: "$argon2id$y".into(),
+            at_ms: START_MS,
+        },
+        OfficerChange::SetPassword {
+            user: "li".into(),
+            password_hash: "$argon2id$z".into(),
+            at_ms: START_MS,
+        },
+        OfficerChange::SetEnabled {
+            user: "li".into(),
+            enabled: false,
+            at_ms: START_MS,
+        },
+        OfficerChange::LoginFailed {
+            user: "li".into(),
+            at_ms: START_MS,
+        },
+        OfficerChange::LoginSucceeded {
+            user: "li".into(),
+            at_ms: START_MS,
+        },
+    ];
+    operations.extend(
+        changes
+            .into_iter()
+            .map(|change| Operation::Officers { change }),
+    );
+    operations.push(Operation::Audit {
+        records: vec![audit_record.clone()],
+    });
+    operations.push(Operation::Audited {
+        record: audit_record.clone(),
+        op: Box::new(Operation::File {
+            registration: registration(),
+            request_id: Some("r2".into()),
+            caller: "li".into(),
+        }),
+    });
+    round_trips(
+        "an officer account",
+        &OfficerRecord {
+            user: "li".into(),
+            roles,
+            password_hash: "$argon2id$x".into(),
+            enabled: true,
+            failed_logins: 1,
+            locked_until_ms: 0,
+            tokens_valid_from_ms: START_MS,
+            created_ms: START_MS,
+            changed_ms: START_MS,
+        },
+    );
+    round_trips(
+        "an audit entry",
+        &crate::machine::audit::AuditEntry {
+            seq: 1,
+            prev_hash: "00".into(),
+            hash: "ab".into(),
+            record: audit_record,
+        },
+    );
     operations.extend(commands.into_iter().map(|command| Operation::Act {
         case_id: case.id.clone(),
         command,
