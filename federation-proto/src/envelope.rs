@@ -40,6 +40,7 @@ impl From<&Summary> for v1::IndexUpdate {
             grade: summary.grade.clone(),
             repeat_of: None,
             satisfaction: summary.satisfaction.clone(),
+            stale: false,
         }
     }
 }

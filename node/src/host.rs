@@ -253,6 +253,11 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
                 faults: faults.clone(),
                 check_peer: true,
                 trust: Some(trust.clone()),
+                asker: Some(crate::federation::query::Asker {
+                    directory: directory.clone(),
+                    transport: transport.clone(),
+                    faults: faults.clone(),
+                }),
             })
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),

@@ -74,13 +74,20 @@ struct Head {
 }
 
 /// The id of the case in a stored case document, and the case it reviews if it is a review.
+/// Reads the binary codec's documents (and version 1's JSON, written by earlier builds).
 fn head(document: &[u8]) -> Option<(CaseId, Option<CaseId>)> {
-    let head: Head = serde_json::from_slice(document).ok()?;
-    let review_of = match head.kind {
+    let (case_id, kind) = match liandong_domain::Case::from_bytes(document) {
+        Ok(case) => (case.id, case.kind),
+        Err(_) => {
+            let head: Head = serde_json::from_slice(document).ok()?;
+            (head.case_id, head.kind)
+        }
+    };
+    let review_of = match kind {
         CaseKind::Original => None,
         CaseKind::Review { of } | CaseKind::ReReview { of } => Some(of),
     };
-    Some((head.case_id, review_of))
+    Some((case_id, review_of))
 }
 
 /// A write committed at `office`, answered with `response` at `log_index` (read only when the
@@ -121,5 +128,27 @@ mod tests {
             Some("530602001-2026-000007")
         );
         assert!(head(b"not json").is_none());
+    }
+
+    /// A write's reply in the binary codec (what this build answers) gives its trace id too.
+    #[test]
+    fn a_binary_case_document_gives_its_trace_id() {
+        let calendar = liandong_domain::Calendar::china();
+        let office: OfficeCode = "530602001".parse().unwrap();
+        let context = liandong_domain::Context {
+            office: &office,
+            now: 1_780_000_000_000,
+            calendar: &calendar,
+        };
+        let id: CaseId = "530602001-2026-000007".parse().unwrap();
+        let case = liandong_domain::register(
+            id.clone(),
+            crate::machine::tests::registration(),
+            liandong_domain::petitioner_key(b"secret", "530602198001010012"),
+            CaseKind::Original,
+            &context,
+        )
+        .unwrap();
+        assert_eq!(head(&case.to_bytes()), Some((id, None)));
     }
 }

@@ -311,14 +311,39 @@ pub struct QueryArgs {
     /// Narrow to one office of the subtree.
     #[arg(long)]
     pub office: Option<String>,
+    /// A status word, or a group: open, closed, overdue.
     #[arg(long)]
     pub status: Option<String>,
     #[arg(long)]
     pub overdue: bool,
     #[arg(long)]
     pub category: Option<String>,
+    /// Major cases of grade A, B or C.
+    #[arg(long)]
+    pub grade: Option<String>,
+    /// Cases held by offices of this level: province, city, county, township.
+    #[arg(long)]
+    pub level: Option<String>,
+    /// Registered on or after this day (YYYY-MM-DD, China time).
+    #[arg(long)]
+    pub registered_from: Option<String>,
+    /// Registered on or before this day (YYYY-MM-DD, China time).
+    #[arg(long)]
+    pub registered_to: Option<String>,
+    /// Cases per page (at most 10,000): a longer answer gives `next_cursor`.
     #[arg(long, default_value_t = 1000)]
     pub limit: u32,
+    /// The next page: the previous answer's `next_cursor`.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Ask the subtree itself (scatter-gather down the tree) instead of the office's index;
+    /// subtrees that do not answer within the deadline are served from the index, listed in
+    /// `unreachable`, and the answer is `partial`.
+    #[arg(long)]
+    pub fresh: bool,
+    /// The fresh query's deadline (default 1,000 ms, at most 2,000 ms).
+    #[arg(long, requires = "fresh")]
+    pub deadline_ms: Option<u32>,
 }
 
 #[derive(Args, Debug)]

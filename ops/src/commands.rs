@@ -750,112 +750,176 @@ async fn query_index(
         .map_err(|s| status_error(&s))
 }
 
-async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
-    let federation = Federation::open(layout.clone())?;
-    let as_office = acting_office(&federation, args.as_office.as_deref())?;
+/// A day given as `YYYY-MM-DD`, as the time (China) it starts; `after` gives the next day's.
+fn day_start_ms(flag: &str, text: &str, after: bool) -> anyhow::Result<i64> {
+    let bad = || anyhow!("bad {flag} {text:?}: expected a day as YYYY-MM-DD");
+    let mut parts = text.splitn(3, '-');
+    let mut number = || -> anyhow::Result<u16> {
+        parts
+            .next()
+            .and_then(|part| part.parse::<u16>().ok())
+            .ok_or_else(bad)
+    };
+    let (year, month, day) = (number()?, number()?, number()?);
+    let date = liandong_domain::Date::new(
+        year,
+        u8::try_from(month).map_err(|_| bad())?,
+        u8::try_from(day).map_err(|_| bad())?,
+    )
+    .map_err(|e| anyhow!("bad {flag} {text:?}: {e}"))?;
+    let date = if after {
+        liandong_domain::Date::from_days(date.days() + 1)
+    } else {
+        date
+    };
+    Ok(date.start_millis())
+}
+
+/// The checks the CLI makes before it asks (the office checks them again).
+fn check_query_args(args: &QueryArgs) -> anyhow::Result<()> {
+    use liandong_node::federation::query::{parse_level, GRADES, QUERY_LIMIT_MAX, STATUS_GROUPS};
     if let Some(status) = &args.status {
-        if !liandong_domain::Status::WORDS.contains(&status.as_str()) {
+        let known = liandong_domain::Status::WORDS.contains(&status.as_str())
+            || STATUS_GROUPS.contains(&status.as_str());
+        if !known {
             bail!(
-                "unknown status {status:?}: one of {}",
-                liandong_domain::Status::WORDS.join(", ")
+                "unknown status {status:?}: one of {}, or a group: {}",
+                liandong_domain::Status::WORDS.join(", "),
+                STATUS_GROUPS.join(", ")
             );
         }
     }
-    let reply = query_index(&federation, &as_office, |request| {
-        request.office = args.office.clone();
-        request.status = args.status.clone();
-        request.overdue_only = args.overdue;
-        request.category = args.category.clone();
-        request.limit = args.limit;
-    })
-    .await?;
-    let cases: Vec<Value> = reply.cases.iter().map(view::summary_json).collect();
-    let as_of: serde_json::Map<String, Value> = reply
-        .as_of_ms
-        .iter()
+    if let Some(grade) = &args.grade {
+        if !GRADES.contains(&grade.as_str()) {
+            bail!("unknown grade {grade:?}: one of {}", GRADES.join(", "));
+        }
+    }
+    if let Some(level) = &args.level {
+        parse_level(level).map_err(|e| anyhow!(e))?;
+    }
+    if args.limit > QUERY_LIMIT_MAX {
+        bail!(
+            "--limit {} is over the maximum {QUERY_LIMIT_MAX}: page with --cursor",
+            args.limit
+        );
+    }
+    if let Some(cursor) = &args.cursor {
+        cursor
+            .parse::<liandong_domain::CaseId>()
+            .map_err(|e| anyhow!("bad --cursor {cursor:?}: not a case id ({e})"))?;
+    }
+    Ok(())
+}
+
+/// The times of `by_child` (child office to milliseconds) as RFC 3339 text.
+fn times_json(by_child: &std::collections::HashMap<String, i64>) -> serde_json::Map<String, Value> {
+    let sorted: BTreeMap<&String, &i64> = by_child.iter().collect();
+    sorted
+        .into_iter()
         .map(|(child, ms)| {
             (
                 child.clone(),
                 Value::String(liandong_domain::format_rfc3339(*ms)),
             )
         })
-        .collect();
-    let text = cases
+        .collect()
+}
+
+async fn query_reply(
+    federation: &Federation,
+    as_office: &str,
+    args: &QueryArgs,
+) -> anyhow::Result<v1::QueryReply> {
+    check_query_args(args)?;
+    let registered_from_ms = match &args.registered_from {
+        Some(day) => Some(day_start_ms("--registered-from", day, false)?),
+        None => None,
+    };
+    let registered_to_ms = match &args.registered_to {
+        Some(day) => Some(day_start_ms("--registered-to", day, true)?),
+        None => None,
+    };
+    query_index(federation, as_office, |request| {
+        request.office = args.office.clone();
+        request.status = args.status.clone();
+        request.overdue_only = args.overdue;
+        request.category = args.category.clone();
+        request.limit = args.limit;
+        request.cursor = args.cursor.clone();
+        request.fresh = args.fresh;
+        request.deadline_ms = args.deadline_ms.unwrap_or(0);
+        request.grade = args.grade.clone();
+        request.level = args.level.clone();
+        request.registered_from_ms = registered_from_ms;
+        request.registered_to_ms = registered_to_ms;
+    })
+    .await
+}
+
+async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
+    let federation = Federation::open(layout.clone())?;
+    let as_office = acting_office(&federation, args.as_office.as_deref())?;
+    let reply = query_reply(&federation, &as_office, args).await?;
+    let cases: Vec<Value> = reply.cases.iter().map(view::summary_json).collect();
+    let mut lines: Vec<String> = cases
         .iter()
         .map(|c| {
             format!(
-                "{} at {}: {} ({})",
+                "{} at {}: {} ({}){}",
                 c["case_id"].as_str().unwrap_or(""),
                 c["office"].as_str().unwrap_or(""),
                 c["status"].as_str().unwrap_or(""),
-                c["category"].as_str().unwrap_or("")
+                c["category"].as_str().unwrap_or(""),
+                if c["stale"] == true { " STALE" } else { "" }
             )
         })
-        .chain(std::iter::once(format!("{} cases", cases.len())))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let json = json!({"as": as_office, "cases": cases, "partial": reply.partial, "unreachable": reply.unreachable, "as_of": as_of});
-    Ok(Report::new(json, text))
+        .collect();
+    lines.push(format!("{} cases", cases.len()));
+    if reply.partial {
+        lines.push(format!(
+            "PARTIAL: no answer in time from {} (their cases are from the index, marked STALE)",
+            reply.unreachable.join(", ")
+        ));
+    }
+    if let Some(cursor) = &reply.next_cursor {
+        lines.push(format!("more: --cursor {cursor}"));
+    }
+    let json = json!({
+        "as": as_office,
+        "fresh": args.fresh,
+        "cases": cases,
+        "partial": reply.partial,
+        "unreachable": reply.unreachable,
+        "as_of": times_json(&reply.as_of_ms),
+        "answered": times_json(&reply.answered_ms),
+        "next_cursor": reply.next_cursor,
+    });
+    Ok(Report::new(json, lines.join("\n")))
 }
 
-/// Statuses of cases still waiting for a decision or a reply: overdue ones are the backlog (积案).
-const OPEN_STATUSES: [&str; 3] = ["registered", "accepted", "in_transit"];
-
 async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
-    let query_args = QueryArgs {
-        as_office: args.as_office.clone(),
-        office: None,
-        status: None,
-        overdue: false,
-        category: None,
-        limit: liandong_node::federation::service::QUERY_LIMIT_MAX,
+    let federation = Federation::open(layout.clone())?;
+    let as_office = acting_office(&federation, args.as_office.as_deref())?;
+    let request = v1::StatsRequest {
+        as_office: as_office.clone(),
     };
-    let listed = query(layout, &query_args).await?.json;
-    let cases = listed["cases"].as_array().cloned().unwrap_or_default();
-    let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_level: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_category: BTreeMap<String, u64> = BTreeMap::new();
-    let mut satisfaction: BTreeMap<String, u64> = BTreeMap::new();
-    let mut offices: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let (mut overdue, mut backlog) = (0u64, 0u64);
-    for case in &cases {
-        let word = |key: &str| case[key].as_str().unwrap_or("").to_string();
-        *by_status.entry(word("status")).or_default() += 1;
-        *by_category.entry(word("category")).or_default() += 1;
-        let level = word("office")
-            .parse::<liandong_domain::OfficeCode>()
-            .map(|c| c.level().as_str().to_string())
-            .unwrap_or_default();
-        *by_level.entry(level).or_default() += 1;
-        if let Some(given) = case["satisfaction"].as_str() {
-            *satisfaction.entry(given.to_string()).or_default() += 1;
-        }
-        let late = case["overdue"] == true;
-        overdue += u64::from(late);
-        backlog += u64::from(late && OPEN_STATUSES.contains(&word("status").as_str()));
-        let office = offices.entry(word("office")).or_default();
-        office.0 += 1;
-        office.1 += u64::from(late);
-    }
-    let per_office: Vec<Value> = offices
-        .iter()
-        .map(|(code, (total, late))| json!({"code": code, "total": total, "overdue": late}))
-        .collect();
-    let json = json!({
-        "total": cases.len(),
-        "by_status": by_status,
-        "by_level": by_level,
-        "by_category": by_category,
-        "overdue": overdue,
-        "backlog": backlog,
-        "satisfaction": satisfaction,
-        "offices": per_office,
-        "as_of": listed["as_of"],
-    });
+    let reply = federation
+        .office_channel_call(&as_office, |channel| {
+            let request = request.clone();
+            async move {
+                let mut client =
+                    federation_proto::v1::federation_client::FederationClient::new(channel);
+                client.stats(request).await.map(|r| r.into_inner())
+            }
+        })
+        .await
+        .map_err(|s| status_error(&s))?;
+    let json = view::stats_json(&as_office, &reply);
     let text = format!(
-        "{} cases under {}: {overdue} overdue, {backlog} in backlog; by status {}",
-        cases.len(),
-        listed["as"].as_str().unwrap_or(""),
+        "{} cases under {as_office}: {} overdue, {} in backlog; by status {}",
+        json["total"],
+        json["overdue"],
+        json["backlog"],
         serde_json::to_string(&json["by_status"]).unwrap_or_default()
     );
     Ok(Report::new(json, text))

@@ -601,6 +601,72 @@ pub fn case_text(case: &Case) -> String {
     lines.join("\n")
 }
 
+/// An office's figures as `stats` prints them: the subtree's totals, each the sum of the
+/// per-office rows, and the rows themselves.
+pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> Value {
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut offices = Vec::new();
+    for row in &reply.offices {
+        let count = |figure: &str| row.counts.get(figure).copied().unwrap_or(0);
+        let level = row
+            .office
+            .parse::<liandong_domain::OfficeCode>()
+            .map(|code| code.level().as_str().to_string())
+            .unwrap_or_default();
+        *by.entry("by_level").or_default().entry(level).or_default() += count("total");
+        for (figure, count) in &row.counts {
+            match figure.split_once(':') {
+                Some((dimension, value)) => {
+                    let table = match dimension {
+                        "status" => "by_status",
+                        "category" => "by_category",
+                        "kind" => "by_kind",
+                        "grade" => "by_grade",
+                        "satisfaction" => "satisfaction",
+                        _ => continue,
+                    };
+                    *by.entry(table)
+                        .or_default()
+                        .entry(value.to_string())
+                        .or_default() += count;
+                }
+                None => *totals.entry(figure.as_str()).or_default() += count,
+            }
+        }
+        let mut office = json!({"code": row.office});
+        for figure in ["total", "overdue", "backlog"] {
+            office[figure] = json!(count(figure));
+        }
+        offices.push(office);
+    }
+    let as_of: BTreeMap<&String, String> = reply
+        .as_of_ms
+        .iter()
+        .map(|(child, ms)| (child, format_rfc3339(*ms)))
+        .collect();
+    let mut json = json!({
+        "as": as_office,
+        "total": totals.get("total").copied().unwrap_or(0),
+        "overdue": totals.get("overdue").copied().unwrap_or(0),
+        "backlog": totals.get("backlog").copied().unwrap_or(0),
+        "offices": offices,
+        "as_of": as_of,
+    });
+    for table in [
+        "by_status",
+        "by_level",
+        "by_category",
+        "by_kind",
+        "by_grade",
+        "satisfaction",
+    ] {
+        json[table] = json!(by.get(table).cloned().unwrap_or_default());
+    }
+    json
+}
+
 /// A case summary from an office's index, as `query` prints it.
 pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
     json!({
@@ -617,6 +683,7 @@ pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
         "repeat_of": summary.repeat_of,
         "registered_at": format_rfc3339(summary.registered_ms),
         "changed_at": format_rfc3339(summary.changed_ms),
+        "stale": summary.stale,
     })
 }
 

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{id_number, Fed};
+use common::{id_number, verified, Fed};
 use serde_json::Value;
 
 fn seven_offices() -> Fed {
@@ -18,43 +16,7 @@ fn seven_offices() -> Fed {
 }
 
 fn file(fed: &Fed, office: &str, n: u64) -> String {
-    let id = id_number(n);
-    let summary = format!("petition {n}");
-    let case = fed.at(office).json(&[
-        "case",
-        "file",
-        "--office",
-        office,
-        "--channel",
-        "online",
-        "--petitioner-id",
-        &id,
-        "--name",
-        "陈七",
-        "--category",
-        "labour",
-        "--summary",
-        &summary,
-    ]);
-    case["case_id"].as_str().unwrap().to_string()
-}
-
-/// Waits until `liandong verify` passes (the federation is quiescent and consistent).
-fn verified(fed: &Fed) -> Value {
-    let start = Instant::now();
-    loop {
-        let out = fed.run(&["verify", "--json"]);
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        if out.status.success() && report["ok"] == true {
-            return report;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "never verified: {report}{}",
-            fed.logs_tail()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    common::file_case(fed, office, n, "labour")
 }
 
 /// The case as `office` (which holds it) shows it to its officer.

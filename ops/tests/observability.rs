@@ -144,7 +144,7 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 fn status_metrics_and_traces_describe_a_running_federation() {
     let fed = Fed::init(&["--region", "5306", "--max-children", "1"], 6);
     up_tracing(&fed);
-    let filed = fed.json(&[
+    let filed = fed.at("530602001").json(&[
         "case",
         "file",
         "--office",
@@ -181,7 +181,7 @@ fn status_metrics_and_traces_describe_a_running_federation() {
             ]);
         }
     }
-    fed.ok(&[
+    fed.at("530602").ok(&[
         "case",
         "file",
         "--office",

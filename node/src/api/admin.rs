@@ -211,7 +211,7 @@ impl Admin for AdminService {
             }
             if let Principal::Operator { .. } = principal {
                 let record = Trust::record_of(&principal, Action::Status, &replica.office, "", "");
-                self.trust.record(&replica.office, record)?;
+                self.trust.record_observation(&replica.office, record)?;
             }
             replicas.push(replica_status(replica, &self.health)?);
             allowed.push(replica);

@@ -3,6 +3,11 @@
 //! entry per office per flush, not one per call. A write's own record rides in the write's entry
 //! (`Operation::Audited`) and never waits here.
 //!
+//! Operators' status calls read no case and no personal data; their records wait until the
+//! office has another record to append, or at most [`AUDIT_OBSERVATION_FLUSH_MS`]. Appending
+//! one is a Raft write, which wakes a quiesced office: a monitor polling `liandong status` must
+//! not keep every office of an idle federation awake.
+//!
 //! Bounded: at most [`AUDIT_PENDING_MAX`] records wait per office. Past that, an authenticated
 //! call is refused (UNAVAILABLE) rather than served unrecorded; calls without any credential
 //! stop being recorded one by one at [`AUDIT_PENDING_ANONYMOUS_MAX`] and are counted into one
@@ -27,10 +32,16 @@ pub const AUDIT_PENDING_MAX: usize = 10_000;
 pub const AUDIT_PENDING_ANONYMOUS_MAX: usize = 1_000;
 /// How often waiting records are appended.
 pub const AUDIT_FLUSH_MS: u64 = 1_000;
+/// How long the records of status calls may wait when nothing else is waiting.
+pub const AUDIT_OBSERVATION_FLUSH_MS: u64 = 600_000;
 
 #[derive(Default)]
 struct Pending {
     records: VecDeque<AuditRecord>,
+    /// Whether a record other than a status call's is waiting (appended at the next flush).
+    urgent: bool,
+    /// When the oldest waiting record was queued (wall ms).
+    oldest_ms: Option<i64>,
     /// Refusals without credentials not recorded one by one (see the module doc).
     anonymous_uncounted: u64,
 }
@@ -52,8 +63,23 @@ impl AuditLog {
 
     /// Queues `record`; an identical call just queued is counted into it instead.
     pub fn record(&self, office: &OfficeCode, record: AuditRecord) -> Result<(), Status> {
+        self.queue(office, record, true)
+    }
+
+    /// Queues the record of a status call (see the module doc).
+    pub fn record_observation(
+        &self,
+        office: &OfficeCode,
+        record: AuditRecord,
+    ) -> Result<(), Status> {
+        self.queue(office, record, false)
+    }
+
+    fn queue(&self, office: &OfficeCode, record: AuditRecord, urgent: bool) -> Result<(), Status> {
         let record = record.bounded();
         self.with(office, |pending| {
+            pending.urgent |= urgent;
+            pending.oldest_ms.get_or_insert_with(wall_ms);
             if let Some(last) = pending.records.back_mut() {
                 if last.same_call(&record) {
                     last.count = last.count.saturating_add(1);
@@ -87,7 +113,7 @@ impl AuditLog {
     }
 
     /// Takes up to [`AUDIT_BATCH_MAX`] waiting records of every office that has some.
-    fn take_round(&self) -> Vec<(OfficeCode, Vec<AuditRecord>)> {
+    fn take_round(&self, now_ms: i64) -> Vec<(OfficeCode, Vec<AuditRecord>)> {
         let mut pending = self
             .pending
             .lock()
@@ -95,6 +121,12 @@ impl AuditLog {
         let mut round = Vec::new();
         for (office, waiting) in pending.iter_mut() {
             if waiting.records.is_empty() && waiting.anonymous_uncounted == 0 {
+                continue;
+            }
+            let overdue = waiting.oldest_ms.is_some_and(|oldest| {
+                now_ms.saturating_sub(oldest) >= AUDIT_OBSERVATION_FLUSH_MS as i64
+            });
+            if !waiting.urgent && waiting.anonymous_uncounted == 0 && !overdue {
                 continue;
             }
             let take = waiting.records.len().min(AUDIT_BATCH_MAX);
@@ -113,6 +145,10 @@ impl AuditLog {
                 });
                 waiting.anonymous_uncounted = 0;
             }
+            if waiting.records.is_empty() {
+                waiting.urgent = false;
+                waiting.oldest_ms = None;
+            }
             round.push((office.clone(), batch));
         }
         round
@@ -121,6 +157,8 @@ impl AuditLog {
     /// Puts a batch that could not be appended back at the front (order kept).
     fn put_back(&self, office: &OfficeCode, batch: Vec<AuditRecord>) {
         self.with(office, |pending| {
+            pending.urgent = true;
+            pending.oldest_ms.get_or_insert_with(wall_ms);
             for record in batch.into_iter().rev() {
                 pending.records.push_front(record);
             }
@@ -162,7 +200,7 @@ impl Worker for AuditFlusher {
         let log = &self.trust.audit;
         let mut errors = Vec::new();
         let mut more = false;
-        for (office, records) in log.take_round() {
+        for (office, records) in log.take_round(wall_ms()) {
             more |= records.len() >= AUDIT_BATCH_MAX;
             let op = Operation::Audit {
                 records: records.clone(),
@@ -185,5 +223,57 @@ impl Worker for AuditFlusher {
 
     async fn wait_for_work(&mut self) {
         tokio::time::sleep(Duration::from_millis(AUDIT_FLUSH_MS)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_call(user: &str) -> AuditRecord {
+        AuditRecord {
+            at_ms: 0,
+            user: user.into(),
+            office: "530602".into(),
+            rpc: "Admin.Status".into(),
+            case_id: String::new(),
+            request_id: String::new(),
+            result: "ok".into(),
+            detail: String::new(),
+            count: 1,
+        }
+    }
+
+    /// Status calls alone wait (an idle office is not woken by a monitor's polling), counted
+    /// into one record; another record, or the observation limit, appends them.
+    #[test]
+    fn status_records_wait_for_the_next_append() {
+        let log = AuditLog::default();
+        let office: OfficeCode = "530602".parse().unwrap();
+        for _ in 0..100 {
+            log.record_observation(&office, status_call("operator:ops"))
+                .unwrap();
+        }
+        let now = wall_ms();
+        assert!(log.take_round(now).is_empty(), "status calls alone wait");
+        let later = now + AUDIT_OBSERVATION_FLUSH_MS as i64 + 1;
+        let round = log.take_round(later);
+        assert_eq!(round.len(), 1, "appended once they waited the limit");
+        assert_eq!(round[0].1.len(), 1, "identical polls are one record");
+        assert_eq!(round[0].1[0].count, 100);
+        assert!(log.is_empty());
+
+        log.record_observation(&office, status_call("operator:ops"))
+            .unwrap();
+        let mut read = status_call("clerk");
+        read.rpc = "Cases.Show".into();
+        log.record(&office, read).unwrap();
+        let round = log.take_round(wall_ms());
+        assert_eq!(
+            round[0].1.len(),
+            2,
+            "another record takes the status call along"
+        );
+        assert!(log.take_round(wall_ms()).is_empty());
     }
 }

@@ -531,6 +531,16 @@ impl Trust {
     pub fn record(&self, office: &OfficeCode, record: AuditRecord) -> Result<(), Status> {
         self.audit.record(office, record)
     }
+
+    /// Queues the audit record of a status call: it waits for the office's next append (see
+    /// [`super::audit_log`]).
+    pub fn record_observation(
+        &self,
+        office: &OfficeCode,
+        record: AuditRecord,
+    ) -> Result<(), Status> {
+        self.audit.record_observation(office, record)
+    }
 }
 
 #[cfg(test)]

@@ -83,13 +83,13 @@ impl Proposer {
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let request = ProposeRequest {
             office: office.to_string(),
-            operation: serde_json::to_vec(op).map_err(|e| Status::internal(e.to_string()))?,
+            operation: crate::raft::network::encode_payload(op),
         };
         let reply = RaftTransportClient::new(channel)
             .propose(request)
             .await?
             .into_inner();
-        serde_json::from_slice(&reply.response)
+        crate::raft::network::decode_payload(&reply.response)
             .map_err(|e| Status::internal(format!("the leader's answer does not decode: {e}")))
     }
 }

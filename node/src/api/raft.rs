@@ -144,8 +144,7 @@ impl RaftTransport for RaftService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(ProposeReply {
-            response: serde_json::to_vec(&written.response)
-                .map_err(|e| Status::internal(e.to_string()))?,
+            response: encode_payload(&written.response),
         }))
     }
 }

@@ -66,6 +66,21 @@ impl Directory {
         addrs
     }
 
+    /// The offices of this federation whose parent is `office`, in code order.
+    pub fn children(
+        &self,
+        office: &liandong_domain::OfficeCode,
+    ) -> Vec<liandong_domain::OfficeCode> {
+        let mut children: Vec<liandong_domain::OfficeCode> = self
+            .hosts
+            .keys()
+            .filter_map(|code| code.parse::<liandong_domain::OfficeCode>().ok())
+            .filter(|code| code.parent_code().as_ref() == Some(office))
+            .collect();
+        children.sort();
+        children
+    }
+
     pub fn remember_leader(&self, office: &str, addr: &str) {
         let mut leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
         leaders.insert(office.to_string(), addr.to_string());

@@ -13,4 +13,5 @@ pub mod directory;
 pub mod faults;
 pub mod link;
 pub mod pump;
+pub mod query;
 pub mod service;

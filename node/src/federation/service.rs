@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use federation_proto::v1::federation_server::Federation;
-use federation_proto::v1::{self, DeliverReply, DeliverRequest, QueryReply, QueryRequest};
+use federation_proto::v1::{
+    self, DeliverReply, DeliverRequest, QueryReply, QueryRequest, StatsReply, StatsRequest,
+};
 use liandong_domain::message::{Envelope, Summary};
 use liandong_domain::{CaseId, OfficeCode};
 use prost::Message;
@@ -20,13 +22,11 @@ use tonic::{Request, Response, Status};
 use super::directory::Directory;
 use super::faults::Faults;
 use super::link::{self, Inbound, NotReceived, Receiving, Refuse};
-use crate::machine::{keys, LinkIn};
+pub use super::query::QUERY_LIMIT_MAX;
+use super::query::{self, Asker};
+use crate::machine::LinkIn;
 use crate::raft::types::{Operation, Refusal, Response as Applied};
 use crate::replica::{MembershipError, Replica, ReplicaError, Replicas};
-use crate::store::codec::decode;
-
-/// Summaries one query returns at most.
-pub const QUERY_LIMIT_MAX: u32 = 10_000;
 
 pub struct FederationService {
     pub replicas: Replicas,
@@ -37,6 +37,8 @@ pub struct FederationService {
     /// Who may query: a supervisor's token (`api::auth`); None only where nothing checks callers
     /// (the simulation's in-process offices).
     pub trust: Option<Arc<crate::api::auth::Trust>>,
+    /// How fresh queries ask child offices; None: this service answers only from its index.
+    pub asker: Option<Asker>,
 }
 
 /// An office as the link protocol's receiver sees it: its leader replica here.
@@ -104,6 +106,68 @@ fn office(code: &str, what: &str) -> Result<OfficeCode, Status> {
 }
 
 impl FederationService {
+    /// Who may query `as_office`: its own supervisors (an officer's token), or, for a fresh
+    /// query passed down the tree, a host whose certificate names one of its ancestors. A
+    /// sibling's host or officer is refused.
+    fn authorize_query<T>(
+        &self,
+        request: &Request<T>,
+        as_office: &OfficeCode,
+        fresh: bool,
+    ) -> Result<(), Status> {
+        use crate::api::auth::{Action, Principal, Trust};
+        let Some(trust) = &self.trust else {
+            return Ok(());
+        };
+        let ancestor_host = fresh
+            && matches!(
+                trust.principal(request),
+                Ok(Principal::Host { offices, .. }) if offices.iter().any(|code| {
+                    code.parse::<OfficeCode>().is_ok_and(|code| code.is_ancestor_of(as_office))
+                })
+            );
+        let principal = match trust.principal(request) {
+            Ok(principal) if ancestor_host => principal,
+            _ => trust.check(request, Action::Query, as_office, "", "")?,
+        };
+        trust.record(
+            as_office,
+            Trust::record_of(&principal, Action::Query, as_office, "", ""),
+        )
+    }
+
+    /// The children a fresh query of `as_office` asks: all of them, or only the one whose
+    /// subtree holds the office the query is narrowed to.
+    fn children_asked(
+        &self,
+        as_office: &OfficeCode,
+        narrow: Option<&OfficeCode>,
+    ) -> Vec<OfficeCode> {
+        let Some(asker) = &self.asker else {
+            return Vec::new();
+        };
+        asker
+            .directory
+            .children(as_office)
+            .into_iter()
+            .filter(|child| narrow.is_none_or(|code| child.covers(code)))
+            .collect()
+    }
+
+    async fn ask_child(
+        &self,
+        as_office: &OfficeCode,
+        child: &OfficeCode,
+        request: QueryRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<QueryReply, String> {
+        match &self.asker {
+            _ if request.deadline_ms == 0 => Err("no time left within the deadline".to_string()),
+            Some(asker) => asker.ask(as_office, child, request, deadline).await,
+            None => Err("this host asks no other office".to_string()),
+        }
+    }
+
     fn authorize<T>(&self, request: &Request<T>, from: &str) -> Result<(), Status> {
         if !self.check_peer {
             return Ok(());
@@ -225,14 +289,8 @@ impl Federation for FederationService {
 
     async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
         let as_office = office(&request.get_ref().as_office, "supervising")?;
-        if let Some(trust) = &self.trust {
-            use crate::api::auth::{Action, Trust};
-            let principal = trust.check(&request, Action::Query, &as_office, "", "")?;
-            trust.record(
-                &as_office,
-                Trust::record_of(&principal, Action::Query, &as_office, "", ""),
-            )?;
-        }
+        let fresh = request.get_ref().fresh;
+        self.authorize_query(&request, &as_office, fresh)?;
         let request = request.into_inner();
         let replica = self.replicas.get(&as_office).ok_or_else(|| {
             Status::not_found(format!("office {as_office} is not carried by this host"))
@@ -249,79 +307,127 @@ impl Federation for FederationService {
             }
             None => None,
         };
+        let limit = match request.limit {
+            0 => QUERY_LIMIT_MAX,
+            limit if limit > QUERY_LIMIT_MAX => {
+                return Err(Status::invalid_argument(format!(
+                    "limit {limit} is over the maximum {QUERY_LIMIT_MAX}: page with the cursor"
+                )))
+            }
+            limit => limit,
+        } as usize;
+        if let Some(cursor) = &request.cursor {
+            cursor.parse::<CaseId>().map_err(|e| {
+                Status::invalid_argument(format!("bad cursor {cursor:?}: not a case id ({e})"))
+            })?;
+        }
+        let filter =
+            query::Filter::of(&request, narrow.clone()).map_err(Status::invalid_argument)?;
+        // Checked before anything is asked of the children.
+        let deadline_ms = if request.fresh {
+            query::fresh_deadline_ms(request.deadline_ms).map_err(Status::invalid_argument)?
+        } else {
+            0
+        };
+        let started = tokio::time::Instant::now();
         replica
             .read_barrier()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let limit = if request.limit == 0 {
-            QUERY_LIMIT_MAX
-        } else {
-            request.limit.min(QUERY_LIMIT_MAX)
-        } as usize;
         let machine = &replica.state_machine;
-        let read = |prefix: &[u8]| {
-            machine
-                .scan_prefix(prefix, usize::MAX)
-                .map_err(|e| Status::internal(e.to_string()))
+        let summaries = query::local_summaries(machine).map_err(Status::internal)?;
+        let as_of_ms = query::as_of_ms(machine).map_err(Status::internal)?;
+        let primaries = repeat_primaries(&summaries.values().cloned().collect::<Vec<_>>());
+        let wanted: Vec<&Summary> = summaries.values().filter(|s| filter.wants(s)).collect();
+        let cursor = request.cursor.as_deref();
+        let mut reply = QueryReply {
+            as_of_ms,
+            ..QueryReply::default()
         };
-        // The index first, then this office's own cases: its own copy is the truth when both
-        // know a case (one transferred up from below, say).
-        let mut by_case: std::collections::BTreeMap<String, Summary> =
-            std::collections::BTreeMap::new();
-        for (_, value) in read(keys::INDEX)? {
-            if let Ok(summary) = decode::<Summary>(&value) {
-                by_case.insert(summary.case_id.to_string(), summary);
-            }
-        }
-        for (_, value) in read(keys::CASE)? {
-            if let Ok(case) = liandong_domain::Case::from_bytes(&value) {
-                let summary = Summary::of(&case);
-                if summary.is_owner_copy() || !by_case.contains_key(&summary.case_id.to_string()) {
-                    by_case.insert(summary.case_id.to_string(), summary);
+        let merged = if request.fresh {
+            let deadline = started + std::time::Duration::from_millis(u64::from(deadline_ms));
+            let children = self.children_asked(&as_office, narrow.as_ref());
+            let answers = futures::future::join_all(children.iter().map(|child| {
+                // 0 would mean the default: a child given no time is not asked.
+                let left_ms = deadline_ms.saturating_sub(
+                    u32::try_from(started.elapsed().as_millis())
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(query::QUERY_FRESH_HOP_MARGIN_MS),
+                );
+                let asked = QueryRequest {
+                    as_office: child.to_string(),
+                    deadline_ms: left_ms,
+                    ..request.clone()
+                };
+                self.ask_child(&as_office, child, asked, deadline)
+            }))
+            .await;
+            let in_child = |s: &&Summary| children.iter().any(|child| child.covers(&s.owner));
+            let own = wanted.iter().copied().filter(|s| !in_child(s));
+            let mut parts = vec![query::page(own, cursor, limit, false)];
+            for (child, answer) in children.iter().zip(answers) {
+                match answer {
+                    Ok(answer) => {
+                        reply.unreachable.extend(answer.unreachable);
+                        reply
+                            .answered_ms
+                            .insert(child.to_string(), crate::clock::wall_ms());
+                        parts.push(query::Part {
+                            cases: answer.cases,
+                            next_cursor: answer.next_cursor,
+                        });
+                    }
+                    Err(error) => {
+                        tracing::info!(%as_office, %child, %error, "fresh query: served from the index");
+                        reply.unreachable.push(child.to_string());
+                        let held = wanted.iter().copied().filter(|s| child.covers(&s.owner));
+                        parts.push(query::page(held, cursor, limit, true));
+                    }
                 }
             }
-        }
-        let summaries: Vec<Summary> = by_case.into_values().collect();
-        let wanted = |s: &Summary| {
-            s.is_owner_copy()
-                && request
-                    .case_id
-                    .as_ref()
-                    .is_none_or(|id| s.case_id.to_string() == *id)
-                && narrow.as_ref().is_none_or(|code| s.owner == *code)
-                && request
-                    .status
-                    .as_ref()
-                    .is_none_or(|status| s.status == *status)
-                && request
-                    .category
-                    .as_ref()
-                    .is_none_or(|category| s.category == *category)
-                && (!request.overdue_only || s.overdue)
+            query::merge(parts, limit)
+        } else {
+            query::page(wanted.into_iter(), cursor, limit, false)
         };
-        let primaries = repeat_primaries(&summaries);
-        let cases: Vec<v1::IndexUpdate> = summaries
-            .iter()
-            .filter(|s| wanted(s))
-            .take(limit)
-            .map(|summary| {
-                let mut proto: v1::IndexUpdate = summary.into();
-                proto.repeat_of = primaries.get(&summary.case_id).map(ToString::to_string);
-                proto
-            })
-            .collect();
-        let as_of_ms = read(keys::WATERMARK)?
+        reply.partial = !reply.unreachable.is_empty();
+        reply.next_cursor = merged.next_cursor;
+        reply.cases = merged
+            .cases
             .into_iter()
-            .filter_map(|(key, value)| {
-                let child = String::from_utf8(key[keys::WATERMARK.len()..].to_vec()).ok()?;
-                Some((child, decode::<i64>(&value).ok()?))
+            .map(|mut case| {
+                case.repeat_of = case
+                    .case_id
+                    .parse::<CaseId>()
+                    .ok()
+                    .and_then(|id| primaries.get(&id).map(ToString::to_string));
+                case
             })
             .collect();
-        Ok(Response::new(QueryReply {
-            cases,
-            unreachable: Vec::new(),
-            partial: false,
-            as_of_ms,
+        Ok(Response::new(reply))
+    }
+
+    async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
+        let as_office = office(&request.get_ref().as_office, "supervising")?;
+        self.authorize_query(&request, &as_office, false)?;
+        let replica = self.replicas.get(&as_office).ok_or_else(|| {
+            Status::not_found(format!("office {as_office} is not carried by this host"))
+        })?;
+        replica
+            .read_barrier()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let machine = &replica.state_machine;
+        let rows =
+            crate::machine::stats::rows(machine).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(StatsReply {
+            offices: rows
+                .into_iter()
+                .map(|(office, counts)| v1::OfficeFigures {
+                    office,
+                    counts: counts.into_iter().collect(),
+                })
+                .collect(),
+            as_of_ms: query::as_of_ms(machine).map_err(Status::internal)?,
         }))
     }
 }

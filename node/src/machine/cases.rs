@@ -9,6 +9,7 @@
 //! needs the whole history reads it: a handoff (ownership moves with the record) and reads of a
 //! whole case.
 
+use liandong_domain::message::Summary;
 use liandong_domain::{
     self as domain, Case, CaseCommand, CaseId, CaseKind, Context, Date, DomainError, Event,
     HistoryEntry, Millis, Registration,
@@ -90,6 +91,12 @@ pub(super) fn commit(
     if change.before.is_none() {
         apply.state.cases += 1;
     }
+    let indexed = super::stats::indexed_summary(apply.txn, &change.after.id)?;
+    super::stats::count_change(
+        apply.txn,
+        super::stats::effective(change.before.map(Summary::of), indexed.clone()).as_ref(),
+        super::stats::effective(Some(Summary::of(&change.after)), indexed).as_ref(),
+    )?;
     store_case(apply.txn, alarm_before, change);
     outgoing.put(apply);
     Ok(Ok(()))

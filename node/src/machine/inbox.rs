@@ -12,9 +12,9 @@ use super::apply::{refused, ApplyError, Applying, Refused};
 use super::cases::{self, commit, load_header, Change};
 use super::outbox::Outgoing;
 use super::records::LinkIn;
-use super::{get_or_default, keys, orders, refusals};
+use super::{get_or_default, keys, orders, refusals, stats};
 use crate::raft::types::{Refusal, RejectKind, Response};
-use crate::store::codec::{decode, encode};
+use crate::store::codec::encode;
 
 fn refusal(seq: u64, code: &str, reason: impl Into<String>) -> Refusal {
     Refusal {
@@ -309,10 +309,10 @@ fn index_summary(
         return Ok(Err(refusal));
     }
     let key = keys::index(&summary.case_id);
-    let keep = match apply.txn.get(&key)? {
+    let current = stats::indexed_summary(apply.txn, &summary.case_id)?;
+    let keep = match &current {
         None => true,
-        Some(bytes) => {
-            let current: Summary = decode(&bytes)?;
+        Some(current) => {
             match (current.is_owner_copy(), summary.is_owner_copy()) {
                 (true, false) => false,
                 (false, true) => true,
@@ -324,6 +324,12 @@ fn index_summary(
         }
     };
     if keep {
+        let own = stats::own_summary(apply.txn, &summary.case_id)?;
+        stats::count_change(
+            apply.txn,
+            stats::effective(own.clone(), current).as_ref(),
+            stats::effective(own, Some(summary.clone())).as_ref(),
+        )?;
         apply.txn.put(key, encode(summary));
     }
     let mark_key = keys::watermark(from);
@@ -331,6 +337,7 @@ fn index_summary(
     apply
         .txn
         .put(mark_key, encode(&mark.max(summary.changed_at)));
+    apply.txn.put(keys::index_applied(from), encode(&apply.now));
     outgoing.put(apply);
     Ok(Ok(()))
 }

@@ -41,6 +41,14 @@ pub const REFUSED: &[u8] = b"refused/";
 pub const INDEX: &[u8] = b"index/";
 /// `watermark/<child>`: the latest change time a child's index feed has reached.
 pub const WATERMARK: &[u8] = b"watermark/";
+/// `index-applied/<child>`: when (the applying entry's stamped time) this office last applied a
+/// summary from that child: the `as_of` of the child's subtree in index answers.
+pub const INDEX_APPLIED: &[u8] = b"index-applied/";
+/// `stat/<office>/<figure>`: how many cases of the subtree held by that office this office
+/// counts under that figure ([`super::stats`]).
+pub const STAT: &[u8] = b"stat/";
+/// The format of the `stat/` counters, present once they are complete.
+pub const STATS_FORMAT: &[u8] = b"stats-format";
 /// `order/<order id>`: a supervision order this office issued.
 pub const ORDER: &[u8] = b"order/";
 /// `order-case/<case id>`: the open order on a case.
@@ -172,6 +180,14 @@ pub fn index(case_id: &CaseId) -> Vec<u8> {
 
 pub fn watermark(child: &OfficeCode) -> Vec<u8> {
     [WATERMARK, child.as_str().as_bytes()].concat()
+}
+
+pub fn index_applied(child: &OfficeCode) -> Vec<u8> {
+    [INDEX_APPLIED, child.as_str().as_bytes()].concat()
+}
+
+pub fn stat(office: &OfficeCode, figure: &str) -> Vec<u8> {
+    [STAT, office.as_str().as_bytes(), b"/", figure.as_bytes()].concat()
 }
 
 pub fn order(order_id: &str) -> Vec<u8> {

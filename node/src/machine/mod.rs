@@ -31,6 +31,7 @@ mod records;
 mod requests;
 pub mod snapshot;
 mod state_machine;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -129,6 +129,7 @@ impl StateMachineStore {
         };
         store.finish_interrupted_install()?;
         migrate::open(&store.db, store.office.as_str())?;
+        super::stats::rebuild_if_missing(&store.db, store.office.as_str())?;
         store.remove_stray_files(true);
         store
             .last_at
@@ -400,6 +401,8 @@ impl StateMachineStore {
         last.put_cf(meta, self.meta(SNAPSHOT_RECORD), &encoded);
         last.delete_cf(meta, self.meta(SNAPSHOT_INSTALLING));
         snapshot::install(&self.db, &self.prefix, &path, last).map_err(write_err)?;
+        // A snapshot of a build before the counters: count them here.
+        super::stats::rebuild_if_missing(&self.db, self.office.as_str())?;
         self.remove_stray_files(false);
         let applied = self.applied()?;
         self.last_at.fetch_max(applied.last_at, Ordering::SeqCst);

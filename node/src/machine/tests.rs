@@ -822,6 +822,7 @@ fn a_refusal_is_forgotten_once_the_sender_moves_past_it() {
 
 // ---- stored formats, migration and snapshots ------------------------------------------------
 
+use crate::raft::people::{OfficerChange, OfficerRecord, Role};
 use crate::raft::types::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use crate::store::codec::{decode, FORMAT_BINARY, FORMAT_JSON};
 use openraft::storage::RaftStateMachine;
@@ -952,6 +953,88 @@ fn every_stored_type_round_trips_in_both_formats() {
             }],
         },
     ];
+    let audit_record = crate::raft::types::AuditRecord {
+        at_ms: START_MS,
+        user: "li".into(),
+        office: "530602".into(),
+        rpc: "Cases.File".into(),
+        case_id: String::new(),
+        request_id: "r1".into(),
+        result: "ok".into(),
+        detail: "reason".into(),
+        count: 2,
+    };
+    let roles: std::collections::BTreeSet<_> = [Role::Registrar, Role::Admin].into();
+    let changes = [
+        OfficerChange::Add {
+            user: "li".into(),
+            roles: roles.clone(),
+            password_hash: "$argon2id$x".into(),
+            at_ms: START_MS,
+        },
+        OfficerChange::Bootstrap {
+            user: "admin".into(),
+            password_hash: "$argon2id$y".into(),
+            at_ms: START_MS,
+        },
+        OfficerChange::SetPassword {
+            user: "li".into(),
+            password_hash: "$argon2id$z".into(),
+            at_ms: START_MS,
+        },
+        OfficerChange::SetEnabled {
+            user: "li".into(),
+            enabled: false,
+            at_ms: START_MS,
+        },
+        OfficerChange::LoginFailed {
+            user: "li".into(),
+            at_ms: START_MS,
+        },
+        OfficerChange::LoginSucceeded {
+            user: "li".into(),
+            at_ms: START_MS,
+        },
+    ];
+    operations.extend(
+        changes
+            .into_iter()
+            .map(|change| Operation::Officers { change }),
+    );
+    operations.push(Operation::Audit {
+        records: vec![audit_record.clone()],
+    });
+    operations.push(Operation::Audited {
+        record: audit_record.clone(),
+        op: Box::new(Operation::File {
+            registration: registration(),
+            request_id: Some("r2".into()),
+            caller: "li".into(),
+        }),
+    });
+    round_trips(
+        "an officer account",
+        &OfficerRecord {
+            user: "li".into(),
+            roles,
+            password_hash: "$argon2id$x".into(),
+            enabled: true,
+            failed_logins: 1,
+            locked_until_ms: 0,
+            tokens_valid_from_ms: START_MS,
+            created_ms: START_MS,
+            changed_ms: START_MS,
+        },
+    );
+    round_trips(
+        "an audit entry",
+        &crate::machine::audit::AuditEntry {
+            seq: 1,
+            prev_hash: "00".into(),
+            hash: "ab".into(),
+            record: audit_record,
+        },
+    );
     operations.extend(commands.into_iter().map(|command| Operation::Act {
         case_id: case.id.clone(),
         command,
@@ -1309,6 +1392,110 @@ async fn an_interrupted_install_is_finished_at_open() {
     }
     let b = open_store(b_dir.path(), "5306");
     assert_eq!(state_of(&b), expected);
+}
+
+/// The county's counters after its township's summaries: office -> figure -> count.
+fn stat_rows(
+    office: &Office,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+    stats::rows(&office.reader()).unwrap()
+}
+
+/// Without counters moved on every index change the figures would have to list the cases (and
+/// stopped at a page of 10,000 before): here more than 10,000 summaries arrive, some change
+/// twice, and every total equals the sum of its parts and a fresh count of the stored state.
+#[test]
+fn statistics_are_counters_exact_past_ten_thousand_cases() {
+    const CASES: u32 = 10_050;
+    let mut township = Office::new("530602001", Some("530602"));
+    let base = Summary::of(&township.file());
+    let mut county = Office::new("530602", None);
+    let summary_of = |seq: u32| {
+        let mut summary = base.clone();
+        summary.case_id = CaseId::new(code("530602001"), 2026, seq);
+        summary.category = if seq.is_multiple_of(3) {
+            "land"
+        } else {
+            "labour"
+        }
+        .into();
+        summary
+    };
+    for seq in 1..=CASES {
+        let summary = summary_of(seq);
+        assert!(county
+            .deliver("530602001", Body::IndexUpdate { summary })
+            .is_none());
+    }
+    // The first hundred are accepted and then found overdue (a newer version each time).
+    for seq in 1..=100 {
+        let mut summary = summary_of(seq);
+        summary.status = "accepted".into();
+        summary.version = base.version + 1;
+        county.deliver(
+            "530602001",
+            Body::IndexUpdate {
+                summary: summary.clone(),
+            },
+        );
+        summary.overdue = true;
+        summary.version = base.version + 2;
+        county.deliver("530602001", Body::IndexUpdate { summary });
+    }
+    // An older copy arriving late changes nothing.
+    let late = summary_of(1);
+    county.deliver("530602001", Body::IndexUpdate { summary: late });
+    county.file();
+
+    let rows = stat_rows(&county);
+    let township_row = &rows["530602001"];
+    assert_eq!(township_row["total"], u64::from(CASES));
+    assert_eq!(township_row["status:accepted"], 100);
+    assert_eq!(township_row["status:registered"], u64::from(CASES) - 100);
+    assert_eq!(township_row["overdue"], 100);
+    assert_eq!(township_row["backlog"], 100);
+    assert_eq!(
+        township_row["category:land"] + township_row["category:labour"],
+        township_row["total"]
+    );
+    assert_eq!(
+        rows["530602"]["total"], 1,
+        "the county's own case, counted once"
+    );
+    let statuses: u64 = township_row
+        .iter()
+        .filter(|(figure, _)| figure.starts_with("status:"))
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(statuses, township_row["total"]);
+
+    // Counted afresh from the stored cases and index, the figures are the same.
+    let mut txn = county.reader();
+    txn.delete(keys::STATS_FORMAT.to_vec());
+    county.db.write(txn.into_batch(), true).unwrap();
+    assert!(stats::rebuild_if_missing(&county.db, "530602").unwrap());
+    assert_eq!(stat_rows(&county), rows);
+    assert!(!stats::rebuild_if_missing(&county.db, "530602").unwrap());
+}
+
+/// A case the county holds itself and also knows from below (it was transferred up) is counted
+/// once, as the county's; without `effective` it would count under both offices.
+#[test]
+fn a_case_known_from_below_and_held_here_is_counted_once() {
+    let mut county = Office::new("530602", None);
+    let case = county.file();
+    let mut from_below = Summary::of(&case);
+    from_below.owner = code("530602001");
+    from_below.status = "forwarded".into();
+    county.deliver(
+        "530602001",
+        Body::IndexUpdate {
+            summary: from_below,
+        },
+    );
+    let rows = stat_rows(&county);
+    assert_eq!(rows["530602"]["total"], 1);
+    assert!(!rows.contains_key("530602001"), "{rows:?}");
 }
 
 /// An audit record for `op` as the Cases API wraps it.

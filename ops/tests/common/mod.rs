@@ -224,3 +224,44 @@ impl Drop for Fed {
 pub fn id_number(n: u64) -> String {
     liandong_ops::sample::id_number(n)
 }
+
+/// Files a petition at `office` as its officer (petitioner `n`, on `category`); the case id.
+pub fn file_case(fed: &Fed, office: &str, n: u64, category: &str) -> String {
+    let id = id_number(n);
+    let summary = format!("petition {n}");
+    let case = fed.at(office).json(&[
+        "case",
+        "file",
+        "--office",
+        office,
+        "--channel",
+        "online",
+        "--petitioner-id",
+        &id,
+        "--name",
+        "陈七",
+        "--category",
+        category,
+        "--summary",
+        &summary,
+    ]);
+    case["case_id"].as_str().unwrap().to_string()
+}
+
+/// Waits until `liandong verify` passes (the federation is quiescent and consistent); its report.
+pub fn verified(fed: &Fed) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let out = fed.run(&["verify", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if out.status.success() && report["ok"] == true {
+            return report;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "never verified: {report}{}",
+            fed.logs_tail()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,450 @@
+//! Federation.Query: what a supervisor sees of its office's subtree, in two honest read paths.
+//!
+//! - **From the index** (the default): the office's own cases and the summaries its children
+//!   sent up, with `as_of` per child (when this office last applied that child's summaries).
+//! - **Fresh** (`fresh`): the office asks each child office the same question, fresh, with what
+//!   is left of the deadline (less [`QUERY_FRESH_HOP_MARGIN_MS`] per level), and each child asks
+//!   its own children in turn. A child that does not answer in time (partitioned, down, too
+//!   slow) is served from this office's index: its cases are marked `stale`, it is listed in
+//!   `unreachable` and the answer is `partial`. No subtree is ever left out silently.
+//!
+//! Both paths page in case id order: an answer that stops at `limit` (or whose subtree's page
+//! stopped) carries `next_cursor`, the last case id it holds; the next page starts after it.
+//! The paging and merging rules are pure ([`page`], [`merge`]); the IO is [`Asker`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use federation_proto::v1::federation_client::FederationClient;
+use federation_proto::v1::{self, QueryReply, QueryRequest};
+use liandong_domain::message::Summary;
+use liandong_domain::OfficeCode;
+use tokio::time::Instant;
+
+use super::directory::Directory;
+use super::faults::Faults;
+use crate::machine::{keys, StateMachineStore};
+use crate::raft::network::{through_link_fault, Transport};
+use crate::store::codec::decode;
+
+/// Summaries one query returns at most (one page).
+pub const QUERY_LIMIT_MAX: u32 = 10_000;
+/// A fresh query's deadline when the request names none.
+pub const QUERY_FRESH_DEADLINE_MS: u32 = 1_000;
+/// The longest deadline a fresh query may ask for: within the slice of time the `liandong` CLI
+/// gives one host's answer (`HOST_ATTEMPT_MS`, 2.5 s), so a slow subtree never makes the CLI
+/// give up on the whole answer.
+pub const QUERY_FRESH_DEADLINE_MS_MAX: u32 = 2_000;
+/// What each level of a fresh query keeps of its deadline for itself when it asks its children:
+/// the time to merge their answers and reply before its own asker gives up on it.
+pub const QUERY_FRESH_HOP_MARGIN_MS: u32 = 100;
+
+/// Statuses of cases still waiting for a decision or a reply (`--status open`).
+pub use crate::machine::stats::OPEN_STATUSES;
+/// Statuses of cases whose office has answered (`--status closed`).
+pub const CLOSED_STATUSES: [&str; 5] = [
+    "declined",
+    "replied",
+    "evaluated",
+    "review_requested",
+    "final",
+];
+/// The status groups a query accepts besides the status words.
+pub const STATUS_GROUPS: [&str; 3] = ["open", "closed", "overdue"];
+/// The grades of major cases.
+pub const GRADES: [&str; 3] = ["A", "B", "C"];
+
+/// Which cases a query wants (every filter must hold).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub case_id: Option<String>,
+    /// Only cases held by this office (within the asking office's subtree).
+    pub office: Option<OfficeCode>,
+    /// A status word or group ([`STATUS_GROUPS`]).
+    pub status: Option<String>,
+    pub category: Option<String>,
+    pub overdue_only: bool,
+    pub grade: Option<String>,
+    pub level: Option<liandong_domain::Level>,
+    pub registered_from_ms: Option<i64>,
+    pub registered_to_ms: Option<i64>,
+}
+
+impl Filter {
+    /// The filter `request` asks for, or why it is not one (an unknown status, grade or level,
+    /// an empty date range).
+    pub fn of(request: &QueryRequest, office: Option<OfficeCode>) -> Result<Filter, String> {
+        if let Some(status) = &request.status {
+            let known = liandong_domain::Status::WORDS.contains(&status.as_str())
+                || STATUS_GROUPS.contains(&status.as_str());
+            if !known {
+                return Err(format!(
+                    "unknown status {status:?}: one of {}, or a group: {}",
+                    liandong_domain::Status::WORDS.join(", "),
+                    STATUS_GROUPS.join(", ")
+                ));
+            }
+        }
+        if let Some(grade) = &request.grade {
+            if !GRADES.contains(&grade.as_str()) {
+                return Err(format!(
+                    "unknown grade {grade:?}: one of {}",
+                    GRADES.join(", ")
+                ));
+            }
+        }
+        let level = match &request.level {
+            Some(word) => Some(parse_level(word)?),
+            None => None,
+        };
+        if let (Some(from), Some(to)) = (request.registered_from_ms, request.registered_to_ms) {
+            if from >= to {
+                return Err("the registered date range is empty (from is not before to)".into());
+            }
+        }
+        Ok(Filter {
+            case_id: request.case_id.clone(),
+            office,
+            status: request.status.clone(),
+            category: request.category.clone(),
+            overdue_only: request.overdue_only,
+            grade: request.grade.clone(),
+            level,
+            registered_from_ms: request.registered_from_ms,
+            registered_to_ms: request.registered_to_ms,
+        })
+    }
+
+    fn wants_status(&self, summary: &Summary) -> bool {
+        match self.status.as_deref() {
+            None => true,
+            Some("open") => OPEN_STATUSES.contains(&summary.status.as_str()),
+            Some("closed") => CLOSED_STATUSES.contains(&summary.status.as_str()),
+            Some("overdue") => summary.overdue,
+            Some(word) => summary.status == word,
+        }
+    }
+
+    pub fn wants(&self, summary: &Summary) -> bool {
+        summary.is_owner_copy()
+            && self
+                .case_id
+                .as_ref()
+                .is_none_or(|id| summary.case_id.to_string() == *id)
+            && self
+                .office
+                .as_ref()
+                .is_none_or(|code| summary.owner == *code)
+            && self.wants_status(summary)
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|category| summary.category == *category)
+            && (!self.overdue_only || summary.overdue)
+            && self
+                .grade
+                .as_ref()
+                .is_none_or(|grade| summary.grade.as_ref() == Some(grade))
+            && self
+                .level
+                .is_none_or(|level| summary.owner.level() == level)
+            && self
+                .registered_from_ms
+                .is_none_or(|from| summary.registered_at >= from)
+            && self
+                .registered_to_ms
+                .is_none_or(|to| summary.registered_at < to)
+    }
+}
+
+/// An office level by its word (province, city, county, township).
+pub fn parse_level(word: &str) -> Result<liandong_domain::Level, String> {
+    use liandong_domain::Level;
+    [Level::Province, Level::City, Level::County, Level::Township]
+        .into_iter()
+        .find(|level| level.as_str() == word)
+        .ok_or_else(|| format!("unknown level {word:?}: one of province, city, county, township"))
+}
+
+/// One source's page: its cases in case id order, and where it stopped if it did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Part {
+    pub cases: Vec<v1::IndexUpdate>,
+    /// The last case id of `cases` when the source holds more after it.
+    pub next_cursor: Option<String>,
+}
+
+/// The page of `summaries` (in case id order) after `cursor`: at most `limit`, marked `stale`
+/// when they come from an index standing in for a subtree that did not answer.
+pub fn page<'a>(
+    summaries: impl Iterator<Item = &'a Summary>,
+    cursor: Option<&str>,
+    limit: usize,
+    stale: bool,
+) -> Part {
+    let mut cases = Vec::new();
+    let mut more = false;
+    for summary in summaries {
+        if cursor.is_some_and(|cursor| summary.case_id.to_string().as_str() <= cursor) {
+            continue;
+        }
+        if cases.len() == limit {
+            more = true;
+            break;
+        }
+        let mut proto: v1::IndexUpdate = summary.into();
+        proto.stale = stale;
+        cases.push(proto);
+    }
+    let next_cursor = more
+        .then(|| cases.last().map(|c| c.case_id.clone()))
+        .flatten();
+    Part { cases, next_cursor }
+}
+
+/// The parts merged into one page in case id order, at most `limit`. A case two parts hold
+/// (it moved between subtrees) is taken fresh before stale, then the newer version. A part
+/// that stopped early stops the merged page at its cursor too (cases after it may be missing
+/// from it), so that the next page, asked with the merged cursor, misses nothing.
+pub fn merge(parts: Vec<Part>, limit: usize) -> Part {
+    let cut = parts
+        .iter()
+        .filter_map(|part| part.next_cursor.clone())
+        .min();
+    let mut by_case: BTreeMap<String, v1::IndexUpdate> = BTreeMap::new();
+    for case in parts.into_iter().flat_map(|part| part.cases) {
+        if cut.as_ref().is_some_and(|cut| case.case_id > *cut) {
+            continue;
+        }
+        let better = by_case
+            .get(&case.case_id)
+            .is_none_or(|held| (!case.stale, case.version) > (!held.stale, held.version));
+        if better {
+            by_case.insert(case.case_id.clone(), case);
+        }
+    }
+    let more_than_limit = by_case.len() > limit;
+    let cases: Vec<v1::IndexUpdate> = by_case.into_values().take(limit).collect();
+    let next_cursor = (more_than_limit || cut.is_some())
+        .then(|| cases.last().map(|c| c.case_id.clone()))
+        .flatten();
+    Part { cases, next_cursor }
+}
+
+/// Every case summary `machine`'s office knows, by case id: the index, then this office's own
+/// cases (its own copy is the truth when both know a case, one transferred up from below, say).
+pub fn local_summaries(machine: &StateMachineStore) -> Result<BTreeMap<String, Summary>, String> {
+    let read = |prefix: &[u8]| {
+        machine
+            .scan_prefix(prefix, usize::MAX)
+            .map_err(|e| e.to_string())
+    };
+    let mut by_case = BTreeMap::new();
+    for (_, value) in read(keys::INDEX)? {
+        if let Ok(summary) = decode::<Summary>(&value) {
+            by_case.insert(summary.case_id.to_string(), summary);
+        }
+    }
+    for (_, value) in read(keys::CASE)? {
+        if let Ok(case) = liandong_domain::Case::from_bytes(&value) {
+            let summary = Summary::of(&case);
+            if summary.is_owner_copy() || !by_case.contains_key(&summary.case_id.to_string()) {
+                by_case.insert(summary.case_id.to_string(), summary);
+            }
+        }
+    }
+    Ok(by_case)
+}
+
+/// Per child office, how current the index is for its subtree: when this office last applied
+/// the child's summaries (or, in state written before that was recorded, the newest change
+/// time those summaries carried).
+pub fn as_of_ms(
+    machine: &StateMachineStore,
+) -> Result<std::collections::HashMap<String, i64>, String> {
+    let mut as_of = std::collections::HashMap::new();
+    for (prefix, recorded) in [(keys::WATERMARK, false), (keys::INDEX_APPLIED, true)] {
+        let entries = machine
+            .scan_prefix(prefix, usize::MAX)
+            .map_err(|e| e.to_string())?;
+        for (key, value) in entries {
+            let child = String::from_utf8(key[prefix.len()..].to_vec());
+            if let (Ok(child), Ok(ms)) = (child, decode::<i64>(&value)) {
+                if recorded || !as_of.contains_key(&child) {
+                    as_of.insert(child, ms);
+                }
+            }
+        }
+    }
+    Ok(as_of)
+}
+
+/// A fresh query's deadline: the request's (0: the default), or an error past the maximum.
+pub fn fresh_deadline_ms(requested: u32) -> Result<u32, String> {
+    match requested {
+        0 => Ok(QUERY_FRESH_DEADLINE_MS),
+        ms if ms > QUERY_FRESH_DEADLINE_MS_MAX => Err(format!(
+            "deadline {ms} ms is over the maximum {QUERY_FRESH_DEADLINE_MS_MAX} ms"
+        )),
+        ms => Ok(ms),
+    }
+}
+
+/// How the federation service asks child offices for their fresh answers.
+#[derive(Clone)]
+pub struct Asker {
+    pub directory: Arc<Directory>,
+    pub transport: Transport,
+    pub faults: Faults,
+}
+
+impl Asker {
+    /// `request` (already addressed to `child`) asked of `child`'s leader before `deadline`:
+    /// the last known leader first, then its other hosts. A link cut by a drill is not asked.
+    pub async fn ask(
+        &self,
+        from: &OfficeCode,
+        child: &OfficeCode,
+        request: QueryRequest,
+        deadline: Instant,
+    ) -> Result<QueryReply, String> {
+        if self.faults.cut(from.as_str(), child.as_str())
+            || self.faults.cut(child.as_str(), from.as_str())
+        {
+            return Err(format!("link {from} - {child} is cut (drill partition)"));
+        }
+        let mut last_error = format!("office {child} has no hosts");
+        for addr in self.directory.candidates(child.as_str()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "no answer from {child} within the deadline ({last_error})"
+                ));
+            }
+            match self.call(&addr, request.clone(), left, deadline).await {
+                Ok(reply) => {
+                    self.directory.remember_leader(child.as_str(), &addr);
+                    return Ok(reply);
+                }
+                Err(error) => last_error = format!("{addr}: {error}"),
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn call(
+        &self,
+        addr: &str,
+        request: QueryRequest,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<QueryReply, String> {
+        let channel = self.transport.channel(addr).map_err(|e| e.to_string())?;
+        let mut client = FederationClient::new(channel)
+            .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
+        let mut call = tonic::Request::new(request);
+        call.set_timeout(timeout);
+        let action = self.faults.link_action(self.directory.host_name(addr));
+        match through_link_fault(action, deadline, client.query(call)).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(status.message().to_string()),
+            Err(lost) => Err(lost.describe().to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(id: &str, version: u32, stale: bool) -> v1::IndexUpdate {
+        v1::IndexUpdate {
+            case_id: id.to_string(),
+            version,
+            stale,
+            ..v1::IndexUpdate::default()
+        }
+    }
+
+    fn ids(part: &Part) -> Vec<&str> {
+        part.cases.iter().map(|c| c.case_id.as_str()).collect()
+    }
+
+    /// Without the limit the merged page would hold every case of its parts.
+    #[test]
+    fn a_merged_page_stops_at_the_limit_with_a_cursor() {
+        let parts = vec![
+            Part {
+                cases: vec![case("a", 1, false), case("c", 1, false)],
+                next_cursor: None,
+            },
+            Part {
+                cases: vec![case("b", 1, false), case("d", 1, false)],
+                next_cursor: None,
+            },
+        ];
+        let merged = merge(parts, 3);
+        assert_eq!(ids(&merged), ["a", "b", "c"]);
+        assert_eq!(merged.next_cursor.as_deref(), Some("c"));
+    }
+
+    /// Without the cut a part's unseen cases (after its cursor) would be skipped by the next
+    /// page: the merged page must stop where the shortest part stopped.
+    #[test]
+    fn a_part_that_stopped_early_stops_the_merged_page() {
+        let parts = vec![
+            Part {
+                cases: vec![case("a", 1, false), case("b", 1, false)],
+                next_cursor: Some("b".into()),
+            },
+            Part {
+                cases: vec![case("c", 1, false)],
+                next_cursor: None,
+            },
+        ];
+        let merged = merge(parts, 10);
+        assert_eq!(ids(&merged), ["a", "b"]);
+        assert_eq!(merged.next_cursor.as_deref(), Some("b"));
+    }
+
+    /// A complete answer carries no cursor, so a client does not ask for an empty next page.
+    #[test]
+    fn a_complete_page_has_no_cursor() {
+        let merged = merge(
+            vec![Part {
+                cases: vec![case("a", 1, false)],
+                next_cursor: None,
+            }],
+            1,
+        );
+        assert_eq!(merged.next_cursor, None);
+    }
+
+    /// A case held by a stale index and by a subtree's fresh answer is shown once, fresh.
+    #[test]
+    fn fresh_copies_win_over_stale_ones() {
+        let parts = vec![
+            Part {
+                cases: vec![case("a", 9, true)],
+                next_cursor: None,
+            },
+            Part {
+                cases: vec![case("a", 3, false)],
+                next_cursor: None,
+            },
+        ];
+        let merged = merge(parts, 10);
+        assert_eq!(merged.cases.len(), 1);
+        assert!(!merged.cases[0].stale);
+    }
+
+    /// The deadline is bounded: a caller cannot hold a fresh query open for long.
+    #[test]
+    fn a_deadline_over_the_maximum_is_refused() {
+        assert_eq!(fresh_deadline_ms(0), Ok(QUERY_FRESH_DEADLINE_MS));
+        assert_eq!(fresh_deadline_ms(500), Ok(500));
+        assert!(fresh_deadline_ms(QUERY_FRESH_DEADLINE_MS_MAX + 1).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! A supervisor's figures kept as aggregates: per holding office, one counter per figure
+//! (`stat/<office>/<figure>`), moved in the same transaction as the case or index entry whose
+//! change moves it. `stats` then reads a few counters per office instead of listing cases, and
+//! is exact at any volume: every total is the sum of its offices' rows by construction.
+//!
+//! What is counted is exactly what `query` lists: per case id, this office's own copy when it
+//! holds the case, else the summary its children sent up, and nothing for a copy that was
+//! forwarded on ([`effective`]).
+//!
+//! Figures: `total`, `status:<word>`, `category:<name>`, `kind:<kind>`, `grade:<A|B|C>`,
+//! `satisfaction:<word>`, `overdue`, `backlog` (overdue and still open). The counters are state
+//! machine data (the snapshot carries them); a state written before they existed is counted
+//! once when the replica opens or installs a snapshot without them ([`rebuild_if_missing`]).
+
+use std::collections::BTreeMap;
+
+use liandong_domain::message::Summary;
+use liandong_domain::{Case, OfficeCode};
+
+use super::{keys, ApplyError, Read};
+use crate::raft::types::StorageError;
+use crate::store::codec::{decode, encode};
+use crate::store::keys::prefix_end;
+use crate::store::{read_err, HostDb, Txn};
+
+/// The counters' format, stored under [`keys::STATS_FORMAT`] once they are complete.
+pub const STATS_FORMAT: u8 = 1;
+/// Statuses of cases still waiting for a decision or a reply: overdue ones are the backlog.
+pub const OPEN_STATUSES: [&str; 3] = ["registered", "accepted", "in_transit"];
+
+/// What this office counts for one case: its own copy if it holds the case, else the summary
+/// from below; nothing for a copy forwarded on.
+pub fn effective(own: Option<Summary>, indexed: Option<Summary>) -> Option<Summary> {
+    match own {
+        Some(own) if own.is_owner_copy() => Some(own),
+        _ => indexed.filter(Summary::is_owner_copy),
+    }
+}
+
+/// The figures one case adds to its holder's row.
+pub fn figures(summary: &Summary) -> Vec<String> {
+    let mut figures = vec![
+        "total".to_string(),
+        format!("status:{}", summary.status),
+        format!("category:{}", summary.category),
+        format!("kind:{}", summary.kind),
+    ];
+    if let Some(grade) = &summary.grade {
+        figures.push(format!("grade:{grade}"));
+    }
+    if let Some(satisfaction) = &summary.satisfaction {
+        figures.push(format!("satisfaction:{satisfaction}"));
+    }
+    if summary.overdue {
+        figures.push("overdue".to_string());
+        if OPEN_STATUSES.contains(&summary.status.as_str()) {
+            figures.push("backlog".to_string());
+        }
+    }
+    figures
+}
+
+fn add(txn: &mut Txn<'_>, office: &OfficeCode, figure: &str, by: i64) -> Result<(), ApplyError> {
+    let key = keys::stat(office, figure);
+    let count: u64 = match txn.get(&key)? {
+        Some(bytes) => decode(&bytes)?,
+        None => 0,
+    };
+    let count = count.saturating_add_signed(by);
+    if count == 0 {
+        txn.delete(key);
+    } else {
+        txn.put(key, encode(&count));
+    }
+    Ok(())
+}
+
+/// Moves the counters from what this office counted for a case (`before`) to what it counts now.
+pub(crate) fn count_change(
+    txn: &mut Txn<'_>,
+    before: Option<&Summary>,
+    after: Option<&Summary>,
+) -> Result<(), ApplyError> {
+    let row = |summary: Option<&Summary>| summary.map(|s| (s.owner.clone(), figures(s)));
+    let (before, after) = (row(before), row(after));
+    if before == after {
+        return Ok(());
+    }
+    if let Some((office, figures)) = &before {
+        for figure in figures {
+            add(txn, office, figure, -1)?;
+        }
+    }
+    if let Some((office, figures)) = &after {
+        for figure in figures {
+            add(txn, office, figure, 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// The summary of the case's own copy here, if this office keeps one.
+pub(crate) fn own_summary(
+    reader: &impl Read,
+    case_id: &liandong_domain::CaseId,
+) -> Result<Option<Summary>, ApplyError> {
+    Ok(super::cases::load_header(reader, case_id)?.map(|case| Summary::of(&case)))
+}
+
+/// The summary this office's index holds for the case, if any.
+pub(crate) fn indexed_summary(
+    reader: &impl Read,
+    case_id: &liandong_domain::CaseId,
+) -> Result<Option<Summary>, ApplyError> {
+    match reader.get(&keys::index(case_id))? {
+        Some(bytes) => Ok(Some(decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every office's row: figure to count, by office code.
+pub(crate) fn rows(
+    reader: &impl Read,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+    let mut rows: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let end = prefix_end(keys::STAT);
+    for (key, value) in reader.scan(keys::STAT, &end, usize::MAX)? {
+        let rest = String::from_utf8_lossy(&key[keys::STAT.len()..]).to_string();
+        if let Some((office, figure)) = rest.split_once('/') {
+            let count: u64 = decode(&value)?;
+            rows.entry(office.to_string())
+                .or_default()
+                .insert(figure.to_string(), count);
+        }
+    }
+    Ok(rows)
+}
+
+/// Counts every case of the office's state once, when its counters are missing (a state written
+/// before they existed, or a snapshot from such a build). A function of the stored state alone,
+/// so every replica counts the same.
+// openraft's `StorageError` (large) is what a replica's open returns.
+#[allow(clippy::result_large_err)]
+pub fn rebuild_if_missing(db: &HostDb, office: &str) -> Result<bool, StorageError> {
+    let mut txn = Txn::new(db, office);
+    if txn.get(keys::STATS_FORMAT).map_err(read_err)?.as_deref() == Some(&[STATS_FORMAT][..]) {
+        return Ok(false);
+    }
+    count_all(&mut txn).map_err(read_err)?;
+    txn.put(keys::STATS_FORMAT.to_vec(), vec![STATS_FORMAT]);
+    db.write(txn.into_batch(), true)?;
+    Ok(true)
+}
+
+/// Replaces every counter with a count of the stored cases and index entries.
+fn count_all(txn: &mut Txn<'_>) -> Result<(), ApplyError> {
+    let all = |txn: &Txn<'_>, prefix: &[u8]| txn.scan(prefix, &prefix_end(prefix), usize::MAX);
+    let mut by_case: BTreeMap<String, (Option<Summary>, Option<Summary>)> = BTreeMap::new();
+    for (_, value) in all(txn, keys::INDEX)? {
+        let summary: Summary = decode(&value)?;
+        let case_id = summary.case_id.to_string();
+        by_case.entry(case_id).or_default().1 = Some(summary);
+    }
+    for (key, value) in all(txn, keys::CASE)? {
+        let case = Case::from_bytes(&value).map_err(|source| ApplyError::Case {
+            key: String::from_utf8_lossy(&key).to_string(),
+            source,
+        })?;
+        by_case.entry(case.id.to_string()).or_default().0 = Some(Summary::of(&case));
+    }
+    for (key, _) in all(txn, keys::STAT)? {
+        txn.delete(key);
+    }
+    let mut counts: BTreeMap<(OfficeCode, String), u64> = BTreeMap::new();
+    for (own, indexed) in by_case.into_values() {
+        if let Some(summary) = effective(own, indexed) {
+            for figure in figures(&summary) {
+                *counts.entry((summary.owner.clone(), figure)).or_default() += 1;
+            }
+        }
+    }
+    for ((office, figure), count) in counts {
+        txn.put(keys::stat(&office, &figure), encode(&count));
+    }
+    Ok(())
+}

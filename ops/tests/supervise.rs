@@ -1,0 +1,218 @@
+//! A supervisor's read paths from the outside, on seven offices (city 5306, counties 530602 and
+//! 530621, four townships) on nine real host processes: the index answer with its `as_of`, the
+//! fresh answer during a partition (partial, the county unreachable, its cases stale) and after
+//! the heal (the same cases as the index), filters, paging with cursors, and bad input.
+
+mod common;
+
+use common::Fed;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+fn seven_offices() -> Fed {
+    let fed = Fed::init(
+        &["--region", "5306", "--max-children", "2", "--replicas", "3"],
+        9,
+    );
+    fed.ok(&["up"]);
+    fed
+}
+
+fn file(fed: &Fed, office: &str, n: u64, category: &str) -> String {
+    common::file_case(fed, office, n, category)
+}
+
+fn verified(fed: &Fed) {
+    common::verified(fed);
+}
+
+/// Each case of an answer by id: its office, status and whether it is stale.
+fn by_id(answer: &Value) -> BTreeMap<String, (String, String, bool)> {
+    answer["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["case_id"].as_str().unwrap().to_string(),
+                (
+                    c["office"].as_str().unwrap().to_string(),
+                    c["status"].as_str().unwrap().to_string(),
+                    c["stale"] == true,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Without the fresh path the city would answer from its index with `partial: false` while the
+/// county's new cases are missing from it; without the index fallback the county's older cases
+/// would vanish from the fresh answer. After the heal both paths agree case for case.
+#[test]
+fn a_fresh_query_names_the_partitioned_county_and_agrees_with_the_index_after_heal() {
+    let fed = seven_offices();
+    let township_case = file(&fed, "530602001", 1, "labour");
+    let county_case = file(&fed, "530602", 2, "labour");
+    let sibling_case = file(&fed, "530621", 3, "land");
+    let city_case = file(&fed, "5306", 4, "land");
+    verified(&fed);
+    let city = fed.at("5306");
+    let before = city.json(&["query", "--as", "5306"]);
+    assert_eq!(before["partial"], false);
+    let as_of_before = before["as_of"]["530602"].as_str().unwrap().to_string();
+
+    fed.ok(&["drill", "partition", "--office", "530602"]);
+    let hidden = file(&fed, "530602", 5, "labour");
+    let fresh = city.json(&["query", "--as", "5306", "--fresh"]);
+    assert_eq!(fresh["partial"], true, "{fresh}");
+    assert_eq!(
+        fresh["unreachable"],
+        serde_json::json!(["530602"]),
+        "{fresh}"
+    );
+    let cases = by_id(&fresh);
+    for id in [&township_case, &county_case] {
+        assert!(
+            cases[id].2,
+            "{id} is served from the index, marked stale: {fresh}"
+        );
+    }
+    for id in [&sibling_case, &city_case] {
+        assert!(!cases[id].2, "{id} answered fresh: {fresh}");
+    }
+    assert!(
+        !cases.contains_key(&hidden),
+        "the county's newest case cannot be seen across the cut: {fresh}"
+    );
+    assert!(fresh["answered"]["530621"].is_string(), "{fresh}");
+    assert!(fresh["answered"]["530602"].is_null(), "{fresh}");
+    let index = city.json(&["query", "--as", "5306"]);
+    assert_eq!(
+        index["as_of"]["530602"].as_str().unwrap(),
+        as_of_before,
+        "the index holds the county as of before the cut: {index}"
+    );
+
+    fed.ok(&["drill", "heal"]);
+    verified(&fed);
+    let fresh = city.json(&["query", "--as", "5306", "--fresh"]);
+    let index = city.json(&["query", "--as", "5306"]);
+    assert_eq!(fresh["partial"], false, "{fresh}");
+    assert_eq!(by_id(&fresh), by_id(&index), "fresh {fresh}\nindex {index}");
+    assert!(by_id(&index).contains_key(&hidden));
+    assert!(
+        index["as_of"]["530602"].as_str().unwrap() > as_of_before.as_str(),
+        "{index}"
+    );
+}
+
+/// Filters narrow the answer as named; pages of two, followed by their cursors, hold every case
+/// exactly once; bad input is one clear line; a county cannot ask about its sibling.
+#[test]
+fn filters_pages_and_bad_input() {
+    let fed = seven_offices();
+    let mut filed = Vec::new();
+    for n in 0..3 {
+        filed.push(file(&fed, "530602001", 10 + n, "labour"));
+        filed.push(file(&fed, "530621", 20 + n, "land"));
+    }
+    let township = fed.at("530602001");
+    township.ok(&["case", "accept", &filed[0]]);
+    township.ok(&["case", "decline", &filed[2], "--route", "litigation"]);
+    verified(&fed);
+    let city = fed.at("5306");
+
+    let all = city.json(&["query", "--as", "5306"]);
+    assert_eq!(by_id(&all).len(), 6, "{all}");
+    assert!(all["next_cursor"].is_null());
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut args = vec!["query", "--as", "5306", "--limit", "2"];
+        if let Some(cursor) = &cursor {
+            args.extend(["--cursor", cursor.as_str()]);
+        }
+        let page = city.json(&args);
+        assert!(page["cases"].as_array().unwrap().len() <= 2);
+        paged.extend(by_id(&page).into_keys());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, by_id(&all).into_keys().collect::<Vec<_>>());
+
+    let count = |args: &[&str]| {
+        let mut all = vec!["query", "--as", "5306"];
+        all.extend_from_slice(args);
+        by_id(&city.json(&all)).len()
+    };
+    assert_eq!(count(&["--status", "open"]), 5);
+    assert_eq!(count(&["--status", "closed"]), 1);
+    assert_eq!(count(&["--status", "accepted"]), 1);
+    assert_eq!(count(&["--level", "township"]), 3);
+    assert_eq!(count(&["--level", "county"]), 3);
+    assert_eq!(count(&["--office", "530621"]), 3);
+    assert_eq!(count(&["--category", "land"]), 3);
+    assert_eq!(count(&["--grade", "A"]), 0);
+    assert_eq!(count(&["--registered-from", "2000-01-01"]), 6);
+    assert_eq!(count(&["--registered-to", "2000-01-01"]), 0);
+    assert_eq!(count(&["--fresh", "--status", "open"]), 5);
+
+    for (args, says) in [
+        (vec!["--status", "pending"], "unknown status"),
+        (vec!["--level", "village"], "unknown level"),
+        (vec!["--grade", "D"], "unknown grade"),
+        (vec!["--cursor", "not-a-case"], "bad --cursor"),
+        (vec!["--limit", "10001"], "over the maximum"),
+        (
+            vec!["--registered-from", "2026-13-01"],
+            "bad --registered-from",
+        ),
+        (
+            vec!["--fresh", "--deadline-ms", "999999"],
+            "over the maximum",
+        ),
+    ] {
+        let mut all = vec!["query", "--as", "5306"];
+        all.extend_from_slice(&args);
+        let refusal = city.fails(&all);
+        assert!(refusal.contains(says), "{args:?}: {refusal}");
+        assert_eq!(refusal.trim().lines().count(), 1, "{args:?}: {refusal}");
+    }
+    let county = fed.at("530602");
+    let sibling = county.fails(&["query", "--as", "530602", "--office", "530621"]);
+    assert!(sibling.contains("outside 530602's subtree"), "{sibling}");
+    let sibling = county.fails(&["query", "--as", "530621", "--fresh"]);
+    assert!(
+        sibling.contains("acts only for its own office"),
+        "{sibling}"
+    );
+
+    let stats = city.json(&["stats", "--as", "5306"]);
+    let rows: u64 = stats["offices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stats["total"], 6);
+    assert_eq!(rows, 6, "{stats}");
+    for row in stats["offices"].as_array().unwrap() {
+        let code = row["code"].as_str().unwrap();
+        assert_eq!(
+            row["total"].as_u64().unwrap(),
+            count(&["--office", code]) as u64,
+            "{code}'s row counts what a query of that office lists: {stats}"
+        );
+    }
+    let statuses: u64 = stats["by_status"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(statuses, 6, "{stats}");
+    assert_eq!(stats["by_status"]["accepted"], 1, "{stats}");
+    assert_eq!(stats["by_status"]["declined"], 1, "{stats}");
+}
