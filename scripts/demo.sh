@@ -229,7 +229,7 @@ CITY_FILED="$(file_case --office 5306 --channel visit --petitioner-id 5306211975
 say "530621 鲁甸县 lost every federation link; it still registered $CUT_FILED on its own quorum," \
   "and the same petitioner walked to the city, which registered $CITY_FILED."
 say "What the county sent meanwhile waits in its outbox, never dropped:"
-ld status | grep '^530621 ' | sed 's/^/     /'
+ld status | grep -E '^ *530621 ' | sed 's/^/     /'
 city_index_has "$CUT_FILED" && fail "the city's index has $CUT_FILED while the county is cut off"
 AS_OF="$(at 5306 --json query | grep -o '"as_of":{[^}]*}' | field 530621)"
 say "The city's index does not list $CUT_FILED yet; query's watermark says its view of 530621" \
