@@ -5,30 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{id_number, Fed};
+use common::{file_case, id_number, Fed};
 use serde_json::Value;
-
-fn file_case(fed: &Fed, office: &str, n: u64) -> String {
-    let id = id_number(n);
-    let summary = format!("case {n}");
-    let case = fed.at(office).json(&[
-        "case",
-        "file",
-        "--office",
-        office,
-        "--channel",
-        "visit",
-        "--petitioner-id",
-        &id,
-        "--name",
-        "王五",
-        "--category",
-        "housing",
-        "--summary",
-        &summary,
-    ]);
-    case["case_id"].as_str().unwrap().to_string()
-}
 
 fn wait_replicas_caught_up(fed: &Fed, office: &str) {
     let start = Instant::now();
@@ -75,11 +53,13 @@ fn no_acknowledged_case_is_lost_when_the_leader_is_killed() {
         3,
     );
     fed.ok(&["up"]);
-    let mut ids: Vec<String> = (0..100).map(|n| file_case(&fed, "5306", n)).collect();
+    let mut ids: Vec<String> = (0..100)
+        .map(|n| file_case(&fed, "5306", n, "housing"))
+        .collect();
 
     let killed = fed.json(&["drill", "kill", "--office", "5306", "--leader"]);
     let killed_replica = killed["targets"][0]["replica"].as_u64().unwrap();
-    ids.extend((100..200).map(|n| file_case(&fed, "5306", n)));
+    ids.extend((100..200).map(|n| file_case(&fed, "5306", n, "housing")));
 
     fed.ok(&[
         "drill",
@@ -116,7 +96,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         3,
     );
     fed.ok(&["up"]);
-    let id = file_case(&fed, "5306", 7);
+    let id = file_case(&fed, "5306", 7, "housing");
     let before = fed.at("5306").json(&["case", "show", &id]);
     let good_id = id_number(8);
     let long_summary = "长".repeat(4001);
