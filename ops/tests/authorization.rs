@@ -13,8 +13,7 @@ use liandong_domain::{
     Registration, ReviewLevel, Status,
 };
 use liandong_node::manifest::Manifest;
-use liandong_node::tls::{self, Pki, TlsFiles};
-use tonic::transport::Endpoint;
+use liandong_node::tls::Pki;
 use tonic::Code;
 
 fn code(text: &str) -> OfficeCode {
@@ -89,17 +88,7 @@ impl Link<'_> {
             .map(|c| vec![c.to_string()])
             .unwrap_or_default();
         let identity = pki.issue_host("tester", &offices, 1).unwrap();
-        let files = TlsFiles {
-            ca_pem: pki.ca_cert_pem.clone(),
-            identity,
-        };
-        Endpoint::from_shared(tls::https_uri(addr))
-            .unwrap()
-            .tls_config(tls::client_config(&files))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        common::connect(self.fed, addr, identity).await
     }
 
     async fn send(

@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Fed, WORKING_ROLES};
+use common::{connect, Fed, WORKING_ROLES};
 use federation_proto::v1::admin_client::AdminClient;
 use federation_proto::v1::audit_client::AuditClient;
 use federation_proto::v1::cases_client::CasesClient;
@@ -24,8 +24,8 @@ use federation_proto::v1::{
     ShowRequest, SuperviseRequest,
 };
 use liandong_node::manifest::Manifest;
-use liandong_node::tls::{self, HostIdentity, Pki, TlsFiles};
-use tonic::transport::{Channel, Endpoint};
+use liandong_node::tls::{HostIdentity, Pki};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 const COUNTY: &str = "530602";
@@ -45,22 +45,6 @@ fn five_offices() -> Fed {
     );
     fed.ok(&["up"]);
     fed
-}
-
-/// A connection presenting `identity` (a certificate of the federation's CA).
-async fn connect(fed: &Fed, addr: &str, identity: HostIdentity) -> Channel {
-    let pki = Pki::load(&fed.dir.join("pki")).unwrap();
-    let files = TlsFiles {
-        ca_pem: pki.ca_cert_pem,
-        identity,
-    };
-    Endpoint::from_shared(tls::https_uri(addr))
-        .unwrap()
-        .tls_config(tls::client_config(&files))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -265,3 +265,24 @@ pub fn verified(fed: &Fed) -> Value {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// A connection to `addr` presenting `identity` (a certificate of `fed`'s CA).
+pub async fn connect(
+    fed: &Fed,
+    addr: &str,
+    identity: liandong_node::tls::HostIdentity,
+) -> tonic::transport::Channel {
+    use liandong_node::tls;
+    let pki = tls::Pki::load(&fed.dir.join("pki")).unwrap();
+    let files = tls::TlsFiles {
+        ca_pem: pki.ca_cert_pem,
+        identity,
+    };
+    tonic::transport::Endpoint::from_shared(tls::https_uri(addr))
+        .unwrap()
+        .tls_config(tls::client_config(&files))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
