@@ -460,8 +460,9 @@ async fn bootstrap(manifest: &Manifest, replicas: &Replicas) -> anyhow::Result<(
 struct Ticker {
     replicas: Replicas,
     interval: tokio::time::Interval,
-    /// Each office's first alarm time (None: no alarm), and the applied index it was read at.
-    first_alarm: BTreeMap<OfficeCode, (u64, Option<liandong_domain::Millis>)>,
+    /// When each office's next tick has work (None: nothing pending), and the applied index it
+    /// was read at.
+    next_tick: BTreeMap<OfficeCode, (u64, Option<liandong_domain::Millis>)>,
 }
 
 impl Ticker {
@@ -471,28 +472,28 @@ impl Ticker {
         Ticker {
             replicas,
             interval,
-            first_alarm: BTreeMap::new(),
+            next_tick: BTreeMap::new(),
         }
     }
 
-    /// Whether `replica`'s first alarm is due, reading it again only if the office applied
+    /// Whether `replica`'s next tick is due, reading it again only if the office applied
     /// something since it was last read.
-    fn alarm_due(&mut self, replica: &Replica) -> bool {
+    fn tick_due(&mut self, replica: &Replica) -> bool {
         let applied = crate::health::applied_index(replica);
         let cached = self
-            .first_alarm
+            .next_tick
             .get(&replica.office)
             .filter(|(read_at, _)| *read_at == applied);
         let first = match cached {
             Some((_, first)) => *first,
-            None => match first_alarm(replica) {
+            None => match replica.state_machine.next_tick_at() {
                 Ok(first) => {
-                    self.first_alarm
+                    self.next_tick
                         .insert(replica.office.clone(), (applied, first));
                     first
                 }
                 Err(error) => {
-                    tracing::warn!(office = %replica.office, %error, "reading alarms");
+                    tracing::warn!(office = %replica.office, %error, "reading when the next tick is due");
                     None
                 }
             },
@@ -509,7 +510,7 @@ impl Worker for Ticker {
     async fn work(&mut self) -> Result<Step, String> {
         let replicas = self.replicas.clone();
         for replica in replicas.iter() {
-            if !replica.is_leader() || !self.alarm_due(replica) {
+            if !replica.is_leader() || !self.tick_due(replica) {
                 continue;
             }
             if let Err(error) = replica.write(Operation::Tick).await {
@@ -522,11 +523,6 @@ impl Worker for Ticker {
     async fn wait_for_work(&mut self) {
         self.interval.tick().await;
     }
-}
-
-/// When the office's next tick has work, if ever.
-fn first_alarm(replica: &Replica) -> Result<Option<liandong_domain::Millis>, String> {
-    replica.state_machine.next_tick_at()
 }
 
 /// Watches one replica's Raft: every change is shown to its quiescence (a quiesced replica whose
