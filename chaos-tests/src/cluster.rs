@@ -171,6 +171,10 @@ fn ports_free(manifest: &Manifest) -> bool {
     true
 }
 
+/// How long [`Cluster::show_local`] repeats a read a replica asked to have repeated (below the
+/// 10 s its callers wait for an answer).
+const SHOW_RETRY_FOR: Duration = Duration::from_secs(8);
+
 impl Cluster {
     /// `federation init` (on free ports) and `up`. `flags` go to init, e.g.
     /// `["--region", "5306", "--max-children", "0", "--replicas", "3"]`.
@@ -374,6 +378,8 @@ impl Cluster {
     }
 
     /// A replica's own copy of a case (consistency LOCAL): Some(document), None if it has none.
+    /// A replica that sheds load (its audit log catching up after thousands of reads) asks to be
+    /// called again shortly; that is repeated for up to [`SHOW_RETRY_FOR`], as any client would.
     pub async fn show_local(
         channel: OfficerChannel,
         case_id: &str,
@@ -384,10 +390,18 @@ impl Cluster {
             consistency: Consistency::Local as i32,
             ..ShowRequest::default()
         };
-        match client.show(request).await {
-            Ok(reply) => Ok(Some(reply.into_inner().case_document)),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(status),
+        let started = Instant::now();
+        loop {
+            match client.show(request.clone()).await {
+                Ok(reply) => return Ok(Some(reply.into_inner().case_document)),
+                Err(status) if status.code() == Code::NotFound => return Ok(None),
+                Err(status) => match federation_proto::retry_after(&status) {
+                    Some(pause) if started.elapsed() + pause < SHOW_RETRY_FOR => {
+                        tokio::time::sleep(pause).await
+                    }
+                    _ => return Err(status),
+                },
+            }
         }
     }
 

@@ -28,6 +28,9 @@ use crate::worker::{Step, Worker};
 
 /// Records waiting per office at most.
 pub const AUDIT_PENDING_MAX: usize = 10_000;
+/// How long a call refused because too many records wait is told to wait before trying again
+/// (about the time one flush of a full batch takes).
+pub const AUDIT_RETRY_AFTER_MS: u64 = 200;
 /// Above this many waiting records, refusals of calls without credentials are only counted.
 pub const AUDIT_PENDING_ANONYMOUS_MAX: usize = 1_000;
 /// How often waiting records are appended.
@@ -87,10 +90,13 @@ impl AuditLog {
                 }
             }
             if pending.records.len() >= AUDIT_PENDING_MAX {
-                return Err(Status::unavailable(format!(
-                    "office {office}'s audit log cannot keep up ({AUDIT_PENDING_MAX} records \
-                     waiting): try again shortly"
-                )));
+                return Err(federation_proto::retry_later(
+                    format!(
+                        "office {office}'s audit log cannot keep up ({AUDIT_PENDING_MAX} records \
+                         waiting): try again shortly"
+                    ),
+                    AUDIT_RETRY_AFTER_MS,
+                ));
             }
             pending.records.push_back(record);
             Ok(())
@@ -275,5 +281,32 @@ mod tests {
             "another record takes the status call along"
         );
         assert!(log.take_round(wall_ms()).is_empty());
+    }
+
+    /// A full log refuses further reads with a signal to try again shortly (the office is
+    /// healthy, only catching up), and takes them again once a flush made room.
+    #[test]
+    fn a_full_log_asks_callers_to_retry_and_takes_records_again_after_a_flush() {
+        let log = AuditLog::default();
+        let office: OfficeCode = "530602".parse().unwrap();
+        let read = |n: usize| {
+            let mut read = status_call("clerk");
+            read.rpc = "Cases.Show".into();
+            read.case_id = format!("530602-2026-{n:06}");
+            read
+        };
+        for n in 0..AUDIT_PENDING_MAX {
+            log.record(&office, read(n)).unwrap();
+        }
+        let refused = log.record(&office, read(AUDIT_PENDING_MAX)).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            federation_proto::retry_after(&refused),
+            Some(Duration::from_millis(AUDIT_RETRY_AFTER_MS)),
+            "the refusal says when to try again: {refused:?}"
+        );
+        let round = log.take_round(wall_ms());
+        assert_eq!(round[0].1.len(), AUDIT_BATCH_MAX);
+        log.record(&office, read(AUDIT_PENDING_MAX)).unwrap();
     }
 }
