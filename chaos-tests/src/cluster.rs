@@ -171,9 +171,11 @@ fn ports_free(manifest: &Manifest) -> bool {
     true
 }
 
-/// How long [`Cluster::show_local`] repeats a read a replica asked to have repeated (below the
-/// 10 s its callers wait for an answer).
-const SHOW_RETRY_FOR: Duration = Duration::from_secs(8);
+/// How long one read of a replica's copy waits for an answer.
+const SHOW_ATTEMPT: Duration = Duration::from_secs(10);
+/// How long reads of one replica's copies are repeated when it asks for that (shared by every
+/// read of one pass, so a replica that never catches up costs this once, not once per case).
+pub const SHOW_RETRY_FOR: Duration = Duration::from_secs(60);
 
 impl Cluster {
     /// `federation init` (on free ports) and `up`. `flags` go to init, e.g.
@@ -379,10 +381,12 @@ impl Cluster {
 
     /// A replica's own copy of a case (consistency LOCAL): Some(document), None if it has none.
     /// A replica that sheds load (its audit log catching up after thousands of reads) asks to be
-    /// called again shortly; that is repeated for up to [`SHOW_RETRY_FOR`], as any client would.
+    /// called again shortly; that is done, as any client would, until `retry_until`. Each
+    /// attempt waits at most [`SHOW_ATTEMPT`] for an answer.
     pub async fn show_local(
         channel: OfficerChannel,
         case_id: &str,
+        retry_until: Instant,
     ) -> Result<Option<Vec<u8>>, tonic::Status> {
         let mut client = CasesClient::new(channel);
         let request = ShowRequest {
@@ -390,13 +394,20 @@ impl Cluster {
             consistency: Consistency::Local as i32,
             ..ShowRequest::default()
         };
-        let started = Instant::now();
         loop {
-            match client.show(request.clone()).await {
+            let answer = tokio::time::timeout(SHOW_ATTEMPT, client.show(request.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(tonic::Status::deadline_exceeded(format!(
+                        "no answer in {} s",
+                        SHOW_ATTEMPT.as_secs()
+                    )))
+                });
+            match answer {
                 Ok(reply) => return Ok(Some(reply.into_inner().case_document)),
                 Err(status) if status.code() == Code::NotFound => return Ok(None),
                 Err(status) => match federation_proto::retry_after(&status) {
-                    Some(pause) if started.elapsed() + pause < SHOW_RETRY_FOR => {
+                    Some(pause) if Instant::now() + pause < retry_until => {
                         tokio::time::sleep(pause).await
                     }
                     _ => return Err(status),
@@ -416,19 +427,16 @@ impl Cluster {
         for (replica, addr) in self.replicas(office) {
             let copy = match liandong_ops::client::officer_channel(&addr, office).await {
                 Err(status) => Err(status.message().to_string()),
-                Ok(channel) => match tokio::time::timeout(
-                    Duration::from_secs(10),
-                    Cluster::show_local(channel, case_id),
-                )
-                .await
-                {
-                    Err(_) => Err("no answer in 10 s".to_string()),
-                    Ok(Err(status)) => Err(status.message().to_string()),
-                    Ok(Ok(None)) => Ok(None),
-                    Ok(Ok(Some(document))) => liandong_domain::Case::from_bytes(&document)
-                        .map(Some)
-                        .map_err(|e| e.to_string()),
-                },
+                Ok(channel) => {
+                    let retry_until = Instant::now() + Duration::from_secs(8);
+                    match Cluster::show_local(channel, case_id, retry_until).await {
+                        Err(status) => Err(status.message().to_string()),
+                        Ok(None) => Ok(None),
+                        Ok(Some(document)) => liandong_domain::Case::from_bytes(&document)
+                            .map(Some)
+                            .map_err(|e| e.to_string()),
+                    }
+                }
             };
             out.push((replica, copy));
         }
@@ -493,19 +501,14 @@ impl Cluster {
                     }
                 }
                 Ok(channel) => {
+                    let retry_until = Instant::now() + SHOW_RETRY_FOR;
                     let reads = futures::stream::iter(ids.iter().cloned())
                         .map(|id| {
                             let channel = channel.clone();
                             async move {
-                                let copy = tokio::time::timeout(
-                                    Duration::from_secs(10),
-                                    Cluster::show_local(channel, &id),
-                                )
-                                .await
-                                .map_err(|_| "no answer in 10 s".to_string())
-                                .and_then(|copy| {
-                                    copy.map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-                                });
+                                let copy = Cluster::show_local(channel, &id, retry_until)
+                                    .await
+                                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
                                 (id, copy)
                             }
                         })

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chaos_tests::cluster::Cluster;
 use futures::StreamExt;
@@ -100,19 +99,17 @@ pub async fn all_copies(
         let Ok(channel) = liandong_ops::client::officer_channel(&addr, office).await else {
             continue;
         };
+        let retry_until = std::time::Instant::now() + chaos_tests::cluster::SHOW_RETRY_FOR;
         let copies: Vec<_> = futures::stream::iter(case_ids.iter().cloned())
             .map(|id| {
                 let channel = channel.clone();
-                async move {
-                    tokio::time::timeout(Duration::from_secs(10), Cluster::show_local(channel, &id))
-                        .await
-                }
+                async move { Cluster::show_local(channel, &id, retry_until).await }
             })
             .buffer_unordered(32)
             .collect()
             .await;
         for copy in copies {
-            if let Ok(Ok(Some(document))) = copy {
+            if let Ok(Some(document)) = copy {
                 if let Ok(case) = liandong_domain::Case::from_bytes(&document) {
                     out.push((replica, case));
                 }

@@ -212,6 +212,10 @@ impl Worker for AuditFlusher {
                 records: records.clone(),
             };
             if let Err(status) = self.proposer.propose(&office, op).await {
+                // Reads wait on this (refused once too many records wait): say why, at most
+                // once per pause.
+                tracing::warn!(%office, waiting = records.len(), reason = %status.message(),
+                    "audit records not appended yet; retrying");
                 errors.push(format!("{office}: {}", status.message()));
                 log.put_back(&office, records);
             }
