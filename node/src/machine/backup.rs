@@ -246,6 +246,9 @@ impl BackupFile {
 
 pub type Links<T> = BTreeMap<OfficeCode, T>;
 
+/// State machine records a restore puts into the snapshot, keys relative to the office prefix.
+pub type Records = BTreeMap<Vec<u8>, Vec<u8>>;
+
 fn office_of(bytes: &[u8]) -> Option<OfficeCode> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
@@ -380,7 +383,7 @@ pub struct LinkRepair {
 pub fn repair_links(
     backup: &BackupFile,
     peers: &BTreeMap<OfficeCode, PeerLinks>,
-) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, Vec<LinkRepair>), BackupError> {
+) -> Result<(Records, Vec<LinkRepair>), BackupError> {
     let (links_out, links_in) = backup.links()?;
     let mut records = BTreeMap::new();
     let mut repairs = Vec::new();
@@ -421,7 +424,7 @@ pub fn repair_links(
 pub fn repair_case_numbers(
     backup: &BackupFile,
     peers: &BTreeMap<OfficeCode, PeerLinks>,
-) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, Vec<NumbersGiven>), BackupError> {
+) -> Result<(Records, Vec<NumbersGiven>), BackupError> {
     let mut counters: BTreeMap<u16, u32> = BTreeMap::new();
     snapshot::for_each_record(backup.body()?, |key, value| {
         if let Some(year) = key
@@ -467,7 +470,7 @@ pub struct NumbersGiven {
 /// `path`.
 pub fn prepare_body(
     backup: &BackupFile,
-    records: &BTreeMap<Vec<u8>, Vec<u8>>,
+    records: &Records,
     path: &Path,
 ) -> Result<(), BackupError> {
     snapshot::rewrite(backup.body()?, path, records).map_err(storage)
