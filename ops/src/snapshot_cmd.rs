@@ -95,15 +95,18 @@ struct Progress {
     what: String,
     total: u64,
     last_percent: Option<u64>,
+    /// Counts bytes (shown in MiB), else items.
+    bytes: bool,
 }
 
 impl Progress {
-    fn new(what: String, total: u64, quiet: bool) -> Progress {
+    fn new(what: String, total: u64, bytes: bool) -> Progress {
         Progress {
-            shown: !quiet && std::io::stderr().is_terminal(),
+            shown: std::io::stderr().is_terminal(),
             what,
             total,
             last_percent: None,
+            bytes,
         }
     }
 
@@ -118,13 +121,17 @@ impl Progress {
             return;
         }
         self.last_percent = Some(percent);
-        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-        eprint!(
-            "\r{}: {:.1} of {:.1} MiB ({percent}%)",
-            self.what,
-            mib(done),
-            mib(self.total)
-        );
+        if self.bytes {
+            let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+            eprint!(
+                "\r{}: {:.1} of {:.1} MiB ({percent}%)",
+                self.what,
+                mib(done),
+                mib(self.total)
+            );
+        } else {
+            eprint!("\r{}: {done} of {} ({percent}%)", self.what, self.total);
+        }
         let _ = std::io::stderr().flush();
     }
 
@@ -273,7 +280,7 @@ async fn save_from(addr: &str, office: &str, partial: &Path) -> Result<Saved, Sa
                 progress = Some(Progress::new(
                     format!("saving office {office}"),
                     parsed.body_bytes,
-                    false,
+                    true,
                 ));
                 header = Some(parsed);
                 hasher.update(&bytes);
@@ -454,7 +461,7 @@ fn restore(layout: &Layout, args: &RestoreArgs) -> anyhow::Result<Report> {
     backup::prepare_body(&backup, &records, &body).map_err(|e| anyhow!("{e}"))?;
     let mut restored = Vec::new();
     let mut progress = Progress::new(
-        format!("restoring office {office}"),
+        format!("restoring office {office}: replicas"),
         targets.len() as u64,
         false,
     );
