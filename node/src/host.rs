@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use federation_proto::v1::admin_server::AdminServer;
+use federation_proto::v1::backup_server::BackupServer;
 use federation_proto::v1::cases_server::CasesServer;
 use federation_proto::v1::federation_server::FederationServer;
 use federation_proto::v1::membership_server::MembershipServer;
@@ -20,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tonic::transport::server::TcpIncoming;
 
-use crate::api::admin::{AdminService, MembershipService};
+use crate::api::admin::{AdminService, BackupService, MembershipService};
 use crate::api::audit_log::AuditFlusher;
 use crate::api::auth::Trust;
 use crate::api::cases::CaseService;
@@ -239,6 +240,11 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             replicas: replicas.clone(),
             trust: trust.clone(),
             health: health.clone(),
+        }))
+        .add_service(BackupServer::new(BackupService {
+            host: host.name.clone(),
+            replicas: replicas.clone(),
+            trust: trust.clone(),
         }))
         .add_service(MembershipServer::new(MembershipService::new(
             &manifest,

@@ -55,6 +55,10 @@ pub enum Command {
     /// would lose quorum).
     #[command(subcommand)]
     Replica(crate::replica_cmd::ReplicaCommand),
+    /// Backups of an office: save one from the running office, restore one into a fresh
+    /// replica set.
+    #[command(subcommand)]
+    Snapshot(crate::snapshot_cmd::SnapshotCommand),
     /// Check the federation's invariants on the live system.
     Verify,
     /// Sign an officer in at its office; the token is kept in `DIR/session.token` (0600) or

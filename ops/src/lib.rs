@@ -10,6 +10,7 @@ pub mod process;
 pub mod replica_cmd;
 pub mod sample;
 pub mod session;
+pub mod snapshot_cmd;
 pub mod topology;
 pub mod verify;
 pub mod view;

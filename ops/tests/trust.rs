@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use common::{connect, Fed, WORKING_ROLES};
 use federation_proto::v1::admin_client::AdminClient;
 use federation_proto::v1::audit_client::AuditClient;
+use federation_proto::v1::backup_client::BackupClient;
 use federation_proto::v1::cases_client::CasesClient;
 use federation_proto::v1::federation_client::FederationClient;
 use federation_proto::v1::membership_client::MembershipClient;
@@ -21,7 +22,7 @@ use federation_proto::v1::raft_transport_client::RaftTransportClient;
 use federation_proto::v1::{
     self, case_command, ActRequest, AddOfficerRequest, AuditReadRequest, DumpRequest, FileRequest,
     ListOfficersRequest, OrdersRequest, ProposeRequest, QueryRequest, RemoveReplicaRequest,
-    ShowRequest, SuperviseRequest,
+    SaveRequest, ShowRequest, SuperviseRequest,
 };
 use liandong_node::manifest::Manifest;
 use liandong_node::tls::{HostIdentity, Pki};
@@ -61,9 +62,10 @@ enum Rpc {
     ReadAudit,
     Dump,
     RemoveReplica,
+    BackupSave,
 }
 
-const RPCS: [Rpc; 12] = [
+const RPCS: [Rpc; 13] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -76,6 +78,7 @@ const RPCS: [Rpc; 12] = [
     Rpc::ReadAudit,
     Rpc::Dump,
     Rpc::RemoveReplica,
+    Rpc::BackupSave,
 ];
 
 impl Rpc {
@@ -90,7 +93,7 @@ impl Rpc {
             Rpc::Orders | Rpc::Query => &["supervisor", "leader", "auditor"],
             Rpc::AddOfficer | Rpc::ListOfficers => &["admin"],
             Rpc::ReadAudit => &["auditor"],
-            Rpc::Dump | Rpc::RemoveReplica => return None,
+            Rpc::Dump | Rpc::RemoveReplica | Rpc::BackupSave => return None,
         })
     }
 }
@@ -281,6 +284,17 @@ async fn call(
                 .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX)
                 .dump(with_token(
                     DumpRequest {
+                        office: office.to_string(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::BackupSave => code(
+            BackupClient::new(channel)
+                .save(with_token(
+                    SaveRequest {
                         office: office.to_string(),
                     },
                     t,

@@ -2,6 +2,7 @@
 //! (`liandong replica add|remove`). Operators' work: an operator certificate naming the office
 //! (or an ancestor); a host certificate sees only the status of the offices it names, and may
 //! relay an operator's membership request to the office's leader. Dumps leave personal data out.
+//! Backups (`liandong snapshot save`) stream an office's snapshot to an operator.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -9,11 +10,12 @@ use std::time::Duration;
 
 use federation_proto::v1::admin_client::AdminClient;
 use federation_proto::v1::admin_server::Admin;
+use federation_proto::v1::backup_server::Backup;
 use federation_proto::v1::membership_client::MembershipClient;
 use federation_proto::v1::membership_server::Membership;
 use federation_proto::v1::{
     AddReplicaRequest, DumpReply, DumpRequest, MembershipReply, RemoveReplicaRequest,
-    ReplicaStatus, StatusReply, StatusRequest,
+    ReplicaStatus, SavePiece, SaveRequest, StatusReply, StatusRequest,
 };
 use liandong_domain::message::Summary;
 use liandong_domain::OfficeCode;
@@ -252,6 +254,125 @@ impl Admin for AdminService {
         let document =
             serde_json::to_vec(&document).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(DumpReply { document }))
+    }
+}
+
+/// The Backup service: an office's state machine at one applied index, streamed as a backup file
+/// (`machine::backup`).
+pub struct BackupService {
+    pub host: String,
+    pub replicas: Replicas,
+    pub trust: Arc<Trust>,
+}
+
+/// Pieces of a backup queued towards the caller at most (the file is read as they are taken).
+const BACKUP_PIECES_QUEUED: usize = 4;
+
+/// Removes a file when dropped (a backup's snapshot file, once sent or abandoned).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Sends the backup of `file` (header, pieces of the body, digest) into `pieces`; stops when
+/// the caller went away.
+fn stream_backup(
+    header: Vec<u8>,
+    file: RemoveOnDrop,
+    pieces: tokio::sync::mpsc::Sender<Result<SavePiece, Status>>,
+) {
+    use federation_proto::v1::save_piece::Piece;
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    hasher.update(&header);
+    let send = |piece: Result<Piece, Status>| {
+        pieces
+            .blocking_send(piece.map(|piece| SavePiece { piece: Some(piece) }))
+            .is_ok()
+    };
+    if !send(Ok(Piece::Header(header))) {
+        return;
+    }
+    let mut input = match std::fs::File::open(&file.0) {
+        Ok(input) => input,
+        Err(error) => {
+            send(Err(Status::internal(format!(
+                "reading the snapshot: {error}"
+            ))));
+            return;
+        }
+    };
+    let mut buffer = vec![0u8; crate::machine::backup::PIECE_BYTES_MAX];
+    loop {
+        let read = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) => {
+                send(Err(Status::internal(format!(
+                    "reading the snapshot: {error}"
+                ))));
+                return;
+            }
+        };
+        hasher.update(&buffer[..read]);
+        if !send(Ok(Piece::Data(buffer[..read].to_vec()))) {
+            return;
+        }
+    }
+    send(Ok(Piece::Digest(hasher.finalize().to_vec())));
+}
+
+#[tonic::async_trait]
+impl Backup for BackupService {
+    type SaveStream = tokio_stream::wrappers::ReceiverStream<Result<SavePiece, Status>>;
+
+    async fn save(
+        &self,
+        request: Request<SaveRequest>,
+    ) -> Result<Response<Self::SaveStream>, Status> {
+        let office: OfficeCode = request
+            .get_ref()
+            .office
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("bad office code: {e}")))?;
+        let principal = self
+            .trust
+            .check(&request, Action::Backup, &office, "", "")?;
+        let replica = self.replicas.get(&office).cloned().ok_or_else(|| {
+            Status::not_found(format!("office {office} is not carried by this host"))
+        })?;
+        self.trust.record(
+            &office,
+            Trust::record_of(&principal, Action::Backup, &office, "", ""),
+        )?;
+        let machine = replica.state_machine.clone();
+        let (path, applied) = tokio::task::spawn_blocking(move || machine.write_backup_file())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("writing the snapshot: {e}")))?;
+        let file = RemoveOnDrop(path);
+        let body_bytes = std::fs::metadata(&file.0)
+            .map_err(|e| Status::internal(format!("reading the snapshot: {e}")))?
+            .len();
+        let header = crate::machine::backup::BackupHeader::new(
+            &office,
+            &self.host,
+            replica.id,
+            &applied,
+            crate::clock::wall_ms(),
+            body_bytes,
+        );
+        tracing::info!(%office, index = header.applied_index, bytes = body_bytes, "backup");
+        let (pieces, receiver) = tokio::sync::mpsc::channel(BACKUP_PIECES_QUEUED);
+        let header = header.encode();
+        tokio::task::spawn_blocking(move || stream_backup(header, file, pieces));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            receiver,
+        )))
     }
 }
 

@@ -181,6 +181,8 @@ pub enum Action<'a> {
     Membership {
         forwarded: bool,
     },
+    /// Backup.Save: an office's whole state, personal data included (operators only).
+    Backup,
 }
 
 impl Action<'_> {
@@ -197,6 +199,7 @@ impl Action<'_> {
             Action::Status => "Admin.Status",
             Action::Dump => "Admin.Dump",
             Action::Membership { .. } => "Membership",
+            Action::Backup => "Backup.Save",
         }
     }
 
@@ -217,7 +220,9 @@ impl Action<'_> {
             Action::Orders | Action::Query => &[Supervisor, Leader, Auditor],
             Action::ManageOfficers => &[Admin],
             Action::ReadAudit => &[Auditor],
-            Action::Status | Action::Dump | Action::Membership { .. } => return None,
+            Action::Status | Action::Dump | Action::Membership { .. } | Action::Backup => {
+                return None
+            }
         })
     }
 }

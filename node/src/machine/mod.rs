@@ -6,6 +6,7 @@
 //! - `state_machine`: [`StateMachineStore`], openraft's state machine over RocksDB: applying,
 //!   snapshots, and the reads the APIs, the pump and the Deliver handler make.
 //! - `snapshot`: snapshots as files, streamed from a consistent view and into RocksDB.
+//! - `backup`: an office's snapshot as a backup file, and its restore into a fresh replica set.
 //! - `migrate`: opening a state stored by the build before the binary codec.
 //! - `apply`: dispatch of every operation, refusals.
 //! - `requests`: request deduplication, scoped by caller, and its records' expiry.
@@ -20,6 +21,7 @@
 
 mod apply;
 pub mod audit;
+pub mod backup;
 mod cases;
 mod inbox;
 pub mod keys;

@@ -81,18 +81,68 @@ pub fn write(db: &HostDb, prefix: &[u8], path: &Path) -> Result<AppliedState, Sn
     options.fill_cache(false);
     for item in raw.iterator_cf_opt(cf, options, IteratorMode::From(prefix, Direction::Forward)) {
         let (key, value) = item?;
-        let relative = &key[prefix.len()..];
-        out.write_all(&length(relative.len())?.to_be_bytes())?;
-        out.write_all(relative)?;
-        out.write_all(&length(value.len())?.to_be_bytes())?;
-        out.write_all(&value)?;
+        write_record(&mut out, &key[prefix.len()..], &value)?;
     }
+    finish_file(out)?;
+    Ok(applied)
+}
+
+fn write_record(out: &mut impl Write, key: &[u8], value: &[u8]) -> io::Result<()> {
+    out.write_all(&length(key.len())?.to_be_bytes())?;
+    out.write_all(key)?;
+    out.write_all(&length(value.len())?.to_be_bytes())?;
+    out.write_all(value)
+}
+
+/// Writes the end mark and the checksum, and syncs the file.
+fn finish_file(mut out: Hashing<BufWriter<File>>) -> Result<(), SnapshotError> {
     out.write_all(&END.to_be_bytes())?;
     let (writer, digest) = out.finish();
     let mut file = writer.into_inner().map_err(|e| e.into_error())?;
     file.write_all(&digest)?;
     file.sync_all()?;
-    Ok(applied)
+    Ok(())
+}
+
+/// Reads every record of the snapshot in `input` (checked whole: structure and checksum).
+pub fn for_each_record(
+    input: impl Read,
+    each: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> Result<(), SnapshotError> {
+    read_from(input, each)
+}
+
+/// Copies the snapshot in `input` to a new file at `path` (synced), with the records of
+/// `replace` put in (a key present is given the new value, a key absent is added in its
+/// place): a restore adjusts the links of the office it restores this way. When `input`
+/// turns out not to be a whole, intact snapshot, `path` is removed and nothing else changed.
+pub fn rewrite(
+    input: impl Read,
+    path: &Path,
+    replace: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<(), SnapshotError> {
+    let copy = || -> Result<(), SnapshotError> {
+        let mut out = Hashing::new(BufWriter::with_capacity(BUFFER_BYTES, File::create(path)?));
+        out.write_all(MAGIC)?;
+        out.write_all(&[VERSION])?;
+        let mut pending = replace.iter().peekable();
+        read_from(input, |key, value| {
+            while let Some((new_key, new_value)) = pending.next_if(|(k, _)| k.as_slice() < key) {
+                write_record(&mut out, new_key, new_value)?;
+            }
+            match pending.next_if(|(k, _)| k.as_slice() == key) {
+                Some((_, new_value)) => write_record(&mut out, key, new_value),
+                None => write_record(&mut out, key, value),
+            }
+        })?;
+        for (new_key, new_value) in pending {
+            write_record(&mut out, new_key, new_value)?;
+        }
+        finish_file(out)
+    };
+    copy().inspect_err(|_| {
+        let _ = std::fs::remove_file(path);
+    })
 }
 
 fn length(len: usize) -> io::Result<u32> {
@@ -139,9 +189,16 @@ pub fn install(
 /// checksum are known good up to that record; fails on anything but a whole, intact file.
 fn read_records(
     path: &Path,
+    each: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> Result<(), SnapshotError> {
+    read_from(File::open(path)?, each)
+}
+
+fn read_from(
+    input: impl Read,
     mut each: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
 ) -> Result<(), SnapshotError> {
-    let mut input = Hashing::new(BufReader::with_capacity(BUFFER_BYTES, File::open(path)?));
+    let mut input = Hashing::new(BufReader::with_capacity(BUFFER_BYTES, input));
     let mut magic = [0u8; MAGIC.len() + 1];
     input.read_exact(&mut magic)?;
     if &magic[..MAGIC.len()] != MAGIC || magic[MAGIC.len()] != VERSION {

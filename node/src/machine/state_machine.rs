@@ -306,6 +306,20 @@ impl StateMachineStore {
         super::refusals(self, from, *seqs.start(), *seqs.end()).map_err(|e| e.to_string())
     }
 
+    /// Writes a snapshot file of the applied state, as of one consistent view, to a new file in
+    /// this office's snapshot folder for a backup (`liandong snapshot save`); the caller
+    /// removes it once sent (one left behind by a crash goes at the next open).
+    pub fn write_backup_file(&self) -> Result<(PathBuf, AppliedState), String> {
+        let path = self.snapshots.join(self.new_file("backup", 0));
+        match snapshot::write(&self.db, &self.prefix, &path) {
+            Ok(applied) => Ok((path, applied)),
+            Err(error) => {
+                let _ = std::fs::remove_file(&path);
+                Err(error.to_string())
+            }
+        }
+    }
+
     /// Changes whenever an `apply` call enqueued or acknowledged messages.
     pub fn outbox_changes(&self) -> watch::Receiver<u64> {
         self.outbox_changes.subscribe()
