@@ -1,7 +1,7 @@
 //! Conversions between federation envelopes and their protobuf form, with round-trip tests.
 
 use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
-use liandong_domain::{DomainError, ReviewLevel};
+use liandong_domain::{ClockKind, DomainError, ReviewLevel};
 
 use crate::v1::{self, envelope::Body as Proto};
 
@@ -21,6 +21,16 @@ fn parse_level(word: &str) -> Result<ReviewLevel, DomainError> {
             reason: "expected review or re_review",
         }),
     }
+}
+
+fn parse_clock(word: &str) -> Result<ClockKind, DomainError> {
+    ClockKind::ALL
+        .into_iter()
+        .find(|clock| clock.as_str() == word)
+        .ok_or(DomainError::FieldInvalid {
+            field: "clock",
+            reason: "not a clock name",
+        })
 }
 
 impl From<&Summary> for v1::IndexUpdate {
@@ -100,6 +110,56 @@ impl From<&Envelope> for v1::Envelope {
                 officer: officer.clone(),
             }),
             Body::IndexUpdate { summary } => Proto::IndexUpdate(summary.into()),
+            Body::ReviewOpened {
+                case_id,
+                review_id,
+                level,
+            } => Proto::ReviewOpened(v1::ReviewOpened {
+                case_id: case_id.to_string(),
+                review_id: review_id.to_string(),
+                level: level_word(*level).to_string(),
+            }),
+            Body::ReviewDecision {
+                case_id,
+                review_id,
+                level,
+                opinion,
+                text,
+                decided_at,
+                is_final,
+            } => Proto::ReviewDecision(v1::ReviewDecision {
+                case_id: case_id.to_string(),
+                review_id: review_id.to_string(),
+                level: level_word(*level).to_string(),
+                opinion: opinion.as_str().to_string(),
+                text: text.clone(),
+                decided_ms: *decided_at,
+                is_final: *is_final,
+            }),
+            Body::SupervisionRelay {
+                case_id,
+                order_id,
+                issuer,
+                text,
+                ordered_at,
+                due_by,
+            } => Proto::SupervisionRelay(v1::SupervisionRelay {
+                case_id: case_id.to_string(),
+                order_id: order_id.clone(),
+                issuer: issuer.to_string(),
+                text: text.clone(),
+                ordered_ms: *ordered_at,
+                due_ms: *due_by,
+            }),
+            Body::Breach {
+                case_id,
+                office,
+                clock,
+            } => Proto::Breach(v1::Breach {
+                case_id: case_id.to_string(),
+                office: office.to_string(),
+                clock: clock.as_str().to_string(),
+            }),
         };
         v1::Envelope {
             from: envelope.from.to_string(),
@@ -141,6 +201,33 @@ impl TryFrom<v1::Envelope> for Envelope {
             },
             Proto::IndexUpdate(update) => Body::IndexUpdate {
                 summary: update.try_into()?,
+            },
+            Proto::ReviewOpened(opened) => Body::ReviewOpened {
+                case_id: opened.case_id.parse()?,
+                review_id: opened.review_id.parse()?,
+                level: parse_level(&opened.level)?,
+            },
+            Proto::ReviewDecision(decision) => Body::ReviewDecision {
+                case_id: decision.case_id.parse()?,
+                review_id: decision.review_id.parse()?,
+                level: parse_level(&decision.level)?,
+                opinion: decision.opinion.parse()?,
+                text: decision.text,
+                decided_at: decision.decided_ms,
+                is_final: decision.is_final,
+            },
+            Proto::SupervisionRelay(relay) => Body::SupervisionRelay {
+                case_id: relay.case_id.parse()?,
+                order_id: relay.order_id,
+                issuer: relay.issuer.parse()?,
+                text: relay.text,
+                ordered_at: relay.ordered_ms,
+                due_by: relay.due_ms,
+            },
+            Proto::Breach(breach) => Body::Breach {
+                case_id: breach.case_id.parse()?,
+                office: breach.office.parse()?,
+                clock: parse_clock(&breach.clock)?,
             },
         };
         Ok(Envelope {
@@ -212,6 +299,33 @@ mod tests {
             },
             Body::IndexUpdate {
                 summary: Summary::of(&case),
+            },
+            Body::ReviewOpened {
+                case_id: case.id.clone(),
+                review_id: "5306-2026-000003".parse().unwrap(),
+                level: ReviewLevel::Review,
+            },
+            Body::ReviewDecision {
+                case_id: case.id.clone(),
+                review_id: "5306-2026-000003".parse().unwrap(),
+                level: ReviewLevel::ReReview,
+                opinion: liandong_domain::Opinion::NotSupport,
+                text: "upheld".into(),
+                decided_at: 99,
+                is_final: true,
+            },
+            Body::SupervisionRelay {
+                case_id: case.id.clone(),
+                order_id: "5306-4".into(),
+                issuer: "5306".parse().unwrap(),
+                text: "report".into(),
+                ordered_at: 5,
+                due_by: 9,
+            },
+            Body::Breach {
+                case_id: case.id.clone(),
+                office: "530602".parse().unwrap(),
+                clock: ClockKind::Reply,
             },
         ];
         for body in bodies {

@@ -397,7 +397,10 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
         }
         CaseCommand::RequestReview(args) => {
             let command = case_command::Command::RequestReview(v1::RequestReview {});
-            act(&federation, &args.case_id, command).await
+            let reply = act(&federation, &args.case_id, command)
+                .await
+                .map_err(|status| status_error(&status))?;
+            return review_requested(&federation, &args.case_id, reply).await;
         }
         CaseCommand::AnswerSupervision(args) => {
             let command = v1::AnswerSupervision {
@@ -430,6 +433,56 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
         }
     };
     case_report(reply.map_err(|status| status_error(&status))?)
+}
+
+/// How long `request-review` waits for the level above to register the review case.
+pub const REVIEW_CASE_WAIT_MS: u64 = 15_000;
+
+/// A review requested: the case, and the id of the review case once the level above has
+/// registered it (it tells the case; `request-review` waits up to [`REVIEW_CASE_WAIT_MS`]).
+async fn review_requested(
+    federation: &Federation,
+    case_id: &str,
+    reply: CaseReply,
+) -> anyhow::Result<Report> {
+    let mut case = Case::from_bytes(&reply.case_document)
+        .map_err(|e| anyhow!("the office sent a bad case document: {e}"))?;
+    let to = case
+        .history
+        .iter()
+        .rev()
+        .find(|entry| entry.kind == "review_requested")
+        .and_then(|entry| entry.detail["to"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let holder = case.office.to_string();
+    let started = std::time::Instant::now();
+    let review = loop {
+        if let Some(review) = view::review_case(&case) {
+            break Some(review);
+        }
+        if started.elapsed() >= std::time::Duration::from_millis(REVIEW_CASE_WAIT_MS) {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if let Ok((_, reply)) = locate_from(federation, case_id, holder.clone(), None).await {
+            if let Ok(shown) = Case::from_bytes(&reply.case_document) {
+                case = shown;
+            }
+        }
+    };
+    let mut json = view::case_json(&case);
+    let mut text = view::case_text(&case);
+    match &review {
+        Some(review) => text.push_str(&format!("\nreview case {review} registered at {to}")),
+        None => {
+            json["review_pending"] = Value::Bool(true);
+            text.push_str(&format!(
+                "\nthe review goes to {to}, which has not registered it yet (unreachable?): \
+                 `liandong case show {case_id}` names the review case once it has"
+            ));
+        }
+    }
+    Ok(Report::new(json, text))
 }
 
 fn case_report(reply: CaseReply) -> anyhow::Result<Report> {
@@ -710,15 +763,21 @@ async fn orders(layout: &Layout, args: &OrdersArgs) -> anyhow::Result<Report> {
             order["to"].as_str().unwrap_or(""),
             if answered {
                 format!(
-                    "answered: {}",
+                    "answered by {}: {}",
+                    order["answer"]["officer"].as_str().unwrap_or(""),
                     order["answer"]["text"].as_str().unwrap_or("")
                 )
+            } else if let Some(refused) = order["refused"].as_str() {
+                format!("refused: {refused}")
             } else {
                 "open".to_string()
             },
             if overdue { " OVERDUE" } else { "" }
         ));
         orders.push(order);
+    }
+    if lines.is_empty() {
+        lines.push(format!("no supervision orders issued by {office}"));
     }
     Ok(Report::new(
         json!({"office": office, "orders": orders}),
@@ -917,10 +976,11 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
         .map_err(|s| status_error(&s))?;
     let json = view::stats_json(&as_office, &reply);
     let text = format!(
-        "{} cases under {as_office}: {} overdue, {} in backlog; by status {}",
+        "{} cases under {as_office}: {} overdue, {} in backlog, {} breached on record; by status {}",
         json["total"],
         json["overdue"],
         json["backlog"],
+        json["breached"],
         serde_json::to_string(&json["by_status"]).unwrap_or_default()
     );
     Ok(Report::new(json, text))

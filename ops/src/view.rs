@@ -2,7 +2,7 @@
 //! readable text.
 
 use federation_proto::v1::{ReplicaStatus, StatusReply};
-use liandong_domain::{format_rfc3339, Case, Millis};
+use liandong_domain::{format_rfc3339, Case, CaseKind, Millis};
 use liandong_node::health::FLAPPING_LEADER_CHANGES;
 use liandong_node::manifest::HostEntry;
 use serde_json::{json, Value};
@@ -529,6 +529,37 @@ fn time(ms: Option<Millis>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The case that reviews this one, as the level above registered it (the last review or
+/// re-review it asked for whose case is known here): from the `review_opened` history entry.
+pub fn review_case(case: &Case) -> Option<String> {
+    case.history
+        .iter()
+        .rev()
+        .find(|entry| entry.kind == "review_opened")
+        .and_then(|entry| entry.detail["review"].as_str())
+        .map(str::to_string)
+}
+
+/// The review and re-review decisions that came back to this case, in order.
+pub fn review_decisions(case: &Case) -> Vec<Value> {
+    case.history
+        .iter()
+        .filter(|entry| entry.kind == "review_decided")
+        .map(|entry| {
+            let detail = &entry.detail;
+            json!({
+                "level": detail["level"],
+                "review_case": detail["review"],
+                "opinion": detail["opinion"],
+                "text": detail["text"],
+                "decided_at": detail["decided_at"].as_i64().map(format_rfc3339),
+                "final": detail["is_final"],
+                "received_at": format_rfc3339(entry.at),
+            })
+        })
+        .collect()
+}
+
 pub fn case_json(case: &Case) -> Value {
     let history: Vec<Value> = case
         .history
@@ -555,6 +586,8 @@ pub fn case_json(case: &Case) -> Value {
             _ => None,
         },
         "supervision": case.supervision,
+        "review_case": review_case(case),
+        "review_decisions": review_decisions(case),
         "channel": case.channel.as_str(),
         "category": case.category,
         "summary": case.summary,
@@ -572,6 +605,7 @@ pub fn case_json(case: &Case) -> Value {
             "review_by": time(case.deadlines.review_by),
             "return_by": time(case.deadlines.return_by),
             "report_by": time(case.deadlines.report_by),
+            "supervision_by": time(case.deadlines.supervision_by),
         },
         "overdue": case.overdue,
         "history_start": case.history_start.entries,
@@ -589,6 +623,34 @@ pub fn case_text(case: &Case) -> String {
         case.category,
         if case.overdue { " OVERDUE" } else { "" }
     )];
+    if let CaseKind::Review { of } | CaseKind::ReReview { of } = &case.kind {
+        lines.push(format!("  {} of {of}", case.kind.as_str()));
+    }
+    if let Some(review) = review_case(case) {
+        lines.push(format!("  reviewed by case {review}"));
+    }
+    for decision in review_decisions(case) {
+        lines.push(format!(
+            "  {} decision of {}: {}{}: {}",
+            decision["level"].as_str().unwrap_or(""),
+            decision["review_case"].as_str().unwrap_or(""),
+            decision["opinion"].as_str().unwrap_or(""),
+            if decision["final"] == true {
+                " (final)"
+            } else {
+                ""
+            },
+            decision["text"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(order) = &case.supervision {
+        lines.push(format!(
+            "  supervision order of {} due {}: {}",
+            order.from,
+            format_rfc3339(order.due_by),
+            order.text
+        ));
+    }
     for entry in &case.history {
         lines.push(format!(
             "  {} {} {} {}",
@@ -636,7 +698,7 @@ pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> 
             }
         }
         let mut office = json!({"code": row.office});
-        for figure in ["total", "overdue", "backlog"] {
+        for figure in ["total", "overdue", "backlog", "breached"] {
             office[figure] = json!(count(figure));
         }
         offices.push(office);
@@ -651,6 +713,7 @@ pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> 
         "total": totals.get("total").copied().unwrap_or(0),
         "overdue": totals.get("overdue").copied().unwrap_or(0),
         "backlog": totals.get("backlog").copied().unwrap_or(0),
+        "breached": totals.get("breached").copied().unwrap_or(0),
         "offices": offices,
         "as_of": as_of,
     });

@@ -111,10 +111,11 @@ impl Case {
                     handoff: handoff.clone(),
                     at: *at,
                 });
-                // The breaches on record were the sender's; this office starts clean.
+                // The breaches on record were the sender's (its record keeps them); this office
+                // starts clean. An open supervision order follows the case: this office answers
+                // it now, by the order's own due date (its clock runs on).
                 self.overdue = false;
-                self.supervision = None;
-                for clock in [ClockKind::Return, ClockKind::Report, ClockKind::Supervision] {
+                for clock in [ClockKind::Return, ClockKind::Report] {
                     self.stop_clock(clock);
                 }
                 self.start_clock(ClockKind::Accept, *at, *accept_by);
@@ -206,6 +207,32 @@ impl Case {
                 self.status = Status::Final;
                 self.deadlines.review_by = None;
                 self.deadlines.evaluate_by = None;
+            }
+            // The link is the history entry itself: nothing else changes.
+            Event::ReviewOpened { .. } => {}
+            Event::ReviewDecided { is_final, .. } => {
+                if *is_final {
+                    self.status = Status::Final;
+                    self.deadlines.review_by = None;
+                    self.deadlines.evaluate_by = None;
+                } else {
+                    self.status = Status::Reviewed;
+                }
+            }
+            Event::SupervisionFollowed {
+                from,
+                text,
+                ordered_at,
+                due_by,
+                ..
+            } => {
+                self.supervision = Some(Supervision {
+                    from: from.clone(),
+                    text: text.clone(),
+                    ordered_at: *ordered_at,
+                    due_by: *due_by,
+                });
+                self.start_clock(ClockKind::Supervision, *ordered_at, *due_by);
             }
         }
     }

@@ -3,8 +3,8 @@
 
 use crate::calendar::Millis;
 use crate::codec::tagged_enum;
-use crate::ids::OfficeCode;
-use crate::model::{DeclineRoute, Grade, Opinion, Satisfaction};
+use crate::ids::{CaseId, OfficeCode};
+use crate::model::{DeclineRoute, Grade, Opinion, ReviewLevel, Satisfaction};
 
 tagged_enum! {
     /// One request to change a case. `decide` turns it into events or a typed refusal.
@@ -63,6 +63,28 @@ tagged_enum! {
         },
         /// The written answer to the open supervision order.
         AnswerSupervision { text: String, officer: String },
+        /// The level above registered the review (or re-review) this case asked for, as `review`:
+        /// the link from this case to the one that reviews it.
+        ReviewOpened { review: CaseId, level: ReviewLevel },
+        /// The review (or re-review) case `review` decided: its opinion and text come back to the
+        /// case it reviews. `is_final`: nothing can be asked after it (a re-review's decision, or
+        /// a review whose re-review window lapsed).
+        ReviewDecided {
+            review: CaseId,
+            level: ReviewLevel,
+            opinion: Opinion,
+            text: String,
+            decided_at: Millis,
+            is_final: bool,
+        },
+        /// A supervision order that followed the case here from the office that handed it on:
+        /// `from` issued it at `ordered_at`, due by `due_by` (its clock is not restarted).
+        FollowOrder {
+            from: OfficeCode,
+            text: String,
+            ordered_at: Millis,
+            due_by: Millis,
+        },
     }
 }
 
@@ -84,7 +106,23 @@ impl CaseCommand {
             CaseCommand::HandoffRefused { .. } => "handoff_refused",
             CaseCommand::Supervise { .. } => "supervise",
             CaseCommand::AnswerSupervision { .. } => "answer_supervision",
+            CaseCommand::ReviewOpened { .. } => "review_opened",
+            CaseCommand::ReviewDecided { .. } => "review_decided",
+            CaseCommand::FollowOrder { .. } => "follow_order",
         }
+    }
+
+    /// Commands only the federation protocol sends (never an officer).
+    pub fn is_federation_only(&self) -> bool {
+        matches!(
+            self,
+            CaseCommand::HandoffAcked
+                | CaseCommand::HandoffRefused { .. }
+                | CaseCommand::Supervise { .. }
+                | CaseCommand::ReviewOpened { .. }
+                | CaseCommand::ReviewDecided { .. }
+                | CaseCommand::FollowOrder { .. }
+        )
     }
 
     /// Bookkeeping that finishes a handoff: the only commands a case in transit takes.

@@ -188,6 +188,21 @@ pub fn decide(
         CaseCommand::AnswerSupervision { text, officer } => {
             decision.answer_supervision(text, officer)
         }
+        CaseCommand::ReviewOpened { review, level } => decision.review_opened(review, *level),
+        CaseCommand::ReviewDecided {
+            review,
+            level,
+            opinion,
+            text,
+            decided_at,
+            is_final,
+        } => decision.review_decided(review, *level, *opinion, text, *decided_at, *is_final),
+        CaseCommand::FollowOrder {
+            from,
+            text,
+            ordered_at,
+            due_by,
+        } => decision.follow_order(from, text, *ordered_at, *due_by),
     }
 }
 
@@ -223,9 +238,11 @@ impl Decision<'_> {
     fn require_undecided(&self) -> Result<(), DomainError> {
         match &self.case.status {
             Status::Registered => Ok(()),
-            Status::Accepted | Status::Replied | Status::Evaluated | Status::ReviewRequested => {
-                Err(DomainError::AlreadyAccepted)
-            }
+            Status::Accepted
+            | Status::Replied
+            | Status::Evaluated
+            | Status::ReviewRequested
+            | Status::Reviewed => Err(DomainError::AlreadyAccepted),
             other => self.refuse_closed(other),
         }
     }
@@ -235,7 +252,7 @@ impl Decision<'_> {
         match &self.case.status {
             Status::Accepted => Ok(()),
             Status::Registered => Err(before_acceptance),
-            Status::Replied | Status::Evaluated | Status::ReviewRequested => {
+            Status::Replied | Status::Evaluated | Status::ReviewRequested | Status::Reviewed => {
                 Err(DomainError::AlreadyReplied)
             }
             other => self.refuse_closed(other),
@@ -438,7 +455,10 @@ impl Decision<'_> {
         match &self.case.status {
             Status::Replied | Status::Evaluated => {}
             Status::Registered | Status::Accepted => return Err(DomainError::NotReplied),
-            Status::ReviewRequested => return Err(DomainError::ReviewAlreadyRequested),
+            // A reviewed case's re-review is asked of its review case, at the level above.
+            Status::ReviewRequested | Status::Reviewed => {
+                return Err(DomainError::ReviewAlreadyRequested)
+            }
             other => self.refuse_closed(other)?,
         }
         let level = match self.case.kind {
@@ -556,6 +576,128 @@ impl Decision<'_> {
             office: self.office.clone(),
             text: text.to_string(),
             officer: officer.to_string(),
+        }])
+    }
+}
+
+impl Decision<'_> {
+    /// The review this case asked for must be of the case's own kind: a review of an original,
+    /// a re-review of a review.
+    fn require_reviewed_at(&self, level: ReviewLevel) -> Result<(), DomainError> {
+        let fits = matches!(
+            (&self.case.kind, level),
+            (CaseKind::Original, ReviewLevel::Review)
+                | (CaseKind::Review { .. }, ReviewLevel::ReReview)
+        );
+        if fits {
+            Ok(())
+        } else {
+            Err(DomainError::FieldInvalid {
+                field: "level",
+                reason: "this case was not escalated to that level",
+            })
+        }
+    }
+
+    fn review_opened(&self, review: &CaseId, level: ReviewLevel) -> Decided {
+        if *review == self.case.id {
+            return Err(DomainError::FieldInvalid {
+                field: "review",
+                reason: "a case cannot review itself",
+            });
+        }
+        self.require_reviewed_at(level)?;
+        match &self.case.status {
+            Status::ReviewRequested => {}
+            other => {
+                return Err(DomainError::InvalidTransition {
+                    status: other.as_str(),
+                    command: "review_opened",
+                })
+            }
+        }
+        Ok(vec![Event::ReviewOpened {
+            at: self.at,
+            office: self.office.clone(),
+            review: review.clone(),
+            level,
+        }])
+    }
+
+    /// A decision from the level above. A review's decision makes an original `reviewed` (or
+    /// final, when its re-review window lapsed); a re-review's makes the review it re-reviewed
+    /// final, and (passed on by that review case) the original too.
+    fn review_decided(
+        &self,
+        review: &CaseId,
+        level: ReviewLevel,
+        opinion: Opinion,
+        text: &str,
+        decided_at: Millis,
+        is_final: bool,
+    ) -> Decided {
+        if *review == self.case.id {
+            return Err(DomainError::FieldInvalid {
+                field: "review",
+                reason: "a case cannot review itself",
+            });
+        }
+        validate::text("text", text, TEXT_CHARS_MAX)?;
+        let allowed = match (&self.case.kind, level, &self.case.status) {
+            (_, _, Status::Final) => return Err(DomainError::Final),
+            (CaseKind::Original, ReviewLevel::Review, Status::ReviewRequested) => true,
+            (CaseKind::Original, ReviewLevel::Review, Status::Reviewed) => is_final,
+            (
+                CaseKind::Original,
+                ReviewLevel::ReReview,
+                Status::ReviewRequested | Status::Reviewed,
+            ) => true,
+            (CaseKind::Review { .. }, ReviewLevel::ReReview, Status::ReviewRequested) => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(DomainError::InvalidTransition {
+                status: self.case.status.as_str(),
+                command: "review_decided",
+            });
+        }
+        Ok(vec![Event::ReviewDecided {
+            at: self.at,
+            office: self.office.clone(),
+            review: review.clone(),
+            level,
+            opinion,
+            text: text.to_string(),
+            decided_at,
+            // A re-review's decision closes the matter whatever the message says.
+            is_final: is_final || level == ReviewLevel::ReReview,
+        }])
+    }
+
+    fn follow_order(
+        &self,
+        from: &OfficeCode,
+        text: &str,
+        ordered_at: Millis,
+        due_by: Millis,
+    ) -> Decided {
+        if self.case.status == Status::Final {
+            return Err(DomainError::Final);
+        }
+        validate::text("text", text, TEXT_CHARS_MAX)?;
+        if due_by < ordered_at {
+            return Err(DomainError::FieldInvalid {
+                field: "due_by",
+                reason: "an order is due after it is given",
+            });
+        }
+        Ok(vec![Event::SupervisionFollowed {
+            at: self.at,
+            office: self.office.clone(),
+            from: from.clone(),
+            text: text.to_string(),
+            ordered_at,
+            due_by,
         }])
     }
 }

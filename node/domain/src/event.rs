@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use crate::calendar::Millis;
 use crate::clock::ClockKind;
 use crate::error::DomainError;
-use crate::ids::OfficeCode;
+use crate::ids::{CaseId, OfficeCode};
 use crate::model::{
     CaseKind, Channel, DeclineRoute, Grade, HandoffKind, Opinion, ReviewLevel, Satisfaction,
 };
@@ -165,6 +165,35 @@ pub enum Event {
     EvaluationLapsed { at: Millis, office: OfficeCode },
     /// The matter is final.
     Finalised { at: Millis, office: OfficeCode },
+    /// The level above registered the review (or re-review) of this case as `review`.
+    ReviewOpened {
+        at: Millis,
+        office: OfficeCode,
+        review: CaseId,
+        level: ReviewLevel,
+    },
+    /// The review (or re-review) case `review` decided, at `decided_at`; `is_final`: the
+    /// matter is closed with it.
+    ReviewDecided {
+        at: Millis,
+        office: OfficeCode,
+        review: CaseId,
+        level: ReviewLevel,
+        opinion: Opinion,
+        text: String,
+        decided_at: Millis,
+        is_final: bool,
+    },
+    /// A supervision order followed the case here from the office that handed it on: the
+    /// order of `from`, given at `ordered_at`, still due by `due_by`.
+    SupervisionFollowed {
+        at: Millis,
+        office: OfficeCode,
+        from: OfficeCode,
+        text: String,
+        ordered_at: Millis,
+        due_by: Millis,
+    },
 }
 
 impl Event {
@@ -200,7 +229,10 @@ impl Event {
             | Overdue { at, office, .. }
             | ReturnWindowLapsed { at, office, .. }
             | EvaluationLapsed { at, office }
-            | Finalised { at, office } => (at, office),
+            | Finalised { at, office }
+            | ReviewOpened { at, office, .. }
+            | ReviewDecided { at, office, .. }
+            | SupervisionFollowed { at, office, .. } => (at, office),
         }
     }
 
@@ -228,6 +260,9 @@ impl Event {
             ReturnWindowLapsed { .. } => "return_window_lapsed",
             EvaluationLapsed { .. } => "evaluation_lapsed",
             Finalised { .. } => "finalised",
+            ReviewOpened { .. } => "review_opened",
+            ReviewDecided { .. } => "review_decided",
+            SupervisionFollowed { .. } => "supervision_followed",
         }
     }
 

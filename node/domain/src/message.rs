@@ -8,7 +8,9 @@ use crate::codec::tagged_enum;
 use crate::error::DomainError;
 use crate::rules::{SUPERVISION_DUE_DAYS_MAX, SUPERVISION_DUE_DAYS_MIN};
 use crate::validate::{self, CATEGORY_CHARS_MAX, OFFICER_CHARS_MAX, SUMMARY_CHARS_MAX};
-use crate::{Case, CaseId, Grade, Millis, OfficeCode, ReviewLevel, Satisfaction, Status};
+use crate::{
+    Case, CaseId, ClockKind, Grade, Millis, OfficeCode, Opinion, ReviewLevel, Satisfaction, Status,
+};
 
 /// Longest text a supervision order carries (the answer is a reply text: `TEXT_CHARS_MAX`).
 pub const SUPERVISION_TEXT_CHARS_MAX: usize = 2_000;
@@ -134,6 +136,41 @@ tagged_enum! {
         },
         /// A case changed somewhere below: its summary for the ancestors' index.
         IndexUpdate { summary: Summary },
+        /// To the case a review (re-review) case reviews: the level above registered it as
+        /// `review_id`. Sent to the office in `case_id`; a forwarding stub passes it on.
+        ReviewOpened {
+            case_id: CaseId,
+            review_id: CaseId,
+            level: ReviewLevel,
+        },
+        /// To the case a review (re-review) case reviews: its decision. Sent to the office in
+        /// `case_id`; a forwarding stub passes it on.
+        ReviewDecision {
+            case_id: CaseId,
+            review_id: CaseId,
+            level: ReviewLevel,
+            opinion: Opinion,
+            text: String,
+            decided_at: Millis,
+            is_final: bool,
+        },
+        /// A supervision order passed on by an office that handed the case on (it arrived there
+        /// after the case left): `issuer` gave it and gets the answer.
+        SupervisionRelay {
+            case_id: CaseId,
+            order_id: String,
+            issuer: OfficeCode,
+            text: String,
+            ordered_at: Millis,
+            due_by: Millis,
+        },
+        /// `office` let a statutory clock of this case pass its limit while holding it: counted
+        /// on `office`'s record at every ancestor, wherever the case goes next.
+        Breach {
+            case_id: CaseId,
+            office: OfficeCode,
+            clock: ClockKind,
+        },
     }
 }
 
@@ -192,6 +229,36 @@ impl Body {
                 validate::line("officer", officer, OFFICER_CHARS_MAX)
             }
             Body::IndexUpdate { summary } => summary.validate(),
+            Body::ReviewOpened {
+                case_id, review_id, ..
+            } => distinct(case_id, review_id),
+            Body::ReviewDecision {
+                case_id,
+                review_id,
+                text,
+                ..
+            } => {
+                distinct(case_id, review_id)?;
+                validate::text("text", text, validate::TEXT_CHARS_MAX)
+            }
+            Body::SupervisionRelay {
+                order_id,
+                text,
+                ordered_at,
+                due_by,
+                ..
+            } => {
+                validate_order_id(order_id)?;
+                validate::text("text", text, validate::TEXT_CHARS_MAX)?;
+                if due_by < ordered_at {
+                    return Err(DomainError::FieldInvalid {
+                        field: "due_by",
+                        reason: "an order is due after it is given",
+                    });
+                }
+                Ok(())
+            }
+            Body::Breach { .. } => Ok(()),
         }
     }
 
@@ -202,6 +269,22 @@ impl Body {
             Body::SupervisionOrder { .. } => "supervision_order",
             Body::SupervisionAnswer { .. } => "supervision_answer",
             Body::IndexUpdate { .. } => "index_update",
+            Body::ReviewOpened { .. } => "review_opened",
+            Body::ReviewDecision { .. } => "review_decision",
+            Body::SupervisionRelay { .. } => "supervision_relay",
+            Body::Breach { .. } => "breach",
+        }
+    }
+
+    /// The case a message is about, when it is addressed to whoever holds that case (a
+    /// forwarding stub passes such a message on to the office it forwarded the case to).
+    pub fn held_case(&self) -> Option<&CaseId> {
+        match self {
+            Body::SupervisionOrder { case_id, .. }
+            | Body::ReviewOpened { case_id, .. }
+            | Body::ReviewDecision { case_id, .. }
+            | Body::SupervisionRelay { case_id, .. } => Some(case_id),
+            _ => None,
         }
     }
 }
@@ -299,6 +382,17 @@ impl Summary {
     pub fn is_owner_copy(&self) -> bool {
         self.status != "forwarded"
     }
+}
+
+/// A review names another case than the one it reviews.
+fn distinct(case_id: &CaseId, review_id: &CaseId) -> Result<(), DomainError> {
+    if case_id == review_id {
+        return Err(DomainError::FieldInvalid {
+            field: "review_id",
+            reason: "a case cannot review itself",
+        });
+    }
+    Ok(())
 }
 
 /// An order id: empty (an answer may not name its order) or one short line.

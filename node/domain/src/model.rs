@@ -218,6 +218,9 @@ tagged_enum! {
         ReviewRequested,
         /// The matter is closed: no review window is left.
         Final,
+        /// An original case whose review decision came back from the level above; a re-review
+        /// may still be asked of the review case (its decision, when it comes, makes this final).
+        Reviewed,
     }
 }
 
@@ -234,11 +237,12 @@ impl Status {
             Status::Evaluated => "evaluated",
             Status::ReviewRequested => "review_requested",
             Status::Final => "final",
+            Status::Reviewed => "reviewed",
         }
     }
 
     /// Every status word, for validating query filters.
-    pub const WORDS: [&'static str; 9] = [
+    pub const WORDS: [&'static str; 10] = [
         "registered",
         "accepted",
         "in_transit",
@@ -248,6 +252,7 @@ impl Status {
         "evaluated",
         "review_requested",
         "final",
+        "reviewed",
     ];
 }
 

@@ -187,10 +187,15 @@ impl FederationService {
 /// Repeat petitions among `summaries`: for every case that repeats an earlier one (same
 /// petitioner key, category and location), the primary, which is the earliest registered (ties:
 /// the smaller case id). Deterministic, so two offices that registered the same matter on
-/// either side of a partition agree on the primary once both summaries arrive.
+/// either side of a partition agree on the primary once both summaries arrive. Only original
+/// petitions repeat: a review or re-review case carries its original's petitioner, category
+/// and location because it reviews that very case, not because the matter was petitioned again.
 pub fn repeat_primaries(summaries: &[Summary]) -> std::collections::HashMap<CaseId, CaseId> {
     let mut groups: std::collections::HashMap<_, Vec<&Summary>> = std::collections::HashMap::new();
-    for summary in summaries.iter().filter(|s| s.is_owner_copy()) {
+    let originals = summaries
+        .iter()
+        .filter(|s| s.is_owner_copy() && s.kind == "original");
+    for summary in originals {
         groups
             .entry(summary.repeat_key())
             .or_default()

@@ -97,6 +97,9 @@ pub(super) fn commit(
         super::stats::effective(change.before.map(Summary::of), indexed.clone()).as_ref(),
         super::stats::effective(Some(Summary::of(&change.after)), indexed).as_ref(),
     )?;
+    if outbox::breach(change).is_some() {
+        super::stats::count_breach(apply.txn, &apply.context.office)?;
+    }
     store_case(apply.txn, alarm_before, change);
     outgoing.put(apply);
     Ok(Ok(()))
@@ -249,12 +252,7 @@ pub(super) fn act(
     case_id: &CaseId,
     command: &CaseCommand,
 ) -> Outcome<(Vec<u8>, CaseId)> {
-    if matches!(
-        command,
-        CaseCommand::HandoffAcked
-            | CaseCommand::HandoffRefused { .. }
-            | CaseCommand::Supervise { .. }
-    ) {
+    if command.is_federation_only() {
         return Ok(Err(refused(
             RejectKind::Forbidden,
             "federation_only",

@@ -1,7 +1,12 @@
 //! Messages received: a Deliver batch applied in sequence order against the link's watermark,
 //! and the rules on receipt (assign only down, escalate only up, supervise only down, index
-//! summaries only from below, a handoff only of a case the sender holds). A message a rule
-//! forbids is committed as refused: it changes nothing here and the sender learns why.
+//! summaries and breach records only from below, a handoff only of a case the sender holds). A
+//! message a rule forbids is committed as refused: it changes nothing here and the sender
+//! learns why.
+//!
+//! A message for whoever holds a case (a supervision order, a review's link or decision) that
+//! arrives where the case was handed on is passed on to the office it went to: the stub (or the
+//! copy in transit) knows where, and the message follows the case as the case went.
 
 use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
 use liandong_domain::{
@@ -114,10 +119,16 @@ fn check_direction(here: &OfficeCode, from: &OfficeCode, body: &Body) -> Result<
             "supervision_not_downward",
             format!("{from} may supervise only its descendants, not {here}"),
         ),
-        Body::SupervisionAnswer { .. } => (
-            from_below,
-            "answer_not_upward",
-            format!("{from} answers only its ancestors' orders"),
+        // Checked against the order and the case they name: the holder that answers an order,
+        // or decides a review, may sit anywhere the case went.
+        Body::SupervisionAnswer { .. }
+        | Body::ReviewOpened { .. }
+        | Body::ReviewDecision { .. }
+        | Body::SupervisionRelay { .. } => return Ok(()),
+        Body::Breach { office, .. } => (
+            from_below && (office == from || from.is_ancestor_of(office)),
+            "breach_not_upward",
+            format!("{from} reports only its own subtree's breaches to its ancestors"),
         ),
         Body::IndexUpdate { .. } => (
             from_below,
@@ -137,6 +148,9 @@ fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOu
     let from = &envelope.from;
     if let Err(refusal) = check_direction(&apply.context.office, from, &envelope.body) {
         return Ok(Err(refusal.of_message(seq)));
+    }
+    if let Some(passed) = pass_on(apply, envelope)? {
+        return Ok(passed.map_err(|refused| refused.of_message(seq)));
     }
     let outcome = match &envelope.body {
         Body::Handoff { case } => return receive_handoff(apply, seq, from, case),
@@ -161,8 +175,142 @@ fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOu
             ..
         } => orders::record_answer(apply, case_id, text, officer)?,
         Body::IndexUpdate { summary } => index_summary(apply, from, summary)?,
+        Body::ReviewOpened {
+            case_id,
+            review_id,
+            level,
+        } => {
+            let command = CaseCommand::ReviewOpened {
+                review: review_id.clone(),
+                level: *level,
+            };
+            cases::command(apply, case_id, &command)?.map(|_| ())
+        }
+        Body::ReviewDecision {
+            case_id,
+            review_id,
+            level,
+            opinion,
+            text,
+            decided_at,
+            is_final,
+        } => {
+            let command = CaseCommand::ReviewDecided {
+                review: review_id.clone(),
+                level: *level,
+                opinion: *opinion,
+                text: text.clone(),
+                decided_at: *decided_at,
+                is_final: *is_final,
+            };
+            cases::command(apply, case_id, &command)?.map(|_| ())
+        }
+        Body::SupervisionRelay {
+            case_id,
+            issuer,
+            text,
+            ordered_at,
+            due_by,
+            ..
+        } => follow_order(apply, from, case_id, issuer, text, *ordered_at, *due_by)?,
+        Body::Breach { office, .. } => record_breach(apply, office, &envelope.body)?,
     };
     Ok(outcome.map_err(|refused| refused.of_message(seq)))
+}
+
+/// Passes a message for whoever holds its case on to the office the case went to, when this
+/// office handed it on (its copy is a stub, or in transit: the message then follows the
+/// handoff on the same link). None: the message is for this office.
+fn pass_on(
+    apply: &mut Applying<'_, '_>,
+    envelope: &Envelope,
+) -> Result<Option<Result<(), Refused>>, ApplyError> {
+    let Some(case_id) = envelope.body.held_case() else {
+        return Ok(None);
+    };
+    let Some(copy) = load_header(apply.txn, case_id)? else {
+        return Ok(None);
+    };
+    let to = match &copy.status {
+        Status::Forwarded { to } | Status::InTransit { to, .. } => to.clone(),
+        _ => return Ok(None),
+    };
+    let body = match &envelope.body {
+        // An order given here by an ancestor: its issuer and due date go with it.
+        Body::SupervisionOrder {
+            case_id,
+            order_id,
+            text,
+            due_days,
+        } => Body::SupervisionRelay {
+            case_id: case_id.clone(),
+            order_id: order_id.clone(),
+            issuer: envelope.from.clone(),
+            text: text.clone(),
+            ordered_at: envelope.sent_at,
+            due_by: domain::Calendar::add_calendar_days(envelope.sent_at, *due_days),
+        },
+        other => other.clone(),
+    };
+    let outgoing = Outgoing::prepare(apply, vec![(to, body)])?;
+    if let Err(refusal) = outgoing.check() {
+        return Ok(Some(Err(refusal)));
+    }
+    outgoing.put(apply);
+    Ok(Some(Ok(())))
+}
+
+/// A supervision order that followed the case here: only from the office this copy came from
+/// (the one that passed it on).
+fn follow_order(
+    apply: &mut Applying<'_, '_>,
+    from: &OfficeCode,
+    case_id: &domain::CaseId,
+    issuer: &OfficeCode,
+    text: &str,
+    ordered_at: domain::Millis,
+    due_by: domain::Millis,
+) -> Result<Result<(), Refused>, ApplyError> {
+    let came_from = load_header(apply.txn, case_id)?
+        .and_then(|case| case.received)
+        .map(|receipt| receipt.from);
+    if came_from.as_ref() != Some(from) {
+        return Ok(Err(refused(
+            RejectKind::Forbidden,
+            "not_passed_on",
+            format!(
+                "{from} did not hand case {case_id} to {}",
+                apply.context.office
+            ),
+        )));
+    }
+    let command = CaseCommand::FollowOrder {
+        from: issuer.clone(),
+        text: text.to_string(),
+        ordered_at,
+        due_by,
+    };
+    Ok(cases::command(apply, case_id, &command)?.map(|_| ()))
+}
+
+/// A breach in the subtree: on `office`'s record here, and passed on up.
+fn record_breach(
+    apply: &mut Applying<'_, '_>,
+    office: &OfficeCode,
+    body: &Body,
+) -> Result<Result<(), Refused>, ApplyError> {
+    let up = apply
+        .context
+        .parent
+        .iter()
+        .map(|parent| (parent.clone(), body.clone()));
+    let outgoing = Outgoing::prepare(apply, up.collect())?;
+    if let Err(refusal) = outgoing.check() {
+        return Ok(Err(refusal));
+    }
+    stats::count_breach(apply.txn, office)?;
+    outgoing.put(apply);
+    Ok(Ok(()))
 }
 
 /// A carried case that does not decode refuses its message (the batch check decodes it first,

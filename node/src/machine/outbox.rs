@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
-use liandong_domain::{CaseCommand, Event, OfficeCode, Status};
+use liandong_domain::{Case, CaseCommand, CaseKind, Event, OfficeCode, ReviewLevel, Status};
 use prost::Message as _;
 
 use super::apply::{refused, ApplyError, Applying, Refused};
@@ -66,6 +66,65 @@ pub(super) fn messages_for(
                 let level = *level;
                 messages.push((to.clone(), Body::Escalation { level, case }));
             }
+            Event::Replied {
+                at, opinion, text, ..
+            } => {
+                if let Some((of, level)) = reviews(after) {
+                    let body = Body::ReviewDecision {
+                        case_id: of.clone(),
+                        review_id: after.id.clone(),
+                        level,
+                        opinion: *opinion,
+                        text: text.clone(),
+                        decided_at: *at,
+                        // 复核 is final.
+                        is_final: level == ReviewLevel::ReReview,
+                    };
+                    messages.push((of.office.clone(), body));
+                }
+            }
+            Event::Finalised { .. } => {
+                // A review whose re-review window lapsed: the matter is final at the original too.
+                if let (CaseKind::Review { of }, Some(opinion), Some(text), Some(replied_at)) = (
+                    &after.kind,
+                    after.opinion,
+                    &after.reply_text,
+                    after.replied_at,
+                ) {
+                    let body = Body::ReviewDecision {
+                        case_id: of.clone(),
+                        review_id: after.id.clone(),
+                        level: ReviewLevel::Review,
+                        opinion,
+                        text: text.clone(),
+                        decided_at: replied_at,
+                        is_final: true,
+                    };
+                    messages.push((of.office.clone(), body));
+                }
+            }
+            Event::ReviewDecided {
+                review,
+                level: ReviewLevel::ReReview,
+                opinion,
+                text,
+                decided_at,
+                ..
+            } => {
+                // The re-review of this review case decided: the original learns it too.
+                if let CaseKind::Review { of } = &after.kind {
+                    let body = Body::ReviewDecision {
+                        case_id: of.clone(),
+                        review_id: review.clone(),
+                        level: ReviewLevel::ReReview,
+                        opinion: *opinion,
+                        text: text.clone(),
+                        decided_at: *decided_at,
+                        is_final: true,
+                    };
+                    messages.push((of.office.clone(), body));
+                }
+            }
             Event::SupervisionAnswered { text, officer, .. } => {
                 if let Some(order) = change.before.and_then(|case| case.supervision.as_ref()) {
                     let body = Body::SupervisionAnswer {
@@ -80,11 +139,50 @@ pub(super) fn messages_for(
             _ => {}
         }
     }
+    // A review (re-review) case just registered here: the case it reviews learns its id.
+    let registered_here = change.before.is_none() && after.received.is_none();
+    if let (true, Some((of, level))) = (registered_here, reviews(after)) {
+        let body = Body::ReviewOpened {
+            case_id: of.clone(),
+            review_id: after.id.clone(),
+            level,
+        };
+        messages.push((of.office.clone(), body));
+    }
     if let Some(parent) = &apply.context.parent {
         let summary = Summary::of(after);
         messages.push((parent.clone(), Body::IndexUpdate { summary }));
+        if let Some(clock) = breach(change) {
+            let body = Body::Breach {
+                case_id: after.id.clone(),
+                office: apply.context.office.clone(),
+                clock,
+            };
+            messages.push((parent.clone(), body));
+        }
     }
     Ok(messages)
+}
+
+/// The case a review (re-review) case reviews, and at which level.
+fn reviews(case: &Case) -> Option<(&liandong_domain::CaseId, ReviewLevel)> {
+    match &case.kind {
+        CaseKind::Original => None,
+        CaseKind::Review { of } => Some((of, ReviewLevel::Review)),
+        CaseKind::ReReview { of } => Some((of, ReviewLevel::ReReview)),
+    }
+}
+
+/// The clock whose limit this change found passed, when it is the first this office let pass
+/// since it received the case (a case is counted once per office that held it overdue).
+pub(super) fn breach(change: &Change<'_>) -> Option<liandong_domain::ClockKind> {
+    if change.before.is_some_and(|case| case.overdue) {
+        return None;
+    }
+    change.events.iter().find_map(|event| match event {
+        Event::Overdue { clock, .. } => Some(*clock),
+        _ => None,
+    })
 }
 
 /// Messages about to be put on their links, their sequence numbers given, not yet written.
@@ -182,6 +280,29 @@ pub(super) fn acked(
                     reason: format!("{}: {}", r.code, r.reason),
                 };
                 finish_handoff(apply, case, &command)?
+            }
+            (
+                Body::SupervisionRelay {
+                    case_id,
+                    issuer,
+                    text,
+                    ordered_at,
+                    due_by,
+                    ..
+                },
+                Some(r),
+            ) => {
+                // The office the order was passed on to did not take it (it refused the case
+                // too, say): the order stays with the case, if the case is back here.
+                let command = CaseCommand::FollowOrder {
+                    from: issuer.clone(),
+                    text: text.clone(),
+                    ordered_at: *ordered_at,
+                    due_by: *due_by,
+                };
+                if let Err(refused) = cases::command(apply, case_id, &command)? {
+                    tracing::info!(%case_id, code = %r.code, kept = %refused.code, "a passed-on supervision order was refused");
+                }
             }
             (Body::SupervisionOrder { order_id, .. }, Some(r)) => {
                 let key = keys::order(order_id);

@@ -11,6 +11,13 @@
 //! `satisfaction:<word>`, `overdue`, `backlog` (overdue and still open). The counters are state
 //! machine data (the snapshot carries them); a state written before they existed is counted
 //! once when the replica opens or installs a snapshot without them ([`rebuild_if_missing`]).
+//!
+//! One figure is a record rather than a count of what is held now: `breached`, the cases an
+//! office let pass a statutory limit while it held them (once per case and stay). `overdue`
+//! follows the case to its next holder, which starts clean; `breached` stays with the office
+//! that held the case when the limit passed. The holding office counts it when the limit
+//! passes, and every ancestor when the office's `breach` message reaches it (exactly once, by
+//! the federation's inbox). It cannot be recounted from the cases, so a rebuild keeps it.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +32,9 @@ use crate::store::{read_err, HostDb, Txn};
 
 /// The counters' format, stored under [`keys::STATS_FORMAT`] once they are complete.
 pub const STATS_FORMAT: u8 = 1;
+/// The figure of breaches on an office's record (see the module documentation).
+pub const BREACHED: &str = "breached";
+
 /// Statuses of cases still waiting for a decision or a reply: overdue ones are the backlog.
 pub const OPEN_STATUSES: [&str; 3] = ["registered", "accepted", "in_transit"];
 
@@ -73,6 +83,11 @@ fn add(txn: &mut Txn<'_>, office: &OfficeCode, figure: &str, by: i64) -> Result<
         txn.put(key, encode(&count));
     }
     Ok(())
+}
+
+/// One more case on `office`'s record of breaches.
+pub(crate) fn count_breach(txn: &mut Txn<'_>, office: &OfficeCode) -> Result<(), ApplyError> {
+    add(txn, office, BREACHED, 1)
 }
 
 /// Moves the counters from what this office counted for a case (`before`) to what it counts now.
@@ -169,7 +184,10 @@ fn count_all(txn: &mut Txn<'_>) -> Result<(), ApplyError> {
         by_case.entry(case.id.to_string()).or_default().0 = Some(Summary::of(&case));
     }
     for (key, _) in all(txn, keys::STAT)? {
-        txn.delete(key);
+        // A record of breaches is not a count of cases held: it cannot be recounted, and stays.
+        if !key.ends_with(format!("/{BREACHED}").as_bytes()) {
+            txn.delete(key);
+        }
     }
     let mut counts: BTreeMap<(OfficeCode, String), u64> = BTreeMap::new();
     for (own, indexed) in by_case.into_values() {

@@ -187,7 +187,7 @@ fn handoff(case: Case) -> Body {
 #[test]
 fn every_rule_on_receipt_refuses_with_its_code() {
     type Row = (&'static str, &'static str, fn(&mut Office) -> Body);
-    let rows: [Row; 12] = [
+    let rows: [Row; 14] = [
         ("escalation_not_upward", "5306", |county| Body::Escalation {
             level: ReviewLevel::Review,
             case: CaseDocument::of(&county.file()),
@@ -200,12 +200,28 @@ fn every_rule_on_receipt_refuses_with_its_code() {
                 due_days: 5,
             }
         }),
-        ("answer_not_upward", "5306", |county| {
-            Body::SupervisionAnswer {
+        ("breach_not_upward", "530602001", |county| Body::Breach {
+            case_id: county.file().id,
+            office: code("530602002"),
+            clock: liandong_domain::ClockKind::Accept,
+        }),
+        ("not_passed_on", "530621", |county| Body::SupervisionRelay {
+            case_id: county.file().id,
+            order_id: "5306-1".into(),
+            issuer: code("5306"),
+            text: "Report.".into(),
+            ordered_at: START_MS,
+            due_by: START_MS + liandong_domain::DAY_MS,
+        }),
+        ("invalid_transition", "5306", |county| {
+            Body::ReviewDecision {
                 case_id: county.file().id,
-                order_id: String::new(),
-                text: "Done.".into(),
-                officer: "li".into(),
+                review_id: "5306-2026-000001".parse().unwrap(),
+                level: ReviewLevel::Review,
+                opinion: Opinion::Support,
+                text: "Upheld.".into(),
+                decided_at: START_MS,
+                is_final: false,
             }
         }),
         ("index_not_upward", "5306", |county| Body::IndexUpdate {
@@ -898,6 +914,33 @@ fn every_stored_type_round_trips_in_both_formats() {
         Body::IndexUpdate {
             summary: Summary::of(&whole),
         },
+        Body::ReviewOpened {
+            case_id: case.id.clone(),
+            review_id: "5306-2026-000001".parse().unwrap(),
+            level: ReviewLevel::Review,
+        },
+        Body::ReviewDecision {
+            case_id: case.id.clone(),
+            review_id: "5306-2026-000001".parse().unwrap(),
+            level: ReviewLevel::ReReview,
+            opinion: Opinion::Explain,
+            text: "t".into(),
+            decided_at: START_MS,
+            is_final: true,
+        },
+        Body::SupervisionRelay {
+            case_id: case.id.clone(),
+            order_id: "5306-1".into(),
+            issuer: code("5306"),
+            text: "t".into(),
+            ordered_at: START_MS,
+            due_by: START_MS + 1,
+        },
+        Body::Breach {
+            case_id: case.id.clone(),
+            office: code("530602"),
+            clock: liandong_domain::ClockKind::Supervision,
+        },
     ];
     let envelopes: Vec<Envelope> = bodies
         .into_iter()
@@ -925,6 +968,24 @@ fn every_stored_type_round_trips_in_both_formats() {
         CaseCommand::RequestReview,
         CaseCommand::HandoffAcked,
         CaseCommand::HandoffRefused { reason: "r".into() },
+        CaseCommand::ReviewOpened {
+            review: "5306-2026-000001".parse().unwrap(),
+            level: ReviewLevel::Review,
+        },
+        CaseCommand::ReviewDecided {
+            review: "5306-2026-000001".parse().unwrap(),
+            level: ReviewLevel::Review,
+            opinion: Opinion::NotSupport,
+            text: "t".into(),
+            decided_at: START_MS,
+            is_final: false,
+        },
+        CaseCommand::FollowOrder {
+            from: code("5306"),
+            text: "t".into(),
+            ordered_at: START_MS,
+            due_by: START_MS + 1,
+        },
     ];
     let mut operations = vec![
         Operation::File {
@@ -1588,4 +1649,159 @@ fn a_batch_applies_its_operations_as_separate_entries_would() {
         "one record per audited operation"
     );
     assert_eq!(records(&batched), records(&separate));
+}
+
+/// A case the county let pass its acceptance limit stays on the county's record of breaches
+/// after it is transferred away; the breach goes up to the city, which counts it for the county
+/// and passes it on; the receiver starts clean.
+#[test]
+fn a_breach_stays_on_the_record_of_the_office_that_held_the_case() {
+    let mut county = Office::new("530602", Some("5306"));
+    let case = county.file();
+    county.at += 16 * liandong_domain::DAY_MS;
+    county.apply(Operation::Tick);
+    let overdue = county.case(&case.id).unwrap();
+    assert!(overdue.overdue, "the 15-day limit passed at the county");
+    let row = |office: &Office, code: &str, figure: &str| {
+        stats::rows(&office.reader())
+            .unwrap()
+            .get(code)
+            .and_then(|row| row.get(figure).copied())
+    };
+    assert_eq!(row(&county, "530602", stats::BREACHED), Some(1));
+    assert_eq!(row(&county, "530602", "overdue"), Some(1));
+    // Once per case and office: a second limit passing (the tick again) adds nothing.
+    county.at += 30 * liandong_domain::DAY_MS;
+    county.apply(Operation::Tick);
+    assert_eq!(row(&county, "530602", stats::BREACHED), Some(1));
+
+    // The breach went up with the summaries.
+    let link: LinkOut = get_or_default(&county.reader(), &keys::link(&code("5306"))).unwrap();
+    let sent: Vec<Envelope> = (1..=link.last_seq)
+        .filter_map(|seq| {
+            county
+                .reader()
+                .get(&keys::outbox(&code("5306"), seq))
+                .unwrap()
+        })
+        .map(|bytes| crate::store::codec::decode(&bytes).unwrap())
+        .collect();
+    let breaches: Vec<&Body> = sent
+        .iter()
+        .map(|envelope| &envelope.body)
+        .filter(|body| matches!(body, Body::Breach { .. }))
+        .collect();
+    assert_eq!(breaches.len(), 1, "{sent:?}");
+
+    county.act(
+        &case.id,
+        CaseCommand::Transfer {
+            to: code("530621"),
+            officer: "li".into(),
+        },
+    );
+    county.apply(Operation::Acked {
+        to: code("530621"),
+        through: 1,
+        refused: Vec::new(),
+    });
+    let stub = county.case(&case.id).unwrap();
+    assert!(
+        matches!(stub.status, Status::Forwarded { .. }),
+        "{:?}",
+        stub.status
+    );
+    assert_eq!(
+        row(&county, "530602", "overdue"),
+        None,
+        "the case left the county"
+    );
+    assert_eq!(
+        row(&county, "530602", stats::BREACHED),
+        Some(1),
+        "the breach stays on the county's record"
+    );
+    // A recount of the stored cases cannot find it again: it keeps it.
+    let mut txn = county.reader();
+    txn.delete(keys::STATS_FORMAT.to_vec());
+    county.db.write(txn.into_batch(), true).unwrap();
+    assert!(stats::rebuild_if_missing(&county.db, "530602").unwrap());
+    assert_eq!(row(&county, "530602", stats::BREACHED), Some(1));
+
+    let mut city = Office::new("5306", None);
+    assert_eq!(city.deliver("530602", breaches[0].clone()), None);
+    assert_eq!(row(&city, "530602", stats::BREACHED), Some(1));
+    let pending = city.state.outbox_pending;
+    assert_eq!(pending, 0, "the root passes nothing on");
+    // A county passes its township's breach on to the city.
+    let mut parent = Office::new("530602", Some("5306"));
+    let township_breach = Body::Breach {
+        case_id: case.id.clone(),
+        office: code("530602001"),
+        clock: liandong_domain::ClockKind::Reply,
+    };
+    assert_eq!(parent.deliver("530602001", township_breach), None);
+    assert_eq!(row(&parent, "530602001", stats::BREACHED), Some(1));
+    assert_eq!(parent.state.outbox_pending, 1);
+}
+
+/// A supervision order that reaches an office after the case left is passed on to the office
+/// it went to, with its issuer and due date; the receiver takes it only from that office.
+#[test]
+fn an_order_for_a_case_handed_on_is_passed_on() {
+    let mut county = Office::new("530602", Some("5306"));
+    let case = county.file();
+    county.act(
+        &case.id,
+        CaseCommand::Transfer {
+            to: code("530621"),
+            officer: "li".into(),
+        },
+    );
+    let order = Body::SupervisionOrder {
+        case_id: case.id.clone(),
+        order_id: "5306-1".into(),
+        text: "Report.".into(),
+        due_days: 5,
+    };
+    assert_eq!(
+        county.deliver("5306", order),
+        None,
+        "passed on, not refused"
+    );
+    let link: LinkOut = get_or_default(&county.reader(), &keys::link(&code("530621"))).unwrap();
+    assert_eq!(link.last_seq, 2, "the handoff, then the order behind it");
+    let relayed: Envelope = crate::store::codec::decode(
+        &county
+            .reader()
+            .get(&keys::outbox(&code("530621"), 2))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let Body::SupervisionRelay {
+        issuer,
+        ordered_at,
+        due_by,
+        ..
+    } = &relayed.body
+    else {
+        panic!("{relayed:?}");
+    };
+    assert_eq!(issuer, &code("5306"));
+    assert!(due_by > ordered_at);
+
+    let handoff: Envelope = crate::store::codec::decode(
+        &county
+            .reader()
+            .get(&keys::outbox(&code("530621"), 1))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut receiver = Office::new("530621", Some("5306"));
+    assert_eq!(receiver.receive(&code("530602"), handoff), None);
+    assert_eq!(receiver.receive(&code("530602"), relayed), None);
+    let held = receiver.case(&case.id).unwrap();
+    assert_eq!(held.supervision.map(|order| order.from), Some(code("5306")));
 }
