@@ -43,11 +43,12 @@ pub const QUERY_FRESH_HOP_MARGIN_MS: u32 = 100;
 /// Statuses of cases still waiting for a decision or a reply (`--status open`).
 pub use crate::machine::stats::OPEN_STATUSES;
 /// Statuses of cases whose office has answered (`--status closed`).
-pub const CLOSED_STATUSES: [&str; 5] = [
+pub const CLOSED_STATUSES: [&str; 6] = [
     "declined",
     "replied",
     "evaluated",
     "review_requested",
+    "reviewed",
     "final",
 ];
 /// The status groups a query accepts besides the status words.
@@ -357,6 +358,56 @@ impl Asker {
 
 #[cfg(test)]
 mod tests {
+    /// Every status an owner's copy can have falls in exactly one of `open` and `closed` (a
+    /// status missing from both would vanish from both lists); stubs in neither.
+    #[test]
+    fn every_status_is_open_or_closed() {
+        use liandong_domain::{DeclineRoute, HandoffKind, Status};
+        let office: OfficeCode = "530602".parse().unwrap();
+        let owned = |status: &Status| match status {
+            Status::Forwarded { .. } => false,
+            Status::Registered
+            | Status::Accepted
+            | Status::InTransit { .. }
+            | Status::Declined { .. }
+            | Status::Replied
+            | Status::Evaluated
+            | Status::ReviewRequested
+            | Status::Final
+            | Status::Reviewed => true,
+        };
+        let all = [
+            Status::Registered,
+            Status::Accepted,
+            Status::InTransit {
+                to: office.clone(),
+                kind: HandoffKind::Transfer,
+            },
+            Status::Forwarded { to: office.clone() },
+            Status::Declined {
+                route: DeclineRoute::Litigation,
+            },
+            Status::Replied,
+            Status::Evaluated,
+            Status::ReviewRequested,
+            Status::Final,
+            Status::Reviewed,
+        ];
+        for status in &all {
+            let word = status.as_str();
+            let groups = [
+                OPEN_STATUSES.contains(&word),
+                CLOSED_STATUSES.contains(&word),
+            ];
+            let expected = usize::from(owned(status));
+            assert_eq!(
+                groups.iter().filter(|&&g| g).count(),
+                expected,
+                "{word} is in {groups:?} of (open, closed)"
+            );
+        }
+    }
+
     use super::*;
 
     fn case(id: &str, version: u32, stale: bool) -> v1::IndexUpdate {
