@@ -129,7 +129,7 @@ file_case() {
 case_line() { at "$2" case show "$1" | head -n 1; }
 holder_is() { case_line "$1" "$2" | grep -qF " at $2: "; }
 city_index_has() { at 5306 --json query | grep -qF "\"case_id\":\"$1\""; }
-order_answered() { at 5306 orders | grep -F "$1" | grep -q "answered:"; }
+order_answered() { at 5306 orders | grep -F "$1" | grep -q "answered by "; }
 outboxes_empty() { ! ld --json status | grep -q '"outbox_pending":[1-9]'; }
 # The review case (kind review) the county registered for original case $1.
 review_case_of() {
