@@ -4,6 +4,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod drill_run;
+pub mod examples;
 pub mod layout;
 pub mod people;
 pub mod process;

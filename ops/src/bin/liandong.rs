@@ -2,11 +2,13 @@
 
 use std::io::Write;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use liandong_ops::cli::Cli;
 
 fn main() {
-    let cli = Cli::parse();
+    // The definition with each command's example in its help (liandong_ops::examples).
+    let matches = liandong_ops::examples::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let json = cli.json;
     if matches!(cli.command, liandong_ops::cli::Command::Node(_)) {
         liandong_node::host::init_tracing();

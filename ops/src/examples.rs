@@ -1,0 +1,211 @@
+//! One worked example per command, shown at the end of its `--help`. Kept in one table so that a
+//! test can hold every command to having one, and every example to parsing as the command it
+//! illustrates.
+
+use clap::{Command, CommandFactory};
+
+use crate::cli::Cli;
+
+/// (command path, example lines). Case ids, codes and hosts are those of the Zhaotong demo
+/// (`federation init --region 5306 --max-children 2`).
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("federation init", "liandong federation init --region 5306 --max-children 2 --replicas 3"),
+    ("up", "liandong up --timeout-seconds 120"),
+    ("down", "liandong down"),
+    ("status", "liandong status\nliandong --json status"),
+    (
+        "case file",
+        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"",
+    ),
+    ("case show", "liandong case show 530602001-2026-000001"),
+    ("case accept", "liandong case accept 530602001-2026-000001"),
+    ("case decline", "liandong case decline 530602001-2026-000001 --route litigation"),
+    ("case extend", "liandong case extend 530602001-2026-000001 --days 30 --reason \"Survey of the site needed\""),
+    (
+        "case reply",
+        "liandong case reply 530602001-2026-000001 --opinion support --text \"Repairs scheduled for next week\"",
+    ),
+    ("case evaluate", "liandong case evaluate 530602001-2026-000001 --satisfaction satisfied"),
+    (
+        "case grade",
+        "liandong case grade 530602001-2026-000001 --grade A --leader 王局长 --department housing --plan \"Site visit, then repairs\" --deadline 2026-12-31T18:00:00+08:00",
+    ),
+    ("case transfer", "liandong case transfer 530602001-2026-000001 --to 530602"),
+    ("case assign", "liandong case assign 5306-2026-000001 --to 530621001 --due-days 15"),
+    ("case return", "liandong case return 5306-2026-000001 --reason \"Not this township's matter\""),
+    ("case request-review", "liandong case request-review 530602001-2026-000001"),
+    (
+        "case answer-supervision",
+        "liandong case answer-supervision 5306-2026-000001 --text \"Site visit done; compensation paid\"",
+    ),
+    ("drill kill", "liandong drill kill --office 5306 --leader"),
+    ("drill restart", "liandong drill restart --office 5306"),
+    ("drill pause", "liandong drill pause --office 5306 --replica 2"),
+    ("drill resume", "liandong drill resume --office 5306 --replica 2"),
+    ("drill partition", "liandong drill partition --office 530621"),
+    ("drill heal", "liandong drill heal"),
+    ("drill link", "liandong drill link --from-host h5306-1 --to-host h5306-2 --drop 0.25 --delay-ms 20"),
+    ("drill skew", "liandong drill skew --host h5306-1 --ms 5000"),
+    ("drill run", "liandong drill run --scenario kill-leader-loop --seconds 60 --clients 8"),
+    ("supervise", "liandong supervise 5306-2026-000001 --due-days 10 --text \"Report what was paid\""),
+    ("orders", "liandong orders --office 5306"),
+    ("query", "liandong query --as 5306 --status overdue --fresh\nliandong --json query --as 5306 --level township --limit 100"),
+    ("stats", "liandong stats --as 5306"),
+    ("replica add", "liandong replica add --office 530602 --timeout-seconds 60"),
+    ("replica remove", "liandong replica remove --office 530602 --replica 4"),
+    ("snapshot save", "liandong snapshot save --office 5306 --out 5306-2026-12-06.backup"),
+    ("snapshot restore", "liandong snapshot restore --office 5306 --from 5306-2026-12-06.backup"),
+    ("verify", "liandong verify"),
+    ("login", "liandong login --office 530602 --user clerk --password-file clerk.password"),
+    ("logout", "liandong logout"),
+    ("officer add", "liandong officer add --user clerk --role registrar,handler --password-file clerk.password"),
+    ("officer list", "liandong officer list"),
+    ("officer disable", "liandong officer disable --user clerk"),
+    ("officer enable", "liandong officer enable --user clerk"),
+    ("officer reset-password", "liandong officer reset-password --user clerk --password-file new.password"),
+    ("audit", "liandong audit --case 530602001-2026-000001 --limit 50"),
+];
+
+/// The command line's definition with each command's example at the end of its help.
+pub fn command() -> Command {
+    let mut command = Cli::command();
+    for (path, example) in EXAMPLES {
+        let indented: Vec<String> = example.lines().map(|l| format!("  {l}")).collect();
+        let help = format!("Example:\n{}", indented.join("\n"));
+        command = with_after_help(command, &path.split(' ').collect::<Vec<_>>(), help);
+    }
+    command
+}
+
+fn with_after_help(command: Command, path: &[&str], help: String) -> Command {
+    match path {
+        [] => command.after_help(help),
+        [first, rest @ ..] => {
+            let rest = rest.to_vec();
+            command.mut_subcommand(*first, move |sub| with_after_help(sub, &rest, help))
+        }
+    }
+}
+
+/// Splits one example line into words: spaces separate, double quotes group.
+pub fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::FromArgMatches;
+
+    use super::*;
+
+    /// Every visible command without subcommands of its own, by path.
+    fn leaves(command: &Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in command.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            let path = format!("{prefix}{}", sub.get_name()).trim().to_string();
+            if sub.has_subcommands() {
+                leaves(sub, &format!("{path} "), out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The subcommand path `matches` selected.
+    fn selected(matches: &clap::ArgMatches) -> String {
+        let mut path = Vec::new();
+        let mut at = matches;
+        while let Some((name, sub)) = at.subcommand() {
+            path.push(name.to_string());
+            at = sub;
+        }
+        path.join(" ")
+    }
+
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        let command = command();
+        let mut paths = Vec::new();
+        leaves(&command, "", &mut paths);
+        assert!(paths.len() > 30, "{paths:?}");
+        let missing: Vec<&String> = paths
+            .iter()
+            .filter(|path| !EXAMPLES.iter().any(|(p, _)| p == path))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "commands without an example: {missing:?}"
+        );
+        let mut command = command;
+        command.build();
+        let help = command
+            .find_subcommand_mut("case")
+            .and_then(|case| case.find_subcommand_mut("file"))
+            .expect("case file")
+            .render_help()
+            .to_string();
+        assert!(
+            help.contains("Example:\n  liandong case file --office"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn every_example_parses_as_the_command_it_illustrates() {
+        for (path, example) in EXAMPLES {
+            for line in example.lines() {
+                let argv = words(line);
+                assert_eq!(argv[0], "liandong", "{line}");
+                let matches = command()
+                    .try_get_matches_from(&argv)
+                    .unwrap_or_else(|e| panic!("{line}: {e}"));
+                assert_eq!(&selected(&matches), path, "{line}");
+                Cli::from_arg_matches(&matches).unwrap_or_else(|e| panic!("{line}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn quoted_words_stay_together() {
+        assert_eq!(
+            words("liandong case reply X --text \"a b  c\" --opinion support"),
+            [
+                "liandong",
+                "case",
+                "reply",
+                "X",
+                "--text",
+                "a b  c",
+                "--opinion",
+                "support"
+            ]
+        );
+    }
+}
