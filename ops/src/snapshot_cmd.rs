@@ -25,7 +25,7 @@ use federation_proto::v1::save_piece::Piece;
 use federation_proto::v1::SaveRequest;
 use liandong_domain::OfficeCode;
 use liandong_node::machine::backup::{self, BackupFile, BackupHeader, PeerLinks};
-use liandong_node::manifest::{HostConfig, Manifest};
+use liandong_node::manifest::{HostConfig, Manifest, OfficeEntry};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tonic::Status;
@@ -72,14 +72,18 @@ pub async fn run(layout: &Layout, command: SnapshotCommand) -> anyhow::Result<Re
     }
 }
 
-fn office_code(manifest: &Manifest, office: &str) -> anyhow::Result<OfficeCode> {
+/// `office`'s code and its entry in the manifest (refused if it is not in this federation).
+fn office_entry<'m>(
+    manifest: &'m Manifest,
+    office: &str,
+) -> anyhow::Result<(OfficeCode, &'m OfficeEntry)> {
     let code: OfficeCode = office
         .parse()
         .map_err(|e| anyhow!("bad office code {office:?}: {e}"))?;
-    if manifest.office(office).is_none() {
-        bail!("no office {office} in this federation");
-    }
-    Ok(code)
+    let entry = manifest
+        .office(office)
+        .ok_or_else(|| anyhow!("no office {office} in this federation"))?;
+    Ok((code, entry))
 }
 
 /// The partial file beside `out`.
@@ -177,7 +181,7 @@ async fn hosts_leader_first(
 async fn save(layout: &Layout, args: &SaveArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
     let manifest = layout.load_manifest()?;
-    office_code(&manifest, &args.office)?;
+    office_entry(&manifest, &args.office)?;
     if args.out.exists() {
         bail!(
             "{} exists: choose another file (a backup is never written over)",
@@ -371,7 +375,7 @@ fn restore(layout: &Layout, args: &RestoreArgs) -> anyhow::Result<Report> {
     // SAFETY: umask only sets the process's file mode mask; it cannot fail.
     unsafe { libc::umask(0o077) };
     let manifest = layout.load_manifest()?;
-    let office = office_code(&manifest, &args.office)?;
+    let (office, entry) = office_entry(&manifest, &args.office)?;
     let backup = BackupFile::open(&args.from).map_err(|e| anyhow!("{e}"))?;
     let header = backup.header.clone();
     if header.office != office.as_str() {
@@ -381,9 +385,6 @@ fn restore(layout: &Layout, args: &RestoreArgs) -> anyhow::Result<Report> {
             header.office
         );
     }
-    let entry = manifest
-        .office(office.as_str())
-        .ok_or_else(|| anyhow!("no office {office} in this federation"))?;
     // The replicas the backup's membership names, each on its slot of the manifest.
     let mut targets = Vec::new();
     for (id, node) in header.meta.last_membership.membership().nodes() {

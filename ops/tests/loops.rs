@@ -94,11 +94,16 @@ fn a_case_reviewed_and_re_reviewed_shows_both_decisions_on_the_original() {
     assert_eq!(reviewed["status"], "reviewed", "{reviewed}");
     let decisions = reviewed["review_decisions"].as_array().unwrap();
     assert_eq!(decisions.len(), 1, "{reviewed}");
-    assert_eq!(decisions[0]["level"], "review");
-    assert_eq!(decisions[0]["review_case"], review.as_str());
-    assert_eq!(decisions[0]["opinion"], "not-support");
-    assert_eq!(decisions[0]["text"], "the township's reply stands");
-    assert_eq!(decisions[0]["final"], false);
+    assert_decision(
+        &decisions[0],
+        (
+            "review",
+            &review,
+            "not-support",
+            "the township's reply stands",
+            false,
+        ),
+    );
 
     let re_requested = fed.at("530602").json(&["case", "request-review", &review]);
     let re_review = re_requested["review_case"]
@@ -123,11 +128,16 @@ fn a_case_reviewed_and_re_reviewed_shows_both_decisions_on_the_original() {
     assert_eq!(closed["status"], "final", "{closed}");
     let decisions = closed["review_decisions"].as_array().unwrap();
     assert_eq!(decisions.len(), 2, "{closed}");
-    assert_eq!(decisions[1]["level"], "re_review");
-    assert_eq!(decisions[1]["review_case"], re_review.as_str());
-    assert_eq!(decisions[1]["opinion"], "support");
-    assert_eq!(decisions[1]["text"], "the petitioner is right");
-    assert_eq!(decisions[1]["final"], true);
+    assert_decision(
+        &decisions[1],
+        (
+            "re_review",
+            &re_review,
+            "support",
+            "the petitioner is right",
+            true,
+        ),
+    );
     assert_eq!(show(&fed, "530602", &review)["status"], "final");
     // Nothing can be asked of the original after the re-review.
     let refused = fed
@@ -225,4 +235,14 @@ fn an_order_given_while_the_case_moves_is_passed_on_to_the_receiver() {
     verified(&fed);
     let orders = fed.at("5306").json(&["orders"]);
     assert_eq!(orders["orders"][0]["answer"]["text"], "we do", "{orders}");
+}
+
+/// A decision as the original shows it: (level, review case, opinion, text, final).
+fn assert_decision(decision: &serde_json::Value, expected: (&str, &str, &str, &str, bool)) {
+    let (level, review_case, opinion, text, is_final) = expected;
+    assert_eq!(decision["level"], level, "{decision}");
+    assert_eq!(decision["review_case"], review_case, "{decision}");
+    assert_eq!(decision["opinion"], opinion, "{decision}");
+    assert_eq!(decision["text"], text, "{decision}");
+    assert_eq!(decision["final"], is_final, "{decision}");
 }
