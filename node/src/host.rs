@@ -19,7 +19,6 @@ use federation_proto::MESSAGE_BYTES_MAX;
 use liandong_domain::{Calendar, OfficeCode};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
-use tonic::transport::server::TcpIncoming;
 
 use crate::api::admin::{AdminService, BackupService, MembershipService};
 use crate::api::audit_log::AuditFlusher;
@@ -36,6 +35,7 @@ use crate::federation::faults::{FaultSpec, Faults, FAULTS_POLL_MS};
 use crate::federation::pump::{Pump, PumpContext};
 use crate::federation::service::FederationService;
 use crate::health::Health;
+use crate::live_tls::{self, LiveTls};
 use crate::machine::StateMachineStore;
 use crate::manifest::{HostConfig, HostEntry, Manifest};
 use crate::metrics;
@@ -165,6 +165,11 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     faults.set(FaultSpec::load(&config.log_dir));
     let transport =
         Transport::with_tls(crate::tls::client_config(&tls)).with_faults(faults.clone());
+    // The certificate this host serves and presents, reloaded while it runs (`cert rotate`),
+    // and the revocations it honours (`cert revoke`).
+    let live_tls = LiveTls::start(&pki_dir, &host.name, &tls)
+        .with_context(|| format!("loading the revocation list in {}", pki_dir.display()))?;
+    let server_tls = live_tls.server_config()?;
     // Quiescence's controller is told of every wake, and of every peer host that returns.
     let quiesce_notify = Arc::new(Notify::new());
     let liveness = Liveness::notifying(quiesce_notify.clone());
@@ -206,7 +211,6 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         latencies: registry.latencies.clone(),
     };
     let raft_server = tonic::transport::Server::builder()
-        .tls_config(crate::tls::server_config(&tls))?
         .layer(timed.clone())
         .add_service(
             RaftTransportServer::new(RaftService {
@@ -218,10 +222,12 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         .add_service(QuiescenceServer::new(QuiescenceService {
             replicas: replicas.clone(),
         }))
-        .serve_with_incoming_shutdown(incoming(raft_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            live_tls::incoming(raft_listener, server_tls.clone()),
+            stopped(stop_rx.clone()),
+        );
     let directory = Arc::new(Directory::new(&manifest));
     let api_server = tonic::transport::Server::builder()
-        .tls_config(crate::tls::server_config(&tls))?
         .layer(timed)
         .add_service(CasesServer::new(CaseService {
             replicas: replicas.clone(),
@@ -240,6 +246,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             replicas: replicas.clone(),
             trust: trust.clone(),
             health: health.clone(),
+            tls: live_tls.clone(),
         }))
         .add_service(BackupServer::new(BackupService {
             host: host.name.clone(),
@@ -268,7 +275,10 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX),
         )
-        .serve_with_incoming_shutdown(incoming(api_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            live_tls::incoming(api_listener, server_tls),
+            stopped(stop_rx.clone()),
+        );
     let raft_task = tokio::spawn(raft_server);
     let api_task = tokio::spawn(api_server);
     let workers = Workers::default();
@@ -298,6 +308,14 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     };
     let disk_poll = Every::new("disk failpoint", failpoint::POLL_MS, load_disk_fault);
     workers.spawn(disk_poll, stop());
+    let reload_certificate = {
+        let (live_tls, transport) = (live_tls.clone(), transport.clone());
+        move || live_tls.reload(&transport)
+    };
+    workers.spawn(
+        Every::new("certificate", live_tls::RELOAD_POLL_MS, reload_certificate),
+        stop(),
+    );
     // The dead-leader detector: a fast election when the host of an office's leader crashed.
     let lease = Duration::from_millis(ELECTION_TIMEOUT_MAX_MS);
     let detector = Detector::new(
@@ -358,12 +376,6 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     db.flush().context("flushing RocksDB")?;
     tracing::info!(host = %host.name, "stopped");
     Ok(())
-}
-
-/// Accepted connections with Nagle off: a raft append or an officer's request is one small
-/// message that must leave now, not wait 40 ms for a delayed ACK.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

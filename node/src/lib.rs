@@ -16,6 +16,7 @@ pub mod failover;
 pub mod federation;
 pub mod health;
 pub mod host;
+pub mod live_tls;
 pub mod machine;
 pub mod manifest;
 pub mod metrics;

@@ -56,6 +56,11 @@ pub const OFFICES_PER_CERTIFICATE_MAX: usize = 2_000;
 /// The longest PEM file read from disk: a certificate or key is a few KiB (a host certificate
 /// with [`OFFICES_PER_CERTIFICATE_MAX`] offices about 80 KiB); anything far larger is not ours.
 pub const PEM_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Reads of a certificate and key that do not match before that is an error (see
+/// [`TlsFiles::load`]).
+pub const PAIR_READ_ATTEMPTS: u32 = 20;
+/// The pause between two such reads.
+pub const PAIR_READ_PAUSE_MS: u64 = 50;
 /// The longest federation name put in the CA's subject (X.520 upper bound for an organisation).
 pub const FEDERATION_NAME_CHARS_MAX: usize = 64;
 
@@ -380,13 +385,26 @@ impl TlsFiles {
     /// Reads `ca.pem` and host `host`'s identity from `dir`, then [`TlsFiles::check`]s them now,
     /// so a host with an expired or foreign certificate fails at start with a clear reason rather
     /// than at every handshake.
+    ///
+    /// `liandong cert rotate` replaces a certificate and its key one file after the other: a
+    /// pair read in between does not match, so a mismatch is read again a few times
+    /// ([`PAIR_READ_ATTEMPTS`], [`PAIR_READ_PAUSE_MS`] apart) before it is an error.
     pub fn load(dir: &Path, host: &str) -> Result<TlsFiles, TlsError> {
-        let files = TlsFiles {
-            ca_pem: read_pem(&dir.join(CA_CERT_FILE))?,
-            identity: HostIdentity::load(dir, host)?,
-        };
-        files.check(SystemTime::now())?;
-        Ok(files)
+        let mut attempt = 1;
+        loop {
+            let files = TlsFiles {
+                ca_pem: read_pem(&dir.join(CA_CERT_FILE))?,
+                identity: HostIdentity::load(dir, host)?,
+            };
+            match files.check(SystemTime::now()) {
+                Err(TlsError::KeyMismatch { .. }) if attempt < PAIR_READ_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(PAIR_READ_PAUSE_MS));
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(files),
+            }
+        }
     }
 
     /// The CA certificate is a CA; the identity's key is its certificate's; the certificate is
@@ -529,6 +547,14 @@ impl PeerIdentity {
     }
 }
 
+/// The serial of `request`'s client certificate when it has been revoked since its connection
+/// was opened (the handshake refuses revoked certificates on new connections).
+pub fn revoked_peer<T>(request: &Request<T>) -> Option<String> {
+    let certs = request.peer_certs()?;
+    let serial = crate::live_tls::serial_of_der(certs.first()?.as_ref())?;
+    crate::live_tls::is_revoked(&serial).then_some(serial)
+}
+
 /// The identity in the client certificate of `request` (which the TLS handshake has already
 /// verified against the federation CA). `unauthenticated` when the connection carries no client
 /// certificate (plaintext, or a server not requiring one) or the certificate cannot be read.
@@ -539,6 +565,12 @@ pub fn peer_offices<T>(request: &Request<T>) -> Result<PeerIdentity, Status> {
     let first = certs
         .first()
         .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    // A certificate revoked after its connection was opened: refused on its next call.
+    if let Some(serial) = revoked_peer(request) {
+        return Err(Status::unauthenticated(format!(
+            "certificate {serial} is revoked"
+        )));
+    }
     PeerIdentity::from_der(first.as_ref()).map_err(|e| Status::unauthenticated(e.to_string()))
 }
 
@@ -656,7 +688,7 @@ fn create_dir(dir: &Path) -> Result<(), TlsError> {
 }
 
 /// Reads a PEM file of at most [`PEM_FILE_BYTES_MAX`] bytes.
-fn read_pem(path: &Path) -> Result<String, TlsError> {
+pub(crate) fn read_pem(path: &Path) -> Result<String, TlsError> {
     let io = |source| TlsError::Io {
         path: path.to_path_buf(),
         source,
@@ -676,7 +708,7 @@ fn read_pem(path: &Path) -> Result<String, TlsError> {
 
 /// Temporary file (created with `mode`), fsync, rename: a crash leaves the old file or the new
 /// one, never half a key, and a key is never readable by others even for a moment.
-fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<(), TlsError> {
+pub(crate) fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<(), TlsError> {
     let io = |source| TlsError::Io {
         path: path.to_path_buf(),
         source,

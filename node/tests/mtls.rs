@@ -35,6 +35,9 @@ impl Admin for PeerEcho {
     ) -> Result<Response<StatusReply>, Status> {
         let peer = peer_offices(&request)?;
         Ok(Response::new(StatusReply {
+            certificate_serial: String::new(),
+            certificate_not_after_ms: 0,
+            revocation_list_number: 0,
             host: peer.offices.join(","),
             pid: 0,
             replicas: vec![],

@@ -59,6 +59,9 @@ pub enum Command {
     /// replica set.
     #[command(subcommand)]
     Snapshot(crate::snapshot_cmd::SnapshotCommand),
+    /// Host certificates: rotate them while the federation runs, revoke, list with expiry.
+    #[command(subcommand)]
+    Cert(crate::cert_cmd::CertCommand),
     /// Check the federation's invariants on the live system.
     Verify,
     /// Sign an officer in at its office; the token is kept in `DIR/session.token` (0600) or

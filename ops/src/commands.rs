@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Stats(args) => stats(&layout, &args).await,
         Command::Replica(command) => crate::replica_cmd::run(&layout, command).await,
         Command::Snapshot(command) => crate::snapshot_cmd::run(&layout, command).await,
+        Command::Cert(command) => crate::cert_cmd::run(&layout, command).await,
         Command::Verify => crate::verify::verify(&Federation::open(layout.clone())?).await,
         Command::Login(args) => crate::people::login(&layout, &args).await,
         Command::Logout => crate::people::logout(&layout),

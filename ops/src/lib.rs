@@ -1,5 +1,6 @@
 //! liandong: the operators' command line. Builds federations from the official topology, runs
 //! and stops hosts, registers and handles cases, runs drills.
+pub mod cert_cmd;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -245,6 +245,15 @@ pub fn status_json(
                 "alive": reply.is_some(),
                 "metrics_url": format!("http://{}/metrics", host.metrics_addr),
                 "api_addr": host.api_addr,
+                "certificate": reply.as_ref().filter(|r| !r.certificate_serial.is_empty()).map(|r| {
+                    let days = crate::cert_cmd::days_left(r.certificate_not_after_ms);
+                    json!({
+                        "serial": r.certificate_serial,
+                        "expires": format_rfc3339(r.certificate_not_after_ms),
+                        "days_left": days,
+                        "expires_soon": days < crate::cert_cmd::EXPIRY_WARNING_DAYS,
+                    })
+                }),
             })
         })
         .collect();
@@ -307,7 +316,7 @@ fn verdict(offices: &[Value], hosts: &[Value]) -> Value {
 pub const VERDICT_OFFICES_NAMED_MAX: usize = 5;
 
 /// Columns wider than this are cut (an office's name in the tree, its links).
-const CELL_CHARS_MAX: usize = 40;
+const CELL_CHARS_MAX: usize = 60;
 
 /// How wide `text` shows in a terminal: CJK characters take two columns.
 fn display_width(text: &str) -> usize {
@@ -332,7 +341,7 @@ fn pad(text: &str, width: usize) -> String {
 }
 
 /// Rows of cells as an aligned table (columns two spaces apart, the last one unpadded).
-fn table(rows: &[Vec<String>]) -> Vec<String> {
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|column| {
@@ -521,6 +530,18 @@ pub fn status_text(status: &Value) -> String {
         hosts_line.push_str(&format!(" (not answering: {})", down.join(", ")));
     }
     lines.push(hosts_line);
+    for host in status["hosts"].as_array().into_iter().flatten() {
+        let certificate = &host["certificate"];
+        if certificate["expires_soon"] == true {
+            lines.push(format!(
+                "WARNING: host {}'s certificate {} expires {} ({} days left): run `liandong cert rotate`",
+                host["name"].as_str().unwrap_or(""),
+                certificate["serial"].as_str().unwrap_or(""),
+                certificate["expires"].as_str().unwrap_or(""),
+                certificate["days_left"]
+            ));
+        }
+    }
     lines.join("\n")
 }
 

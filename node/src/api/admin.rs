@@ -122,6 +122,8 @@ pub struct AdminService {
     pub trust: Arc<Trust>,
     /// The leader changes each replica saw (for "flapping").
     pub health: Arc<Health>,
+    /// The certificate the host serves now.
+    pub tls: Arc<crate::live_tls::LiveTls>,
 }
 
 /// A dump as an operator gets it: every case's personal data (name, ID number, phone) left out.
@@ -233,6 +235,9 @@ impl Admin for AdminService {
             host: self.host.clone(),
             pid: std::process::id(),
             replicas,
+            certificate_serial: self.tls.serial(),
+            certificate_not_after_ms: self.tls.not_after_ms(),
+            revocation_list_number: self.tls.revocation_list_number(),
         }))
     }
 

@@ -443,6 +443,11 @@ impl Trust {
                 .officer_of(&token.map_err(Refusal::Unauthenticated)?)
                 .map(Principal::Officer);
         }
+        if let Some(serial) = crate::tls::revoked_peer(request) {
+            return Err(Refusal::Unauthenticated(format!(
+                "certificate {serial} is revoked"
+            )));
+        }
         match crate::tls::peer_offices(request) {
             Ok(peer) => Ok(Principal::from_peer(peer)),
             Err(_) => Ok(Principal::Anonymous),

@@ -127,7 +127,8 @@ pub async fn through_link_fault<T>(
 #[derive(Clone, Default)]
 pub struct Transport {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Shared by every clone: a reloaded certificate reaches them all.
+    tls: Arc<Mutex<Option<tonic::transport::ClientTlsConfig>>>,
     /// This host's drill faults (link faults on its outgoing raft requests); None: no faults.
     faults: Option<Arc<dyn LinkFaults>>,
 }
@@ -138,9 +139,23 @@ impl Transport {
     pub fn with_tls(tls: tonic::transport::ClientTlsConfig) -> Transport {
         Transport {
             channels: Arc::default(),
-            tls: Some(tls),
+            tls: Arc::new(Mutex::new(Some(tls))),
             faults: None,
         }
+    }
+
+    /// Presents a new certificate from now on: every connection is dialled again with `tls`
+    /// (calls under way on the old connections finish on them).
+    pub fn reload_tls(&self, tls: tonic::transport::ClientTlsConfig) {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *self
+            .tls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(tls);
+        channels.clear();
     }
 
     /// The same transport, applying this host's link faults to the raft requests it sends.
@@ -166,7 +181,12 @@ impl Transport {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let endpoint = match &self.tls {
+        let tls = self
+            .tls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let endpoint = match &tls {
             Some(tls) => {
                 Endpoint::from_shared(crate::tls::https_uri(addr))?.tls_config(tls.clone())?
             }
