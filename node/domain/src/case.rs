@@ -2,17 +2,26 @@
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::calendar::Millis;
 use crate::clock::{self, ClockKind};
 use crate::codec;
 use crate::error::DomainError;
-use crate::event::{self, ChainHead, Event, HistoryEntry};
+use crate::event::{self, ChainHead, EntrySigner, Event, HistoryEntry, SealError};
 use crate::ids::OfficeCode;
 use crate::model::{
     Case, GradeInfo, HandoffKind, Receipt, Satisfaction, Status, Supervision, CASE_VERSION,
     CASE_VERSION_MIN,
 };
+
+/// What [`Case::check_seals`] saw: entries signed, and entries written before
+/// [`crate::event::SEALED_ENTRY_VERSION`] (unsigned).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealCount {
+    pub signed: u32,
+    pub unsigned: u32,
+}
 
 impl Case {
     /// Folds one event: status, deadlines, clocks and flags, then a hash-chained history entry.
@@ -23,8 +32,146 @@ impl Case {
         if self.status != status_before {
             self.status_since = event.at();
         }
-        let entry = HistoryEntry::next(&self.chain_head(), event);
+        let entry = HistoryEntry::next(&self.chain_head(), event, Some(self.state_sha256()));
         self.history.push(entry);
+    }
+
+    /// hex SHA-256 of the whole case state, history aside: the canonical JSON of the case
+    /// without its version, history entries and chain start. A sealed history entry records it
+    /// as it was after the entry's event.
+    pub fn state_sha256(&mut self) -> String {
+        let history = std::mem::take(&mut self.history);
+        let start = std::mem::take(&mut self.history_start);
+        let value = serde_json::to_value(&*self);
+        self.history = history;
+        self.history_start = start;
+        let mut value = value.unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut value {
+            for field in ["v", "history", "history_start"] {
+                fields.remove(field);
+            }
+        }
+        hex::encode(Sha256::digest(event::canonical_json(&value).as_bytes()))
+    }
+
+    /// Signs every entry this copy carries that has a state hash and no signature yet: the
+    /// entries the office applying them just added.
+    pub fn sign_new_entries(&mut self, signer: &dyn EntrySigner) {
+        for entry in &mut self.history {
+            if entry.state_sha256.is_some() && entry.signature.is_none() {
+                entry.sign(signer);
+            }
+        }
+    }
+
+    /// Checks the seals of a copy carrying its whole history (the chain itself is
+    /// [`Case::verify_chain`]'s): every signed entry's signature against its signer's public key
+    /// (`public_key`), every state hash against the case re-folded from the events, and the
+    /// last one against this copy's own state. Returns how many entries were signed and how many
+    /// were written before [`SEALED_ENTRY_VERSION`] (unsigned).
+    pub fn check_seals(
+        &self,
+        public_key: impl Fn(&OfficeCode) -> Option<Vec<u8>>,
+    ) -> Result<SealCount, SealError> {
+        let mut count = SealCount::default();
+        for entry in &self.history {
+            if entry.is_sealed() {
+                let key = entry.signer.as_ref().and_then(&public_key);
+                entry.check_signature(key.as_deref())?;
+                count.signed += 1;
+            } else {
+                count.unsigned += 1;
+            }
+        }
+        let Some(last) = self.history.last().filter(|entry| entry.is_sealed()) else {
+            return Ok(count);
+        };
+        let mut header = self.clone();
+        if header.state_sha256() != last.state_sha256.clone().unwrap_or_default() {
+            return Err(SealError::StateMismatch {
+                seq: last.seq,
+                reason: "the stored case differs from the state its last entry signed".into(),
+            });
+        }
+        if self.has_whole_history() {
+            self.refold()?;
+        }
+        Ok(count)
+    }
+
+    /// Re-folds the events of the whole history from the registration and compares the state
+    /// after each sealed entry with the state hash it records. A forwarding stub no longer
+    /// holds the personal data its earlier states had: its states are compared from the last
+    /// handoff it completed on.
+    fn refold(&self) -> Result<(), SealError> {
+        let Some(first) = self.history.first() else {
+            return Ok(());
+        };
+        let compare_from = if self.petitioner.is_none() {
+            self.history
+                .iter()
+                .rev()
+                .find(|entry| entry.kind == "handoff_completed")
+                .map(|entry| entry.seq)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let mut case = self.seed(first.at);
+        for entry in &self.history {
+            let event = entry.event()?;
+            case.apply(&event);
+            let Some(recorded) = &entry.state_sha256 else {
+                continue;
+            };
+            if entry.seq < compare_from {
+                continue;
+            }
+            let refolded = case.history.last().and_then(|e| e.state_sha256.clone());
+            if refolded.as_ref() != Some(recorded) {
+                return Err(SealError::StateMismatch {
+                    seq: entry.seq,
+                    reason: "re-folding the events gives another state".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The case as `register` made it, before its first event: what does not come from events
+    /// (registration data, personal data) taken from this copy.
+    fn seed(&self, registered_at: Millis) -> Case {
+        Case {
+            v: self.v,
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            office: self.id.office.clone(),
+            status: Status::Registered,
+            status_since: registered_at,
+            channel: self.channel,
+            category: self.category.clone(),
+            summary: self.summary.clone(),
+            location: self.location.clone(),
+            petitioner: self.petitioner.clone(),
+            petitioner_key: self.petitioner_key.clone(),
+            registered_at,
+            first_officer: self.first_officer.clone(),
+            handler: None,
+            accepted_at: None,
+            received: None,
+            grade: None,
+            opinion: None,
+            reply_text: None,
+            replied_at: None,
+            satisfaction: None,
+            supervision: None,
+            deadlines: Default::default(),
+            clocks: Default::default(),
+            extended: false,
+            overdue: false,
+            history_start: Default::default(),
+            history: Vec::new(),
+        }
     }
 
     fn fold(&mut self, event: &Event) {
