@@ -180,6 +180,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             &clock,
             &transport,
             &petitioner_secret,
+            &secrets,
             &quiesce_notify,
         )
         .await?,
@@ -377,6 +378,7 @@ async fn start_replicas(
     clock: &Arc<Clock>,
     transport: &Transport,
     secret: &[u8],
+    secrets: &crate::secrets::Secrets,
     quiesce_notify: &Arc<Notify>,
 ) -> anyhow::Result<Vec<Replica>> {
     let calendar = Arc::new(Calendar::china());
@@ -411,7 +413,13 @@ async fn start_replicas(
             secret.to_vec(),
             calendar.clone(),
         )
-        .map_err(|e| anyhow!("opening office {code}'s state: {e}"))?;
+        .map_err(|e| anyhow!("opening office {code}'s state: {e}"))?
+        .signing_with(crate::machine::seal::OfficeSigner::new(
+            office.clone(),
+            secrets
+                .office_key(code)
+                .with_context(|| format!("reading office {code}'s signing key"))?,
+        ));
         let network = OfficeNetwork {
             office: code.clone(),
             transport: transport.clone(),

@@ -54,11 +54,15 @@ impl Case {
         hex::encode(Sha256::digest(event::canonical_json(&value).as_bytes()))
     }
 
-    /// Signs every entry this copy carries that has a state hash and no signature yet: the
-    /// entries the office applying them just added.
+    /// Signs every entry this copy carries that the signer's office applied (its event's office)
+    /// and that has a state hash but no signature yet: the entries that office just added. An
+    /// entry another office left unsigned is never signed here.
     pub fn sign_new_entries(&mut self, signer: &dyn EntrySigner) {
         for entry in &mut self.history {
-            if entry.state_sha256.is_some() && entry.signature.is_none() {
+            if entry.state_sha256.is_some()
+                && entry.signature.is_none()
+                && entry.office == *signer.office()
+            {
                 entry.sign(signer);
             }
         }
