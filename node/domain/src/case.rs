@@ -27,19 +27,29 @@ impl Case {
     /// Folds one event: status, deadlines, clocks and flags, then a hash-chained history entry.
     /// Deterministic and total: it trusts the event (the engine made it) and never fails.
     pub fn apply(&mut self, event: &Event) {
-        let status_before = self.status.clone();
-        self.fold(event);
-        if self.status != status_before {
-            self.status_since = event.at();
-        }
+        self.fold_only(event);
         let entry = HistoryEntry::next(&self.chain_head(), event, Some(self.state_sha256()));
         self.history.push(entry);
     }
 
     /// hex SHA-256 of the whole case state, history aside: the canonical JSON of the case
-    /// without its version, history entries and chain start. A sealed history entry records it
-    /// as it was after the entry's event.
+    /// without its version, history entries and chain start, its personal data replaced by
+    /// their digest ([`personal_data_sha256`]), so that the state can be checked by someone
+    /// shown the digest instead of the data (an operator's dump). A sealed history entry records
+    /// it as it was after the entry's event.
     pub fn state_sha256(&mut self) -> String {
+        let digest = self.petitioner_sha256();
+        self.state_sha256_with(digest.as_deref())
+    }
+
+    /// The digest of this copy's personal data (None on a stub, which holds none).
+    pub fn petitioner_sha256(&self) -> Option<String> {
+        let value = serde_json::to_value(&self.petitioner).unwrap_or(Value::Null);
+        personal_data_sha256(&value)
+    }
+
+    /// [`Case::state_sha256`] with `petitioner_sha256` standing for the personal data.
+    fn state_sha256_with(&mut self, petitioner_sha256: Option<&str>) -> String {
         let history = std::mem::take(&mut self.history);
         let start = std::mem::take(&mut self.history_start);
         let value = serde_json::to_value(&*self);
@@ -50,6 +60,10 @@ impl Case {
             for field in ["v", "history", "history_start"] {
                 fields.remove(field);
             }
+            fields.insert(
+                "petitioner".to_string(),
+                petitioner_sha256.map(Value::from).unwrap_or(Value::Null),
+            );
         }
         hex::encode(Sha256::digest(event::canonical_json(&value).as_bytes()))
     }
@@ -68,13 +82,16 @@ impl Case {
         }
     }
 
-    /// Checks the seals of a copy carrying its whole history (the chain itself is
-    /// [`Case::verify_chain`]'s): every signed entry's signature against its signer's public key
-    /// (`public_key`), every state hash against the case re-folded from the events, and the
-    /// last one against this copy's own state. Returns how many entries were signed and how many
-    /// were written before [`SEALED_ENTRY_VERSION`] (unsigned).
+    /// Checks the seals of this copy (the chain itself is [`Case::verify_chain`]'s): every
+    /// signed entry's signature against its signer's public key (`public_key`), the last state
+    /// hash against this copy's own state, and, on a copy carrying its whole history, every
+    /// state hash against the case re-folded from the events. `petitioner_sha256` stands for
+    /// the personal data ([`Case::petitioner_sha256`] of the copy that held them; a dump without
+    /// them carries the digest). Returns how many entries were signed and how many were written
+    /// before [`crate::event::SEALED_ENTRY_VERSION`] (unsigned).
     pub fn check_seals(
         &self,
+        petitioner_sha256: Option<&str>,
         public_key: impl Fn(&OfficeCode) -> Option<Vec<u8>>,
     ) -> Result<SealCount, SealError> {
         let mut count = SealCount::default();
@@ -91,27 +108,27 @@ impl Case {
             return Ok(count);
         };
         let mut header = self.clone();
-        if header.state_sha256() != last.state_sha256.clone().unwrap_or_default() {
+        if Some(header.state_sha256_with(petitioner_sha256)) != last.state_sha256 {
             return Err(SealError::StateMismatch {
                 seq: last.seq,
                 reason: "the stored case differs from the state its last entry signed".into(),
             });
         }
         if self.has_whole_history() {
-            self.refold()?;
+            self.refold(petitioner_sha256)?;
         }
         Ok(count)
     }
 
     /// Re-folds the events of the whole history from the registration and compares the state
     /// after each sealed entry with the state hash it records. A forwarding stub no longer
-    /// holds the personal data its earlier states had: its states are compared from the last
+    /// holds the personal data its earlier states had: its states are compared from the
     /// handoff it completed on.
-    fn refold(&self) -> Result<(), SealError> {
+    fn refold(&self, petitioner_sha256: Option<&str>) -> Result<(), SealError> {
         let Some(first) = self.history.first() else {
             return Ok(());
         };
-        let compare_from = if self.petitioner.is_none() {
+        let compare_from = if matches!(self.status, Status::Forwarded { .. }) {
             self.history
                 .iter()
                 .rev()
@@ -124,15 +141,19 @@ impl Case {
         let mut case = self.seed(first.at);
         for entry in &self.history {
             let event = entry.event()?;
-            case.apply(&event);
+            case.fold_only(&event);
             let Some(recorded) = &entry.state_sha256 else {
                 continue;
             };
             if entry.seq < compare_from {
                 continue;
             }
-            let refolded = case.history.last().and_then(|e| e.state_sha256.clone());
-            if refolded.as_ref() != Some(recorded) {
+            // A stub holds no personal data from its handoff on.
+            let digest = match case.status {
+                Status::Forwarded { .. } => None,
+                _ => petitioner_sha256,
+            };
+            if case.state_sha256_with(digest) != *recorded {
                 return Err(SealError::StateMismatch {
                     seq: entry.seq,
                     reason: "re-folding the events gives another state".into(),
@@ -175,6 +196,15 @@ impl Case {
             overdue: false,
             history_start: Default::default(),
             history: Vec::new(),
+        }
+    }
+
+    /// What [`Case::apply`] does to the state, without the history entry.
+    fn fold_only(&mut self, event: &Event) {
+        let status_before = self.status.clone();
+        self.fold(event);
+        if self.status != status_before {
+            self.status_since = event.at();
         }
     }
 
@@ -479,6 +509,17 @@ impl Case {
                 Status::InTransit { .. } | Status::Forwarded { .. }
             )
     }
+}
+
+/// The digest of a case's personal data as it serialises to JSON (`Case::petitioner`): hex
+/// SHA-256 of its canonical JSON; None for none (null).
+pub fn personal_data_sha256(petitioner: &Value) -> Option<String> {
+    if petitioner.is_null() {
+        return None;
+    }
+    Some(hex::encode(Sha256::digest(
+        event::canonical_json(petitioner).as_bytes(),
+    )))
 }
 
 fn corrupt(error: impl std::fmt::Display) -> DomainError {

@@ -31,7 +31,7 @@ pub use calendar::{
     CALENDAR_NAME_CHARS_MAX, CALENDAR_ROWS_MAX, CHINA_OFFSET_MS, DAY_MS, HOUR_MS, MINUTE_MS,
     SECOND_MS,
 };
-pub use case::SealCount;
+pub use case::{personal_data_sha256, SealCount};
 pub use clock::{threshold_at, ClockKind, ClockRun, Clocks, Deadlines};
 pub use command::CaseCommand;
 pub use engine::{decide, receive, register, tick, Context};

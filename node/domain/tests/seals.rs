@@ -59,6 +59,11 @@ impl Keys {
     }
 }
 
+/// Checks `case`'s seals as the office holding it would (with its personal data).
+fn check(case: &Case, keys: &Keys) -> Result<SealCount, SealError> {
+    case.check_seals(case.petitioner_sha256().as_deref(), keys.lookup())
+}
+
 /// A case registered and accepted at the county, transferred to its township, which accepts
 /// it and replies: entries signed by the office that applied each.
 fn moved_case() -> (Case, Key, Key) {
@@ -100,7 +105,7 @@ fn signed_entries_of_a_moved_case_verify_against_each_signers_key() {
     assert_eq!(case.verify_chain(), Ok(()));
     let keys = Keys::of(&[&county_key, &township_key]);
     assert_eq!(
-        case.check_seals(keys.lookup()),
+        check(&case, &keys),
         Ok(SealCount {
             signed: 5,
             unsigned: 0
@@ -112,12 +117,12 @@ fn signed_entries_of_a_moved_case_verify_against_each_signers_key() {
         (office(TOWNSHIP), township_key.public()),
     ]));
     assert!(matches!(
-        case.check_seals(wrong.lookup()),
+        check(&case, &wrong),
         Err(SealError::BadSignature { seq: 1, .. })
     ));
     let unknown = Keys::of(&[&township_key]);
     assert!(matches!(
-        case.check_seals(unknown.lookup()),
+        check(&case, &unknown),
         Err(SealError::UnknownSigner { seq: 1, .. })
     ));
 }
@@ -134,7 +139,7 @@ fn changing_the_event_the_state_hash_or_the_signature_fails() {
     // The event changed and the entry's hash recomputed: the signature is over the old hash.
     event.history[3].hash = event.history[3].compute_hash();
     assert!(matches!(
-        event.check_seals(keys.lookup()),
+        check(&event, &keys),
         Err(SealError::BadSignature { seq: 4, .. })
     ));
 
@@ -143,7 +148,7 @@ fn changing_the_event_the_state_hash_or_the_signature_fails() {
     assert_eq!(code(state.verify_chain()), "chain_broken");
     state.history[2].hash = state.history[2].compute_hash();
     assert!(matches!(
-        state.check_seals(keys.lookup()),
+        check(&state, &keys),
         Err(SealError::BadSignature { seq: 3, .. })
     ));
 
@@ -159,7 +164,7 @@ fn changing_the_event_the_state_hash_or_the_signature_fails() {
     }
     assert_eq!(refold.verify_chain(), Ok(()));
     assert!(matches!(
-        refold.check_seals(keys.lookup()),
+        check(&refold, &keys),
         Err(SealError::StateMismatch { seq: 3, .. })
     ));
 
@@ -173,16 +178,13 @@ fn changing_the_event_the_state_hash_or_the_signature_fails() {
         "the signature is outside the chain"
     );
     assert!(matches!(
-        signature.check_seals(keys.lookup()),
+        check(&signature, &keys),
         Err(SealError::BadSignature { seq: 5, .. })
     ));
 
     let mut stripped = case.clone();
     stripped.history[4].signature = None;
-    assert_eq!(
-        stripped.check_seals(keys.lookup()),
-        Err(SealError::Unsigned { seq: 5 })
-    );
+    assert_eq!(check(&stripped, &keys), Err(SealError::Unsigned { seq: 5 }));
 }
 
 /// The attack of issue 10: an officer rewritten in entry 2 and every later hash recomputed. The
@@ -201,7 +203,7 @@ fn a_history_with_recomputed_hashes_but_old_signatures_fails() {
     }
     assert_eq!(rewritten.verify_chain(), Ok(()));
     assert!(matches!(
-        rewritten.check_seals(keys.lookup()),
+        check(&rewritten, &keys),
         Err(SealError::BadSignature { seq: 2, .. })
     ));
 
@@ -210,7 +212,7 @@ fn a_history_with_recomputed_hashes_but_old_signatures_fails() {
     resigned.history[1].sign(&township_key);
     resigned.history[1].signer = Some(office(COUNTY));
     assert!(matches!(
-        resigned.check_seals(keys.lookup()),
+        check(&resigned, &keys),
         Err(SealError::BadSignature { seq: 2, .. })
     ));
 }
@@ -223,15 +225,73 @@ fn a_change_outside_the_chain_no_longer_matches_the_signed_state() {
     phone.petitioner.as_mut().unwrap().phone = Some("+8613900139000".into());
     assert_eq!(phone.verify_chain(), Ok(()));
     assert!(matches!(
-        phone.check_seals(keys.lookup()),
+        check(&phone, &keys),
         Err(SealError::StateMismatch { seq: 5, .. })
     ));
     let mut handler = case.clone();
     handler.handler = Some("Somebody".into());
     assert!(matches!(
-        handler.check_seals(keys.lookup()),
+        check(&handler, &keys),
         Err(SealError::StateMismatch { seq: 5, .. })
     ));
+}
+
+/// An operator's dump leaves the personal data out and carries their digest: the seals check
+/// the same, and a phone number changed on disk shows in the digest.
+#[test]
+fn a_copy_without_personal_data_checks_against_their_digest() {
+    let (case, county_key, township_key) = moved_case();
+    let keys = Keys::of(&[&county_key, &township_key]);
+    let digest = case.petitioner_sha256();
+    let mut dumped = case.clone();
+    dumped.petitioner = None;
+    assert_eq!(
+        dumped.check_seals(digest.as_deref(), keys.lookup()),
+        Ok(SealCount {
+            signed: 5,
+            unsigned: 0
+        })
+    );
+    let mut phone = case.clone();
+    phone.petitioner.as_mut().unwrap().phone = Some("+8613900139000".into());
+    assert!(matches!(
+        dumped.check_seals(phone.petitioner_sha256().as_deref(), keys.lookup()),
+        Err(SealError::StateMismatch { seq: 5, .. })
+    ));
+    assert!(dumped.check_seals(None, keys.lookup()).is_err());
+}
+
+/// The county's stub of a transferred case holds no personal data: its seals check from the
+/// handoff it completed on, and its signatures all along.
+#[test]
+fn a_forwarding_stub_checks_too() {
+    let county = Desk::new(COUNTY);
+    let key = Key::new(COUNTY);
+    let keys = Keys::of(&[&key]);
+    let mut case = county.register(t(MONDAY));
+    county.ok(
+        &mut case,
+        t("2026-03-02T10:00:00+08:00"),
+        transfer(TOWNSHIP),
+    );
+    let township = Desk::new(TOWNSHIP);
+    let _ = township.receive(&case, t("2026-03-02T11:00:00+08:00"));
+    county.ok(
+        &mut case,
+        t("2026-03-02T11:00:00+08:00"),
+        CaseCommand::HandoffAcked,
+    );
+    case.sign_new_entries(&key);
+    assert!(
+        matches!(case.status, Status::Forwarded { .. }),
+        "{:?}",
+        case.status
+    );
+    assert_eq!(case.petitioner, None);
+    assert_eq!(check(&case, &keys).map(|count| count.signed), Ok(3));
+    let mut tampered = case.clone();
+    tampered.category = "other".into();
+    assert!(check(&tampered, &keys).is_err());
 }
 
 #[test]
@@ -295,7 +355,7 @@ fn unsigned_entries_of_older_builds_are_counted_not_refused() {
     }
     assert_eq!(old.verify_chain(), Ok(()));
     assert_eq!(
-        old.check_seals(keys.lookup()),
+        check(&old, &keys),
         Ok(SealCount {
             signed: 3,
             unsigned: 2

@@ -246,7 +246,8 @@ pub(super) fn file(
         Err(error) => return Ok(Err(error.into())),
     };
     let mut change = Change::new_case(case);
-    Ok(commit(apply, &mut change, None)?.map(|()| (change.after.to_bytes(), change.after.id.clone())))
+    Ok(commit(apply, &mut change, None)?
+        .map(|()| (change.after.to_bytes(), change.after.id.clone())))
 }
 
 /// An officer's command on a case this office holds; the reply's case document (the header
