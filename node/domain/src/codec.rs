@@ -14,7 +14,10 @@
 //! variants are identified by their order. So a stored type may gain an enum variant at its end,
 //! but any other change to a stored type (a field added, removed or reordered, a variant
 //! reordered) makes a new format, with this reader keeping the previous one's layout. The
-//! domain's internally tagged enums have a binary form of their own (see [`tagged_enum`]).
+//! domain's internally tagged enums have a binary form of their own (see [`tagged_enum`]). A
+//! history entry is the one stored type that gained fields without a new format: a sealed entry
+//! (state hash and signature) starts with a sequence number of 0, which no entry has, and an
+//! unsealed one keeps the earlier layout (see `HistoryEntry`).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
