@@ -173,9 +173,6 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     // Quiescence's controller is told of every wake, and of every peer host that returns.
     let quiesce_notify = Arc::new(Notify::new());
     let liveness = Liveness::notifying(quiesce_notify.clone());
-    let petitioner_secret = secrets
-        .petitioner_secret(&manifest.secret_hex)
-        .context("reading the petitioner-key secret")?;
     let started = std::time::Instant::now();
     let replicas = Replicas::new(
         start_replicas(
@@ -184,7 +181,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             &db,
             &clock,
             &transport,
-            &petitioner_secret,
+            &secrets,
             &quiesce_notify,
         )
         .await?,
@@ -388,9 +385,12 @@ async fn start_replicas(
     db: &HostDb,
     clock: &Arc<Clock>,
     transport: &Transport,
-    secret: &[u8],
+    secrets: &crate::secrets::Secrets,
     quiesce_notify: &Arc<Notify>,
 ) -> anyhow::Result<Vec<Replica>> {
+    let secret = secrets
+        .petitioner_secret(&manifest.secret_hex)
+        .context("reading the petitioner-key secret")?;
     let calendar = Arc::new(Calendar::china());
     let config = raft_config()?;
     let quiesce = quiesce::enabled();
@@ -423,7 +423,13 @@ async fn start_replicas(
             secret.to_vec(),
             calendar.clone(),
         )
-        .map_err(|e| anyhow!("opening office {code}'s state: {e}"))?;
+        .map_err(|e| anyhow!("opening office {code}'s state: {e}"))?
+        .signing_with(crate::machine::seal::OfficeSigner::new(
+            office.clone(),
+            secrets
+                .office_key(code)
+                .with_context(|| format!("reading office {code}'s signing key"))?,
+        ));
         let network = OfficeNetwork {
             office: code.clone(),
             transport: transport.clone(),

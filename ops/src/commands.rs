@@ -102,6 +102,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
     issue_certificates(&layout, &manifest)?;
     let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
     layout.secrets().generate(&codes, &previous_secret)?;
+    layout.publish_office_keys(&codes)?;
     liandong_node::secrets::private_dir(&layout.root().join("data"))?;
     for host in &manifest.hosts {
         let config = HostConfig {

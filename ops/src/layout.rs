@@ -40,6 +40,44 @@ impl Layout {
         liandong_node::secrets::Secrets::for_manifest(&self.manifest())
     }
 
+    /// Where each office's public signing key is published (`DIR/pki/offices/CODE.pub`, hex):
+    /// what `verify` checks history entries' signatures with, without any private key.
+    pub fn office_public_key(&self, office: &str) -> PathBuf {
+        liandong_node::host::pki_dir(&self.manifest())
+            .join("offices")
+            .join(format!("{office}.pub"))
+    }
+
+    /// The public signing key of `office`: its published file, or (a federation made before
+    /// keys were published) derived from the office key in the secrets folder.
+    pub fn read_office_public_key(&self, office: &str) -> Option<Vec<u8>> {
+        if let Ok(text) = std::fs::read_to_string(self.office_public_key(office)) {
+            return hex::decode(text.trim()).ok();
+        }
+        let key = self.secrets().office_key(office).ok()?;
+        Some(liandong_node::secrets::public_key(&key))
+    }
+
+    /// Publishes every office's public signing key (after the secrets are made).
+    pub fn publish_office_keys(&self, offices: &[String]) -> anyhow::Result<()> {
+        let secrets = self.secrets();
+        for office in offices {
+            let key = secrets
+                .office_key(office)
+                .with_context(|| format!("reading office {office}'s signing key"))?;
+            let path = self.office_public_key(office);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let text = format!(
+                "{}\n",
+                hex::encode(liandong_node::secrets::public_key(&key))
+            );
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

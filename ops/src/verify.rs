@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use federation_proto::v1::admin_client::AdminClient;
 use federation_proto::v1::DumpRequest;
 use liandong_domain::message::Summary;
-use liandong_domain::{Case, Status};
+use liandong_domain::{Case, OfficeCode, SealCount, Status};
 use serde_json::{json, Value};
 
 use liandong_node::manifest::Manifest;
@@ -65,6 +65,8 @@ struct Dump {
     state_hash: String,
     outbox_pending: u64,
     cases: Vec<Case>,
+    /// Each case's personal-data digest (the dump leaves the data out and carries it).
+    petitioner_digests: Vec<Option<String>>,
     index: Vec<Summary>,
     links_out: BTreeMap<String, Value>,
     links_in: BTreeMap<String, Value>,
@@ -95,16 +97,25 @@ impl Dump {
                 .map(|o| o.clone().into_iter().collect())
                 .unwrap_or_default()
         };
+        let cases: Vec<(Case, Option<String>)> = list("cases")
+            .into_iter()
+            .filter_map(|value| {
+                let case: Case = serde_json::from_value(value.clone()).ok()?;
+                let digest = match value.get("petitioner_sha256") {
+                    Some(digest) => digest.as_str().map(str::to_string),
+                    None => case.petitioner_sha256(),
+                };
+                Some((case, digest))
+            })
+            .collect();
         Dump {
             office: office.to_string(),
             replica,
             last_applied: document["last_applied"].as_u64().unwrap_or(0),
             state_hash: document["state_hash"].as_str().unwrap_or("").to_string(),
             outbox_pending: document["outbox_pending"].as_u64().unwrap_or(0),
-            cases: list("cases")
-                .into_iter()
-                .filter_map(|v| serde_json::from_value(v).ok())
-                .collect(),
+            cases: cases.iter().map(|(case, _)| case.clone()).collect(),
+            petitioner_digests: cases.into_iter().map(|(_, digest)| digest).collect(),
             index: list("index")
                 .into_iter()
                 .filter_map(|v| serde_json::from_value(v).ok())
@@ -129,7 +140,16 @@ pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
         .into_iter()
         .flatten()
         .collect();
-    let invariants = check_dumps(&federation.manifest, &dumps);
+    let keys: OfficeKeys = federation
+        .manifest
+        .offices
+        .iter()
+        .filter_map(|office| {
+            let key = federation.layout.read_office_public_key(&office.code)?;
+            Some((office.code.parse().ok()?, key))
+        })
+        .collect();
+    let invariants = check_dumps(&federation.manifest, &dumps, Some(&keys));
     let ok = invariants.iter().all(|i| i["ok"] == true);
     let text = invariants
         .iter()
@@ -157,10 +177,14 @@ pub fn check_documents(manifest: &Manifest, documents: &[(String, u64, Value)]) 
         .iter()
         .map(|(office, replica, document)| Dump::parse(office, *replica, document))
         .collect();
-    check_dumps(manifest, &dumps)
+    check_dumps(manifest, &dumps, None)
 }
 
-fn check_dumps(manifest: &Manifest, dumps: &[Dump]) -> Vec<Value> {
+/// Each office's public signing key.
+pub type OfficeKeys = BTreeMap<OfficeCode, Vec<u8>>;
+
+/// The invariants; the seals of history entries too when the offices' public keys are given.
+fn check_dumps(manifest: &Manifest, dumps: &[Dump], keys: Option<&OfficeKeys>) -> Vec<Value> {
     // The most advanced replica of each office speaks for it.
     let mut best: BTreeMap<String, &Dump> = BTreeMap::new();
     for dump in dumps {
@@ -182,6 +206,9 @@ fn check_dumps(manifest: &Manifest, dumps: &[Dump]) -> Vec<Value> {
         integrity(dumps),
     ];
     let mut invariants: Vec<Value> = checks.iter().map(Check::json).collect();
+    if let Some(keys) = keys {
+        invariants.push(seals(dumps, keys));
+    }
     if !missing.is_empty() {
         invariants.push(json!({"name": "reachability", "ok": false, "detail": format!("no replica answered for {}", missing.join(", "))}));
     }
@@ -353,4 +380,41 @@ fn integrity(dumps: &[Dump]) -> Check {
         }
     }
     check
+}
+
+/// Every history entry's seal, recomputed from each replica's stored cases: the signature of a
+/// signed entry against its signing office's public key, each state hash against the case
+/// re-folded from the events, the last one against the stored case itself. Entries written
+/// before entries were signed are counted, not refused.
+fn seals(dumps: &[Dump], keys: &OfficeKeys) -> Value {
+    let mut check = Check::new("seals");
+    let mut count = SealCount::default();
+    for dump in dumps {
+        for (case, digest) in dump.cases.iter().zip(&dump.petitioner_digests) {
+            check.checked += 1;
+            match case.check_seals(digest.as_deref(), |office| keys.get(office).cloned()) {
+                Ok(seen) => {
+                    count.signed += seen.signed;
+                    count.unsigned += seen.unsigned;
+                }
+                Err(error) => check.problems.push(format!(
+                    "case {} at office {} replica {}: {error}",
+                    case.id, dump.office, dump.replica
+                )),
+            }
+        }
+    }
+    let mut value = check.json();
+    if check.problems.is_empty() {
+        value["detail"] = Value::from(format!(
+            "{} case copies checked: {} entries signed, {} unsigned (written before version {})",
+            check.checked,
+            count.signed,
+            count.unsigned,
+            liandong_domain::SEALED_ENTRY_VERSION
+        ));
+    }
+    value["entries_signed"] = Value::from(count.signed);
+    value["entries_unsigned"] = Value::from(count.unsigned);
+    value
 }

@@ -594,6 +594,9 @@ pub fn case_json(case: &Case) -> Value {
                 "detail": entry.detail,
                 "prev_hash": entry.prev_hash,
                 "hash": entry.hash,
+                "state_sha256": entry.state_sha256,
+                "signer": entry.signer.as_ref().map(ToString::to_string),
+                "signature": entry.signature,
             })
         })
         .collect();

@@ -2,29 +2,210 @@
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::calendar::Millis;
 use crate::clock::{self, ClockKind};
 use crate::codec;
 use crate::error::DomainError;
-use crate::event::{self, ChainHead, Event, HistoryEntry};
+use crate::event::{self, ChainHead, EntrySigner, Event, HistoryEntry, SealError};
 use crate::ids::OfficeCode;
 use crate::model::{
     Case, GradeInfo, HandoffKind, Receipt, Satisfaction, Status, Supervision, CASE_VERSION,
     CASE_VERSION_MIN,
 };
 
+/// What [`Case::check_seals`] saw: entries signed, and entries written before
+/// [`crate::event::SEALED_ENTRY_VERSION`] (unsigned).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealCount {
+    pub signed: u32,
+    pub unsigned: u32,
+}
+
 impl Case {
     /// Folds one event: status, deadlines, clocks and flags, then a hash-chained history entry.
     /// Deterministic and total: it trusts the event (the engine made it) and never fails.
     pub fn apply(&mut self, event: &Event) {
+        self.fold_only(event);
+        let entry = HistoryEntry::next(&self.chain_head(), event, Some(self.state_sha256()));
+        self.history.push(entry);
+    }
+
+    /// hex SHA-256 of the whole case state, history aside: the canonical JSON of the case
+    /// without its version, history entries and chain start, its personal data replaced by
+    /// their digest ([`personal_data_sha256`]), so that the state can be checked by someone
+    /// shown the digest instead of the data (an operator's dump). A sealed history entry records
+    /// it as it was after the entry's event.
+    pub fn state_sha256(&mut self) -> String {
+        let digest = self.petitioner_sha256();
+        self.state_sha256_with(digest.as_deref())
+    }
+
+    /// The digest of this copy's personal data (None on a stub, which holds none).
+    pub fn petitioner_sha256(&self) -> Option<String> {
+        let value = serde_json::to_value(&self.petitioner).unwrap_or(Value::Null);
+        personal_data_sha256(&value)
+    }
+
+    /// [`Case::state_sha256`] with `petitioner_sha256` standing for the personal data.
+    fn state_sha256_with(&mut self, petitioner_sha256: Option<&str>) -> String {
+        let history = std::mem::take(&mut self.history);
+        let start = std::mem::take(&mut self.history_start);
+        let value = serde_json::to_value(&*self);
+        self.history = history;
+        self.history_start = start;
+        let mut value = value.unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut value {
+            for field in ["v", "history", "history_start"] {
+                fields.remove(field);
+            }
+            fields.insert(
+                "petitioner".to_string(),
+                petitioner_sha256.map(Value::from).unwrap_or(Value::Null),
+            );
+        }
+        hex::encode(Sha256::digest(event::canonical_json(&value).as_bytes()))
+    }
+
+    /// Signs every entry this copy carries that the signer's office applied (its event's office)
+    /// and that has a state hash but no signature yet: the entries that office just added. An
+    /// entry another office left unsigned is never signed here.
+    pub fn sign_new_entries(&mut self, signer: &dyn EntrySigner) {
+        for entry in &mut self.history {
+            if entry.state_sha256.is_some()
+                && entry.signature.is_none()
+                && entry.office == *signer.office()
+            {
+                entry.sign(signer);
+            }
+        }
+    }
+
+    /// Checks the seals of this copy (the chain itself is [`Case::verify_chain`]'s): every
+    /// signed entry's signature against its signer's public key (`public_key`), the last state
+    /// hash against this copy's own state, and, on a copy carrying its whole history, every
+    /// state hash against the case re-folded from the events. `petitioner_sha256` stands for
+    /// the personal data ([`Case::petitioner_sha256`] of the copy that held them; a dump without
+    /// them carries the digest). Returns how many entries were signed and how many were written
+    /// before [`crate::event::SEALED_ENTRY_VERSION`] (unsigned).
+    pub fn check_seals(
+        &self,
+        petitioner_sha256: Option<&str>,
+        public_key: impl Fn(&OfficeCode) -> Option<Vec<u8>>,
+    ) -> Result<SealCount, SealError> {
+        let mut count = SealCount::default();
+        for entry in &self.history {
+            if entry.is_sealed() {
+                let key = entry.signer.as_ref().and_then(&public_key);
+                entry.check_signature(key.as_deref())?;
+                count.signed += 1;
+            } else {
+                count.unsigned += 1;
+            }
+        }
+        let Some(last) = self.history.last().filter(|entry| entry.is_sealed()) else {
+            return Ok(count);
+        };
+        let mut header = self.clone();
+        if Some(header.state_sha256_with(petitioner_sha256)) != last.state_sha256 {
+            return Err(SealError::StateMismatch {
+                seq: last.seq,
+                reason: "the stored case differs from the state its last entry signed".into(),
+            });
+        }
+        if self.has_whole_history() {
+            self.refold(petitioner_sha256)?;
+        }
+        Ok(count)
+    }
+
+    /// Re-folds the events of the whole history from the registration and compares the state
+    /// after each sealed entry with the state hash it records. A forwarding stub no longer
+    /// holds the personal data its earlier states had: its states are compared from the
+    /// handoff it completed on.
+    fn refold(&self, petitioner_sha256: Option<&str>) -> Result<(), SealError> {
+        let Some(first) = self.history.first() else {
+            return Ok(());
+        };
+        let compare_from = if matches!(self.status, Status::Forwarded { .. }) {
+            self.history
+                .iter()
+                .rev()
+                .find(|entry| entry.kind == "handoff_completed")
+                .map(|entry| entry.seq)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let mut case = self.seed(first.at);
+        for entry in &self.history {
+            let event = entry.event()?;
+            case.fold_only(&event);
+            let Some(recorded) = &entry.state_sha256 else {
+                continue;
+            };
+            if entry.seq < compare_from {
+                continue;
+            }
+            // A stub holds no personal data from its handoff on.
+            let digest = match case.status {
+                Status::Forwarded { .. } => None,
+                _ => petitioner_sha256,
+            };
+            if case.state_sha256_with(digest) != *recorded {
+                return Err(SealError::StateMismatch {
+                    seq: entry.seq,
+                    reason: "re-folding the events gives another state".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The case as `register` made it, before its first event: what does not come from events
+    /// (registration data, personal data) taken from this copy.
+    fn seed(&self, registered_at: Millis) -> Case {
+        Case {
+            v: self.v,
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            office: self.id.office.clone(),
+            status: Status::Registered,
+            status_since: registered_at,
+            channel: self.channel,
+            category: self.category.clone(),
+            summary: self.summary.clone(),
+            location: self.location.clone(),
+            petitioner: self.petitioner.clone(),
+            petitioner_key: self.petitioner_key.clone(),
+            registered_at,
+            first_officer: self.first_officer.clone(),
+            handler: None,
+            accepted_at: None,
+            received: None,
+            grade: None,
+            opinion: None,
+            reply_text: None,
+            replied_at: None,
+            satisfaction: None,
+            supervision: None,
+            deadlines: Default::default(),
+            clocks: Default::default(),
+            extended: false,
+            overdue: false,
+            history_start: Default::default(),
+            history: Vec::new(),
+        }
+    }
+
+    /// What [`Case::apply`] does to the state, without the history entry.
+    fn fold_only(&mut self, event: &Event) {
         let status_before = self.status.clone();
         self.fold(event);
         if self.status != status_before {
             self.status_since = event.at();
         }
-        let entry = HistoryEntry::next(&self.chain_head(), event);
-        self.history.push(entry);
     }
 
     fn fold(&mut self, event: &Event) {
@@ -328,6 +509,17 @@ impl Case {
                 Status::InTransit { .. } | Status::Forwarded { .. }
             )
     }
+}
+
+/// The digest of a case's personal data as it serialises to JSON (`Case::petitioner`): hex
+/// SHA-256 of its canonical JSON; None for none (null).
+pub fn personal_data_sha256(petitioner: &Value) -> Option<String> {
+    if petitioner.is_null() {
+        return None;
+    }
+    Some(hex::encode(Sha256::digest(
+        event::canonical_json(petitioner).as_bytes(),
+    )))
 }
 
 fn corrupt(error: impl std::fmt::Display) -> DomainError {

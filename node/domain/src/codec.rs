@@ -14,7 +14,10 @@
 //! variants are identified by their order. So a stored type may gain an enum variant at its end,
 //! but any other change to a stored type (a field added, removed or reordered, a variant
 //! reordered) makes a new format, with this reader keeping the previous one's layout. The
-//! domain's internally tagged enums have a binary form of their own (see [`tagged_enum`]).
+//! domain's internally tagged enums have a binary form of their own (see [`tagged_enum`]). A
+//! history entry is the one stored type that gained fields without a new format: a sealed entry
+//! (state hash and signature) starts with a sequence number of 0, which no entry has, and an
+//! unsealed one keeps the earlier layout (see `HistoryEntry`).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -160,31 +163,6 @@ macro_rules! tagged_enum {
     };
 }
 pub use crate::tagged_enum;
-
-/// A `serde_json::Value` field: itself in human-readable formats, its canonical JSON text in
-/// binary ones (which cannot read a self-describing value). The text is exactly what a history
-/// entry's hash covers.
-pub(crate) mod json_value {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_json::Value;
-
-    pub fn serialize<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            value.serialize(serializer)
-        } else {
-            crate::event::canonical_json(value).serialize(serializer)
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
-        if deserializer.is_human_readable() {
-            Value::deserialize(deserializer)
-        } else {
-            let text = String::deserialize(deserializer)?;
-            serde_json::from_str(&text).map_err(serde::de::Error::custom)
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -338,8 +338,18 @@ impl ChainHead {
     }
 }
 
+/// The version of history entries that carry a seal: the hash of the whole case state after the
+/// event (covered by the entry's hash) and the applying office's Ed25519 signature over the
+/// entry's hash. Entries written before it carry neither ("unsigned, before version 2").
+pub const SEALED_ENTRY_VERSION: u32 = 2;
+
 /// One applied event in a case's tamper-evident history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Stored forms: in JSON, the seal's fields are absent on an entry written before
+/// [`SEALED_ENTRY_VERSION`]. In the binary format an unsealed entry keeps the layout of the
+/// builds before it (so they still read it); a sealed one starts with a `seq` of 0, which no
+/// entry has (sequence numbers start at 1), followed by its fields and the seal's.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
     /// 1 for the first entry, then consecutive.
     pub seq: u32,
@@ -348,17 +358,194 @@ pub struct HistoryEntry {
     /// The event's snake_case name.
     pub kind: String,
     /// In the binary format: the canonical JSON text this hash covers.
-    #[serde(with = "crate::codec::json_value")]
     pub detail: Value,
     /// The previous entry's hash ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
-    /// hex SHA-256 of `prev_hash` followed by the canonical JSON of `[seq, at, office, kind, detail]`.
+    /// hex SHA-256 of `prev_hash` followed by the canonical JSON of `[seq, at, office, kind,
+    /// detail]`, with `state_sha256` appended to that array on a sealed entry.
     pub hash: String,
+    /// hex SHA-256 of the whole case state after the event ([`crate::Case::state_sha256`]);
+    /// None on entries written before [`SEALED_ENTRY_VERSION`].
+    pub state_sha256: Option<String>,
+    /// The office whose replicas applied the event and signed the entry.
+    pub signer: Option<OfficeCode>,
+    /// hex Ed25519 signature of `signer`'s key over the bytes of `hash` (its hex text).
+    pub signature: Option<String>,
+}
+
+/// An entry's JSON form (and format 1's).
+#[derive(Serialize, Deserialize)]
+struct EntryJson {
+    seq: u32,
+    at: Millis,
+    office: OfficeCode,
+    kind: String,
+    detail: Value,
+    prev_hash: String,
+    hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signer: Option<OfficeCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+}
+
+/// The binary form's leading `seq` of a sealed entry.
+const SEALED_MARK: u32 = 0;
+/// Fields of an unsealed entry in the binary form.
+const UNSEALED_FIELDS: usize = 7;
+/// Fields of a sealed entry in the binary form (the mark included).
+const SEALED_FIELDS: usize = 11;
+
+impl Serialize for HistoryEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        if serializer.is_human_readable() {
+            return EntryJson {
+                seq: self.seq,
+                at: self.at,
+                office: self.office.clone(),
+                kind: self.kind.clone(),
+                detail: self.detail.clone(),
+                prev_hash: self.prev_hash.clone(),
+                hash: self.hash.clone(),
+                state_sha256: self.state_sha256.clone(),
+                signer: self.signer.clone(),
+                signature: self.signature.clone(),
+            }
+            .serialize(serializer);
+        }
+        let detail = canonical_json(&self.detail);
+        let sealed = self.is_sealed();
+        let mut out = serializer.serialize_tuple(if sealed {
+            SEALED_FIELDS
+        } else {
+            UNSEALED_FIELDS
+        })?;
+        if sealed {
+            out.serialize_element(&SEALED_MARK)?;
+        }
+        out.serialize_element(&self.seq)?;
+        out.serialize_element(&self.at)?;
+        out.serialize_element(&self.office)?;
+        out.serialize_element(&self.kind)?;
+        out.serialize_element(&detail)?;
+        out.serialize_element(&self.prev_hash)?;
+        out.serialize_element(&self.hash)?;
+        if sealed {
+            out.serialize_element(&self.state_sha256)?;
+            out.serialize_element(&self.signer)?;
+            out.serialize_element(&self.signature)?;
+        }
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for HistoryEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let json = EntryJson::deserialize(deserializer)?;
+            return Ok(HistoryEntry {
+                seq: json.seq,
+                at: json.at,
+                office: json.office,
+                kind: json.kind,
+                detail: json.detail,
+                prev_hash: json.prev_hash,
+                hash: json.hash,
+                state_sha256: json.state_sha256,
+                signer: json.signer,
+                signature: json.signature,
+            });
+        }
+        deserializer.deserialize_tuple(SEALED_FIELDS, BinaryEntry)
+    }
+}
+
+struct BinaryEntry;
+
+impl<'de> serde::de::Visitor<'de> for BinaryEntry {
+    type Value = HistoryEntry;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a history entry")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<HistoryEntry, A::Error> {
+        fn next<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+            seq: &mut A,
+            index: usize,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| serde::de::Error::invalid_length(index, &"a history entry"))
+        }
+        let first: u32 = next(&mut seq, 0)?;
+        let sealed = first == SEALED_MARK;
+        // A sealed entry's fields follow its mark: their indexes are one further on.
+        let shift = usize::from(sealed);
+        let seq_number = if sealed { next(&mut seq, 1)? } else { first };
+        let at = next(&mut seq, 1 + shift)?;
+        let office = next(&mut seq, 2 + shift)?;
+        let kind = next(&mut seq, 3 + shift)?;
+        let detail_text: String = next(&mut seq, 4 + shift)?;
+        let prev_hash = next(&mut seq, 5 + shift)?;
+        let hash = next(&mut seq, 6 + shift)?;
+        let detail = serde_json::from_str(&detail_text).map_err(serde::de::Error::custom)?;
+        let mut entry = HistoryEntry {
+            seq: seq_number,
+            at,
+            office,
+            kind,
+            detail,
+            prev_hash,
+            hash,
+            state_sha256: None,
+            signer: None,
+            signature: None,
+        };
+        if sealed {
+            entry.state_sha256 = next(&mut seq, 8)?;
+            entry.signer = next(&mut seq, 9)?;
+            entry.signature = next(&mut seq, 10)?;
+        }
+        Ok(entry)
+    }
+}
+
+/// Signs entries' hashes as one office: the node's office key (the engine never holds a key).
+pub trait EntrySigner {
+    /// The office whose key this is.
+    fn office(&self) -> &OfficeCode;
+    /// The Ed25519 signature of `message`.
+    fn sign(&self, message: &[u8]) -> Vec<u8>;
+}
+
+/// Why an entry's seal does not verify (see [`HistoryEntry::check_seal`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("entry {seq} carries a state hash but no signature")]
+    Unsigned { seq: u32 },
+    #[error("entry {seq} is unsigned (written before version {SEALED_ENTRY_VERSION}) but follows a signed entry")]
+    UnsignedAfterSigned { seq: u32 },
+    #[error("entry {seq} names signer {signer}, whose public key is not known")]
+    UnknownSigner { seq: u32, signer: String },
+    #[error("entry {seq}: the signature of {signer} does not verify over the entry's hash")]
+    BadSignature { seq: u32, signer: String },
+    #[error("entry {seq}: the state hash does not match the case state re-folded from the events ({reason})")]
+    StateMismatch { seq: u32, reason: String },
+    #[error("entry {seq}: its event does not decode ({reason})")]
+    EventUnreadable { seq: u32, reason: String },
 }
 
 impl HistoryEntry {
-    /// The entry that follows the chain `previous` for `event`.
-    pub(crate) fn next(previous: &ChainHead, event: &Event) -> HistoryEntry {
+    /// The entry that follows the chain `previous` for `event`, sealed with `state_sha256` (the
+    /// case state after the event) but not yet signed.
+    pub(crate) fn next(
+        previous: &ChainHead,
+        event: &Event,
+        state_sha256: Option<String>,
+    ) -> HistoryEntry {
         let mut entry = HistoryEntry {
             seq: previous.entries.saturating_add(1),
             at: event.at(),
@@ -367,31 +554,93 @@ impl HistoryEntry {
             detail: event.detail(),
             prev_hash: previous.hash.clone(),
             hash: String::new(),
+            state_sha256,
+            signer: None,
+            signature: None,
         };
         entry.hash = entry.compute_hash();
         entry
     }
 
+    /// Whether the entry carries a state hash (written from [`SEALED_ENTRY_VERSION`] on).
+    pub fn is_sealed(&self) -> bool {
+        self.state_sha256.is_some() || self.signer.is_some() || self.signature.is_some()
+    }
+
     /// The hash this entry's content and `prev_hash` call for.
     pub fn compute_hash(&self) -> String {
-        let content = Value::Array(vec![
+        let mut content = vec![
             Value::from(self.seq),
             Value::from(self.at),
             Value::from(self.office.as_str()),
             Value::from(self.kind.as_str()),
             self.detail.clone(),
-        ]);
+        ];
+        if let Some(state) = &self.state_sha256 {
+            content.push(Value::from(state.as_str()));
+        }
         let mut hasher = Sha256::new();
         hasher.update(self.prev_hash.as_bytes());
-        hasher.update(canonical_json(&content).as_bytes());
+        hasher.update(canonical_json(&Value::Array(content)).as_bytes());
         hex::encode(hasher.finalize())
+    }
+
+    /// Signs the entry as `signer` (its hash must be final).
+    pub fn sign(&mut self, signer: &dyn EntrySigner) {
+        self.signer = Some(signer.office().clone());
+        self.signature = Some(hex::encode(signer.sign(self.hash.as_bytes())));
+    }
+
+    /// The event this entry records, rebuilt from its kind, time, office and detail.
+    pub fn event(&self) -> Result<Event, SealError> {
+        let unreadable = |reason: String| SealError::EventUnreadable {
+            seq: self.seq,
+            reason,
+        };
+        let Value::Object(mut fields) = self.detail.clone() else {
+            return Err(unreadable("the detail is not an object".to_string()));
+        };
+        fields.insert("kind".to_string(), Value::from(self.kind.as_str()));
+        fields.insert("at".to_string(), Value::from(self.at));
+        fields.insert("office".to_string(), Value::from(self.office.as_str()));
+        serde_json::from_value(Value::Object(fields)).map_err(|e| unreadable(e.to_string()))
+    }
+
+    /// Checks the signature of a sealed entry with `public_key`, the Ed25519 public key of the
+    /// office it names as signer (None: not known). An unsealed entry passes (it is counted as
+    /// written before [`SEALED_ENTRY_VERSION`] by its caller).
+    pub fn check_signature(&self, public_key: Option<&[u8]>) -> Result<(), SealError> {
+        if !self.is_sealed() {
+            return Ok(());
+        }
+        let (Some(signer), Some(signature), Some(_)) =
+            (&self.signer, &self.signature, &self.state_sha256)
+        else {
+            return Err(SealError::Unsigned { seq: self.seq });
+        };
+        let Some(public_key) = public_key else {
+            return Err(SealError::UnknownSigner {
+                seq: self.seq,
+                signer: signer.to_string(),
+            });
+        };
+        let bad = || SealError::BadSignature {
+            seq: self.seq,
+            signer: signer.to_string(),
+        };
+        let signature = hex::decode(signature).map_err(|_| bad())?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+            .verify(self.hash.as_bytes(), &signature)
+            .map_err(|_| bad())
     }
 }
 
 /// Checks every link of `history`, which follows the chain `start`: consecutive `seq`, each
-/// `prev_hash` the previous `hash`, each `hash` recomputed.
+/// `prev_hash` the previous `hash`, each `hash` recomputed, and no entry of an older build (no
+/// state hash) after one of this build.
 pub(crate) fn verify(start: &ChainHead, history: &[HistoryEntry]) -> Result<(), DomainError> {
     let mut prev_hash = start.hash.as_str();
+    let mut sealed_seen = false;
     for (expected_seq, entry) in (start.entries.saturating_add(1)..).zip(history) {
         let broken = |reason| DomainError::ChainBroken {
             seq: entry.seq,
@@ -406,6 +655,10 @@ pub(crate) fn verify(start: &ChainHead, history: &[HistoryEntry]) -> Result<(), 
         if entry.hash != entry.compute_hash() {
             return Err(broken("the entry's content does not match its hash"));
         }
+        if sealed_seen && !entry.is_sealed() {
+            return Err(broken("an entry without a state hash follows one with"));
+        }
+        sealed_seen |= entry.is_sealed();
         prev_hash = &entry.hash;
     }
     Ok(())

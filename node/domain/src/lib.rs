@@ -31,11 +31,15 @@ pub use calendar::{
     CALENDAR_NAME_CHARS_MAX, CALENDAR_ROWS_MAX, CHINA_OFFSET_MS, DAY_MS, HOUR_MS, MINUTE_MS,
     SECOND_MS,
 };
+pub use case::{personal_data_sha256, SealCount};
 pub use clock::{threshold_at, ClockKind, ClockRun, Clocks, Deadlines};
 pub use command::CaseCommand;
 pub use engine::{decide, receive, register, tick, Context};
 pub use error::{echo, DomainError, ERROR_ECHO_CHARS_MAX};
-pub use event::{canonical_json, ChainHead, Event, HistoryEntry, EVENT_VERSION, GENESIS_HASH};
+pub use event::{
+    canonical_json, ChainHead, EntrySigner, Event, HistoryEntry, SealError, EVENT_VERSION,
+    GENESIS_HASH, SEALED_ENTRY_VERSION,
+};
 pub use ids::{CaseId, Level, OfficeCode, CASE_SEQ_DIGITS_MIN};
 pub use model::{
     Case, CaseKind, Channel, DeclineRoute, Grade, GradeInfo, HandoffKind, Opinion, Petitioner,

@@ -126,12 +126,18 @@ pub struct AdminService {
     pub tls: Arc<crate::live_tls::LiveTls>,
 }
 
-/// A dump as an operator gets it: every case's personal data (name, ID number, phone) left out.
-/// The history carries none, so `verify` checks the same chains.
+/// A dump as an operator gets it: every case's personal data (name, ID number, phone) left out,
+/// their digest in its place (`petitioner_sha256`). The history carries none, so `verify` checks
+/// the same chains, and the signed state hashes against the digest.
 fn without_personal_data(mut document: Value) -> Value {
     if let Some(cases) = document["cases"].as_array_mut() {
         for case in cases {
             if let Some(fields) = case.as_object_mut() {
+                // Their digest stays: the state hash each history entry signs covers it.
+                let digest = fields
+                    .get("petitioner")
+                    .and_then(liandong_domain::personal_data_sha256);
+                fields.insert("petitioner_sha256".to_string(), Value::from(digest));
                 fields.insert("petitioner".to_string(), Value::Null);
             }
         }

@@ -21,6 +21,9 @@ pub struct ApplyContext {
     /// The federation secret: the petitioner key is an HMAC under it.
     pub secret: Vec<u8>,
     pub calendar: Arc<Calendar>,
+    /// The office's key: every history entry this office applies is signed with it (None only
+    /// where no key is at hand: the simulator and storage tests).
+    pub signer: Option<Arc<super::seal::OfficeSigner>>,
 }
 
 impl ApplyContext {

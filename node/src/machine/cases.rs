@@ -80,9 +80,13 @@ impl<'a> Change<'a> {
 /// the alarm stored for the case now (None where there is none, or it was just spent).
 pub(super) fn commit(
     apply: &mut Applying<'_, '_>,
-    change: &Change<'_>,
+    change: &mut Change<'_>,
     alarm_before: Option<Millis>,
 ) -> Outcome<()> {
+    // The entries this office added are signed before anything (a message, the reply) sees them.
+    if let Some(signer) = &apply.context.signer {
+        change.after.sign_new_entries(signer.as_ref());
+    }
     let messages = outbox::messages_for(apply, change)?;
     let outgoing = Outgoing::prepare(apply, messages)?;
     if let Err(refusal) = outgoing.check() {
@@ -241,8 +245,9 @@ pub(super) fn file(
         Ok(case) => case,
         Err(error) => return Ok(Err(error.into())),
     };
-    let change = Change::new_case(case);
-    Ok(commit(apply, &change, None)?.map(|()| (change.after.to_bytes(), change.after.id.clone())))
+    let mut change = Change::new_case(case);
+    Ok(commit(apply, &mut change, None)?
+        .map(|()| (change.after.to_bytes(), change.after.id.clone())))
 }
 
 /// An officer's command on a case this office holds; the reply's case document (the header
@@ -299,11 +304,11 @@ fn decide_and_commit(
     case: &Case,
     command: &CaseCommand,
 ) -> Outcome<Case> {
-    let change = match Change::decide(case, command, &apply.context.domain(apply.now)) {
+    let mut change = match Change::decide(case, command, &apply.context.domain(apply.now)) {
         Ok(change) => change,
         Err(error) => return Ok(Err(error.into())),
     };
-    Ok(commit(apply, &change, case.next_alarm())?.map(|()| change.after))
+    Ok(commit(apply, &mut change, case.next_alarm())?.map(|()| change.after))
 }
 
 /// Where a command would send the case must exist in this federation: a review goes to this
@@ -338,12 +343,12 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
         };
         let events = domain::tick(&case, &apply.context.domain(apply.now));
         raised = raised.saturating_add(u32::try_from(events.len()).unwrap_or(u32::MAX));
-        let change = Change::with_events(&case, events);
+        let mut change = Change::with_events(&case, events);
         let id = case_id.to_string();
         if change.events.is_empty() {
             // Nothing changed: the case only gets its alarm back.
             move_alarm(apply.txn, &id, None, change.after.next_alarm());
-        } else if let Err(refusal) = commit(apply, &change, None)? {
+        } else if let Err(refusal) = commit(apply, &mut change, None)? {
             // A tick sends only summaries, which always fit: a refusal here is a bug.
             tracing::error!(%case_id, code = %refusal.code, "a tick's change was refused");
         }

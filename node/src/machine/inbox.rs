@@ -381,12 +381,12 @@ fn receive_handoff(
         Err(error) => return Ok(Err(refusal(seq, error.code(), error.to_string()))),
     };
     let alarm_before = existing.as_ref().and_then(Case::next_alarm);
-    let change = Change {
+    let mut change = Change {
         before: existing.as_ref(),
         after: received,
         events: Vec::new(),
     };
-    Ok(commit(apply, &change, alarm_before)?
+    Ok(commit(apply, &mut change, alarm_before)?
         .map(|_| ())
         .map_err(|refused| refused.of_message(seq)))
 }
@@ -435,7 +435,7 @@ fn receive_escalation(
         &apply.context.domain(apply.now),
     );
     match registered {
-        Ok(case) => Ok(commit(apply, &Change::new_case(case), None)?
+        Ok(case) => Ok(commit(apply, &mut Change::new_case(case), None)?
             .map(|_| ())
             .map_err(|refused| refused.of_message(seq))),
         Err(error) => Ok(Err(refusal(seq, error.code(), error.to_string()))),

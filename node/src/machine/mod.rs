@@ -31,6 +31,7 @@ mod orders;
 mod outbox;
 mod records;
 mod requests;
+pub mod seal;
 pub mod snapshot;
 mod state_machine;
 pub mod stats;

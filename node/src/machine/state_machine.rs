@@ -116,6 +116,7 @@ impl StateMachineStore {
             parent,
             secret,
             calendar,
+            signer: None,
         });
         let store = StateMachineStore {
             db,
@@ -135,6 +136,20 @@ impl StateMachineStore {
             .last_at
             .store(store.applied()?.last_at, Ordering::SeqCst);
         Ok(store)
+    }
+
+    /// Signs every history entry this office applies with `signer` (the office's key). Call it
+    /// before the replica's Raft starts applying.
+    pub fn signing_with(mut self, signer: super::seal::OfficeSigner) -> StateMachineStore {
+        let context = &self.context;
+        self.context = Arc::new(ApplyContext {
+            office: context.office.clone(),
+            parent: context.parent.clone(),
+            secret: context.secret.clone(),
+            calendar: context.calendar.clone(),
+            signer: Some(Arc::new(signer)),
+        });
+        self
     }
 
     /// The host's database (tests reach under the state machine through it).

@@ -59,6 +59,7 @@ impl Office {
                 parent: parent.map(code),
                 secret: vec![7; 32],
                 calendar: Arc::new(Calendar::china()),
+                signer: Some(Arc::new(test_signer(office))),
             },
             state: AppliedState::default(),
             at: START_MS,
@@ -891,6 +892,15 @@ fn every_stored_type_round_trips_in_both_formats() {
     round_trips("a whole case", &whole);
     round_trips("a case header", &header);
     round_trips("a history entry", &entries[1]);
+    assert!(
+        entries.iter().all(|entry| entry.signature.is_some()),
+        "the entries an office applies are signed: {entries:?}"
+    );
+    let mut unsealed = entries[1].clone();
+    unsealed.state_sha256 = None;
+    unsealed.signer = None;
+    unsealed.signature = None;
+    round_trips("a history entry of a build before sealing", &unsealed);
     let bodies = [
         Body::Handoff {
             case: CaseDocument::of(&whole),
@@ -1804,4 +1814,13 @@ fn an_order_for_a_case_handed_on_is_passed_on() {
     assert_eq!(receiver.receive(&code("530602"), relayed), None);
     let held = receiver.case(&case.id).unwrap();
     assert_eq!(held.supervision.map(|order| order.from), Some(code("5306")));
+}
+
+/// The signing key of `office` in these tests: one per office, the same in every test office
+/// (two test offices of one code apply alike).
+pub(crate) fn test_signer(office: &str) -> crate::machine::seal::OfficeSigner {
+    use sha2::Digest;
+    let seed = sha2::Sha256::digest(office.as_bytes());
+    let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).expect("a key");
+    crate::machine::seal::OfficeSigner::new(code(office), key)
 }
