@@ -59,6 +59,9 @@ pub enum Command {
     /// replica set.
     #[command(subcommand)]
     Snapshot(crate::snapshot_cmd::SnapshotCommand),
+    /// Restart hosts one at a time (all, or one office's), moving leadership away first and
+    /// never below a majority, while officers keep working.
+    RollingRestart(crate::rolling::RollingArgs),
     /// Host certificates: rotate them while the federation runs, revoke, list with expiry.
     #[command(subcommand)]
     Cert(crate::cert_cmd::CertCommand),

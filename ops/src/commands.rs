@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Replica(command) => crate::replica_cmd::run(&layout, command).await,
         Command::Snapshot(command) => crate::snapshot_cmd::run(&layout, command).await,
         Command::Cert(command) => crate::cert_cmd::run(&layout, command).await,
+        Command::RollingRestart(args) => crate::rolling::rolling_restart(&layout, &args).await,
         Command::Verify => crate::verify::verify(&Federation::open(layout.clone())?).await,
         Command::Login(args) => crate::people::login(&layout, &args).await,
         Command::Logout => crate::people::logout(&layout),

@@ -58,6 +58,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("cert rotate", "liandong cert rotate --revoke-old\nliandong cert rotate --host h2"),
     ("cert revoke", "liandong cert revoke --serial 3a:0f:9c:11:54:e2:07:b8"),
     ("cert list", "liandong cert list"),
+    ("rolling-restart", "liandong rolling-restart\nliandong rolling-restart --office 530602"),
     ("verify", "liandong verify"),
     ("login", "liandong login --office 530602 --user clerk --password-file clerk.password"),
     ("logout", "liandong logout"),

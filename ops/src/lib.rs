@@ -10,6 +10,7 @@ pub mod layout;
 pub mod people;
 pub mod process;
 pub mod replica_cmd;
+pub mod rolling;
 pub mod sample;
 pub mod session;
 pub mod snapshot_cmd;

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{verified, Fed};
+use common::{verified, Fed, Writer};
 use federation_proto::v1::admin_client::AdminClient;
 use federation_proto::v1::StatusRequest;
 use liandong_node::tls::{self, HostIdentity, Pki};
@@ -35,48 +34,6 @@ fn pids(fed: &Fed) -> Vec<Value> {
         .iter()
         .map(|h| h["pid"].clone())
         .collect()
-}
-
-/// Files a case at the township and, every other time, transfers it to the county (a
-/// federation message between the two offices' hosts): the error, if any.
-fn write_once(fed: &Fed, n: u64) -> Result<(), String> {
-    let officer = fed.at(TOWNSHIP);
-    let id = common::id_number(n);
-    let out = officer.run(&[
-        "--json",
-        "case",
-        "file",
-        "--office",
-        TOWNSHIP,
-        "--channel",
-        "visit",
-        "--petitioner-id",
-        &id,
-        "--name",
-        "李四",
-        "--category",
-        "land",
-        "--summary",
-        &format!("boundary dispute {n}"),
-    ]);
-    if !out.status.success() {
-        return Err(format!(
-            "file {n}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let case: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    let case_id = case["case_id"].as_str().unwrap_or_default().to_string();
-    if n.is_multiple_of(2) {
-        let out = officer.run(&["case", "transfer", &case_id, "--to", COUNTY]);
-        if !out.status.success() {
-            return Err(format!(
-                "transfer {case_id}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    Ok(())
 }
 
 async fn status_over(
@@ -124,28 +81,8 @@ fn certificates_rotate_and_old_ones_are_revoked_under_a_writer_without_a_failed_
         .expect("the command line's certificate works before it is rotated");
 
     // An officer writes all along: files cases and moves half of them to the county.
-    let stop = Arc::new(AtomicBool::new(false));
-    let results = Arc::new(Mutex::new(Vec::new()));
-    let writer = {
-        let (fed, stop, results) = (fed.clone(), stop.clone(), results.clone());
-        std::thread::spawn(move || {
-            let mut n = 1;
-            while !stop.load(Ordering::SeqCst) {
-                let result = write_once(&fed, n);
-                results.lock().unwrap().push(result);
-                n += 1;
-            }
-        })
-    };
-    let wait_writes = |count: usize| {
-        let start = Instant::now();
-        let target = results.lock().unwrap().len() + count;
-        while results.lock().unwrap().len() < target {
-            assert!(start.elapsed() < Duration::from_secs(120), "writer stalled");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    wait_writes(3);
+    let writer = Writer::start(fed.clone(), TOWNSHIP, COUNTY);
+    writer.wait_writes(3);
 
     let rotated = fed.json(&["cert", "rotate", "--revoke-old"]);
     let rows = rotated["rotated"].as_array().unwrap();
@@ -159,17 +96,12 @@ fn certificates_rotate_and_old_ones_are_revoked_under_a_writer_without_a_failed_
     for row in rows {
         assert_ne!(row["old_serial"], row["serial"], "{row}");
     }
-    wait_writes(6);
-    stop.store(true, Ordering::SeqCst);
-    writer.join().unwrap();
-
-    let results = results.lock().unwrap();
-    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    writer.wait_writes(6);
+    let (tried, failed) = writer.stop();
     assert!(
         failed.is_empty(),
-        "{} of {} writes failed: {failed:?}",
-        failed.len(),
-        results.len()
+        "{} of {tried} writes failed: {failed:?}",
+        failed.len()
     );
     // No host restarted, and each serves the certificate rotate issued it.
     assert_eq!(pids(&fed), pids_before);

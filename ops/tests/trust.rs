@@ -20,9 +20,9 @@ use federation_proto::v1::membership_client::MembershipClient;
 use federation_proto::v1::officers_client::OfficersClient;
 use federation_proto::v1::raft_transport_client::RaftTransportClient;
 use federation_proto::v1::{
-    self, case_command, ActRequest, AddOfficerRequest, AuditReadRequest, DumpRequest, FileRequest,
-    ListOfficersRequest, OrdersRequest, ProposeRequest, QueryRequest, RemoveReplicaRequest,
-    SaveRequest, ShowRequest, SuperviseRequest,
+    self, case_command, ActRequest, AddOfficerRequest, AuditReadRequest, CampaignRequest,
+    DumpRequest, FileRequest, ListOfficersRequest, OrdersRequest, ProposeRequest, QueryRequest,
+    RemoveReplicaRequest, SaveRequest, ShowRequest, SuperviseRequest,
 };
 use liandong_node::manifest::Manifest;
 use liandong_node::tls::{HostIdentity, Pki};
@@ -62,10 +62,11 @@ enum Rpc {
     ReadAudit,
     Dump,
     RemoveReplica,
+    Campaign,
     BackupSave,
 }
 
-const RPCS: [Rpc; 13] = [
+const RPCS: [Rpc; 14] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -78,6 +79,7 @@ const RPCS: [Rpc; 13] = [
     Rpc::ReadAudit,
     Rpc::Dump,
     Rpc::RemoveReplica,
+    Rpc::Campaign,
     Rpc::BackupSave,
 ];
 
@@ -93,7 +95,7 @@ impl Rpc {
             Rpc::Orders | Rpc::Query => &["supervisor", "leader", "auditor"],
             Rpc::AddOfficer | Rpc::ListOfficers => &["admin"],
             Rpc::ReadAudit => &["auditor"],
-            Rpc::Dump | Rpc::RemoveReplica | Rpc::BackupSave => return None,
+            Rpc::Dump | Rpc::RemoveReplica | Rpc::Campaign | Rpc::BackupSave => return None,
         })
     }
 }
@@ -295,6 +297,17 @@ async fn call(
             BackupClient::new(channel)
                 .save(with_token(
                     SaveRequest {
+                        office: office.to_string(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::Campaign => code(
+            MembershipClient::new(channel)
+                .campaign(with_token(
+                    CampaignRequest {
                         office: office.to_string(),
                     },
                     t,

@@ -14,8 +14,8 @@ use federation_proto::v1::backup_server::Backup;
 use federation_proto::v1::membership_client::MembershipClient;
 use federation_proto::v1::membership_server::Membership;
 use federation_proto::v1::{
-    AddReplicaRequest, DumpReply, DumpRequest, MembershipReply, RemoveReplicaRequest,
-    ReplicaStatus, SavePiece, SaveRequest, StatusReply, StatusRequest,
+    AddReplicaRequest, CampaignReply, CampaignRequest, DumpReply, DumpRequest, MembershipReply,
+    RemoveReplicaRequest, ReplicaStatus, SavePiece, SaveRequest, StatusReply, StatusRequest,
 };
 use liandong_domain::message::Summary;
 use liandong_domain::OfficeCode;
@@ -275,6 +275,9 @@ pub struct BackupService {
     pub replicas: Replicas,
     pub trust: Arc<Trust>,
 }
+
+/// How long a campaign waits for its replica to lead.
+pub const CAMPAIGN_WAIT_MS: u64 = 3_000;
 
 /// Pieces of a backup queued towards the caller at most (the file is read as they are taken).
 const BACKUP_PIECES_QUEUED: usize = 4;
@@ -867,6 +870,46 @@ impl Membership for MembershipService {
         tracing::info!(office = %replica.office, replica = request.replica, steps = ?steps.done, ok = outcome.is_ok(), "replica add");
         outcome.map_err(membership_status)?;
         Ok(Response::new(self.reply(&replica, steps)))
+    }
+
+    async fn campaign(
+        &self,
+        request: Request<CampaignRequest>,
+    ) -> Result<Response<CampaignReply>, Status> {
+        let replica = self.authorized(&request, &request.get_ref().office, 0, "Campaign")?;
+        let leads = |replica: &Replica| {
+            let metrics = replica.raft.metrics().borrow().clone();
+            (metrics.current_leader == Some(replica.id)).then_some(metrics.current_term)
+        };
+        if let Some(term) = leads(&replica) {
+            return Ok(Response::new(CampaignReply {
+                leader: replica.id,
+                term,
+            }));
+        }
+        replica.quiet.wake(crate::quiesce::Cause::Client);
+        replica
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Status::unavailable(format!("starting an election: {e}")))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(CAMPAIGN_WAIT_MS);
+        while tokio::time::Instant::now() < deadline {
+            if let Some(term) = leads(&replica) {
+                tracing::info!(office = %replica.office, replica = replica.id, term, "leadership moved here");
+                return Ok(Response::new(CampaignReply {
+                    leader: replica.id,
+                    term,
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let leader = replica.raft.metrics().borrow().current_leader;
+        Err(Status::failed_precondition(format!(
+            "replica {} of office {} did not win an election within {CAMPAIGN_WAIT_MS} ms              (leader now: {leader:?}); its log may be behind, or it cannot reach a majority",
+            replica.id, replica.office
+        )))
     }
 
     async fn remove_replica(

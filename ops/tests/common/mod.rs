@@ -286,3 +286,100 @@ pub async fn connect(
         .await
         .unwrap()
 }
+
+/// An officer writing all along while a test does something to the federation: files cases at
+/// `office` and transfers every other one to `to` (a federation message between offices),
+/// through the real command line, recording every failure.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    results: std::sync::Arc<std::sync::Mutex<Vec<Result<(), String>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(fed: std::sync::Arc<Fed>, office: &'static str, to: &'static str) -> Writer {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, results) = (stop.clone(), results.clone());
+            std::thread::spawn(move || {
+                let mut n = 1;
+                while !stop.load(Ordering::SeqCst) {
+                    let result = write_once(&fed, office, to, n);
+                    results.lock().unwrap().push(result);
+                    n += 1;
+                }
+            })
+        };
+        Writer {
+            stop,
+            results,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until `count` more writes have been tried.
+    pub fn wait_writes(&self, count: usize) {
+        let start = std::time::Instant::now();
+        let target = self.results.lock().unwrap().len() + count;
+        while self.results.lock().unwrap().len() < target {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(180),
+                "the writer stalled"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the writer: (writes tried, the failures).
+    pub fn stop(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        let results = self.results.lock().unwrap();
+        let failed = results.iter().filter_map(|r| r.clone().err()).collect();
+        (results.len(), failed)
+    }
+}
+
+fn write_once(fed: &Fed, office: &str, to: &str, n: u64) -> Result<(), String> {
+    let officer = fed.at(office);
+    let id = id_number(n);
+    let out = officer.run(&[
+        "--json",
+        "case",
+        "file",
+        "--office",
+        office,
+        "--channel",
+        "visit",
+        "--petitioner-id",
+        &id,
+        "--name",
+        "李四",
+        "--category",
+        "land",
+        "--summary",
+        &format!("boundary dispute {n}"),
+    ]);
+    if !out.status.success() {
+        return Err(format!(
+            "file {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let case: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let case_id = case["case_id"].as_str().unwrap_or_default().to_string();
+    if n.is_multiple_of(2) {
+        let out = officer.run(&["case", "transfer", &case_id, "--to", to]);
+        if !out.status.success() {
+            return Err(format!(
+                "transfer {case_id}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
