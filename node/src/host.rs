@@ -180,6 +180,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             &clock,
             &transport,
             &petitioner_secret,
+            &secrets,
             &quiesce_notify,
         )
         .await?,
@@ -377,6 +378,7 @@ async fn start_replicas(
     clock: &Arc<Clock>,
     transport: &Transport,
     secret: &[u8],
+    secrets: &crate::secrets::Secrets,
     quiesce_notify: &Arc<Notify>,
 ) -> anyhow::Result<Vec<Replica>> {
     let calendar = Arc::new(Calendar::china());
@@ -426,6 +428,10 @@ async fn start_replicas(
         .await
         .with_context(|| format!("starting raft of office {code}"))?;
         let quiet = Quiet::start(raft.clone(), quiesce_notify.clone(), quiesce);
+        let data_key = secrets
+            .data_key(code)
+            .with_context(|| format!("office {code}'s data key"))?;
+        let seal = crate::personal::OfficeSeal::new(office.clone(), &data_key, secret.to_vec());
         replicas.push(Replica::new(
             office,
             member.id,
@@ -433,6 +439,7 @@ async fn start_replicas(
             state_machine,
             clock.clone(),
             quiet,
+            Arc::new(seal),
         ));
     }
     Ok(replicas)

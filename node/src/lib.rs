@@ -19,6 +19,7 @@ pub mod host;
 pub mod machine;
 pub mod manifest;
 pub mod metrics;
+pub mod personal;
 pub mod quiesce;
 pub mod raft;
 pub mod replica;

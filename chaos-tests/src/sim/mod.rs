@@ -1437,7 +1437,7 @@ fn check(name: &str, checked: usize, problems: Vec<String>) -> Value {
 fn unreachable_registration() -> Registration {
     Registration {
         channel: liandong_domain::Channel::Visit,
-        petitioner_id: liandong_ops::sample::id_number(1),
+        petitioner_id: liandong_ops::sample::id_number(1).into(),
         name: "Petitioner".into(),
         phone: None,
         category: "land".into(),

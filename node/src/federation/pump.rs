@@ -256,11 +256,20 @@ impl LinkWorker {
     async fn deliver(&mut self, link: &LinkOut, batch: Batch) {
         let from = self.replica.office.clone();
         let to = self.sender.to().clone();
+        // The outbox holds this office's sealed bytes; the wire (mutual TLS) carries them open,
+        // and the receiver seals them under its own key.
+        let mut envelopes = batch.envelopes.clone();
+        for envelope in &mut envelopes {
+            if let Err(error) = self.replica.seal.open_envelope(envelope) {
+                tracing::error!(%from, %to, seq = envelope.seq, %error, "a message's personal data does not open; the link waits");
+                return;
+            }
+        }
         let attempt = self.sender.sent();
         let request = DeliverRequest {
             from: from.to_string(),
             to: to.to_string(),
-            envelopes: batch.envelopes.iter().map(Into::into).collect(),
+            envelopes: envelopes.iter().map(Into::into).collect(),
         };
         let reply = send(&self.context, &to, request).await;
         let now_ms = self.context.now_ms();

@@ -20,7 +20,8 @@ fn summary(seq: u32) -> Summary {
         year: 2026,
         seq,
     };
-    let key = liandong_domain::petitioner_key(b"secret", &registration.petitioner_id);
+    let key =
+        liandong_domain::petitioner_key(b"secret", registration.petitioner_id.clear().unwrap());
     let context = Context::new(&office, 1_767_574_800_000, &calendar);
     let case = liandong_domain::register(id, registration, key, CaseKind::Original, &context)
         .expect("a valid registration");
