@@ -168,9 +168,6 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     // Quiescence's controller is told of every wake, and of every peer host that returns.
     let quiesce_notify = Arc::new(Notify::new());
     let liveness = Liveness::notifying(quiesce_notify.clone());
-    let petitioner_secret = secrets
-        .petitioner_secret(&manifest.secret_hex)
-        .context("reading the petitioner-key secret")?;
     let started = std::time::Instant::now();
     let replicas = Replicas::new(
         start_replicas(
@@ -179,7 +176,6 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             &db,
             &clock,
             &transport,
-            &petitioner_secret,
             &secrets,
             &quiesce_notify,
         )
@@ -377,10 +373,13 @@ async fn start_replicas(
     db: &HostDb,
     clock: &Arc<Clock>,
     transport: &Transport,
-    secret: &[u8],
     secrets: &crate::secrets::Secrets,
     quiesce_notify: &Arc<Notify>,
 ) -> anyhow::Result<Vec<Replica>> {
+    let petitioner_secret = secrets
+        .petitioner_secret(&manifest.secret_hex)
+        .context("reading the petitioner-key secret")?;
+    let secret = petitioner_secret.as_slice();
     let calendar = Arc::new(Calendar::china());
     let config = raft_config()?;
     let quiesce = quiesce::enabled();

@@ -1007,7 +1007,7 @@ impl Sim {
             None => Default::default(),
         };
         let acked = match sender.on_reply(attempt, result, &link, now, &mut self.rng) {
-            Decision::Commit(acked) => acked,
+            Decision::Commit(acked) => *acked,
             other => return Ok(other),
         };
         let fed_now = self.fed_now();

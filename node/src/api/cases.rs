@@ -374,7 +374,7 @@ impl Cases for CaseService {
         let op = Operation::Audited {
             record: Trust::record_of(&principal, Action::File, &office, "", &rid),
             op: Box::new(Operation::FileSealed {
-                registration,
+                registration: Box::new(registration),
                 petitioner_key,
                 request_id: request_id(rid.clone(), &officer.user).map_err(refused)?,
                 caller: officer.user.clone(),

@@ -284,7 +284,7 @@ impl LinkWorker {
                     &to,
                     &crate::trace::batch(&batch.envelopes),
                 );
-                let written = self.replica.write(acked).await;
+                let written = self.replica.write(*acked).await;
                 let result = written.map(|_| ()).map_err(|e| e.to_string());
                 let now_ms = self.context.now_ms();
                 if let Decision::Retry { reason, .. } =

@@ -906,7 +906,7 @@ fn sealed_personal_data_is_stored_sealed_and_clear_filings_still_apply() {
     sealed.phone = Some(PHONE.into());
     let key = seal.seal_registration(&mut sealed).unwrap();
     let case = case_of(township.apply(Operation::FileSealed {
-        registration: sealed,
+        registration: Box::new(sealed),
         petitioner_key: key.clone(),
         request_id: Some("r1".into()),
         caller: "li".into(),
@@ -1012,7 +1012,7 @@ fn every_stored_type_round_trips_in_both_formats() {
     sealed_registration.phone = Some(PHONE.into());
     let petitioner_key = seal.seal_registration(&mut sealed_registration).unwrap();
     let file_sealed = Operation::FileSealed {
-        registration: sealed_registration,
+        registration: Box::new(sealed_registration),
         petitioner_key,
         request_id: Some("r3".into()),
         caller: "li".into(),

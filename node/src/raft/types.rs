@@ -95,7 +95,7 @@ pub enum Operation {
     /// number: what this build proposes for a filing ([`Operation::File`], clear, is what older
     /// builds logged; it still applies).
     FileSealed {
-        registration: Registration,
+        registration: Box<Registration>,
         petitioner_key: String,
         request_id: Option<String>,
         caller: String,

@@ -262,11 +262,11 @@ fn replies_are_interpreted_into_acks_or_backoff() {
     };
     assert_eq!(
         sender.on_reply(first, Ok(moved.clone()), &link, 0, &mut random),
-        Decision::Commit(Operation::Acked {
+        Decision::Commit(Box::new(Operation::Acked {
             to: code("5306"),
             through: 15,
             refused: vec![refusal],
-        })
+        }))
     );
     assert_eq!(
         sender.committed(Ok(()), 5, &mut random),
