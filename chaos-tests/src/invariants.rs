@@ -359,8 +359,8 @@ mod tests {
         };
         let registration = Registration {
             channel: Channel::Visit,
-            petitioner_id: liandong_ops::sample::id_number(u64::from(seq)),
-            name: "张三".to_string(),
+            petitioner_id: liandong_ops::sample::id_number(u64::from(seq)).into(),
+            name: "张三".into(),
             phone: None,
             category: "land".to_string(),
             summary: "s".to_string(),
@@ -372,7 +372,7 @@ mod tests {
             year: 2026,
             seq,
         };
-        let key = petitioner_key(b"secret", &registration.petitioner_id);
+        let key = petitioner_key(b"secret", registration.petitioner_id.clear().unwrap());
         register(id, registration, key, CaseKind::Original, &ctx).unwrap()
     }
 

@@ -12,9 +12,9 @@ impl TryFrom<v1::Registration> for Registration {
     fn try_from(proto: v1::Registration) -> Result<Registration, DomainError> {
         Ok(Registration {
             channel: proto.channel.parse()?,
-            petitioner_id: proto.petitioner_id,
-            name: proto.name,
-            phone: proto.phone,
+            petitioner_id: proto.petitioner_id.into(),
+            name: proto.name.into(),
+            phone: proto.phone.map(Into::into),
             category: proto.category,
             summary: proto.summary,
             location: proto.location.map(|code| code.parse()).transpose()?,
@@ -23,13 +23,15 @@ impl TryFrom<v1::Registration> for Registration {
     }
 }
 
+/// A registration as a client sends it: clear (a sealed field, which no client holds, would go
+/// as `(sealed)` and be refused as malformed).
 impl From<&Registration> for v1::Registration {
     fn from(registration: &Registration) -> v1::Registration {
         v1::Registration {
             channel: registration.channel.as_str().to_string(),
-            petitioner_id: registration.petitioner_id.clone(),
-            name: registration.name.clone(),
-            phone: registration.phone.clone(),
+            petitioner_id: registration.petitioner_id.to_string(),
+            name: registration.name.to_string(),
+            phone: registration.phone.as_ref().map(ToString::to_string),
             category: registration.category.clone(),
             summary: registration.summary.clone(),
             location: registration.location.as_ref().map(|code| code.to_string()),
@@ -186,9 +188,9 @@ mod tests {
     fn registration() -> Registration {
         Registration {
             channel: Channel::Phone,
-            petitioner_id: "11010519491231002X".to_string(),
-            name: "张三".to_string(),
-            phone: Some("+8613800000000".to_string()),
+            petitioner_id: "11010519491231002X".into(),
+            name: "张三".into(),
+            phone: Some("+8613800000000".into()),
             category: "housing".to_string(),
             summary: "漏水".to_string(),
             location: Some("530602".parse().unwrap()),

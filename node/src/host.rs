@@ -388,9 +388,10 @@ async fn start_replicas(
     secrets: &crate::secrets::Secrets,
     quiesce_notify: &Arc<Notify>,
 ) -> anyhow::Result<Vec<Replica>> {
-    let secret = secrets
+    let petitioner_secret = secrets
         .petitioner_secret(&manifest.secret_hex)
         .context("reading the petitioner-key secret")?;
+    let secret = petitioner_secret.as_slice();
     let calendar = Arc::new(Calendar::china());
     let config = raft_config()?;
     let quiesce = quiesce::enabled();
@@ -444,6 +445,10 @@ async fn start_replicas(
         .await
         .with_context(|| format!("starting raft of office {code}"))?;
         let quiet = Quiet::start(raft.clone(), quiesce_notify.clone(), quiesce);
+        let data_key = secrets
+            .data_key(code)
+            .with_context(|| format!("office {code}'s data key"))?;
+        let seal = crate::personal::OfficeSeal::new(office.clone(), &data_key, secret.to_vec());
         replicas.push(Replica::new(
             office,
             member.id,
@@ -451,6 +456,7 @@ async fn start_replicas(
             state_machine,
             clock.clone(),
             quiet,
+            Arc::new(seal),
         ));
     }
     Ok(replicas)

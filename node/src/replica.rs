@@ -26,6 +26,9 @@ pub struct Replica {
     /// Whether this replica's Raft timers run ([`crate::quiesce`]): a request it cannot serve
     /// itself wakes it.
     pub quiet: Quiet,
+    /// The office's data key and petitioner-key secret: this host seals personal data before
+    /// proposing it and opens it for allowed readers and the wire ([`crate::personal`]).
+    pub seal: Arc<crate::personal::OfficeSeal>,
     /// Gathers this office's officer writes into shared log entries ([`batch`]).
     batcher: batch::Batcher,
 }
@@ -80,6 +83,7 @@ impl Replica {
         state_machine: StateMachineStore,
         clock: Arc<Clock>,
         quiet: Quiet,
+        seal: Arc<crate::personal::OfficeSeal>,
     ) -> Replica {
         let batcher = batch::Batcher::start(batch::Proposer {
             office: office.clone(),
@@ -94,6 +98,7 @@ impl Replica {
             state_machine,
             clock,
             quiet,
+            seal,
             batcher,
         }
     }

@@ -9,6 +9,10 @@
 //! - `<office>/admin.password`: the first `admin`'s initial password, for the people who run
 //!   the office; `<office>/admin.phc`: its argon2id hash, all a host needs to create the account
 //!   on the first login. The password stays valid until an admin changes it.
+//! - `<office>/data.key`: the office's data key (32 random bytes, hex), under which its hosts
+//!   seal personal data at rest ([`crate::personal`]). Made at init, or by the first host of the
+//!   office that starts without one (an older federation). Never in RocksDB, the manifest or a
+//!   message.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -33,6 +37,10 @@ pub const OFFICE_KEY_FILE: &str = "office.key";
 pub const ADMIN_PASSWORD_FILE: &str = "admin.password";
 /// The initial admin password's hash (in the office's folder).
 pub const ADMIN_HASH_FILE: &str = "admin.phc";
+/// An office's data key's file (in the office's folder).
+pub const DATA_KEY_FILE: &str = "data.key";
+/// Bytes of an office data key.
+pub const DATA_KEY_BYTES: usize = 32;
 /// The initial admin's user name.
 pub const ADMIN_USER: &str = "admin";
 /// Bytes of the petitioner-key secret.
@@ -161,6 +169,7 @@ impl Secrets {
         for office in offices {
             let dir = self.office_dir(office);
             private_dir(&dir)?;
+            self.data_key(office)?;
             if dir.join(OFFICE_KEY_FILE).exists() {
                 continue;
             }
@@ -209,6 +218,41 @@ impl Secrets {
             path,
             reason: format!("not an Ed25519 PKCS#8 key ({e})"),
         })
+    }
+
+    /// The office's data key: `<office>/data.key`, made now when the office has none (an older
+    /// federation). The hosts of an office may start together: the file is published with a
+    /// link that fails when it exists, so one key wins and every host reads that one.
+    pub fn data_key(&self, office: &str) -> Result<[u8; DATA_KEY_BYTES], SecretsError> {
+        let path = self.office_dir(office).join(DATA_KEY_FILE);
+        if !path.exists() {
+            let dir = self.office_dir(office);
+            private_dir(&dir)?;
+            let fresh = hex::encode(rand::random::<[u8; DATA_KEY_BYTES]>());
+            let tmp = dir.join(format!(
+                "{DATA_KEY_FILE}.{}.{}.new",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            write_private(&tmp, fresh.as_bytes())?;
+            let linked = fs::hard_link(&tmp, &path);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(io(&path)(error)),
+            }
+        }
+        let text = String::from_utf8_lossy(&read_private(&path)?)
+            .trim()
+            .to_string();
+        match hex::decode(&text).map(<[u8; DATA_KEY_BYTES]>::try_from) {
+            Ok(Ok(key)) => Ok(key),
+            _ => Err(SecretsError::Bad {
+                path,
+                reason: format!("not {DATA_KEY_BYTES} bytes of hex"),
+            }),
+        }
     }
 
     /// The office's first admin's password hash, if init left one for this host.
@@ -312,17 +356,45 @@ mod tests {
             secrets.office_dir("5306").join(OFFICE_KEY_FILE),
             secrets.admin_password_file("5306"),
             secrets.office_dir("5306").join(ADMIN_HASH_FILE),
+            secrets.office_dir("5306").join(DATA_KEY_FILE),
         ] {
             assert_eq!(mode(&file), 0o600, "{}", file.display());
         }
         assert_eq!(secrets.petitioner_secret("").unwrap().len(), 32);
         secrets.office_key("5306").unwrap();
+        let data_key = secrets.data_key("5306").unwrap();
+        secrets.generate(&["5306".to_string()], "").unwrap();
+        assert_eq!(secrets.data_key("5306").unwrap(), data_key);
         let password = password_from_file(&secrets.admin_password_file("5306")).unwrap();
         let hash = secrets.admin_hash("5306").unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
         assert!(verify_password(&password, &hash));
         assert!(!verify_password("wrong password", &hash));
         assert!(!verify_password(&password, "not a hash"));
+    }
+
+    /// An office without a data key (a federation made before field encryption) gets one on
+    /// first need, made once: hosts starting together all read the same key.
+    #[test]
+    fn a_data_key_is_made_once_on_first_need() {
+        let temp = tempfile::tempdir().unwrap();
+        let secrets = Secrets::new(&temp.path().join("secrets"));
+        let keys: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| secrets.data_key("530602").unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.windows(2).all(|pair| pair[0] == pair[1]));
+        let path = secrets.office_dir("530602").join(DATA_KEY_FILE);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let leftovers = fs::read_dir(secrets.office_dir("530602")).unwrap().count();
+        assert_eq!(leftovers, 1, "only data.key is left");
+        fs::write(&path, "abcd").unwrap();
+        assert!(secrets.data_key("530602").is_err());
     }
 
     /// An older federation's manifest secret is still read when there is no file.

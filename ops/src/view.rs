@@ -617,6 +617,11 @@ pub fn case_json(case: &Case) -> Value {
         "summary": case.summary,
         "location": case.location.as_ref().map(|l| l.to_string()),
         "petitioner_key": case.petitioner_key,
+        "petitioner": case.petitioner.as_ref().map(|p| json!({
+            "name": p.name.to_string(),
+            "id_number": p.id_number.to_string(),
+            "phone": p.phone.as_ref().map(ToString::to_string),
+        })),
         "grade": case.grade,
         "opinion": case.opinion,
         "satisfaction": case.satisfaction,
@@ -647,6 +652,16 @@ pub fn case_text(case: &Case) -> String {
         case.category,
         if case.overdue { " OVERDUE" } else { "" }
     )];
+    if let Some(petitioner) = &case.petitioner {
+        let phone = match &petitioner.phone {
+            Some(phone) => format!(", phone {phone}"),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "  petitioner {} ({}){phone}",
+            petitioner.name, petitioner.id_number
+        ));
+    }
     if let CaseKind::Review { of } | CaseKind::ReReview { of } = &case.kind {
         lines.push(format!("  {} of {of}", case.kind.as_str()));
     }

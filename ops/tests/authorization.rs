@@ -31,7 +31,7 @@ fn case_at(office: &str, seq: u32) -> Case {
     };
     let registration = Registration {
         channel: Channel::Visit,
-        petitioner_id: common::id_number(u64::from(seq)),
+        petitioner_id: common::id_number(u64::from(seq)).into(),
         name: "周八".into(),
         phone: None,
         category: "land".into(),

@@ -1007,7 +1007,7 @@ impl Sim {
             None => Default::default(),
         };
         let acked = match sender.on_reply(attempt, result, &link, now, &mut self.rng) {
-            Decision::Commit(acked) => acked,
+            Decision::Commit(acked) => *acked,
             other => return Ok(other),
         };
         let fed_now = self.fed_now();
@@ -1437,7 +1437,7 @@ fn check(name: &str, checked: usize, problems: Vec<String>) -> Value {
 fn unreachable_registration() -> Registration {
     Registration {
         channel: liandong_domain::Channel::Visit,
-        petitioner_id: liandong_ops::sample::id_number(1),
+        petitioner_id: liandong_ops::sample::id_number(1).into(),
         name: "Petitioner".into(),
         phone: None,
         category: "land".into(),

@@ -34,7 +34,7 @@ impl Case {
 
     /// hex SHA-256 of the whole case state, history aside: the canonical JSON of the case
     /// without its version, history entries and chain start, its personal data replaced by
-    /// their digest ([`personal_data_sha256`]), so that the state can be checked by someone
+    /// the digest of which fields it has ([`personal_data_sha256`]), so that the state can be checked by someone
     /// shown the digest instead of the data (an operator's dump). A sealed history entry records
     /// it as it was after the entry's event.
     pub fn state_sha256(&mut self) -> String {
@@ -512,13 +512,37 @@ impl Case {
 }
 
 /// The digest of a case's personal data as it serialises to JSON (`Case::petitioner`): hex
-/// SHA-256 of its canonical JSON; None for none (null).
+/// SHA-256 of the canonical JSON of which fields it has (each present field stands as
+/// `"present"`); None for none (null).
+///
+/// The values themselves stay out of the signed state: each office seals them under its own
+/// data key with a fresh nonce, so the same name reads as different bytes at the office that
+/// filed a case and at the one it moved to, and a value filed in clear by an older build is
+/// sealed when its case moves. Sealed values are authenticated by their cipher instead (a
+/// changed byte does not open), bound to their office, petitioner key and field; the
+/// petitioner key, which is in the signed state, ties them to the petitioner.
 pub fn personal_data_sha256(petitioner: &Value) -> Option<String> {
     if petitioner.is_null() {
         return None;
     }
+    let shape = match petitioner {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(name, value)| {
+                    let present = if value.is_null() {
+                        Value::Null
+                    } else {
+                        Value::from("present")
+                    };
+                    (name.clone(), present)
+                })
+                .collect(),
+        ),
+        _ => Value::from("present"),
+    };
     Some(hex::encode(Sha256::digest(
-        event::canonical_json(petitioner).as_bytes(),
+        event::canonical_json(&shape).as_bytes(),
     )))
 }
 

@@ -106,7 +106,7 @@ pub fn register(
         location,
         petitioner: Some(Petitioner {
             name,
-            id_number: validate::normalise_id_number(&petitioner_id),
+            id_number: petitioner_id.map_clear(validate::normalise_id_number),
             phone,
         }),
         petitioner_key,

@@ -9,6 +9,7 @@
 //! - `engine`: `register`, `decide`, `tick`, `receive`
 //! - `case`: `Case::apply` and the stored form; `event`: events and the hash chain
 //! - `clock`: deadline clocks and their thresholds; `validate`: input limits, ID numbers, keys
+//! - `personal`: personal fields, clear or sealed by the office (opaque here)
 //! - `codec`: the versioned binary codec of every stored value and case document
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ mod event;
 mod ids;
 pub mod message;
 mod model;
+mod personal;
 pub mod rules;
 mod validate;
 
@@ -46,6 +48,7 @@ pub use model::{
     Receipt, Registration, ReviewLevel, Satisfaction, Status, Supervision, CASE_VERSION,
     CASE_VERSION_MIN,
 };
+pub use personal::{Personal, Sealed, SEALED_BYTES_MAX, SEALED_MARK};
 pub use validate::{
     id_number as validate_id_number, normalise_id_number, petitioner_key, CATEGORY_CHARS_MAX,
     DEPARTMENT_CHARS_MAX, ID_NUMBER_LEN, NAME_CHARS_MAX, OFFICER_CHARS_MAX, PHONE_DIGITS_MAX,

@@ -412,11 +412,11 @@ fn validate_carried(case: &Case) -> Result<(), DomainError> {
     validate::line("officer", &case.first_officer, OFFICER_CHARS_MAX)?;
     validate::petitioner_key_format(&case.petitioner_key)?;
     if let Some(petitioner) = &case.petitioner {
-        validate::id_number(&petitioner.id_number)?;
-        validate::line("name", &petitioner.name, validate::NAME_CHARS_MAX)?;
-        if let Some(phone) = &petitioner.phone {
-            validate::phone(phone)?;
-        }
+        crate::model::validate_personal(
+            &petitioner.id_number,
+            &petitioner.name,
+            petitioner.phone.as_ref(),
+        )?;
     }
     Ok(())
 }
@@ -444,7 +444,7 @@ mod tests {
             year: 2026,
             seq: 1,
         };
-        let key = crate::petitioner_key(b"secret", &registration.petitioner_id);
+        let key = crate::petitioner_key(b"secret", registration.petitioner_id.clear().unwrap());
         let context = Context::new(&office, 1_767_225_600_000, &calendar);
         register(id, registration, key, CaseKind::Original, &context).unwrap()
     }

@@ -12,6 +12,7 @@ use crate::codec::tagged_enum;
 use crate::error::{echo, DomainError};
 use crate::event::{ChainHead, HistoryEntry};
 use crate::ids::{CaseId, OfficeCode};
+use crate::personal::Personal;
 use crate::validate;
 
 /// A closed set of words, spelled as the CLI types them. Serialises as the word; parsing is
@@ -266,10 +267,11 @@ impl fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     pub channel: Channel,
-    /// PRC resident ID number (18 characters, GB 11643 checksum).
-    pub petitioner_id: String,
-    pub name: String,
-    pub phone: Option<String>,
+    /// PRC resident ID number (18 characters, GB 11643 checksum). Personal fields are clear as
+    /// typed; the office seals them before they reach its log.
+    pub petitioner_id: Personal,
+    pub name: Personal,
+    pub phone: Option<Personal>,
     pub category: String,
     pub summary: String,
     /// Where the matter arose, if it names a division.
@@ -281,24 +283,36 @@ pub struct Registration {
 impl Registration {
     /// Every field within its named limit (see the `*_CHARS_MAX` constants); the first failure.
     pub fn validate(&self) -> Result<(), DomainError> {
-        validate::id_number(&self.petitioner_id)?;
-        validate::line("name", &self.name, validate::NAME_CHARS_MAX)?;
-        if let Some(phone) = &self.phone {
-            validate::phone(phone)?;
-        }
+        validate_personal(&self.petitioner_id, &self.name, self.phone.as_ref())?;
         validate::line("category", &self.category, validate::CATEGORY_CHARS_MAX)?;
         validate::text("summary", &self.summary, validate::SUMMARY_CHARS_MAX)?;
         validate::line("officer", &self.officer, validate::OFFICER_CHARS_MAX)
     }
 }
 
+/// The personal fields of a registration or a case: each clear value within its limits (sealed
+/// values were checked before they were sealed).
+pub(crate) fn validate_personal(
+    id_number: &Personal,
+    name: &Personal,
+    phone: Option<&Personal>,
+) -> Result<(), DomainError> {
+    id_number.check(validate::id_number)?;
+    name.check(|name| validate::line("name", name, validate::NAME_CHARS_MAX))?;
+    if let Some(phone) = phone {
+        phone.check(validate::phone)?;
+    }
+    Ok(())
+}
+
 /// Personal data: stays at the owning office, moves only with ownership, never in summaries.
+/// Sealed at rest by the office that holds the case; clear on the wire (mutual TLS).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Petitioner {
-    pub name: String,
-    /// Normalised (a check 'x' made uppercase).
-    pub id_number: String,
-    pub phone: Option<String>,
+    pub name: Personal,
+    /// Normalised (a check 'x' made uppercase) before it is sealed.
+    pub id_number: Personal,
+    pub phone: Option<Personal>,
 }
 
 /// A major case's grade with the four fixed points (四定): who leads, which department, what plan,

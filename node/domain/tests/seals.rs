@@ -1,7 +1,7 @@
 //! Sealed history entries: each entry records the hash of the whole case state after its event
 //! and the applying office's Ed25519 signature over its hash. A rewrite with recomputed hashes
-//! keeps the chain intact but not the signatures; a change outside the chain (a phone number, a
-//! handler) no longer matches the state the last entry signed; re-folding the events gives the
+//! keeps the chain intact but not the signatures; a change outside the chain (a phone number
+//! removed, a handler) no longer matches the state the last entry signed; re-folding the events gives the
 //! states the entries recorded.
 
 mod common;
@@ -222,7 +222,9 @@ fn a_change_outside_the_chain_no_longer_matches_the_signed_state() {
     let (case, county_key, township_key) = moved_case();
     let keys = Keys::of(&[&county_key, &township_key]);
     let mut phone = case.clone();
-    phone.petitioner.as_mut().unwrap().phone = Some("+8613900139000".into());
+    // The values are sealed per office and authenticated by their cipher; the signed state
+    // says which fields a case has: a phone removed (or added) on disk shows.
+    phone.petitioner.as_mut().unwrap().phone = None;
     assert_eq!(phone.verify_chain(), Ok(()));
     assert!(matches!(
         check(&phone, &keys),
@@ -237,7 +239,7 @@ fn a_change_outside_the_chain_no_longer_matches_the_signed_state() {
 }
 
 /// An operator's dump leaves the personal data out and carries their digest: the seals check
-/// the same, and a phone number changed on disk shows in the digest.
+/// the same, and a phone number removed on disk shows in the digest.
 #[test]
 fn a_copy_without_personal_data_checks_against_their_digest() {
     let (case, county_key, township_key) = moved_case();
@@ -253,7 +255,9 @@ fn a_copy_without_personal_data_checks_against_their_digest() {
         })
     );
     let mut phone = case.clone();
-    phone.petitioner.as_mut().unwrap().phone = Some("+8613900139000".into());
+    // The values are sealed per office and authenticated by their cipher; the signed state
+    // says which fields a case has: a phone removed (or added) on disk shows.
+    phone.petitioner.as_mut().unwrap().phone = None;
     assert!(matches!(
         dumped.check_seals(phone.petitioner_sha256().as_deref(), keys.lookup()),
         Err(SealError::StateMismatch { seq: 5, .. })

@@ -281,7 +281,22 @@ impl CaseService {
                 },
             )
             .await?;
-        case_reply(written.0, written.1)
+        let mut reply = case_reply(written.0, written.1)?;
+        // A reply from this host's replica carries the case as stored (sealed); one forwarded
+        // from the leader was opened there, and opens as it is.
+        reply.case_document = self.opened(office, &reply.case_document)?;
+        Ok(reply)
+    }
+
+    /// A case document with its personal data opened, for a caller allowed to read it.
+    fn opened(&self, office: &OfficeCode, document: &[u8]) -> Result<Vec<u8>, Status> {
+        if document.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.replica(office)?
+            .seal
+            .open_document(document)
+            .map_err(|e| Status::internal(format!("case document: {e}")))
     }
 }
 
@@ -350,10 +365,17 @@ impl Cases for CaseService {
         registration
             .validate()
             .map_err(|e| refused(domain_error(e)))?;
+        // Personal data is sealed here, before the log: the office's replicas store only the
+        // sealed bytes (and the petitioner key, computed from the clear ID number).
+        let seal = self.replica(&office).map_err(refused)?.seal.clone();
+        let petitioner_key = seal
+            .seal_registration(&mut registration)
+            .map_err(|e| refused(Status::invalid_argument(e.to_string())))?;
         let op = Operation::Audited {
             record: Trust::record_of(&principal, Action::File, &office, "", &rid),
-            op: Box::new(Operation::File {
-                registration,
+            op: Box::new(Operation::FileSealed {
+                registration: Box::new(registration),
+                petitioner_key,
                 request_id: request_id(rid.clone(), &officer.user).map_err(refused)?,
                 caller: officer.user.clone(),
             }),
@@ -522,10 +544,14 @@ impl Cases for CaseService {
         let read = |replica: &Replica| -> Result<CaseReply, Status> {
             let mut record = record.clone();
             let outcome = match replica.case_document(&case_id) {
-                Ok(Some(document)) => Ok(CaseReply {
-                    case_document: document,
-                    log_index: 0,
-                }),
+                Ok(Some(document)) => replica
+                    .seal
+                    .open_document(&document)
+                    .map(|document| CaseReply {
+                        case_document: document,
+                        log_index: 0,
+                    })
+                    .map_err(|e| Status::internal(format!("case {case_id}: {e}"))),
                 Ok(None) => Err(Status::not_found(format!(
                     "case {case_id} is not held by office {office}"
                 ))),

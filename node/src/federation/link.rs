@@ -141,7 +141,7 @@ pub enum Ready {
 pub enum Decision {
     /// Commit this acknowledgement (`Operation::Acked`), then report it with
     /// [`LinkSender::committed`].
-    Commit(Operation),
+    Commit(Box<Operation>),
     /// The delivery failed: try again at this time.
     Retry { at_ms: u64, reason: String },
     /// The reply of an attempt that is no longer in flight (timed out, or a duplicate): ignore.
@@ -219,11 +219,11 @@ impl LinkSender {
         }
         match reply {
             Ok(delivered) if delivered.applied_through > link.acked_through => {
-                Decision::Commit(Operation::Acked {
+                Decision::Commit(Box::new(Operation::Acked {
                     to: self.to.clone(),
                     through: delivered.applied_through,
                     refused: delivered.refused,
-                })
+                }))
             }
             Ok(delivered) => self.failed(
                 format!(

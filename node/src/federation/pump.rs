@@ -256,13 +256,33 @@ impl LinkWorker {
     async fn deliver(&mut self, link: &LinkOut, batch: Batch) {
         let from = self.replica.office.clone();
         let to = self.sender.to().clone();
+        // The outbox holds this office's sealed bytes; the wire (mutual TLS) carries them open,
+        // and the receiver seals them under its own key.
+        // A message that does not open (a data key replaced under a running office) fails the
+        // attempt like a failed call: the link backs off and retries, and says why.
+        let mut envelopes = batch.envelopes.clone();
+        let opened = envelopes.iter_mut().try_for_each(|envelope| {
+            let seq = envelope.seq;
+            self.replica
+                .seal
+                .open_envelope(envelope)
+                .map_err(|error| format!("message {seq}'s personal data does not open: {error}"))
+        });
         let attempt = self.sender.sent();
-        let request = DeliverRequest {
-            from: from.to_string(),
-            to: to.to_string(),
-            envelopes: batch.envelopes.iter().map(Into::into).collect(),
+        let reply = match opened {
+            Ok(()) => {
+                let request = DeliverRequest {
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    envelopes: envelopes.iter().map(Into::into).collect(),
+                };
+                send(&self.context, &to, request).await
+            }
+            Err(reason) => {
+                tracing::error!(%from, %to, %reason, "a message cannot be sent");
+                Err(reason)
+            }
         };
-        let reply = send(&self.context, &to, request).await;
         let now_ms = self.context.now_ms();
         match self
             .sender
@@ -275,7 +295,7 @@ impl LinkWorker {
                     &to,
                     &crate::trace::batch(&batch.envelopes),
                 );
-                let written = self.replica.write(acked).await;
+                let written = self.replica.write(*acked).await;
                 let result = written.map(|_| ()).map_err(|e| e.to_string());
                 let now_ms = self.context.now_ms();
                 if let Decision::Retry { reason, .. } =

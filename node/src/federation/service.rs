@@ -6,7 +6,9 @@
 //! the case engine validates it). A replay is answered from the watermark and a gap refused, both
 //! without touching the log; the rest is committed through the receiver's Raft and only then
 //! acknowledged. Rules that depend on the message (assign only down, escalate only up, ...) are
-//! applied in the state machine, deterministically, as refusals.
+//! applied in the state machine, deterministically, as refusals. Personal data arrives clear
+//! (a carried case's petitioner arriving sealed is refused) and is sealed under the receiving
+//! office's data key just before the batch is proposed ([`crate::personal`]).
 
 use std::sync::Arc;
 
@@ -64,6 +66,24 @@ impl Receiving for Leader<'_> {
     }
 
     async fn propose(&mut self, operation: Operation) -> Result<Applied, ReplicaError> {
+        // The batch was checked clear; what reaches the log is sealed under this office's key.
+        let operation = match operation {
+            Operation::Receive {
+                from,
+                mut envelopes,
+            } => {
+                for envelope in &mut envelopes {
+                    self.0.seal.seal_envelope(envelope).map_err(|error| {
+                        ReplicaError::Unavailable {
+                            office: self.0.office.clone(),
+                            reason: error.to_string(),
+                        }
+                    })?;
+                }
+                Operation::Receive { from, envelopes }
+            }
+            other => other,
+        };
         self.0
             .write(operation)
             .await
@@ -251,6 +271,9 @@ impl Federation for FederationService {
         for proto in request.envelopes {
             let envelope = Envelope::try_from(proto)
                 .map_err(|e| Status::invalid_argument(format!("bad envelope: {e}")))?;
+            crate::personal::check_arrived_clear(&envelope).map_err(|e| {
+                Status::invalid_argument(format!("envelope #{}: {e}", envelope.seq))
+            })?;
             envelopes.push(envelope);
         }
         let traced = crate::trace::batch(&envelopes);

@@ -130,7 +130,12 @@ fn apply_operation(
         }
     }
     let outcome = match op {
-        Operation::File { registration, .. } => cases::file(&mut apply, registration)?,
+        Operation::File { registration, .. } => cases::file(&mut apply, registration, None)?,
+        Operation::FileSealed {
+            registration,
+            petitioner_key,
+            ..
+        } => cases::file(&mut apply, registration, Some(petitioner_key))?,
         Operation::Act {
             case_id, command, ..
         } => cases::act(&mut apply, case_id, command)?,
@@ -221,6 +226,11 @@ fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
 fn scope_of(op: &Operation) -> Option<requests::Scope<'_>> {
     match op {
         Operation::File {
+            request_id: Some(request_id),
+            caller,
+            ..
+        }
+        | Operation::FileSealed {
             request_id: Some(request_id),
             caller,
             ..

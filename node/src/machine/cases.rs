@@ -220,20 +220,33 @@ pub(super) fn next_case_id(apply: &mut Applying<'_, '_>) -> Result<CaseId, Apply
 }
 
 /// Registers a petition at this office; the reply's case document (the case, its one entry) and
-/// the new case's id.
+/// the new case's id. `petitioner_key`: the key the proposing host computed before it sealed the
+/// personal fields (`Operation::FileSealed`); None for a clear registration (`Operation::File`,
+/// logged by older builds), whose key is computed here from the clear ID number.
 pub(super) fn file(
     apply: &mut Applying<'_, '_>,
     registration: &Registration,
+    petitioner_key: Option<&String>,
 ) -> Outcome<(Vec<u8>, CaseId)> {
     if let Err(error) = registration.validate() {
         return Ok(Err(error.into()));
     }
+    let key = match (petitioner_key, registration.petitioner_id.clear()) {
+        (Some(key), _) => key.clone(),
+        (None, Some(id_number)) => domain::petitioner_key(&apply.context.secret, id_number),
+        (None, None) => {
+            return Ok(Err(refused(
+                RejectKind::Invalid,
+                "no_petitioner_key",
+                "a sealed registration carries its petitioner key",
+            )))
+        }
+    };
     if let Some(full) = outbox::full(apply.state) {
         return Ok(Err(full));
     }
     let id = next_case_id(apply)?;
     let context = apply.context;
-    let key = domain::petitioner_key(&context.secret, &registration.petitioner_id);
     let registered = domain::register(
         id,
         registration.clone(),

@@ -869,6 +869,120 @@ where
     );
 }
 
+/// A phone number no other value in these tests spells.
+const PHONE: &str = "+8613987650123";
+
+fn test_seal(office: &str) -> crate::personal::OfficeSeal {
+    crate::personal::OfficeSeal::new(code(office), &[9; 32], vec![7; 32])
+}
+
+fn liandong_node_personal_has_sealed(case: &Case) -> bool {
+    crate::personal::has_sealed(case)
+}
+
+/// Every value an office stored, read raw from its RocksDB.
+fn stored_values(office: &Office) -> Vec<u8> {
+    let mut all = Vec::new();
+    for (key, value) in office.reader().scan(b"", b"\xff", usize::MAX).unwrap() {
+        all.extend_from_slice(&key);
+        all.extend_from_slice(&value);
+    }
+    all
+}
+
+fn spells(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// A sealed filing and a handoff sealed on receipt leave no phone or ID number in the state
+/// machine's keys (cases, history, outbox, request records); a clear filing logged by an older
+/// build still applies, with the petitioner key computed from its ID number as before.
+#[test]
+fn sealed_personal_data_is_stored_sealed_and_clear_filings_still_apply() {
+    let mut township = Office::new("530602001", Some("530602"));
+    let seal = test_seal("530602001");
+    let mut sealed = registration();
+    sealed.phone = Some(PHONE.into());
+    let key = seal.seal_registration(&mut sealed).unwrap();
+    let case = case_of(township.apply(Operation::FileSealed {
+        registration: Box::new(sealed),
+        petitioner_key: key.clone(),
+        request_id: Some("r1".into()),
+        caller: "li".into(),
+    }));
+    assert_eq!(case.petitioner_key, key);
+    township.act(
+        &case.id,
+        CaseCommand::Transfer {
+            to: code("530602"),
+            officer: "li".into(),
+        },
+    );
+    let stored = stored_values(&township);
+    assert!(!spells(&stored, PHONE.trim_start_matches('+')));
+    assert!(!spells(&stored, "530602198001010012"));
+    // The outbox holds the handoff sealed; the pump opens it for the wire.
+    let link = keys::outbox_link(&code("530602"));
+    let waiting = township
+        .reader()
+        .scan(&link, &crate::store::keys::prefix_end(&link), usize::MAX)
+        .unwrap();
+    let mut wire: Envelope = waiting
+        .iter()
+        .map(|(_, value)| decode::<Envelope>(value).unwrap())
+        .find(|envelope| matches!(envelope.body, Body::Handoff { .. }))
+        .expect("the handoff waits in the outbox");
+    seal.open_envelope(&mut wire).unwrap();
+    crate::personal::check_arrived_clear(&wire).unwrap();
+    // The county seals it under its own key before proposing; applied, it stays sealed.
+    let mut county = Office::new("530602", Some("5306"));
+    let county_seal = test_seal("530602");
+    let mut received = wire.clone();
+    county_seal.seal_envelope(&mut received).unwrap();
+    let Body::Handoff { case: document } = received.body.clone() else {
+        panic!("a handoff: {received:?}")
+    };
+    assert_eq!(
+        county.deliver("530602001", Body::Handoff { case: document }),
+        None
+    );
+    let mut held = county.case(&case.id).unwrap();
+    assert!(crate::personal::has_sealed(&held));
+    assert!(!spells(
+        &stored_values(&county),
+        PHONE.trim_start_matches('+')
+    ));
+    county_seal.open_case(&mut held).unwrap();
+    assert_eq!(held.petitioner.unwrap().phone, Some(PHONE.into()));
+
+    // A clear filing (an older build's log entry) applies as before.
+    let clear = case_of(township.apply(Operation::File {
+        registration: registration(),
+        request_id: None,
+        caller: String::new(),
+    }));
+    assert_eq!(
+        clear.petitioner_key,
+        liandong_domain::petitioner_key(&[7; 32], "530602198001010012")
+    );
+    assert_eq!(clear.petitioner.unwrap().name, "Zhang");
+    assert_eq!(
+        key, clear.petitioner_key,
+        "the same petitioner, the same key"
+    );
+    // A sealed registration without its key is refused, changing nothing.
+    let mut keyless = registration();
+    seal.seal_registration(&mut keyless).unwrap();
+    let refused = township.apply(Operation::File {
+        registration: keyless,
+        request_id: None,
+        caller: String::new(),
+    });
+    assert_eq!(code_of(&refused), "no_petitioner_key");
+}
+
 fn log_id(index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(3, 1), index)
 }
@@ -901,7 +1015,29 @@ fn every_stored_type_round_trips_in_both_formats() {
     unsealed.signer = None;
     unsealed.signature = None;
     round_trips("a history entry of a build before sealing", &unsealed);
+    // Personal data sealed by the office (field encryption): a sealed filing, the case it
+    // makes, and that case carried by a handoff.
+    let seal = test_seal("530602");
+    let mut sealed_registration = registration();
+    sealed_registration.phone = Some(PHONE.into());
+    let petitioner_key = seal.seal_registration(&mut sealed_registration).unwrap();
+    let file_sealed = Operation::FileSealed {
+        registration: Box::new(sealed_registration),
+        petitioner_key,
+        request_id: Some("r3".into()),
+        caller: "li".into(),
+    };
+    let sealed_case = case_of(county.apply(file_sealed.clone()));
+    assert!(liandong_node_personal_has_sealed(&sealed_case));
+    round_trips("a case with sealed personal data", &sealed_case);
+    round_trips(
+        "a sealed case's header",
+        &sealed_case.clone().into_header().0,
+    );
     let bodies = [
+        Body::Handoff {
+            case: CaseDocument::of(&sealed_case),
+        },
         Body::Handoff {
             case: CaseDocument::of(&whole),
         },
@@ -1003,6 +1139,7 @@ fn every_stored_type_round_trips_in_both_formats() {
             request_id: Some("r1".into()),
             caller: "li".into(),
         },
+        file_sealed,
         Operation::Tick,
         Operation::Supervise {
             case_id: case.id.clone(),

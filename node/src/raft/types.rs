@@ -90,6 +90,16 @@ pub enum Operation {
     /// replica for all of it: `replica::batch`), applied in order with the entry's stamp, one
     /// response each ([`Response::Batch`]). Only what [`Operation::gathers`] may be in one.
     Batch { operations: Vec<Operation> },
+    /// Register a petition whose personal fields the proposing host sealed under the office's
+    /// data key (`crate::personal`), with the petitioner key it computed from the clear ID
+    /// number: what this build proposes for a filing ([`Operation::File`], clear, is what older
+    /// builds logged; it still applies).
+    FileSealed {
+        registration: Box<Registration>,
+        petitioner_key: String,
+        request_id: Option<String>,
+        caller: String,
+    },
 }
 
 impl Operation {
@@ -98,9 +108,12 @@ impl Operation {
     /// accounts, audit batches, a batch) goes in an entry of its own.
     pub fn gathers(&self) -> bool {
         match self {
-            Operation::File { .. } | Operation::Act { .. } => true,
+            Operation::File { .. } | Operation::FileSealed { .. } | Operation::Act { .. } => true,
             Operation::Audited { op, .. } => {
-                matches!(**op, Operation::File { .. } | Operation::Act { .. })
+                matches!(
+                    **op,
+                    Operation::File { .. } | Operation::FileSealed { .. } | Operation::Act { .. }
+                )
             }
             _ => false,
         }
@@ -121,7 +134,9 @@ impl Operation {
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.op {
-            Operation::File { .. } => write!(f, "file@{}", self.at),
+            Operation::File { .. } | Operation::FileSealed { .. } => {
+                write!(f, "file@{}", self.at)
+            }
             Operation::Act { case_id, .. } => write!(f, "act({case_id})@{}", self.at),
             Operation::Tick => write!(f, "tick@{}", self.at),
             Operation::Supervise { case_id, .. } => write!(f, "supervise({case_id})@{}", self.at),

@@ -32,9 +32,9 @@ pub const MONDAY: &str = "2026-03-02T09:00:00+08:00";
 pub fn registration(channel: Channel) -> Registration {
     Registration {
         channel,
-        petitioner_id: ID_NUMBER.to_string(),
-        name: "张三".to_string(),
-        phone: Some("+8613800138000".to_string()),
+        petitioner_id: ID_NUMBER.into(),
+        name: "张三".into(),
+        phone: Some("+8613800138000".into()),
         category: "land".to_string(),
         summary: "Compensation for requisitioned land not paid.".to_string(),
         location: Some(office(TOWNSHIP)),

@@ -20,7 +20,8 @@ fn summary(seq: u32) -> Summary {
         year: 2026,
         seq,
     };
-    let key = liandong_domain::petitioner_key(b"secret", &registration.petitioner_id);
+    let key =
+        liandong_domain::petitioner_key(b"secret", registration.petitioner_id.clear().unwrap());
     let context = Context::new(&office, 1_767_574_800_000, &calendar);
     let case = liandong_domain::register(id, registration, key, CaseKind::Original, &context)
         .expect("a valid registration");
@@ -261,11 +262,11 @@ fn replies_are_interpreted_into_acks_or_backoff() {
     };
     assert_eq!(
         sender.on_reply(first, Ok(moved.clone()), &link, 0, &mut random),
-        Decision::Commit(Operation::Acked {
+        Decision::Commit(Box::new(Operation::Acked {
             to: code("5306"),
             through: 15,
             refused: vec![refusal],
-        })
+        }))
     );
     assert_eq!(
         sender.committed(Ok(()), 5, &mut random),

@@ -1,0 +1,345 @@
+//! Personal data sealed at rest, field by field, at the boundary of an office.
+//!
+//! A petitioner's name, ID number and phone never reach an office's Raft log or RocksDB in
+//! clear: the host that proposes them seals each field first, and the state machine and the
+//! case engine keep the sealed bytes as they are ([`liandong_domain::Personal`]).
+//!
+//! - **Filing** (`api/cases.rs`): the API computes the petitioner key from the clear ID number
+//!   and seals the fields, then proposes the sealed registration with its key.
+//! - **Receiving** a handoff or an escalation (`federation/service.rs`): personal data crosses the
+//!   wire in clear (mutual TLS), is checked clear by the link protocol, and is sealed under the
+//!   receiving office's key before the batch is proposed.
+//! - **Sending** (`federation/pump.rs`): the outbox holds the sender's sealed bytes; the pump opens
+//!   them when it builds the wire message.
+//! - **Reading** (`case show`, a write's reply): the API opens the case for the officer it
+//!   already allowed to read it.
+//!
+//! **The seal.** XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`) under the office's data key
+//! (`secrets/<office>/data.key`), with a random 24-byte nonce chosen before proposing, so every
+//! replica stores the same bytes. A sealed value is
+//! `[0x01 mark][version 1][key id, 4 bytes][nonce, 24 bytes][ciphertext and 16-byte tag]`; the key
+//! id (the first four bytes of SHA-256 over the key) names the key it was sealed under, so keys
+//! can be rotated later. The associated data binds the value to its office, its petitioner (the
+//! petitioner key, which the case keeps in clear and its history records) and its field: a sealed
+//! value moved to another office, another petitioner's case or another field does not open.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use liandong_domain::message::{Body, CaseDocument, Envelope};
+use liandong_domain::{Case, OfficeCode, Personal, Registration, Sealed, SEALED_MARK};
+use sha2::{Digest, Sha256};
+
+use crate::secrets::DATA_KEY_BYTES;
+
+/// The version of the sealed form this build writes and reads.
+pub const SEAL_VERSION: u8 = 1;
+/// Bytes of an XChaCha20 nonce.
+pub const NONCE_BYTES: usize = 24;
+/// Bytes before the ciphertext: mark, version, key id, nonce.
+pub const HEADER_BYTES: usize = 2 + 4 + NONCE_BYTES;
+
+/// Which personal field a value is: part of what the seal binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Name,
+    IdNumber,
+    Phone,
+}
+
+impl Field {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Name => "name",
+            Field::IdNumber => "id_number",
+            Field::Phone => "phone",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("{field}: sealed in format {version}; this build reads format {SEAL_VERSION}")]
+    Version { field: &'static str, version: u8 },
+    #[error("{field}: sealed under key {sealed:08x}; office {office} has key {current:08x}")]
+    UnknownKey {
+        field: &'static str,
+        office: OfficeCode,
+        sealed: u32,
+        current: u32,
+    },
+    #[error("{field}: does not open under office {office}'s key (altered, or moved from another office, petitioner or field)")]
+    Open {
+        field: &'static str,
+        office: OfficeCode,
+    },
+    #[error("{field}: arrived sealed; personal data crosses between offices in clear")]
+    ArrivedSealed { field: &'static str },
+    #[error("{0}")]
+    Case(String),
+}
+
+/// The hosts' side of one office's personal data: its data key, and the federation's
+/// petitioner-key secret (the key of a filing is computed before its fields are sealed).
+pub struct OfficeSeal {
+    office: OfficeCode,
+    key_id: u32,
+    cipher: XChaCha20Poly1305,
+    petitioner_secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for OfficeSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OfficeSeal({}, key {:08x})", self.office, self.key_id)
+    }
+}
+
+/// The id of a data key: the first four bytes of its SHA-256.
+pub fn key_id(key: &[u8; DATA_KEY_BYTES]) -> u32 {
+    let digest = Sha256::digest(key);
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+fn associated_data(office: &OfficeCode, petitioner_key: &str, field: Field) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(64 + petitioner_key.len());
+    ad.extend_from_slice(b"liandong personal v1\0");
+    ad.extend_from_slice(office.as_str().as_bytes());
+    ad.push(0);
+    ad.extend_from_slice(petitioner_key.as_bytes());
+    ad.push(0);
+    ad.extend_from_slice(field.as_str().as_bytes());
+    ad
+}
+
+impl OfficeSeal {
+    pub fn new(
+        office: OfficeCode,
+        data_key: &[u8; DATA_KEY_BYTES],
+        petitioner_secret: Vec<u8>,
+    ) -> OfficeSeal {
+        OfficeSeal {
+            key_id: key_id(data_key),
+            cipher: XChaCha20Poly1305::new(data_key.into()),
+            office,
+            petitioner_secret,
+        }
+    }
+
+    pub fn office(&self) -> &OfficeCode {
+        &self.office
+    }
+
+    pub fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    /// `clear` sealed for `field` of `petitioner_key`'s case at this office.
+    pub fn seal(&self, petitioner_key: &str, field: Field, clear: &str) -> Sealed {
+        let nonce: [u8; NONCE_BYTES] = rand::random();
+        let ad = associated_data(&self.office, petitioner_key, field);
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: clear.as_bytes(),
+                    aad: &ad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 seals any message under 256 GiB");
+        let mut bytes = Vec::with_capacity(HEADER_BYTES + ciphertext.len());
+        bytes.push(SEALED_MARK);
+        bytes.push(SEAL_VERSION);
+        bytes.extend_from_slice(&self.key_id.to_be_bytes());
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&ciphertext);
+        // Clear values are bounded (64 characters at most), so their seal is too.
+        Sealed::from_bytes(bytes).expect("a bounded clear value seals within the sealed bound")
+    }
+
+    /// The clear text of `sealed`, which must be `field` of `petitioner_key`'s case sealed here.
+    pub fn open(
+        &self,
+        petitioner_key: &str,
+        field: Field,
+        sealed: &Sealed,
+    ) -> Result<String, SealError> {
+        let bytes = sealed.bytes();
+        let name = field.as_str();
+        let open_error = || SealError::Open {
+            field: name,
+            office: self.office.clone(),
+        };
+        if bytes.len() < HEADER_BYTES {
+            return Err(open_error());
+        }
+        if bytes[1] != SEAL_VERSION {
+            return Err(SealError::Version {
+                field: name,
+                version: bytes[1],
+            });
+        }
+        let sealed_key = u32::from_be_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
+        if sealed_key != self.key_id {
+            return Err(SealError::UnknownKey {
+                field: name,
+                office: self.office.clone(),
+                sealed: sealed_key,
+                current: self.key_id,
+            });
+        }
+        let ad = associated_data(&self.office, petitioner_key, field);
+        let clear = self
+            .cipher
+            .decrypt(
+                XNonce::from_slice(&bytes[6..HEADER_BYTES]),
+                Payload {
+                    msg: &bytes[HEADER_BYTES..],
+                    aad: &ad,
+                },
+            )
+            .map_err(|_| open_error())?;
+        String::from_utf8(clear).map_err(|_| open_error())
+    }
+
+    /// A clear value sealed; a sealed one as it is (`ArrivedSealed` when `refuse_sealed`).
+    fn seal_value(
+        &self,
+        petitioner_key: &str,
+        field: Field,
+        value: &mut Personal,
+        refuse_sealed: bool,
+    ) -> Result<(), SealError> {
+        match value {
+            Personal::Clear(text) => {
+                *value = Personal::Sealed(self.seal(petitioner_key, field, text));
+                Ok(())
+            }
+            Personal::Sealed(_) if refuse_sealed => Err(SealError::ArrivedSealed {
+                field: field.as_str(),
+            }),
+            Personal::Sealed(_) => Ok(()),
+        }
+    }
+
+    fn open_value(
+        &self,
+        petitioner_key: &str,
+        field: Field,
+        value: &mut Personal,
+    ) -> Result<(), SealError> {
+        if let Personal::Sealed(sealed) = value {
+            *value = Personal::Clear(self.open(petitioner_key, field, sealed)?);
+        }
+        Ok(())
+    }
+
+    /// The petitioner key of a registration (from its clear ID number), and the registration
+    /// with its personal fields sealed: what a filing proposes.
+    pub fn seal_registration(&self, registration: &mut Registration) -> Result<String, SealError> {
+        let Some(id_number) = registration.petitioner_id.clear() else {
+            return Err(SealError::ArrivedSealed { field: "id_number" });
+        };
+        let normalised = liandong_domain::normalise_id_number(id_number);
+        let key = liandong_domain::petitioner_key(&self.petitioner_secret, &normalised);
+        registration.petitioner_id = Personal::Clear(normalised);
+        self.seal_value(&key, Field::IdNumber, &mut registration.petitioner_id, true)?;
+        self.seal_value(&key, Field::Name, &mut registration.name, true)?;
+        if let Some(phone) = &mut registration.phone {
+            self.seal_value(&key, Field::Phone, phone, true)?;
+        }
+        Ok(key)
+    }
+
+    /// `case` with its petitioner's clear fields sealed here (a case received from another
+    /// office): `ArrivedSealed` if any came sealed.
+    pub fn seal_case(&self, case: &mut Case) -> Result<(), SealError> {
+        let key = case.petitioner_key.clone();
+        if let Some(petitioner) = &mut case.petitioner {
+            self.seal_value(&key, Field::Name, &mut petitioner.name, true)?;
+            self.seal_value(&key, Field::IdNumber, &mut petitioner.id_number, true)?;
+            if let Some(phone) = &mut petitioner.phone {
+                self.seal_value(&key, Field::Phone, phone, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `case` with its petitioner opened (clear fields, from older builds, stay as they are).
+    pub fn open_case(&self, case: &mut Case) -> Result<(), SealError> {
+        let key = case.petitioner_key.clone();
+        if let Some(petitioner) = &mut case.petitioner {
+            self.open_value(&key, Field::Name, &mut petitioner.name)?;
+            self.open_value(&key, Field::IdNumber, &mut petitioner.id_number)?;
+            if let Some(phone) = &mut petitioner.phone {
+                self.open_value(&key, Field::Phone, phone)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An encoded case document with its petitioner opened, for a caller allowed to read it.
+    pub fn open_document(&self, bytes: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut case = Case::from_bytes(bytes).map_err(|e| SealError::Case(e.to_string()))?;
+        if !has_sealed(&case) {
+            return Ok(bytes.to_vec());
+        }
+        self.open_case(&mut case)?;
+        Ok(case.to_bytes())
+    }
+
+    /// `envelope` as it goes on the wire: a carried case's petitioner opened.
+    pub fn open_envelope(&self, envelope: &mut Envelope) -> Result<(), SealError> {
+        self.rewrite_carried(envelope, |case| self.open_case(case))
+    }
+
+    /// `envelope` as it goes into this office's log: a carried case's petitioner sealed here.
+    pub fn seal_envelope(&self, envelope: &mut Envelope) -> Result<(), SealError> {
+        self.rewrite_carried(envelope, |case| self.seal_case(case))
+    }
+
+    fn rewrite_carried(
+        &self,
+        envelope: &mut Envelope,
+        change: impl FnOnce(&mut Case) -> Result<(), SealError>,
+    ) -> Result<(), SealError> {
+        let document = match &mut envelope.body {
+            Body::Handoff { case } | Body::Escalation { case, .. } => case,
+            _ => return Ok(()),
+        };
+        let mut case = document
+            .case()
+            .map_err(|e| SealError::Case(e.to_string()))?;
+        if case.petitioner.is_none() {
+            return Ok(());
+        }
+        change(&mut case)?;
+        *document = CaseDocument::of(&case);
+        Ok(())
+    }
+}
+
+/// Whether any of `case`'s personal fields is sealed.
+pub fn has_sealed(case: &Case) -> bool {
+    case.petitioner.as_ref().is_some_and(|p| {
+        p.name.is_sealed()
+            || p.id_number.is_sealed()
+            || p.phone.as_ref().is_some_and(Personal::is_sealed)
+    })
+}
+
+/// Where a carried case's petitioner arrived sealed: personal data crosses in clear, and this
+/// office could not open another office's seal.
+pub fn check_arrived_clear(envelope: &Envelope) -> Result<(), SealError> {
+    if let Body::Handoff { case } | Body::Escalation { case, .. } = &envelope.body {
+        let case = case.case().map_err(|e| SealError::Case(e.to_string()))?;
+        if has_sealed(&case) {
+            return Err(SealError::ArrivedSealed {
+                field: "petitioner",
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
