@@ -547,31 +547,44 @@ impl PeerIdentity {
     }
 }
 
-/// The serial of `request`'s client certificate when it has been revoked since its connection
-/// was opened (the handshake refuses revoked certificates on new connections).
-pub fn revoked_peer<T>(request: &Request<T>) -> Option<String> {
-    let certs = request.peer_certs()?;
-    let serial = crate::live_tls::serial_of_der(certs.first()?.as_ref())?;
-    crate::live_tls::is_revoked(&serial).then_some(serial)
+/// Why a request carries no usable client identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// No client certificate (plaintext, or a server not requiring one), or one that cannot be
+    /// read.
+    #[error("{0}")]
+    Missing(String),
+    /// A certificate revoked after its connection was opened (the handshake refuses revoked
+    /// certificates on new connections): refused on its next call.
+    #[error("certificate {0} is revoked")]
+    Revoked(String),
+}
+
+impl From<PeerError> for Status {
+    fn from(error: PeerError) -> Status {
+        Status::unauthenticated(error.to_string())
+    }
 }
 
 /// The identity in the client certificate of `request` (which the TLS handshake has already
-/// verified against the federation CA). `unauthenticated` when the connection carries no client
-/// certificate (plaintext, or a server not requiring one) or the certificate cannot be read.
-pub fn peer_offices<T>(request: &Request<T>) -> Result<PeerIdentity, Status> {
-    let certs = request
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let first = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    // A certificate revoked after its connection was opened: refused on its next call.
-    if let Some(serial) = revoked_peer(request) {
-        return Err(Status::unauthenticated(format!(
-            "certificate {serial} is revoked"
-        )));
+/// verified against the federation CA), read with one parse of the certificate, unless it has
+/// been revoked since.
+pub fn peer<T>(request: &Request<T>) -> Result<PeerIdentity, PeerError> {
+    let missing = || PeerError::Missing("no client certificate".into());
+    let certs = request.peer_certs().ok_or_else(missing)?;
+    let first = certs.first().ok_or_else(missing)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref())
+        .map_err(|e| PeerError::Missing(format!("peer certificate: {e}")))?;
+    let serial = cert.tbs_certificate.raw_serial_as_string();
+    if crate::live_tls::is_revoked(&serial) {
+        return Err(PeerError::Revoked(serial));
     }
-    PeerIdentity::from_der(first.as_ref()).map_err(|e| Status::unauthenticated(e.to_string()))
+    Ok(PeerIdentity::from_certificate(&cert))
+}
+
+/// [`peer`], refusals as `unauthenticated`.
+pub fn peer_offices<T>(request: &Request<T>) -> Result<PeerIdentity, Status> {
+    peer(request).map_err(Status::from)
 }
 
 /// A host name is used as a DNS SAN and as a file name: DNS labels only, so neither a TLS

@@ -74,6 +74,16 @@ fn pki_dir(layout: &Layout) -> std::path::PathBuf {
     liandong_node::host::pki_dir(&layout.manifest())
 }
 
+/// The federation CA, whose key `doing` (rotating, revoking) needs.
+fn ca(dir: &Path, doing: &str) -> anyhow::Result<Pki> {
+    Pki::load(dir).with_context(|| {
+        format!(
+            "{doing} needs the federation CA's key ({}/ca.key)",
+            dir.display()
+        )
+    })
+}
+
 /// Serial and expiry (Unix ms) of holder `name`'s certificate in `dir`.
 fn current(dir: &Path, name: &str) -> anyhow::Result<(String, i64)> {
     let identity = HostIdentity::load(dir, name)?;
@@ -83,12 +93,7 @@ fn current(dir: &Path, name: &str) -> anyhow::Result<(String, i64)> {
 async fn rotate(layout: &Layout, args: &RotateArgs) -> anyhow::Result<Report> {
     let manifest = liandong_node::manifest::Manifest::load(&layout.manifest())?;
     let dir = pki_dir(layout);
-    let pki = Pki::load(&dir).with_context(|| {
-        format!(
-            "rotating needs the federation CA's key ({}/ca.key)",
-            dir.display()
-        )
-    })?;
+    let pki = ca(&dir, "rotating")?;
     let everyone = args.hosts.is_empty();
     for name in &args.hosts {
         if manifest.hosts.iter().all(|h| &h.name != name) {
@@ -259,12 +264,7 @@ async fn wait_for_revocations(federation: &Federation, number: u64) -> anyhow::R
 
 async fn revoke(layout: &Layout, args: &RevokeArgs) -> anyhow::Result<Report> {
     let dir = pki_dir(layout);
-    let pki = Pki::load(&dir).with_context(|| {
-        format!(
-            "revoking needs the federation CA's key ({}/ca.key)",
-            dir.display()
-        )
-    })?;
+    let pki = ca(&dir, "revoking")?;
     let held = holders(&dir)?;
     let mut serials = Vec::new();
     for serial in &args.serials {

@@ -17,25 +17,6 @@ use serde_json::Value;
 const TOWNSHIP: &str = "530602001";
 const COUNTY: &str = "530602";
 
-fn small() -> Fed {
-    let fed = Fed::init(
-        &["--region", "5306", "--max-children", "1", "--replicas", "3"],
-        9,
-    );
-    fed.ok(&["up"]);
-    fed
-}
-
-fn pids(fed: &Fed) -> Vec<Value> {
-    let status = fed.json(&["status"]);
-    status["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["pid"].clone())
-        .collect()
-}
-
 async fn status_over(
     fed: &Fed,
     addr: &str,
@@ -63,14 +44,14 @@ async fn status_over(
 
 #[test]
 fn certificates_rotate_and_old_ones_are_revoked_under_a_writer_without_a_failed_write() {
-    let fed = Arc::new(small());
+    let fed = Arc::new(common::small_federation());
     let pki_dir = fed.dir.join("pki");
     let manifest = liandong_node::manifest::Manifest::load(&fed.dir.join("manifest.json")).unwrap();
     let first_host = manifest.hosts[0].clone();
     // The command line's operator certificate: it may call Admin.Status, so a refusal after
     // rotation can only be the revocation.
     let old_identity = HostIdentity::load(&pki_dir, liandong_ops::client::CLI_IDENTITY).unwrap();
-    let pids_before = pids(&fed);
+    let pids_before = common::host_pids(&fed);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
         .block_on(status_over(
@@ -104,7 +85,7 @@ fn certificates_rotate_and_old_ones_are_revoked_under_a_writer_without_a_failed_
         failed.len()
     );
     // No host restarted, and each serves the certificate rotate issued it.
-    assert_eq!(pids(&fed), pids_before);
+    assert_eq!(common::host_pids(&fed), pids_before);
     let status = fed.json(&["status"]);
     for host in status["hosts"].as_array().unwrap() {
         let issued = rows
@@ -131,7 +112,7 @@ fn certificates_rotate_and_old_ones_are_revoked_under_a_writer_without_a_failed_
 
 #[test]
 fn a_revoked_certificate_is_refused_on_a_connection_opened_before_and_on_new_ones() {
-    let fed = small();
+    let fed = common::small_federation();
     let pki_dir = fed.dir.join("pki");
     let manifest = liandong_node::manifest::Manifest::load(&fed.dir.join("manifest.json")).unwrap();
     let addr = manifest.hosts[0].api_addr.clone();
@@ -182,7 +163,7 @@ fn a_revoked_certificate_is_refused_on_a_connection_opened_before_and_on_new_one
 
 #[test]
 fn status_warns_of_a_certificate_near_expiry_and_bad_revocations_change_nothing() {
-    let fed = small();
+    let fed = common::small_federation();
     let pki_dir = fed.dir.join("pki");
     let manifest = liandong_node::manifest::Manifest::load(&fed.dir.join("manifest.json")).unwrap();
     let host = manifest.hosts[1].name.clone();

@@ -6,35 +6,15 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{verified, Fed, Writer};
-use serde_json::Value;
+use common::{verified, Writer};
 
 const TOWNSHIP: &str = "530602001";
 const COUNTY: &str = "530602";
 
-fn small() -> Fed {
-    let fed = Fed::init(
-        &["--region", "5306", "--max-children", "1", "--replicas", "3"],
-        9,
-    );
-    fed.ok(&["up"]);
-    fed
-}
-
-fn pids(fed: &Fed) -> Vec<(String, Value)> {
-    let status = fed.json(&["status"]);
-    status["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| (h["name"].as_str().unwrap().to_string(), h["pid"].clone()))
-        .collect()
-}
-
 #[test]
 fn every_host_restarts_one_at_a_time_under_a_writer_without_a_failed_write() {
-    let fed = Arc::new(small());
-    let before = pids(&fed);
+    let fed = Arc::new(common::small_federation());
+    let before = common::host_pids(&fed);
     let writer = Writer::start(fed.clone(), TOWNSHIP, COUNTY);
     writer.wait_writes(3);
 
@@ -58,7 +38,7 @@ fn every_host_restarts_one_at_a_time_under_a_writer_without_a_failed_write() {
         fed.logs_tail()
     );
     // Every host runs a new process now.
-    let after = pids(&fed);
+    let after = common::host_pids(&fed);
     for ((name, old), (_, new)) in before.iter().zip(&after) {
         assert_ne!(old, new, "host {name} was not restarted");
     }
@@ -67,7 +47,7 @@ fn every_host_restarts_one_at_a_time_under_a_writer_without_a_failed_write() {
 
 #[test]
 fn a_rolling_restart_is_refused_while_a_host_is_down_and_restarts_nothing() {
-    let fed = small();
+    let fed = common::small_federation();
     let manifest = liandong_node::manifest::Manifest::load(&fed.dir.join("manifest.json")).unwrap();
     let victim = manifest
         .office(COUNTY)
@@ -79,7 +59,7 @@ fn a_rolling_restart_is_refused_while_a_host_is_down_and_restarts_nothing() {
         .host
         .clone();
     fed.ok(&["drill", "kill", "--office", COUNTY, "--replica", "3"]);
-    let before = pids(&fed);
+    let before = common::host_pids(&fed);
 
     let err = fed.fails(&["rolling-restart"]);
     assert!(
@@ -87,7 +67,7 @@ fn a_rolling_restart_is_refused_while_a_host_is_down_and_restarts_nothing() {
         "{err}"
     );
     assert_eq!(
-        pids(&fed),
+        common::host_pids(&fed),
         before,
         "a refused rolling restart restarted something"
     );

@@ -443,14 +443,12 @@ impl Trust {
                 .officer_of(&token.map_err(Refusal::Unauthenticated)?)
                 .map(Principal::Officer);
         }
-        if let Some(serial) = crate::tls::revoked_peer(request) {
-            return Err(Refusal::Unauthenticated(format!(
-                "certificate {serial} is revoked"
-            )));
-        }
-        match crate::tls::peer_offices(request) {
+        match crate::tls::peer(request) {
             Ok(peer) => Ok(Principal::from_peer(peer)),
-            Err(_) => Ok(Principal::Anonymous),
+            Err(revoked @ crate::tls::PeerError::Revoked(_)) => {
+                Err(Refusal::Unauthenticated(revoked.to_string()))
+            }
+            Err(crate::tls::PeerError::Missing(_)) => Ok(Principal::Anonymous),
         }
     }
 

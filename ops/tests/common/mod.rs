@@ -287,6 +287,27 @@ pub async fn connect(
         .unwrap()
 }
 
+/// A city, one county and one township (three replicas each, on six hosts), up.
+pub fn small_federation() -> Fed {
+    let fed = Fed::init(
+        &["--region", "5306", "--max-children", "1", "--replicas", "3"],
+        9,
+    );
+    fed.ok(&["up"]);
+    fed
+}
+
+/// (host, pid) of every host as `status` reports them.
+pub fn host_pids(fed: &Fed) -> Vec<(String, Value)> {
+    let status = fed.json(&["status"]);
+    status["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["name"].as_str().unwrap().to_string(), h["pid"].clone()))
+        .collect()
+}
+
 /// An officer writing all along while a test does something to the federation: files cases at
 /// `office` and transfers every other one to `to` (a federation message between offices),
 /// through the real command line, recording every failure.
