@@ -224,6 +224,8 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             stopped(stop_rx.clone()),
         );
     let directory = Arc::new(Directory::new(&manifest));
+    // What this host's SMS sender did (failed attempts), for the Status RPC.
+    let notify_stats = Arc::new(crate::notify::NotifyStats::default());
     let api_server = tonic::transport::Server::builder()
         .layer(timed)
         .add_service(CasesServer::new(CaseService {
@@ -244,6 +246,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             trust: trust.clone(),
             health: health.clone(),
             tls: live_tls.clone(),
+            notify: notify_stats.clone(),
         }))
         .add_service(BackupServer::new(BackupService {
             host: host.name.clone(),
@@ -340,6 +343,16 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     };
     let pump = Pump::new(replicas.clone(), pump_context, workers.clone(), stop());
     workers.spawn(pump, stop());
+    // The SMS sender, when the federation has a gateway (the manifest was validated).
+    if let Ok(Some(gateway)) = manifest.sms_gateway_spec() {
+        let sender = crate::notify::Notifier::new(
+            replicas.clone(),
+            gateway.open(),
+            notify_stats,
+            config.log_dir.clone(),
+        );
+        workers.spawn(sender, stop());
+    }
     for replica in replicas.iter() {
         let watch = ReplicaWatch::new(
             replica.clone(),

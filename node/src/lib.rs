@@ -20,6 +20,7 @@ pub mod live_tls;
 pub mod machine;
 pub mod manifest;
 pub mod metrics;
+pub mod notify;
 pub mod personal;
 pub mod quiesce;
 pub mod raft;

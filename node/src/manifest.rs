@@ -81,6 +81,11 @@ pub struct Manifest {
     pub offices: Vec<OfficeEntry>,
     /// Every host process.
     pub hosts: Vec<HostEntry>,
+    /// Where the offices' SMS to petitioners go: `file:PATH` or `webhook:URL`
+    /// ([`crate::notify::GatewaySpec`]); absent: none, the notices wait in each office's
+    /// notification outbox (bounded) until a gateway is set. Absent from older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms_gateway: Option<String>,
 }
 
 /// One office (an administrative unit with its own Raft group).
@@ -169,6 +174,14 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The SMS gateway, if one is set.
+    pub fn sms_gateway_spec(&self) -> Result<Option<crate::notify::GatewaySpec>, String> {
+        self.sms_gateway
+            .as_deref()
+            .map(crate::notify::GatewaySpec::parse)
+            .transpose()
+    }
+
     /// Writes the manifest as pretty JSON, atomically (temporary file in the same folder, fsync,
     /// rename), so readers see either the old or the new manifest, never a torn one.
     pub fn save(&self, path: &Path) -> Result<(), ManifestError> {
@@ -221,6 +234,10 @@ impl Manifest {
                 "secret_hex must be {} hex digits ({SECRET_BYTES} bytes)",
                 SECRET_BYTES * 2
             ));
+        }
+
+        if let Err(error) = self.sms_gateway_spec() {
+            return bad(format!("sms_gateway: {error}"));
         }
 
         // Hosts: unique names, parseable and distinct addresses.
@@ -569,6 +586,7 @@ mod tests {
             replicas: 1,
             time_scale: 1.0,
             clock_origin_ms: 0,
+            sms_gateway: None,
             secret_hex: "ab".repeat(32),
             offices: vec![
                 office("5306", "City", None, &["h5306-1"]),

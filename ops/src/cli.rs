@@ -199,6 +199,10 @@ pub struct InitArgs {
     /// Replace an existing federation folder's manifest and configs (data is kept).
     #[arg(long)]
     pub force: bool,
+    /// Where the offices' SMS to petitioners go: `file:PATH` (one JSON line per message) or
+    /// `webhook:http://HOST:PORT/PATH` (an SMS platform). Without it, notices wait unsent.
+    #[arg(long, value_name = "file:PATH|webhook:URL")]
+    pub sms_gateway: Option<String>,
 }
 
 #[derive(Args, Debug)]

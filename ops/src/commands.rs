@@ -95,6 +95,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
         .unwrap_or_default();
     let mut manifest = build_manifest(&Topology::load(), &options)?;
     manifest.clock_origin_ms = liandong_node::clock::wall_ms();
+    manifest.sms_gateway = args.sms_gateway.as_deref().map(sms_gateway).transpose()?;
     std::fs::create_dir_all(layout.root().join("hosts"))?;
     std::fs::create_dir_all(layout.run_dir())?;
     let root = std::fs::canonicalize(layout.root())?;
@@ -121,6 +122,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
         "offices": manifest.offices.len(),
         "hosts": manifest.hosts.len(),
         "replicas": manifest.replicas,
+        "sms_gateway": manifest.sms_gateway,
     });
     let root_office = manifest
         .offices
@@ -135,6 +137,19 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
         root.display()
     );
     Ok(Report::new(json, text))
+}
+
+/// `--sms-gateway` checked, a relative file path made absolute (the hosts run elsewhere).
+fn sms_gateway(spec: &str) -> anyhow::Result<String> {
+    let spec = match spec.strip_prefix("file:") {
+        Some(path) if !path.is_empty() && !std::path::Path::new(path).is_absolute() => {
+            format!("file:{}", std::env::current_dir()?.join(path).display())
+        }
+        _ => spec.to_string(),
+    };
+    liandong_node::notify::GatewaySpec::parse(&spec)
+        .map_err(|error| anyhow::anyhow!("--sms-gateway: {error}"))?;
+    Ok(spec)
 }
 
 /// The federation CA and one certificate per host naming the offices it carries, plus the

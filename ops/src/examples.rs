@@ -9,7 +9,10 @@ use crate::cli::Cli;
 /// (command path, example lines). Case ids, codes and hosts are those of the Zhaotong demo
 /// (`federation init --region 5306 --max-children 2`).
 pub const EXAMPLES: &[(&str, &str)] = &[
-    ("federation init", "liandong federation init --region 5306 --max-children 2 --replicas 3"),
+    (
+        "federation init",
+        "liandong federation init --region 5306 --max-children 2 --replicas 3\nliandong federation init --region 5306 --max-children 2 --sms-gateway file:/var/lib/liandong/sms.jsonl",
+    ),
     ("up", "liandong up --timeout-seconds 120"),
     ("down", "liandong down"),
     ("status", "liandong status\nliandong --json status"),

@@ -319,6 +319,7 @@ mod tests {
             time_scale: 1.0,
             clock_origin_ms: 0,
             secret_hex: "ab".repeat(32),
+            sms_gateway: None,
             offices: vec![
                 OfficeEntry {
                     code: "5306".into(),

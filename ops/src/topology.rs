@@ -450,6 +450,7 @@ pub fn build_manifest(topology: &Topology, opts: &InitOptions) -> Result<Manifes
         // building stays a pure function of the topology and the options.
         clock_origin_ms: 0,
         secret_hex: opts.secret_hex.clone(),
+        sms_gateway: None,
         offices,
         hosts,
     };

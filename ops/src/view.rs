@@ -199,6 +199,17 @@ fn office_json(
             |progress| json!({"id": progress.id, "matched": progress.matched, "lag": progress.lag}),
         )
         .collect();
+    let sms = leader.map(|l| {
+        json!({
+            "pending": l.sms_pending,
+            "sent": l.sms_sent,
+            "dropped": l.sms_dropped,
+            "failed_attempts": l.sms_failed_attempts,
+            "last_error": (!l.sms_last_error.is_empty()).then(|| l.sms_last_error.clone()),
+            "oldest": (l.sms_oldest_ms > 0).then(|| format_rfc3339(l.sms_oldest_ms)),
+            "oldest_age_ms": l.sms_oldest_age_ms,
+        })
+    });
     json!({
         "code": office.code,
         "name": office.name,
@@ -222,6 +233,7 @@ fn office_json(
         "commit_check_ms": check.map(|c| c.took_ms),
         "health": health.as_str(),
         "health_detail": detail,
+        "sms": sms,
     })
 }
 
@@ -258,7 +270,38 @@ pub fn status_json(
         })
         .collect();
     let verdict = verdict(&offices, &hosts);
-    json!({"verdict": verdict, "offices": offices, "hosts": hosts})
+    let sms = sms_totals(federation.manifest.sms_gateway.as_deref(), &offices);
+    json!({"verdict": verdict, "offices": offices, "hosts": hosts, "sms": sms})
+}
+
+/// The SMS to petitioners over every office whose leader answered: the gateway, notices
+/// waiting (and the oldest's age), sent, failed attempts, dropped.
+fn sms_totals(gateway: Option<&str>, offices: &[Value]) -> Value {
+    let sum = |field: &str| {
+        offices
+            .iter()
+            .filter_map(|o| o["sms"][field].as_u64())
+            .sum::<u64>()
+    };
+    let oldest_age_ms = offices
+        .iter()
+        .filter(|o| o["sms"]["pending"].as_u64().unwrap_or(0) > 0)
+        .filter_map(|o| o["sms"]["oldest_age_ms"].as_u64())
+        .max();
+    let last_error = offices.iter().find_map(|o| {
+        o["sms"]["last_error"]
+            .as_str()
+            .map(|e| format!("{}: {e}", o["code"].as_str().unwrap_or("")))
+    });
+    json!({
+        "gateway": gateway.unwrap_or("none"),
+        "pending": sum("pending"),
+        "sent": sum("sent"),
+        "failed_attempts": sum("failed_attempts"),
+        "dropped": sum("dropped"),
+        "oldest_age_ms": oldest_age_ms,
+        "last_error": last_error,
+    })
 }
 
 /// The one-line verdict: ok only when every office is healthy.
@@ -530,6 +573,7 @@ pub fn status_text(status: &Value) -> String {
         hosts_line.push_str(&format!(" (not answering: {})", down.join(", ")));
     }
     lines.push(hosts_line);
+    lines.push(sms_line(&status["sms"]));
     for host in status["hosts"].as_array().into_iter().flatten() {
         let certificate = &host["certificate"];
         if certificate["expires_soon"] == true {
@@ -543,6 +587,27 @@ pub fn status_text(status: &Value) -> String {
         }
     }
     lines.join("\n")
+}
+
+/// `sms: gateway …; N pending (oldest AGE), N sent, N failed attempts, N dropped`.
+fn sms_line(sms: &Value) -> String {
+    let count = |field: &str| sms[field].as_u64().unwrap_or(0);
+    let oldest = match sms["oldest_age_ms"].as_u64() {
+        Some(age) if count("pending") > 0 => format!(" (oldest {})", age_text(age)),
+        _ => String::new(),
+    };
+    let mut line = format!(
+        "sms: gateway {}; {} pending{oldest}, {} sent, {} failed attempts, {} dropped",
+        sms["gateway"].as_str().unwrap_or("none"),
+        count("pending"),
+        count("sent"),
+        count("failed_attempts"),
+        count("dropped"),
+    );
+    if let Some(error) = sms["last_error"].as_str() {
+        line.push_str(&format!("; last error {error}"));
+    }
+    line
 }
 
 fn time(ms: Option<Millis>) -> Value {

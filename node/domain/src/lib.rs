@@ -11,6 +11,7 @@
 //! - `clock`: deadline clocks and their thresholds; `validate`: input limits, ID numbers, keys
 //! - `personal`: personal fields, clear or sealed by the office (opaque here)
 //! - `codec`: the versioned binary codec of every stored value and case document
+//! - `notify`: which SMS notices a case change makes for the petitioner, and their text
 #![forbid(unsafe_code)]
 
 mod calendar;
@@ -24,6 +25,7 @@ mod event;
 mod ids;
 pub mod message;
 mod model;
+pub mod notify;
 mod personal;
 pub mod rules;
 mod validate;

@@ -124,6 +124,8 @@ pub struct AdminService {
     pub health: Arc<Health>,
     /// The certificate the host serves now.
     pub tls: Arc<crate::live_tls::LiveTls>,
+    /// What this host's SMS sender did.
+    pub notify: Arc<crate::notify::NotifyStats>,
 }
 
 /// A dump as an operator gets it: every case's personal data (name, ID number, phone) left out,
@@ -147,12 +149,27 @@ fn without_personal_data(mut document: Value) -> Value {
 
 /// One replica as the Status RPC reports it (without the commit check, which is asked of
 /// leaders together).
-fn replica_status(replica: &Replica, health: &Health) -> Result<ReplicaStatus, Status> {
+fn replica_status(
+    replica: &Replica,
+    health: &Health,
+    notify: &crate::notify::NotifyStats,
+) -> Result<ReplicaStatus, Status> {
     let metrics = replica.raft.metrics().borrow().clone();
     let applied = replica
         .state_machine
         .applied()
         .map_err(|e| Status::internal(e.to_string()))?;
+    let sms = replica
+        .state_machine
+        .notify_state()
+        .map_err(Status::internal)?;
+    let sms_oldest_ms = replica
+        .state_machine
+        .notify_head(1)
+        .map_err(Status::internal)?
+        .first()
+        .map_or(0, |notification| notification.made_at);
+    let sender = notify.of(&replica.office);
     let membership = metrics.membership_config.membership();
     Ok(ReplicaStatus {
         office: replica.office.to_string(),
@@ -186,6 +203,17 @@ fn replica_status(replica: &Replica, health: &Health) -> Result<ReplicaStatus, S
         leader_changes_last_minute: health.leader_changes_last_minute(&replica.office),
         commit_check: None,
         quiesce_note: replica.quiet.note(),
+        sms_pending: sms.pending,
+        sms_sent: sms.sent,
+        sms_dropped: sms.dropped,
+        sms_oldest_ms,
+        sms_oldest_age_ms: if sms_oldest_ms > 0 {
+            u64::try_from(replica.clock.now().saturating_sub(sms_oldest_ms)).unwrap_or(0)
+        } else {
+            0
+        },
+        sms_failed_attempts: sender.failed_attempts,
+        sms_last_error: sender.last_error.unwrap_or_default(),
     })
 }
 
@@ -223,7 +251,7 @@ impl Admin for AdminService {
                 let record = Trust::record_of(&principal, Action::Status, &replica.office, "", "");
                 self.trust.record_observation(&replica.office, record)?;
             }
-            replicas.push(replica_status(replica, &self.health)?);
+            replicas.push(replica_status(replica, &self.health, &self.notify)?);
             allowed.push(replica);
         }
         if check_commit {

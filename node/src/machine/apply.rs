@@ -7,7 +7,7 @@ use std::sync::Arc;
 use liandong_domain::codec::FORMAT_BINARY;
 use liandong_domain::{Calendar, Context, DomainError, Millis, OfficeCode};
 
-use super::{audit, cases, inbox, officers, orders, outbox, requests, AppliedState};
+use super::{audit, cases, inbox, notify, officers, orders, outbox, requests, AppliedState};
 use crate::raft::types::{AuditRecord, Operation, RejectKind, Request, Response};
 use crate::store::codec::CodecError;
 use crate::store::Txn;
@@ -165,6 +165,10 @@ fn apply_operation(
         }
         Operation::Audit { records } => {
             audit::append(&mut apply, records)?;
+            return Ok(Response::Nothing);
+        }
+        Operation::NotificationSent { id } => {
+            notify::sent(&mut apply, id)?;
             return Ok(Response::Nothing);
         }
         Operation::Audited { .. } | Operation::Batch { .. } => {

@@ -74,10 +74,11 @@ impl<'a> Change<'a> {
 }
 
 /// Commits a case change with everything it causes, in this entry's batch: the case's header,
-/// the history entries it adds, its alarm, the office's case count, and the messages it sends
-/// (the transactional outbox). The messages are built and checked before anything is written:
-/// one too large to deliver refuses the change, which then changes nothing. `alarm_before` is
-/// the alarm stored for the case now (None where there is none, or it was just spent).
+/// the history entries it adds, its alarm, the office's case count, the messages it sends (the
+/// transactional outbox) and the SMS notices it makes (the notification outbox). The messages
+/// are built and checked before anything is written: one too large to deliver refuses the
+/// change, which then changes nothing. `alarm_before` is the alarm stored for the case now
+/// (None where there is none, or it was just spent).
 pub(super) fn commit(
     apply: &mut Applying<'_, '_>,
     change: &mut Change<'_>,
@@ -106,6 +107,7 @@ pub(super) fn commit(
     }
     store_case(apply.txn, alarm_before, change);
     outgoing.put(apply);
+    super::notify::made(apply, change)?;
     Ok(Ok(()))
 }
 

@@ -61,6 +61,21 @@ pub const OFFICER: &[u8] = b"officer/";
 pub const AUDIT: &[u8] = b"audit/";
 /// Where the audit chain stands ([`super::audit::AuditHead`]).
 pub const AUDIT_HEAD: &[u8] = b"audit-head";
+/// `notify/<number, u64 big-endian>`: an SMS notice not yet sent ([`super::notify::Notification`]).
+pub const NOTIFY: &[u8] = b"notify/";
+/// `notified/<message id>`: the number of a notice made (kept once it is sent): never made twice.
+pub const NOTIFIED: &[u8] = b"notified/";
+/// The notification outbox's counters ([`super::notify::NotifyState`]).
+pub const NOTIFY_STATE: &[u8] = b"notify-state";
+
+/// Notices sort by the order they were made.
+pub fn notify(number: u64) -> Vec<u8> {
+    [NOTIFY, &number.to_be_bytes()].concat()
+}
+
+pub fn notified(message_id: &str) -> Vec<u8> {
+    [NOTIFIED, message_id.as_bytes()].concat()
+}
 
 pub fn officer(user: &str) -> Vec<u8> {
     [OFFICER, user.as_bytes()].concat()
@@ -247,5 +262,10 @@ mod tests {
             .concat()
         );
         assert_eq!(expiry_target(&expiry_key), Some(retry("", "r1").as_slice()));
+        assert_eq!(
+            notify(258),
+            [b"notify/".as_slice(), &[0, 0, 0, 0, 0, 0, 1, 2]].concat()
+        );
+        assert_eq!(notified("5306/x/result/0"), b"notified/5306/x/result/0");
     }
 }

@@ -14,6 +14,7 @@
 //!   change is committed with its events and the messages it sends; a case stored as a header
 //!   and its history entries.
 //! - `outbox`: what a case change sends (the transactional outbox), acknowledgements.
+//! - `notify`: the SMS notices a case change makes (the notification outbox), and their sending.
 //! - `inbox`: a Deliver batch applied, and the rules on receipt.
 //! - `orders`: supervision orders issued and answered.
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
@@ -26,6 +27,7 @@ mod cases;
 mod inbox;
 pub mod keys;
 mod migrate;
+pub mod notify;
 pub mod officers;
 mod orders;
 mod outbox;

@@ -335,6 +335,16 @@ impl StateMachineStore {
         }
     }
 
+    /// The notification outbox's counters.
+    pub fn notify_state(&self) -> Result<super::notify::NotifyState, String> {
+        super::notify::state(self).map_err(|e| e.to_string())
+    }
+
+    /// The first `limit` SMS notices waiting, oldest first.
+    pub fn notify_head(&self, limit: usize) -> Result<Vec<super::notify::Notification>, String> {
+        super::notify::head(self, limit).map_err(|e| e.to_string())
+    }
+
     /// Changes whenever an `apply` call enqueued or acknowledged messages.
     pub fn outbox_changes(&self) -> watch::Receiver<u64> {
         self.outbox_changes.subscribe()

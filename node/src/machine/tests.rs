@@ -79,6 +79,16 @@ impl Office {
         response
     }
 
+    /// A case with its whole history, as stored (it must exist).
+    pub(crate) fn case_whole(&self, case_id: &CaseId) -> Case {
+        self.case(case_id).expect("the case is stored")
+    }
+
+    /// The applied state so far.
+    pub(crate) fn state_clone(&self) -> AppliedState {
+        self.state.clone()
+    }
+
     fn file(&mut self) -> Case {
         let op = Operation::File {
             registration: registration(),
@@ -146,7 +156,7 @@ impl Office {
     }
 }
 
-fn case_of(response: Response) -> Case {
+pub(crate) fn case_of(response: Response) -> Case {
     match response {
         Response::Case { document } => Case::from_bytes(&document).expect("a case document"),
         other => panic!("expected a case, got {other:?}"),
@@ -1249,6 +1259,65 @@ fn every_stored_type_round_trips_in_both_formats() {
         request_id: None,
         caller: String::new(),
     }));
+    // The notification outbox: a notice (phone sealed, each cause), its counters, its sending.
+    let sealed_phone = sealed_case
+        .petitioner
+        .as_ref()
+        .and_then(|petitioner| petitioner.phone.clone())
+        .expect("the sealed case has a phone");
+    let causes = [
+        liandong_domain::notify::Cause::Registered {
+            accept_by: Some(START_MS),
+        },
+        liandong_domain::notify::Cause::Accepted { reply_by: START_MS },
+        liandong_domain::notify::Cause::Extended {
+            reason: "r".into(),
+            reply_by: START_MS,
+        },
+        liandong_domain::notify::Cause::Handed {
+            from: code("5306"),
+            handoff: "assign".into(),
+        },
+        liandong_domain::notify::Cause::Declined {
+            route: liandong_domain::DeclineRoute::AdminReview,
+        },
+        liandong_domain::notify::Cause::Replied {
+            opinion: Opinion::Support,
+            evaluate_by: START_MS,
+        },
+    ];
+    for (cause, stage) in causes
+        .into_iter()
+        .zip([0, 1, 2, 2, 3, 3].map(|n| liandong_domain::notify::Stage::ALL[n]))
+    {
+        round_trips(
+            "a notification",
+            &crate::machine::notify::Notification {
+                v: crate::machine::notify::NOTIFICATION_VERSION,
+                id: format!("530602/{}/{stage}/0", sealed_case.id),
+                case_id: sealed_case.id.clone(),
+                stage,
+                seq: 3,
+                cause,
+                petitioner_key: sealed_case.petitioner_key.clone(),
+                phone: sealed_phone.clone(),
+                made_at: START_MS,
+            },
+        );
+    }
+    round_trips(
+        "the notification counters",
+        &crate::machine::notify::NotifyState {
+            last: 4,
+            pending: 2,
+            pending_bytes: 600,
+            sent: 2,
+            dropped: 1,
+        },
+    );
+    operations.push(Operation::NotificationSent {
+        id: "530602/530602-2026-000001/result/0".into(),
+    });
     for (n, op) in operations.into_iter().enumerate() {
         let entry = Entry {
             log_id: log_id(n as u64 + 1),

@@ -100,6 +100,9 @@ pub enum Operation {
         request_id: Option<String>,
         caller: String,
     },
+    /// The office's leader handed the SMS notice `id` to the gateway: it leaves the notification
+    /// outbox (`machine::notify`). Proposed only by the office's own hosts (no RPC takes it).
+    NotificationSent { id: String },
 }
 
 impl Operation {
@@ -154,6 +157,7 @@ impl fmt::Display for Request {
                 )
             }
             Operation::Audit { records } => write!(f, "audit({})@{}", records.len(), self.at),
+            Operation::NotificationSent { .. } => write!(f, "notification-sent@{}", self.at),
             Operation::Audited { op, .. } => {
                 let inner = Request {
                     at: self.at,

@@ -1,0 +1,270 @@
+//! The sender: one worker per host, working for every office this host leads. It takes the
+//! oldest notices waiting in the office's notification outbox (at most [`SEND_BATCH_MAX`] per
+//! office and round), opens the phone (sealed under the office's data key: it is clear only in
+//! memory, on its way to the gateway), hands the message to the gateway, then commits
+//! `NotificationSent`, which removes the notice. A failed attempt backs off exponentially
+//! ([`BACKOFF_FIRST_MS`] doubling to [`BACKOFF_MAX_MS`], with jitter) and is counted; it is
+//! retried for as long as it waits.
+//!
+//! Exactly once: a notice leaves the outbox only after its gateway took it. A leader that dies
+//! after the gateway took a message and before its `NotificationSent` committed leaves the
+//! notice waiting; the next leader sends it again, with the same message id, and the gateway
+//! does not send a repeat (the file gateway finds the id in its file; an SMS platform
+//! deduplicates by `OutId`).
+//!
+//! The drill hook [`CRASH_AFTER_SMS_FILE`]: while that file exists in the host's run folder
+//! (`DIR/run/`), the first host to send a message takes it (renames it to `….fired`) and aborts
+//! right after the gateway took the message, before committing: the crash this design must
+//! survive, on demand.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use liandong_domain::notify::sms_text;
+use liandong_domain::{OfficeCode, Personal};
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::gateway::{Gateway, Message};
+use crate::machine::notify::Notification;
+use crate::personal::{Field, OfficeSeal};
+use crate::raft::types::Operation;
+use crate::replica::{Replica, Replicas};
+use crate::worker::{Step, Worker};
+
+/// Notices one office sends at most per round.
+pub const SEND_BATCH_MAX: usize = 16;
+/// How often the sender looks for notices.
+pub const NOTIFY_POLL_MS: u64 = 200;
+/// The first backoff after a failed attempt; it doubles with each failure of the same notice.
+pub const BACKOFF_FIRST_MS: u64 = 500;
+/// The longest backoff.
+pub const BACKOFF_MAX_MS: u64 = 60_000;
+/// The drill hook's file, in the host's run folder.
+pub const CRASH_AFTER_SMS_FILE: &str = "crash-after-sms";
+
+/// What this host's sender did for each office it led, since the host started (the counts that
+/// matter across failovers, pending and sent, are the office's own, in its state machine).
+#[derive(Default)]
+pub struct NotifyStats {
+    offices: Mutex<BTreeMap<OfficeCode, OfficeStats>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfficeStats {
+    /// Attempts that failed (the gateway refused or did not answer, the phone did not open).
+    pub failed_attempts: u64,
+    /// Why the last one failed (never the phone).
+    pub last_error: Option<String>,
+}
+
+impl NotifyStats {
+    pub fn of(&self, office: &OfficeCode) -> OfficeStats {
+        self.offices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(office)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn failed(&self, office: &OfficeCode, error: String) {
+        let mut offices = self
+            .offices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let stats = offices.entry(office.clone()).or_default();
+        stats.failed_attempts += 1;
+        stats.last_error = Some(error);
+    }
+}
+
+/// A notice's failed attempts and when it may be tried again.
+struct Retry {
+    failures: u32,
+    next: Instant,
+}
+
+/// The backoff after `failures` failed attempts (1 or more), before jitter.
+pub fn backoff_ms(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(32);
+    BACKOFF_FIRST_MS
+        .saturating_mul(1u64 << doublings)
+        .min(BACKOFF_MAX_MS)
+}
+
+pub struct Notifier {
+    replicas: Replicas,
+    gateway: Arc<dyn Gateway>,
+    stats: Arc<NotifyStats>,
+    run_dir: PathBuf,
+    retries: HashMap<String, Retry>,
+}
+
+impl Notifier {
+    pub fn new(
+        replicas: Replicas,
+        gateway: Arc<dyn Gateway>,
+        stats: Arc<NotifyStats>,
+        run_dir: PathBuf,
+    ) -> Notifier {
+        Notifier {
+            replicas,
+            gateway,
+            stats,
+            run_dir,
+            retries: HashMap::new(),
+        }
+    }
+
+    /// Sends one notice and commits that it was sent. `Err(Some(reason))`: a failed attempt;
+    /// `Err(None)`: sent, but the commit did not happen here (the next round, or the next
+    /// leader, sends it again: the gateway takes no repeat).
+    async fn send_one(
+        &self,
+        replica: &Replica,
+        notification: &Notification,
+    ) -> Result<(), Option<String>> {
+        let phone = open_phone(&replica.seal, notification).map_err(Some)?;
+        let office = &replica.office;
+        let message = Message {
+            id: notification.id.clone(),
+            office: office.to_string(),
+            case_id: notification.case_id.to_string(),
+            stage: notification.stage.to_string(),
+            phone,
+            text: sms_text(
+                notification.stage,
+                &notification.case_id,
+                office,
+                &notification.cause,
+            ),
+            sent_at_ms: crate::clock::wall_ms(),
+        };
+        let sent = self.gateway.send(&message).await.map_err(Some)?;
+        drop(message);
+        self.crash_if_asked();
+        let op = Operation::NotificationSent {
+            id: notification.id.clone(),
+        };
+        match replica.write(op).await {
+            Ok(_) => {
+                tracing::debug!(%office, id = %notification.id, repeat = matches!(sent, super::gateway::Sent::Before), "SMS sent");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::debug!(%office, id = %notification.id, %error, "SMS sent, not yet committed");
+                Err(None)
+            }
+        }
+    }
+
+    /// The drill hook: abort now if the crash file is there and this host took it.
+    fn crash_if_asked(&self) {
+        let file = self.run_dir.join(CRASH_AFTER_SMS_FILE);
+        if !file.exists() {
+            return;
+        }
+        let fired = self.run_dir.join(format!("{CRASH_AFTER_SMS_FILE}.fired"));
+        if std::fs::rename(&file, &fired).is_ok() {
+            tracing::error!(
+                "drill: aborting after the SMS gateway took a message, before its commit"
+            );
+            std::process::abort();
+        }
+    }
+
+    fn failed(&mut self, office: &OfficeCode, id: &str, reason: String) {
+        tracing::debug!(%office, %id, %reason, "SMS attempt failed");
+        let retry = self.retries.entry(id.to_string()).or_insert(Retry {
+            failures: 0,
+            next: Instant::now(),
+        });
+        retry.failures = retry.failures.saturating_add(1);
+        let delay = backoff_ms(retry.failures);
+        let jitter = rand::thread_rng().gen_range(0..=delay / 4);
+        retry.next = Instant::now() + Duration::from_millis(delay + jitter);
+        if retry.failures.is_power_of_two() && retry.failures >= 8 {
+            tracing::warn!(%office, %id, failures = retry.failures, %reason, "an SMS keeps failing; it waits in the notification outbox");
+        }
+        self.stats.failed(office, reason);
+    }
+}
+
+/// The clear phone of a notice: opened under the office's data key.
+fn open_phone(seal: &OfficeSeal, notification: &Notification) -> Result<String, String> {
+    match &notification.phone {
+        Personal::Clear(phone) => Ok(phone.clone()),
+        Personal::Sealed(sealed) => seal
+            .open(&notification.petitioner_key, Field::Phone, sealed)
+            .map_err(|error| format!("the phone does not open: {error}")),
+    }
+}
+
+impl Worker for Notifier {
+    fn name(&self) -> String {
+        "sms sender".into()
+    }
+
+    async fn work(&mut self) -> Result<Step, String> {
+        let replicas = self.replicas.clone();
+        let mut waiting = HashSet::new();
+        let mut errors = Vec::new();
+        for replica in replicas.iter() {
+            if !replica.is_leader() {
+                continue;
+            }
+            let head = match replica.state_machine.notify_head(SEND_BATCH_MAX) {
+                Ok(head) => head,
+                Err(error) => {
+                    errors.push(format!("{}: {error}", replica.office));
+                    continue;
+                }
+            };
+            for notification in head {
+                waiting.insert(notification.id.clone());
+                let due = self
+                    .retries
+                    .get(&notification.id)
+                    .is_none_or(|retry| retry.next <= Instant::now());
+                if !due || !replica.is_leader() {
+                    continue;
+                }
+                match self.send_one(replica, &notification).await {
+                    Ok(()) => {
+                        self.retries.remove(&notification.id);
+                    }
+                    Err(Some(reason)) => self.failed(&replica.office, &notification.id, reason),
+                    Err(None) => {}
+                }
+            }
+        }
+        // Only notices still waiting keep their backoff: the table stays bounded.
+        self.retries.retain(|id, _| waiting.contains(id));
+        if errors.is_empty() {
+            Ok(Step::Idle)
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(Duration::from_millis(NOTIFY_POLL_MS)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap() {
+        assert_eq!(backoff_ms(1), BACKOFF_FIRST_MS);
+        assert_eq!(backoff_ms(2), 2 * BACKOFF_FIRST_MS);
+        assert_eq!(backoff_ms(4), 8 * BACKOFF_FIRST_MS);
+        assert_eq!(backoff_ms(40), BACKOFF_MAX_MS);
+        assert_eq!(backoff_ms(u32::MAX), BACKOFF_MAX_MS);
+    }
+}

@@ -1,0 +1,252 @@
+//! SMS to the petitioner from the outside: a federation initialised with `--sms-gateway
+//! file:PATH`, real hosts, the file gateway's lines. A filed, accepted and replied case makes
+//! exactly three messages (received, accepted, result), also when the office's leader is
+//! SIGKILLed between the steps and when a leader dies right after the gateway took a message
+//! and before its sending was committed (the drill hook `DIR/run/crash-after-sms`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{id_number, Fed};
+use serde_json::Value;
+
+const OFFICE: &str = "5306";
+const PHONE: &str = "13912345678";
+
+/// One office (three replicas on three hosts) sending through a file gateway at `path`.
+fn office_with_file_gateway(path: &Path) -> Fed {
+    let gateway = format!("file:{}", path.display());
+    let fed = Fed::init(
+        &[
+            "--region",
+            "5306",
+            "--max-children",
+            "0",
+            "--replicas",
+            "3",
+            "--sms-gateway",
+            &gateway,
+        ],
+        3,
+    );
+    fed.ok(&["up"]);
+    fed
+}
+
+fn file_with_phone(fed: &Fed, n: u64) -> String {
+    let case = fed.at(OFFICE).json(&[
+        "case",
+        "file",
+        "--office",
+        OFFICE,
+        "--channel",
+        "online",
+        "--petitioner-id",
+        &id_number(n),
+        "--name",
+        "王五",
+        "--category",
+        "housing",
+        "--summary",
+        &format!("petition {n}"),
+        "--phone",
+        PHONE,
+    ]);
+    case["case_id"].as_str().unwrap().to_string()
+}
+
+/// The file gateway's messages about `case_id`, in file order.
+fn messages(path: &Path, case_id: &str) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("every line is one JSON message"))
+        .filter(|message| message["case_id"] == case_id)
+        .collect()
+}
+
+fn stages(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["stage"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until `done` holds (a federation settles in seconds; a minute is a hang).
+fn wait_until(fed: &Fed, what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "never happened: {what}{}",
+            fed.logs_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The office's SMS figures as `status --json` shows them (Null while no leader answers).
+fn sms_status(fed: &Fed) -> Value {
+    let out = fed.run(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    status["offices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["code"] == OFFICE)
+        .map(|o| o["sms"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// Every notice made has been sent and its sending committed: nothing more can be sent.
+fn drained(fed: &Fed, sent: u64) -> bool {
+    let sms = sms_status(fed);
+    sms["pending"] == 0 && sms["sent"] == sent
+}
+
+fn sms_path() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sms.jsonl");
+    (dir, path)
+}
+
+/// Issue 13's acceptance: filed, accepted, replied → exactly three SMS through the file
+/// adapter, each naming the case, the stage and the phone; `status` shows the gateway and the
+/// figures; a malformed number is refused at intake and sends nothing.
+#[test]
+fn a_filed_accepted_replied_case_gets_exactly_three_sms() {
+    let (_dir, path) = sms_path();
+    let fed = office_with_file_gateway(&path);
+    let officer = fed.at(OFFICE);
+    let case_id = file_with_phone(&fed, 1);
+    officer.ok(&["case", "accept", &case_id]);
+    officer.ok(&[
+        "case",
+        "reply",
+        &case_id,
+        "--opinion",
+        "explain",
+        "--text",
+        "explained",
+    ]);
+    wait_until(&fed, "three SMS sent and committed", || drained(&fed, 3));
+    let sent = messages(&path, &case_id);
+    assert_eq!(
+        stages(&sent),
+        ["received", "accepted", "result"],
+        "{sent:?}"
+    );
+    for message in &sent {
+        assert_eq!(message["phone"], PHONE);
+        assert_eq!(message["office"], OFFICE);
+        assert!(
+            message["text"].as_str().unwrap().contains(&case_id),
+            "{message}"
+        );
+        assert!(message["sent_at_ms"].as_i64().unwrap() > 0);
+    }
+    let ids: std::collections::BTreeSet<&str> =
+        sent.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(sent[2]["text"].as_str().unwrap().contains("查看办理结果"));
+
+    let status = fed.json(&["status"]);
+    assert_eq!(
+        status["sms"]["gateway"],
+        format!("file:{}", path.display()),
+        "{}",
+        status["sms"]
+    );
+    assert_eq!(status["sms"]["sent"], 3);
+    assert_eq!(status["sms"]["pending"], 0);
+    let text = fed.ok(&["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("sms: gateway file:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("0 pending, 3 sent"), "{line}");
+    assert!(
+        !text.contains(PHONE) && !status.to_string().contains(PHONE),
+        "the phone stays out of status"
+    );
+
+    // A malformed number: one clear error, no case, no message.
+    let refused = officer.fails(&[
+        "case",
+        "file",
+        "--office",
+        OFFICE,
+        "--channel",
+        "visit",
+        "--petitioner-id",
+        &id_number(2),
+        "--name",
+        "王五",
+        "--category",
+        "housing",
+        "--summary",
+        "s",
+        "--phone",
+        "139-1234",
+    ]);
+    assert!(refused.contains("phone"), "{refused}");
+    assert_eq!(fed.json(&["status"])["sms"]["pending"], 0);
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert_eq!(lines, 3);
+}
+
+/// The same three SMS when the office's leader is SIGKILLed right after the acceptance, and
+/// when the next leader aborts right after the gateway took the result message and before its
+/// sending was committed: the leader after it sends the message again, with the same id, and
+/// the file gateway takes no repeat.
+#[test]
+fn exactly_three_sms_across_leader_crashes() {
+    let (_dir, path) = sms_path();
+    let fed = office_with_file_gateway(&path);
+    let officer = fed.at(OFFICE);
+    let case_id = file_with_phone(&fed, 3);
+    wait_until(&fed, "the received SMS", || {
+        !messages(&path, &case_id).is_empty()
+    });
+
+    officer.ok(&["case", "accept", &case_id]);
+    fed.json(&["drill", "kill", "--office", OFFICE, "--leader"]);
+    wait_until(&fed, "the accepted SMS, from whichever leader", || {
+        messages(&path, &case_id).len() >= 2 && drained(&fed, 2)
+    });
+    fed.ok(&["drill", "restart", "--office", OFFICE]);
+
+    // The next message sent aborts its sender between the gateway and the commit.
+    let marker = fed.dir().join("run").join("crash-after-sms");
+    std::fs::write(&marker, b"").unwrap();
+    officer.ok(&[
+        "case",
+        "reply",
+        &case_id,
+        "--opinion",
+        "support",
+        "--text",
+        "granted",
+    ]);
+    let fired = fed.dir().join("run").join("crash-after-sms.fired");
+    wait_until(&fed, "a leader aborted after sending", || fired.exists());
+    wait_until(&fed, "the result SMS sent again and committed", || {
+        drained(&fed, 3)
+    });
+    let sent = messages(&path, &case_id);
+    assert_eq!(
+        stages(&sent),
+        ["received", "accepted", "result"],
+        "{sent:?}"
+    );
+    let status = sms_status(&fed);
+    assert_eq!(status["sent"], 3, "{status}");
+    assert_eq!(status["dropped"], 0, "{status}");
+
+    // The aborted host comes back and catches up; the replicas agree.
+    fed.ok(&["drill", "restart", "--office", OFFICE]);
+    common::verified(&fed);
+    assert_eq!(messages(&path, &case_id).len(), 3);
+}
