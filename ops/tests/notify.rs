@@ -232,6 +232,20 @@ fn exactly_three_sms_across_leader_crashes() {
     ]);
     let fired = fed.dir().join("run").join("crash-after-sms.fired");
     wait_until(&fed, "a leader aborted after sending", || fired.exists());
+    // The host that took the file aborted (it stays down until restarted below).
+    wait_until(&fed, "the aborted host to be seen down", || {
+        fed.json(&["status"])["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|host| host["alive"] == false)
+    });
+    assert!(
+        fed.logs_tail()
+            .contains("drill: aborting after the SMS gateway took a message"),
+        "{}",
+        fed.logs_tail()
+    );
     wait_until(&fed, "the result SMS sent again and committed", || {
         drained(&fed, 3)
     });
