@@ -2,7 +2,8 @@
 //! file:PATH`, real hosts, the file gateway's lines. A filed, accepted and replied case makes
 //! exactly three messages (received, accepted, result), also when the office's leader is
 //! SIGKILLed between the steps and when a leader dies right after the gateway took a message
-//! and before its sending was committed (the drill hook `DIR/run/crash-after-sms`).
+//! and before its sending was committed (the drill hook `DIR/run/crash-after-sms`). The webhook
+//! gateway retries a message its platform refused, with the same `OutId`.
 
 mod common;
 
@@ -263,4 +264,85 @@ fn exactly_three_sms_across_leader_crashes() {
     fed.ok(&["drill", "restart", "--office", OFFICE]);
     common::verified(&fed);
     assert_eq!(messages(&path, &case_id).len(), 3);
+}
+
+/// Serves `answers.len()` HTTP requests on `listener`, one per connection, answering each with
+/// the next status line; returns the bodies it received.
+fn sms_platform(
+    listener: std::net::TcpListener,
+    answers: Vec<&'static str>,
+) -> std::thread::JoinHandle<Vec<Value>> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for status in answers {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            bodies.push(serde_json::from_slice(&body).unwrap());
+            let reply =
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            reader.get_mut().write_all(reply.as_bytes()).unwrap();
+        }
+        bodies
+    })
+}
+
+/// The webhook gateway: the platform's shape, a refusal counted as a failed attempt (shown in
+/// `status` with its reason, never the phone) and retried with the same `OutId` until the
+/// platform takes it.
+#[test]
+fn the_webhook_retries_a_refused_message_with_the_same_out_id() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("webhook:http://{}/sms/send", listener.local_addr().unwrap());
+    let platform = sms_platform(listener, vec!["503 Service Unavailable", "200 OK"]);
+    let fed = Fed::init(
+        &[
+            "--region",
+            "5306",
+            "--max-children",
+            "0",
+            "--replicas",
+            "3",
+            "--sms-gateway",
+            &url,
+        ],
+        3,
+    );
+    fed.ok(&["up"]);
+    let case_id = file_with_phone(&fed, 4);
+    wait_until(&fed, "the message taken on the second attempt", || {
+        drained(&fed, 1)
+    });
+    let bodies = platform.join().unwrap();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0], bodies[1], "the retry is the same message");
+    assert_eq!(bodies[0]["PhoneNumbers"], PHONE);
+    assert_eq!(bodies[0]["TemplateCode"], "LIANDONG_RECEIVED");
+    assert_eq!(bodies[0]["TemplateParam"]["case_id"], case_id.as_str());
+    assert_eq!(
+        bodies[0]["OutId"],
+        format!("{OFFICE}/{case_id}/received/0").as_str()
+    );
+    let status = fed.json(&["status"]);
+    let sms = &status["sms"];
+    assert_eq!(sms["gateway"], url.as_str());
+    assert!(sms["failed_attempts"].as_u64().unwrap() >= 1, "{sms}");
+    assert!(sms["last_error"].as_str().unwrap().contains("503"), "{sms}");
+    assert!(
+        !status.to_string().contains(PHONE),
+        "the phone stays out of status"
+    );
 }

@@ -1,6 +1,6 @@
 //! The sender: one worker per host, working for every office this host leads. It takes the
 //! oldest notices waiting in the office's notification outbox (at most [`SEND_BATCH_MAX`] per
-//! office and round), opens the phone (sealed under the office's data key: it is clear only in
+//! office and round; a failure ends the office's round), opens the phone (sealed under the office's data key: it is clear only in
 //! memory, on its way to the gateway), hands the message to the gateway, then commits
 //! `NotificationSent`, which removes the notice. A failed attempt backs off exponentially
 //! ([`BACKOFF_FIRST_MS`] doubling to [`BACKOFF_MAX_MS`], with jitter) and is counted; it is
@@ -212,6 +212,8 @@ impl Worker for Notifier {
         let replicas = self.replicas.clone();
         let mut waiting = HashSet::new();
         let mut errors = Vec::new();
+        // An office sent a whole batch: more may wait, the next round starts at once.
+        let mut busy = false;
         for replica in replicas.iter() {
             if !replica.is_leader() {
                 continue;
@@ -223,28 +225,38 @@ impl Worker for Notifier {
                     continue;
                 }
             };
+            let full_batch = head.len() == SEND_BATCH_MAX;
+            let mut sent_all = true;
+            waiting.extend(head.iter().map(|notification| notification.id.clone()));
             for notification in head {
-                waiting.insert(notification.id.clone());
                 let due = self
                     .retries
                     .get(&notification.id)
                     .is_none_or(|retry| retry.next <= Instant::now());
                 if !due || !replica.is_leader() {
+                    sent_all = false;
                     continue;
                 }
                 match self.send_one(replica, &notification).await {
                     Ok(()) => {
                         self.retries.remove(&notification.id);
                     }
-                    Err(Some(reason)) => self.failed(&replica.office, &notification.id, reason),
-                    Err(None) => {}
+                    Err(Some(reason)) => {
+                        // The gateway is likely down: this office's other notices wait for the
+                        // next round rather than each waiting out a timeout now.
+                        self.failed(&replica.office, &notification.id, reason);
+                        sent_all = false;
+                        break;
+                    }
+                    Err(None) => sent_all = false,
                 }
             }
+            busy |= full_batch && sent_all;
         }
         // Only notices still waiting keep their backoff: the table stays bounded.
         self.retries.retain(|id, _| waiting.contains(id));
         if errors.is_empty() {
-            Ok(Step::Idle)
+            Ok(if busy { Step::Busy } else { Step::Idle })
         } else {
             Err(errors.join("; "))
         }
