@@ -6,7 +6,9 @@
 //! ([`BACKOFF_FIRST_MS`] doubling to [`BACKOFF_MAX_MS`], with jitter) and is counted; it is
 //! retried for as long as it waits.
 //!
-//! Exactly once: a notice leaves the outbox only after its gateway took it. A leader that dies
+//! Exactly once: a notice leaves the outbox only after its gateway took it, and a leader reads
+//! the notices waiting only once it has applied everything committed (a read barrier: a new
+//! leader does not resend what its predecessor sent and committed). A leader that dies
 //! after the gateway took a message and before its `NotificationSent` committed leaves the
 //! notice waiting; the next leader sends it again, with the same message id, and the gateway
 //! does not send a repeat (the file gateway finds the id in its file; an SMS platform
@@ -161,6 +163,23 @@ impl Notifier {
         }
     }
 
+    /// The notices waiting at `replica`'s office, as of everything committed: a leader that was
+    /// just elected may not have applied the `NotificationSent` of notices its predecessor
+    /// sent, and would send them again. Only when some wait (a read barrier is a round trip to
+    /// a majority, and would wake an idle office).
+    async fn head(&self, replica: &Replica) -> Result<Vec<Notification>, String> {
+        let machine = &replica.state_machine;
+        if machine.notify_head(1)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Err(error) = replica.read_barrier().await {
+            // No longer the leader, or not yet confirmed: the next round (or leader) sends.
+            tracing::debug!(office = %replica.office, %error, "SMS round skipped");
+            return Ok(Vec::new());
+        }
+        machine.notify_head(SEND_BATCH_MAX)
+    }
+
     /// The drill hook: abort now if the crash file is there and this host took it.
     fn crash_if_asked(&self) {
         let file = self.run_dir.join(CRASH_AFTER_SMS_FILE);
@@ -218,7 +237,7 @@ impl Worker for Notifier {
             if !replica.is_leader() {
                 continue;
             }
-            let head = match replica.state_machine.notify_head(SEND_BATCH_MAX) {
+            let head = match self.head(replica).await {
                 Ok(head) => head,
                 Err(error) => {
                     errors.push(format!("{}: {error}", replica.office));
