@@ -489,6 +489,44 @@ fn render_federation(page: &mut Page, replicas: &Replicas, registry: &Registry) 
             .map(|link| (vec![("to", link.to)], link.oldest_age_ms as f64 / 1e3))
             .collect()
     });
+    // SMS to petitioners: the office's notification outbox, on its leader (which sends).
+    let sms = |replica: &Replica| {
+        if !leading(replica) {
+            return None;
+        }
+        let state = replica.state_machine.notify_state().ok()?;
+        let oldest = replica
+            .state_machine
+            .notify_head(1)
+            .ok()?
+            .first()
+            .map(|n| replica.clock.now().saturating_sub(n.made_at).max(0) as f64 / 1e3);
+        Some((state, oldest.unwrap_or(0.0)))
+    };
+    per_replica(
+        page,
+        replicas,
+        (
+            "liandong_sms_pending",
+            "gauge",
+            "On a leader: SMS notices waiting in the office's notification outbox.",
+        ),
+        |r| {
+            sms(r)
+                .map(|(state, _)| one(state.pending))
+                .unwrap_or_default()
+        },
+    );
+    per_replica(
+        page,
+        replicas,
+        (
+            "liandong_sms_oldest_age_seconds",
+            "gauge",
+            "On a leader: age of the oldest waiting SMS notice (federation clock; 0: none).",
+        ),
+        |r| sms(r).map(|(_, age)| one(age)).unwrap_or_default(),
+    );
     page.family(
         "liandong_delivery_retries_total",
         "counter",
