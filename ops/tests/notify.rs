@@ -3,7 +3,8 @@
 //! exactly three messages (received, accepted, result), also when the office's leader is
 //! SIGKILLed between the steps and when a leader dies right after the gateway took a message
 //! and before its sending was committed (the drill hook `DIR/run/crash-after-sms`). The webhook
-//! gateway retries a message its platform refused, with the same `OutId`.
+//! gateway retries a message its platform refused, with the same `OutId`. A transferred case is
+//! told by the office that holds it.
 
 mod common;
 
@@ -344,5 +345,101 @@ fn the_webhook_retries_a_refused_message_with_the_same_out_id() {
     assert!(
         !status.to_string().contains(PHONE),
         "the phone stays out of status"
+    );
+}
+
+/// Across offices: a case filed at a township and transferred to its county gets its
+/// `received` from the township, then from the county (which now holds the phone, sealed under
+/// its own key) a `handling` message for the transfer, its `accepted`, and a `handling` message
+/// for an extension with its reason.
+#[test]
+fn a_transferred_case_is_told_by_the_office_that_holds_it() {
+    let (_dir, path) = sms_path();
+    let gateway = format!("file:{}", path.display());
+    let fed = Fed::init(
+        &[
+            "--region",
+            "5306",
+            "--max-children",
+            "1",
+            "--replicas",
+            "3",
+            "--sms-gateway",
+            &gateway,
+        ],
+        9,
+    );
+    fed.ok(&["up"]);
+    let (township, county) = ("530602001", "530602");
+    let case = fed.at(township).json(&[
+        "case",
+        "file",
+        "--office",
+        township,
+        "--channel",
+        "visit",
+        "--petitioner-id",
+        &id_number(5),
+        "--name",
+        "王五",
+        "--category",
+        "land",
+        "--summary",
+        "boundary",
+        "--phone",
+        PHONE,
+    ]);
+    let case_id = case["case_id"].as_str().unwrap().to_string();
+    wait_until(&fed, "the received SMS", || {
+        !messages(&path, &case_id).is_empty()
+    });
+    fed.at(township)
+        .ok(&["case", "transfer", &case_id, "--to", county]);
+    wait_until(&fed, "the transfer's SMS from the county", || {
+        messages(&path, &case_id).len() >= 2
+    });
+    fed.at(county).ok(&["case", "accept", &case_id]);
+    fed.at(county).ok(&[
+        "case",
+        "extend",
+        &case_id,
+        "--days",
+        "10",
+        "--reason",
+        "site survey",
+    ]);
+    wait_until(&fed, "four SMS", || messages(&path, &case_id).len() >= 4);
+    wait_until(&fed, "every office drained", || {
+        let status = fed.json(&["status"]);
+        status["sms"]["pending"] == 0 && status["sms"]["sent"] == 4
+    });
+    let sent = messages(&path, &case_id);
+    let seen: Vec<(String, String)> = sent
+        .iter()
+        .map(|m| {
+            (
+                m["office"].as_str().unwrap().to_string(),
+                m["stage"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        (township, "received"),
+        (county, "handling"),
+        (county, "accepted"),
+        (county, "handling"),
+    ]
+    .map(|(office, stage)| (office.to_string(), stage.to_string()));
+    assert_eq!(seen, expected, "{sent:?}");
+    assert!(sent.iter().all(|m| m["phone"] == PHONE));
+    assert!(
+        sent[1]["text"].as_str().unwrap().contains("转送"),
+        "{}",
+        sent[1]
+    );
+    assert!(
+        sent[3]["text"].as_str().unwrap().contains("site survey"),
+        "{}",
+        sent[3]
     );
 }
