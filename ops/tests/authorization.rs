@@ -112,6 +112,9 @@ impl Link<'_> {
             {
                 Ok(reply) if reply.get_ref().leader_hint.is_none() => return Ok(reply.into_inner()),
                 Ok(_) => {}
+                // A follower that does not know the leader says Unavailable; any other error is
+                // the office's own verdict on the request.
+                Err(status) if status.code() != Code::Unavailable => return Err(status),
                 Err(status) => last = status,
             }
         }
