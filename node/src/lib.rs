@@ -21,6 +21,7 @@ pub mod machine;
 pub mod manifest;
 pub mod metrics;
 pub mod personal;
+pub mod public;
 pub mod quiesce;
 pub mod raft;
 pub mod replica;

@@ -294,12 +294,14 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 hops: 0,
                 request_id: args.request_id.unwrap_or_else(request_id),
             };
-            federation
+            let reply = federation
                 .office_call(&office, |mut client| {
                     let request = request.clone();
                     async move { client.file(request).await.map(|r| r.into_inner()) }
                 })
                 .await
+                .map_err(|status| status_error(&status))?;
+            return filed_report(&federation, reply);
         }
         CaseCommand::Show(args) => return show(&federation, &args).await,
         CaseCommand::Accept(args) => {
@@ -486,6 +488,36 @@ async fn review_requested(
         }
     }
     Ok(Report::new(json, text))
+}
+
+/// A filed case, and the petitioner's verification code with where to use it.
+fn filed_report(federation: &Federation, reply: CaseReply) -> anyhow::Result<Report> {
+    let code = reply.status_code.clone();
+    let mut report = case_report(reply)?;
+    if code.is_empty() {
+        return Ok(report);
+    }
+    let case_id = report.json["case_id"].as_str().unwrap_or("").to_string();
+    let office = case_id.split('-').next().unwrap_or("");
+    let url = federation
+        .manifest
+        .office(office)
+        .and_then(|o| o.members.first())
+        .and_then(|m| federation.manifest.host(&m.host))
+        .and_then(|h| h.http_addr.as_deref())
+        .map(|addr| {
+            format!(
+                "{}/status/{case_id}?code={code}",
+                liandong_node::public::url_of(addr)
+            )
+        });
+    report.text.push_str(&format!(
+        "\n  verification code {code}: tell the petitioner (status by phone or online{})",
+        url.as_ref().map(|u| format!(": {u}")).unwrap_or_default()
+    ));
+    report.json["verification_code"] = Value::String(code);
+    report.json["status_url"] = url.map(Value::String).unwrap_or(Value::Null);
+    Ok(report)
 }
 
 fn case_report(reply: CaseReply) -> anyhow::Result<Report> {

@@ -381,9 +381,12 @@ impl Cases for CaseService {
             }),
         };
         let hops = request.hops;
-        self.write(&office, op, hops, request, &bearer)
-            .await
-            .map(Response::new)
+        let mut reply = self.write(&office, op, hops, request, &bearer).await?;
+        // The petitioner's verification code, which the officer tells the petitioner.
+        if let Ok(case) = liandong_domain::Case::from_bytes(&reply.case_document) {
+            reply.status_code = seal.status_code(&case.id.to_string());
+        }
+        Ok(Response::new(reply))
     }
 
     async fn act(&self, request: Request<ActRequest>) -> Result<Response<CaseReply>, Status> {
@@ -550,6 +553,7 @@ impl Cases for CaseService {
                     .map(|document| CaseReply {
                         case_document: document,
                         log_index: 0,
+                        status_code: String::new(),
                     })
                     .map_err(|e| Status::internal(format!("case {case_id}: {e}"))),
                 Ok(None) => Err(Status::not_found(format!(
