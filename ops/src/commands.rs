@@ -301,7 +301,7 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 })
                 .await
                 .map_err(|status| status_error(&status))?;
-            return filed_report(&federation, reply);
+            return coded_report(&federation, reply);
         }
         CaseCommand::Show(args) => return show(&federation, &args).await,
         CaseCommand::Accept(args) => {
@@ -490,8 +490,8 @@ async fn review_requested(
     Ok(Report::new(json, text))
 }
 
-/// A filed case, and the petitioner's verification code with where to use it.
-fn filed_report(federation: &Federation, reply: CaseReply) -> anyhow::Result<Report> {
+/// A case, and the petitioner's verification code (filing, `case show`) with where to use it.
+fn coded_report(federation: &Federation, reply: CaseReply) -> anyhow::Result<Report> {
     let code = reply.status_code.clone();
     let mut report = case_report(reply)?;
     if code.is_empty() {
@@ -634,7 +634,7 @@ async fn show(federation: &Federation, args: &ShowArgs) -> anyhow::Result<Report
             .await
             .map(|(_, reply)| reply),
     };
-    case_report(reply.map_err(|status| status_error(&status))?)
+    coded_report(federation, reply.map_err(|status| status_error(&status))?)
 }
 
 fn member_host(manifest: &Manifest, office: &str, replica: u64) -> anyhow::Result<String> {

@@ -567,8 +567,15 @@ impl Cases for CaseService {
             self.trust.record(&office, record)?;
             outcome
         };
+        // The petitioner's verification code, for the officer to tell again.
+        let with_code = |mut reply: CaseReply| {
+            if let Ok(replica) = self.replica(&office) {
+                reply.status_code = replica.seal.status_code(&case);
+            }
+            reply
+        };
         if Consistency::try_from(request.consistency) == Ok(Consistency::Local) {
-            return read(self.replica(&office)?).map(Response::new);
+            return read(self.replica(&office)?).map(|r| Response::new(with_code(r)));
         }
         let hops = request.hops;
         let forwarded = self
@@ -586,7 +593,7 @@ impl Cases for CaseService {
             .await?;
         match forwarded {
             Some(reply) => Ok(Response::new(reply)),
-            None => read(self.replica(&office)?).map(Response::new),
+            None => read(self.replica(&office)?).map(|r| Response::new(with_code(r))),
         }
     }
 }

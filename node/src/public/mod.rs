@@ -475,12 +475,14 @@ async fn file(
     )
 }
 
-fn service_request_of(public: &Public, ip: IpAddr, request_id: &str) -> Result<Value, Response> {
+fn service_request_of(
+    public: &Public,
+    ip: IpAddr,
+    request_id: &str,
+) -> Result<Value, Open311Error> {
+    let unknown = || Open311Error::new(404, "no service request with this id");
     let Some((case_id, code)) = open311::split_request_id(request_id) else {
-        return Err(open311_error(Open311Error::new(
-            404,
-            "no service request with this id",
-        )));
+        return Err(unknown());
     };
     match public.lookup(ip, case_id, code) {
         Lookup::Found { case, name, moved } => {
@@ -495,23 +497,20 @@ fn service_request_of(public: &Public, ip: IpAddr, request_id: &str) -> Result<V
                 moved_to.as_deref(),
             ))
         }
-        Lookup::Elsewhere { office, url } => Err(open311_error(Open311Error::new(
+        Lookup::Elsewhere { office, url } => Err(Open311Error::new(
             404,
             format!(
                 "this service request is held by office {office}{}",
                 url.map(|u| format!(": ask at {u}/open311/v2/"))
                     .unwrap_or_default()
             ),
-        ))),
-        Lookup::Unknown => Err(open311_error(Open311Error::new(
-            404,
-            "no service request with this id",
-        ))),
-        Lookup::TooMany => Err(open311_error(Open311Error::new(
+        )),
+        Lookup::Unknown => Err(unknown()),
+        Lookup::TooMany => Err(Open311Error::new(
             429,
             "too many failed look-ups; try again later",
-        ))),
-        Lookup::Unavailable(reason) => Err(open311_error(Open311Error::new(503, reason))),
+        )),
+        Lookup::Unavailable(reason) => Err(Open311Error::new(503, reason)),
     }
 }
 
@@ -543,8 +542,8 @@ async fn requests(
     for id in ids {
         match service_request_of(&public, ip, id) {
             Ok(request) => found.push(request),
-            Err(response) if response.status() == StatusCode::NOT_FOUND => {}
-            Err(response) => return response,
+            Err(error) if error.code == 404 => {}
+            Err(error) => return open311_error(error),
         }
     }
     json_response(StatusCode::OK, Value::Array(found))
@@ -561,7 +560,7 @@ async fn one_request(
     };
     match service_request_of(&public, ip, id) {
         Ok(request) => json_response(StatusCode::OK, Value::Array(vec![request])),
-        Err(response) => response,
+        Err(error) => open311_error(error),
     }
 }
 
