@@ -413,5 +413,54 @@ fn bad_filings_are_refused_in_open311_format_and_file_nothing() {
     let retried: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(retried[0]["case_id"], second, "{retried}");
     township.fails(&["case", "show", &first.replace("-000001", "-000003")]);
+
+    // A case transferred to the county: the township's page points there, where the same code
+    // shows it.
+    township.ok(&["case", "transfer", &first, "--to", "530602"]);
     verified(&fed);
+    let (status, text) = call(
+        &fed,
+        &py,
+        "GET",
+        &format!("{base}/status/{first}?code={code}&format=text"),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{text}");
+    // This host carries the county too: it follows the stub there.
+    assert!(text.contains("Office: 530602 "), "{text}");
+    assert!(text.contains("Status: registered"), "{text}");
+    // The city's hosts carry neither: they point to the county.
+    let city_url = fed.json(&["status"])["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"].as_str().unwrap().starts_with("h5306-"))
+        .unwrap()["http_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, text) = call(
+        &fed,
+        &py,
+        "GET",
+        &format!("{city_url}/status/{first}?code={code}&format=text"),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("is held by office 530602001"), "{text}");
+    let pointed = text
+        .split_whitespace()
+        .find(|word| word.starts_with("(https://"))
+        .map(|word| word.trim_matches(|c| c == '(' || c == ')').to_string())
+        .unwrap_or_else(|| panic!("no address in {text}"));
+    let (status, text) = call(
+        &fed,
+        &py,
+        "GET",
+        &format!("{pointed}?code={code}&format=text"),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Office: 530602 "), "{text}");
+    assert!(text.contains("Status: registered"), "{text}");
 }

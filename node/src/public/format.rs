@@ -53,12 +53,10 @@ pub struct View {
     pub reply: Option<(String, String)>,
     pub evaluation: Option<String>,
     pub may_evaluate: bool,
-    /// The case moved: the office now holding it, and where its public surface is.
-    pub moved: Option<(String, Option<String>)>,
 }
 
 impl View {
-    pub fn of(case: &Case, office_name: &str, moved: Option<(String, Option<String>)>) -> View {
+    pub fn of(case: &Case, office_name: &str) -> View {
         View {
             case_id: case.id.to_string(),
             office: case.office.to_string(),
@@ -78,20 +76,12 @@ impl View {
             },
             evaluation: case.satisfaction.as_ref().map(|s| s.as_str().to_string()),
             may_evaluate: matches!(case.status, Status::Replied) && case.satisfaction.is_none(),
-            moved,
         }
     }
 
     /// Plain text, one fact a line: what an IVR reads out.
     pub fn text(&self) -> String {
         let mut out = format!("Case {}\n", self.case_id);
-        if let Some((office, url)) = &self.moved {
-            out.push_str(&format!(
-                "Status: handed to office {office}; ask there{}\n",
-                url.as_ref().map(|u| format!(" ({u})")).unwrap_or_default()
-            ));
-            return out;
-        }
         out.push_str(&format!("Office: {} {}\n", self.office, self.office_name));
         out.push_str(&format!("Status: {} ({})\n", self.status, self.status_text));
         out.push_str(&format!("Registered: {}\n", self.registered));
@@ -123,8 +113,6 @@ impl View {
             "replied": self.reply.as_ref().map(|(at, _)| at),
             "reply": self.reply.as_ref().map(|(_, text)| text),
             "evaluation": self.evaluation,
-            "moved_to": self.moved.as_ref().map(|(office, _)| office),
-            "moved_to_url": self.moved.as_ref().and_then(|(_, url)| url.clone()),
         })
     }
 

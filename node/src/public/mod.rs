@@ -71,6 +71,8 @@ pub const FILINGS: Limit = Limit {
     window_ms: 60 * 60_000,
     keys: 10_000,
 };
+/// Forwarding stubs followed at most through the offices one host carries.
+pub const STUB_HOPS_MAX: usize = 16;
 /// Service requests one `GET requests.json` may ask for.
 pub const REQUEST_IDS_MAX: usize = 20;
 /// How long a filing waits for this host's replica to hold the new case, so that the client's
@@ -196,30 +198,44 @@ impl Public {
         if !self.code_matches(case_id, code) {
             return Lookup::Unknown;
         }
-        let Some(replica) = self.replicas.get(&id.office) else {
-            let office = id.office.to_string();
-            let url = self.urls.get(&office).cloned();
-            return Lookup::Elsewhere { office, url };
-        };
-        match replica.case(&id) {
-            Ok(Some(case)) => {
-                let moved = match &case.status {
-                    Status::Forwarded { to } => {
-                        let to = to.to_string();
-                        let url = self.urls.get(&to).cloned();
-                        Some((to, url))
+        // Follow forwarding stubs through the offices this host carries.
+        let mut office = id.office.clone();
+        let mut hops = 0;
+        while let Some(replica) = self.replicas.get(&office) {
+            match replica.case(&id) {
+                Ok(Some(case)) => match &case.status {
+                    Status::Forwarded { to } if hops < STUB_HOPS_MAX => {
+                        office = to.clone();
+                        hops += 1;
                     }
-                    _ => None,
-                };
-                let name = self.name_of(case.office.as_str());
-                Lookup::Found {
-                    case: Box::new(case),
-                    name,
-                    moved,
+                    _ => return self.found(case),
+                },
+                Ok(None) => return Lookup::Unknown,
+                Err(error) => return Lookup::Unavailable(error.to_string()),
+            }
+        }
+        // A case moved here from an office this host does not carry.
+        for replica in self.replicas.iter() {
+            if let Ok(Some(case)) = replica.case(&id) {
+                if !matches!(case.status, Status::Forwarded { .. }) {
+                    return self.found(case);
                 }
             }
-            Ok(None) => Lookup::Unknown,
-            Err(error) => Lookup::Unavailable(error.to_string()),
+        }
+        let office = office.to_string();
+        let url = self.urls.get(&office).cloned();
+        if hops == 0 {
+            Lookup::Elsewhere { office, url }
+        } else {
+            Lookup::Moved { office, url }
+        }
+    }
+
+    fn found(&self, case: Case) -> Lookup {
+        let name = self.name_of(case.office.as_str());
+        Lookup::Found {
+            case: Box::new(case),
+            name,
         }
     }
 }
@@ -228,7 +244,11 @@ enum Lookup {
     Found {
         case: Box<Case>,
         name: String,
-        moved: Option<(String, Option<String>)>,
+    },
+    /// The case moved to an office this host does not carry: followed at its address.
+    Moved {
+        office: String,
+        url: Option<String>,
     },
     /// The case's office is not carried here: it is followed at that office's address.
     Elsewhere {
@@ -485,26 +505,17 @@ fn service_request_of(
         return Err(unknown());
     };
     match public.lookup(ip, case_id, code) {
-        Lookup::Found { case, name, moved } => {
-            let moved_to = moved.map(|(office, url)| match url {
-                Some(url) => format!("follow it at {url}/open311/v2/requests/{request_id}.json"),
-                None => format!("office {office}"),
-            });
-            Ok(open311::service_request(
-                &case,
-                request_id,
-                &name,
-                moved_to.as_deref(),
+        Lookup::Found { case, name } => Ok(open311::service_request(&case, request_id, &name)),
+        Lookup::Moved { office, url } | Lookup::Elsewhere { office, url } => {
+            Err(Open311Error::new(
+                404,
+                format!(
+                    "this service request is held by office {office}{}",
+                    url.map(|u| format!(": ask at {u}/open311/v2/requests/{request_id}.json"))
+                        .unwrap_or_default()
+                ),
             ))
         }
-        Lookup::Elsewhere { office, url } => Err(Open311Error::new(
-            404,
-            format!(
-                "this service request is held by office {office}{}",
-                url.map(|u| format!(": ask at {u}/open311/v2/"))
-                    .unwrap_or_default()
-            ),
-        )),
         Lookup::Unknown => Err(unknown()),
         Lookup::TooMany => Err(Open311Error::new(
             429,
@@ -615,10 +626,10 @@ async fn status_page(
     let shape = shape_of(&params);
     let code = param(&params, "code");
     let view = match public.lookup(ip, &case_id, code) {
-        Lookup::Found { case, name, moved } => View::of(&case, &name, moved),
-        Lookup::Elsewhere { office, url } => {
+        Lookup::Found { case, name } => View::of(&case, &name),
+        Lookup::Moved { office, url } | Lookup::Elsewhere { office, url } => {
             let message = format!(
-                "Case {case_id} is held by office {office} {}: ask there{}.",
+                "Case {case_id} is held by office {office} {}: ask there{}",
                 public.name_of(&office),
                 url.map(|u| format!(" ({u}/status/{case_id})"))
                     .unwrap_or_default()
@@ -675,10 +686,8 @@ async fn evaluate(
         Ok(satisfaction) => satisfaction,
     };
     let case = match public.lookup(ip, &case_id, code) {
-        Lookup::Found {
-            case, moved: None, ..
-        } => case,
-        Lookup::Found { moved: Some(_), .. } | Lookup::Elsewhere { .. } => {
+        Lookup::Found { case, .. } => case,
+        Lookup::Moved { .. } | Lookup::Elsewhere { .. } => {
             return petitioner_answer(
                 shape,
                 StatusCode::CONFLICT,

@@ -271,19 +271,10 @@ pub fn is_closed(status: &Status) -> bool {
     )
 }
 
-/// A case as an Open311 service request. `holder_name` names the office holding it;
-/// `moved_to` is set for a forwarding stub (the case moved to another office).
-pub fn service_request(
-    case: &Case,
-    request_id: &str,
-    holder_name: &str,
-    moved_to: Option<&str>,
-) -> Value {
+/// A case as an Open311 service request. `holder_name` names the office holding it.
+pub fn service_request(case: &Case, request_id: &str, holder_name: &str) -> Value {
     let updated = case.status_since.max(case.registered_at);
     let mut notes = status_text(&case.status).to_string();
-    if let Some(moved) = moved_to {
-        notes = format!("handed to office {moved}; {moved}");
-    }
     if let (Some(text), Some(at)) = (&case.reply_text, case.replied_at) {
         notes.push_str(&format!("; reply of {}: {text}", datetime(at)));
     }
