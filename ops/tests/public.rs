@@ -2,7 +2,9 @@
 //! (`georeport` 0.3.1, installed into a fresh virtual environment) lists the services and reads
 //! back a petition filed through `POST requests.json`; the petitioner's status page shows the
 //! same; a wrong code and an unknown case get one answer; bad filings are refused in Open311's
-//! error format and file nothing. Real hosts, real HTTPS (the federation's CA), real Python.
+//! error format and file nothing; a transferred case is followed; a 12345 hotline ticket is
+//! routed to the office of its location and filed once. Real hosts, real HTTPS (the
+//! federation's CA), real Python.
 
 mod common;
 
@@ -316,7 +318,7 @@ fn an_open311_client_files_and_follows_a_petition_and_the_status_page_shows_the_
 }
 
 #[test]
-fn bad_filings_are_refused_in_open311_format_and_file_nothing() {
+fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_once() {
     let temp = tempfile::tempdir().unwrap();
     let py = venv_with_georeport(temp.path());
     let fed = small_federation();
@@ -463,4 +465,46 @@ fn bad_filings_are_refused_in_open311_format_and_file_nothing() {
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("Office: 530602 "), "{text}");
     assert!(text.contains("Status: registered"), "{text}");
+
+    // The 12345 hotline posts a ticket to a city host: it is routed to the township of its
+    // location (redirected to a host carrying it) and filed there on the phone channel, once.
+    let ticket = serde_json::json!({
+        "ticket_id": "HL-2026-000123",
+        "location": TOWNSHIP,
+        "category": "labour",
+        "summary": "wages unpaid since May",
+        "name": "赵六",
+        "id_number": id_number(311_004),
+        "phone": "13800000000",
+    });
+    let hotline = format!("{city_url}/hotline/12345");
+    let first_post = python(&fed, &py, HOTLINE, &[&hotline, &ticket.to_string()]);
+    assert_eq!(first_post["status"], 200, "{first_post}");
+    let answer: Value = serde_json::from_str(first_post["body"].as_str().unwrap()).unwrap();
+    let hotline_case = answer["case_id"].as_str().unwrap().to_string();
+    assert!(hotline_case.starts_with("530602001-"), "{answer}");
+    assert_eq!(answer["office"], TOWNSHIP);
+    let again = python(&fed, &py, HOTLINE, &[&hotline, &ticket.to_string()]);
+    let again: Value = serde_json::from_str(again["body"].as_str().unwrap()).unwrap();
+    assert_eq!(again["case_id"], hotline_case.as_str(), "{again}");
+    let shown = township.json(&["case", "show", &hotline_case]);
+    assert_eq!(shown["channel"], "phone");
+    assert_eq!(shown["category"], "labour");
+    let bad = python(
+        &fed,
+        &py,
+        HOTLINE,
+        &[&hotline, r#"{"ticket_id": "HL-2", "category": "potholes"}"#],
+    );
+    assert_eq!(bad["status"], 400, "{bad}");
+    assert!(bad["body"].as_str().unwrap().contains("potholes"), "{bad}");
+    verified(&fed);
 }
+
+/// A hotline platform's POST of a ticket (JSON), following a redirect with the same body.
+const HOTLINE: &str = r#"
+import json, sys
+import requests
+r = requests.post(sys.argv[1], data=sys.argv[2].encode(), headers={"content-type": "application/json"})
+print(json.dumps({"status": r.status_code, "body": r.text}))
+"#;

@@ -7,17 +7,21 @@
 //!   Open311 GeoReport v2 ([`open311`]). A request's id is `CASEID-CODE`.
 //! - `/status/{case_id}?code=CODE[&format=text|json]`: the petitioner's own view;
 //!   `POST /status/{case_id}/evaluate` (form `code`, `satisfaction`): the evaluation of a reply.
+//! - `POST /hotline/12345`: a 12345 hotline ticket (JSON), routed to the competent office by its
+//!   location ([`hotline`]), filed once per ticket id.
 //!
 //! Bounds: [`CONNECTIONS_MAX`] connections, [`BODY_BYTES_MAX`] per body, [`REQUEST_TIMEOUT_MS`]
 //! per request, [`HEADER_READ_TIMEOUT_MS`] for a request's headers. A wrong code and an unknown
 //! case get the same answer and count against the client's address and the case
 //! ([`FAILURES`]); filings count against the client's address ([`FILINGS`]).
 //!
-//! Reads answer from this host's replica of the office (a follower may be a heartbeat behind);
-//! a case that moved to another office is answered with that office and its public address
-//! (the code stays valid there). Writes go through the office's leader ([`Proposer`]).
+//! Reads answer from this host's replica of the office (a follower may be a heartbeat behind),
+//! following forwarding stubs through the offices this host carries; a case held by an office
+//! it does not carry is answered with that office and its public address (the code stays valid
+//! there). Writes go through the office's leader ([`Proposer`]).
 
 pub mod format;
+pub mod hotline;
 pub mod limiter;
 pub mod open311;
 
@@ -271,6 +275,7 @@ pub fn router(public: Arc<Public>) -> Router {
         .route("/open311/v2/requests/{file}", get(one_request))
         .route("/status/{case_id}", get(status_page))
         .route("/status/{case_id}/evaluate", post(evaluate))
+        .route("/hotline/12345", post(hotline_ticket))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(middleware::from_fn(time_limit))
@@ -399,6 +404,55 @@ fn filing_request_id(office: &str, fields: &[(String, String)]) -> String {
     format!("open311-{}", &hex::encode(hasher.finalize())[..32])
 }
 
+/// Files `registration` at `office` (carried here) with `request_id`, through its leader, and
+/// waits until this host's replica holds the case; the case id.
+async fn file_at(
+    public: &Public,
+    office: &OfficeCode,
+    mut registration: liandong_domain::Registration,
+    request_id: String,
+) -> Result<String, Open311Error> {
+    let Some(replica) = public.replicas.get(office) else {
+        return Err(Open311Error::bad(format!(
+            "office {office} is not served at this address"
+        )));
+    };
+    let petitioner_key = replica
+        .seal
+        .seal_registration(&mut registration)
+        .map_err(|error| Open311Error::bad(error.to_string()))?;
+    let op = Operation::FileSealed {
+        registration: Box::new(registration),
+        petitioner_key,
+        request_id: Some(request_id),
+        caller: PUBLIC_CALLER.to_string(),
+    };
+    let document = match public.proposer.propose(office, op).await {
+        Ok(Applied::Case { document }) => document,
+        Ok(Applied::Rejected { kind, message, .. }) => {
+            let code = match kind {
+                crate::raft::types::RejectKind::AlreadyExists => 409,
+                _ => 400,
+            };
+            return Err(Open311Error::new(code, message));
+        }
+        Ok(other) => {
+            return Err(Open311Error::new(
+                500,
+                format!("the office answered {other:?}"),
+            ))
+        }
+        Err(status) => return Err(Open311Error::new(503, status.message().to_string())),
+    };
+    let case = Case::from_bytes(&document).map_err(|e| Open311Error::new(500, e.to_string()))?;
+    // Read-your-write on this host: its replica may be a heartbeat behind the leader.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(READ_YOUR_WRITE_MS);
+    while !matches!(replica.case(&case.id), Ok(Some(_))) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(case.id.to_string())
+}
+
 async fn file(
     State(public): State<Arc<Public>>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -433,49 +487,17 @@ async fn file(
         Ok(office) => office,
         Err(_) => return open311_error(Open311Error::bad("jurisdiction_id is not an office code")),
     };
-    let Some(replica) = public.replicas.get(&office) else {
+    if public.replicas.get(&office).is_none() {
         return open311_error(Open311Error::bad(format!(
             "jurisdiction_id {office} is not served at this address (it serves {})",
             public.offices.join(", ")
         )));
-    };
-    let request_id = filing_request_id(office.as_str(), &fields);
-    let mut registration = filing.registration;
-    let petitioner_key = match replica.seal.seal_registration(&mut registration) {
-        Ok(key) => key,
-        Err(error) => return open311_error(Open311Error::bad(error.to_string())),
-    };
-    let op = Operation::FileSealed {
-        registration: Box::new(registration),
-        petitioner_key,
-        request_id: Some(request_id),
-        caller: PUBLIC_CALLER.to_string(),
-    };
-    let document = match public.proposer.propose(&office, op).await {
-        Ok(Applied::Case { document }) => document,
-        Ok(Applied::Rejected { message, .. }) => {
-            return open311_error(Open311Error::bad(message));
-        }
-        Ok(other) => {
-            return open311_error(Open311Error::new(
-                500,
-                format!("the office answered {other:?}"),
-            ))
-        }
-        Err(status) => {
-            return open311_error(Open311Error::new(503, status.message().to_string()));
-        }
-    };
-    let case = match Case::from_bytes(&document) {
-        Ok(case) => case,
-        Err(error) => return open311_error(Open311Error::new(500, error.to_string())),
-    };
-    let case_id = case.id.to_string();
-    // Read-your-write on this host: its replica may be a heartbeat behind the leader.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(READ_YOUR_WRITE_MS);
-    while !matches!(replica.case(&case.id), Ok(Some(_))) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let request_id = filing_request_id(office.as_str(), &fields);
+    let case_id = match file_at(&public, &office, filing.registration, request_id).await {
+        Ok(case_id) => case_id,
+        Err(error) => return open311_error(error),
+    };
     let code = public.code_of(&case_id).unwrap_or_default();
     let status_url = format!("{}/status/{case_id}?code={code}", public.url);
     json_response(
@@ -806,6 +828,88 @@ pub async fn serve(
             }
         });
     }
+}
+
+fn hotline_error(status: StatusCode, errors: Vec<String>) -> Response {
+    json_response(status, json!({ "errors": errors }))
+}
+
+/// `POST /hotline/12345`: a hotline ticket, filed at the competent office once per ticket id
+/// (within the 24-hour retry horizon); a ticket for an office another host carries is
+/// redirected there (307: the platform posts the same body again).
+async fn hotline_ticket(
+    State(public): State<Arc<Public>>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    body: Result<axum::Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(axum::Json(body)) => body,
+        Err(error) => return hotline_error(StatusCode::BAD_REQUEST, vec![error.body_text()]),
+    };
+    let now = public.now_ms();
+    let key = format!("file:{ip}");
+    {
+        let mut filings = public.filings.lock().unwrap_or_else(|e| e.into_inner());
+        if !filings.allows(&key, now) {
+            return hotline_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                vec!["too many requests from this address; try again later".into()],
+            );
+        }
+        filings.count(&key, now);
+    }
+    let ticket = match hotline::ticket(&body) {
+        Ok(ticket) => ticket,
+        Err(errors) => return hotline_error(StatusCode::BAD_REQUEST, errors),
+    };
+    let offices: Vec<String> = public.names.keys().cloned().collect();
+    let Some(competent) = hotline::competent_office(&offices, ticket.location.as_str()) else {
+        return hotline_error(
+            StatusCode::BAD_REQUEST,
+            vec![format!(
+                "location {} is outside this federation",
+                ticket.location
+            )],
+        );
+    };
+    let office: OfficeCode = match competent.parse() {
+        Ok(office) => office,
+        Err(_) => return hotline_error(StatusCode::INTERNAL_SERVER_ERROR, vec![]),
+    };
+    if public.replicas.get(&office).is_none() {
+        return match public.urls.get(competent) {
+            Some(url) => (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, format!("{url}/hotline/12345"))],
+            )
+                .into_response(),
+            None => hotline_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![format!("office {competent} has no public address")],
+            ),
+        };
+    }
+    let request_id = format!("hotline-{}", ticket.ticket_id);
+    let case_id = match file_at(&public, &office, ticket.registration, request_id).await {
+        Ok(case_id) => case_id,
+        Err(error) => {
+            let status =
+                StatusCode::from_u16(error.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return hotline_error(status, vec![error.description]);
+        }
+    };
+    let code = public.code_of(&case_id).unwrap_or_default();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "ticket_id": ticket.ticket_id,
+            "case_id": case_id,
+            "office": competent,
+            "office_name": public.name_of(competent),
+            "verification_code": code,
+            "status_url": format!("{}/status/{case_id}?code={code}", public.url),
+        }),
+    )
 }
 
 #[cfg(test)]
