@@ -389,13 +389,13 @@ fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_o
     assert_eq!(status, 400, "{body}");
     let errors: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(errors.as_array().unwrap().len(), 3, "{errors}");
-    // A malformed ID number, and an office this host does not serve.
+    // A malformed ID number, and an office outside the federation.
     let mut bad_id = form("land");
     bad_id["attribute[id_number]"] = Value::String("530602198001010013".into());
     let (status, body) = call(&fed, &py, "POST", &requests, bad_id);
     assert_eq!(status, 400, "{body}");
     let mut elsewhere = form("land");
-    elsewhere["jurisdiction_id"] = Value::String("5306".into());
+    elsewhere["jurisdiction_id"] = Value::String("530699".into());
     let (status, body) = call(&fed, &py, "POST", &requests, elsewhere);
     assert_eq!(status, 400, "{body}");
 

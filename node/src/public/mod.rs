@@ -488,9 +488,16 @@ async fn file(
         Err(_) => return open311_error(Open311Error::bad("jurisdiction_id is not an office code")),
     };
     if public.replicas.get(&office).is_none() {
+        // An office of the federation that other hosts carry: the client posts there.
+        if let Some(url) = public.urls.get(office.as_str()) {
+            return (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, format!("{url}/open311/v2/requests.json"))],
+            )
+                .into_response();
+        }
         return open311_error(Open311Error::bad(format!(
-            "jurisdiction_id {office} is not served at this address (it serves {})",
-            public.offices.join(", ")
+            "jurisdiction_id {office} is not an office of this federation"
         )));
     }
     let request_id = filing_request_id(office.as_str(), &fields);
@@ -930,5 +937,45 @@ mod tests {
         assert_ne!(one, filing_request_id("530602001", &form("b")));
         assert_ne!(one, filing_request_id("530602002", &form("a")));
         assert!(crate::machine::check_request_id(&one, PUBLIC_CALLER).is_none());
+    }
+
+    /// The Propose RPC (host to leader) takes the public surface's filings and evaluations, and
+    /// still no officer's case work (that is forwarded with the officer's token).
+    #[test]
+    fn only_public_writes_are_proposed_through_another_replica() {
+        let form: Vec<(String, String)> = [
+            ("service_code", "land"),
+            ("description", "x"),
+            ("last_name", "张三"),
+            ("attribute[id_number]", "530602198001010012"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let registration = open311::filing(&form).unwrap().registration;
+        let file = |caller: &str| Operation::FileSealed {
+            registration: Box::new(registration.clone()),
+            petitioner_key: "k".into(),
+            request_id: None,
+            caller: caller.into(),
+        };
+        assert!(file(PUBLIC_CALLER).forwardable());
+        assert!(!file("li").forwardable());
+        let case_id: CaseId = "530602001-2026-000001".parse().unwrap();
+        let act = |command: CaseCommand, caller: &str| Operation::Act {
+            case_id: case_id.clone(),
+            command,
+            request_id: None,
+            caller: caller.into(),
+        };
+        let evaluate = || CaseCommand::Evaluate {
+            satisfaction: Satisfaction::Satisfied,
+        };
+        assert!(act(evaluate(), PUBLIC_CALLER).forwardable());
+        assert!(!act(evaluate(), "li").forwardable());
+        let accept = CaseCommand::Accept {
+            officer: "li".into(),
+        };
+        assert!(!act(accept, PUBLIC_CALLER).forwardable());
     }
 }
