@@ -5,7 +5,7 @@
 # down and answer its supervision order, cut a county off and heal it (every message applied
 # exactly once), SIGKILL leaders under load (nothing acknowledged lost), stop.
 #
-# Ports: 27 consecutive ports from LIANDONG_DEMO_PORT (default 17100). Everything runs in a
+# Ports: 36 consecutive ports from LIANDONG_DEMO_PORT (default 17100). Everything runs in a
 # temporary folder, removed on success and kept (with the hosts' logs) on failure. No host
 # process is left behind, whether the demo succeeds, fails or is interrupted.
 set -euo pipefail
@@ -16,7 +16,7 @@ cargo build --workspace --bins
 LIANDONG="${CARGO_TARGET_DIR:-target}/debug/liandong"
 BASE_PORT="${LIANDONG_DEMO_PORT:-17100}"
 # 9 hosts, 3 ports each (raft, officer API and federation, metrics).
-PORT_COUNT=27
+PORT_COUNT=36
 # How long a step waits for the federation to reach what it shows.
 WAIT_SECONDS=60
 WORK="$(mktemp -d)"

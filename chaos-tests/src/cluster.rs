@@ -161,7 +161,11 @@ pub struct Cluster {
 fn ports_free(manifest: &Manifest) -> bool {
     let mut listeners = Vec::new();
     for host in &manifest.hosts {
-        for addr in [&host.api_addr, &host.raft_addr, &host.metrics_addr] {
+        let public = host.http_addr.iter();
+        for addr in [&host.api_addr, &host.raft_addr, &host.metrics_addr]
+            .into_iter()
+            .chain(public)
+        {
             match TcpListener::bind(addr.as_str()) {
                 Ok(listener) => listeners.push(listener),
                 Err(_) => return false,

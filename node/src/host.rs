@@ -279,6 +279,28 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             live_tls::incoming(api_listener, server_tls),
             stopped(stop_rx.clone()),
         );
+    // The public surface (Open311, the petitioner's status page), where the manifest gives
+    // this host an address for it.
+    let public_task = match &host.http_addr {
+        Some(http_addr) => {
+            let listener = TcpListener::bind(http_addr)
+                .await
+                .with_context(|| format!("binding {http_addr}"))?;
+            let public = crate::public::Public::new(
+                &manifest,
+                &host.name,
+                replicas.clone(),
+                proposer.clone(),
+            );
+            Some(tokio::spawn(crate::public::serve(
+                listener,
+                crate::public::tls_config(&live_tls)?,
+                Arc::new(public),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let raft_task = tokio::spawn(raft_server);
     let api_task = tokio::spawn(api_server);
     let workers = Workers::default();
@@ -373,6 +395,9 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         }
     }
     let _ = metrics_task.await;
+    if let Some(task) = public_task {
+        let _ = task.await;
+    }
     // Every worker (the pump's link workers too) ends at the stop signal, within a call's
     // deadline at most.
     workers

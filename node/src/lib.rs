@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod notify;
 pub mod personal;
+pub mod public;
 pub mod quiesce;
 pub mod raft;
 pub mod replica;

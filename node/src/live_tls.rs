@@ -307,6 +307,21 @@ impl LiveTls {
     /// Server side of mutual TLS, reloading: the certificate comes from this host's current
     /// one at every handshake; clients must present a certificate the CA signed, valid now and
     /// not revoked.
+    /// The configuration of the host's public surface (`crate::public`): this certificate,
+    /// reloaded as above, and no client certificate asked for.
+    pub fn public_server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
+        Ok(
+            rustls::ServerConfig::builder_with_provider(self.provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| TlsError::BadCertificate {
+                    what: "TLS versions".into(),
+                    reason: e.to_string(),
+                })?
+                .with_no_client_auth()
+                .with_cert_resolver(self.clone()),
+        )
+    }
+
     pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         for der in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {

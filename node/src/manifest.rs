@@ -123,6 +123,10 @@ pub struct HostEntry {
     pub api_addr: String,
     /// Prometheus-style metrics listen address.
     pub metrics_addr: String,
+    /// The public HTTPS surface's listen address (Open311, the petitioner's status page); None
+    /// in manifests made before it existed: such a host serves no public surface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
     /// Codes of the offices this host carries a replica of.
     pub offices: Vec<String>,
 }
@@ -250,11 +254,16 @@ impl Manifest {
             if hosts.insert(&h.name, h).is_some() {
                 return bad(format!("host {} is listed twice", h.name));
             }
-            for (what, addr) in [
-                ("raft_addr", &h.raft_addr),
-                ("api_addr", &h.api_addr),
-                ("metrics_addr", &h.metrics_addr),
-            ] {
+            let listeners = [
+                ("raft_addr", Some(&h.raft_addr)),
+                ("api_addr", Some(&h.api_addr)),
+                ("metrics_addr", Some(&h.metrics_addr)),
+                ("http_addr", h.http_addr.as_ref()),
+            ];
+            for (what, addr) in listeners
+                .into_iter()
+                .filter_map(|(what, addr)| Some((what, addr?)))
+            {
                 let sa: SocketAddr = match addr.parse() {
                     Ok(sa) => sa,
                     Err(_) => {
@@ -557,6 +566,7 @@ mod tests {
             raft_addr: format!("127.0.0.1:{port}"),
             api_addr: format!("127.0.0.1:{}", port + 1),
             metrics_addr: format!("127.0.0.1:{}", port + 2),
+            http_addr: None,
             offices: offices.iter().map(|s| s.to_string()).collect(),
         }
     }

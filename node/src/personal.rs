@@ -132,6 +132,16 @@ impl OfficeSeal {
         self.key_id
     }
 
+    /// Whether `given` is the verification code of `case_id` ([`status_code`]).
+    pub fn status_code_matches(&self, case_id: &str, given: &str) -> bool {
+        status_code_matches(&self.petitioner_secret, case_id, given)
+    }
+
+    /// The petitioner's verification code of `case_id` ([`status_code`]).
+    pub fn status_code(&self, case_id: &str) -> String {
+        status_code(&self.petitioner_secret, case_id)
+    }
+
     /// `clear` sealed for `field` of `petitioner_key`'s case at this office.
     pub fn seal(&self, petitioner_key: &str, field: Field, clear: &str) -> Sealed {
         let nonce: [u8; NONCE_BYTES] = rand::random();
@@ -316,6 +326,37 @@ impl OfficeSeal {
         *document = CaseDocument::of(&case);
         Ok(())
     }
+}
+
+/// Digits of a petitioner's verification code.
+pub const STATUS_CODE_DIGITS: usize = 8;
+
+/// The verification code a petitioner is given with a case, to read its status and evaluate
+/// its reply on the public surface: [`STATUS_CODE_DIGITS`] decimal digits of an HMAC-SHA256 of
+/// the case id under the federation's petitioner-key secret. Every host of every office can
+/// check it without a read (so a wrong code and an unknown case are refused alike, at the same
+/// cost), and it follows the case through transfers and assignments unchanged.
+pub fn status_code(petitioner_secret: &[u8], case_id: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, petitioner_secret);
+    let mut message = b"liandong status code v1\0".to_vec();
+    message.extend_from_slice(case_id.as_bytes());
+    let tag = ring::hmac::sign(&key, &message);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&tag.as_ref()[..8]);
+    let number = u64::from_be_bytes(first) % 10u64.pow(STATUS_CODE_DIGITS as u32);
+    format!("{number:0width$}", width = STATUS_CODE_DIGITS)
+}
+
+/// Whether `given` is `case_id`'s verification code (compared in constant time).
+pub fn status_code_matches(petitioner_secret: &[u8], case_id: &str, given: &str) -> bool {
+    let expected = status_code(petitioner_secret, case_id);
+    let given = given.trim().as_bytes();
+    given.len() == expected.len()
+        && expected
+            .bytes()
+            .zip(given)
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
 }
 
 /// Whether any of `case`'s personal fields is sealed.

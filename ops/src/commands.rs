@@ -309,12 +309,14 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 hops: 0,
                 request_id: args.request_id.unwrap_or_else(request_id),
             };
-            federation
+            let reply = federation
                 .office_call(&office, |mut client| {
                     let request = request.clone();
                     async move { client.file(request).await.map(|r| r.into_inner()) }
                 })
                 .await
+                .map_err(|status| status_error(&status))?;
+            return coded_report(&federation, reply);
         }
         CaseCommand::Show(args) => return show(&federation, &args).await,
         CaseCommand::Accept(args) => {
@@ -503,6 +505,36 @@ async fn review_requested(
     Ok(Report::new(json, text))
 }
 
+/// A case, and the petitioner's verification code (filing, `case show`) with where to use it.
+fn coded_report(federation: &Federation, reply: CaseReply) -> anyhow::Result<Report> {
+    let code = reply.status_code.clone();
+    let mut report = case_report(reply)?;
+    if code.is_empty() {
+        return Ok(report);
+    }
+    let case_id = report.json["case_id"].as_str().unwrap_or("").to_string();
+    let office = case_id.split('-').next().unwrap_or("");
+    let url = federation
+        .manifest
+        .office(office)
+        .and_then(|o| o.members.first())
+        .and_then(|m| federation.manifest.host(&m.host))
+        .and_then(|h| h.http_addr.as_deref())
+        .map(|addr| {
+            format!(
+                "{}/status/{case_id}?code={code}",
+                liandong_node::public::url_of(addr)
+            )
+        });
+    report.text.push_str(&format!(
+        "\n  verification code {code}: tell the petitioner (status by phone or online{})",
+        url.as_ref().map(|u| format!(": {u}")).unwrap_or_default()
+    ));
+    report.json["verification_code"] = Value::String(code);
+    report.json["status_url"] = url.map(Value::String).unwrap_or(Value::Null);
+    Ok(report)
+}
+
 fn case_report(reply: CaseReply) -> anyhow::Result<Report> {
     let case = Case::from_bytes(&reply.case_document)
         .map_err(|e| anyhow!("the office sent a bad case document: {e}"))?;
@@ -617,7 +649,7 @@ async fn show(federation: &Federation, args: &ShowArgs) -> anyhow::Result<Report
             .await
             .map(|(_, reply)| reply),
     };
-    case_report(reply.map_err(|status| status_error(&status))?)
+    coded_report(federation, reply.map_err(|status| status_error(&status))?)
 }
 
 fn member_host(manifest: &Manifest, office: &str, replica: u64) -> anyhow::Result<String> {

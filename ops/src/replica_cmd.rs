@@ -300,6 +300,7 @@ mod tests {
             raft_addr: format!("127.0.0.1:{port}"),
             api_addr: format!("127.0.0.1:{}", port + 1),
             metrics_addr: format!("127.0.0.1:{}", port + 2),
+            http_addr: None,
             offices: offices.iter().map(|s| s.to_string()).collect(),
         };
         let members = |hosts: &[&str]| {

@@ -99,7 +99,7 @@ pub enum TopologyError {
     #[error("time scale must be a positive number, not {0}")]
     TimeScale(f64),
     /// The hosts need more ports than fit between the base port and 65535.
-    #[error("{hosts} hosts need 3 ports each from base port {base_port}, past 65535; choose a lower base port or fewer offices")]
+    #[error("{hosts} hosts need 4 ports each from base port {base_port}, past 65535; choose a lower base port or fewer offices")]
     Ports { base_port: u16, hosts: usize },
     /// The base port is 0 (which would mean "any free port" and cannot be written to the
     /// manifest).
@@ -407,6 +407,7 @@ pub fn build_manifest(topology: &Topology, opts: &InitOptions) -> Result<Manifes
                     raft_addr: String::new(),
                     api_addr: String::new(),
                     metrics_addr: String::new(),
+                    http_addr: None,
                     offices: Vec::new(),
                 });
                 hosts.len() - 1
@@ -427,7 +428,10 @@ pub fn build_manifest(topology: &Topology, opts: &InitOptions) -> Result<Manifes
         });
     }
 
-    let last = u32::from(opts.base_port) + 3 * u32::try_from(hosts.len()).unwrap_or(u32::MAX / 4);
+    // Three ports a host from the base port, then every host's public HTTPS port after them
+    // (so the first three keep the places they had before the public surface).
+    let count = u32::try_from(hosts.len()).unwrap_or(u32::MAX / 5);
+    let last = u32::from(opts.base_port) + 4 * count;
     if last - 1 > u32::from(u16::MAX) {
         return Err(TopologyError::Ports {
             base_port: opts.base_port,
@@ -439,6 +443,10 @@ pub fn build_manifest(topology: &Topology, opts: &InitOptions) -> Result<Manifes
         h.raft_addr = format!("127.0.0.1:{port}");
         h.api_addr = format!("127.0.0.1:{}", port + 1);
         h.metrics_addr = format!("127.0.0.1:{}", port + 2);
+        h.http_addr = Some(format!(
+            "127.0.0.1:{}",
+            u32::from(opts.base_port) + 3 * count + k as u32
+        ));
     }
 
     let manifest = Manifest {
@@ -670,12 +678,13 @@ mod tests {
     #[test]
     fn base_port_overflow_is_refused() {
         let t = topo();
-        // 3 hosts need 9 ports: base .. base+8.
+        // 3 hosts need 12 ports: base .. base+11, the public ones last.
         let mut o = opts("5306", Some(0), 3);
-        o.base_port = 65535 - 8;
+        o.base_port = 65535 - 11;
         let m = build_manifest(t, &o).unwrap();
-        assert_eq!(m.hosts[2].metrics_addr, "127.0.0.1:65535");
-        o.base_port = 65535 - 7;
+        assert_eq!(m.hosts[2].metrics_addr, "127.0.0.1:65532");
+        assert_eq!(m.hosts[2].http_addr.as_deref(), Some("127.0.0.1:65535"));
+        o.base_port = 65535 - 10;
         let e = build_manifest(t, &o).unwrap_err();
         assert!(matches!(e, TopologyError::Ports { hosts: 3, .. }), "{e}");
         o.base_port = 0;

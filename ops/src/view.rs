@@ -256,6 +256,9 @@ pub fn status_json(
                 "pid": pid.or(reply.as_ref().and_then(|r| i32::try_from(r.pid).ok())),
                 "alive": reply.is_some(),
                 "metrics_url": format!("http://{}/metrics", host.metrics_addr),
+                // The public surface (Open311, the petitioner's status page); null for a host
+                // of a manifest made before it existed, which serves none.
+                "http_url": host.http_addr.as_deref().map(liandong_node::public::url_of),
                 "api_addr": host.api_addr,
                 "certificate": reply.as_ref().filter(|r| !r.certificate_serial.is_empty()).map(|r| {
                     let days = crate::cert_cmd::days_left(r.certificate_not_after_ms);
@@ -574,6 +577,21 @@ pub fn status_text(status: &Value) -> String {
     }
     lines.push(hosts_line);
     lines.push(sms_line(&status["sms"]));
+    let public: Vec<&str> = status["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["http_url"].as_str())
+        .collect();
+    lines.push(match public.first() {
+        Some(first) => format!(
+            "public surface: {} of {hosts} hosts, e.g. {first}/status/CASE?code=CODE, {first}/open311/v2/",
+            public.len()
+        ),
+        None => "public surface: none (the manifest gives no host an http_addr: it predates the \
+                 public surface)"
+            .to_string(),
+    });
     for host in status["hosts"].as_array().into_iter().flatten() {
         let certificate = &host["certificate"];
         if certificate["expires_soon"] == true {

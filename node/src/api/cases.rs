@@ -381,9 +381,12 @@ impl Cases for CaseService {
             }),
         };
         let hops = request.hops;
-        self.write(&office, op, hops, request, &bearer)
-            .await
-            .map(Response::new)
+        let mut reply = self.write(&office, op, hops, request, &bearer).await?;
+        // The petitioner's verification code, which the officer tells the petitioner.
+        if let Ok(case) = liandong_domain::Case::from_bytes(&reply.case_document) {
+            reply.status_code = seal.status_code(&case.id.to_string());
+        }
+        Ok(Response::new(reply))
     }
 
     async fn act(&self, request: Request<ActRequest>) -> Result<Response<CaseReply>, Status> {
@@ -550,6 +553,7 @@ impl Cases for CaseService {
                     .map(|document| CaseReply {
                         case_document: document,
                         log_index: 0,
+                        status_code: String::new(),
                     })
                     .map_err(|e| Status::internal(format!("case {case_id}: {e}"))),
                 Ok(None) => Err(Status::not_found(format!(
@@ -563,8 +567,15 @@ impl Cases for CaseService {
             self.trust.record(&office, record)?;
             outcome
         };
+        // The petitioner's verification code, for the officer to tell again.
+        let with_code = |mut reply: CaseReply| {
+            if let Ok(replica) = self.replica(&office) {
+                reply.status_code = replica.seal.status_code(&case);
+            }
+            reply
+        };
         if Consistency::try_from(request.consistency) == Ok(Consistency::Local) {
-            return read(self.replica(&office)?).map(Response::new);
+            return read(self.replica(&office)?).map(|r| Response::new(with_code(r)));
         }
         let hops = request.hops;
         let forwarded = self
@@ -582,7 +593,7 @@ impl Cases for CaseService {
             .await?;
         match forwarded {
             Some(reply) => Ok(Response::new(reply)),
-            None => read(self.replica(&office)?).map(Response::new),
+            None => read(self.replica(&office)?).map(|r| Response::new(with_code(r))),
         }
     }
 }

@@ -21,6 +21,7 @@ pub fn case_reply(response: Response, log_index: u64) -> Result<CaseReply, Statu
         Response::Case { document } => Ok(CaseReply {
             case_document: document,
             log_index,
+            status_code: String::new(),
         }),
         Response::Rejected {
             kind,

@@ -25,6 +25,10 @@ impl fmt::Display for NodeInfo {
     }
 }
 
+/// The caller of the public surface's writes (an Open311 filing, a petitioner's evaluation):
+/// no officer, so no officer's name can be it (officer names hold no colon).
+pub const PUBLIC_CALLER: &str = "public:";
+
 /// One log entry's payload: an operation stamped with the leader's clock. Every replica applies it
 /// with that stamped time, so applying is deterministic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +132,14 @@ impl Operation {
     pub fn forwardable(&self) -> bool {
         match self {
             Operation::Officers { .. } | Operation::Audit { .. } => true,
+            // The public surface's own writes (`crate::public`): a filing and a petitioner's
+            // evaluation, with no officer behind them, proposed by a host of the office.
+            Operation::FileSealed { caller, .. } => caller == PUBLIC_CALLER,
+            Operation::Act {
+                command: CaseCommand::Evaluate { .. },
+                caller,
+                ..
+            } => caller == PUBLIC_CALLER,
             Operation::Audited { op, .. } => matches!(**op, Operation::Officers { .. }),
             _ => false,
         }

@@ -41,7 +41,7 @@ impl Fed {
             .unwrap();
         let dir = temp.path().join("federation");
         let fed = Fed { dir, _temp: temp };
-        let port = free_base_port(hosts * 3).to_string();
+        let port = free_base_port(hosts * 4).to_string();
         let mut args = vec!["federation", "init", "--base-port", &port];
         args.extend_from_slice(flags);
         fed.ok(&args);
