@@ -372,6 +372,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             gateway.open(),
             notify_stats,
             config.log_dir.clone(),
+            host.http_addr.as_deref().map(crate::public::url_of),
         );
         workers.spawn(sender, stop());
     }

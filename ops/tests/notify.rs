@@ -153,6 +153,23 @@ fn a_filed_accepted_replied_case_gets_exactly_three_sms() {
         sent.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 3);
     assert!(sent[2]["text"].as_str().unwrap().contains("查看办理结果"));
+    // The registration message tells the verification code `case show` gives the officer, and
+    // the result message links the petitioner's status page (on the sending leader's host).
+    let shown = officer.json(&["case", "show", &case_id]);
+    let code = shown["verification_code"]
+        .as_str()
+        .expect("a verification code");
+    let page = format!("/status/{case_id}?code={code}");
+    assert!(
+        sent[0]["text"].as_str().unwrap().contains(code),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[2]["text"].as_str().unwrap().contains(&page),
+        "{}",
+        sent[2]
+    );
 
     let status = fed.json(&["status"]);
     assert_eq!(

@@ -197,9 +197,25 @@ fn route_words(route: DeclineRoute) -> &'static str {
     }
 }
 
-/// The SMS text of a notice: the one place it is written (a link or a verification code for
-/// the petitioner's own view goes here).
-pub fn sms_text(stage: Stage, case_id: &CaseId, office: &OfficeCode, cause: &Cause) -> String {
+/// How the petitioner follows the case on the office's public surface: the verification code
+/// given with the case and, where the office's hosts serve one, the status page's address.
+#[derive(Debug, Clone, Copy)]
+pub struct Follow<'a> {
+    pub code: &'a str,
+    /// `https://HOST:PORT` of a host of the office (no trailing slash).
+    pub public_url: Option<&'a str>,
+}
+
+/// The SMS text of a notice: the one place it is written. The registration notice tells the
+/// verification code (and the status page); the result notice points to the page where the
+/// petitioner reads the result and evaluates it.
+pub fn sms_text(
+    stage: Stage,
+    case_id: &CaseId,
+    office: &OfficeCode,
+    cause: &Cause,
+    follow: Follow<'_>,
+) -> String {
     let head = "【信访】";
     let body = match cause {
         Cause::Registered { accept_by } => match accept_by {
@@ -247,5 +263,20 @@ pub fn sms_text(stage: Stage, case_id: &CaseId, office: &OfficeCode, cause: &Cau
                 Cause::Declined { .. } | Cause::Replied { .. }
             )
     ));
-    format!("{head}{body}")
+    let page = follow
+        .public_url
+        .map(|url| format!("{url}/status/{case_id}?code={}", follow.code));
+    let tail = match (stage, page) {
+        (Stage::Received, Some(page)) => {
+            format!(
+                "查询码{}，可凭编号和查询码查询办理进度：{page}",
+                follow.code
+            )
+        }
+        (Stage::Received, None) => format!("查询码{}，可凭编号和查询码查询办理进度。", follow.code),
+        (Stage::Result, Some(page)) => format!("查看结果并评价：{page}"),
+        (Stage::Result, None) => format!("查询码{}。", follow.code),
+        _ => String::new(),
+    };
+    format!("{head}{body}{tail}")
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use liandong_domain::notify::{message_id, notices, sms_text, Cause, Notice, Stage};
+use liandong_domain::notify::{message_id, notices, sms_text, Cause, Follow, Notice, Stage};
 use liandong_domain::*;
 
 /// The notices of `command` on `case` (a stored header), as the node computes them.
@@ -23,6 +23,11 @@ fn stages(notices: &[Notice]) -> Vec<(Stage, u32)> {
     notices.iter().map(|n| (n.stage, n.seq)).collect()
 }
 
+const FOLLOW: Follow<'static> = Follow {
+    code: "12345678",
+    public_url: Some("https://127.0.0.1:17103"),
+};
+
 #[test]
 fn filed_accepted_replied_makes_exactly_three() {
     let desk = Desk::new(COUNTY);
@@ -30,6 +35,16 @@ fn filed_accepted_replied_makes_exactly_three() {
     let mut case = desk.register(now);
     let filed = notices(None, &case, &[]);
     assert_eq!(stages(&filed), vec![(Stage::Received, 0)]);
+    let text = sms_text(
+        Stage::Received,
+        &case.id,
+        &desk.office,
+        &filed[0].cause,
+        FOLLOW,
+    );
+    assert!(text.contains("查询码12345678"), "the code is told: {text}");
+    let page = format!("https://127.0.0.1:17103/status/{}?code=12345678", case.id);
+    assert!(text.contains(&page), "and the status page: {text}");
     let accepted = notices_of(&desk, &mut case, now + days(1), accept());
     assert_eq!(stages(&accepted), vec![(Stage::Accepted, 0)]);
     let Cause::Accepted { reply_by } = accepted[0].cause else {
@@ -38,10 +53,20 @@ fn filed_accepted_replied_makes_exactly_three() {
     assert_eq!(Some(reply_by), case.deadlines.reply_by);
     let replied = notices_of(&desk, &mut case, now + days(2), reply(Opinion::Explain));
     assert_eq!(stages(&replied), vec![(Stage::Result, 0)]);
-    let text = sms_text(Stage::Result, &case.id, &desk.office, &replied[0].cause);
+    let text = sms_text(
+        Stage::Result,
+        &case.id,
+        &desk.office,
+        &replied[0].cause,
+        FOLLOW,
+    );
     assert!(
         text.contains(&case.id.to_string()) && text.contains("查看办理结果"),
         "{text}"
+    );
+    assert!(
+        text.contains(&page),
+        "the result links the page to evaluate on: {text}"
     );
     // Nothing else a handled case goes through makes one.
     let evaluated = notices_of(
@@ -64,7 +89,13 @@ fn an_extension_is_a_handling_notice_with_its_reason() {
         stages(&extended),
         vec![(Stage::Handling, case.history_len())]
     );
-    let text = sms_text(Stage::Handling, &case.id, &desk.office, &extended[0].cause);
+    let text = sms_text(
+        Stage::Handling,
+        &case.id,
+        &desk.office,
+        &extended[0].cause,
+        FOLLOW,
+    );
     assert!(text.contains("site survey"), "{text}");
 }
 
@@ -106,7 +137,13 @@ fn a_decline_is_the_result_with_its_route() {
         },
     );
     assert_eq!(stages(&declined), vec![(Stage::Result, 0)]);
-    let text = sms_text(Stage::Result, &case.id, &desk.office, &declined[0].cause);
+    let text = sms_text(
+        Stage::Result,
+        &case.id,
+        &desk.office,
+        &declined[0].cause,
+        FOLLOW,
+    );
     assert!(text.contains("诉讼"), "{text}");
 }
 

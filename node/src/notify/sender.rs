@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liandong_domain::notify::sms_text;
+use liandong_domain::notify::{sms_text, Follow};
 use liandong_domain::{OfficeCode, Personal};
 use rand::Rng;
 use tokio::time::Instant;
@@ -102,6 +102,8 @@ pub struct Notifier {
     gateway: Arc<dyn Gateway>,
     stats: Arc<NotifyStats>,
     run_dir: PathBuf,
+    /// This host's public surface, named in the messages (the status page and evaluation).
+    public_url: Option<String>,
     retries: HashMap<String, Retry>,
 }
 
@@ -111,8 +113,10 @@ impl Notifier {
         gateway: Arc<dyn Gateway>,
         stats: Arc<NotifyStats>,
         run_dir: PathBuf,
+        public_url: Option<String>,
     ) -> Notifier {
         Notifier {
+            public_url,
             replicas,
             gateway,
             stats,
@@ -142,6 +146,10 @@ impl Notifier {
                 &notification.case_id,
                 office,
                 &notification.cause,
+                Follow {
+                    code: &replica.seal.status_code(&notification.case_id.to_string()),
+                    public_url: self.public_url.as_deref(),
+                },
             ),
             sent_at_ms: crate::clock::wall_ms(),
         };
