@@ -19,7 +19,11 @@ const PHONE: &str = "13912345678";
 
 /// One office (three replicas on three hosts) sending through a file gateway at `path`.
 fn office_with_file_gateway(path: &Path) -> Fed {
-    let gateway = format!("file:{}", path.display());
+    office_with_gateway(&format!("file:{}", path.display()))
+}
+
+/// One office (three replicas on three hosts) sending through `gateway`, up.
+fn office_with_gateway(gateway: &str) -> Fed {
     let fed = Fed::init(
         &[
             "--region",
@@ -29,7 +33,7 @@ fn office_with_file_gateway(path: &Path) -> Fed {
             "--replicas",
             "3",
             "--sms-gateway",
-            &gateway,
+            gateway,
         ],
         3,
     );
@@ -326,20 +330,7 @@ fn the_webhook_retries_a_refused_message_with_the_same_out_id() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("webhook:http://{}/sms/send", listener.local_addr().unwrap());
     let platform = sms_platform(listener, vec!["503 Service Unavailable", "200 OK"]);
-    let fed = Fed::init(
-        &[
-            "--region",
-            "5306",
-            "--max-children",
-            "0",
-            "--replicas",
-            "3",
-            "--sms-gateway",
-            &url,
-        ],
-        3,
-    );
-    fed.ok(&["up"]);
+    let fed = office_with_gateway(&url);
     let case_id = file_with_phone(&fed, 4);
     wait_until(&fed, "the message taken on the second attempt", || {
         drained(&fed, 1)

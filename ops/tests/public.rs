@@ -117,6 +117,12 @@ fn call(fed: &Fed, py: &Path, method: &str, url: &str, form: Value) -> (u64, Str
     )
 }
 
+/// The petitioner's status page of `case_id` at `base` as an IVR reads it: (HTTP status, body).
+fn status_text(fed: &Fed, py: &Path, base: &str, case_id: &str, code: &str) -> (u64, String) {
+    let url = format!("{base}/status/{case_id}?code={code}&format=text");
+    call(fed, py, "GET", &url, Value::Null)
+}
+
 /// The public address of a host carrying the township, from `status --json`.
 fn township_url(fed: &Fed) -> String {
     let status = fed.json(&["status"]);
@@ -216,21 +222,9 @@ fn an_open311_client_files_and_follows_a_petition_and_the_status_page_shows_the_
     // A wrong code and an unknown case get the same answer.
     let wrong_code = if code.starts_with('0') { "1" } else { "0" };
     let wrong = format!("{wrong_code}{}", &code[1..]);
-    let (s1, wrong_body) = call(
-        &fed,
-        &py,
-        "GET",
-        &format!("{base}/status/{case_id}?code={wrong}&format=text"),
-        Value::Null,
-    );
+    let (s1, wrong_body) = status_text(&fed, &py, &base, &case_id, &wrong);
     let unknown_case = format!("{TOWNSHIP}-2026-999999");
-    let (s2, unknown_body) = call(
-        &fed,
-        &py,
-        "GET",
-        &format!("{base}/status/{unknown_case}?code={code}&format=text"),
-        Value::Null,
-    );
+    let (s2, unknown_body) = status_text(&fed, &py, &base, &unknown_case, &code);
     assert_eq!((s1, &wrong_body), (s2, &unknown_body));
     assert_eq!(s1, 404);
     assert!(!wrong_body.contains(&case_id));
@@ -360,13 +354,7 @@ fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_o
         filed["status_url"].as_str().unwrap(),
         format!("{base}/status/{first}?code={code}")
     );
-    let (status, text) = call(
-        &fed,
-        &py,
-        "GET",
-        &format!("{base}/status/{first}?code={code}&format=text"),
-        Value::Null,
-    );
+    let (status, text) = status_text(&fed, &py, &base, &first, code);
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("Status: registered"), "{text}");
 
@@ -420,13 +408,7 @@ fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_o
     // shows it.
     township.ok(&["case", "transfer", &first, "--to", "530602"]);
     verified(&fed);
-    let (status, text) = call(
-        &fed,
-        &py,
-        "GET",
-        &format!("{base}/status/{first}?code={code}&format=text"),
-        Value::Null,
-    );
+    let (status, text) = status_text(&fed, &py, &base, &first, code);
     assert_eq!(status, 200, "{text}");
     // This host carries the county too: it follows the stub there.
     assert!(text.contains("Office: 530602 "), "{text}");
@@ -441,13 +423,7 @@ fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_o
         .as_str()
         .unwrap()
         .to_string();
-    let (status, text) = call(
-        &fed,
-        &py,
-        "GET",
-        &format!("{city_url}/status/{first}?code={code}&format=text"),
-        Value::Null,
-    );
+    let (status, text) = status_text(&fed, &py, &city_url, &first, code);
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("is held by office 530602001"), "{text}");
     let pointed = text

@@ -645,6 +645,23 @@ fn petitioner_answer(shape: Shape, status: StatusCode, message: &str) -> Respons
     }
 }
 
+/// The answer to a lookup that found nothing to show here: an unknown case or a wrong code
+/// (alike), too many failed attempts, an office that cannot answer now.
+fn lookup_failed(shape: Shape, lookup: &Lookup) -> Response {
+    let (status, message) = match lookup {
+        Lookup::TooMany => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed attempts; try again later.",
+        ),
+        Lookup::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The office cannot answer now; try again later.",
+        ),
+        _ => (StatusCode::NOT_FOUND, UNKNOWN),
+    };
+    petitioner_answer(shape, status, message)
+}
+
 async fn status_page(
     State(public): State<Arc<Public>>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -665,21 +682,7 @@ async fn status_page(
             );
             return petitioner_answer(shape, StatusCode::OK, &message);
         }
-        Lookup::Unknown => return petitioner_answer(shape, StatusCode::NOT_FOUND, UNKNOWN),
-        Lookup::TooMany => {
-            return petitioner_answer(
-                shape,
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed attempts; try again later.",
-            )
-        }
-        Lookup::Unavailable(_) => {
-            return petitioner_answer(
-                shape,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The office cannot answer now; try again later.",
-            )
-        }
+        failed => return lookup_failed(shape, &failed),
     };
     match shape {
         Shape::Text => text(StatusCode::OK, view.text()),
@@ -723,21 +726,7 @@ async fn evaluate(
                 "This case is held by another office: evaluate it on its status page there.",
             )
         }
-        Lookup::Unknown => return petitioner_answer(shape, StatusCode::NOT_FOUND, UNKNOWN),
-        Lookup::TooMany => {
-            return petitioner_answer(
-                shape,
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed attempts; try again later.",
-            )
-        }
-        Lookup::Unavailable(_) => {
-            return petitioner_answer(
-                shape,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The office cannot answer now; try again later.",
-            )
-        }
+        failed => return lookup_failed(shape, &failed),
     };
     let op = Operation::Act {
         case_id: case.id.clone(),
