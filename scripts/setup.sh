@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the build needs on Debian 12 when it is missing: libclang (RocksDB's bindings),
-# and, as root, nftables (the kernel-partition chaos test).
+# Installs what the build and the tests need on Debian 12 when it is missing: libclang (RocksDB's
+# bindings), python3 with venv (the Open311 test runs a client from PyPI), and, as root, nftables
+# (the kernel-partition chaos test).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=scripts/libclang.sh
@@ -36,4 +37,11 @@ fi
 if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1; then
   echo "setup: installing nftables (the kernel-partition chaos test uses nft as root)"
   apt_install nftables
+fi
+
+# The public surface's test (ops/tests/public.rs) runs an Open311 client from PyPI in a venv:
+# Debian's python3 makes one only with python3-venv (ensurepip).
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  echo "setup: installing python3 and python3-venv (the Open311 test runs a PyPI client in a venv)"
+  apt_install python3 python3-venv
 fi
