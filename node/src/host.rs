@@ -365,11 +365,17 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     };
     let pump = Pump::new(replicas.clone(), pump_context, workers.clone(), stop());
     workers.spawn(pump, stop());
-    // The SMS sender, when the federation has a gateway (the manifest was validated).
-    if let Ok(Some(gateway)) = manifest.sms_gateway_spec() {
+    // The sender of SMS and hotline callbacks, when the federation has a gateway for either (the
+    // manifest was validated).
+    let sms = manifest.sms_gateway_spec().ok().flatten();
+    let callback = manifest.hotline_callback_spec().ok().flatten();
+    if sms.is_some() || callback.is_some() {
         let sender = crate::notify::Notifier::new(
             replicas.clone(),
-            gateway.open(),
+            crate::notify::Gateways {
+                sms: sms.map(|spec| spec.open()),
+                callback: callback.map(|spec| spec.open()),
+            },
             notify_stats,
             config.log_dir.clone(),
             host.http_addr.as_deref().map(crate::public::url_of),

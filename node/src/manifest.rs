@@ -86,6 +86,11 @@ pub struct Manifest {
     /// notification outbox (bounded) until a gateway is set. Absent from older manifests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms_gateway: Option<String>,
+    /// Where the results of cases the 12345 hotline handed over are posted back: `file:PATH` or
+    /// `webhook:URL`, as for SMS; absent: the callbacks wait in the offices' notification outboxes.
+    /// Absent from older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotline_callback: Option<String>,
 }
 
 /// One office (an administrative unit with its own Raft group).
@@ -186,6 +191,14 @@ impl Manifest {
             .transpose()
     }
 
+    /// The hotline callback, if one is set.
+    pub fn hotline_callback_spec(&self) -> Result<Option<crate::notify::GatewaySpec>, String> {
+        self.hotline_callback
+            .as_deref()
+            .map(crate::notify::GatewaySpec::parse)
+            .transpose()
+    }
+
     /// Writes the manifest as pretty JSON, atomically (temporary file in the same folder, fsync,
     /// rename), so readers see either the old or the new manifest, never a torn one.
     pub fn save(&self, path: &Path) -> Result<(), ManifestError> {
@@ -242,6 +255,9 @@ impl Manifest {
 
         if let Err(error) = self.sms_gateway_spec() {
             return bad(format!("sms_gateway: {error}"));
+        }
+        if let Err(error) = self.hotline_callback_spec() {
+            return bad(format!("hotline_callback: {error}"));
         }
 
         // Hosts: unique names, parseable and distinct addresses.
@@ -597,6 +613,7 @@ mod tests {
             time_scale: 1.0,
             clock_origin_ms: 0,
             sms_gateway: None,
+            hotline_callback: None,
             secret_hex: "ab".repeat(32),
             offices: vec![
                 office("5306", "City", None, &["h5306-1"]),

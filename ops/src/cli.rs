@@ -203,6 +203,10 @@ pub struct InitArgs {
     /// `webhook:http://HOST:PORT/PATH` (an SMS platform). Without it, notices wait unsent.
     #[arg(long, value_name = "file:PATH|webhook:URL")]
     pub sms_gateway: Option<String>,
+    /// Where the results of cases the 12345 hotline handed over are posted back to the hotline
+    /// platform: `file:PATH` or `webhook:http://HOST:PORT/PATH`. Without it, they wait unsent.
+    #[arg(long, value_name = "file:PATH|webhook:URL")]
+    pub hotline_callback: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -95,7 +95,16 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
         .unwrap_or_default();
     let mut manifest = build_manifest(&Topology::load(), &options)?;
     manifest.clock_origin_ms = liandong_node::clock::wall_ms();
-    manifest.sms_gateway = args.sms_gateway.as_deref().map(sms_gateway).transpose()?;
+    manifest.sms_gateway = args
+        .sms_gateway
+        .as_deref()
+        .map(|spec| gateway("--sms-gateway", spec))
+        .transpose()?;
+    manifest.hotline_callback = args
+        .hotline_callback
+        .as_deref()
+        .map(|spec| gateway("--hotline-callback", spec))
+        .transpose()?;
     std::fs::create_dir_all(layout.root().join("hosts"))?;
     std::fs::create_dir_all(layout.run_dir())?;
     let root = std::fs::canonicalize(layout.root())?;
@@ -123,6 +132,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
         "hosts": manifest.hosts.len(),
         "replicas": manifest.replicas,
         "sms_gateway": manifest.sms_gateway,
+        "hotline_callback": manifest.hotline_callback,
     });
     let root_office = manifest
         .offices
@@ -139,8 +149,9 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
     Ok(Report::new(json, text))
 }
 
-/// `--sms-gateway` checked, a relative file path made absolute (the hosts run elsewhere).
-fn sms_gateway(spec: &str) -> anyhow::Result<String> {
+/// A gateway flag (`--sms-gateway`, `--hotline-callback`) checked, a relative file path made
+/// absolute (the hosts run elsewhere).
+fn gateway(flag: &str, spec: &str) -> anyhow::Result<String> {
     let spec = match spec.strip_prefix("file:") {
         Some(path) if !path.is_empty() && !std::path::Path::new(path).is_absolute() => {
             format!("file:{}", std::env::current_dir()?.join(path).display())
@@ -148,7 +159,7 @@ fn sms_gateway(spec: &str) -> anyhow::Result<String> {
         _ => spec.to_string(),
     };
     liandong_node::notify::GatewaySpec::parse(&spec)
-        .map_err(|error| anyhow::anyhow!("--sms-gateway: {error}"))?;
+        .map_err(|error| anyhow::anyhow!("{flag}: {error}"))?;
     Ok(spec)
 }
 

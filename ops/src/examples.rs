@@ -11,7 +11,7 @@ use crate::cli::Cli;
 pub const EXAMPLES: &[(&str, &str)] = &[
     (
         "federation init",
-        "liandong federation init --region 5306 --max-children 2 --replicas 3\nliandong federation init --region 5306 --max-children 2 --sms-gateway file:/var/lib/liandong/sms.jsonl",
+        "liandong federation init --region 5306 --max-children 2 --replicas 3\nliandong federation init --region 5306 --max-children 2 --sms-gateway file:/var/lib/liandong/sms.jsonl\nliandong federation init --region 5306 --hotline-callback webhook:http://10.0.0.5:8080/liandong/result",
     ),
     ("up", "liandong up --timeout-seconds 120"),
     ("down", "liandong down"),

@@ -321,6 +321,7 @@ mod tests {
             clock_origin_ms: 0,
             secret_hex: "ab".repeat(32),
             sms_gateway: None,
+            hotline_callback: None,
             offices: vec![
                 OfficeEntry {
                     code: "5306".into(),

@@ -459,6 +459,7 @@ pub fn build_manifest(topology: &Topology, opts: &InitOptions) -> Result<Manifes
         clock_origin_ms: 0,
         secret_hex: opts.secret_hex.clone(),
         sms_gateway: None,
+        hotline_callback: None,
         offices,
         hosts,
     };

@@ -273,12 +273,14 @@ pub fn status_json(
         })
         .collect();
     let verdict = verdict(&offices, &hosts);
-    let sms = sms_totals(federation.manifest.sms_gateway.as_deref(), &offices);
+    let mut sms = sms_totals(federation.manifest.sms_gateway.as_deref(), &offices);
+    sms["hotline_callback"] = json!(federation.manifest.hotline_callback);
     json!({"verdict": verdict, "offices": offices, "hosts": hosts, "sms": sms})
 }
 
 /// The SMS to petitioners over every office whose leader answered: the gateway, notices
-/// waiting (and the oldest's age), sent, failed attempts, dropped.
+/// waiting (and the oldest's age), sent, failed attempts, dropped. The counts include the
+/// hotline callbacks, which wait and go the same way.
 fn sms_totals(gateway: Option<&str>, offices: &[Value]) -> Value {
     let sum = |field: &str| {
         offices
@@ -622,6 +624,9 @@ fn sms_line(sms: &Value) -> String {
         count("failed_attempts"),
         count("dropped"),
     );
+    if let Some(callback) = sms["hotline_callback"].as_str() {
+        line.push_str(&format!("; hotline callback {callback}"));
+    }
     if let Some(error) = sms["last_error"].as_str() {
         line.push_str(&format!("; last error {error}"));
     }

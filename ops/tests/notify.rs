@@ -9,9 +9,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use common::{id_number, Fed};
+use common::{id_number, wait_until, Fed};
 use serde_json::Value;
 
 const OFFICE: &str = "5306";
@@ -78,19 +77,6 @@ fn stages(messages: &[Value]) -> Vec<String> {
         .iter()
         .map(|m| m["stage"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// Waits until `done` holds (a federation settles in seconds; a minute is a hang).
-fn wait_until(fed: &Fed, what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "never happened: {what}{}",
-            fed.logs_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The office's SMS figures as `status --json` shows them (Null while no leader answers).

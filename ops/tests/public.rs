@@ -3,7 +3,8 @@
 //! back a petition filed through `POST requests.json`; the petitioner's status page shows the
 //! same; a wrong code and an unknown case get one answer; bad filings are refused in Open311's
 //! error format and file nothing; a transferred case is followed; a 12345 hotline ticket is
-//! routed to the office of its location and filed once. Real hosts, real HTTPS (the
+//! routed to the office of its location and filed once, and its result is posted back to the
+//! hotline platform once (the file callback; no SMS gateway, so the SMS wait). Real hosts, real HTTPS (the
 //! federation's CA), real Python.
 
 mod common;
@@ -315,7 +316,22 @@ fn an_open311_client_files_and_follows_a_petition_and_the_status_page_shows_the_
 fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_once() {
     let temp = tempfile::tempdir().unwrap();
     let py = venv_with_georeport(temp.path());
-    let fed = small_federation();
+    let callbacks = temp.path().join("hotline-callbacks.jsonl");
+    let spec = format!("file:{}", callbacks.display());
+    let fed = Fed::init(
+        &[
+            "--region",
+            "5306",
+            "--max-children",
+            "1",
+            "--replicas",
+            "3",
+            "--hotline-callback",
+            &spec,
+        ],
+        9,
+    );
+    fed.ok(&["up"]);
     let base = township_url(&fed);
     let requests = format!("{base}/open311/v2/requests.json");
     let id = id_number(311_002);
@@ -466,6 +482,37 @@ fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_o
     let shown = township.json(&["case", "show", &hotline_case]);
     assert_eq!(shown["channel"], "phone");
     assert_eq!(shown["category"], "labour");
+    assert_eq!(shown["first_officer"], "hotline12345/HL-2026-000123");
+    // Its result goes back to the hotline platform, once, naming the ticket.
+    assert!(callback_lines(&callbacks).is_empty(), "no result yet");
+    township.ok(&["case", "accept", &hotline_case]);
+    let reply = "wages paid on 1 December";
+    township.ok(&[
+        "case",
+        "reply",
+        &hotline_case,
+        "--opinion",
+        "support",
+        "--text",
+        reply,
+    ]);
+    common::wait_until(&fed, "the hotline callback", || {
+        !callback_lines(&callbacks).is_empty()
+    });
+    let lines = callback_lines(&callbacks);
+    let callback = &lines[0]["callback"];
+    assert_eq!(callback["ticket_id"], "HL-2026-000123", "{callback}");
+    assert_eq!(callback["case_id"], hotline_case.as_str());
+    assert_eq!(callback["result"], "replied");
+    assert_eq!(callback["opinion"], "support");
+    assert_eq!(callback["text"], reply);
+    assert_eq!(lines[0]["stage"], "callback");
+    assert_eq!(lines[0]["phone"], "", "the phone stays with the office");
+    assert!(callback["status_url"]
+        .as_str()
+        .is_some_and(|url| url.contains(&format!("/status/{hotline_case}?code="))));
+    let status = fed.json(&["status"]);
+    assert_eq!(status["sms"]["hotline_callback"], spec.as_str());
     let bad = python(
         &fed,
         &py,
@@ -475,6 +522,19 @@ fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_o
     assert_eq!(bad["status"], 400, "{bad}");
     assert!(bad["body"].as_str().unwrap().contains("potholes"), "{bad}");
     verified(&fed);
+    assert_eq!(
+        callback_lines(&callbacks).len(),
+        1,
+        "one callback per result"
+    );
+}
+
+fn callback_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// A hotline platform's POST of a ticket (JSON), following a redirect with the same body.

@@ -13,7 +13,11 @@
 //! | `result` | the reply (答复), or a decline (不予受理) with its route | read the result and evaluate it by |
 //!
 //! So a case filed, accepted and replied gets exactly three: `received`, `accepted`, `result`.
-//! Only a case whose petitioner gave a phone gets any. `received`, `accepted` and `result` are
+//! Only a case whose petitioner gave a phone gets any SMS.
+//!
+//! A case the 12345 hotline handed over (its first-contact officer is [`hotline_officer`] of the
+//! ticket) also makes one `callback` at its result, phone or not: the hotline platform is told
+//! the result of its ticket (the sender posts it to the federation's hotline callback). `received`, `accepted` and `result` are
 //! made once per case at an office (`seq` 0); `handling` once per change (`seq` is the case's
 //! history length after it).
 
@@ -35,14 +39,17 @@ pub enum Stage {
     Accepted,
     Handling,
     Result,
+    /// The result told to the 12345 hotline platform that handed the case over (not an SMS).
+    Callback,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [
+    pub const ALL: [Stage; 5] = [
         Stage::Received,
         Stage::Accepted,
         Stage::Handling,
         Stage::Result,
+        Stage::Callback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,8 +58,31 @@ impl Stage {
             Stage::Accepted => "accepted",
             Stage::Handling => "handling",
             Stage::Result => "result",
+            Stage::Callback => "callback",
         }
     }
+
+    /// Whether this stage is an SMS to the petitioner (every stage but [`Stage::Callback`]).
+    pub fn is_sms(self) -> bool {
+        self != Stage::Callback
+    }
+}
+
+/// The first-contact "officer" of every case the 12345 hotline hands over, before the ticket id.
+pub const HOTLINE_OFFICER: &str = "hotline12345";
+
+/// The first-contact officer of the case filed for hotline ticket `ticket_id`: the hotline and
+/// its ticket (`hotline12345/HL-2026-000123`), which the result's callback names.
+pub fn hotline_officer(ticket_id: &str) -> String {
+    format!("{HOTLINE_OFFICER}/{ticket_id}")
+}
+
+/// The hotline ticket a case was filed for, if the hotline handed it over.
+pub fn hotline_ticket(case: &Case) -> Option<&str> {
+    case.first_officer
+        .strip_prefix(HOTLINE_OFFICER)?
+        .strip_prefix('/')
+        .filter(|ticket| !ticket.is_empty())
 }
 
 impl std::fmt::Display for Stage {
@@ -95,15 +125,33 @@ pub struct Notice {
 
 /// The notices a case change makes at the office that commits it: `before` is the stored
 /// header (None for a case new here), `after` the case after the change, `events` what
-/// happened between (empty for a case registered or received whole). None without a phone.
+/// happened between (empty for a case registered or received whole). No SMS without a phone; a
+/// [`Stage::Callback`] beside the result of a case the hotline handed over.
 pub fn notices(before: Option<&Case>, after: &Case, events: &[Event]) -> Vec<Notice> {
     let has_phone = after
         .petitioner
         .as_ref()
         .is_some_and(|petitioner| petitioner.phone.is_some());
-    if !has_phone {
+    let from_hotline = hotline_ticket(after).is_some();
+    if !has_phone && !from_hotline {
         return Vec::new();
     }
+    let sms = sms_notices(before, after, events);
+    let callbacks: Vec<Notice> = sms
+        .iter()
+        .filter(|notice| from_hotline && notice.stage == Stage::Result)
+        .map(|notice| Notice {
+            stage: Stage::Callback,
+            ..notice.clone()
+        })
+        .collect();
+    let mut notices = if has_phone { sms } else { Vec::new() };
+    notices.extend(callbacks);
+    notices
+}
+
+/// The SMS notices of a change, phone or not.
+fn sms_notices(before: Option<&Case>, after: &Case, events: &[Event]) -> Vec<Notice> {
     let mut notices = Vec::new();
     let handling_seq = after.history_len();
     let newly_received = after.received.is_some()
@@ -259,7 +307,7 @@ pub fn sms_text(
                 Cause::Extended { .. } | Cause::Handed { .. }
             )
             | (
-                Stage::Result,
+                Stage::Result | Stage::Callback,
                 Cause::Declined { .. } | Cause::Replied { .. }
             )
     ));

@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use liandong_domain::notify::{message_id, notices, sms_text, Cause, Follow, Notice, Stage};
+use liandong_domain::notify::{
+    hotline_officer, hotline_ticket, message_id, notices, sms_text, Cause, Follow, Notice, Stage,
+};
 use liandong_domain::*;
 
 /// The notices of `command` on `case` (a stored header), as the node computes them.
@@ -157,6 +159,55 @@ fn no_phone_no_notice() {
     }
     assert!(notices(None, &case, &[]).is_empty());
     assert!(notices_of(&desk, &mut case, now, accept()).is_empty());
+}
+
+/// A case the 12345 hotline handed over makes one callback at its result, beside the SMS when
+/// there is a phone and alone when there is none; an officer's own case makes none.
+#[test]
+fn a_hotline_case_calls_back_at_its_result_phone_or_not() {
+    let desk = Desk::new(COUNTY);
+    let now = t(MONDAY);
+    for phone in [true, false] {
+        let mut case = desk.register(now);
+        case.first_officer = hotline_officer("HL-2026-000123");
+        assert_eq!(hotline_ticket(&case), Some("HL-2026-000123"));
+        if !phone {
+            if let Some(petitioner) = case.petitioner.as_mut() {
+                petitioner.phone = None;
+            }
+        }
+        let accepted = notices_of(&desk, &mut case, now + days(1), accept());
+        let replied = notices_of(&desk, &mut case, now + days(2), reply(Opinion::Support));
+        if phone {
+            assert_eq!(stages(&accepted), vec![(Stage::Accepted, 0)]);
+            assert_eq!(
+                stages(&replied),
+                vec![(Stage::Result, 0), (Stage::Callback, 0)]
+            );
+        } else {
+            assert!(accepted.is_empty(), "{accepted:?}");
+            assert_eq!(stages(&replied), vec![(Stage::Callback, 0)]);
+        }
+        let callback = replied.last().unwrap();
+        assert!(
+            matches!(
+                callback.cause,
+                Cause::Replied {
+                    opinion: Opinion::Support,
+                    ..
+                }
+            ),
+            "{callback:?}"
+        );
+        assert!(!callback.stage.is_sms());
+    }
+    let mut own = desk.register(now);
+    assert_eq!(hotline_ticket(&own), None);
+    notices_of(&desk, &mut own, now, accept());
+    let replied = notices_of(&desk, &mut own, now + days(1), reply(Opinion::Support));
+    assert!(replied.iter().all(|notice| notice.stage.is_sms()));
+    own.first_officer = "hotline12345".into();
+    assert_eq!(hotline_ticket(&own), None, "no ticket, no callback");
 }
 
 #[test]

@@ -32,7 +32,9 @@ pub const PENDING_BYTES_MAX: u64 = 64 * 1024 * 1024;
 pub const NOTIFICATION_VERSION: u16 = 1;
 
 /// One SMS notice waiting to be sent. The phone stays as the case keeps it (sealed under the
-/// office's data key): the sender opens it just before it hands the message to the gateway.
+/// office's data key): the sender opens it just before it hands the message to the gateway. A
+/// hotline callback ([`Stage::Callback`]) has an empty clear phone: it goes to the hotline
+/// platform, not to the petitioner.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     /// [`NOTIFICATION_VERSION`].
@@ -70,17 +72,20 @@ pub(super) fn made(apply: &mut Applying<'_, '_>, change: &Change<'_>) -> Result<
     if notices.is_empty() {
         return Ok(());
     }
-    let Some(phone) = change
+    let phone = change
         .after
         .petitioner
         .as_ref()
-        .and_then(|petitioner| petitioner.phone.clone())
-    else {
-        return Ok(());
-    };
+        .and_then(|petitioner| petitioner.phone.clone());
     let mut state: NotifyState = get_or_default(apply.txn, keys::NOTIFY_STATE)?;
     let office = apply.context.office.clone();
     for notice in notices {
+        // An SMS needs the phone; a hotline callback carries none (an empty clear one).
+        let phone = match (&phone, notice.stage.is_sms()) {
+            (Some(phone), _) => phone.clone(),
+            (None, false) => Personal::Clear(String::new()),
+            (None, true) => continue,
+        };
         let case_id = change.after.id.clone();
         let id = notify::message_id(&office, &case_id, notice.stage, notice.seq);
         let marker = keys::notified(&id);
@@ -95,7 +100,7 @@ pub(super) fn made(apply: &mut Applying<'_, '_>, change: &Change<'_>) -> Result<
             seq: notice.seq,
             cause: notice.cause,
             petitioner_key: change.after.petitioner_key.clone(),
-            phone: phone.clone(),
+            phone,
             made_at: apply.now,
         };
         let bytes = encode(&notification);
@@ -144,12 +149,40 @@ pub(crate) fn state(reader: &impl Read) -> Result<NotifyState, ApplyError> {
 
 /// The first `limit` notices waiting, oldest first.
 pub(crate) fn head(reader: &impl Read, limit: usize) -> Result<Vec<Notification>, ApplyError> {
+    head_of(reader, limit, usize::MAX, |_| true)
+}
+
+/// Notices waiting the sender looks at, at most, to find `limit` of the stages it has a gateway
+/// for (an office with a hotline callback and no SMS gateway keeps its SMS waiting in front).
+pub const HEAD_SCAN_MAX: usize = 4_096;
+
+/// The first `limit` notices waiting whose stage `wanted` takes, oldest first, among the first
+/// `scan` waiting.
+pub(crate) fn head_of(
+    reader: &impl Read,
+    limit: usize,
+    scan: usize,
+    wanted: impl Fn(Stage) -> bool,
+) -> Result<Vec<Notification>, ApplyError> {
     let end = crate::store::keys::prefix_end(keys::NOTIFY);
-    reader
-        .scan(keys::NOTIFY, &end, limit)?
-        .iter()
-        .map(|(_, value)| Ok(decode(value)?))
-        .collect()
+    let mut start = keys::NOTIFY.to_vec();
+    let mut notices = Vec::new();
+    let mut scanned = 0;
+    while notices.len() < limit && scanned < scan {
+        let chunk = reader.scan(&start, &end, limit.min(scan - scanned).max(1))?;
+        let Some((last, _)) = chunk.last() else {
+            break;
+        };
+        start = [last.as_slice(), &[0]].concat();
+        scanned += chunk.len();
+        for (_, value) in chunk.iter() {
+            let notification: Notification = decode(value)?;
+            if wanted(notification.stage) && notices.len() < limit {
+                notices.push(notification);
+            }
+        }
+    }
+    Ok(notices)
 }
 
 #[cfg(test)]
@@ -318,6 +351,55 @@ mod tests {
         );
         assert!(pending(&office).is_empty());
         assert_eq!(counters(&office), NotifyState::default());
+    }
+
+    /// A hotline case without a phone makes no SMS and one callback at its result, with no
+    /// phone in it; the sender finds it past SMS waiting in front (an office with no SMS
+    /// gateway), and only among the stages it asks for.
+    #[test]
+    fn a_hotline_case_makes_one_callback_found_past_waiting_sms() {
+        let mut office = Office::new("530602", Some("5306"));
+        let sms_case = case_of(file_with_phone(&mut office, "f0"));
+        let mut registration = registration();
+        registration.officer = liandong_domain::notify::hotline_officer("HL-7");
+        let case = case_of(office.apply(Operation::File {
+            registration,
+            request_id: Some("hotline-HL-7".into()),
+            caller: crate::raft::types::PUBLIC_CALLER.into(),
+        }));
+        act(
+            &mut office,
+            &case.id,
+            CaseCommand::Accept {
+                officer: "li".into(),
+            },
+            "a1",
+        );
+        let reply = CaseCommand::Reply {
+            opinion: Opinion::Support,
+            text: "paid".into(),
+            officer: "li".into(),
+        };
+        act(&mut office, &case.id, reply.clone(), "r1");
+        act(&mut office, &case.id, reply, "r1");
+        let all = pending(&office);
+        let stages: Vec<(Stage, &CaseId)> = all.iter().map(|n| (n.stage, &n.case_id)).collect();
+        assert_eq!(
+            stages,
+            [(Stage::Received, &sms_case.id), (Stage::Callback, &case.id)]
+        );
+        assert_eq!(all[1].phone, Personal::Clear(String::new()));
+        let txn = Txn::new(&office.db, office.context.office.as_str());
+        let callbacks = head_of(&txn, 16, HEAD_SCAN_MAX, |stage| !stage.is_sms()).unwrap();
+        assert_eq!(callbacks, all[1..].to_vec());
+        let sms = head_of(&txn, 16, HEAD_SCAN_MAX, Stage::is_sms).unwrap();
+        assert_eq!(sms, all[..1].to_vec());
+        assert!(
+            head_of(&txn, 16, 1, |stage| !stage.is_sms())
+                .unwrap()
+                .is_empty(),
+            "the scan is bounded"
+        );
     }
 
     /// A snapshot (and so a backup) carries the notification outbox.

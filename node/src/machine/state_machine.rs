@@ -345,6 +345,17 @@ impl StateMachineStore {
         super::notify::head(self, limit).map_err(|e| e.to_string())
     }
 
+    /// The first `limit` notices waiting whose stage `wanted` takes (among the first
+    /// [`super::notify::HEAD_SCAN_MAX`]).
+    pub fn notify_head_of(
+        &self,
+        limit: usize,
+        wanted: &dyn Fn(liandong_domain::notify::Stage) -> bool,
+    ) -> Result<Vec<super::notify::Notification>, String> {
+        super::notify::head_of(self, limit, super::notify::HEAD_SCAN_MAX, wanted)
+            .map_err(|e| e.to_string())
+    }
+
     /// Changes whenever an `apply` call enqueued or acknowledged messages.
     pub fn outbox_changes(&self) -> watch::Receiver<u64> {
         self.outbox_changes.subscribe()

@@ -93,6 +93,10 @@ pub struct Message {
     pub phone: String,
     pub text: String,
     pub sent_at_ms: i64,
+    /// A hotline callback's body (stage `callback`, no phone): what the hotline platform is
+    /// told about its ticket's result ([`crate::public::hotline::callback_body`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Message {
@@ -313,8 +317,12 @@ impl Webhook {
         })
     }
 
-    /// The JSON body of `message`.
+    /// The JSON body of `message`: a hotline callback's own body, or an SMS in the shape SMS
+    /// platforms take.
     pub fn body(message: &Message) -> serde_json::Value {
+        if let Some(callback) = &message.callback {
+            return callback.clone();
+        }
         serde_json::json!({
             "PhoneNumbers": message.phone,
             "SignName": SIGN_NAME,
@@ -384,6 +392,7 @@ mod tests {
             phone: "+8613800138000".into(),
             text: "t".into(),
             sent_at_ms: 1,
+            callback: None,
         }
     }
 

@@ -6,6 +6,11 @@
 //! ([`BACKOFF_FIRST_MS`] doubling to [`BACKOFF_MAX_MS`], with jitter) and is counted; it is
 //! retried for as long as it waits.
 //!
+//! A hotline callback (stage `callback`) goes the same way to the federation's hotline
+//! callback gateway instead, with the ticket and the case's result in its body and no phone. A
+//! notice whose gateway the federation has not set waits (the sender looks past such notices, up
+//! to [`crate::machine::notify::HEAD_SCAN_MAX`]).
+//!
 //! Exactly once: a notice leaves the outbox only after its gateway took it, and a leader reads
 //! the notices waiting only once it has applied everything committed (a read barrier: a new
 //! leader does not resend what its predecessor sent and committed). A leader that dies
@@ -24,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liandong_domain::notify::{sms_text, Follow};
+use liandong_domain::notify::{hotline_ticket, sms_text, Follow, Stage};
 use liandong_domain::{OfficeCode, Personal};
 use rand::Rng;
 use tokio::time::Instant;
@@ -97,9 +102,27 @@ pub fn backoff_ms(failures: u32) -> u64 {
         .min(BACKOFF_MAX_MS)
 }
 
+/// Where a host's notices go: SMS to the petitioner's phone, hotline callbacks to the hotline
+/// platform. Either may be absent (its notices wait).
+#[derive(Clone, Default)]
+pub struct Gateways {
+    pub sms: Option<Arc<dyn Gateway>>,
+    pub callback: Option<Arc<dyn Gateway>>,
+}
+
+impl Gateways {
+    fn of(&self, stage: Stage) -> Option<&Arc<dyn Gateway>> {
+        if stage.is_sms() {
+            self.sms.as_ref()
+        } else {
+            self.callback.as_ref()
+        }
+    }
+}
+
 pub struct Notifier {
     replicas: Replicas,
-    gateway: Arc<dyn Gateway>,
+    gateways: Gateways,
     stats: Arc<NotifyStats>,
     run_dir: PathBuf,
     /// This host's public surface, named in the messages (the status page and evaluation).
@@ -110,7 +133,7 @@ pub struct Notifier {
 impl Notifier {
     pub fn new(
         replicas: Replicas,
-        gateway: Arc<dyn Gateway>,
+        gateways: Gateways,
         stats: Arc<NotifyStats>,
         run_dir: PathBuf,
         public_url: Option<String>,
@@ -118,7 +141,7 @@ impl Notifier {
         Notifier {
             public_url,
             replicas,
-            gateway,
+            gateways,
             stats,
             run_dir,
             retries: HashMap::new(),
@@ -133,8 +156,19 @@ impl Notifier {
         replica: &Replica,
         notification: &Notification,
     ) -> Result<(), Option<String>> {
-        let phone = open_phone(&replica.seal, notification).map_err(Some)?;
+        let Some(gateway) = self.gateways.of(notification.stage) else {
+            return Err(Some("no gateway for this notice".into()));
+        };
         let office = &replica.office;
+        let code = replica.seal.status_code(&notification.case_id.to_string());
+        let (phone, callback) = if notification.stage.is_sms() {
+            (open_phone(&replica.seal, notification).map_err(Some)?, None)
+        } else {
+            (
+                String::new(),
+                Some(self.callback_body(replica, notification, &code)?),
+            )
+        };
         let message = Message {
             id: notification.id.clone(),
             office: office.to_string(),
@@ -147,13 +181,14 @@ impl Notifier {
                 office,
                 &notification.cause,
                 Follow {
-                    code: &replica.seal.status_code(&notification.case_id.to_string()),
+                    code: &code,
                     public_url: self.public_url.as_deref(),
                 },
             ),
             sent_at_ms: crate::clock::wall_ms(),
+            callback,
         };
-        let sent = self.gateway.send(&message).await.map_err(Some)?;
+        let sent = gateway.send(&message).await.map_err(Some)?;
         drop(message);
         self.crash_if_asked();
         let op = Operation::NotificationSent {
@@ -171,13 +206,40 @@ impl Notifier {
         }
     }
 
+    /// A hotline callback's body: the case as this office holds it now (its reply's text).
+    fn callback_body(
+        &self,
+        replica: &Replica,
+        notification: &Notification,
+        code: &str,
+    ) -> Result<serde_json::Value, Option<String>> {
+        let case = replica
+            .state_machine
+            .case(&notification.case_id)
+            .map_err(Some)?
+            .ok_or_else(|| Some(format!("case {} is not here", notification.case_id)))?;
+        let ticket = hotline_ticket(&case).unwrap_or_default();
+        let status_url = self
+            .public_url
+            .as_deref()
+            .map(|url| format!("{url}/status/{}?code={code}", case.id));
+        Ok(crate::public::hotline::callback_body(
+            &notification.id,
+            ticket,
+            &case,
+            &notification.cause,
+            status_url,
+        ))
+    }
+
     /// The notices waiting at `replica`'s office, as of everything committed: a leader that was
     /// just elected may not have applied the `NotificationSent` of notices its predecessor
     /// sent, and would send them again. Only when some wait (a read barrier is a round trip to
     /// a majority, and would wake an idle office).
     async fn head(&self, replica: &Replica) -> Result<Vec<Notification>, String> {
         let machine = &replica.state_machine;
-        if machine.notify_head(1)?.is_empty() {
+        let wanted = |stage: Stage| self.gateways.of(stage).is_some();
+        if machine.notify_head_of(1, &wanted)?.is_empty() {
             return Ok(Vec::new());
         }
         if let Err(error) = replica.read_barrier().await {
@@ -185,7 +247,7 @@ impl Notifier {
             tracing::debug!(office = %replica.office, %error, "SMS round skipped");
             return Ok(Vec::new());
         }
-        machine.notify_head(SEND_BATCH_MAX)
+        machine.notify_head_of(SEND_BATCH_MAX, &wanted)
     }
 
     /// The drill hook: abort now if the crash file is there and this host took it.

@@ -2,13 +2,13 @@
 //! competent office by its location and filed there on the channel `phone`, once per ticket id.
 //! Pure: the mapping and the routing; the handler in [`super`] files.
 
+use liandong_domain::notify::hotline_officer;
+pub use liandong_domain::notify::HOTLINE_OFFICER;
 use liandong_domain::{Channel, OfficeCode, Personal, Registration};
 use serde_json::Value;
 
 use super::open311::service;
 
-/// The first-contact "officer" of a case the hotline handed over.
-pub const HOTLINE_OFFICER: &str = "hotline12345";
 /// The longest ticket id (it becomes the filing's request id).
 pub const TICKET_CHARS_MAX: usize = 48;
 
@@ -89,7 +89,7 @@ pub fn ticket(body: &Value) -> Result<Ticket, Vec<String>> {
         category: category.to_string(),
         summary: text(body, "summary").unwrap_or_default().to_string(),
         location: Some(location.clone()),
-        officer: HOTLINE_OFFICER.to_string(),
+        officer: hotline_officer(ticket_id),
     };
     registration
         .validate()
@@ -99,6 +99,49 @@ pub fn ticket(body: &Value) -> Result<Ticket, Vec<String>> {
         location,
         registration,
     })
+}
+
+/// What the hotline platform is told when a case it handed over has its result (the
+/// `callback` notice, posted to `--hotline-callback`): its ticket, the case, the office that
+/// answered, the result (`replied` with the opinion and the reply's text, or `declined` with the
+/// statutory route) and the petitioner's status page. `id` is the callback's own id: the same on
+/// every resend, for the platform to deduplicate.
+pub fn callback_body(
+    id: &str,
+    ticket_id: &str,
+    case: &liandong_domain::Case,
+    cause: &liandong_domain::notify::Cause,
+    status_url: Option<String>,
+) -> Value {
+    use liandong_domain::notify::Cause;
+    let mut body = serde_json::json!({
+        "callback_id": id,
+        "ticket_id": ticket_id,
+        "case_id": case.id.to_string(),
+        "office": case.office.to_string(),
+        "status_url": status_url,
+    });
+    let result = match cause {
+        Cause::Replied {
+            opinion,
+            evaluate_by,
+        } => serde_json::json!({
+            "result": "replied",
+            "opinion": opinion.as_str(),
+            "text": case.reply_text,
+            "replied_at_ms": case.replied_at,
+            "evaluate_by_ms": evaluate_by,
+        }),
+        Cause::Declined { route } => serde_json::json!({
+            "result": "declined",
+            "route": route.as_str(),
+        }),
+        _ => serde_json::json!({ "result": "unknown" }),
+    };
+    if let (Value::Object(body), Value::Object(result)) = (&mut body, result) {
+        body.extend(result);
+    }
+    body
 }
 
 /// The competent office for `location` among the federation's `offices`: the office of that
@@ -148,7 +191,7 @@ mod tests {
         assert_eq!(ticket.ticket_id, "HL-2026-000123");
         assert_eq!(ticket.location.as_str(), "530602001");
         assert_eq!(ticket.registration.channel, Channel::Phone);
-        assert_eq!(ticket.registration.officer, HOTLINE_OFFICER);
+        assert_eq!(ticket.registration.officer, "hotline12345/HL-2026-000123");
         let errors =
             super::ticket(&json!({"ticket_id": "a b", "category": "potholes"})).unwrap_err();
         assert_eq!(errors.len(), 6, "{errors:?}");

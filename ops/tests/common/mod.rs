@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -403,4 +404,17 @@ fn write_once(fed: &Fed, office: &str, to: &str, n: u64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Waits until `done` holds (a federation settles in seconds; a minute is a hang).
+pub fn wait_until(fed: &Fed, what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "never happened: {what}{}",
+            fed.logs_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
