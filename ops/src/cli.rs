@@ -77,6 +77,9 @@ pub enum Command {
     Officer(OfficerCommand),
     /// The office's audit log (the signed-in officer must be its auditor).
     Audit(AuditArgs),
+    /// The logs of the hosts carrying an office, merged in time order (`--follow` keeps
+    /// printing).
+    Logs(crate::logs_cmd::LogsArgs),
     /// Run one host in the foreground (what `up` starts; the same as `liandong-node`).
     #[command(hide = true)]
     Node(NodeArgs),

@@ -38,6 +38,7 @@ impl Report {
 
 pub async fn run(cli: Cli) -> anyhow::Result<Report> {
     let layout = Layout::new(&cli.dir).with_token_file(cli.token_file.clone());
+    let json = cli.json;
     match cli.command {
         Command::Federation(FederationCommand::Init(args)) => init(&layout, &args),
         Command::Up(args) => up(&layout, &args).await,
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Logout => crate::people::logout(&layout),
         Command::Officer(command) => crate::people::officer(&layout, command).await,
         Command::Audit(args) => crate::people::audit(&layout, &args).await,
+        Command::Logs(args) => crate::logs_cmd::logs(&layout, &args, json).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
             Ok(Report::new(json!({"stopped": true}), "host stopped"))

@@ -71,6 +71,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("officer enable", "liandong officer enable --user clerk"),
     ("officer reset-password", "liandong officer reset-password --user clerk --password-file new.password"),
     ("audit", "liandong audit --case 530602001-2026-000001 --limit 50"),
+    (
+        "logs",
+        "liandong logs --office 530602 --lines 50\nliandong logs --office 530602 --follow --grep trace_id=530602001-2026-000001",
+    ),
 ];
 
 /// The command line's definition with each command's example at the end of its help.

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod drill_run;
 pub mod examples;
 pub mod layout;
+pub mod logs_cmd;
 pub mod people;
 pub mod process;
 pub mod replica_cmd;
