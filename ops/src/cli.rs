@@ -351,6 +351,10 @@ pub struct QueryArgs {
     /// Registered on or before this day (YYYY-MM-DD, China time).
     #[arg(long)]
     pub registered_to: Option<String>,
+    /// One petitioner's cases across the subtree (repeat petitions): the petitioner key that
+    /// `case show` and `query` print.
+    #[arg(long)]
+    pub petitioner_key: Option<String>,
     /// Cases per page (at most 10,000): a longer answer gives `next_cursor`.
     #[arg(long, default_value_t = 1000)]
     pub limit: u32,

@@ -975,6 +975,7 @@ async fn query_reply(
         request.level = args.level.clone();
         request.registered_from_ms = registered_from_ms;
         request.registered_to_ms = registered_to_ms;
+        request.petitioner_key = args.petitioner_key.clone();
     })
     .await
 }

@@ -215,4 +215,20 @@ fn filters_pages_and_bad_input() {
     assert_eq!(statuses, 6, "{stats}");
     assert_eq!(stats["by_status"]["accepted"], 1, "{stats}");
     assert_eq!(stats["by_status"]["declined"], 1, "{stats}");
+
+    // The township's first petitioner petitions again at the other county: the city finds both
+    // cases by the petitioner key, and no one else's.
+    let again = file(&fed, "530621", 10, "labour");
+    verified(&fed);
+    let key = township.json(&["case", "show", &filed[0]])["petitioner_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let same = city.json(&["query", "--as", "5306", "--petitioner-key", &key]);
+    let ids: Vec<String> = by_id(&same).into_keys().collect();
+    let mut expected = vec![filed[0].clone(), again];
+    expected.sort();
+    assert_eq!(ids, expected, "{same}");
+    let refusal = city.fails(&["query", "--as", "5306", "--petitioner-key", "a b"]);
+    assert!(refusal.contains("bad petitioner key"), "{refusal}");
 }

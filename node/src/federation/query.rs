@@ -70,7 +70,11 @@ pub struct Filter {
     pub level: Option<liandong_domain::Level>,
     pub registered_from_ms: Option<i64>,
     pub registered_to_ms: Option<i64>,
+    pub petitioner_key: Option<String>,
 }
+
+/// The longest petitioner key a query takes (a key is 64 hex digits).
+pub const PETITIONER_KEY_CHARS_MAX: usize = 128;
 
 impl Filter {
     /// The filter `request` asks for, or why it is not one (an unknown status, grade or level,
@@ -99,6 +103,17 @@ impl Filter {
             Some(word) => Some(parse_level(word)?),
             None => None,
         };
+        if let Some(key) = &request.petitioner_key {
+            if key.is_empty()
+                || key.len() > PETITIONER_KEY_CHARS_MAX
+                || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(format!(
+                    "bad petitioner key {:?}: the key a case shows (letters and digits)",
+                    liandong_domain::echo(key)
+                ));
+            }
+        }
         if let (Some(from), Some(to)) = (request.registered_from_ms, request.registered_to_ms) {
             if from >= to {
                 return Err("the registered date range is empty (from is not before to)".into());
@@ -114,6 +129,7 @@ impl Filter {
             level,
             registered_from_ms: request.registered_from_ms,
             registered_to_ms: request.registered_to_ms,
+            petitioner_key: request.petitioner_key.clone(),
         })
     }
 
@@ -156,6 +172,10 @@ impl Filter {
             && self
                 .registered_to_ms
                 .is_none_or(|to| summary.registered_at < to)
+            && self
+                .petitioner_key
+                .as_ref()
+                .is_none_or(|key| summary.petitioner_key == *key)
     }
 }
 
