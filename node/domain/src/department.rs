@@ -681,6 +681,86 @@ pub fn hold_meeting(
     Ok((meeting, changed))
 }
 
+/// One change to an office's departments, tasks, meetings, intake points or proxies: what goes
+/// through the office's log (`Operation::Desk`). New variants go at the end (the binary codec
+/// names a variant by its position).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeskChange {
+    AddDepartment {
+        code: String,
+        name: String,
+    },
+    DisableDepartment {
+        code: String,
+    },
+    /// 集成联办: a lead and cooperating departments on a case.
+    Route {
+        case_id: CaseId,
+        routing: Routing,
+        officer: String,
+    },
+    /// A department's answer to its open task on a case.
+    AnswerTask {
+        case_id: CaseId,
+        department: String,
+        text: String,
+        officer: String,
+    },
+    /// 联席会议: attendance, minutes, a decision per case (each a task with a clock).
+    HoldMeeting {
+        request: MeetingRequest,
+        officer: String,
+    },
+    AddIntakePoint {
+        code: String,
+        name: String,
+        kind: crate::proxy::PointKind,
+        parent: Option<String>,
+    },
+    AddProxy {
+        code: String,
+        name: String,
+        point: String,
+        officer: Option<String>,
+    },
+    /// A case filed by proxy agent `agent` with the petitioner's `consent`: the registration is
+    /// sealed by the proposing host, like every filing.
+    ProxyFile {
+        registration: Box<crate::model::Registration>,
+        petitioner_key: String,
+        agent: String,
+        consent: String,
+    },
+}
+
+impl DeskChange {
+    /// The snake_case name (audit records, request records).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeskChange::AddDepartment { .. } => "add_department",
+            DeskChange::DisableDepartment { .. } => "disable_department",
+            DeskChange::Route { .. } => "route",
+            DeskChange::AnswerTask { .. } => "answer_task",
+            DeskChange::HoldMeeting { .. } => "hold_meeting",
+            DeskChange::AddIntakePoint { .. } => "add_intake_point",
+            DeskChange::AddProxy { .. } => "add_proxy",
+            DeskChange::ProxyFile { .. } => "proxy_file",
+        }
+    }
+
+    /// The case a change is about (a meeting: its first case), for request records.
+    pub fn case_id(&self) -> Option<&CaseId> {
+        match self {
+            DeskChange::Route { case_id, .. } | DeskChange::AnswerTask { case_id, .. } => {
+                Some(case_id)
+            }
+            DeskChange::HoldMeeting { request, .. } => request.cases.first(),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
