@@ -684,7 +684,7 @@ pub fn hold_meeting(
 /// One change to an office's departments, tasks, meetings, intake points or proxies: what goes
 /// through the office's log (`Operation::Desk`). New variants go at the end (the binary codec
 /// names a variant by its position).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeskChange {
     AddDepartment {

@@ -183,6 +183,13 @@ pub enum Action<'a> {
     },
     /// Backup.Save: an office's whole state, personal data included (operators only).
     Backup,
+    /// Desks.Change: departments, intake points and proxies (admins); routing, task answers
+    /// and joint meetings (handlers, leaders).
+    Desk(&'a liandong_domain::department::DeskChange),
+    /// Desks.ProxyFile: a case filed by a proxy agent with the petitioner's consent.
+    ProxyFile,
+    /// Desks.Read: departments, tasks, meetings, figures, intake points, proxies.
+    DeskRead,
 }
 
 impl Action<'_> {
@@ -200,6 +207,9 @@ impl Action<'_> {
             Action::Dump => "Admin.Dump",
             Action::Membership { .. } => "Membership",
             Action::Backup => "Backup.Save",
+            Action::Desk(_) => "Desks.Change",
+            Action::ProxyFile => "Desks.ProxyFile",
+            Action::DeskRead => "Desks.Read",
         }
     }
 
@@ -223,6 +233,19 @@ impl Action<'_> {
             Action::Status | Action::Dump | Action::Membership { .. } | Action::Backup => {
                 return None
             }
+            Action::Desk(change) => {
+                use liandong_domain::department::DeskChange;
+                match change {
+                    DeskChange::AddDepartment { .. }
+                    | DeskChange::DisableDepartment { .. }
+                    | DeskChange::AddIntakePoint { .. }
+                    | DeskChange::AddProxy { .. } => &[Admin],
+                    DeskChange::ProxyFile { .. } => &[Registrar],
+                    _ => &[Handler, Leader],
+                }
+            }
+            Action::ProxyFile => &[Registrar],
+            Action::DeskRead => &[Registrar, Handler, Leader, Supervisor, Auditor, Admin],
         })
     }
 }

@@ -82,10 +82,6 @@ fn all<T: DeserializeOwned>(
         .collect()
 }
 
-pub(crate) fn department(reader: &impl Read, code: &str) -> Result<Option<Department>, ApplyError> {
-    load(reader, &key(DEPARTMENT, code))
-}
-
 pub(crate) fn departments(reader: &impl Read) -> Result<Vec<Department>, ApplyError> {
     all(reader, DEPARTMENT, DEPARTMENTS_PER_OFFICE_MAX)
 }
@@ -129,6 +125,17 @@ pub(crate) fn cases_at_point(reader: &impl Read, point: &str) -> Result<Vec<Case
         .scan(&prefix, &prefix_end(&prefix), POINT_CASES_MAX)?
         .iter()
         .filter_map(|(key, _)| std::str::from_utf8(&key[prefix.len()..]).ok()?.parse().ok())
+        .collect())
+}
+
+/// The cases `agent` filed, at most [`POINT_CASES_MAX`] (a scan of the office's proxy filings).
+pub(crate) fn cases_of_agent(reader: &impl Read, agent: &str) -> Result<Vec<CaseId>, ApplyError> {
+    let all: Vec<ProxyFiling> = all(reader, PROXIED, POINT_CASES_MAX * 16)?;
+    Ok(all
+        .into_iter()
+        .filter(|f| f.agent == agent)
+        .take(POINT_CASES_MAX)
+        .map(|f| f.case_id)
         .collect())
 }
 
