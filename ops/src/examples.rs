@@ -18,7 +18,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("status", "liandong status\nliandong --json status"),
     (
         "case file",
-        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"",
+        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"\nliandong case file --office 530602 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Roof leaks\" --proxy wang --consent \"signed consent form 2026-12-06, kept at Daguan point\"",
     ),
     ("case show", "liandong case show 530602001-2026-000001"),
     ("case accept", "liandong case accept 530602001-2026-000001"),
@@ -71,6 +71,33 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("officer enable", "liandong officer enable --user clerk"),
     ("officer reset-password", "liandong officer reset-password --user clerk --password-file new.password"),
     ("audit", "liandong audit --case 530602001-2026-000001 --limit 50"),
+    ("department add", "liandong department add --code housing --name 住建"),
+    ("department list", "liandong department list"),
+    ("department disable", "liandong department disable --code housing"),
+    ("department stats", "liandong department stats\nliandong --json department stats"),
+    (
+        "case route",
+        "liandong case route 530602-2026-000001 --lead housing --cooperate land,labour --due-days 10 --text \"Roof repairs promised in May\"",
+    ),
+    (
+        "case task-answer",
+        "liandong case task-answer 530602-2026-000001 --department housing --text \"Repairs scheduled for 12 December\"",
+    ),
+    (
+        "meeting hold",
+        "liandong meeting hold --cases 530602-2026-000001,530602-2026-000002 --attendees housing,land,judicial --minutes @minutes.txt --decision \"530602-2026-000002=land:15:Survey the plot and report\"",
+    ),
+    ("meeting list", "liandong meeting list"),
+    ("meeting show", "liandong meeting show 530602-m1"),
+    (
+        "intake-point add",
+        "liandong intake-point add --code mishixiang --name 米市巷街道代办站 --kind street --parent gongshu\nliandong intake-point add --code daguan --name 大关社区代办点 --kind community --parent mishixiang",
+    ),
+    ("intake-point list", "liandong intake-point list"),
+    ("intake-point cases", "liandong intake-point cases mishixiang"),
+    ("proxy add", "liandong proxy add --code wang --name 王代办 --point daguan --officer wang"),
+    ("proxy list", "liandong proxy list"),
+    ("proxy cases", "liandong proxy cases wang"),
 ];
 
 /// The command line's definition with each command's example at the end of its help.

@@ -265,7 +265,9 @@ impl Desks for DeskService {
             Applied::Desk { document } | Applied::Case { document } => {
                 Ok(Response::new(DeskReply { document, now_ms }))
             }
-            other => Err(internal(format!("unexpected state machine reply {other:?}"))),
+            other => Err(internal(format!(
+                "unexpected state machine reply {other:?}"
+            ))),
         }
     }
 
@@ -312,7 +314,11 @@ impl Desks for DeskService {
         };
         let document = match self.write(&office, op).await? {
             Applied::Case { document } => document,
-            other => return Err(internal(format!("unexpected state machine reply {other:?}"))),
+            other => {
+                return Err(internal(format!(
+                    "unexpected state machine reply {other:?}"
+                )))
+            }
         };
         let document = seal
             .open_document(&document)

@@ -269,7 +269,10 @@ fn scope_of(op: &Operation) -> Option<requests::Scope<'_>> {
             caller,
             change,
         } if change.case_id().is_some()
-            || matches!(change, liandong_domain::department::DeskChange::ProxyFile { .. }) =>
+            || matches!(
+                change,
+                liandong_domain::department::DeskChange::ProxyFile { .. }
+            ) =>
         {
             Some(requests::Scope {
                 caller,

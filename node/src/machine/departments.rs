@@ -114,7 +114,10 @@ pub(crate) fn agents(reader: &impl Read) -> Result<Vec<ProxyAgent>, ApplyError> 
     all(reader, PROXY, PROXIES_PER_OFFICE_MAX)
 }
 
-pub(crate) fn filing(reader: &impl Read, case_id: &CaseId) -> Result<Option<ProxyFiling>, ApplyError> {
+pub(crate) fn filing(
+    reader: &impl Read,
+    case_id: &CaseId,
+) -> Result<Option<ProxyFiling>, ApplyError> {
     load(reader, &key(PROXIED, &case_id.to_string()))
 }
 
@@ -162,7 +165,12 @@ fn held(reader: &impl Read, case_id: &CaseId) -> Result<Result<(), Refused>, App
             "case_not_found",
             format!("case {case_id} is not held by this office"),
         ))),
-        Some(case) if matches!(case.status, Status::Forwarded { .. } | Status::InTransit { .. }) => {
+        Some(case)
+            if matches!(
+                case.status,
+                Status::Forwarded { .. } | Status::InTransit { .. }
+            ) =>
+        {
             Ok(Err(refused(
                 RejectKind::Forbidden,
                 "case_handed_on",
@@ -195,7 +203,9 @@ pub(super) fn check_act(
         return Ok(None);
     }
     let tasks = tasks(reader, case_id)?;
-    Ok(department::check_reply(tasks.as_ref()).err().map(desk_refusal))
+    Ok(department::check_reply(tasks.as_ref())
+        .err()
+        .map(desk_refusal))
 }
 
 /// Applies one change; a refusal changes nothing. A change with a request id is answered again,
@@ -438,9 +448,10 @@ fn proxy_file(
     let id = case_id.to_string();
     apply.txn.put(key(PROXIED, &id), encode(&filing));
     for point in &chain {
-        apply
-            .txn
-            .put([point_case_prefix(point), id.as_bytes().to_vec()].concat(), Vec::new());
+        apply.txn.put(
+            [point_case_prefix(point), id.as_bytes().to_vec()].concat(),
+            Vec::new(),
+        );
     }
     Ok(Ok((document, case_id)))
 }
@@ -449,7 +460,10 @@ fn proxy_file(
 pub(super) fn next_task_due(reader: &impl Read) -> Result<Option<Millis>, rocksdb::Error> {
     let first = reader.scan(TASK_DUE, &prefix_end(TASK_DUE), 1)?;
     Ok(first.first().and_then(|(key, _)| {
-        let bytes: [u8; 8] = key.get(TASK_DUE.len()..TASK_DUE.len() + 8)?.try_into().ok()?;
+        let bytes: [u8; 8] = key
+            .get(TASK_DUE.len()..TASK_DUE.len() + 8)?
+            .try_into()
+            .ok()?;
         i64::try_from(u64::from_be_bytes(bytes))
             .ok()
             .map(|at| at.saturating_add(1))
@@ -589,7 +603,11 @@ pub(crate) mod tests {
 
         let before = footprint(&office);
         assert_eq!(refusal(reply(&mut office, &case_id)), "lead_not_answered");
-        assert_eq!(footprint(&office), before, "a refused reply changed nothing");
+        assert_eq!(
+            footprint(&office),
+            before,
+            "a refused reply changed nothing"
+        );
 
         ok(desk(
             &mut office,
