@@ -329,7 +329,7 @@ pub async fn with_tasks(federation: &Federation, mut report: Report) -> Report {
     };
     let lines = task_lines(&desk["tasks"]);
     if !lines.is_empty() {
-        report.text.push_str("\n");
+        report.text.push('\n');
         report.text.push_str(&lines.join("\n"));
     }
     if !desk["proxy"].is_null() {

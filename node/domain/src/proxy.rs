@@ -78,6 +78,7 @@ pub struct IntakePoint {
 /// A new intake point. A community point names its street station; a street station names the
 /// centre or nothing (an office without a centre); a centre names nothing. A retried request
 /// for the same point answers the point.
+#[allow(clippy::too_many_arguments)]
 pub fn add_point(
     existing: Option<&IntakePoint>,
     count: usize,
@@ -168,6 +169,7 @@ pub struct ProxyAgent {
 }
 
 /// A new proxy agent at the existing intake point `point`.
+#[allow(clippy::too_many_arguments)]
 pub fn add_agent(
     existing: Option<&ProxyAgent>,
     count: usize,

@@ -748,7 +748,7 @@ pub(crate) mod tests {
             ok(desk(&mut office, change.clone()));
         }
         let case_id = filed_and_accepted(&mut office);
-        let more = vec![
+        let more = [
             route_change(&case_id),
             DeskChange::HoldMeeting {
                 request: MeetingRequest {
