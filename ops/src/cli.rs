@@ -375,6 +375,10 @@ pub struct QueryArgs {
     /// The fresh query's deadline (default 1,000 ms, at most 2,000 ms).
     #[arg(long, requires = "fresh")]
     pub deadline_ms: Option<u32>,
+    /// The cases proxy agents filed at this intake point of the office or below it, with their
+    /// progress (the same as `intake-point cases POINT`).
+    #[arg(long)]
+    pub intake_point: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -1002,6 +1002,9 @@ async fn query_reply(
 async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
     let as_office = acting_office(&federation, args.as_office.as_deref())?;
+    if let Some(point) = &args.intake_point {
+        return crate::desk_cmd::point_cases(&federation, &as_office, point).await;
+    }
     let reply = query_reply(&federation, &as_office, args).await?;
     let cases: Vec<Value> = reply.cases.iter().map(view::summary_json).collect();
     let mut lines: Vec<String> = cases

@@ -635,6 +635,20 @@ fn case_rows_text(rows: &Value, empty: String) -> String {
     lines.join("\n")
 }
 
+/// The cases filed by proxy at `point` or below it, with their progress.
+pub async fn point_cases(
+    federation: &Federation,
+    office: &str,
+    point: &str,
+) -> anyhow::Result<Report> {
+    let rows = read_report(federation, office, "point-cases", point).await?;
+    let text = case_rows_text(&rows, format!("no cases filed at or below {point}"));
+    Ok(Report::new(
+        json!({"office": office, "point": point, "cases": rows}),
+        text,
+    ))
+}
+
 pub async fn intake_point(layout: &Layout, command: IntakePointCommand) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
     match command {
@@ -690,12 +704,7 @@ pub async fn intake_point(layout: &Layout, command: IntakePointCommand) -> anyho
         }
         IntakePointCommand::Cases(args) => {
             let office = own_office(&federation, args.office.as_deref())?;
-            let rows = read_report(&federation, &office, "point-cases", &args.point).await?;
-            let text = case_rows_text(&rows, format!("no cases filed at or below {}", args.point));
-            Ok(Report::new(
-                json!({"office": office, "point": args.point, "cases": rows}),
-                text,
-            ))
+            point_cases(&federation, &office, &args.point).await
         }
     }
 }

@@ -52,7 +52,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("drill run", "liandong drill run --scenario kill-leader-loop --seconds 60 --clients 8"),
     ("supervise", "liandong supervise 5306-2026-000001 --due-days 10 --text \"Report what was paid\""),
     ("orders", "liandong orders --office 5306"),
-    ("query", "liandong query --as 5306 --status overdue --fresh\nliandong --json query --as 5306 --level township --limit 100"),
+    ("query", "liandong query --as 5306 --status overdue --fresh\nliandong --json query --as 5306 --level township --limit 100\nliandong query --as 530602 --intake-point mishixiang"),
     ("stats", "liandong stats --as 5306"),
     ("replica add", "liandong replica add --office 530602 --timeout-seconds 60"),
     ("replica remove", "liandong replica remove --office 530602 --replica 4"),

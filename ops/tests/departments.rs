@@ -353,6 +353,8 @@ fn a_lead_department_answers_before_the_reply_and_a_proxy_filing_is_seen_up_its_
     assert_eq!(rows[0]["case_id"], proxied.as_str());
     assert_eq!(rows[0]["status"], "accepted");
     assert_eq!(rows[0]["point"], "daguan");
+    let queried = officer.json(&["query", "--as", OFFICE, "--intake-point", "mishixiang"]);
+    assert_eq!(queried["cases"], station["cases"]);
     let text = officer.ok(&["intake-point", "cases", "mishixiang"]);
     assert!(
         text.contains(&proxied) && text.contains("accepted"),

@@ -674,6 +674,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_retried_routing_is_answered_again_not_applied_again() {
+        let mut office = Office::new("530602", Some("5306"));
+        add(&mut office, "housing");
+        add(&mut office, "land");
+        let case_id = filed_and_accepted(&mut office);
+        let routed = |office: &mut Office| {
+            office.apply(Operation::Desk {
+                change: route_change(&case_id),
+                request_id: Some("r-route".into()),
+                caller: "li".into(),
+            })
+        };
+        let first = routed(&mut office);
+        let tasks_after = tasks(&crate::store::Txn::new(&office.db, "530602"), &case_id).unwrap();
+        let again = routed(&mut office);
+        let document = |response: Response| match response {
+            Response::Desk { document } | Response::Case { document } => document,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(document(first), document(again), "the first answer, again");
+        let stored = tasks(&crate::store::Txn::new(&office.db, "530602"), &case_id).unwrap();
+        assert_eq!(stored, tasks_after, "applied once");
+        // Without the request id the same routing is refused: the lead exists.
+        assert_eq!(
+            refusal(desk(&mut office, route_change(&case_id))),
+            "lead_exists"
+        );
+    }
+
+    #[test]
     fn a_task_past_its_clock_is_marked_overdue_by_the_tick() {
         let mut office = Office::new("530602", Some("5306"));
         add(&mut office, "housing");
