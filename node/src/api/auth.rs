@@ -636,6 +636,16 @@ mod tests {
             plan: "p".into(),
             deadline: 0,
         };
+        let add_department = liandong_domain::department::DeskChange::AddDepartment {
+            code: "housing".into(),
+            name: "住建".into(),
+        };
+        let answer_task = liandong_domain::department::DeskChange::AnswerTask {
+            case_id: "530602-2026-000001".parse().unwrap(),
+            department: "housing".into(),
+            text: "t".into(),
+            officer: "x".into(),
+        };
         let actions = [
             Action::File,
             Action::Act(&accept),
@@ -650,7 +660,20 @@ mod tests {
             Action::Dump,
             Action::Membership { forwarded: false },
             Action::Membership { forwarded: true },
+            Action::Desk(&add_department),
+            Action::Desk(&answer_task),
+            Action::ProxyFile,
+            Action::DeskRead,
         ];
+        // Departments are the admin's; tasks the handler's and leader's.
+        assert_eq!(
+            Action::Desk(&add_department).roles(),
+            Some(&[Role::Admin][..])
+        );
+        assert_eq!(
+            Action::Desk(&answer_task).roles(),
+            Some(&[Role::Handler, Role::Leader][..])
+        );
         // Scopes seen from county 530602.
         let scopes = [
             ("own", "530602"),
