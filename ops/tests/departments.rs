@@ -367,3 +367,63 @@ fn a_lead_department_answers_before_the_reply_and_a_proxy_filing_is_seen_up_its_
     let shown = officer.ok(&["case", "show", &proxied]);
     assert!(shown.contains("filed by proxy wang at daguan"), "{shown}");
 }
+
+/// A task's clock runs in working days on the office's clock (here 100,000 times the wall
+/// clock): once it has run out unanswered, `case show` marks the task overdue and the
+/// department's figures count it.
+#[test]
+fn a_task_past_its_clock_shows_overdue_and_counts_for_its_department() {
+    let fed = Fed::init(
+        &[
+            "--region",
+            OFFICE,
+            "--max-children",
+            "0",
+            "--replicas",
+            "3",
+            "--time-scale",
+            "100000",
+        ],
+        3,
+    );
+    fed.ok(&["up"]);
+    let officer = fed.at(OFFICE);
+    let admin = admin(&fed);
+    fed.ok(&as_admin(
+        &admin,
+        &["department", "add", "--code", "housing", "--name", "住建"],
+    ));
+    let case = file_case(&fed, OFFICE, 7, "housing");
+    let routed = officer.json(&[
+        "case",
+        "route",
+        &case,
+        "--lead",
+        "housing",
+        "--due-days",
+        "1",
+    ]);
+    assert_eq!(routed["tasks"][0]["overdue"], false, "{routed}");
+    let start = std::time::Instant::now();
+    loop {
+        let shown = officer.json(&["case", "show", &case]);
+        if task(&shown, "housing")["overdue"] == true {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the task never became overdue: {shown}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let text = officer.ok(&["case", "show", &case]);
+    assert!(text.contains("OVERDUE"), "{text}");
+    let stats = officer.json(&["department", "stats"]);
+    let housing = &stats["departments"][0];
+    assert_eq!(housing["department"], "housing");
+    assert_eq!(
+        (housing["open"].as_u64(), housing["overdue"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+}
