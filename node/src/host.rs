@@ -236,6 +236,12 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             transport: transport.clone(),
             trust: trust.clone(),
         }))
+        .add_service(federation_proto::v1::desks_server::DesksServer::new(
+            crate::api::departments::DeskService {
+                replicas: replicas.clone(),
+                trust: trust.clone(),
+            },
+        ))
         .add_service(OfficersServer::new(OfficerService {
             trust: trust.clone(),
             proposer: proposer.clone(),

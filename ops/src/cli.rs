@@ -83,6 +83,18 @@ pub enum Command {
     /// Run one host in the foreground (what `up` starts; the same as `liandong-node`).
     #[command(hide = true)]
     Node(NodeArgs),
+    /// The office's departments (一窗受理): add, list, disable; per-department figures.
+    #[command(subcommand)]
+    Department(crate::desk_cmd::DepartmentCommand),
+    /// Joint meetings (联席会议): hold one (decisions become department tasks), list, show.
+    #[command(subcommand)]
+    Meeting(crate::desk_cmd::MeetingCommand),
+    /// Intake points (代办中心, 代办站, 代办点): add, list, and the cases filed at or below one.
+    #[command(subcommand)]
+    IntakePoint(crate::desk_cmd::IntakePointCommand),
+    /// Proxy agents (代办员): add, list, and the cases one filed.
+    #[command(subcommand)]
+    Proxy(crate::desk_cmd::ProxyCommand),
 }
 
 #[derive(Args, Debug)]
@@ -247,6 +259,11 @@ pub enum CaseCommand {
     RequestReview(CaseArg),
     /// Answer the supervision order on a case in writing.
     AnswerSupervision(AnswerArgs),
+    /// Give a case to a lead department and cooperating departments (集成联办), each with a
+    /// task and a clock in working days; the reply waits for the lead's answer.
+    Route(crate::desk_cmd::RouteArgs),
+    /// A department's answer to its task on a case.
+    TaskAnswer(crate::desk_cmd::TaskAnswerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -369,6 +386,10 @@ pub struct QueryArgs {
     /// The fresh query's deadline (default 1,000 ms, at most 2,000 ms).
     #[arg(long, requires = "fresh")]
     pub deadline_ms: Option<u32>,
+    /// The cases proxy agents filed at this intake point of the office or below it, with their
+    /// progress (the same as `intake-point cases POINT`).
+    #[arg(long)]
+    pub intake_point: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -399,6 +420,12 @@ pub struct FileArgs {
     /// A unique id for this request: retrying with the same id registers the case once.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// Filed by this proxy agent (代办员) for the petitioner; needs `--consent`.
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// The petitioner's recorded consent to the proxy: what was signed, when, where the form is.
+    #[arg(long)]
+    pub consent: Option<String>,
 }
 
 #[derive(Args, Debug)]

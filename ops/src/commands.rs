@@ -60,6 +60,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Officer(command) => crate::people::officer(&layout, command).await,
         Command::Audit(args) => crate::people::audit(&layout, &args).await,
         Command::Logs(args) => crate::logs_cmd::logs(&layout, &args, json).await,
+        Command::Department(command) => crate::desk_cmd::department(&layout, command).await,
+        Command::Meeting(command) => crate::desk_cmd::meeting(&layout, command).await,
+        Command::IntakePoint(command) => crate::desk_cmd::intake_point(&layout, command).await,
+        Command::Proxy(command) => crate::desk_cmd::proxy(&layout, command).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
             Ok(Report::new(json!({"stopped": true}), "host stopped"))
@@ -322,6 +326,30 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 hops: 0,
                 request_id: args.request_id.unwrap_or_else(request_id),
             };
+            if args.proxy.is_some() || args.consent.is_some() {
+                let Some(agent) = args.proxy else {
+                    bail!("--consent goes with --proxy AGENT (a case filed by a proxy agent)");
+                };
+                let request = v1::ProxyFileRequest {
+                    file: Some(request),
+                    agent,
+                    consent: args.consent.unwrap_or_default(),
+                };
+                let reply = federation
+                    .office_channel_call(&office, |channel| {
+                        let request = request.clone();
+                        async move {
+                            v1::desks_client::DesksClient::new(channel)
+                                .proxy_file(request)
+                                .await
+                                .map(|r| r.into_inner())
+                        }
+                    })
+                    .await
+                    .map_err(|status| status_error(&status))?;
+                let report = coded_report(&federation, reply)?;
+                return Ok(crate::desk_cmd::with_tasks(&federation, report).await);
+            }
             let reply = federation
                 .office_call(&office, |mut client| {
                     let request = request.clone();
@@ -331,7 +359,12 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 .map_err(|status| status_error(&status))?;
             return coded_report(&federation, reply);
         }
-        CaseCommand::Show(args) => return show(&federation, &args).await,
+        CaseCommand::Show(args) => {
+            let report = show(&federation, &args).await?;
+            return Ok(crate::desk_cmd::with_tasks(&federation, report).await);
+        }
+        CaseCommand::Route(args) => return crate::desk_cmd::route(layout, args).await,
+        CaseCommand::TaskAnswer(args) => return crate::desk_cmd::task_answer(layout, args).await,
         CaseCommand::Accept(args) => {
             act(
                 &federation,
@@ -983,6 +1016,9 @@ async fn query_reply(
 async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
     let as_office = acting_office(&federation, args.as_office.as_deref())?;
+    if let Some(point) = &args.intake_point {
+        return crate::desk_cmd::point_cases(&federation, &as_office, point).await;
+    }
     let reply = query_reply(&federation, &as_office, args).await?;
     let cases: Vec<Value> = reply.cases.iter().map(view::summary_json).collect();
     let mut lines: Vec<String> = cases

@@ -18,7 +18,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("status", "liandong status\nliandong --json status"),
     (
         "case file",
-        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"",
+        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"\nliandong case file --office 530602 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Roof leaks\" --proxy wang --consent \"signed consent form 2026-12-06, kept at Daguan point\"",
     ),
     ("case show", "liandong case show 530602001-2026-000001"),
     ("case accept", "liandong case accept 530602001-2026-000001"),
@@ -52,7 +52,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("drill run", "liandong drill run --scenario kill-leader-loop --seconds 60 --clients 8"),
     ("supervise", "liandong supervise 5306-2026-000001 --due-days 10 --text \"Report what was paid\""),
     ("orders", "liandong orders --office 5306"),
-    ("query", "liandong query --as 5306 --status overdue --fresh\nliandong --json query --as 5306 --level township --limit 100"),
+    ("query", "liandong query --as 5306 --status overdue --fresh\nliandong --json query --as 5306 --level township --limit 100\nliandong query --as 530602 --intake-point mishixiang"),
     ("stats", "liandong stats --as 5306"),
     ("replica add", "liandong replica add --office 530602 --timeout-seconds 60"),
     ("replica remove", "liandong replica remove --office 530602 --replica 4"),
@@ -75,6 +75,33 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "logs",
         "liandong logs --office 530602 --lines 50\nliandong logs --office 530602 --follow --grep trace_id=530602001-2026-000001",
     ),
+    ("department add", "liandong department add --code housing --name 住建"),
+    ("department list", "liandong department list"),
+    ("department disable", "liandong department disable --code housing"),
+    ("department stats", "liandong department stats\nliandong --json department stats"),
+    (
+        "case route",
+        "liandong case route 530602-2026-000001 --lead housing --cooperate land,labour --due-days 10 --text \"Roof repairs promised in May\"",
+    ),
+    (
+        "case task-answer",
+        "liandong case task-answer 530602-2026-000001 --department housing --text \"Repairs scheduled for 12 December\"",
+    ),
+    (
+        "meeting hold",
+        "liandong meeting hold --cases 530602-2026-000001,530602-2026-000002 --attendees housing,land,judicial --minutes @minutes.txt --decision \"530602-2026-000002=land:15:Survey the plot and report\"",
+    ),
+    ("meeting list", "liandong meeting list"),
+    ("meeting show", "liandong meeting show 530602-m1"),
+    (
+        "intake-point add",
+        "liandong intake-point add --code mishixiang --name 米市巷街道代办站 --kind street --parent gongshu\nliandong intake-point add --code daguan --name 大关社区代办点 --kind community --parent mishixiang",
+    ),
+    ("intake-point list", "liandong intake-point list"),
+    ("intake-point cases", "liandong intake-point cases mishixiang"),
+    ("proxy add", "liandong proxy add --code wang --name 王代办 --point daguan --officer wang"),
+    ("proxy list", "liandong proxy list"),
+    ("proxy cases", "liandong proxy cases wang"),
 ];
 
 /// The command line's definition with each command's example at the end of its help.

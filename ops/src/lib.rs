@@ -4,6 +4,7 @@ pub mod cert_cmd;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod desk_cmd;
 pub mod drill_run;
 pub mod examples;
 pub mod layout;

@@ -15,6 +15,7 @@ use federation_proto::v1::admin_client::AdminClient;
 use federation_proto::v1::audit_client::AuditClient;
 use federation_proto::v1::backup_client::BackupClient;
 use federation_proto::v1::cases_client::CasesClient;
+use federation_proto::v1::desks_client::DesksClient;
 use federation_proto::v1::federation_client::FederationClient;
 use federation_proto::v1::membership_client::MembershipClient;
 use federation_proto::v1::officers_client::OfficersClient;
@@ -24,6 +25,7 @@ use federation_proto::v1::{
     DumpRequest, FileRequest, ListOfficersRequest, OrdersRequest, ProposeRequest, QueryRequest,
     RemoveReplicaRequest, SaveRequest, ShowRequest, SuperviseRequest,
 };
+use federation_proto::v1::{DeskChangeRequest, DeskReadRequest, ProxyFileRequest};
 use liandong_node::manifest::Manifest;
 use liandong_node::tls::{HostIdentity, Pki};
 use tonic::transport::Channel;
@@ -64,9 +66,13 @@ enum Rpc {
     RemoveReplica,
     Campaign,
     BackupSave,
+    AddDepartment,
+    RouteCase,
+    ProxyFile,
+    DeskRead,
 }
 
-const RPCS: [Rpc; 14] = [
+const RPCS: [Rpc; 18] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -81,6 +87,10 @@ const RPCS: [Rpc; 14] = [
     Rpc::RemoveReplica,
     Rpc::Campaign,
     Rpc::BackupSave,
+    Rpc::AddDepartment,
+    Rpc::RouteCase,
+    Rpc::ProxyFile,
+    Rpc::DeskRead,
 ];
 
 impl Rpc {
@@ -96,6 +106,17 @@ impl Rpc {
             Rpc::AddOfficer | Rpc::ListOfficers => &["admin"],
             Rpc::ReadAudit => &["auditor"],
             Rpc::Dump | Rpc::RemoveReplica | Rpc::Campaign | Rpc::BackupSave => return None,
+            Rpc::AddDepartment => &["admin"],
+            Rpc::RouteCase => &["handler", "leader"],
+            Rpc::ProxyFile => &["registrar"],
+            Rpc::DeskRead => &[
+                "registrar",
+                "handler",
+                "leader",
+                "supervisor",
+                "auditor",
+                "admin",
+            ],
         })
     }
 }
@@ -309,6 +330,60 @@ async fn call(
                 .campaign(with_token(
                     CampaignRequest {
                         office: office.to_string(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::AddDepartment | Rpc::RouteCase => {
+            let change = if rpc == Rpc::AddDepartment {
+                serde_json::json!({"add_department": {"code": format!("d{n}"), "name": "部门"}})
+            } else {
+                // An unknown department: an allowed call is refused by the office, nothing changes.
+                serde_json::json!({"route": {"case_id": case_id, "officer": "fake", "routing": {
+                    "lead": "nowhere", "cooperate": [], "due_days": 5, "text": ""}}})
+            };
+            code(
+                DesksClient::new(channel)
+                    .change(with_token(
+                        DeskChangeRequest {
+                            office: office.to_string(),
+                            change: serde_json::to_vec(&change).unwrap(),
+                            request_id: format!("d{n}"),
+                        },
+                        t,
+                    ))
+                    .await
+                    .map(drop),
+            )
+        }
+        Rpc::ProxyFile => code(
+            DesksClient::new(channel)
+                .proxy_file(with_token(
+                    ProxyFileRequest {
+                        file: Some(FileRequest {
+                            office: office.to_string(),
+                            registration: Some(liandong_ops::sample::registration(n)),
+                            request_id: format!("p{n}"),
+                            ..FileRequest::default()
+                        }),
+                        // No such agent: an allowed call is refused by the office.
+                        agent: "nobody".into(),
+                        consent: "signed".into(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::DeskRead => code(
+            DesksClient::new(channel)
+                .read(with_token(
+                    DeskReadRequest {
+                        office: office.to_string(),
+                        what: "departments".into(),
+                        key: String::new(),
                     },
                     t,
                 ))

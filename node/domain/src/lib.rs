@@ -12,6 +12,8 @@
 //! - `personal`: personal fields, clear or sealed by the office (opaque here)
 //! - `codec`: the versioned binary codec of every stored value and case document
 //! - `notify`: which SMS notices a case change makes for the petitioner, and their text
+//! - `department`: an office's departments, their tasks on cases, joint meetings;
+//!   `proxy`: intake points, proxy agents and proxy filings
 #![forbid(unsafe_code)]
 
 mod calendar;
@@ -19,6 +21,7 @@ mod case;
 mod clock;
 pub mod codec;
 mod command;
+pub mod department;
 mod engine;
 mod error;
 mod event;
@@ -27,6 +30,7 @@ pub mod message;
 mod model;
 pub mod notify;
 mod personal;
+pub mod proxy;
 pub mod rules;
 mod validate;
 

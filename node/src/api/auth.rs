@@ -183,6 +183,13 @@ pub enum Action<'a> {
     },
     /// Backup.Save: an office's whole state, personal data included (operators only).
     Backup,
+    /// Desks.Change: departments, intake points and proxies (admins); routing, task answers
+    /// and joint meetings (handlers, leaders).
+    Desk(&'a liandong_domain::department::DeskChange),
+    /// Desks.ProxyFile: a case filed by a proxy agent with the petitioner's consent.
+    ProxyFile,
+    /// Desks.Read: departments, tasks, meetings, figures, intake points, proxies.
+    DeskRead,
 }
 
 impl Action<'_> {
@@ -200,6 +207,9 @@ impl Action<'_> {
             Action::Dump => "Admin.Dump",
             Action::Membership { .. } => "Membership",
             Action::Backup => "Backup.Save",
+            Action::Desk(_) => "Desks.Change",
+            Action::ProxyFile => "Desks.ProxyFile",
+            Action::DeskRead => "Desks.Read",
         }
     }
 
@@ -223,6 +233,19 @@ impl Action<'_> {
             Action::Status | Action::Dump | Action::Membership { .. } | Action::Backup => {
                 return None
             }
+            Action::Desk(change) => {
+                use liandong_domain::department::DeskChange;
+                match change {
+                    DeskChange::AddDepartment { .. }
+                    | DeskChange::DisableDepartment { .. }
+                    | DeskChange::AddIntakePoint { .. }
+                    | DeskChange::AddProxy { .. } => &[Admin],
+                    DeskChange::ProxyFile { .. } => &[Registrar],
+                    _ => &[Handler, Leader],
+                }
+            }
+            Action::ProxyFile => &[Registrar],
+            Action::DeskRead => &[Registrar, Handler, Leader, Supervisor, Auditor, Admin],
         })
     }
 }
@@ -613,6 +636,16 @@ mod tests {
             plan: "p".into(),
             deadline: 0,
         };
+        let add_department = liandong_domain::department::DeskChange::AddDepartment {
+            code: "housing".into(),
+            name: "住建".into(),
+        };
+        let answer_task = liandong_domain::department::DeskChange::AnswerTask {
+            case_id: "530602-2026-000001".parse().unwrap(),
+            department: "housing".into(),
+            text: "t".into(),
+            officer: "x".into(),
+        };
         let actions = [
             Action::File,
             Action::Act(&accept),
@@ -627,7 +660,20 @@ mod tests {
             Action::Dump,
             Action::Membership { forwarded: false },
             Action::Membership { forwarded: true },
+            Action::Desk(&add_department),
+            Action::Desk(&answer_task),
+            Action::ProxyFile,
+            Action::DeskRead,
         ];
+        // Departments are the admin's; tasks the handler's and leader's.
+        assert_eq!(
+            Action::Desk(&add_department).roles(),
+            Some(&[Role::Admin][..])
+        );
+        assert_eq!(
+            Action::Desk(&answer_task).roles(),
+            Some(&[Role::Handler, Role::Leader][..])
+        );
         // Scopes seen from county 530602.
         let scopes = [
             ("own", "530602"),

@@ -1,11 +1,13 @@
 //! tonic services of a host: cases (officers), officers and audit (sign-in, accounts, the audit
 //! log), raft (replicas), admin (operators); `auth` decides who may call what, `audit_log`
 //! batches the audit records of calls that write nothing, `propose` commits from any replica;
-//! quiesce lets hosts put idle offices to sleep and wake them.
+//! quiesce lets hosts put idle offices to sleep and wake them; departments serves an office's
+//! departments, meetings, intake points and proxies.
 pub mod admin;
 pub mod audit_log;
 pub mod auth;
 pub mod cases;
+pub mod departments;
 pub mod officers;
 pub mod propose;
 pub mod quiesce;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use liandong_domain::codec::FORMAT_BINARY;
 use liandong_domain::{Calendar, Context, DomainError, Millis, OfficeCode};
 
-use super::{audit, cases, inbox, notify, officers, orders, outbox, requests, AppliedState};
+use super::{
+    audit, cases, departments, inbox, notify, officers, orders, outbox, requests, AppliedState,
+};
 use crate::raft::types::{AuditRecord, Operation, RejectKind, Request, Response};
 use crate::store::codec::CodecError;
 use crate::store::Txn;
@@ -138,7 +140,10 @@ fn apply_operation(
         } => cases::file(&mut apply, registration, Some(petitioner_key))?,
         Operation::Act {
             case_id, command, ..
-        } => cases::act(&mut apply, case_id, command)?,
+        } => match departments::check_act(apply.txn, case_id, command)? {
+            Some(refusal) => Err(refusal),
+            None => cases::act(&mut apply, case_id, command)?,
+        },
         Operation::Tick => return tick(&mut apply),
         Operation::Supervise {
             case_id,
@@ -170,6 +175,9 @@ fn apply_operation(
         Operation::NotificationSent { id } => {
             notify::sent(&mut apply, id)?;
             return Ok(Response::Nothing);
+        }
+        Operation::Desk { change, .. } => {
+            return departments::apply_change(&mut apply, change, scope.as_ref())
         }
         Operation::Audited { .. } | Operation::Batch { .. } => {
             unreachable!("dispatched above")
@@ -222,6 +230,7 @@ fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
         apply.state.hash_format = FORMAT_BINARY;
     }
     let events = cases::tick(apply)?;
+    departments::tick(apply)?;
     requests::prune(apply.txn, apply.now)?;
     Ok(Response::Ticked { events })
 }
@@ -255,6 +264,23 @@ fn scope_of(op: &Operation) -> Option<requests::Scope<'_>> {
             operation: command.name(),
             case_id: Some(case_id),
         }),
+        Operation::Desk {
+            request_id: Some(request_id),
+            caller,
+            change,
+        } if change.case_id().is_some()
+            || matches!(
+                change,
+                liandong_domain::department::DeskChange::ProxyFile { .. }
+            ) =>
+        {
+            Some(requests::Scope {
+                caller,
+                request_id,
+                operation: change.name(),
+                case_id: change.case_id(),
+            })
+        }
         _ => None,
     }
 }

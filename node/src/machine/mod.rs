@@ -17,6 +17,7 @@
 //! - `notify`: the SMS notices a case change makes (the notification outbox), and their sending.
 //! - `inbox`: a Deliver batch applied, and the rules on receipt.
 //! - `orders`: supervision orders issued and answered.
+//! - `departments`: departments, their tasks on cases, joint meetings, intake points, proxies.
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
 
@@ -24,6 +25,7 @@ mod apply;
 pub mod audit;
 pub mod backup;
 mod cases;
+pub mod departments;
 mod inbox;
 pub mod keys;
 mod migrate;

@@ -249,7 +249,8 @@ impl StateMachineStore {
             .first()
             .and_then(|(key, _)| keys::alarm_time(key));
         let expiry = requests::first_expiry(self).map_err(|e| e.to_string())?;
-        Ok(alarm.into_iter().chain(expiry).min())
+        let task = super::departments::next_task_due(self).map_err(|e| e.to_string())?;
+        Ok(alarm.into_iter().chain(expiry).chain(task).min())
     }
 
     /// Whether a deadline tick has work at `now` ([`Self::next_tick_at`]).

@@ -84,6 +84,11 @@ impl Office {
         self.case(case_id).expect("the case is stored")
     }
 
+    /// The next operation is stamped just after `at` (for clocks that run out).
+    pub(crate) fn advance_to(&mut self, at: Millis) {
+        self.at = self.at.max(at);
+    }
+
     /// The applied state so far.
     pub(crate) fn state_clone(&self) -> AppliedState {
         self.state.clone()
@@ -1259,6 +1264,15 @@ fn every_stored_type_round_trips_in_both_formats() {
         request_id: None,
         caller: String::new(),
     }));
+    // Departments, their tasks, joint meetings, intake points, proxies (machine::departments).
+    let desk = crate::machine::departments::tests::sample();
+    round_trips("a department", &desk.department);
+    round_trips("a case's department tasks", &desk.tasks);
+    round_trips("a joint meeting", &desk.meeting);
+    round_trips("an intake point", &desk.point);
+    round_trips("a proxy agent", &desk.agent);
+    round_trips("a proxy filing", &desk.filing);
+    operations.extend(desk.operations);
     // The notification outbox: a notice (phone sealed, each cause), its counters, its sending.
     let sealed_phone = sealed_case
         .petitioner

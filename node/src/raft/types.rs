@@ -107,6 +107,13 @@ pub enum Operation {
     /// The office's leader handed the SMS notice `id` to the gateway: it leaves the notification
     /// outbox (`machine::notify`). Proposed only by the office's own hosts (no RPC takes it).
     NotificationSent { id: String },
+    /// Department, joint meeting, intake point and proxy work of the office
+    /// (`machine::departments`): an officer's request, checked and audited like case work.
+    Desk {
+        change: liandong_domain::department::DeskChange,
+        request_id: Option<String>,
+        caller: String,
+    },
 }
 
 impl Operation {
@@ -170,6 +177,7 @@ impl fmt::Display for Request {
             }
             Operation::Audit { records } => write!(f, "audit({})@{}", records.len(), self.at),
             Operation::NotificationSent { .. } => write!(f, "notification-sent@{}", self.at),
+            Operation::Desk { change, .. } => write!(f, "desk({})@{}", change.name(), self.at),
             Operation::Audited { op, .. } => {
                 let inner = Request {
                     at: self.at,
@@ -241,6 +249,10 @@ pub enum Response {
     /// A batch's responses, one per operation, in order.
     Batch {
         responses: Vec<Response>,
+    },
+    /// A department, task, meeting, intake point or proxy record after a change (JSON).
+    Desk {
+        document: Vec<u8>,
     },
 }
 
