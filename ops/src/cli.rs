@@ -80,6 +80,9 @@ pub enum Command {
     /// Run one host in the foreground (what `up` starts; the same as `liandong-node`).
     #[command(hide = true)]
     Node(NodeArgs),
+    /// Joint video reception sessions (视频联动接访): schedule, answer, book, record, show.
+    #[command(subcommand)]
+    Session(crate::session_cmd::SessionCommand),
 }
 
 #[derive(Args, Debug)]
@@ -388,6 +391,9 @@ pub struct FileArgs {
     /// A unique id for this request: retrying with the same id registers the case once.
     #[arg(long)]
     pub request_id: Option<String>,
+    /// The joint reception session the case is registered in (`liandong session list`).
+    #[arg(long)]
+    pub session: Option<String>,
 }
 
 #[derive(Args, Debug)]

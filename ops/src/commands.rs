@@ -58,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Logout => crate::people::logout(&layout),
         Command::Officer(command) => crate::people::officer(&layout, command).await,
         Command::Audit(args) => crate::people::audit(&layout, &args).await,
+        Command::Session(command) => crate::session_cmd::run(&layout, command).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
             Ok(Report::new(json!({"stopped": true}), "host stopped"))
@@ -308,6 +309,7 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 }),
                 hops: 0,
                 request_id: args.request_id.unwrap_or_else(request_id),
+                session_id: args.session.unwrap_or_default(),
             };
             let reply = federation
                 .office_call(&office, |mut client| {
@@ -508,7 +510,14 @@ async fn review_requested(
 /// A case, and the petitioner's verification code (filing, `case show`) with where to use it.
 fn coded_report(federation: &Federation, reply: CaseReply) -> anyhow::Result<Report> {
     let code = reply.status_code.clone();
+    let session = reply.session_id.clone();
     let mut report = case_report(reply)?;
+    if !session.is_empty() {
+        report.json["session"] = Value::String(session.clone());
+        report.text.push_str(&format!(
+            "\n  registered in joint reception session {session}"
+        ));
+    }
     if code.is_empty() {
         return Ok(report);
     }
@@ -715,7 +724,10 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
 }
 
 /// The office acting: the signed-in officer's; `given` (a `--from` or `--as`) must name it.
-fn acting_office(federation: &Federation, given: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn acting_office(
+    federation: &Federation,
+    given: Option<&str>,
+) -> anyhow::Result<String> {
     let own = federation.officer()?.claims.office.clone();
     match given {
         Some(code) if code != own => bail!(

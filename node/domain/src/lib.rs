@@ -12,6 +12,7 @@
 //! - `personal`: personal fields, clear or sealed by the office (opaque here)
 //! - `codec`: the versioned binary codec of every stored value and case document
 //! - `notify`: which SMS notices a case change makes for the petitioner, and their text
+//! - `session`: joint video reception sessions across levels (视频联动接访)
 #![forbid(unsafe_code)]
 
 mod calendar;
@@ -28,6 +29,7 @@ mod model;
 pub mod notify;
 mod personal;
 pub mod rules;
+pub mod session;
 mod validate;
 
 pub use calendar::{

@@ -183,6 +183,10 @@ pub enum Action<'a> {
     },
     /// Backup.Save: an office's whole state, personal data included (operators only).
     Backup,
+    /// Cases.Session: a joint reception session command at the officer's office.
+    Session(&'a liandong_domain::session::SessionCommand),
+    /// Cases.Sessions: the sessions an office holds.
+    Sessions,
 }
 
 impl Action<'_> {
@@ -200,6 +204,8 @@ impl Action<'_> {
             Action::Dump => "Admin.Dump",
             Action::Membership { .. } => "Membership",
             Action::Backup => "Backup.Save",
+            Action::Session(_) => "Cases.Session",
+            Action::Sessions => "Cases.Sessions",
         }
     }
 
@@ -223,6 +229,16 @@ impl Action<'_> {
             Action::Status | Action::Dump | Action::Membership { .. } | Action::Backup => {
                 return None
             }
+            Action::Session(command) => {
+                use liandong_domain::session::SessionCommand as C;
+                match command {
+                    C::Schedule(_) => &[Leader, Supervisor],
+                    C::Answer { .. } => &[Leader],
+                    C::Book { .. } => &[Registrar],
+                    C::Recording { .. } => &[Registrar, Leader],
+                }
+            }
+            Action::Sessions => &[Registrar, Handler, Leader, Supervisor, Auditor],
         })
     }
 }

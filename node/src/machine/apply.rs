@@ -7,7 +7,9 @@ use std::sync::Arc;
 use liandong_domain::codec::FORMAT_BINARY;
 use liandong_domain::{Calendar, Context, DomainError, Millis, OfficeCode};
 
-use super::{audit, cases, inbox, notify, officers, orders, outbox, requests, AppliedState};
+use super::{
+    audit, cases, inbox, notify, officers, orders, outbox, requests, sessions, AppliedState,
+};
 use crate::raft::types::{AuditRecord, Operation, RejectKind, Request, Response};
 use crate::store::codec::CodecError;
 use crate::store::Txn;
@@ -99,7 +101,7 @@ pub fn apply_request(
 }
 
 /// Applies `op` stamped `at`: an entry's operation, an audited operation, or one of a batch's.
-fn apply_operation(
+pub(super) fn apply_operation(
     txn: &mut Txn<'_>,
     context: &ApplyContext,
     state: &mut AppliedState,
@@ -111,6 +113,9 @@ fn apply_operation(
             return apply_audited(txn, context, state, at, record, op)
         }
         Operation::Batch { operations } => return apply_batch(txn, context, state, at, operations),
+        Operation::SessionFile { session, op } => {
+            return sessions::file_in_session(txn, context, state, at, session, op)
+        }
         _ => {}
     }
     let now = at.max(state.last_at);
@@ -171,7 +176,10 @@ fn apply_operation(
             notify::sent(&mut apply, id)?;
             return Ok(Response::Nothing);
         }
-        Operation::Audited { .. } | Operation::Batch { .. } => {
+        Operation::Session { command, caller } => {
+            return Ok(sessions::apply(&mut apply, command, caller)?.unwrap_or_else(Response::from))
+        }
+        Operation::Audited { .. } | Operation::Batch { .. } | Operation::SessionFile { .. } => {
             unreachable!("dispatched above")
         }
     };

@@ -17,6 +17,7 @@
 //! - `notify`: the SMS notices a case change makes (the notification outbox), and their sending.
 //! - `inbox`: a Deliver batch applied, and the rules on receipt.
 //! - `orders`: supervision orders issued and answered.
+//! - `sessions`: joint video reception sessions, their bookings and linked cases.
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
 
@@ -34,6 +35,7 @@ mod outbox;
 mod records;
 mod requests;
 pub mod seal;
+pub mod sessions;
 pub mod snapshot;
 mod state_machine;
 pub mod stats;

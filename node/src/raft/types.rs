@@ -107,6 +107,16 @@ pub enum Operation {
     /// The office's leader handed the SMS notice `id` to the gateway: it leaves the notification
     /// outbox (`machine::notify`). Proposed only by the office's own hosts (no RPC takes it).
     NotificationSent { id: String },
+    /// An officer's command on a joint reception session at this office
+    /// (`machine::sessions`).
+    Session {
+        command: liandong_domain::session::SessionCommand,
+        caller: String,
+    },
+    /// A filing (`op`: [`Operation::File`] or [`Operation::FileSealed`]) made in session
+    /// `session`: refused, changing nothing, when the session cannot take it; linked to it when
+    /// filed.
+    SessionFile { session: String, op: Box<Operation> },
 }
 
 impl Operation {
@@ -170,6 +180,12 @@ impl fmt::Display for Request {
             }
             Operation::Audit { records } => write!(f, "audit({})@{}", records.len(), self.at),
             Operation::NotificationSent { .. } => write!(f, "notification-sent@{}", self.at),
+            Operation::Session { command, .. } => {
+                write!(f, "session-{}@{}", command.name(), self.at)
+            }
+            Operation::SessionFile { session, .. } => {
+                write!(f, "file-in-session({session})@{}", self.at)
+            }
             Operation::Audited { op, .. } => {
                 let inner = Request {
                     at: self.at,
@@ -241,6 +257,10 @@ pub enum Response {
     /// A batch's responses, one per operation, in order.
     Batch {
         responses: Vec<Response>,
+    },
+    /// A joint reception session's record as this office holds it (JSON).
+    Session {
+        document: Vec<u8>,
     },
 }
 
