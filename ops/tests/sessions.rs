@@ -12,12 +12,10 @@ use common::{As, Fed};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const CHINA_OFFSET_MS: i64 = 8 * 3_600_000;
-
 /// The China-time date and HH:MM:SS of `ms` (Unix ms).
 fn china(ms: i64) -> (String, String) {
-    let text = liandong_domain::format_rfc3339(ms + CHINA_OFFSET_MS);
-    // format_rfc3339 writes UTC: `YYYY-MM-DDTHH:MM:SS...Z`.
+    // `YYYY-MM-DDTHH:MM:SS[.mmm]+08:00`
+    let text = liandong_domain::format_rfc3339(ms);
     (text[..10].to_string(), text[11..19].to_string())
 }
 
