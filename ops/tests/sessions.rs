@@ -225,6 +225,15 @@ fn a_city_session_with_two_counties_and_a_township() {
     wait_for(&city, &session, "the linked case at the city", |r| {
         part(r, "530602001")["cases"][0] == case_id.as_str()
     });
+    // A case filed at the township while the session runs is linked without asking.
+    let walk_in = common::file_case(&fed, "530602001", 3, "labour");
+    let shown = township.json(&["case", "show", &walk_in]);
+    assert_eq!(shown["session"], session.as_str(), "{shown}");
+    let at_township = township.json(&["session", "show", &session]);
+    assert_eq!(
+        part(&at_township, "530602001")["cases"][1],
+        walk_in.as_str()
+    );
 
     // The recording: checksum and size computed from the file, shown at the host and, once the
     // record travels down, at the township.

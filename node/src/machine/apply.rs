@@ -188,6 +188,10 @@ pub(super) fn apply_operation(
             if let Some(scope) = &scope {
                 requests::remember(apply.txn, scope, &case_id, apply.now, &document);
             }
+            // Filed while a joint reception session runs here: linked to it.
+            if matches!(op, Operation::File { .. } | Operation::FileSealed { .. }) {
+                drop(sessions::link_running(&mut apply, &case_id)?);
+            }
             Ok(Response::Case { document })
         }
         Err(refused) => Ok(refused.into()),

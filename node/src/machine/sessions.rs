@@ -26,6 +26,11 @@ pub const SESSION_SEQ: &[u8] = b"session-seq";
 pub const SESSION_COUNT: &[u8] = b"session-count";
 /// `session-booking/<id>/<n, u32 big-endian>`: a booking at this office ([`Booking`]).
 pub const SESSION_BOOKING: &[u8] = b"session-booking/";
+/// `session-end/<ends_at, u64 big-endian><id>`: the sessions this office keeps, by their end
+/// (the running ones are found from the stamp time).
+pub const SESSION_END: &[u8] = b"session-end/";
+/// Running sessions a filing looks at, at most.
+pub const RUNNING_SCAN_MAX: usize = 64;
 /// `session-case/<case id>`: the session a case registered here was registered in.
 pub const SESSION_CASE: &[u8] = b"session-case/";
 /// Sessions one office keeps at most (hosted and invited); older ones are not pruned: a new
@@ -38,6 +43,11 @@ pub fn session_key(id: &str) -> Vec<u8> {
 
 pub fn booking_key(id: &str, number: u32) -> Vec<u8> {
     [SESSION_BOOKING, id.as_bytes(), b"/", &number.to_be_bytes()].concat()
+}
+
+pub fn end_key(ends_at: Millis, id: &str) -> Vec<u8> {
+    let ends_at = ends_at.max(0) as u64;
+    [SESSION_END, &ends_at.to_be_bytes(), id.as_bytes()].concat()
 }
 
 pub fn case_key(case_id: &CaseId) -> Vec<u8> {
@@ -233,6 +243,9 @@ fn changed(apply: &mut Applying<'_, '_>, session: &mut Session, bump: bool) -> O
 
 fn write(apply: &mut Applying<'_, '_>, session: &Session, outgoing: Outgoing) {
     apply.txn.put(session_key(&session.id), encode(session));
+    apply
+        .txn
+        .put(end_key(session.ends_at, &session.id), encode(&session.id));
     outgoing.put(apply);
 }
 
@@ -302,6 +315,9 @@ pub(super) fn receive_record(
     }
     let merged = Session::merge_record(held.as_ref(), here, record.clone());
     apply.txn.put(session_key(&merged.id), encode(&merged));
+    apply
+        .txn
+        .put(end_key(merged.ends_at, &merged.id), encode(&merged.id));
     Ok(Ok(()))
 }
 
@@ -376,8 +392,31 @@ pub(super) fn file_in_session(
         now: state.last_at,
         state,
     };
-    drop(link(&mut apply, session, &case_id)?);
+    // Filed while the session runs, it was linked as it was filed.
+    if of_case(apply.txn, &case_id)?.as_deref() != Some(id) {
+        let session = load(apply.txn, id)?.unwrap_or(session);
+        drop(link(&mut apply, session, &case_id)?);
+    }
     Ok(response)
+}
+
+/// A case just filed here, linked to a session that runs at the stamp time and that this
+/// office takes part in (the host, or invited and not declined), if there is one.
+pub(super) fn link_running(apply: &mut Applying<'_, '_>, case_id: &CaseId) -> Outcome<()> {
+    let now = apply.now;
+    let start = end_key(now.saturating_add(1), "");
+    let end = end_key(now.saturating_add(session::SESSION_MS_MAX + 1), "");
+    let here = apply.context.office.clone();
+    for (_, value) in apply.txn.scan(&start, &end, RUNNING_SCAN_MAX)? {
+        let id: String = decode(&value)?;
+        let Some(session) = load(apply.txn, &id)? else {
+            continue;
+        };
+        if session.running_at(now) && session.check_link(&here, now).is_ok() {
+            return link(apply, session, case_id);
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// `case_id`, just filed here, linked to `session` (checked before the filing).
@@ -488,7 +527,7 @@ mod tests {
             leader: "张县长".into(),
         };
         session_of(command(&mut county, answer));
-        let registration = Registration {
+        let registration = || Registration {
             channel: liandong_domain::Channel::Video,
             petitioner_id: "530602198001010012".into(),
             name: "Zhang".into(),
@@ -501,11 +540,17 @@ mod tests {
         let filing = Operation::SessionFile {
             session: "5306-S1".into(),
             op: Box::new(Operation::File {
-                registration,
+                registration: registration(),
                 request_id: None,
                 caller: "li".into(),
             }),
         };
+        // Filed while the session runs (the stamp time): linked without asking.
+        let ordinary = case_of(county.apply(Operation::File {
+            registration: registration(),
+            request_id: None,
+            caller: "li".into(),
+        }));
         let case = case_of(county.apply(filing));
         let txn = Txn::new(&county.db, "530602");
         assert_eq!(of_case(&txn, &case.id).unwrap().as_deref(), Some("5306-S1"));
@@ -513,7 +558,7 @@ mod tests {
             .into_iter()
             .filter(|e| e.body.kind() == "session_report")
             .collect();
-        assert_eq!(reports.len(), 2, "the answer, then the linked case");
+        assert_eq!(reports.len(), 3, "the answer, then each linked case");
 
         // At the city, in order: the part merges; the record goes down again each time.
         let before = outbox(&city, "530602").len();
@@ -522,8 +567,23 @@ mod tests {
         let record = stored(&city, "5306-S1").unwrap();
         let part = record.part(&code("530602")).unwrap();
         assert!(part.answer.as_ref().unwrap().accept);
-        assert_eq!(part.cases, vec![case.id.clone()]);
-        assert_eq!(outbox(&city, "530602").len(), before + 2);
+        assert_eq!(part.cases, vec![ordinary.id.clone(), case.id.clone()]);
+        assert_eq!(outbox(&city, "530602").len(), before + 3);
+
+        // After the session ends, a filing links to nothing.
+        let mut late = Office::new("530602", Some("5306"));
+        let invitation = outbox(&city, "530602").remove(0);
+        assert!(deliver(&mut late, "5306", vec![invitation]).is_empty());
+        for _ in 0..20 * 60 {
+            late.apply(Operation::Tick);
+        }
+        let after = case_of(late.apply(Operation::File {
+            registration: registration(),
+            request_id: None,
+            caller: "li".into(),
+        }));
+        let txn = Txn::new(&late.db, "530602");
+        assert_eq!(of_case(&txn, &after.id).unwrap(), None);
     }
 
     /// Records only from the host to an office it invited, parts only from their own office to
