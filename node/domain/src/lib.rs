@@ -13,6 +13,7 @@
 //! - `codec`: the versioned binary codec of every stored value and case document
 //! - `notify`: which SMS notices a case change makes for the petitioner, and their text
 //! - `session`: joint video reception sessions across levels (视频联动接访)
+//! - `notice`: escalating notices (三级抄告) and red cards: the rules only, not wired in yet
 #![forbid(unsafe_code)]
 
 mod calendar;
@@ -26,6 +27,7 @@ mod event;
 mod ids;
 pub mod message;
 mod model;
+pub mod notice;
 pub mod notify;
 mod personal;
 pub mod rules;
