@@ -206,6 +206,7 @@ impl OfficeClient {
             registration: Some(sample::registration(sequence)),
             hops: 0,
             request_id: format!("bench-{sequence:x}"),
+            session_id: String::new(),
         };
         let outcome = self.cases().file(request).await;
         self.document(outcome)

@@ -1,7 +1,7 @@
 //! Conversions between federation envelopes and their protobuf form, with round-trip tests.
 
 use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
-use liandong_domain::{ClockKind, DomainError, ReviewLevel};
+use liandong_domain::{codec, ClockKind, DomainError, ReviewLevel};
 
 use crate::v1::{self, envelope::Body as Proto};
 
@@ -20,6 +20,13 @@ fn parse_level(word: &str) -> Result<ReviewLevel, DomainError> {
             field: "level",
             reason: "expected review or re_review",
         }),
+    }
+}
+
+/// A session record or part the domain codec does not decode.
+fn corrupt(error: codec::CodecError) -> DomainError {
+    DomainError::Corrupt {
+        reason: error.to_string(),
     }
 }
 
@@ -160,6 +167,13 @@ impl From<&Envelope> for v1::Envelope {
                 office: office.to_string(),
                 clock: clock.as_str().to_string(),
             }),
+            Body::SessionRecord { session } => Proto::SessionRecord(v1::SessionRecord {
+                session_document: codec::encode(session),
+            }),
+            Body::SessionReport { session_id, part } => Proto::SessionReport(v1::SessionReport {
+                session_id: session_id.clone(),
+                part_document: codec::encode(part),
+            }),
         };
         v1::Envelope {
             from: envelope.from.to_string(),
@@ -228,6 +242,13 @@ impl TryFrom<v1::Envelope> for Envelope {
                 case_id: breach.case_id.parse()?,
                 office: breach.office.parse()?,
                 clock: parse_clock(&breach.clock)?,
+            },
+            Proto::SessionRecord(record) => Body::SessionRecord {
+                session: codec::decode(&record.session_document).map_err(corrupt)?,
+            },
+            Proto::SessionReport(report) => Body::SessionReport {
+                session_id: report.session_id,
+                part: codec::decode(&report.part_document).map_err(corrupt)?,
             },
         };
         Ok(Envelope {
@@ -327,6 +348,13 @@ mod tests {
                 office: "530602".parse().unwrap(),
                 clock: ClockKind::Reply,
             },
+            Body::SessionRecord {
+                session: sample_session(),
+            },
+            Body::SessionReport {
+                session_id: "5306-S1".into(),
+                part: sample_session().parts[1].clone(),
+            },
         ];
         for body in bodies {
             let envelope = Envelope {
@@ -339,6 +367,24 @@ mod tests {
             let back = Envelope::try_from(v1::Envelope::from(&envelope)).unwrap();
             assert_eq!(back, envelope);
         }
+    }
+
+    fn sample_session() -> liandong_domain::session::Session {
+        let input = liandong_domain::session::Schedule {
+            starts_at: 1_000,
+            ends_at: 2_000,
+            invite: vec!["530602".parse().unwrap()],
+            leader: "王市长".into(),
+            slots: 3,
+        };
+        liandong_domain::session::schedule(
+            "5306-S1".into(),
+            &"5306".parse().unwrap(),
+            input,
+            "li",
+            0,
+        )
+        .unwrap()
     }
 
     #[test]

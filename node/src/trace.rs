@@ -40,6 +40,8 @@ pub fn of_envelope(envelope: &Envelope) -> (String, &'static str) {
         | Body::ReviewDecision { case_id, .. }
         | Body::SupervisionRelay { case_id, .. }
         | Body::Breach { case_id, .. } => (case_id.to_string(), envelope.body.kind()),
+        Body::SessionRecord { session } => (session.id.clone(), envelope.body.kind()),
+        Body::SessionReport { session_id, .. } => (session_id.clone(), envelope.body.kind()),
     }
 }
 

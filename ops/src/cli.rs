@@ -95,6 +95,9 @@ pub enum Command {
     /// Proxy agents (代办员): add, list, and the cases one filed.
     #[command(subcommand)]
     Proxy(crate::desk_cmd::ProxyCommand),
+    /// Joint video reception sessions (视频联动接访): schedule, answer, book, record, show.
+    #[command(subcommand)]
+    Session(crate::session_cmd::SessionCommand),
 }
 
 #[derive(Args, Debug)]
@@ -426,6 +429,9 @@ pub struct FileArgs {
     /// The petitioner's recorded consent to the proxy: what was signed, when, where the form is.
     #[arg(long)]
     pub consent: Option<String>,
+    /// The joint reception session the case is registered in (`liandong session list`).
+    #[arg(long)]
+    pub session: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -64,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Meeting(command) => crate::desk_cmd::meeting(&layout, command).await,
         Command::IntakePoint(command) => crate::desk_cmd::intake_point(&layout, command).await,
         Command::Proxy(command) => crate::desk_cmd::proxy(&layout, command).await,
+        Command::Session(command) => crate::session_cmd::run(&layout, command).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
             Ok(Report::new(json!({"stopped": true}), "host stopped"))
@@ -325,6 +326,7 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 }),
                 hops: 0,
                 request_id: args.request_id.unwrap_or_else(request_id),
+                session_id: args.session.unwrap_or_default(),
             };
             if args.proxy.is_some() || args.consent.is_some() {
                 let Some(agent) = args.proxy else {
@@ -554,7 +556,14 @@ async fn review_requested(
 /// A case, and the petitioner's verification code (filing, `case show`) with where to use it.
 fn coded_report(federation: &Federation, reply: CaseReply) -> anyhow::Result<Report> {
     let code = reply.status_code.clone();
+    let session = reply.session_id.clone();
     let mut report = case_report(reply)?;
+    if !session.is_empty() {
+        report.json["session"] = Value::String(session.clone());
+        report.text.push_str(&format!(
+            "\n  registered in joint reception session {session}"
+        ));
+    }
     if code.is_empty() {
         return Ok(report);
     }
@@ -761,7 +770,10 @@ async fn drill(layout: &Layout, command: DrillCommand) -> anyhow::Result<Report>
 }
 
 /// The office acting: the signed-in officer's; `given` (a `--from` or `--as`) must name it.
-fn acting_office(federation: &Federation, given: Option<&str>) -> anyhow::Result<String> {
+pub(crate) fn acting_office(
+    federation: &Federation,
+    given: Option<&str>,
+) -> anyhow::Result<String> {
     let own = federation.officer()?.claims.office.clone();
     match given {
         Some(code) if code != own => bail!(

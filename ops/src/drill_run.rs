@@ -135,6 +135,7 @@ impl Drill {
                     "drill-{:x}-{id}-{n}",
                     self.start.elapsed().as_nanos() as u64 ^ rand::random::<u64>()
                 ),
+                session_id: String::new(),
             };
             let case_id = self.file(&office, request).await;
             let completed_ms = self.elapsed_ms();

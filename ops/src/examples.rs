@@ -18,7 +18,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("status", "liandong status\nliandong --json status"),
     (
         "case file",
-        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"\nliandong case file --office 530602 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Roof leaks\" --proxy wang --consent \"signed consent form 2026-12-06, kept at Daguan point\"",
+        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"\nliandong case file --office 530602 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Roof leaks\" --proxy wang --consent \"signed consent form 2026-12-06, kept at Daguan point\"\nliandong case file --office 530602001 --channel video --petitioner-id 530602198001010012 --name 张三 --category land --summary \"Received in the joint session\" --session 5306-S1",
     ),
     ("case show", "liandong case show 530602001-2026-000001"),
     ("case accept", "liandong case accept 530602001-2026-000001"),
@@ -102,6 +102,15 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("proxy add", "liandong proxy add --code wang --name 王代办 --point daguan --officer wang"),
     ("proxy list", "liandong proxy list"),
     ("proxy cases", "liandong proxy cases wang"),
+    (
+        "session schedule",
+        "liandong session schedule --date 2026-12-09 --start 09:00 --end 11:30 --invite 530602,530621,530602001 --leader \"王市长\" --slots 20",
+    ),
+    ("session answer", "liandong session answer 5306-S1 --accept --leader \"张县长\"\nliandong session answer 5306-S1 --decline --leader \"李县长\""),
+    ("session book", "liandong session book 5306-S1 --petitioner-id 530602198001010012 --name \"陈七\""),
+    ("session recording", "liandong session recording 5306-S1 --file /srv/media/2026-12-09-jiefang.mp4"),
+    ("session show", "liandong session show 5306-S1"),
+    ("session list", "liandong session list"),
 ];
 
 /// The command line's definition with each command's example at the end of its help.

@@ -15,6 +15,7 @@ pub mod replica_cmd;
 pub mod rolling;
 pub mod sample;
 pub mod session;
+pub mod session_cmd;
 pub mod snapshot_cmd;
 pub mod topology;
 pub mod verify;

@@ -236,6 +236,30 @@ async fn forbidden_messages_are_refused_and_change_nothing() {
         .unwrap();
     assert_eq!(refusal_code(&reply, 2), "index_not_upward", "{reply:?}");
 
+    // A joint reception session's invitation travels only down: a sibling cannot invite.
+    let input = liandong_domain::session::Schedule {
+        starts_at: 0,
+        ends_at: 3_600_000,
+        invite: vec![code("530621001")],
+        leader: "李县长".into(),
+        slots: 1,
+    };
+    let sibling_session =
+        liandong_domain::session::schedule("530621-S1".into(), &code("530621"), input, "l", 0)
+            .unwrap();
+    let reply = link
+        .deliver(
+            "530621",
+            "530602",
+            3,
+            Body::SessionRecord {
+                session: sibling_session,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refusal_code(&reply, 3), "session_not_downward", "{reply:?}");
+
     // A replayed message id is a no-op: the same answer, nothing applied again.
     let replay = link
         .deliver("5306", "530602", 1, escalate_down.clone())

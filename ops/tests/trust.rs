@@ -70,9 +70,12 @@ enum Rpc {
     RouteCase,
     ProxyFile,
     DeskRead,
+    SessionSchedule,
+    SessionBook,
+    Sessions,
 }
 
-const RPCS: [Rpc; 18] = [
+const RPCS: [Rpc; 21] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -91,6 +94,9 @@ const RPCS: [Rpc; 18] = [
     Rpc::RouteCase,
     Rpc::ProxyFile,
     Rpc::DeskRead,
+    Rpc::SessionSchedule,
+    Rpc::SessionBook,
+    Rpc::Sessions,
 ];
 
 impl Rpc {
@@ -117,6 +123,9 @@ impl Rpc {
                 "auditor",
                 "admin",
             ],
+            Rpc::SessionSchedule => &["leader", "supervisor"],
+            Rpc::SessionBook => &["registrar"],
+            Rpc::Sessions => &["registrar", "handler", "leader", "supervisor", "auditor"],
         })
     }
 }
@@ -319,6 +328,58 @@ async fn call(
                 .save(with_token(
                     SaveRequest {
                         office: office.to_string(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        // An allowed schedule invites no one: refused as invalid, nothing made.
+        Rpc::SessionSchedule => code(
+            CasesClient::new(channel)
+                .session(with_token(
+                    v1::SessionRequest {
+                        office: office.to_string(),
+                        command: Some(v1::session_request::Command::Schedule(
+                            v1::ScheduleSession {
+                                starts_ms: 0,
+                                ends_ms: i64::MAX / 4,
+                                invite: Vec::new(),
+                                leader: "l".into(),
+                                slots: 1,
+                            },
+                        )),
+                        ..v1::SessionRequest::default()
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        // An allowed booking names no session there: NOT_FOUND, nothing made.
+        Rpc::SessionBook => code(
+            CasesClient::new(channel)
+                .session(with_token(
+                    v1::SessionRequest {
+                        office: office.to_string(),
+                        session_id: format!("{office}-S99"),
+                        command: Some(v1::session_request::Command::Book(v1::BookSession {
+                            petitioner_id: common::id_number(n),
+                            name: "张三".into(),
+                        })),
+                        hops: 0,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::Sessions => code(
+            CasesClient::new(channel)
+                .sessions(with_token(
+                    v1::SessionsRequest {
+                        office: office.to_string(),
+                        ..v1::SessionsRequest::default()
                     },
                     t,
                 ))

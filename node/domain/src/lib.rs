@@ -14,6 +14,8 @@
 //! - `notify`: which SMS notices a case change makes for the petitioner, and their text
 //! - `department`: an office's departments, their tasks on cases, joint meetings;
 //!   `proxy`: intake points, proxy agents and proxy filings
+//! - `session`: joint video reception sessions across levels (视频联动接访)
+//! - `notice`: escalating notices (三级抄告) and red cards: the rules only, not wired in yet
 #![forbid(unsafe_code)]
 
 mod calendar;
@@ -28,10 +30,12 @@ mod event;
 mod ids;
 pub mod message;
 mod model;
+pub mod notice;
 pub mod notify;
 mod personal;
 pub mod proxy;
 pub mod rules;
+pub mod session;
 mod validate;
 
 pub use calendar::{

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::tagged_enum;
 use crate::error::DomainError;
 use crate::rules::{SUPERVISION_DUE_DAYS_MAX, SUPERVISION_DUE_DAYS_MIN};
+use crate::session::{Part, Session, SessionError};
 use crate::validate::{self, CATEGORY_CHARS_MAX, OFFICER_CHARS_MAX, SUMMARY_CHARS_MAX};
 use crate::{
     Case, CaseId, ClockKind, Grade, Millis, OfficeCode, Opinion, ReviewLevel, Satisfaction, Status,
@@ -171,6 +172,12 @@ tagged_enum! {
             office: OfficeCode,
             clock: ClockKind,
         },
+        /// A joint reception session's record, from its host down to each office it invited:
+        /// the invitation, then the record again whenever it changes.
+        SessionRecord { session: Session },
+        /// An invited office's part of a session's record (its answer, bookings and linked
+        /// cases), up to the host.
+        SessionReport { session_id: String, part: Part },
     }
 }
 
@@ -259,6 +266,11 @@ impl Body {
                 Ok(())
             }
             Body::Breach { .. } => Ok(()),
+            Body::SessionRecord { session } => session.validate().map_err(session_invalid),
+            Body::SessionReport { session_id, part } => {
+                crate::session::validate_id(session_id)?;
+                crate::session::validate_part(part).map_err(session_invalid)
+            }
         }
     }
 
@@ -273,6 +285,8 @@ impl Body {
             Body::ReviewDecision { .. } => "review_decision",
             Body::SupervisionRelay { .. } => "supervision_relay",
             Body::Breach { .. } => "breach",
+            Body::SessionRecord { .. } => "session_record",
+            Body::SessionReport { .. } => "session_report",
         }
     }
 
@@ -381,6 +395,14 @@ impl Summary {
     /// A forwarding stub or a copy in transit is not the owner's truth.
     pub fn is_owner_copy(&self) -> bool {
         self.status != "forwarded"
+    }
+}
+
+/// A session record or part a receiver refuses: outside the bounds its host keeps.
+fn session_invalid(_error: SessionError) -> DomainError {
+    DomainError::FieldInvalid {
+        field: "session",
+        reason: "not a session record as an office makes it",
     }
 }
 

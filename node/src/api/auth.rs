@@ -190,6 +190,10 @@ pub enum Action<'a> {
     ProxyFile,
     /// Desks.Read: departments, tasks, meetings, figures, intake points, proxies.
     DeskRead,
+    /// Cases.Session: a joint reception session command at the officer's office.
+    Session(&'a liandong_domain::session::SessionCommand),
+    /// Cases.Sessions: the sessions an office holds.
+    Sessions,
 }
 
 impl Action<'_> {
@@ -210,6 +214,8 @@ impl Action<'_> {
             Action::Desk(_) => "Desks.Change",
             Action::ProxyFile => "Desks.ProxyFile",
             Action::DeskRead => "Desks.Read",
+            Action::Session(_) => "Cases.Session",
+            Action::Sessions => "Cases.Sessions",
         }
     }
 
@@ -246,6 +252,16 @@ impl Action<'_> {
             }
             Action::ProxyFile => &[Registrar],
             Action::DeskRead => &[Registrar, Handler, Leader, Supervisor, Auditor, Admin],
+            Action::Session(command) => {
+                use liandong_domain::session::SessionCommand as C;
+                match command {
+                    C::Schedule(_) => &[Leader, Supervisor],
+                    C::Answer { .. } => &[Leader],
+                    C::Book { .. } => &[Registrar],
+                    C::Recording { .. } => &[Registrar, Leader],
+                }
+            }
+            Action::Sessions => &[Registrar, Handler, Leader, Supervisor, Auditor],
         })
     }
 }

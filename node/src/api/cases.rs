@@ -15,7 +15,7 @@ use federation_proto::v1::cases_client::CasesClient;
 use federation_proto::v1::cases_server::Cases;
 use federation_proto::v1::{
     ActRequest, CaseReply, Consistency, FileRequest, OrderReply, OrdersReply, OrdersRequest,
-    ShowRequest, SuperviseRequest,
+    SessionReply, SessionRequest, SessionsReply, SessionsRequest, ShowRequest, SuperviseRequest,
 };
 use liandong_domain::{CaseCommand, CaseId, OfficeCode, Registration};
 use tokio::time::Instant;
@@ -38,6 +38,9 @@ pub const WRITE_DEADLINE_MS: u64 = 5_000;
 pub const FORWARD_TIMEOUT_MS: u64 = 1_500;
 /// Pause between attempts while an election runs.
 pub const RETRY_PAUSE_MS: u64 = 25;
+
+#[path = "sessions.rs"]
+mod sessions;
 
 pub struct CaseService {
     pub replicas: Replicas,
@@ -371,14 +374,25 @@ impl Cases for CaseService {
         let petitioner_key = seal
             .seal_registration(&mut registration)
             .map_err(|e| refused(Status::invalid_argument(e.to_string())))?;
+        let session_id = request.session_id.clone();
+        let mut op = Operation::FileSealed {
+            registration: Box::new(registration),
+            petitioner_key,
+            request_id: request_id(rid.clone(), &officer.user).map_err(refused)?,
+            caller: officer.user.clone(),
+        };
+        // Filed in a joint reception session: linked to it, or refused whole.
+        if !request.session_id.is_empty() {
+            liandong_domain::session::validate_id(&request.session_id)
+                .map_err(|e| refused(domain_error(e)))?;
+            op = Operation::SessionFile {
+                session: request.session_id.clone(),
+                op: Box::new(op),
+            };
+        }
         let op = Operation::Audited {
             record: Trust::record_of(&principal, Action::File, &office, "", &rid),
-            op: Box::new(Operation::FileSealed {
-                registration: Box::new(registration),
-                petitioner_key,
-                request_id: request_id(rid.clone(), &officer.user).map_err(refused)?,
-                caller: officer.user.clone(),
-            }),
+            op: Box::new(op),
         };
         let hops = request.hops;
         let mut reply = self.write(&office, op, hops, request, &bearer).await?;
@@ -386,6 +400,7 @@ impl Cases for CaseService {
         if let Ok(case) = liandong_domain::Case::from_bytes(&reply.case_document) {
             reply.status_code = seal.status_code(&case.id.to_string());
         }
+        reply.session_id = session_id;
         Ok(Response::new(reply))
     }
 
@@ -513,6 +528,20 @@ impl Cases for CaseService {
         }))
     }
 
+    async fn session(
+        &self,
+        request: Request<SessionRequest>,
+    ) -> Result<Response<SessionReply>, Status> {
+        sessions::session(self, request).await
+    }
+
+    async fn sessions(
+        &self,
+        request: Request<SessionsRequest>,
+    ) -> Result<Response<SessionsReply>, Status> {
+        sessions::sessions(self, request).await
+    }
+
     async fn show(&self, request: Request<ShowRequest>) -> Result<Response<CaseReply>, Status> {
         let bearer = bearer_of(&request);
         let case_id = parse_case_id(&request.get_ref().case_id)?;
@@ -554,6 +583,13 @@ impl Cases for CaseService {
                         case_document: document,
                         log_index: 0,
                         status_code: String::new(),
+                        session_id: crate::machine::sessions::of_case(
+                            &replica.state_machine,
+                            &case_id,
+                        )
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
                     })
                     .map_err(|e| Status::internal(format!("case {case_id}: {e}"))),
                 Ok(None) => Err(Status::not_found(format!(

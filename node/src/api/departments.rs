@@ -285,6 +285,11 @@ impl Desks for DeskService {
         let principal = self
             .trust
             .check(&request, Action::ProxyFile, &office, "", &rid)?;
+        if !file.session_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "a proxy filing names no session (a case filed at a participating office while a session runs is linked to it)",
+            ));
+        }
         let user = user_of(&principal)?;
         let proto = file
             .registration
@@ -330,6 +335,7 @@ impl Desks for DeskService {
             case_document: document,
             log_index: 0,
             status_code,
+            session_id: String::new(),
         }))
     }
 

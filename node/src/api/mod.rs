@@ -24,6 +24,7 @@ pub fn case_reply(response: Response, log_index: u64) -> Result<CaseReply, Statu
             case_document: document,
             log_index,
             status_code: String::new(),
+            session_id: String::new(),
         }),
         Response::Rejected {
             kind,

@@ -8,7 +8,8 @@ use liandong_domain::codec::FORMAT_BINARY;
 use liandong_domain::{Calendar, Context, DomainError, Millis, OfficeCode};
 
 use super::{
-    audit, cases, departments, inbox, notify, officers, orders, outbox, requests, AppliedState,
+    audit, cases, departments, inbox, notify, officers, orders, outbox, requests, sessions,
+    AppliedState,
 };
 use crate::raft::types::{AuditRecord, Operation, RejectKind, Request, Response};
 use crate::store::codec::CodecError;
@@ -101,7 +102,7 @@ pub fn apply_request(
 }
 
 /// Applies `op` stamped `at`: an entry's operation, an audited operation, or one of a batch's.
-fn apply_operation(
+pub(super) fn apply_operation(
     txn: &mut Txn<'_>,
     context: &ApplyContext,
     state: &mut AppliedState,
@@ -113,6 +114,9 @@ fn apply_operation(
             return apply_audited(txn, context, state, at, record, op)
         }
         Operation::Batch { operations } => return apply_batch(txn, context, state, at, operations),
+        Operation::SessionFile { session, op } => {
+            return sessions::file_in_session(txn, context, state, at, session, op)
+        }
         _ => {}
     }
     let now = at.max(state.last_at);
@@ -179,7 +183,10 @@ fn apply_operation(
         Operation::Desk { change, .. } => {
             return departments::apply_change(&mut apply, change, scope.as_ref())
         }
-        Operation::Audited { .. } | Operation::Batch { .. } => {
+        Operation::Session { command, caller } => {
+            return Ok(sessions::apply(&mut apply, command, caller)?.unwrap_or_else(Response::from))
+        }
+        Operation::Audited { .. } | Operation::Batch { .. } | Operation::SessionFile { .. } => {
             unreachable!("dispatched above")
         }
     };
@@ -187,6 +194,10 @@ fn apply_operation(
         Ok((document, case_id)) => {
             if let Some(scope) = &scope {
                 requests::remember(apply.txn, scope, &case_id, apply.now, &document);
+            }
+            // Filed while a joint reception session runs here: linked to it.
+            if matches!(op, Operation::File { .. } | Operation::FileSealed { .. }) {
+                drop(sessions::link_running(&mut apply, &case_id)?);
             }
             Ok(Response::Case { document })
         }

@@ -135,6 +135,16 @@ fn check_direction(here: &OfficeCode, from: &OfficeCode, body: &Body) -> Result<
             "index_not_upward",
             format!("{from} is not below {here}"),
         ),
+        Body::SessionRecord { .. } => (
+            from.is_ancestor_of(here),
+            "session_not_downward",
+            format!("{from} may invite only its descendants, not {here}"),
+        ),
+        Body::SessionReport { .. } => (
+            from_below,
+            "session_not_upward",
+            format!("{from} answers only sessions of its ancestors, not {here}'s"),
+        ),
     };
     if allowed {
         Ok(())
@@ -214,6 +224,10 @@ fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOu
             ..
         } => follow_order(apply, from, case_id, issuer, text, *ordered_at, *due_by)?,
         Body::Breach { office, .. } => record_breach(apply, office, &envelope.body)?,
+        Body::SessionRecord { session } => super::sessions::receive_record(apply, from, session)?,
+        Body::SessionReport { session_id, part } => {
+            super::sessions::receive_report(apply, from, session_id, part)?
+        }
     };
     Ok(outcome.map_err(|refused| refused.of_message(seq)))
 }

@@ -18,6 +18,7 @@
 //! - `inbox`: a Deliver batch applied, and the rules on receipt.
 //! - `orders`: supervision orders issued and answered.
 //! - `departments`: departments, their tasks on cases, joint meetings, intake points, proxies.
+//! - `sessions`: joint video reception sessions, their bookings and linked cases.
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
 
@@ -36,6 +37,7 @@ mod outbox;
 mod records;
 mod requests;
 pub mod seal;
+pub mod sessions;
 pub mod snapshot;
 mod state_machine;
 pub mod stats;

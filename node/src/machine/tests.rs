@@ -16,7 +16,7 @@ use crate::store::codec::encode;
 use crate::store::HostDb;
 
 /// 2026-01-05 (a Monday), 09:00 Beijing time.
-const START_MS: Millis = 1_767_574_800_000;
+pub(crate) const START_MS: Millis = 1_767_574_800_000;
 
 pub(crate) fn code(code: &str) -> OfficeCode {
     code.parse().expect("a division code")
@@ -1005,6 +1005,19 @@ fn log_id(index: u64) -> LogId {
 /// Every type the state machine and the log store keep round-trips in the binary format, and
 /// reads from format 1 (fails when a serde attribute does not survive a non-self-describing
 /// format: an internally tagged enum, a self-describing value, an `Option` read as its inside).
+/// A session hosted by the city, inviting a county (`liandong_domain::session`).
+fn sample_session() -> liandong_domain::session::Session {
+    let input = liandong_domain::session::Schedule {
+        starts_at: START_MS,
+        ends_at: START_MS + 3_600_000,
+        invite: vec![code("530602")],
+        leader: "王市长".into(),
+        slots: 3,
+    };
+    liandong_domain::session::schedule("5306-S1".into(), &code("5306"), input, "li", START_MS)
+        .unwrap()
+}
+
 #[test]
 fn every_stored_type_round_trips_in_both_formats() {
     let mut county = Office::new("530602", Some("5306"));
@@ -1102,7 +1115,30 @@ fn every_stored_type_round_trips_in_both_formats() {
             office: code("530602"),
             clock: liandong_domain::ClockKind::Supervision,
         },
+        Body::SessionRecord {
+            session: sample_session(),
+        },
+        Body::SessionReport {
+            session_id: "5306-S1".into(),
+            part: sample_session().parts[1].clone(),
+        },
     ];
+    // A joint reception session's record, and a booking with its personal fields sealed.
+    round_trips("a session", &sample_session());
+    let mut booked = registration();
+    let booking_key = seal.seal_registration(&mut booked).unwrap();
+    round_trips(
+        "a session booking",
+        &crate::machine::sessions::Booking {
+            session: "5306-S1".into(),
+            number: 1,
+            petitioner_key: booking_key.clone(),
+            petitioner_id: booked.petitioner_id.clone(),
+            name: booked.name.clone(),
+            booked_at: START_MS,
+            officer: "li".into(),
+        },
+    );
     let envelopes: Vec<Envelope> = bodies
         .into_iter()
         .enumerate()
@@ -1226,6 +1262,48 @@ fn every_stored_type_round_trips_in_both_formats() {
     );
     operations.push(Operation::Audit {
         records: vec![audit_record.clone()],
+    });
+    let session_commands = [
+        liandong_domain::session::SessionCommand::Schedule(liandong_domain::session::Schedule {
+            starts_at: START_MS,
+            ends_at: START_MS + 1,
+            invite: vec![code("530602001")],
+            leader: "l".into(),
+            slots: 2,
+        }),
+        liandong_domain::session::SessionCommand::Answer {
+            session: "5306-S1".into(),
+            accept: false,
+            leader: "l".into(),
+        },
+        liandong_domain::session::SessionCommand::Book {
+            session: "5306-S1".into(),
+            petitioner_key: booking_key,
+            petitioner_id: booked.petitioner_id,
+            name: booked.name,
+        },
+        liandong_domain::session::SessionCommand::Recording {
+            session: "5306-S1".into(),
+            reference: "media/a.mp4".into(),
+            sha256: "ab".repeat(32),
+            bytes: 9,
+        },
+    ];
+    operations.extend(
+        session_commands
+            .into_iter()
+            .map(|command| Operation::Session {
+                command,
+                caller: "li".into(),
+            }),
+    );
+    operations.push(Operation::SessionFile {
+        session: "5306-S1".into(),
+        op: Box::new(Operation::File {
+            registration: registration(),
+            request_id: Some("r4".into()),
+            caller: "li".into(),
+        }),
     });
     operations.push(Operation::Audited {
         record: audit_record.clone(),

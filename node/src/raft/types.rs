@@ -114,6 +114,16 @@ pub enum Operation {
         request_id: Option<String>,
         caller: String,
     },
+    /// An officer's command on a joint reception session at this office
+    /// (`machine::sessions`).
+    Session {
+        command: liandong_domain::session::SessionCommand,
+        caller: String,
+    },
+    /// A filing (`op`: [`Operation::File`] or [`Operation::FileSealed`]) made in session
+    /// `session`: refused, changing nothing, when the session cannot take it; linked to it when
+    /// filed.
+    SessionFile { session: String, op: Box<Operation> },
 }
 
 impl Operation {
@@ -178,6 +188,12 @@ impl fmt::Display for Request {
             Operation::Audit { records } => write!(f, "audit({})@{}", records.len(), self.at),
             Operation::NotificationSent { .. } => write!(f, "notification-sent@{}", self.at),
             Operation::Desk { change, .. } => write!(f, "desk({})@{}", change.name(), self.at),
+            Operation::Session { command, .. } => {
+                write!(f, "session-{}@{}", command.name(), self.at)
+            }
+            Operation::SessionFile { session, .. } => {
+                write!(f, "file-in-session({session})@{}", self.at)
+            }
             Operation::Audited { op, .. } => {
                 let inner = Request {
                     at: self.at,
@@ -252,6 +268,10 @@ pub enum Response {
     },
     /// A department, task, meeting, intake point or proxy record after a change (JSON).
     Desk {
+        document: Vec<u8>,
+    },
+    /// A joint reception session's record as this office holds it (JSON).
+    Session {
         document: Vec<u8>,
     },
 }
