@@ -181,6 +181,17 @@ fn a_city_session_with_two_counties_and_a_township() {
     assert!(full.contains("session_full"), "{full}");
     let after = township.json(&["session", "show", &session]);
     assert_eq!(part(&after, "530602001")["booked"], 1);
+    // The first petitioner's booking retried: the same answer, still one booking.
+    let again = township.json(&[
+        "session",
+        "book",
+        &session,
+        "--petitioner-id",
+        &id1,
+        "--name",
+        "陈七",
+    ]);
+    assert_eq!(part(&again, "530602001")["booked"], 1, "{again}");
     // The county that declined takes no bookings.
     let declined = cut_county.fails(&[
         "session",

@@ -139,7 +139,14 @@ pub(super) fn apply(
         (SessionCommand::Answer { accept, leader, .. }, Some(session)) => {
             session.answer(&here, *accept, leader, now).map(drop)
         }
-        (SessionCommand::Book { .. }, Some(session)) => session.book(&here, now).map(drop),
+        (SessionCommand::Book { petitioner_key, .. }, Some(session)) => {
+            // One booking per petitioner and session at an office: a retry of the booking (or
+            // a second one) answers the session as it is and books nothing more.
+            if booked(apply.txn, &session.id, petitioner_key)? {
+                return Ok(Ok(response(session)));
+            }
+            session.book(&here, now).map(drop)
+        }
         (
             SessionCommand::Recording {
                 reference,
@@ -211,6 +218,21 @@ pub(super) fn apply(
     }
     write(apply, &session, outgoing);
     Ok(Ok(response(&session)))
+}
+
+/// Whether the petitioner with `petitioner_key` booked session `id` at this office (at most
+/// [`liandong_domain::session::SLOTS_MAX`] bookings are read).
+fn booked(reader: &impl Read, id: &str, petitioner_key: &str) -> Result<bool, ApplyError> {
+    let start = [SESSION_BOOKING, id.as_bytes(), b"/"].concat();
+    let end = crate::store::keys::prefix_end(&start);
+    let bookings = reader.scan(&start, &end, liandong_domain::session::SLOTS_MAX as usize)?;
+    for (_, value) in bookings {
+        let booking: Booking = decode(&value)?;
+        if booking.petitioner_key == petitioner_key {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Counts one more session kept here; refused at [`SESSIONS_MAX`] (every list read is bounded).
@@ -527,6 +549,19 @@ mod tests {
             leader: "张县长".into(),
         };
         session_of(command(&mut county, answer));
+        // A booking, retried: one booking (the session has one slot), the same answer.
+        let book = |key: &str| SessionCommand::Book {
+            session: "5306-S1".into(),
+            petitioner_key: key.into(),
+            petitioner_id: "530602198001010012".into(),
+            name: "Zhang".into(),
+        };
+        let first = session_of(command(&mut county, book("key-1")));
+        let again = session_of(command(&mut county, book("key-1")));
+        assert_eq!(first, again);
+        assert_eq!(first.part(&code("530602")).unwrap().booked, 1);
+        let other = command(&mut county, book("key-2"));
+        assert_eq!(refusal_of(other), "session_full");
         let registration = || Registration {
             channel: liandong_domain::Channel::Video,
             petitioner_id: "530602198001010012".into(),
@@ -558,7 +593,11 @@ mod tests {
             .into_iter()
             .filter(|e| e.body.kind() == "session_report")
             .collect();
-        assert_eq!(reports.len(), 3, "the answer, then each linked case");
+        assert_eq!(
+            reports.len(),
+            4,
+            "the answer, the booking, then each linked case"
+        );
 
         // At the city, in order: the part merges; the record goes down again each time.
         let before = outbox(&city, "530602").len();
@@ -568,7 +607,7 @@ mod tests {
         let part = record.part(&code("530602")).unwrap();
         assert!(part.answer.as_ref().unwrap().accept);
         assert_eq!(part.cases, vec![ordinary.id.clone(), case.id.clone()]);
-        assert_eq!(outbox(&city, "530602").len(), before + 3);
+        assert_eq!(outbox(&city, "530602").len(), before + 4);
 
         // After the session ends, a filing links to nothing.
         let mut late = Office::new("530602", Some("5306"));
