@@ -392,17 +392,20 @@ impl TlsFiles {
     pub fn load(dir: &Path, host: &str) -> Result<TlsFiles, TlsError> {
         let mut attempt = 1;
         loop {
-            let files = TlsFiles {
-                ca_pem: read_pem(&dir.join(CA_CERT_FILE))?,
-                identity: HostIdentity::load(dir, host)?,
-            };
-            match files.check(SystemTime::now()) {
+            // The identity's own load finds a torn pair first: it is read again as well.
+            let loaded = HostIdentity::load(dir, host).and_then(|identity| {
+                let files = TlsFiles {
+                    ca_pem: read_pem(&dir.join(CA_CERT_FILE))?,
+                    identity,
+                };
+                files.check(SystemTime::now()).map(|()| files)
+            });
+            match loaded {
                 Err(TlsError::KeyMismatch { .. }) if attempt < PAIR_READ_ATTEMPTS => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(PAIR_READ_PAUSE_MS));
                 }
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(files),
+                other => return other,
             }
         }
     }
@@ -960,6 +963,33 @@ mod tests {
                 key_pem: other_key,
             })
             .check(now),
+            Err(TlsError::KeyMismatch { .. })
+        ));
+    }
+
+    /// A pair torn by a rotation (the new certificate written, the old key still there) is read
+    /// again until the key arrives; a pair that stays torn is an error.
+    #[test]
+    fn a_pair_torn_by_a_rotation_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate("liandong-test").unwrap();
+        pki.write(dir.path()).unwrap();
+        let old = pki.issue_host("h1", &[], 30).unwrap();
+        old.write(dir.path(), "h1").unwrap();
+        let new = pki.issue_host("h1", &[], 30).unwrap();
+        write_atomic(&dir.path().join("h1.pem"), &new.cert_pem, 0o600).unwrap();
+        let path = dir.path().to_path_buf();
+        let key = new.key_pem.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(3 * PAIR_READ_PAUSE_MS));
+            write_atomic(&path.join("h1.key"), &key, 0o600).unwrap();
+        });
+        let files = TlsFiles::load(dir.path(), "h1").unwrap();
+        writer.join().unwrap();
+        assert_eq!(files.identity.key_pem, new.key_pem);
+        write_atomic(&dir.path().join("h1.key"), &old.key_pem, 0o600).unwrap();
+        assert!(matches!(
+            TlsFiles::load(dir.path(), "h1"),
             Err(TlsError::KeyMismatch { .. })
         ));
     }
