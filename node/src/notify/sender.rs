@@ -128,6 +128,10 @@ pub struct Notifier {
     /// This host's public surface, named in the messages (the status page and evaluation).
     public_url: Option<String>,
     retries: HashMap<String, Retry>,
+    /// Per office: the outbox's last notice number when a look found nothing this host has a
+    /// gateway for. Until a new notice is made, there is nothing to look for (the look scans up
+    /// to `HEAD_SCAN_MAX` notices).
+    unsendable: HashMap<OfficeCode, u64>,
 }
 
 impl Notifier {
@@ -145,6 +149,7 @@ impl Notifier {
             stats,
             run_dir,
             retries: HashMap::new(),
+            unsendable: HashMap::new(),
         }
     }
 
@@ -236,12 +241,19 @@ impl Notifier {
     /// just elected may not have applied the `NotificationSent` of notices its predecessor
     /// sent, and would send them again. Only when some wait (a read barrier is a round trip to
     /// a majority, and would wake an idle office).
-    async fn head(&self, replica: &Replica) -> Result<Vec<Notification>, String> {
+    async fn head(&mut self, replica: &Replica) -> Result<Vec<Notification>, String> {
         let machine = &replica.state_machine;
-        let wanted = |stage: Stage| self.gateways.of(stage).is_some();
-        if machine.notify_head_of(1, &wanted)?.is_empty() {
+        let made = machine.notify_state()?.last;
+        if self.unsendable.get(&replica.office) == Some(&made) {
             return Ok(Vec::new());
         }
+        let gateways = self.gateways.clone();
+        let wanted = move |stage: Stage| gateways.of(stage).is_some();
+        if machine.notify_head_of(1, &wanted)?.is_empty() {
+            self.unsendable.insert(replica.office.clone(), made);
+            return Ok(Vec::new());
+        }
+        self.unsendable.remove(&replica.office);
         if let Err(error) = replica.read_barrier().await {
             // No longer the leader, or not yet confirmed: the next round (or leader) sends.
             tracing::debug!(office = %replica.office, %error, "SMS round skipped");
