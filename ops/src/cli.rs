@@ -65,8 +65,8 @@ pub enum Command {
     /// Host certificates: rotate them while the federation runs, revoke, list with expiry.
     #[command(subcommand)]
     Cert(crate::cert_cmd::CertCommand),
-    /// Check the federation's invariants on the live system.
-    Verify,
+    /// Check the federation's invariants on the live system, reading every replica in pages.
+    Verify(crate::verify::VerifyArgs),
     /// Sign an officer in at its office; the token is kept in `DIR/session.token` (0600) or
     /// `--token-file`.
     Login(LoginArgs),

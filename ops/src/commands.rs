@@ -54,7 +54,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Snapshot(command) => crate::snapshot_cmd::run(&layout, command).await,
         Command::Cert(command) => crate::cert_cmd::run(&layout, command).await,
         Command::RollingRestart(args) => crate::rolling::rolling_restart(&layout, &args).await,
-        Command::Verify => crate::verify::verify(&Federation::open(layout.clone())?).await,
+        Command::Verify(args) => {
+            crate::verify::verify(&Federation::open(layout.clone())?, &args).await
+        }
         Command::Login(args) => crate::people::login(&layout, &args).await,
         Command::Logout => crate::people::logout(&layout),
         Command::Officer(command) => crate::people::officer(&layout, command).await,

@@ -684,7 +684,7 @@ async fn report(
     }
     let mut failovers = faults.failover_ms.clone();
     failovers.sort_unstable();
-    let verify = crate::verify::verify(&drill.federation).await?;
+    let verify = crate::verify::verify(&drill.federation, &Default::default()).await?;
     let mut invariants: Vec<Value> = verify.json["invariants"]
         .as_array()
         .cloned()

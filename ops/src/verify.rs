@@ -1,12 +1,25 @@
 //! `liandong verify`: invariants 2, 3, 5 and 7 of docs/design.md, checked on the live
-//! federation from every replica's dump.
+//! federation.
+//!
+//! Every replica is read in bounded pages, never as one document: first each replica's head (its
+//! applied index, state hash and links), then its cases a page at a time, then — for each office
+//! with children — the index of its most advanced replica. Each page is checked as it arrives and
+//! kept only as what the later checks need (per case: where its copies are, and the owner's
+//! status and version), so a province's million cases fit. A replica whose applied index moves
+//! while it is read is read again; one that does not answer is retried, then named with the
+//! reason.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use federation_proto::v1::admin_client::AdminClient;
-use federation_proto::v1::DumpRequest;
+use federation_proto::v1::{DumpReply, DumpRequest};
+use futures::StreamExt;
 use liandong_domain::message::Summary;
-use liandong_domain::{Case, OfficeCode, SealCount, Status};
+use liandong_domain::{Case, CaseId, OfficeCode, SealCount, Status};
 use serde_json::{json, Value};
 
 use liandong_node::manifest::Manifest;
@@ -16,10 +29,20 @@ use crate::commands::Report;
 
 /// Problems listed per invariant at most (the count is always exact).
 const DETAILS_MAX: usize = 10;
+/// Items asked per page by default (the host caps pages in bytes too).
+pub const PAGE_ITEMS: u32 = 256;
+/// Tries of one page before its replica is named unreachable.
+const PAGE_TRIES: u32 = 4;
+/// Reads of one replica from its head again when its applied index moved meanwhile.
+const READS_MAX: u32 = 3;
+/// Replicas read at once (their pages are checked on blocking threads as they arrive).
+const READERS: usize = 2;
 
 struct Check {
     name: &'static str,
+    /// The first problems, at most [`DETAILS_MAX`].
     problems: Vec<String>,
+    failed: usize,
     checked: usize,
 }
 
@@ -28,19 +51,41 @@ impl Check {
         Check {
             name,
             problems: Vec::new(),
+            failed: 0,
             checked: 0,
         }
     }
 
+    fn problem(&mut self, problem: String) {
+        self.failed += 1;
+        if self.problems.len() < DETAILS_MAX {
+            self.problems.push(problem);
+        }
+    }
+
+    fn absorb(&mut self, other: Check) {
+        self.checked += other.checked;
+        self.failed += other.failed;
+        for problem in other.problems {
+            if self.problems.len() < DETAILS_MAX {
+                self.problems.push(problem);
+            }
+        }
+    }
+
     fn json(&self) -> Value {
-        invariant_json(self.name, self.checked, &self.problems)
+        counted_json(self.name, self.checked, self.failed, &self.problems)
     }
 }
 
 /// One invariant's result as `verify` reports it: `{name, ok, detail}`, the detail counting what
 /// was checked and listing the first problems.
 pub fn invariant_json(name: &str, checked: usize, problems: &[String]) -> Value {
-    let detail = if problems.is_empty() {
+    counted_json(name, checked, problems.len(), problems)
+}
+
+fn counted_json(name: &str, checked: usize, failed: usize, problems: &[String]) -> Value {
+    let detail = if failed == 0 {
         format!("{checked} checked")
     } else {
         let shown: Vec<&str> = problems
@@ -48,100 +93,682 @@ pub fn invariant_json(name: &str, checked: usize, problems: &[String]) -> Value 
             .take(DETAILS_MAX)
             .map(String::as_str)
             .collect();
-        format!(
-            "{} of {checked} failed: {}",
-            problems.len(),
-            shown.join("; ")
-        )
+        format!("{failed} of {checked} failed: {}", shown.join("; "))
     };
-    json!({"name": name, "ok": problems.is_empty(), "detail": detail})
+    json!({"name": name, "ok": failed == 0, "detail": detail})
 }
 
-/// One replica's dump of one office.
-struct Dump {
+/// What one replica says of itself: read first, before its pages.
+#[derive(Clone)]
+struct Head {
     office: String,
     replica: u64,
     last_applied: u64,
     state_hash: String,
     outbox_pending: u64,
-    cases: Vec<Case>,
-    /// Each case's personal-data digest (the dump leaves the data out and carries it).
-    petitioner_digests: Vec<Option<String>>,
-    index: Vec<Summary>,
     links_out: BTreeMap<String, Value>,
     links_in: BTreeMap<String, Value>,
 }
 
-async fn fetch(federation: &Federation, office: &str, replica: u64, addr: &str) -> Option<Dump> {
-    let mut client = AdminClient::new(channel(addr).await.ok()?)
-        .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
-    let reply = client
-        .dump(DumpRequest {
-            office: office.to_string(),
-        })
-        .await
-        .ok()?
-        .into_inner();
-    let document: Value = serde_json::from_slice(&reply.document).ok()?;
-    let _ = federation;
-    Some(Dump::parse(office, replica, &document))
-}
-
-impl Dump {
-    /// Reads the Dump RPC's document (`liandong_node::api::admin::dump`).
-    fn parse(office: &str, replica: u64, document: &Value) -> Dump {
-        let list = |name: &str| document[name].as_array().cloned().unwrap_or_default();
+impl Head {
+    /// From a head page or a whole dump document.
+    fn parse(office: &str, replica: u64, document: &Value) -> Head {
         let map = |name: &str| {
             document[name]
                 .as_object()
                 .map(|o| o.clone().into_iter().collect())
                 .unwrap_or_default()
         };
-        let cases: Vec<(Case, Option<String>)> = list("cases")
-            .into_iter()
-            .filter_map(|value| {
-                let case: Case = serde_json::from_value(value.clone()).ok()?;
-                let digest = match value.get("petitioner_sha256") {
-                    Some(digest) => digest.as_str().map(str::to_string),
-                    None => case.petitioner_sha256(),
-                };
-                Some((case, digest))
-            })
-            .collect();
-        Dump {
+        Head {
             office: office.to_string(),
             replica,
             last_applied: document["last_applied"].as_u64().unwrap_or(0),
             state_hash: document["state_hash"].as_str().unwrap_or("").to_string(),
             outbox_pending: document["outbox_pending"].as_u64().unwrap_or(0),
-            cases: cases.iter().map(|(case, _)| case.clone()).collect(),
-            petitioner_digests: cases.into_iter().map(|(_, digest)| digest).collect(),
-            index: list("index")
-                .into_iter()
-                .filter_map(|v| serde_json::from_value(v).ok())
-                .collect(),
             links_out: map("links_out"),
             links_in: map("links_in"),
         }
     }
 }
 
-pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
-    let mut asks = Vec::new();
-    for office in &federation.manifest.offices {
-        for member in &office.members {
-            if let Some(host) = federation.manifest.host(&member.host) {
-                asks.push(fetch(federation, &office.code, member.id, &host.api_addr));
+/// A copy of a case at an office: the owner's, or a stub forwarding to another office.
+struct Copy {
+    office: OfficeCode,
+    forwarded_to: Option<OfficeCode>,
+}
+
+/// What the owner's copy says, as an ancestor's index must repeat it.
+struct Truth {
+    owner: OfficeCode,
+    status: String,
+    version: u32,
+}
+
+/// What reading one replica's cases found: merged into the [`Checker`] once the whole replica
+/// was read from one state.
+struct Tally {
+    integrity: Check,
+    seals: Check,
+    seal_count: (u64, u64),
+    /// Filled for the most advanced replica of its office only.
+    copies: Vec<(CaseId, Copy, Option<Truth>)>,
+    cases: u64,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            integrity: Check::new("integrity"),
+            seals: Check::new("seals"),
+            seal_count: (0, 0),
+            copies: Vec::new(),
+            cases: 0,
+        }
+    }
+
+    /// Checks one case copy of `office`'s `replica`: its chain, its seals (when the offices'
+    /// keys are given) and, from the most advanced replica, where it is and what its owner says.
+    fn case(
+        &mut self,
+        office: &OfficeCode,
+        replica: u64,
+        case: Case,
+        digest: Option<&str>,
+        keys: Option<&OfficeKeys>,
+        best: bool,
+    ) {
+        self.cases += 1;
+        self.integrity.checked += 1;
+        if let Err(error) = case.verify_chain() {
+            self.integrity.problem(format!(
+                "{} at {office} replica {replica}: {error}",
+                case.id
+            ));
+        }
+        if let Some(keys) = keys {
+            self.seals.checked += 1;
+            match case.check_seals(digest, |office| keys.get(office).cloned()) {
+                Ok(SealCount { signed, unsigned }) => {
+                    self.seal_count.0 += u64::from(signed);
+                    self.seal_count.1 += u64::from(unsigned);
+                }
+                Err(error) => self.seals.problem(format!(
+                    "case {} at office {office} replica {replica}: {error}",
+                    case.id
+                )),
+            }
+        }
+        if best {
+            let forwarded_to = match &case.status {
+                Status::Forwarded { to } => Some(to.clone()),
+                _ => None,
+            };
+            let truth = forwarded_to.is_none().then(|| {
+                let summary = Summary::of(&case);
+                Truth {
+                    owner: summary.owner,
+                    status: summary.status,
+                    version: summary.version,
+                }
+            });
+            let copy = Copy {
+                office: office.clone(),
+                forwarded_to,
+            };
+            self.copies.push((case.id, copy, truth));
+        }
+    }
+}
+
+/// Each office's public signing key.
+pub type OfficeKeys = BTreeMap<OfficeCode, Vec<u8>>;
+
+/// The invariants, fed a replica at a time.
+struct Checker<'m> {
+    manifest: &'m Manifest,
+    keys: Option<Arc<OfficeKeys>>,
+    heads: Vec<Head>,
+    /// The most advanced replica of each office speaks for it: its index in `heads`.
+    best: BTreeMap<String, usize>,
+    integrity: Check,
+    seals: Check,
+    seal_count: (u64, u64),
+    copies: HashMap<CaseId, Vec<Copy>>,
+    truth: BTreeMap<CaseId, Truth>,
+    convergence: Check,
+    /// Replicas that could not be read whole, with the reason.
+    unread: Vec<String>,
+    /// Offices whose most advanced replica could not be read whole: their cases and index are
+    /// missing from the checks.
+    incomplete: Vec<String>,
+}
+
+impl<'m> Checker<'m> {
+    fn new(manifest: &'m Manifest, keys: Option<OfficeKeys>) -> Checker<'m> {
+        Checker {
+            manifest,
+            keys: keys.map(Arc::new),
+            heads: Vec::new(),
+            best: BTreeMap::new(),
+            integrity: Check::new("integrity"),
+            seals: Check::new("seals"),
+            seal_count: (0, 0),
+            copies: HashMap::new(),
+            truth: BTreeMap::new(),
+            convergence: Check::new("convergence"),
+            unread: Vec::new(),
+            incomplete: Vec::new(),
+        }
+    }
+
+    /// Takes every replica's head and chooses each office's most advanced replica.
+    fn heads(&mut self, heads: Vec<Head>) {
+        self.heads = heads;
+        self.best.clear();
+        for (n, head) in self.heads.iter().enumerate() {
+            let entry = self.best.entry(head.office.clone()).or_insert(n);
+            if head.last_applied > self.heads[*entry].last_applied {
+                *entry = n;
             }
         }
     }
-    let dumps: Vec<Dump> = futures::future::join_all(asks)
+
+    fn is_best(&self, n: usize) -> bool {
+        self.best.get(&self.heads[n].office) == Some(&n)
+    }
+
+    /// A replica read whole from one state (its head as read last).
+    fn merge(&mut self, n: usize, head: Head, tally: Tally) {
+        self.heads[n] = head;
+        self.integrity.absorb(tally.integrity);
+        self.seals.absorb(tally.seals);
+        self.seal_count.0 += tally.seal_count.0;
+        self.seal_count.1 += tally.seal_count.1;
+        for (case_id, copy, truth) in tally.copies {
+            if let Some(truth) = truth {
+                self.truth.insert(case_id.clone(), truth);
+            }
+            self.copies.entry(case_id).or_default().push(copy);
+        }
+    }
+
+    /// A replica that could not be read whole.
+    fn unreadable(&mut self, n: usize, host: &str, reason: String) {
+        let head = &self.heads[n];
+        self.unread.push(format!(
+            "{} replica {} on {host}: {reason}",
+            head.office, head.replica
+        ));
+        if self.is_best(n) {
+            self.incomplete.push(head.office.clone());
+        }
+    }
+
+    /// Offices with children whose index must repeat their subtree's owners, with the head of
+    /// the replica that speaks for each.
+    fn indexed_offices(&self) -> Vec<(OfficeCode, usize)> {
+        self.manifest
+            .offices
+            .iter()
+            .filter(|office| self.manifest.children(&office.code).next().is_some())
+            .filter(|office| !self.incomplete.contains(&office.code))
+            .filter_map(|office| Some((office.code.parse().ok()?, *self.best.get(&office.code)?)))
+            .collect()
+    }
+
+    /// Invariant 5 for one office, a page of its index at a time: each summary against the
+    /// owner's truth; `seen` gathers the cases found for [`Checker::index_end`].
+    fn index_page(
+        &mut self,
+        office: &OfficeCode,
+        seen: &mut HashSet<CaseId>,
+        summaries: impl IntoIterator<Item = Summary>,
+    ) {
+        for summary in summaries {
+            let Some(truth) = self.truth.get(&summary.case_id) else {
+                continue;
+            };
+            if !office.is_ancestor_of(&truth.owner) {
+                continue;
+            }
+            seen.insert(summary.case_id.clone());
+            self.convergence.checked += 1;
+            if summary.owner != truth.owner
+                || summary.status != truth.status
+                || summary.version != truth.version
+            {
+                self.convergence.problem(format!(
+                    "{office}'s index has {} as {} at {} (v{}), the owner says {} at {} (v{})",
+                    summary.case_id,
+                    summary.status,
+                    summary.owner,
+                    summary.version,
+                    truth.status,
+                    truth.owner,
+                    truth.version
+                ));
+            }
+        }
+    }
+
+    /// The cases of `office`'s subtree its index did not hold.
+    fn index_end(&mut self, office: &OfficeCode, seen: &HashSet<CaseId>) {
+        let lacking: Vec<String> = self
+            .truth
+            .iter()
+            .filter(|(case_id, truth)| {
+                office.is_ancestor_of(&truth.owner) && !seen.contains(*case_id)
+            })
+            .map(|(case_id, _)| format!("{office}'s index lacks {case_id}"))
+            .collect();
+        for problem in lacking {
+            self.convergence.checked += 1;
+            self.convergence.problem(problem);
+        }
+    }
+
+    /// The invariants' results.
+    fn finish(self) -> Vec<Value> {
+        let best: BTreeMap<&str, &Head> = self
+            .best
+            .iter()
+            .map(|(office, n)| (office.as_str(), &self.heads[*n]))
+            .collect();
+        let mut integrity = self.integrity;
+        state_hashes(&self.heads, &mut integrity);
+        let mut invariants = vec![
+            single_owner(&self.copies).json(),
+            exactly_once(&best).json(),
+            self.convergence.json(),
+            integrity.json(),
+        ];
+        if self.keys.is_some() {
+            let mut value = self.seals.json();
+            let (signed, unsigned) = self.seal_count;
+            if self.seals.failed == 0 {
+                value["detail"] = Value::from(format!(
+                    "{} case copies checked: {signed} entries signed, {unsigned} unsigned (written before version {})",
+                    self.seals.checked,
+                    liandong_domain::SEALED_ENTRY_VERSION
+                ));
+            }
+            value["entries_signed"] = Value::from(signed);
+            value["entries_unsigned"] = Value::from(unsigned);
+            invariants.push(value);
+        }
+        let missing: Vec<&str> = self
+            .manifest
+            .offices
+            .iter()
+            .map(|o| o.code.as_str())
+            .filter(|code| !best.contains_key(*code))
+            .collect();
+        if !missing.is_empty() || !self.incomplete.is_empty() {
+            let mut detail = Vec::new();
+            if !missing.is_empty() {
+                detail.push(format!("no replica answered for {}", missing.join(", ")));
+            }
+            if !self.incomplete.is_empty() {
+                detail.push(format!(
+                    "not read whole (their cases are not checked): {}",
+                    self.incomplete.join(", ")
+                ));
+            }
+            if !self.unread.is_empty() {
+                let shown: Vec<&str> = self
+                    .unread
+                    .iter()
+                    .take(DETAILS_MAX)
+                    .map(String::as_str)
+                    .collect();
+                detail.push(shown.join("; "));
+            }
+            invariants
+                .push(json!({"name": "reachability", "ok": false, "detail": detail.join("; ")}));
+        } else if !self.unread.is_empty() {
+            // Every office was read whole through another replica: say which were not.
+            invariants.push(json!({"name": "replicas", "ok": true, "detail": format!(
+                "read through other replicas; unread: {}", self.unread.join("; "))}));
+        }
+        invariants
+    }
+}
+
+/// Invariant 2: at most one office can mutate a case; every forwarding chain ends at one owner.
+fn single_owner(copies: &HashMap<CaseId, Vec<Copy>>) -> Check {
+    let mut check = Check::new("single_owner");
+    for (case_id, holders) in copies {
+        check.checked += 1;
+        let owners: Vec<String> = holders
+            .iter()
+            .filter(|copy| copy.forwarded_to.is_none())
+            .map(|copy| copy.office.to_string())
+            .collect();
+        if owners.len() != 1 {
+            check.problem(format!("{case_id} has {} owners {owners:?}", owners.len()));
+            continue;
+        }
+        for copy in holders {
+            let mut hops = 0;
+            let mut current = copy.forwarded_to.as_ref();
+            while let Some(to) = current {
+                hops += 1;
+                match holders.iter().find(|other| other.office == *to) {
+                    Some(next) if hops < 32 => current = next.forwarded_to.as_ref(),
+                    _ => {
+                        check.problem(format!(
+                            "{case_id}: the stub at {} leads to {to}, which has no copy",
+                            copy.office
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    check
+}
+
+/// Invariant 3: after quiescence every outbox is empty, and each link's receiver applied
+/// exactly the messages its sender sent, once each.
+fn exactly_once(best: &BTreeMap<&str, &Head>) -> Check {
+    let mut check = Check::new("exactly_once");
+    for head in best.values() {
+        if head.outbox_pending > 0 {
+            check.problem(format!(
+                "{} still holds {} unacknowledged messages",
+                head.office, head.outbox_pending
+            ));
+        }
+        for (to, link) in &head.links_out {
+            check.checked += 1;
+            let sent = link["last_seq"].as_u64().unwrap_or(0);
+            let Some(receiver) = best.get(to.as_str()) else {
+                continue;
+            };
+            let inbox = receiver.links_in.get(&head.office);
+            let through = inbox
+                .and_then(|l| l["applied_through"].as_u64())
+                .unwrap_or(0);
+            let applied = inbox.and_then(|l| l["applied"].as_u64()).unwrap_or(0);
+            if through != sent || applied != sent {
+                check.problem(format!(
+                    "link {}->{to}: sent {sent}, receiver applied through {through} ({applied} applications)",
+                    head.office
+                ));
+            }
+        }
+    }
+    check
+}
+
+/// Invariant 7, second half: replicas of an office agree on the state hash at the same applied
+/// index (the first half, each history's chain, is checked case by case).
+fn state_hashes(heads: &[Head], check: &mut Check) {
+    let mut by_index: BTreeMap<(&str, u64), Vec<(&str, u64)>> = BTreeMap::new();
+    for head in heads {
+        by_index
+            .entry((head.office.as_str(), head.last_applied))
+            .or_default()
+            .push((head.state_hash.as_str(), head.replica));
+    }
+    for ((office, index), hashes) in by_index {
+        check.checked += 1;
+        if hashes.iter().any(|(hash, _)| *hash != hashes[0].0) {
+            check.problem(format!(
+                "{office} replicas disagree on the state hash at index {index}: {hashes:?}"
+            ));
+        }
+    }
+}
+
+/// How far a verify is, shown on a terminal only (stderr): one line, rewritten.
+struct Progress {
+    replicas: u64,
+    replicas_read: AtomicU64,
+    cases: AtomicU64,
+    indexes: AtomicU64,
+}
+
+impl Progress {
+    fn line(&self, indexes_total: u64) -> String {
+        format!(
+            "verify: {} of {} replicas read, {} case copies checked, {} of {indexes_total} indexes",
+            self.replicas_read.load(Ordering::Relaxed),
+            self.replicas,
+            self.cases.load(Ordering::Relaxed),
+            self.indexes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Shows `progress` every quarter second until dropped.
+struct Shown(Option<tokio::task::JoinHandle<()>>);
+
+impl Shown {
+    fn start(progress: Arc<Progress>, indexes_total: Arc<AtomicU64>) -> Shown {
+        if !std::io::stderr().is_terminal() {
+            return Shown(None);
+        }
+        Shown(Some(tokio::spawn(async move {
+            loop {
+                let line = progress.line(indexes_total.load(Ordering::Relaxed));
+                eprint!("\r{line}");
+                let _ = std::io::stderr().flush();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })))
+    }
+}
+
+impl Drop for Shown {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            eprintln!();
+        }
+    }
+}
+
+/// `liandong verify`'s options.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// Cases or index entries asked of a replica per page (1 to 1000; a host also ends a page
+    /// at 4 MiB). Smaller pages use less memory on both sides; larger ones fewer round trips.
+    #[arg(long, default_value_t = PAGE_ITEMS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page: u32,
+}
+
+impl Default for VerifyArgs {
+    fn default() -> VerifyArgs {
+        VerifyArgs { page: PAGE_ITEMS }
+    }
+}
+
+/// One replica's address, for its pages.
+#[derive(Clone)]
+struct Source {
+    office: String,
+    replica: u64,
+    /// The host carrying the replica, and its address.
+    host: String,
+    addr: String,
+    /// Items asked per page.
+    items: u32,
+}
+
+/// One page of `section`, retried with a growing pause; the last error when every try failed.
+async fn page(source: &Source, section: &str, after: &[u8]) -> Result<DumpReply, String> {
+    let mut pause = Duration::from_millis(200);
+    let mut last = String::new();
+    for attempt in 1..=PAGE_TRIES {
+        let asked = async {
+            let mut client = AdminClient::new(channel(&source.addr).await?)
+                .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
+            client
+                .dump(DumpRequest {
+                    office: source.office.clone(),
+                    section: section.to_string(),
+                    after: after.to_vec(),
+                    limit: source.items,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        };
+        match asked.await {
+            Ok(reply) => return Ok(reply),
+            // A host that does not know the section runs an older build: no use asking again.
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                return Err(status.message().to_string())
+            }
+            Err(status) => last = format!("{:?}: {}", status.code(), status.message()),
+        }
+        if attempt < PAGE_TRIES {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+    Err(format!("{last} (after {PAGE_TRIES} tries)"))
+}
+
+async fn head(source: &Source) -> Result<Head, String> {
+    let reply = page(source, "head", &[]).await?;
+    let document: Value =
+        serde_json::from_slice(&reply.document).map_err(|e| format!("an unreadable head: {e}"))?;
+    Ok(Head::parse(&source.office, source.replica, &document))
+}
+
+/// Why a read of one replica did not end.
+enum Unread {
+    /// Its applied index moved from the first to the second while it was read.
+    Moved(u64, u64),
+    Failed(String),
+}
+
+/// Reads `source`'s cases a page at a time from the state `head` describes, checking each page
+/// on a blocking thread as it arrives.
+async fn read_cases(
+    source: &Source,
+    head: &Head,
+    keys: Option<Arc<OfficeKeys>>,
+    best: bool,
+    progress: &Progress,
+) -> Result<Tally, Unread> {
+    let office: OfficeCode = source
+        .office
+        .parse()
+        .map_err(|e| Unread::Failed(format!("{e}")))?;
+    let mut tally = Tally::new();
+    let mut after = Vec::new();
+    loop {
+        let reply = page(source, "cases", &after)
+            .await
+            .map_err(Unread::Failed)?;
+        if reply.last_applied != head.last_applied {
+            return Err(Unread::Moved(head.last_applied, reply.last_applied));
+        }
+        let next = reply.next;
+        let keys = keys.clone();
+        let office = office.clone();
+        let replica = source.replica;
+        let count = reply.cases.len() as u64;
+        tally = tokio::task::spawn_blocking(move || {
+            for dumped in reply.cases {
+                let digest = (!dumped.petitioner_sha256.is_empty())
+                    .then_some(dumped.petitioner_sha256.as_str());
+                match Case::from_bytes(&dumped.case) {
+                    Ok(case) => tally.case(&office, replica, case, digest, keys.as_deref(), best),
+                    Err(error) => {
+                        tally.integrity.checked += 1;
+                        tally.integrity.problem(format!(
+                            "a case at {office} replica {replica} does not decode: {error}"
+                        ));
+                    }
+                }
+            }
+            tally
+        })
         .await
-        .into_iter()
-        .flatten()
-        .collect();
-    let keys: OfficeKeys = federation
-        .manifest
+        .map_err(|e| Unread::Failed(e.to_string()))?;
+        progress.cases.fetch_add(count, Ordering::Relaxed);
+        if next.is_empty() {
+            return Ok(tally);
+        }
+        after = next;
+    }
+}
+
+/// Reads one replica whole: its head again (unless `head` is still fresh), then its cases; again
+/// from its head when its applied index moved meanwhile, at most [`READS_MAX`] times.
+async fn read_replica(
+    source: Source,
+    first: Head,
+    keys: Option<Arc<OfficeKeys>>,
+    best: bool,
+    progress: Arc<Progress>,
+) -> Result<(Head, Tally), String> {
+    let mut head = first;
+    for read in 1..=READS_MAX {
+        if read > 1 {
+            head = self::head(&source).await?;
+        }
+        match read_cases(&source, &head, keys.clone(), best, &progress).await {
+            Ok(tally) => return Ok((head, tally)),
+            Err(Unread::Failed(reason)) => return Err(reason),
+            Err(Unread::Moved(from, to)) if read == READS_MAX => {
+                return Err(format!(
+                    "its state kept changing while it was read (applied index {from} → {to}): \
+                     verify a quiet federation"
+                ))
+            }
+            Err(Unread::Moved(..)) => {}
+        }
+    }
+    unreachable!("the last read returns")
+}
+
+/// Checks an office's index against the owners' truth, reading it from `source` in pages.
+async fn read_index(
+    checker: &mut Checker<'_>,
+    office: &OfficeCode,
+    source: &Source,
+) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    let mut after = Vec::new();
+    loop {
+        let reply = page(source, "index", &after).await?;
+        let summaries = reply
+            .index
+            .iter()
+            .map(|value| liandong_node::store::codec::decode::<Summary>(value))
+            .collect::<Result<Vec<Summary>, _>>()
+            .map_err(|e| format!("an index entry does not decode: {e}"))?;
+        checker.index_page(office, &mut seen, summaries);
+        if reply.next.is_empty() {
+            checker.index_end(office, &seen);
+            return Ok(());
+        }
+        after = reply.next;
+    }
+}
+
+pub async fn verify(federation: &Federation, args: &VerifyArgs) -> anyhow::Result<Report> {
+    let manifest = &federation.manifest;
+    let mut sources = Vec::new();
+    for office in &manifest.offices {
+        for member in &office.members {
+            if let Some(host) = manifest.host(&member.host) {
+                sources.push(Source {
+                    office: office.code.clone(),
+                    replica: member.id,
+                    host: host.name.clone(),
+                    addr: host.api_addr.clone(),
+                    items: args.page,
+                });
+            }
+        }
+    }
+    let keys: OfficeKeys = manifest
         .offices
         .iter()
         .filter_map(|office| {
@@ -149,7 +776,86 @@ pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
             Some((office.code.parse().ok()?, key))
         })
         .collect();
-    let invariants = check_dumps(&federation.manifest, &dumps, Some(&keys));
+    let mut checker = Checker::new(manifest, Some(keys));
+    let progress = Arc::new(Progress {
+        replicas: sources.len() as u64,
+        replicas_read: AtomicU64::new(0),
+        cases: AtomicU64::new(0),
+        indexes: AtomicU64::new(0),
+    });
+    let indexes_total = Arc::new(AtomicU64::new(0));
+    let shown = Shown::start(progress.clone(), indexes_total.clone());
+
+    // Heads first: they choose the replica that speaks for each office.
+    let answers = futures::stream::iter(
+        sources
+            .iter()
+            .map(|source| async move { (source.clone(), head(source).await) }),
+    )
+    .buffer_unordered(16)
+    .collect::<Vec<_>>()
+    .await;
+    let mut heads = Vec::new();
+    let mut read = Vec::new();
+    for (source, answer) in answers {
+        match answer {
+            Ok(head) => {
+                heads.push(head);
+                read.push(source);
+            }
+            Err(reason) => checker.unread.push(format!(
+                "{} replica {} on {}: {reason}",
+                source.office, source.replica, source.host
+            )),
+        }
+    }
+    checker.heads(heads);
+
+    // Then each replica's cases, a few replicas at a time.
+    let asks: Vec<(usize, Source, Head, bool)> = read
+        .iter()
+        .enumerate()
+        .map(|(n, source)| {
+            (
+                n,
+                source.clone(),
+                checker.heads[n].clone(),
+                checker.is_best(n),
+            )
+        })
+        .collect();
+    let keys = checker.keys.clone();
+    let reads = asks.into_iter().map(|(n, source, head, best)| {
+        let keys = keys.clone();
+        let progress = progress.clone();
+        async move {
+            let result = read_replica(source, head, keys, best, progress.clone()).await;
+            progress.replicas_read.fetch_add(1, Ordering::Relaxed);
+            (n, result)
+        }
+    });
+    let mut reads = futures::stream::iter(reads).buffer_unordered(READERS);
+    while let Some((n, result)) = reads.next().await {
+        match result {
+            Ok((head, tally)) => checker.merge(n, head, tally),
+            Err(reason) => checker.unreadable(n, &read[n].host, reason),
+        }
+    }
+    drop(reads);
+
+    // Then each index against the owners' truth.
+    let indexed = checker.indexed_offices();
+    indexes_total.store(indexed.len() as u64, Ordering::Relaxed);
+    for (office, n) in indexed {
+        let source = read[n].clone();
+        if let Err(reason) = read_index(&mut checker, &office, &source).await {
+            checker.unreadable(n, &source.host, format!("its index: {reason}"));
+        }
+        progress.indexes.fetch_add(1, Ordering::Relaxed);
+    }
+    drop(shown);
+
+    let invariants = checker.finish();
     let ok = invariants.iter().all(|i| i["ok"] == true);
     let text = invariants
         .iter()
@@ -170,251 +876,45 @@ pub async fn verify(federation: &Federation) -> anyhow::Result<Report> {
     })
 }
 
-/// The same invariants over replica dumps gathered some other way (the deterministic
+/// The same invariants over whole replica dumps gathered some other way (the deterministic
 /// simulator's replicas): `(office, replica id, dump document)`.
 pub fn check_documents(manifest: &Manifest, documents: &[(String, u64, Value)]) -> Vec<Value> {
-    let dumps: Vec<Dump> = documents
-        .iter()
-        .map(|(office, replica, document)| Dump::parse(office, *replica, document))
-        .collect();
-    check_dumps(manifest, &dumps, None)
-}
-
-/// Each office's public signing key.
-pub type OfficeKeys = BTreeMap<OfficeCode, Vec<u8>>;
-
-/// The invariants; the seals of history entries too when the offices' public keys are given.
-fn check_dumps(manifest: &Manifest, dumps: &[Dump], keys: Option<&OfficeKeys>) -> Vec<Value> {
-    // The most advanced replica of each office speaks for it.
-    let mut best: BTreeMap<String, &Dump> = BTreeMap::new();
-    for dump in dumps {
-        let entry = best.entry(dump.office.clone()).or_insert(dump);
-        if dump.last_applied > entry.last_applied {
-            *entry = dump;
-        }
-    }
-    let missing: Vec<&str> = manifest
-        .offices
-        .iter()
-        .map(|o| o.code.as_str())
-        .filter(|code| !best.contains_key(*code))
-        .collect();
-    let checks = [
-        single_owner(&best),
-        exactly_once(&best),
-        convergence(manifest, &best),
-        integrity(dumps),
-    ];
-    let mut invariants: Vec<Value> = checks.iter().map(Check::json).collect();
-    if let Some(keys) = keys {
-        invariants.push(seals(dumps, keys));
-    }
-    if !missing.is_empty() {
-        invariants.push(json!({"name": "reachability", "ok": false, "detail": format!("no replica answered for {}", missing.join(", "))}));
-    }
-    invariants
-}
-
-/// Invariant 2: at most one office can mutate a case; every forwarding chain ends at one owner.
-fn single_owner(best: &BTreeMap<String, &Dump>) -> Check {
-    let mut check = Check::new("single_owner");
-    let mut copies: HashMap<String, Vec<(&str, &Status)>> = HashMap::new();
-    for dump in best.values() {
-        for case in &dump.cases {
-            copies
-                .entry(case.id.to_string())
-                .or_default()
-                .push((dump.office.as_str(), &case.status));
-        }
-    }
-    for (case_id, holders) in &copies {
-        check.checked += 1;
-        let owners: Vec<&str> = holders
+    let mut checker = Checker::new(manifest, None);
+    checker.heads(
+        documents
             .iter()
-            .filter(|(_, status)| !matches!(status, Status::Forwarded { .. }))
-            .map(|(office, _)| *office)
-            .collect();
-        if owners.len() != 1 {
-            check
-                .problems
-                .push(format!("{case_id} has {} owners {owners:?}", owners.len()));
+            .map(|(office, replica, document)| Head::parse(office, *replica, document))
+            .collect(),
+    );
+    for (n, (office, replica, document)) in documents.iter().enumerate() {
+        let Ok(code) = office.parse::<OfficeCode>() else {
             continue;
-        }
-        for (office, status) in holders {
-            let mut hops = 0;
-            let mut current = *status;
-            while let Status::Forwarded { to } = current {
-                hops += 1;
-                let at = to.to_string();
-                match holders.iter().find(|(o, _)| *o == at) {
-                    Some((_, next)) if hops < 32 => current = next,
-                    _ => {
-                        check.problems.push(format!(
-                            "{case_id}: the stub at {office} leads to {at}, which has no copy"
-                        ));
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    check
-}
-
-/// Invariant 3: after quiescence every outbox is empty, and each link's receiver applied
-/// exactly the messages its sender sent, once each.
-fn exactly_once(best: &BTreeMap<String, &Dump>) -> Check {
-    let mut check = Check::new("exactly_once");
-    for dump in best.values() {
-        if dump.outbox_pending > 0 {
-            check.problems.push(format!(
-                "{} still holds {} unacknowledged messages",
-                dump.office, dump.outbox_pending
-            ));
-        }
-        for (to, link) in &dump.links_out {
-            check.checked += 1;
-            let sent = link["last_seq"].as_u64().unwrap_or(0);
-            let Some(receiver) = best.get(to) else {
+        };
+        let best = checker.is_best(n);
+        let mut tally = Tally::new();
+        for value in document["cases"].as_array().into_iter().flatten() {
+            let Ok(case) = serde_json::from_value::<Case>(value.clone()) else {
                 continue;
             };
-            let inbox = receiver.links_in.get(&dump.office);
-            let through = inbox
-                .and_then(|l| l["applied_through"].as_u64())
-                .unwrap_or(0);
-            let applied = inbox.and_then(|l| l["applied"].as_u64()).unwrap_or(0);
-            if through != sent || applied != sent {
-                check.problems.push(format!(
-                    "link {}->{to}: sent {sent}, receiver applied through {through} ({applied} applications)",
-                    dump.office
-                ));
-            }
+            let digest = match value.get("petitioner_sha256") {
+                Some(digest) => digest.as_str().map(str::to_string),
+                None => case.petitioner_sha256(),
+            };
+            tally.case(&code, *replica, case, digest.as_deref(), None, best);
         }
+        let head = checker.heads[n].clone();
+        checker.merge(n, head, tally);
     }
-    check
-}
-
-/// Invariant 5: every ancestor's index equals the owners' truth for its subtree.
-fn convergence(manifest: &Manifest, best: &BTreeMap<String, &Dump>) -> Check {
-    let mut check = Check::new("convergence");
-    let owners: Vec<Summary> = best
-        .values()
-        .flat_map(|dump| dump.cases.iter())
-        .filter(|case| !matches!(case.status, Status::Forwarded { .. }))
-        .map(Summary::of)
-        .collect();
-    for office in &manifest.offices {
-        if manifest.children(&office.code).next().is_none() {
-            continue;
-        }
-        let Some(dump) = best.get(&office.code) else {
-            continue;
-        };
-        let code: liandong_domain::OfficeCode = match office.code.parse() {
-            Ok(code) => code,
-            Err(_) => continue,
-        };
-        let index: HashMap<String, &Summary> = dump
-            .index
-            .iter()
-            .map(|s| (s.case_id.to_string(), s))
+    for (office, n) in checker.indexed_offices() {
+        let summaries: Vec<Summary> = documents[n].2["index"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|value| serde_json::from_value(value.clone()).ok())
             .collect();
-        for truth in owners.iter().filter(|s| code.is_ancestor_of(&s.owner)) {
-            check.checked += 1;
-            match index.get(&truth.case_id.to_string()) {
-                None => check
-                    .problems
-                    .push(format!("{}'s index lacks {}", office.code, truth.case_id)),
-                Some(seen)
-                    if seen.owner != truth.owner
-                        || seen.status != truth.status
-                        || seen.version != truth.version =>
-                {
-                    check.problems.push(format!(
-                        "{}'s index has {} as {} at {} (v{}), the owner says {} at {} (v{})",
-                        office.code,
-                        truth.case_id,
-                        seen.status,
-                        seen.owner,
-                        seen.version,
-                        truth.status,
-                        truth.owner,
-                        truth.version
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
+        let mut seen = HashSet::new();
+        checker.index_page(&office, &mut seen, summaries);
+        checker.index_end(&office, &seen);
     }
-    check
-}
-
-/// Invariant 7: every case history's hash chain verifies; replicas of an office agree on the
-/// state hash at the same applied index.
-fn integrity(dumps: &[Dump]) -> Check {
-    let mut check = Check::new("integrity");
-    for dump in dumps {
-        for case in &dump.cases {
-            check.checked += 1;
-            if let Err(error) = case.verify_chain() {
-                check.problems.push(format!(
-                    "{} at {} replica {}: {error}",
-                    case.id, dump.office, dump.replica
-                ));
-            }
-        }
-    }
-    let mut by_index: BTreeMap<(&str, u64), Vec<(&str, u64)>> = BTreeMap::new();
-    for dump in dumps {
-        by_index
-            .entry((dump.office.as_str(), dump.last_applied))
-            .or_default()
-            .push((dump.state_hash.as_str(), dump.replica));
-    }
-    for ((office, index), hashes) in by_index {
-        check.checked += 1;
-        if hashes.iter().any(|(hash, _)| *hash != hashes[0].0) {
-            check.problems.push(format!(
-                "{office} replicas disagree on the state hash at index {index}: {hashes:?}"
-            ));
-        }
-    }
-    check
-}
-
-/// Every history entry's seal, recomputed from each replica's stored cases: the signature of a
-/// signed entry against its signing office's public key, each state hash against the case
-/// re-folded from the events, the last one against the stored case itself. Entries written
-/// before entries were signed are counted, not refused.
-fn seals(dumps: &[Dump], keys: &OfficeKeys) -> Value {
-    let mut check = Check::new("seals");
-    let mut count = SealCount::default();
-    for dump in dumps {
-        for (case, digest) in dump.cases.iter().zip(&dump.petitioner_digests) {
-            check.checked += 1;
-            match case.check_seals(digest.as_deref(), |office| keys.get(office).cloned()) {
-                Ok(seen) => {
-                    count.signed += seen.signed;
-                    count.unsigned += seen.unsigned;
-                }
-                Err(error) => check.problems.push(format!(
-                    "case {} at office {} replica {}: {error}",
-                    case.id, dump.office, dump.replica
-                )),
-            }
-        }
-    }
-    let mut value = check.json();
-    if check.problems.is_empty() {
-        value["detail"] = Value::from(format!(
-            "{} case copies checked: {} entries signed, {} unsigned (written before version {})",
-            check.checked,
-            count.signed,
-            count.unsigned,
-            liandong_domain::SEALED_ENTRY_VERSION
-        ));
-    }
-    value["entries_signed"] = Value::from(count.signed);
-    value["entries_unsigned"] = Value::from(count.unsigned);
-    value
+    checker.finish()
 }

@@ -374,3 +374,62 @@ fn stats_count_the_subtree() {
     assert_eq!(city["by_category"]["labour"], 3);
     assert_eq!(city["offices"].as_array().unwrap().len(), 3);
 }
+
+/// `verify` reads each replica in pages: with pages of 2 it checks exactly what it checks with
+/// its default pages — every case copy on every replica, every index entry of every ancestor —
+/// and a host that does not answer is named while the offices it carries are read through their
+/// other replicas (fails if a page skips or repeats items, or if one silent host fails the
+/// check or goes unnamed).
+#[test]
+fn verify_reads_every_replica_in_pages_and_names_a_host_that_does_not_answer() {
+    let fed = common::small_federation();
+    for n in 0..5 {
+        file(&fed, "530602001", 300 + n);
+    }
+    for n in 0..4 {
+        file(&fed, "530602", 310 + n);
+    }
+    let whole = verified(&fed);
+    let paged = fed.json(&["verify", "--page", "2"]);
+    assert_eq!(paged["ok"], true, "{paged}");
+    let detail = |report: &Value, name: &str| -> String {
+        report["invariants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report}"))["detail"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // The township's 5 cases in the county's and the city's index, the county's 4 in the city's.
+    assert_eq!(detail(&paged, "convergence"), "14 checked", "{paged}");
+    assert_eq!(detail(&whole, "convergence"), "14 checked", "{whole}");
+    // 9 cases, 3 replicas each.
+    assert!(
+        detail(&paged, "seals").starts_with("27 case copies checked"),
+        "{paged}"
+    );
+    assert_eq!(detail(&paged, "seals"), detail(&whole, "seals"));
+    assert_eq!(detail(&paged, "single_owner"), "9 checked");
+
+    let (host, pid) = common::host_pids(&fed).into_iter().next().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let report = fed.json(&["verify", "--page", "2"]);
+    assert_eq!(report["ok"], true, "the other replicas speak: {report}");
+    let unread = detail(&report, "replicas");
+    assert!(unread.contains(&format!("on {host}")), "{unread}");
+    assert_eq!(detail(&report, "convergence"), "14 checked", "{report}");
+    let bad = fed.run(&["verify", "--page", "0"]);
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        said.contains("--page") && said.contains("1..=1000"),
+        "{said}"
+    );
+}

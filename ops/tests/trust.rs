@@ -317,6 +317,7 @@ async fn call(
                 .dump(with_token(
                     DumpRequest {
                         office: office.to_string(),
+                        ..DumpRequest::default()
                     },
                     t,
                 ))
