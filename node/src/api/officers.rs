@@ -154,6 +154,13 @@ impl OfficerService {
     ) -> Result<LoginReply, (Status, String)> {
         let refused = |status: Status| (status.clone(), format!("refused: {}", status.message()));
         let replica = replica(&self.trust, office).map_err(refused)?;
+        // The account as of now, not as this replica last heard: a password an admin just set
+        // (committed at the leader) must sign in at once. A follower is refused as unavailable
+        // and the caller turns to the next host, as for every other read.
+        replica
+            .read_barrier()
+            .await
+            .map_err(|e| refused(Status::unavailable(e.to_string())))?;
         let stored = self
             .account(replica, &request.user)
             .await
