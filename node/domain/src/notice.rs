@@ -98,15 +98,17 @@ pub fn unresolved(case: &Case, office: &OfficeCode) -> bool {
 }
 
 /// The notices an unresolved case held by `office` is owed at `now`, `sent` levels having been
-/// sent: one per level crossed, in order, each to the ancestor at that level (a level above the
-/// tree's root sends nothing but still counts as done). Empty for a resolved case.
+/// sent: one per level crossed, in order, each for the ancestor at that level ([`target`]; a
+/// level above the codes' root makes none but still counts as done). Empty for a resolved case.
+/// Each travels up one link at a time, from the office to its parent, which keeps it or passes
+/// it on ([`Notice::check_route`]).
 pub fn notices_due(
     policy: &NoticePolicy,
     case: &Case,
     office: &OfficeCode,
     now: Millis,
     sent: usize,
-) -> Vec<(OfficeCode, Notice)> {
+) -> Vec<Notice> {
     if !unresolved(case, office) {
         return Vec::new();
     }
@@ -119,22 +121,17 @@ pub fn notices_due(
     policy
         .due(case.registered_at, now, sent)
         .into_iter()
-        .filter_map(|level| {
-            let to = target(office, level)?;
-            Some((
-                to,
-                Notice {
-                    v: NOTICE_VERSION,
-                    case_id: case.id.clone(),
-                    origin: office.clone(),
-                    level: u8::try_from(level).unwrap_or(u8::MAX),
-                    age_days,
-                    category: case.category.clone(),
-                    status: case.status.as_str().to_string(),
-                    registered_at: case.registered_at,
-                    due,
-                },
-            ))
+        .filter(|level| target(office, *level).is_some())
+        .map(|level| Notice {
+            v: NOTICE_VERSION,
+            case_id: case.id.clone(),
+            origin: office.clone(),
+            level: u8::try_from(level).unwrap_or(u8::MAX),
+            age_days,
+            category: case.category.clone(),
+            status: case.status.as_str().to_string(),
+            registered_at: case.registered_at,
+            due,
         })
         .collect()
 }
@@ -177,16 +174,22 @@ impl Notice {
         validate::line("status", &self.status, STATUS_CHARS_MAX)
     }
 
-    /// What a receiver checks of where it came from: the sender is the origin, and the receiver
-    /// sits exactly `level` levels above it.
-    pub fn check_route(&self, from: &OfficeCode, to: &OfficeCode) -> Result<(), DomainError> {
-        if self.origin != *from || target(from, usize::from(self.level)).as_ref() != Some(to) {
+    /// What a receiver `here` checks of where it came from: the sender is the origin or an
+    /// office between the origin and `here`, and the notice is for `here` or an office above
+    /// it. True when it is for `here` (kept), false when it goes on up.
+    pub fn check_route(&self, from: &OfficeCode, here: &OfficeCode) -> Result<bool, DomainError> {
+        let on_the_way = self.origin == *from || from.is_ancestor_of(&self.origin);
+        let for_whom = target(&self.origin, usize::from(self.level));
+        let ahead = for_whom
+            .as_ref()
+            .is_some_and(|t| t == here || t.is_ancestor_of(here));
+        if !on_the_way || !here.is_ancestor_of(from) || !ahead {
             return Err(DomainError::FieldInvalid {
                 field: "level",
-                reason: "a notice comes from the office holding the case, that many levels below",
+                reason: "a notice climbs from the office holding the case to the office that many levels above it",
             });
         }
-        Ok(())
+        Ok(for_whom.as_ref() == Some(here))
     }
 }
 
@@ -304,6 +307,65 @@ mod tests {
         assert_eq!(target(&township, 2), Some("5306".parse().unwrap()));
         assert_eq!(target(&township, 3), Some("53".parse().unwrap()));
         assert_eq!(target(&township, 4), None);
+    }
+
+    #[test]
+    fn a_notice_climbs_one_link_at_a_time_to_its_level() {
+        let code = |c: &str| -> OfficeCode { c.parse().unwrap() };
+        let notice = Notice {
+            v: NOTICE_VERSION,
+            case_id: "530602001-2026-000001".parse().unwrap(),
+            origin: code("530602001"),
+            level: 2,
+            age_days: 60,
+            category: "housing".into(),
+            status: "accepted".into(),
+            registered_at: 0,
+            due: None,
+        };
+        assert!(notice.validate().is_ok());
+        // The county passes it on; the city keeps it.
+        assert_eq!(
+            notice.check_route(&code("530602001"), &code("530602")),
+            Ok(false)
+        );
+        assert_eq!(notice.check_route(&code("530602"), &code("5306")), Ok(true));
+        // Past its level, from the side, from above, or not from the case's side of the tree.
+        assert!(notice.check_route(&code("5306"), &code("53")).is_err());
+        assert!(notice.check_route(&code("530621"), &code("5306")).is_err());
+        assert!(notice.check_route(&code("5306"), &code("530602")).is_err());
+        let mut bad = notice.clone();
+        bad.level = 4;
+        assert!(bad.validate().is_err());
+        bad.level = 1;
+        bad.category = "x".repeat(CATEGORY_CHARS_MAX + 1);
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn a_red_card_goes_from_its_earner_to_the_issuer_above() {
+        let code = |c: &str| -> OfficeCode { c.parse().unwrap() };
+        let card = RedCard {
+            v: NOTICE_VERSION,
+            case_id: "530602-2026-000001".parse().unwrap(),
+            office: code("530602"),
+            department: Some("housing".into()),
+            issuer: code("5306"),
+            ordered_at: 0,
+            due_by: 10,
+            at: 11,
+        };
+        assert!(card.validate().is_ok());
+        assert!(card.check_route(&code("530602"), &code("5306")).is_ok());
+        assert!(card.check_route(&code("530621"), &code("5306")).is_err());
+        assert!(card.check_route(&code("530602"), &code("53")).is_err());
+        let early = RedCard {
+            at: 10,
+            ..card.clone()
+        };
+        assert!(early.validate().is_err());
+        let unknown = RedCard { v: 9, ..card };
+        assert!(unknown.validate().is_err());
     }
 
     #[test]

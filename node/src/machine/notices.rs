@@ -6,6 +6,9 @@
 //!   the case's notice counter (`notice-sent/<case id>`) in the same batch: each level is sent
 //!   once, through partitions and restarts, like every federation message. When no tick has
 //!   work the walk rests until the next notice can be due ([`next_at`]).
+//! - A notice climbs one link at a time: to the office's parent, which keeps it when it is the
+//!   office at the notice's level and passes it on to its own parent otherwise (an office knows
+//!   only its parent; a level above the federation's root ends there, kept by no one).
 //! - A received notice is kept in the office's worklist (`notice-in/<n>`), newest last, the
 //!   oldest dropped past [`NOTICES_KEPT_MAX`].
 //! - A supervision order on a case held here that passes its due date unanswered earns this
@@ -226,6 +229,16 @@ pub(super) fn set_policy(
     ages_days: &Option<Vec<u32>>,
     caller: &str,
 ) -> Outcome<Response> {
+    if apply.context.parent.is_none() {
+        return Ok(Err(refused(
+            RejectKind::Invalid,
+            "no_level_above",
+            format!(
+                "{} is the federation's root: there is no level above it to copy cases to",
+                apply.context.office
+            ),
+        )));
+    }
     let Some(ages) = ages_days else {
         apply.txn.delete(NOTICE_POLICY.to_vec());
         apply.txn.delete(NOTICE_SCAN.to_vec());
@@ -287,7 +300,7 @@ fn next_due(policy: &NoticePolicy, case: &Case, here: &OfficeCode, sent: usize) 
 /// The tick's notice work: a slice of the walk over the cases held here, sending what is due.
 /// Returns how many notices it made.
 pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
-    let Some(stored) = policy(apply.txn)? else {
+    let (Some(stored), Some(parent)) = (policy(apply.txn)?, apply.context.parent.clone()) else {
         return Ok(0);
     };
     let mut scan: NoticeScan = get_or_default(apply.txn, NOTICE_SCAN)?;
@@ -333,7 +346,7 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
         if let (Some(level), true) = (crossed, notice::unresolved(&case, &here)) {
             let messages: Vec<(OfficeCode, Body)> = due
                 .into_iter()
-                .map(|(to, notice)| (to, Body::Notice { notice }))
+                .map(|notice| (parent.clone(), Body::Notice { notice }))
                 .collect();
             let count = messages.len();
             let outgoing = Outgoing::prepare(apply, messages)?;
@@ -479,18 +492,34 @@ fn misrouted(error: liandong_domain::DomainError) -> Refused {
     refused(RejectKind::Forbidden, error.code(), error.to_string())
 }
 
-/// A notice from `from`: it must come from the office holding the case, exactly its level
-/// below this one. Kept in the worklist.
+/// A notice from `from`: from the office holding the case or one on its way up, for this
+/// office or one above it. Kept in the worklist when it is for this office, else passed on to
+/// the parent (none at the federation's root: its level lies above the federation).
 pub(super) fn receive_notice(
     apply: &mut Applying<'_, '_>,
     from: &OfficeCode,
     notice: &Notice,
 ) -> Result<Result<(), Refused>, ApplyError> {
-    if let Err(error) = notice
+    let here = match notice
         .validate()
         .and_then(|()| notice.check_route(from, &apply.context.office))
     {
-        return Ok(Err(misrouted(error)));
+        Ok(here) => here,
+        Err(error) => return Ok(Err(misrouted(error))),
+    };
+    if !here {
+        let up = apply.context.parent.iter().map(|parent| {
+            let body = Body::Notice {
+                notice: notice.clone(),
+            };
+            (parent.clone(), body)
+        });
+        let outgoing = Outgoing::prepare(apply, up.collect())?;
+        if let Err(refusal) = outgoing.check() {
+            return Ok(Err(refusal));
+        }
+        outgoing.put(apply);
+        return Ok(Ok(()));
     }
     let kept = ReceivedNotice {
         v: NOTICE_VERSION,
@@ -620,11 +649,16 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// The notices sent, with the office each is for (all go to the parent first).
     fn levels_sent(office: &Office) -> Vec<(String, u8)> {
         sent(office, "notice")
             .into_iter()
             .map(|envelope| match envelope.body {
-                Body::Notice { notice } => (envelope.to.to_string(), notice.level),
+                Body::Notice { notice } => {
+                    assert_eq!(Some(&envelope.to), office.context.parent.as_ref());
+                    let target = notice::target(&notice.origin, notice.level.into()).unwrap();
+                    (target.to_string(), notice.level)
+                }
                 _ => unreachable!(),
             })
             .collect()
@@ -692,7 +726,7 @@ pub(crate) mod tests {
         );
         let first = sent(&office, "notice")
             .into_iter()
-            .find(|envelope| envelope.to == code("530602"))
+            .find(|envelope| matches!(&envelope.body, Body::Notice { notice } if notice.level == 1))
             .unwrap();
         let Body::Notice { notice } = &first.body else {
             unreachable!()
@@ -812,7 +846,7 @@ pub(crate) mod tests {
         );
         let refusals = [
             ("530602001", 1, "field_invalid", "wrong level"),
-            ("530602", 2, "field_invalid", "not the origin"),
+            ("530621", 2, "field_invalid", "not on the case's way up"),
             ("53", 2, "notice_not_upward", "from above"),
         ];
         for (from, level, expected, why) in refusals {
@@ -833,6 +867,49 @@ pub(crate) mod tests {
         assert_eq!(kept.len(), 1);
         assert!(!more);
         assert_eq!(kept[0].notice, notice);
+    }
+
+    /// The county passes a notice for the city on, keeping nothing; the federation's root lets
+    /// a notice for a level above it end there.
+    #[test]
+    fn a_notice_for_a_level_above_is_passed_on_up() {
+        let mut county = Office::new("530602", Some("5306"));
+        let case_id: CaseId = "530602001-2026-000001".parse().unwrap();
+        let mut notice = sample_notice(&case_id);
+        notice.origin = code("530602001");
+        notice.level = 2;
+        assert_eq!(
+            deliver(
+                &mut county,
+                "530602001",
+                Body::Notice {
+                    notice: notice.clone()
+                }
+            ),
+            None
+        );
+        assert!(received(&reader(&county), 10).unwrap().0.is_empty());
+        let passed = sent(&county, "notice");
+        assert_eq!(passed.len(), 1);
+        assert_eq!(passed[0].to, code("5306"));
+        assert_eq!(
+            passed[0].body,
+            Body::Notice {
+                notice: notice.clone()
+            }
+        );
+
+        let mut root = Office::new("5306", None);
+        notice.level = 3;
+        let before = footprint(&root);
+        assert_eq!(deliver(&mut root, "530602", Body::Notice { notice }), None);
+        assert_eq!(footprint(&root), before, "kept by no one");
+        // The root has no level above it: a policy there is refused.
+        match set_policy(&mut root, Some(vec![30])) {
+            Response::Rejected { code, .. } => assert_eq!(code, "no_level_above"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(footprint(&root), before);
     }
 
     #[test]
