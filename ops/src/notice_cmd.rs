@@ -3,6 +3,7 @@
 //! earned and received (docs/notices.md). Every command acts as the signed-in officer, for its
 //! own office; the office refuses any other.
 
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use federation_proto::v1::notices_client::NoticesClient;
 use federation_proto::v1::{NoticePolicyRequest, NoticeReadRequest, NoticeReply};
@@ -44,11 +45,15 @@ pub struct ListArgs {
     pub limit: u32,
 }
 
-/// The office asked for, or the signed-in officer's.
+/// The signed-in officer's office; `given` must name it (an office's notices, ages and cards
+/// are its own officers' business: a supervisor reads its own worklist, fed from below).
 fn office_of(federation: &Federation, given: Option<String>) -> anyhow::Result<String> {
+    let own = federation.officer()?.claims.office.clone();
     match given {
-        Some(office) => Ok(office),
-        None => Ok(federation.officer()?.claims.office.clone()),
+        Some(code) if code != own => {
+            bail!("signed in at office {own}, not {code}: an officer acts only for its own office")
+        }
+        _ => Ok(own),
     }
 }
 

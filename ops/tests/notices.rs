@@ -55,8 +55,7 @@ fn stderr(out: &std::process::Output) -> String {
 
 /// The notices `office` received, as its officer reads them.
 fn worklist(fed: &Fed, office: &str) -> Value {
-    fed.at(office)
-        .json(&["notices", "--office", office])
+    fed.at(office).json(&["notices", "--office", office])
 }
 
 fn notices(list: &Value) -> Vec<Value> {
@@ -184,8 +183,15 @@ fn notices_climb_three_levels_through_a_partition_and_a_missed_order_earns_one_r
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let held = file_case(&fed, &county, 2, "housing");
-    fed.at(&county)
-        .ok(&["case", "route", &held, "--lead", "housing", "--due-days", "30"]);
+    fed.at(&county).ok(&[
+        "case",
+        "route",
+        &held,
+        "--lead",
+        "housing",
+        "--due-days",
+        "30",
+    ]);
     common::verified(&fed);
     fed.at(&city).ok(&[
         "supervise",
@@ -199,10 +205,7 @@ fn notices_climb_three_levels_through_a_partition_and_a_missed_order_earns_one_r
     ]);
     let cards = wait_for(
         "the red card at the city",
-        || {
-            fed.at(&city)
-                .json(&["red-cards", "--office", &city])
-        },
+        || fed.at(&city).json(&["red-cards", "--office", &city]),
         |cards| !cards["received"].as_array().unwrap().is_empty(),
     );
     let received = cards["received"].as_array().unwrap();
@@ -215,9 +218,7 @@ fn notices_climb_three_levels_through_a_partition_and_a_missed_order_earns_one_r
         serde_json::json!([{"office": county, "red_cards": 1}]),
         "{cards}"
     );
-    let own = fed
-        .at(&county)
-        .json(&["red-cards", "--office", &county]);
+    let own = fed.at(&county).json(&["red-cards", "--office", &county]);
     assert_eq!(own["earned"].as_array().unwrap().len(), 1, "{own}");
     assert_eq!(
         own["departments"],
