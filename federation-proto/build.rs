@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/liandong/v1/officers.proto",
         "proto/liandong/v1/quiesce.proto",
         "proto/liandong/v1/desks.proto",
+        "proto/liandong/v1/notices.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -174,6 +174,12 @@ impl From<&Envelope> for v1::Envelope {
                 session_id: session_id.clone(),
                 part_document: codec::encode(part),
             }),
+            Body::Notice { notice } => Proto::Notice(v1::Notice {
+                notice_document: codec::encode(notice),
+            }),
+            Body::RedCard { card } => Proto::RedCard(v1::RedCard {
+                card_document: codec::encode(card),
+            }),
         };
         v1::Envelope {
             from: envelope.from.to_string(),
@@ -249,6 +255,12 @@ impl TryFrom<v1::Envelope> for Envelope {
             Proto::SessionReport(report) => Body::SessionReport {
                 session_id: report.session_id,
                 part: codec::decode(&report.part_document).map_err(corrupt)?,
+            },
+            Proto::Notice(notice) => Body::Notice {
+                notice: codec::decode(&notice.notice_document).map_err(corrupt)?,
+            },
+            Proto::RedCard(card) => Body::RedCard {
+                card: codec::decode(&card.card_document).map_err(corrupt)?,
             },
         };
         Ok(Envelope {
@@ -354,6 +366,31 @@ mod tests {
             Body::SessionReport {
                 session_id: "5306-S1".into(),
                 part: sample_session().parts[1].clone(),
+            },
+            Body::Notice {
+                notice: liandong_domain::notice::Notice {
+                    v: 1,
+                    case_id: case.id.clone(),
+                    origin: "530602".parse().unwrap(),
+                    level: 1,
+                    age_days: 31,
+                    category: "land".into(),
+                    status: "accepted".into(),
+                    registered_at: 5,
+                    due: Some(9),
+                },
+            },
+            Body::RedCard {
+                card: liandong_domain::notice::RedCard {
+                    v: 1,
+                    case_id: case.id.clone(),
+                    office: "530602".parse().unwrap(),
+                    department: Some("housing".into()),
+                    issuer: "5306".parse().unwrap(),
+                    ordered_at: 5,
+                    due_by: 9,
+                    at: 10,
+                },
             },
         ];
         for body in bodies {

@@ -242,6 +242,12 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
                 trust: trust.clone(),
             },
         ))
+        .add_service(federation_proto::v1::notices_server::NoticesServer::new(
+            crate::api::notices::NoticeService {
+                replicas: replicas.clone(),
+                trust: trust.clone(),
+            },
+        ))
         .add_service(OfficersServer::new(OfficerService {
             trust: trust.clone(),
             proposer: proposer.clone(),

@@ -42,6 +42,8 @@ pub fn of_envelope(envelope: &Envelope) -> (String, &'static str) {
         | Body::Breach { case_id, .. } => (case_id.to_string(), envelope.body.kind()),
         Body::SessionRecord { session } => (session.id.clone(), envelope.body.kind()),
         Body::SessionReport { session_id, .. } => (session_id.clone(), envelope.body.kind()),
+        Body::Notice { notice } => (notice.case_id.to_string(), envelope.body.kind()),
+        Body::RedCard { card } => (card.case_id.to_string(), envelope.body.kind()),
     }
 }
 

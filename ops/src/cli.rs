@@ -98,6 +98,14 @@ pub enum Command {
     /// Joint video reception sessions (视频联动接访): schedule, answer, book, record, show.
     #[command(subcommand)]
     Session(crate::session_cmd::SessionCommand),
+    /// Escalating notices (三级抄告): the ages at which an unresolved case is copied up.
+    #[command(subcommand)]
+    Notice(crate::notice_cmd::NoticeCommand),
+    /// The notices this office received from its subtree, newest first (its worklist).
+    Notices(crate::notice_cmd::ListArgs),
+    /// Red cards (红牌): those this office earned and those its subtree earned on its orders,
+    /// with counts per office and department.
+    RedCards(crate::notice_cmd::ListArgs),
 }
 
 #[derive(Args, Debug)]

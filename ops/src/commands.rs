@@ -67,6 +67,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::IntakePoint(command) => crate::desk_cmd::intake_point(&layout, command).await,
         Command::Proxy(command) => crate::desk_cmd::proxy(&layout, command).await,
         Command::Session(command) => crate::session_cmd::run(&layout, command).await,
+        Command::Notice(command) => crate::notice_cmd::policy(&layout, command).await,
+        Command::Notices(args) => crate::notice_cmd::notices(&layout, args).await,
+        Command::RedCards(args) => crate::notice_cmd::red_cards(&layout, args).await,
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
             Ok(Report::new(json!({"stopped": true}), "host stopped"))

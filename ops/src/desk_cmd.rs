@@ -411,19 +411,27 @@ pub async fn department(layout: &Layout, command: DepartmentCommand) -> anyhow::
                 .await
                 .map_err(|s| status_error(&s))?;
             let mut lines = vec![format!(
-                "{:<16} {:>6} {:>9} {:>8} {:>5} {:>10} {:>8}",
-                "department", "open", "answered", "overdue", "lead", "cooperate", "meeting"
+                "{:<16} {:>6} {:>9} {:>8} {:>5} {:>10} {:>8} {:>9}",
+                "department",
+                "open",
+                "answered",
+                "overdue",
+                "lead",
+                "cooperate",
+                "meeting",
+                "red-cards"
             )];
             for f in figures.as_array().into_iter().flatten() {
                 lines.push(format!(
-                    "{:<16} {:>6} {:>9} {:>8} {:>5} {:>10} {:>8}",
+                    "{:<16} {:>6} {:>9} {:>8} {:>5} {:>10} {:>8} {:>9}",
                     s(&f["department"]),
                     f["open"],
                     f["answered"],
                     f["overdue"],
                     f["lead"],
                     f["cooperate"],
-                    f["meeting"]
+                    f["meeting"],
+                    f["red_cards"]
                 ));
             }
             Ok(Report::new(

@@ -111,6 +111,12 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("session recording", "liandong session recording 5306-S1 --file /srv/media/2026-12-09-jiefang.mp4"),
     ("session show", "liandong session show 5306-S1"),
     ("session list", "liandong session list"),
+    (
+        "notice policy",
+        "liandong notice policy --office 530602 --ages 30,60,90\nliandong notice policy --office 530602\nliandong notice policy --office 530602 --off",
+    ),
+    ("notices", "liandong notices --office 5306\nliandong --json notices --office 5306 --limit 200"),
+    ("red-cards", "liandong red-cards --office 5306"),
 ];
 
 /// The command line's definition with each command's example at the end of its help.

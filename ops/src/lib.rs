@@ -9,6 +9,7 @@ pub mod drill_run;
 pub mod examples;
 pub mod layout;
 pub mod logs_cmd;
+pub mod notice_cmd;
 pub mod people;
 pub mod process;
 pub mod replica_cmd;

@@ -18,6 +18,7 @@ use federation_proto::v1::cases_client::CasesClient;
 use federation_proto::v1::desks_client::DesksClient;
 use federation_proto::v1::federation_client::FederationClient;
 use federation_proto::v1::membership_client::MembershipClient;
+use federation_proto::v1::notices_client::NoticesClient;
 use federation_proto::v1::officers_client::OfficersClient;
 use federation_proto::v1::raft_transport_client::RaftTransportClient;
 use federation_proto::v1::{
@@ -73,9 +74,11 @@ enum Rpc {
     SessionSchedule,
     SessionBook,
     Sessions,
+    NoticePolicy,
+    NoticeRead,
 }
 
-const RPCS: [Rpc; 21] = [
+const RPCS: [Rpc; 23] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -97,6 +100,8 @@ const RPCS: [Rpc; 21] = [
     Rpc::SessionSchedule,
     Rpc::SessionBook,
     Rpc::Sessions,
+    Rpc::NoticePolicy,
+    Rpc::NoticeRead,
 ];
 
 impl Rpc {
@@ -126,6 +131,8 @@ impl Rpc {
             Rpc::SessionSchedule => &["leader", "supervisor"],
             Rpc::SessionBook => &["registrar"],
             Rpc::Sessions => &["registrar", "handler", "leader", "supervisor", "auditor"],
+            Rpc::NoticePolicy => &["admin"],
+            Rpc::NoticeRead => &["handler", "leader", "supervisor", "auditor", "admin"],
         })
     }
 }
@@ -446,6 +453,33 @@ async fn call(
                         office: office.to_string(),
                         what: "departments".into(),
                         key: String::new(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        // An allowed policy names a zero age: refused as invalid, nothing set.
+        Rpc::NoticePolicy => code(
+            NoticesClient::new(channel)
+                .policy(with_token(
+                    v1::NoticePolicyRequest {
+                        office: office.to_string(),
+                        ages_days: vec![0],
+                        clear: false,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::NoticeRead => code(
+            NoticesClient::new(channel)
+                .read(with_token(
+                    v1::NoticeReadRequest {
+                        office: office.to_string(),
+                        what: "notices".into(),
+                        limit: 10,
                     },
                     t,
                 ))

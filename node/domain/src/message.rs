@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::tagged_enum;
 use crate::error::DomainError;
+use crate::notice::{Notice, RedCard};
 use crate::rules::{SUPERVISION_DUE_DAYS_MAX, SUPERVISION_DUE_DAYS_MIN};
 use crate::session::{Part, Session, SessionError};
 use crate::validate::{self, CATEGORY_CHARS_MAX, OFFICER_CHARS_MAX, SUMMARY_CHARS_MAX};
@@ -178,6 +179,12 @@ tagged_enum! {
         /// An invited office's part of a session's record (its answer, bookings and linked
         /// cases), up to the host.
         SessionReport { session_id: String, part: Part },
+        /// An escalating notice (三级抄告): an unresolved case copied up from the office
+        /// holding it to the ancestor at the notice's level.
+        Notice { notice: Notice },
+        /// A red card (红牌) the sender earned by missing a supervision order's due date, to
+        /// the order's issuer.
+        RedCard { card: RedCard },
     }
 }
 
@@ -271,6 +278,8 @@ impl Body {
                 crate::session::validate_id(session_id)?;
                 crate::session::validate_part(part).map_err(session_invalid)
             }
+            Body::Notice { notice } => notice.validate(),
+            Body::RedCard { card } => card.validate(),
         }
     }
 
@@ -287,6 +296,8 @@ impl Body {
             Body::Breach { .. } => "breach",
             Body::SessionRecord { .. } => "session_record",
             Body::SessionReport { .. } => "session_report",
+            Body::Notice { .. } => "notice",
+            Body::RedCard { .. } => "red_card",
         }
     }
 

@@ -194,6 +194,10 @@ pub enum Action<'a> {
     Session(&'a liandong_domain::session::SessionCommand),
     /// Cases.Sessions: the sessions an office holds.
     Sessions,
+    /// Notices.Policy setting or clearing the office's notice ages (admins).
+    NoticePolicy,
+    /// Notices.Policy showing the ages, Notices.Read: received notices, red cards.
+    NoticeRead,
 }
 
 impl Action<'_> {
@@ -216,6 +220,8 @@ impl Action<'_> {
             Action::DeskRead => "Desks.Read",
             Action::Session(_) => "Cases.Session",
             Action::Sessions => "Cases.Sessions",
+            Action::NoticePolicy => "Notices.Policy",
+            Action::NoticeRead => "Notices.Read",
         }
     }
 
@@ -262,6 +268,8 @@ impl Action<'_> {
                 }
             }
             Action::Sessions => &[Registrar, Handler, Leader, Supervisor, Auditor],
+            Action::NoticePolicy => &[Admin],
+            Action::NoticeRead => &[Handler, Leader, Supervisor, Auditor, Admin],
         })
     }
 }

@@ -165,7 +165,21 @@ impl DeskService {
             "stats" => {
                 let departments = desk::departments(store).map_err(internal)?;
                 let all = desk::all_tasks(store).map_err(internal)?;
-                json!(department::figures(&departments, &all, now))
+                let cards: std::collections::BTreeMap<String, u64> =
+                    crate::machine::notices::department_counts(store)
+                        .map_err(internal)?
+                        .into_iter()
+                        .collect();
+                // With each department's red cards (missed supervision orders as the lead).
+                let figures = department::figures(&departments, &all, now)
+                    .into_iter()
+                    .map(|figures| {
+                        let mut value = json!(figures);
+                        value["red_cards"] = json!(cards.get(&figures.department).unwrap_or(&0));
+                        value
+                    })
+                    .collect::<Vec<_>>();
+                json!(figures)
             }
             "points" => json!(desk::points(store).map_err(internal)?),
             "proxies" => json!(desk::agents(store).map_err(internal)?),

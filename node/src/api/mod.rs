@@ -8,6 +8,7 @@ pub mod audit_log;
 pub mod auth;
 pub mod cases;
 pub mod departments;
+pub mod notices;
 pub mod officers;
 pub mod propose;
 pub mod quiesce;

@@ -8,8 +8,8 @@ use liandong_domain::codec::FORMAT_BINARY;
 use liandong_domain::{Calendar, Context, DomainError, Millis, OfficeCode};
 
 use super::{
-    audit, cases, departments, inbox, notify, officers, orders, outbox, requests, sessions,
-    AppliedState,
+    audit, cases, departments, inbox, notices, notify, officers, orders, outbox, requests,
+    sessions, AppliedState,
 };
 use crate::raft::types::{AuditRecord, Operation, RejectKind, Request, Response};
 use crate::store::codec::CodecError;
@@ -186,6 +186,11 @@ pub(super) fn apply_operation(
         Operation::Session { command, caller } => {
             return Ok(sessions::apply(&mut apply, command, caller)?.unwrap_or_else(Response::from))
         }
+        Operation::NoticePolicy { ages_days, caller } => {
+            return Ok(
+                notices::set_policy(&mut apply, ages_days, caller)?.unwrap_or_else(Response::from)
+            )
+        }
         Operation::Audited { .. } | Operation::Batch { .. } | Operation::SessionFile { .. } => {
             unreachable!("dispatched above")
         }
@@ -242,8 +247,11 @@ fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
     }
     let events = cases::tick(apply)?;
     departments::tick(apply)?;
+    let notices = notices::tick(apply)?;
     requests::prune(apply.txn, apply.now)?;
-    Ok(Response::Ticked { events })
+    Ok(Response::Ticked {
+        events: events.saturating_add(notices),
+    })
 }
 
 /// The request an officer's operation deduplicates by, if it carries an id.

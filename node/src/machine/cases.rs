@@ -88,7 +88,13 @@ pub(super) fn commit(
     if let Some(signer) = &apply.context.signer {
         change.after.sign_new_entries(signer.as_ref());
     }
-    let messages = outbox::messages_for(apply, change)?;
+    let mut messages = outbox::messages_for(apply, change)?;
+    // A supervision order missed here: a red card, to the order's issuer.
+    let card = super::notices::missed_order(apply, change)?;
+    if let Some(card) = &card {
+        let body = domain::message::Body::RedCard { card: card.clone() };
+        messages.push((card.issuer.clone(), body));
+    }
     let outgoing = Outgoing::prepare(apply, messages)?;
     if let Err(refusal) = outgoing.check() {
         return Ok(Err(refusal));
@@ -107,6 +113,10 @@ pub(super) fn commit(
     }
     store_case(apply.txn, alarm_before, change);
     outgoing.put(apply);
+    if let Some(card) = &card {
+        super::notices::record_earned(apply, card)?;
+    }
+    super::notices::touched(apply, change)?;
     super::notify::made(apply, change)?;
     Ok(Ok(()))
 }

@@ -145,6 +145,16 @@ fn check_direction(here: &OfficeCode, from: &OfficeCode, body: &Body) -> Result<
             "session_not_upward",
             format!("{from} answers only sessions of its ancestors, not {here}'s"),
         ),
+        Body::Notice { .. } => (
+            from_below,
+            "notice_not_upward",
+            format!("{from} sends notices only to its ancestors, not {here}"),
+        ),
+        Body::RedCard { .. } => (
+            from_below,
+            "red_card_not_upward",
+            format!("{from} reports its red cards only to its ancestors, not {here}"),
+        ),
     };
     if allowed {
         Ok(())
@@ -228,6 +238,8 @@ fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOu
         Body::SessionReport { session_id, part } => {
             super::sessions::receive_report(apply, from, session_id, part)?
         }
+        Body::Notice { notice } => super::notices::receive_notice(apply, from, notice)?,
+        Body::RedCard { card } => super::notices::receive_card(apply, from, card)?,
     };
     Ok(outcome.map_err(|refused| refused.of_message(seq)))
 }

@@ -19,6 +19,7 @@
 //! - `orders`: supervision orders issued and answered.
 //! - `departments`: departments, their tasks on cases, joint meetings, intake points, proxies.
 //! - `sessions`: joint video reception sessions, their bookings and linked cases.
+//! - `notices`: escalating notices (三级抄告) and red cards (红牌).
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
 
@@ -30,6 +31,7 @@ pub mod departments;
 mod inbox;
 pub mod keys;
 mod migrate;
+pub mod notices;
 pub mod notify;
 pub mod officers;
 mod orders;

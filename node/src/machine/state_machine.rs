@@ -250,7 +250,13 @@ impl StateMachineStore {
             .and_then(|(key, _)| keys::alarm_time(key));
         let expiry = requests::first_expiry(self).map_err(|e| e.to_string())?;
         let task = super::departments::next_task_due(self).map_err(|e| e.to_string())?;
-        Ok(alarm.into_iter().chain(expiry).chain(task).min())
+        let notices = super::notices::next_at(self).map_err(|e| e.to_string())?;
+        Ok(alarm
+            .into_iter()
+            .chain(expiry)
+            .chain(task)
+            .chain(notices)
+            .min())
     }
 
     /// Whether a deadline tick has work at `now` ([`Self::next_tick_at`]).

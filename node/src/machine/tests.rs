@@ -1122,6 +1122,12 @@ fn every_stored_type_round_trips_in_both_formats() {
             session_id: "5306-S1".into(),
             part: sample_session().parts[1].clone(),
         },
+        Body::Notice {
+            notice: crate::machine::notices::tests::sample_notice(&case.id),
+        },
+        Body::RedCard {
+            card: crate::machine::notices::tests::sample_card(&case.id),
+        },
     ];
     // A joint reception session's record, and a booking with its personal fields sealed.
     round_trips("a session", &sample_session());
@@ -1305,6 +1311,58 @@ fn every_stored_type_round_trips_in_both_formats() {
             caller: "li".into(),
         }),
     });
+    // Escalating notices and red cards (machine::notices).
+    operations.push(Operation::NoticePolicy {
+        ages_days: Some(vec![30, 60, 90]),
+        caller: "li".into(),
+    });
+    operations.push(Operation::NoticePolicy {
+        ages_days: None,
+        caller: "li".into(),
+    });
+    {
+        use crate::machine::notices::{self, tests::sample_card, tests::sample_notice};
+        let policy = liandong_domain::notice::StoredPolicy {
+            v: 1,
+            policy: liandong_domain::notice::NoticePolicy::new(vec![1, 2, 3]).unwrap(),
+            set_by: "admin".into(),
+            set_at: START_MS,
+        };
+        round_trips("a notice policy", &policy);
+        round_trips(
+            "the notice walk",
+            &notices::NoticeScan {
+                v: 1,
+                cursor: Some(keys::case(&case.id.to_string())),
+                pass_started: START_MS,
+                pass_min: Some(START_MS + 1),
+                next_at: None,
+                poke: Some(START_MS + 2),
+            },
+        );
+        round_trips(
+            "a kept list's bounds",
+            &notices::LogBounds { first: 2, next: 9 },
+        );
+        round_trips(
+            "a received notice",
+            &notices::ReceivedNotice {
+                v: 1,
+                notice: sample_notice(&case.id),
+                received_at: START_MS,
+            },
+        );
+        round_trips(
+            "a logged red card",
+            &notices::LoggedCard {
+                v: 1,
+                card: sample_card(&case.id),
+                earned: true,
+                logged_at: START_MS,
+            },
+        );
+        round_trips("a notice counter", &3u8);
+    }
     operations.push(Operation::Audited {
         record: audit_record.clone(),
         op: Box::new(Operation::File {

@@ -124,6 +124,12 @@ pub enum Operation {
     /// `session`: refused, changing nothing, when the session cannot take it; linked to it when
     /// filed.
     SessionFile { session: String, op: Box<Operation> },
+    /// Set (`Some`) or clear (`None`) the office's escalating notice ages, in days
+    /// (`machine::notices`): its admin's call.
+    NoticePolicy {
+        ages_days: Option<Vec<u32>>,
+        caller: String,
+    },
 }
 
 impl Operation {
@@ -194,6 +200,7 @@ impl fmt::Display for Request {
             Operation::SessionFile { session, .. } => {
                 write!(f, "file-in-session({session})@{}", self.at)
             }
+            Operation::NoticePolicy { .. } => write!(f, "notice-policy@{}", self.at),
             Operation::Audited { op, .. } => {
                 let inner = Request {
                     at: self.at,
@@ -272,6 +279,10 @@ pub enum Response {
     },
     /// A joint reception session's record as this office holds it (JSON).
     Session {
+        document: Vec<u8>,
+    },
+    /// An office's notice policy after a change (JSON; `null` when cleared).
+    Notice {
         document: Vec<u8>,
     },
 }
