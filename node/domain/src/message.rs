@@ -433,14 +433,7 @@ fn validate_carried(case: &Case) -> Result<(), DomainError> {
     validate::text("summary", &case.summary, SUMMARY_CHARS_MAX)?;
     validate::line("officer", &case.first_officer, OFFICER_CHARS_MAX)?;
     validate::petitioner_key_format(&case.petitioner_key)?;
-    if let Some(petitioner) = &case.petitioner {
-        crate::model::validate_personal(
-            &petitioner.id_number,
-            &petitioner.name,
-            petitioner.phone.as_ref(),
-        )?;
-    }
-    Ok(())
+    case.validate_petitioners()
 }
 
 #[cfg(test)]
