@@ -104,7 +104,11 @@ impl Serialize for CaseDocument {
 impl<'de> Deserialize<'de> for CaseDocument {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CaseDocument, D::Error> {
         if deserializer.is_human_readable() {
-            Ok(CaseDocument::of(&Case::deserialize(deserializer)?))
+            // Read as `Case::from_bytes` reads a JSON document: with its group.
+            let value = serde_json::Value::deserialize(deserializer)?;
+            let json = serde_json::to_vec(&value).map_err(serde::de::Error::custom)?;
+            let case = Case::from_bytes(&json).map_err(serde::de::Error::custom)?;
+            Ok(CaseDocument::of(&case))
         } else {
             let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
             Ok(CaseDocument::from_bytes(bytes.into_vec()))

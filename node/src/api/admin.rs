@@ -136,9 +136,15 @@ fn without_personal_data(mut document: Value) -> Value {
         for case in cases {
             if let Some(fields) = case.as_object_mut() {
                 // Their digest stays: the state hash each history entry signs covers it.
-                let digest = fields
-                    .get("petitioner")
-                    .and_then(liandong_domain::personal_data_sha256);
+                // A group petition's other petitioners go too; the digest says there were some
+                // (as `Case::petitioner_sha256` does).
+                let mut petitioner = fields.get("petitioner").cloned().unwrap_or(Value::Null);
+                if let (Some(group), Some(petitioner)) =
+                    (fields.remove("group"), petitioner.as_object_mut())
+                {
+                    petitioner.insert("group".to_string(), Value::from(!group.is_null()));
+                }
+                let digest = liandong_domain::personal_data_sha256(&petitioner);
                 fields.insert("petitioner_sha256".to_string(), Value::from(digest));
                 fields.insert("petitioner".to_string(), Value::Null);
             }

@@ -124,6 +124,17 @@ pub enum Operation {
     /// `session`: refused, changing nothing, when the session cannot take it; linked to it when
     /// filed.
     SessionFile { session: String, op: Box<Operation> },
+    /// Register a group petition, or a petition by someone identified by another document than
+    /// a resident ID ([`liandong_domain::group`]): [`Operation::FileSealed`] with the group, its
+    /// personal fields sealed by the proposing host like the registration's, and the petitioner
+    /// key of the representative's document.
+    FileGroup {
+        registration: Box<Registration>,
+        group: Box<liandong_domain::group::Group>,
+        petitioner_key: String,
+        request_id: Option<String>,
+        caller: String,
+    },
 }
 
 impl Operation {
@@ -168,6 +179,9 @@ impl fmt::Display for Request {
         match &self.op {
             Operation::File { .. } | Operation::FileSealed { .. } => {
                 write!(f, "file@{}", self.at)
+            }
+            Operation::FileGroup { group, .. } => {
+                write!(f, "file-group({})@{}", group.petitioners(), self.at)
             }
             Operation::Act { case_id, .. } => write!(f, "act({case_id})@{}", self.at),
             Operation::Tick => write!(f, "tick@{}", self.at),
