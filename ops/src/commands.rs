@@ -335,7 +335,7 @@ pub fn co_petitioners(values: &[String]) -> anyhow::Result<Vec<v1::CoPetitioner>
         .map(|(index, line)| {
             co_petitioner(line).ok_or_else(|| {
                 anyhow!(
-                    "co-petitioner {} (petitioner {}): expected [TYPE:]ID:NAME[:PHONE[:NATIONALITY]], e.g. passport:E12345678:John Smith",
+                    "co-petitioner {} (petitioner {}): expected [TYPE:]ID:NAME[:PHONE[:NATIONALITY]], e.g. passport:G12345678:Ann Lee",
                     index + 1,
                     index + 2
                 )
