@@ -237,7 +237,7 @@ pub struct UpArgs {
 #[derive(Subcommand, Debug)]
 pub enum CaseCommand {
     /// Register a petition (登记).
-    File(FileArgs),
+    File(Box<FileArgs>),
     /// Show a case with its history (linearizable read).
     Show(ShowArgs),
     /// Accept a case for handling (受理).

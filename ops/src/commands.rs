@@ -376,6 +376,7 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
     let reply = match command {
         CaseCommand::File(args) => {
+            let args = *args;
             let office = args.office.clone();
             let request = FileRequest {
                 office: args.office,
