@@ -207,6 +207,7 @@ impl OfficeClient {
             hops: 0,
             request_id: format!("bench-{sequence:x}"),
             session_id: String::new(),
+            ..FileRequest::default()
         };
         let outcome = self.cases().file(request).await;
         self.document(outcome)

@@ -25,6 +25,7 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use liandong_domain::group::{Group, Member};
 use liandong_domain::message::{Body, CaseDocument, Envelope};
 use liandong_domain::{Case, OfficeCode, Personal, Registration, Sealed, SEALED_MARK};
 use sha2::{Digest, Sha256};
@@ -44,6 +45,10 @@ pub enum Field {
     Name,
     IdNumber,
     Phone,
+    /// A group petition's document type (of its representative; a member's is labelled with the
+    /// member, see [`member_label`]).
+    IdType,
+    Nationality,
 }
 
 impl Field {
@@ -52,8 +57,16 @@ impl Field {
             Field::Name => "name",
             Field::IdNumber => "id_number",
             Field::Phone => "phone",
+            Field::IdType => "id_type",
+            Field::Nationality => "nationality",
         }
     }
+}
+
+/// The field a seal binds for `field` of a group's member `index` (0-based): `member.3.name`,
+/// so that members' values cannot be swapped unnoticed.
+pub fn member_label(index: usize, field: Field) -> String {
+    format!("member.{index}.{}", field.as_str())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,14 +112,14 @@ pub fn key_id(key: &[u8; DATA_KEY_BYTES]) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
-fn associated_data(office: &OfficeCode, petitioner_key: &str, field: Field) -> Vec<u8> {
+fn associated_data(office: &OfficeCode, petitioner_key: &str, field: &str) -> Vec<u8> {
     let mut ad = Vec::with_capacity(64 + petitioner_key.len());
     ad.extend_from_slice(b"liandong personal v1\0");
     ad.extend_from_slice(office.as_str().as_bytes());
     ad.push(0);
     ad.extend_from_slice(petitioner_key.as_bytes());
     ad.push(0);
-    ad.extend_from_slice(field.as_str().as_bytes());
+    ad.extend_from_slice(field.as_bytes());
     ad
 }
 
@@ -144,6 +157,11 @@ impl OfficeSeal {
 
     /// `clear` sealed for `field` of `petitioner_key`'s case at this office.
     pub fn seal(&self, petitioner_key: &str, field: Field, clear: &str) -> Sealed {
+        self.seal_labelled(petitioner_key, field.as_str(), clear)
+    }
+
+    /// [`OfficeSeal::seal`] for a field named by its label (a group member's, [`member_label`]).
+    fn seal_labelled(&self, petitioner_key: &str, field: &str, clear: &str) -> Sealed {
         let nonce: [u8; NONCE_BYTES] = rand::random();
         let ad = associated_data(&self.office, petitioner_key, field);
         let ciphertext = self
@@ -173,8 +191,18 @@ impl OfficeSeal {
         field: Field,
         sealed: &Sealed,
     ) -> Result<String, SealError> {
+        self.open_labelled(petitioner_key, field.as_str(), field.as_str(), sealed)
+    }
+
+    /// [`OfficeSeal::open`] for a field named by its label; `name` names it in errors.
+    fn open_labelled(
+        &self,
+        petitioner_key: &str,
+        label: &str,
+        name: &'static str,
+        sealed: &Sealed,
+    ) -> Result<String, SealError> {
         let bytes = sealed.bytes();
-        let name = field.as_str();
         let open_error = || SealError::Open {
             field: name,
             office: self.office.clone(),
@@ -197,7 +225,7 @@ impl OfficeSeal {
                 current: self.key_id,
             });
         }
-        let ad = associated_data(&self.office, petitioner_key, field);
+        let ad = associated_data(&self.office, petitioner_key, label);
         let clear = self
             .cipher
             .decrypt(
@@ -219,9 +247,21 @@ impl OfficeSeal {
         value: &mut Personal,
         refuse_sealed: bool,
     ) -> Result<(), SealError> {
+        self.seal_value_as(petitioner_key, field.as_str(), field, value, refuse_sealed)
+    }
+
+    /// [`OfficeSeal::seal_value`] under `label` (a member's field, [`member_label`]).
+    fn seal_value_as(
+        &self,
+        petitioner_key: &str,
+        label: &str,
+        field: Field,
+        value: &mut Personal,
+        refuse_sealed: bool,
+    ) -> Result<(), SealError> {
         match value {
             Personal::Clear(text) => {
-                *value = Personal::Sealed(self.seal(petitioner_key, field, text));
+                *value = Personal::Sealed(self.seal_labelled(petitioner_key, label, text));
                 Ok(())
             }
             Personal::Sealed(_) if refuse_sealed => Err(SealError::ArrivedSealed {
@@ -237,10 +277,99 @@ impl OfficeSeal {
         field: Field,
         value: &mut Personal,
     ) -> Result<(), SealError> {
+        self.open_value_as(petitioner_key, field.as_str(), field, value)
+    }
+
+    fn open_value_as(
+        &self,
+        petitioner_key: &str,
+        label: &str,
+        field: Field,
+        value: &mut Personal,
+    ) -> Result<(), SealError> {
         if let Personal::Sealed(sealed) = value {
-            *value = Personal::Clear(self.open(petitioner_key, field, sealed)?);
+            *value = Personal::Clear(self.open_labelled(
+                petitioner_key,
+                label,
+                field.as_str(),
+                sealed,
+            )?);
         }
         Ok(())
+    }
+
+    /// Every personal field of a group sealed (`refuse_sealed`: a sealed one is refused, as
+    /// personal data arrives clear).
+    fn seal_group(
+        &self,
+        petitioner_key: &str,
+        group: &mut Group,
+        refuse_sealed: bool,
+    ) -> Result<(), SealError> {
+        self.seal_value(
+            petitioner_key,
+            Field::IdType,
+            &mut group.id_type,
+            refuse_sealed,
+        )?;
+        if let Some(nationality) = &mut group.nationality {
+            self.seal_value(
+                petitioner_key,
+                Field::Nationality,
+                nationality,
+                refuse_sealed,
+            )?;
+        }
+        for (index, member) in group.members.iter_mut().enumerate() {
+            for (field, value) in member_fields(member) {
+                let label = member_label(index, field);
+                self.seal_value_as(petitioner_key, &label, field, value, refuse_sealed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every sealed field of a group opened.
+    fn open_group(&self, petitioner_key: &str, group: &mut Group) -> Result<(), SealError> {
+        self.open_value(petitioner_key, Field::IdType, &mut group.id_type)?;
+        if let Some(nationality) = &mut group.nationality {
+            self.open_value(petitioner_key, Field::Nationality, nationality)?;
+        }
+        for (index, member) in group.members.iter_mut().enumerate() {
+            for (field, value) in member_fields(member) {
+                let label = member_label(index, field);
+                self.open_value_as(petitioner_key, &label, field, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The petitioner key of a group filing (from its representative's clear document: type
+    /// and number), and the registration and the group with every personal field sealed: what
+    /// a group filing proposes ([`crate::raft::types::Operation::FileGroup`]).
+    pub fn seal_group_filing(
+        &self,
+        registration: &mut Registration,
+        group: &mut Group,
+    ) -> Result<String, SealError> {
+        let (Some(id_number), Some(id_type)) =
+            (registration.petitioner_id.clear(), group.id_type.clear())
+        else {
+            return Err(SealError::ArrivedSealed { field: "id_number" });
+        };
+        let id_type: liandong_domain::IdType = id_type
+            .parse()
+            .map_err(|e: liandong_domain::DomainError| SealError::Case(e.to_string()))?;
+        let normalised = liandong_domain::normalise_id_number(id_number);
+        let key = liandong_domain::document_key(&self.petitioner_secret, id_type, &normalised);
+        registration.petitioner_id = Personal::Clear(normalised);
+        self.seal_value(&key, Field::IdNumber, &mut registration.petitioner_id, true)?;
+        self.seal_value(&key, Field::Name, &mut registration.name, true)?;
+        if let Some(phone) = &mut registration.phone {
+            self.seal_value(&key, Field::Phone, phone, true)?;
+        }
+        self.seal_group(&key, group, true)?;
+        Ok(key)
     }
 
     /// The petitioner key of a registration (from its clear ID number), and the registration
@@ -271,6 +400,9 @@ impl OfficeSeal {
                 self.seal_value(&key, Field::Phone, phone, true)?;
             }
         }
+        if let Some(group) = &mut case.group {
+            self.seal_group(&key, group, true)?;
+        }
         Ok(())
     }
 
@@ -283,6 +415,9 @@ impl OfficeSeal {
             if let Some(phone) = &mut petitioner.phone {
                 self.open_value(&key, Field::Phone, phone)?;
             }
+        }
+        if let Some(group) = &mut case.group {
+            self.open_group(&key, group)?;
         }
         Ok(())
     }
@@ -365,7 +500,35 @@ pub fn has_sealed(case: &Case) -> bool {
         p.name.is_sealed()
             || p.id_number.is_sealed()
             || p.phone.as_ref().is_some_and(Personal::is_sealed)
-    })
+    }) || case.group.as_ref().is_some_and(group_has_sealed)
+}
+
+fn group_has_sealed(group: &Group) -> bool {
+    group.id_type.is_sealed()
+        || group.nationality.as_ref().is_some_and(Personal::is_sealed)
+        || group.members.iter().any(|member| {
+            [&member.id_type, &member.id_number, &member.name]
+                .into_iter()
+                .chain(member.phone.as_ref())
+                .chain(member.nationality.as_ref())
+                .any(Personal::is_sealed)
+        })
+}
+
+/// A member's personal fields, each with the field it is.
+fn member_fields(member: &mut Member) -> Vec<(Field, &mut Personal)> {
+    let mut fields = vec![
+        (Field::IdType, &mut member.id_type),
+        (Field::IdNumber, &mut member.id_number),
+        (Field::Name, &mut member.name),
+    ];
+    if let Some(phone) = &mut member.phone {
+        fields.push((Field::Phone, phone));
+    }
+    if let Some(nationality) = &mut member.nationality {
+        fields.push((Field::Nationality, nationality));
+    }
+    fields
 }
 
 /// Where a carried case's petitioner arrived sealed: personal data crosses in clear, and this

@@ -444,6 +444,7 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
         hops: 0,
         request_id: "fixture-new".into(),
         session_id: String::new(),
+        ..FileRequest::default()
     };
     let mut city = federation.cases("5306");
     // A new case is filed; old ones are handled.

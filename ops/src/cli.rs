@@ -245,7 +245,7 @@ pub struct UpArgs {
 #[derive(Subcommand, Debug)]
 pub enum CaseCommand {
     /// Register a petition (登记).
-    File(FileArgs),
+    File(Box<FileArgs>),
     /// Show a case with its history (linearizable read).
     Show(ShowArgs),
     /// Accept a case for handling (受理).
@@ -410,7 +410,8 @@ pub struct FileArgs {
     /// visit | letter | phone | online | video
     #[arg(long)]
     pub channel: String,
-    /// The petitioner's 18-character resident ID number.
+    /// The petitioner's document number: an 18-character resident ID number, or the number of
+    /// the document `--id-type` names.
     #[arg(long)]
     pub petitioner_id: String,
     #[arg(long)]
@@ -440,6 +441,22 @@ pub struct FileArgs {
     /// The joint reception session the case is registered in (`liandong session list`).
     #[arg(long)]
     pub session: Option<String>,
+    /// The petitioner's identity document: resident (default) | passport | hk-macao (港澳居民来往内地通行证)
+    /// | taiwan (台湾居民来往大陆通行证) | foreign-permanent (外国人永久居留身份证).
+    #[arg(long)]
+    pub id_type: Option<String>,
+    /// The petitioner's nationality, ISO 3166 alpha-3 (e.g. GBR), for a foreign document.
+    #[arg(long)]
+    pub nationality: Option<String>,
+    /// A co-petitioner of a group petition (集体访), repeatable: `[TYPE:]ID:NAME[:PHONE[:NATIONALITY]]`,
+    /// e.g. `passport:E12345678:John Smith:+4479460000:GBR` (TYPE as --id-type, default resident), or
+    /// `@FILE` with one such line per co-petitioner (blank lines and `#` comments skipped).
+    #[arg(long = "co-petitioner")]
+    pub co_petitioners: Vec<String>,
+    /// Which petitioner represents the group, 1-based (1, the default: the main petitioner;
+    /// 2: the first co-petitioner, ...). The representative receives the SMS.
+    #[arg(long)]
+    pub representative: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -307,6 +307,71 @@ async fn status(layout: &Layout) -> anyhow::Result<Report> {
     Ok(Report::new(json, text))
 }
 
+/// Co-petitioners read from `--co-petitioner` values: each `[TYPE:]ID:NAME[:PHONE[:NATIONALITY]]`, or
+/// `@FILE` naming a file with one per line. Formats are checked by the office.
+pub fn co_petitioners(values: &[String]) -> anyhow::Result<Vec<v1::CoPetitioner>> {
+    /// Bytes of a co-petitioner file at most (200 petitioners fit many times over).
+    const FILE_BYTES_MAX: u64 = 256 * 1024;
+    let mut lines = Vec::new();
+    for value in values {
+        match value.strip_prefix('@') {
+            Some(path) => {
+                let size = std::fs::metadata(path)
+                    .map_err(|e| anyhow!("--co-petitioner @{path}: {e}"))?
+                    .len();
+                if size > FILE_BYTES_MAX {
+                    bail!("--co-petitioner @{path}: {size} bytes; at most {FILE_BYTES_MAX}");
+                }
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow!("--co-petitioner @{path}: {e}"))?;
+                lines.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                        .map(str::to_string),
+                );
+            }
+            None => lines.push(value.clone()),
+        }
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(index, line)| {
+            co_petitioner(line).ok_or_else(|| {
+                anyhow!(
+                    "co-petitioner {} (petitioner {}): expected [TYPE:]ID:NAME[:PHONE[:NATIONALITY]], e.g. passport:G12345678:Ann Lee",
+                    index + 1,
+                    index + 2
+                )
+            })
+        })
+        .collect()
+}
+
+fn co_petitioner(line: &str) -> Option<v1::CoPetitioner> {
+    let parts: Vec<&str> = line.split(':').map(str::trim).collect();
+    let is_type = |word: &str| word.parse::<liandong_domain::IdType>().is_ok();
+    let (id_type, rest) = match parts.split_first() {
+        Some((first, rest)) if is_type(first) => (first.to_string(), rest),
+        _ => (String::new(), &parts[..]),
+    };
+    let (id_number, name, phone, nationality) = match rest {
+        [id, name] => (id, name, "", ""),
+        [id, name, phone] => (id, name, *phone, ""),
+        [id, name, phone, nationality] => (id, name, *phone, *nationality),
+        _ => return None,
+    };
+    let given = |value: &str| (!value.is_empty()).then(|| value.to_string());
+    Some(v1::CoPetitioner {
+        id_type,
+        id_number: id_number.to_string(),
+        name: name.to_string(),
+        phone: given(phone),
+        nationality: given(nationality),
+    })
+}
+
 fn request_id() -> String {
     let bytes: [u8; 12] = rand::random();
     hex::encode(bytes)
@@ -316,6 +381,7 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
     let reply = match command {
         CaseCommand::File(args) => {
+            let args = *args;
             let office = args.office.clone();
             let request = FileRequest {
                 office: args.office,
@@ -332,6 +398,10 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 hops: 0,
                 request_id: args.request_id.unwrap_or_else(request_id),
                 session_id: args.session.unwrap_or_default(),
+                id_type: args.id_type.unwrap_or_default(),
+                nationality: args.nationality,
+                co_petitioners: co_petitioners(&args.co_petitioners)?,
+                representative: args.representative.unwrap_or(0),
             };
             if args.proxy.is_some() || args.consent.is_some() {
                 let Some(agent) = args.proxy else {

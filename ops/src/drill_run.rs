@@ -136,6 +136,7 @@ impl Drill {
                     self.start.elapsed().as_nanos() as u64 ^ rand::random::<u64>()
                 ),
                 session_id: String::new(),
+                ..FileRequest::default()
             };
             let case_id = self.file(&office, request).await;
             let completed_ms = self.elapsed_ms();

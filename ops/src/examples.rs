@@ -18,7 +18,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("status", "liandong status\nliandong --json status"),
     (
         "case file",
-        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"\nliandong case file --office 530602 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Roof leaks\" --proxy wang --consent \"signed consent form 2026-12-06, kept at Daguan point\"\nliandong case file --office 530602001 --channel video --petitioner-id 530602198001010012 --name 张三 --category land --summary \"Received in the joint session\" --session 5306-S1",
+        "liandong case file --office 530602001 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Repairs promised in May not done\"\nliandong case file --office 530602 --channel visit --petitioner-id 530602198001010012 --name 张三 --category housing --summary \"Roof leaks\" --proxy wang --consent \"signed consent form 2026-12-06, kept at Daguan point\"\nliandong case file --office 530602001 --channel video --petitioner-id 530602198001010012 --name 张三 --category land --summary \"Received in the joint session\" --session 5306-S1\nliandong case file --office 530602001 --channel visit --id-type passport --petitioner-id E12345678 --nationality GBR --name \"John Smith\" --category land --summary \"Flooded fields\" --co-petitioner 530602198001010012:张三:13800000000 --co-petitioner hk-macao:H12345678:陈大文 --representative 2",
     ),
     ("case show", "liandong case show 530602001-2026-000001"),
     ("case accept", "liandong case accept 530602001-2026-000001"),

@@ -707,9 +707,19 @@ pub fn case_json(case: &Case) -> Value {
         "petitioner_key": case.petitioner_key,
         "petitioner": case.petitioner.as_ref().map(|p| json!({
             "name": p.name.to_string(),
+            "id_type": case.group.as_ref().map(|g| g.id_type.to_string()).unwrap_or_else(|| "resident".into()),
             "id_number": p.id_number.to_string(),
             "phone": p.phone.as_ref().map(ToString::to_string),
+            "nationality": case.group.as_ref().and_then(|g| g.nationality.as_ref()).map(ToString::to_string),
         })),
+        "petitioners": case.petitioner.as_ref().map(|_| case.group.as_ref().map_or(1, |g| g.petitioners())),
+        "co_petitioners": case.group.as_ref().map(|g| g.members.iter().map(|m| json!({
+            "name": m.name.to_string(),
+            "id_type": m.id_type.to_string(),
+            "id_number": m.id_number.to_string(),
+            "phone": m.phone.as_ref().map(ToString::to_string),
+            "nationality": m.nationality.as_ref().map(ToString::to_string),
+        })).collect::<Vec<_>>()).unwrap_or_default(),
         "grade": case.grade,
         "opinion": case.opinion,
         "satisfaction": case.satisfaction,
@@ -730,6 +740,11 @@ pub fn case_json(case: &Case) -> Value {
     })
 }
 
+/// ", GBR" for a petitioner with a nationality on record.
+fn nationality(value: Option<&liandong_domain::Personal>) -> String {
+    value.map(|n| format!(", {n}")).unwrap_or_default()
+}
+
 pub fn case_text(case: &Case) -> String {
     let mut lines = vec![format!(
         "{} at {}: {} ({}, {}){}",
@@ -745,10 +760,43 @@ pub fn case_text(case: &Case) -> String {
             Some(phone) => format!(", phone {phone}"),
             None => String::new(),
         };
-        lines.push(format!(
-            "  petitioner {} ({}){phone}",
-            petitioner.name, petitioner.id_number
-        ));
+        match &case.group {
+            None => lines.push(format!(
+                "  petitioner {} ({}){phone}",
+                petitioner.name, petitioner.id_number
+            )),
+            Some(group) => {
+                let representative = if group.members.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "  group petition of {} petitioners, represented by:\n",
+                        group.petitioners()
+                    )
+                };
+                lines.push(format!(
+                    "{representative}  petitioner {} ({} {}{}){phone}",
+                    petitioner.name,
+                    group.id_type,
+                    petitioner.id_number,
+                    nationality(group.nationality.as_ref()),
+                ));
+                for (index, member) in group.members.iter().enumerate() {
+                    let phone = match &member.phone {
+                        Some(phone) => format!(", phone {phone}"),
+                        None => String::new(),
+                    };
+                    lines.push(format!(
+                        "  co-petitioner {}: {} ({} {}{}){phone}",
+                        index + 2,
+                        member.name,
+                        member.id_type,
+                        member.id_number,
+                        nationality(member.nationality.as_ref()),
+                    ));
+                }
+            }
+        }
     }
     if let CaseKind::Review { of } | CaseKind::ReReview { of } = &case.kind {
         lines.push(format!("  {} of {of}", case.kind.as_str()));

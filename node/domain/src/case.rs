@@ -9,6 +9,7 @@ use crate::clock::{self, ClockKind};
 use crate::codec;
 use crate::error::DomainError;
 use crate::event::{self, ChainHead, EntrySigner, Event, HistoryEntry, SealError};
+use crate::group::Group;
 use crate::ids::OfficeCode;
 use crate::model::{
     Case, GradeInfo, HandoffKind, Receipt, Satisfaction, Status, Supervision, CASE_VERSION,
@@ -44,7 +45,12 @@ impl Case {
 
     /// The digest of this copy's personal data (None on a stub, which holds none).
     pub fn petitioner_sha256(&self) -> Option<String> {
-        let value = serde_json::to_value(&self.petitioner).unwrap_or(Value::Null);
+        let mut value = serde_json::to_value(&self.petitioner).unwrap_or(Value::Null);
+        // A group's members stand by their number: the digest says there is a group, and of
+        // how many (a case without one keeps the digest it had before groups).
+        if let (Some(group), Value::Object(fields)) = (&self.group, &mut value) {
+            fields.insert("group".into(), Value::from(group.petitioners()));
+        }
         personal_data_sha256(&value)
     }
 
@@ -57,7 +63,8 @@ impl Case {
         self.history_start = start;
         let mut value = value.unwrap_or(Value::Null);
         if let Value::Object(fields) = &mut value {
-            for field in ["v", "history", "history_start"] {
+            // The group is personal data: its digest is in the petitioner's.
+            for field in ["v", "history", "history_start", "group"] {
                 fields.remove(field);
             }
             fields.insert(
@@ -196,6 +203,7 @@ impl Case {
             overdue: false,
             history_start: Default::default(),
             history: Vec::new(),
+            group: self.group.clone(),
         }
     }
 
@@ -268,6 +276,7 @@ impl Case {
                 self.status = Status::Forwarded { to: to.clone() };
                 self.office = to.clone();
                 self.petitioner = None;
+                self.group = None;
                 self.supervision = None;
                 self.deadlines = Default::default();
                 self.clocks = Default::default();
@@ -489,15 +498,35 @@ impl Case {
     pub fn from_bytes(bytes: &[u8]) -> Result<Case, DomainError> {
         if bytes.first() == Some(&b'{') {
             let value = versioned_json(bytes, CASE_VERSION_MIN..=CASE_VERSION)?;
-            return serde_json::from_value(value).map_err(corrupt);
+            let group = match value.get("group") {
+                Some(group) if !group.is_null() => {
+                    Some(serde_json::from_value(group.clone()).map_err(corrupt)?)
+                }
+                _ => None,
+            };
+            let mut case: Case = serde_json::from_value(value).map_err(corrupt)?;
+            case.group = group;
+            return Ok(case);
         }
-        codec::decode(bytes).map_err(|error| match error {
-            codec::CodecError::UnknownFormat(found) => DomainError::UnsupportedVersion {
-                found: u64::from(found),
-                supported: CASE_VERSION,
-            },
-            other => corrupt(other),
-        })
+        let (mut case, rest) = match bytes.split_first() {
+            // Version 3's group follows the version-2 layout (see `Case::group`).
+            Some((&codec::FORMAT_BINARY, body)) => {
+                postcard::take_from_bytes::<Case>(body).map_err(corrupt)?
+            }
+            _ => {
+                return codec::decode(bytes).map_err(|error| match error {
+                    codec::CodecError::UnknownFormat(found) => DomainError::UnsupportedVersion {
+                        found: u64::from(found),
+                        supported: CASE_VERSION,
+                    },
+                    other => corrupt(other),
+                })
+            }
+        };
+        if case.v >= 3 && !rest.is_empty() {
+            case.group = postcard::from_bytes::<Option<Group>>(rest).map_err(corrupt)?;
+        }
+        Ok(case)
     }
 
     /// Whether `office` may change this copy: it owns it, and the case is neither in transit nor a

@@ -9,11 +9,13 @@ use crate::clock::{self, Alarm, Due};
 use crate::command::CaseCommand;
 use crate::error::DomainError;
 use crate::event::Event;
+use crate::group::Group;
 use crate::ids::{CaseId, OfficeCode};
 use crate::model::{
     Case, CaseKind, DeclineRoute, Grade, HandoffKind, Opinion, Petitioner, Registration,
     ReviewLevel, Satisfaction, Status, CASE_VERSION,
 };
+use crate::model::{IdType, CASE_VERSION_SINGLE};
 use crate::rules::*;
 use crate::validate::{
     self, DEPARTMENT_CHARS_MAX, OFFICER_CHARS_MAX, REASON_CHARS_MAX, TEXT_CHARS_MAX,
@@ -52,7 +54,26 @@ pub fn register(
     kind: CaseKind,
     ctx: &Context,
 ) -> Result<Case, DomainError> {
-    registration.validate()?;
+    register_with_group(id, registration, petitioner_key, kind, None, ctx)
+}
+
+/// [`register`] with the petitioners beyond one resident-ID petitioner (`group`, see
+/// [`crate::group`]): the registration's petitioner is the group's representative, identified
+/// by the group's document type. A case with a group is written at [`CASE_VERSION`].
+pub fn register_with_group(
+    id: CaseId,
+    registration: Registration,
+    petitioner_key: String,
+    kind: CaseKind,
+    group: Option<Group>,
+    ctx: &Context,
+) -> Result<Case, DomainError> {
+    let mut id_type = IdType::Resident;
+    if let Some(group) = &group {
+        group.validate()?;
+        id_type = group.representative_id_type()?.unwrap_or(IdType::Resident);
+    }
+    registration.validate_as(id_type)?;
     validate::petitioner_key_format(&petitioner_key)?;
     if id.office != *ctx.office {
         return Err(DomainError::CaseIdOfficeMismatch {
@@ -94,7 +115,11 @@ pub fn register(
         officer,
     } = registration;
     let mut case = Case {
-        v: CASE_VERSION,
+        v: if group.is_some() {
+            CASE_VERSION
+        } else {
+            CASE_VERSION_SINGLE
+        },
         id,
         kind,
         office: ctx.office.clone(),
@@ -127,6 +152,7 @@ pub fn register(
         overdue: false,
         history_start: Default::default(),
         history: Vec::new(),
+        group,
     };
     case.apply(&event);
     Ok(case)

@@ -31,6 +31,17 @@ pub enum DomainError {
     InvalidPhone,
     #[error("invalid petitioner key: expected 64 lowercase hex characters (HMAC-SHA256)")]
     InvalidPetitionerKey,
+    #[error("invalid document type {input:?}: expected resident, passport, hk-macao, taiwan or foreign-permanent")]
+    InvalidIdType { input: String },
+    /// The document number itself is never echoed: it is personal data.
+    #[error("invalid {id_type} document number: {reason}")]
+    InvalidDocument {
+        id_type: &'static str,
+        reason: &'static str,
+    },
+    /// A group petition's members as a whole (count, size, duplicates, representative).
+    #[error("group petition: {reason}")]
+    GroupInvalid { reason: String },
     #[error("{field} must not be empty")]
     FieldEmpty { field: &'static str },
     #[error("{field} is too long: at most {max} characters")]
@@ -162,6 +173,9 @@ impl DomainError {
             InvalidIdNumber { .. } => "invalid_id_number",
             InvalidPhone => "invalid_phone",
             InvalidPetitionerKey => "invalid_petitioner_key",
+            InvalidIdType { .. } => "invalid_id_type",
+            InvalidDocument { .. } => "invalid_document",
+            GroupInvalid { .. } => "group_invalid",
             FieldEmpty { .. } => "field_empty",
             FieldTooLong { .. } => "field_too_long",
             FieldInvalid { .. } => "field_invalid",
@@ -224,6 +238,9 @@ impl DomainError {
                 | InvalidIdNumber { .. }
                 | InvalidPhone
                 | InvalidPetitionerKey
+                | InvalidIdType { .. }
+                | InvalidDocument { .. }
+                | GroupInvalid { .. }
                 | FieldEmpty { .. }
                 | FieldTooLong { .. }
                 | FieldInvalid { .. }

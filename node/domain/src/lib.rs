@@ -14,6 +14,7 @@
 //! - `notify`: which SMS notices a case change makes for the petitioner, and their text
 //! - `department`: an office's departments, their tasks on cases, joint meetings;
 //!   `proxy`: intake points, proxy agents and proxy filings
+//! - `group`: group petitions (集体访) and petitioners identified by other documents
 //! - `session`: joint video reception sessions across levels (视频联动接访)
 //! - `notice`: escalating notices (三级抄告) and red cards: the rules only, not wired in yet
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod department;
 mod engine;
 mod error;
 mod event;
+pub mod group;
 mod ids;
 pub mod message;
 mod model;
@@ -46,7 +48,7 @@ pub use calendar::{
 pub use case::{personal_data_sha256, SealCount};
 pub use clock::{threshold_at, ClockKind, ClockRun, Clocks, Deadlines};
 pub use command::CaseCommand;
-pub use engine::{decide, receive, register, tick, Context};
+pub use engine::{decide, receive, register, register_with_group, tick, Context};
 pub use error::{echo, DomainError, ERROR_ECHO_CHARS_MAX};
 pub use event::{
     canonical_json, ChainHead, EntrySigner, Event, HistoryEntry, SealError, EVENT_VERSION,
@@ -58,7 +60,9 @@ pub use model::{
     Receipt, Registration, ReviewLevel, Satisfaction, Status, Supervision, CASE_VERSION,
     CASE_VERSION_MIN,
 };
+pub use model::{IdType, CASE_VERSION_SINGLE};
 pub use personal::{Personal, Sealed, SEALED_BYTES_MAX, SEALED_MARK};
+pub use validate::{document as validate_document, document_key};
 pub use validate::{
     id_number as validate_id_number, normalise_id_number, petitioner_key, CATEGORY_CHARS_MAX,
     DEPARTMENT_CHARS_MAX, ID_NUMBER_LEN, NAME_CHARS_MAX, OFFICER_CHARS_MAX, PHONE_DIGITS_MAX,

@@ -105,7 +105,11 @@ impl Serialize for CaseDocument {
 impl<'de> Deserialize<'de> for CaseDocument {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CaseDocument, D::Error> {
         if deserializer.is_human_readable() {
-            Ok(CaseDocument::of(&Case::deserialize(deserializer)?))
+            // Read as `Case::from_bytes` reads a JSON document: with its group.
+            let value = serde_json::Value::deserialize(deserializer)?;
+            let json = serde_json::to_vec(&value).map_err(serde::de::Error::custom)?;
+            let case = Case::from_bytes(&json).map_err(serde::de::Error::custom)?;
+            Ok(CaseDocument::of(&case))
         } else {
             let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
             Ok(CaseDocument::from_bytes(bytes.into_vec()))
@@ -444,14 +448,7 @@ fn validate_carried(case: &Case) -> Result<(), DomainError> {
     validate::text("summary", &case.summary, SUMMARY_CHARS_MAX)?;
     validate::line("officer", &case.first_officer, OFFICER_CHARS_MAX)?;
     validate::petitioner_key_format(&case.petitioner_key)?;
-    if let Some(petitioner) = &case.petitioner {
-        crate::model::validate_personal(
-            &petitioner.id_number,
-            &petitioner.name,
-            petitioner.phone.as_ref(),
-        )?;
-    }
-    Ok(())
+    case.validate_petitioners()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::clock::{Clocks, Deadlines};
 use crate::codec::tagged_enum;
 use crate::error::{echo, DomainError};
 use crate::event::{ChainHead, HistoryEntry};
+use crate::group::Group;
 use crate::ids::{CaseId, OfficeCode};
 use crate::personal::Personal;
 use crate::validate;
@@ -95,6 +96,24 @@ words!(
         AdminReview => "admin-review",
         /// Discipline inspection (纪检监察).
         Discipline => "discipline",
+    }
+);
+
+words!(
+    /// The identity document a petitioner registers with: a PRC resident ID (居民身份证, the
+    /// default) or, for a petitioner who has none, another document (see
+    /// [`crate::validate::document`] for each one's format).
+    IdType, InvalidIdType, reserved [], {
+        /// PRC resident ID (居民身份证): 18 characters, GB 11643 checksum.
+        Resident => "resident",
+        /// A passport, of any country.
+        Passport => "passport",
+        /// Mainland travel permit for Hong Kong and Macao residents (港澳居民来往内地通行证).
+        HkMacao => "hk-macao",
+        /// Mainland travel permit for Taiwan residents (台湾居民来往大陆通行证).
+        Taiwan => "taiwan",
+        /// Foreign permanent resident ID card (外国人永久居留身份证).
+        ForeignPermanent => "foreign-permanent",
     }
 );
 
@@ -283,26 +302,59 @@ pub struct Registration {
 impl Registration {
     /// Every field within its named limit (see the `*_CHARS_MAX` constants); the first failure.
     pub fn validate(&self) -> Result<(), DomainError> {
-        validate_personal(&self.petitioner_id, &self.name, self.phone.as_ref())?;
+        self.validate_as(IdType::Resident)
+    }
+
+    /// [`Registration::validate`] for a petitioner identified by a document of `id_type`.
+    pub fn validate_as(&self, id_type: IdType) -> Result<(), DomainError> {
+        validate_personal_as(
+            id_type,
+            &self.petitioner_id,
+            &self.name,
+            self.phone.as_ref(),
+        )?;
         validate::line("category", &self.category, validate::CATEGORY_CHARS_MAX)?;
         validate::text("summary", &self.summary, validate::SUMMARY_CHARS_MAX)?;
         validate::line("officer", &self.officer, validate::OFFICER_CHARS_MAX)
     }
 }
 
-/// The personal fields of a registration or a case: each clear value within its limits (sealed
-/// values were checked before they were sealed).
-pub(crate) fn validate_personal(
+/// The personal fields of a registration or a case, for a petitioner identified by a document of
+/// `id_type`: each clear value within its limits (sealed values were checked before they were
+/// sealed).
+pub(crate) fn validate_personal_as(
+    id_type: IdType,
     id_number: &Personal,
     name: &Personal,
     phone: Option<&Personal>,
 ) -> Result<(), DomainError> {
-    id_number.check(validate::id_number)?;
+    id_number.check(|number| validate::document(id_type, number))?;
     name.check(|name| validate::line("name", name, validate::NAME_CHARS_MAX))?;
     if let Some(phone) = phone {
         phone.check(validate::phone)?;
     }
     Ok(())
+}
+
+impl Case {
+    /// The petitioner's and the group's clear fields in their formats (the petitioner's number by
+    /// the group's document type), and the group within its bounds.
+    pub fn validate_petitioners(&self) -> Result<(), DomainError> {
+        let mut id_type = IdType::Resident;
+        if let Some(group) = &self.group {
+            group.validate()?;
+            id_type = group.representative_id_type()?.unwrap_or(IdType::Resident);
+        }
+        if let Some(petitioner) = &self.petitioner {
+            validate_personal_as(
+                id_type,
+                &petitioner.id_number,
+                &petitioner.name,
+                petitioner.phone.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Personal data: stays at the owning office, moves only with ownership, never in summaries.
@@ -343,10 +395,15 @@ pub struct Supervision {
     pub due_by: Millis,
 }
 
-/// The version of the case's stored form this build writes: 2, the binary codec's, where a
-/// stored case is a header (this struct without its history entries) and each history entry is
-/// stored apart. Version 1 was one JSON document with the whole history.
-pub const CASE_VERSION: u16 = 2;
+/// The newest version of the case's stored form, which this build writes for a case with a
+/// [`Group`] (several petitioners, or one without a resident ID): version 2's layout followed by
+/// the group. A case without one is written at version 2, which the previous build reads too.
+/// Version 2 is the binary codec's, where a stored case is a header (this struct without its
+/// history entries) and each history entry is stored apart; version 1 was one JSON document with
+/// the whole history. Versions 1 and 2 read with no group.
+pub const CASE_VERSION: u16 = 3;
+/// The version a case without a group is written at.
+pub const CASE_VERSION_SINGLE: u16 = 2;
 /// The oldest version `Case::from_bytes` reads; it refuses any other.
 pub const CASE_VERSION_MIN: u16 = 1;
 
@@ -408,4 +465,11 @@ pub struct Case {
     pub history_start: ChainHead,
     /// Applied events, hash-chained, from `history_start` on.
     pub history: Vec<HistoryEntry>,
+    /// The petitioners beyond one with a resident ID (personal data, None on a stub and on cases
+    /// of versions 1 and 2). Written last, after the history, and only when there is one: a
+    /// case without a group encodes exactly as version 2 did. Read by [`Case::from_bytes`] from
+    /// version 3 on (a plain deserialise leaves it None); a case is always the whole of its
+    /// encoded value, so what follows its history can only be its group.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Group>,
 }

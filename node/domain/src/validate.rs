@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::calendar::Date;
 use crate::error::DomainError;
+use crate::model::IdType;
 
 /// Petitioner's name.
 pub const NAME_CHARS_MAX: usize = 64;
@@ -142,6 +143,92 @@ pub fn id_number(value: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// Characters of a passport number at most (ICAO 9303 allows 9 in the machine-readable zone;
+/// national numbers printed elsewhere run longer).
+pub const PASSPORT_CHARS_MAX: usize = 20;
+/// Characters of a passport number at least.
+pub const PASSPORT_CHARS_MIN: usize = 5;
+
+/// A document number of `id_type`, normalised as [`normalise_id_number`] does (trimmed,
+/// uppercase):
+///
+/// - `resident`: [`id_number`] (GB 11643);
+/// - `passport`: 5 to 20 letters (A–Z) and digits;
+/// - `hk-macao` (港澳居民来往内地通行证): H or M, then 8 digits (the 10-digit numbers of older
+///   permits are accepted too);
+/// - `taiwan` (台澎金马居民来往大陆通行证): 8 digits (or the 10 of older permits);
+/// - `foreign-permanent` (外国人永久居留身份证): the 18-character card of 2017 on (starts with 9,
+///   GB 11643 checksum and birth date), or the older 15-character one (3 letters, 12 digits).
+///
+/// The number itself is never echoed in the error.
+pub fn document(id_type: IdType, value: &str) -> Result<(), DomainError> {
+    let fail = |reason| DomainError::InvalidDocument {
+        id_type: id_type.as_str(),
+        reason,
+    };
+    let normal = normalise_id_number(value);
+    let bytes = normal.as_bytes();
+    let digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+    match id_type {
+        IdType::Resident => id_number(value),
+        IdType::Passport => {
+            if !(PASSPORT_CHARS_MIN..=PASSPORT_CHARS_MAX).contains(&bytes.len()) {
+                return Err(fail("expected 5 to 20 letters and digits"));
+            }
+            if !bytes.iter().all(u8::is_ascii_alphanumeric) {
+                return Err(fail("only letters A-Z and digits"));
+            }
+            Ok(())
+        }
+        IdType::HkMacao => match bytes.split_first() {
+            Some((b'H' | b'M', rest)) if matches!(rest.len(), 8 | 10) && digits(rest) => Ok(()),
+            _ => Err(fail("expected H or M then 8 digits (10 on older permits)")),
+        },
+        IdType::Taiwan => {
+            if matches!(bytes.len(), 8 | 10) && digits(bytes) {
+                Ok(())
+            } else {
+                Err(fail("expected 8 digits (10 on older permits)"))
+            }
+        }
+        IdType::ForeignPermanent => match bytes.len() {
+            18 if bytes[0] == b'9' => id_number(value)
+                .map_err(|_| fail("the 18-character card fails its GB 11643 checksum or date")),
+            18 => Err(fail("an 18-character card starts with 9")),
+            15 if bytes[..3].iter().all(u8::is_ascii_uppercase) && digits(&bytes[3..]) => Ok(()),
+            _ => Err(fail(
+                "expected 18 characters (from 2017) or 3 letters and 12 digits (older cards)",
+            )),
+        },
+    }
+}
+
+/// An ISO 3166-1 alpha-3 country code (e.g. USA, GBR, JPN): three letters A–Z.
+pub fn nationality(value: &str) -> Result<(), DomainError> {
+    let value = value.trim();
+    if value.len() == 3 && value.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+        Ok(())
+    } else {
+        Err(DomainError::FieldInvalid {
+            field: "nationality",
+            reason: "expected an ISO 3166 alpha-3 country code, three letters (e.g. USA)",
+        })
+    }
+}
+
+/// The petitioner key of a document: a resident ID's is [`petitioner_key`] of its number (as
+/// before document types existed); any other document's is the HMAC of its type and number
+/// (`passport:E12345678`), so that two documents of different types never share a key.
+pub fn document_key(secret: &[u8], id_type: IdType, number: &str) -> String {
+    match id_type {
+        IdType::Resident => petitioner_key(secret, number),
+        other => {
+            let message = format!("{}:{}", other.as_str(), normalise_id_number(number));
+            hex::encode(hmac_sha256(secret, message.as_bytes()))
+        }
+    }
+}
+
 /// Digits with an optional leading '+', 5..=20 digits.
 pub fn phone(value: &str) -> Result<(), DomainError> {
     let digits = value.strip_prefix('+').unwrap_or(value);
@@ -236,6 +323,70 @@ mod tests {
         assert_eq!(id_number("440524188001010014"), Ok(()));
         assert!(id_number("110105194912310021").is_err()); // wrong check digit
         assert!(id_number("11010519491331002X").is_err()); // month 13
+    }
+
+    #[test]
+    fn each_document_type_has_its_own_format() {
+        let ok = |t, v| assert_eq!(document(t, v), Ok(()), "{t} {v}");
+        let bad = |t, v| {
+            assert!(
+                matches!(document(t, v), Err(DomainError::InvalidDocument { .. }))
+                    || (t == IdType::Resident && document(t, v).is_err()),
+                "{t} {v}"
+            )
+        };
+        ok(IdType::Resident, "11010519491231002X");
+        bad(IdType::Resident, "E12345678");
+        ok(IdType::Passport, "E12345678");
+        ok(IdType::Passport, "p1234567");
+        bad(IdType::Passport, "E123");
+        bad(IdType::Passport, "E1234-5678");
+        let long = "A".repeat(21);
+        bad(IdType::Passport, &long);
+        ok(IdType::HkMacao, "H12345678");
+        ok(IdType::HkMacao, "M1234567890");
+        bad(IdType::HkMacao, "X12345678");
+        bad(IdType::HkMacao, "H1234567");
+        ok(IdType::Taiwan, "12345678");
+        bad(IdType::Taiwan, "1234567A");
+        ok(IdType::ForeignPermanent, "USA123456789012");
+        bad(IdType::ForeignPermanent, "US1123456789012");
+        // The 2017 card: starts with 9, resident-ID checksum and birth date.
+        ok(IdType::ForeignPermanent, "911010198001010011");
+        bad(IdType::ForeignPermanent, "911010198001010012");
+        bad(IdType::ForeignPermanent, "11010519491231002X");
+        // A document error never repeats the number.
+        let error = document(IdType::Passport, "SECRET-99")
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("SECRET"), "{error}");
+        assert_eq!(nationality("usa"), Ok(()));
+        assert!(nationality("US").is_err() && nationality("U5A").is_err());
+    }
+
+    #[test]
+    fn a_document_key_is_distinct_by_type() {
+        // A resident ID keeps the key it had before document types.
+        assert_eq!(
+            document_key(b"s", IdType::Resident, "11010519491231002x"),
+            petitioner_key(b"s", "11010519491231002X")
+        );
+        let number = "911010198001010011";
+        let keys: std::collections::BTreeSet<String> = IdType::ALL
+            .iter()
+            .map(|t| document_key(b"s", *t, number))
+            .collect();
+        assert_eq!(keys.len(), IdType::ALL.len());
+        assert_eq!(
+            document_key(b"s", IdType::Passport, "e12345678"),
+            document_key(b"s", IdType::Passport, "E12345678")
+        );
+        for t in IdType::ALL {
+            assert_eq!(
+                petitioner_key_format(&document_key(b"s", *t, number)),
+                Ok(())
+            );
+        }
     }
 
     #[test]

@@ -1048,13 +1048,13 @@ fn stored_case_is_versioned() {
     assert_eq!(read.v, 1);
     read.v = case.v;
     assert_eq!(read, case, "a version-1 document carries the whole history");
-    value["v"] = 3.into();
+    value["v"] = (CASE_VERSION + 1).into();
     let future = serde_json::to_vec(&value).unwrap_or_default();
     assert_eq!(
         Case::from_bytes(&future),
         Err(DomainError::UnsupportedVersion {
-            found: 3,
-            supported: 2
+            found: u64::from(CASE_VERSION + 1),
+            supported: CASE_VERSION
         })
     );
     assert!(

@@ -205,6 +205,8 @@ pub fn dump_page(
             if let Some(mut case) = machine.case(&case_id).map_err(|e| internal(&e))? {
                 let petitioner_sha256 = case.petitioner_sha256().unwrap_or_default();
                 case.petitioner = None;
+                // A group petition's other petitioners stay home too (the digest counts them).
+                case.group = None;
                 let case = case.to_bytes();
                 bytes += case.len();
                 reply.cases.push(DumpedCase {
@@ -248,9 +250,15 @@ fn without_personal_data(mut document: Value) -> Value {
         for case in cases {
             if let Some(fields) = case.as_object_mut() {
                 // Their digest stays: the state hash each history entry signs covers it.
-                let digest = fields
-                    .get("petitioner")
-                    .and_then(liandong_domain::personal_data_sha256);
+                // A group petition's other petitioners go too; the digest says there were some
+                // (as `Case::petitioner_sha256` does).
+                let mut petitioner = fields.get("petitioner").cloned().unwrap_or(Value::Null);
+                if let (Some(group), Some(petitioner)) =
+                    (fields.remove("group"), petitioner.as_object_mut())
+                {
+                    petitioner.insert("group".to_string(), Value::from(!group.is_null()));
+                }
+                let digest = liandong_domain::personal_data_sha256(&petitioner);
                 fields.insert("petitioner_sha256".to_string(), Value::from(digest));
                 fields.insert("petitioner".to_string(), Value::Null);
             }

@@ -132,6 +132,72 @@ fn holder(office: &str, case_id: &CaseId) -> Result<OfficeCode, Status> {
     }
 }
 
+/// The group of a filing (None for one petitioner with a resident ID and no nationality: a
+/// filing as before), with `registration`'s petitioner made the group's representative. Every
+/// petitioner is checked here, before anything is sealed or proposed
+/// ([`liandong_domain::group::arrange`]).
+fn group_of(
+    request: &FileRequest,
+    registration: &mut Registration,
+) -> Result<Option<liandong_domain::group::Group>, liandong_domain::DomainError> {
+    use liandong_domain::group::{self, Group, Party};
+    use liandong_domain::IdType;
+    let id_type = |word: &str| -> Result<IdType, liandong_domain::DomainError> {
+        if word.trim().is_empty() {
+            Ok(IdType::Resident)
+        } else {
+            word.parse()
+        }
+    };
+    let main_type = id_type(&request.id_type)?;
+    if request.co_petitioners.is_empty()
+        && main_type == IdType::Resident
+        && request.nationality.is_none()
+        && request.representative <= 1
+    {
+        return Ok(None);
+    }
+    if request.co_petitioners.len() >= group::PETITIONERS_MAX {
+        return Err(liandong_domain::DomainError::GroupInvalid {
+            reason: format!(
+                "{} petitioners; a case has at most {}",
+                request.co_petitioners.len() + 1,
+                group::PETITIONERS_MAX
+            ),
+        });
+    }
+    let clear = |value: &liandong_domain::Personal| value.clear().unwrap_or_default().to_string();
+    let mut parties = vec![Party {
+        id_type: main_type,
+        id_number: clear(&registration.petitioner_id),
+        name: clear(&registration.name),
+        phone: registration.phone.as_ref().map(clear),
+        nationality: request.nationality.clone(),
+    }];
+    for member in &request.co_petitioners {
+        parties.push(Party {
+            id_type: id_type(&member.id_type)?,
+            id_number: member.id_number.clone(),
+            name: member.name.clone(),
+            phone: member.phone.clone(),
+            nationality: member.nationality.clone(),
+        });
+    }
+    let parties = group::arrange(parties, request.representative as usize)?;
+    let representative = &parties[0];
+    registration.petitioner_id = representative.id_number.as_str().into();
+    registration.name = representative.name.as_str().into();
+    registration.phone = representative.phone.as_deref().map(Into::into);
+    let group = Group::of(&parties);
+    if let Some(group) = &group {
+        group.validate()?;
+        registration.validate_as(representative.id_type)?;
+    } else {
+        registration.validate()?;
+    }
+    Ok(group)
+}
+
 /// The request id to deduplicate by (None: the client sent none); an id the state machine could
 /// not key is refused here, before anything is proposed.
 fn request_id(id: String, caller: &str) -> Result<Option<String>, Status> {
@@ -364,22 +430,38 @@ impl Cases for CaseService {
         let mut registration =
             Registration::try_from(proto).map_err(|e| refused(domain_error(e)))?;
         registration.officer = officer.user.clone();
+        // A group petition, or a petitioner with another document than a resident ID: its
+        // petitioners checked and ordered (the representative first), or refused whole.
+        let group = group_of(&request, &mut registration).map_err(|e| refused(domain_error(e)))?;
         // Refuse malformed input before it reaches the log: nothing is proposed, nothing changes.
-        registration
-            .validate()
-            .map_err(|e| refused(domain_error(e)))?;
+        if group.is_none() {
+            registration
+                .validate()
+                .map_err(|e| refused(domain_error(e)))?;
+        }
         // Personal data is sealed here, before the log: the office's replicas store only the
         // sealed bytes (and the petitioner key, computed from the clear ID number).
         let seal = self.replica(&office).map_err(refused)?.seal.clone();
-        let petitioner_key = seal
-            .seal_registration(&mut registration)
-            .map_err(|e| refused(Status::invalid_argument(e.to_string())))?;
         let session_id = request.session_id.clone();
-        let mut op = Operation::FileSealed {
-            registration: Box::new(registration),
-            petitioner_key,
-            request_id: request_id(rid.clone(), &officer.user).map_err(refused)?,
-            caller: officer.user.clone(),
+        let request_id = request_id(rid.clone(), &officer.user).map_err(refused)?;
+        let mut op = match group {
+            None => Operation::FileSealed {
+                petitioner_key: seal
+                    .seal_registration(&mut registration)
+                    .map_err(|e| refused(Status::invalid_argument(e.to_string())))?,
+                registration: Box::new(registration),
+                request_id,
+                caller: officer.user.clone(),
+            },
+            Some(mut group) => Operation::FileGroup {
+                petitioner_key: seal
+                    .seal_group_filing(&mut registration, &mut group)
+                    .map_err(|e| refused(Status::invalid_argument(e.to_string())))?,
+                registration: Box::new(registration),
+                group: Box::new(group),
+                request_id,
+                caller: officer.user.clone(),
+            },
         };
         // Filed in a joint reception session: linked to it, or refused whole.
         if !request.session_id.is_empty() {

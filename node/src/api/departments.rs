@@ -304,6 +304,12 @@ impl Desks for DeskService {
                 "a proxy filing names no session (a case filed at a participating office while a session runs is linked to it)",
             ));
         }
+        if !file.co_petitioners.is_empty() || !file.id_type.is_empty() || file.nationality.is_some()
+        {
+            return Err(Status::invalid_argument(
+                "a proxy files for one petitioner with a resident ID (a group petition or another document is registered at the office)",
+            ));
+        }
         let user = user_of(&principal)?;
         let proto = file
             .registration

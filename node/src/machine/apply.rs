@@ -142,6 +142,12 @@ pub(super) fn apply_operation(
             petitioner_key,
             ..
         } => cases::file(&mut apply, registration, Some(petitioner_key))?,
+        Operation::FileGroup {
+            registration,
+            group,
+            petitioner_key,
+            ..
+        } => cases::file_group(&mut apply, registration, petitioner_key, group)?,
         Operation::Act {
             case_id, command, ..
         } => match departments::check_act(apply.txn, case_id, command)? {
@@ -201,7 +207,10 @@ pub(super) fn apply_operation(
                 requests::remember(apply.txn, scope, &case_id, apply.now, &document);
             }
             // Filed while a joint reception session runs here: linked to it.
-            if matches!(op, Operation::File { .. } | Operation::FileSealed { .. }) {
+            if matches!(
+                op,
+                Operation::File { .. } | Operation::FileSealed { .. } | Operation::FileGroup { .. }
+            ) {
                 drop(sessions::link_running(&mut apply, &case_id)?);
             }
             Ok(Response::Case { document })
@@ -263,6 +272,11 @@ fn scope_of(op: &Operation) -> Option<requests::Scope<'_>> {
             ..
         }
         | Operation::FileSealed {
+            request_id: Some(request_id),
+            caller,
+            ..
+        }
+        | Operation::FileGroup {
             request_id: Some(request_id),
             caller,
             ..

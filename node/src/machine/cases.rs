@@ -240,8 +240,37 @@ pub(super) fn file(
     registration: &Registration,
     petitioner_key: Option<&String>,
 ) -> Outcome<(Vec<u8>, CaseId)> {
-    if let Err(error) = registration.validate() {
+    file_with(apply, registration, petitioner_key, None)
+}
+
+/// A group petition's filing ([`crate::raft::types::Operation::FileGroup`]): as [`file`], the
+/// case taking `group` (sealed by the proposing host, like the registration).
+pub(super) fn file_group(
+    apply: &mut Applying<'_, '_>,
+    registration: &Registration,
+    petitioner_key: &String,
+    group: &domain::group::Group,
+) -> Outcome<(Vec<u8>, CaseId)> {
+    let checked = group.validate().and_then(|()| {
+        let id_type = group.representative_id_type()?;
+        registration.validate_as(id_type.unwrap_or(domain::IdType::Resident))
+    });
+    if let Err(error) = checked {
         return Ok(Err(error.into()));
+    }
+    file_with(apply, registration, Some(petitioner_key), Some(group))
+}
+
+fn file_with(
+    apply: &mut Applying<'_, '_>,
+    registration: &Registration,
+    petitioner_key: Option<&String>,
+    group: Option<&domain::group::Group>,
+) -> Outcome<(Vec<u8>, CaseId)> {
+    if group.is_none() {
+        if let Err(error) = registration.validate() {
+            return Ok(Err(error.into()));
+        }
     }
     let key = match (petitioner_key, registration.petitioner_id.clear()) {
         (Some(key), _) => key.clone(),
@@ -259,11 +288,12 @@ pub(super) fn file(
     }
     let id = next_case_id(apply)?;
     let context = apply.context;
-    let registered = domain::register(
+    let registered = domain::register_with_group(
         id,
         registration.clone(),
         key,
         CaseKind::Original,
+        group.cloned(),
         &context.domain(apply.now),
     );
     let case = match registered {

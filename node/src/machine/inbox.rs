@@ -453,11 +453,13 @@ fn receive_escalation(
         },
     };
     let id = cases::next_case_id(apply)?;
-    let registered = domain::register(
+    // A group petition's review is the group's: its members come along.
+    let registered = domain::register_with_group(
         id,
         registration,
         original.petitioner_key.clone(),
         kind,
+        original.group.clone(),
         &apply.context.domain(apply.now),
     );
     match registered {

@@ -81,7 +81,8 @@ fn split_cases(db: &HostDb, office: &str) -> Result<usize, StorageError> {
             }
             let id = case.id.to_string();
             let (mut header, entries) = case.into_header();
-            header.v = liandong_domain::CASE_VERSION;
+            // Version 1 knew no groups: the split case is a version-2 one.
+            header.v = liandong_domain::CASE_VERSION_SINGLE;
             for entry in &entries {
                 txn.put(keys::history(&id, entry.seq), codec::encode(entry));
             }

@@ -390,7 +390,10 @@ pub(super) fn file_in_session(
     if let Err(error) = session.check_link(here, now) {
         return Ok(refusal(error).into());
     }
-    if !matches!(op, Operation::File { .. } | Operation::FileSealed { .. }) {
+    if !matches!(
+        op,
+        Operation::File { .. } | Operation::FileSealed { .. } | Operation::FileGroup { .. }
+    ) {
         return Ok(refused(
             RejectKind::Invalid,
             "not_a_filing",

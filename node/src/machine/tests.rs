@@ -1190,6 +1190,34 @@ fn every_stored_type_round_trips_in_both_formats() {
             due_by: START_MS + 1,
         },
     ];
+    // A group petition: its group (sealed), the operation filing it, the version-3 case it
+    // makes (read with its group by `Case::from_bytes`, which every reader of a case uses; a
+    // plain deserialise of a case leaves the group out, see `Case::group`).
+    let (file_group, group) = group_filing(&seal);
+    round_trips("a sealed group", &group);
+    let group_case = case_of(county.apply(file_group.clone()));
+    assert!(group_case.group.is_some());
+    for (what, value) in [
+        ("a group case", group_case.clone()),
+        ("a group case's header", group_case.clone().into_header().0),
+    ] {
+        assert_eq!(
+            Case::from_bytes(&encode(&value)).unwrap(),
+            value,
+            "{what}: binary"
+        );
+        assert_eq!(
+            Case::from_bytes(&serde_json::to_vec(&value).unwrap()).unwrap(),
+            value,
+            "{what}: JSON"
+        );
+    }
+    round_trips(
+        "a handoff of a group case",
+        &Body::Handoff {
+            case: CaseDocument::of(&group_case),
+        },
+    );
     let mut operations = vec![
         Operation::File {
             registration: registration(),
@@ -1197,6 +1225,7 @@ fn every_stored_type_round_trips_in_both_formats() {
             caller: "li".into(),
         },
         file_sealed,
+        file_group,
         Operation::Tick,
         Operation::Supervise {
             case_id: case.id.clone(),
@@ -2179,4 +2208,137 @@ pub(crate) fn test_signer(office: &str) -> crate::machine::seal::OfficeSigner {
     let seed = sha2::Sha256::digest(office.as_bytes());
     let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).expect("a key");
     crate::machine::seal::OfficeSigner::new(code(office), key)
+}
+
+/// A co-petitioner's name and passport number, and the representative's, that no other value in
+/// these tests spells.
+const MEMBER_NAME: &str = "Zorblat Quux";
+const MEMBER_PASSPORT: &str = "E98765432";
+const MEMBER_PHONE: &str = "+4479460123";
+const REPRESENTATIVE_PASSPORT: &str = "K24681357";
+
+/// A group filing sealed by `seal`'s office: a passport holder representing a resident and a
+/// second passport holder; the operation and its sealed group.
+fn group_filing(seal: &crate::personal::OfficeSeal) -> (Operation, liandong_domain::group::Group) {
+    use liandong_domain::group::{arrange, Group, Party};
+    use liandong_domain::IdType;
+    let parties = arrange(
+        vec![
+            Party {
+                id_type: IdType::Passport,
+                id_number: REPRESENTATIVE_PASSPORT.into(),
+                name: "Ann Smith".into(),
+                phone: Some(PHONE.into()),
+                nationality: Some("GBR".into()),
+            },
+            Party {
+                id_type: IdType::Resident,
+                id_number: "530602198001010012".into(),
+                name: "Zhang".into(),
+                phone: None,
+                nationality: None,
+            },
+            Party {
+                id_type: IdType::Passport,
+                id_number: MEMBER_PASSPORT.into(),
+                name: MEMBER_NAME.into(),
+                phone: Some(MEMBER_PHONE.into()),
+                nationality: Some("USA".into()),
+            },
+        ],
+        0,
+    )
+    .unwrap();
+    let mut registration = registration();
+    registration.petitioner_id = REPRESENTATIVE_PASSPORT.into();
+    registration.name = "Ann Smith".into();
+    registration.phone = Some(PHONE.into());
+    let mut group = Group::of(&parties).unwrap();
+    let petitioner_key = seal
+        .seal_group_filing(&mut registration, &mut group)
+        .unwrap();
+    let op = Operation::FileGroup {
+        registration: Box::new(registration),
+        group: Box::new(group.clone()),
+        petitioner_key,
+        request_id: Some("g1".into()),
+        caller: "li".into(),
+    };
+    (op, group)
+}
+
+/// A group petition's members are sealed in the log entry and in every stored value, at the
+/// office that filed it and at the one it moved to; the new owner opens them, the old one keeps
+/// a stub without them.
+#[test]
+fn a_group_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
+    let mut township = Office::new("530602001", Some("530602"));
+    let seal = test_seal("530602001");
+    let (op, _) = group_filing(&seal);
+    let logged = encode(&Request {
+        at: START_MS,
+        op: op.clone(),
+    });
+    for clear in [
+        MEMBER_NAME,
+        MEMBER_PASSPORT,
+        REPRESENTATIVE_PASSPORT,
+        "4479460123",
+        "passport",
+        "GBR",
+    ] {
+        assert!(!spells(&logged, clear), "the log entry spells {clear}");
+    }
+    let case = case_of(township.apply(op));
+    assert_eq!(case.v, liandong_domain::CASE_VERSION);
+    assert_eq!(
+        case.petitioner_key,
+        liandong_domain::document_key(
+            &[7; 32],
+            liandong_domain::IdType::Passport,
+            REPRESENTATIVE_PASSPORT
+        )
+    );
+    township.act(
+        &case.id,
+        CaseCommand::Transfer {
+            to: code("530602"),
+            officer: "li".into(),
+        },
+    );
+    let stored = stored_values(&township);
+    for clear in [MEMBER_NAME, MEMBER_PASSPORT, "4479460123"] {
+        assert!(!spells(&stored, clear), "the township stores {clear}");
+    }
+    let link = keys::outbox_link(&code("530602"));
+    let mut wire: Envelope = township
+        .reader()
+        .scan(&link, &crate::store::keys::prefix_end(&link), usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|(_, value)| decode::<Envelope>(value).unwrap())
+        .find(|envelope| matches!(envelope.body, Body::Handoff { .. }))
+        .expect("the handoff waits in the outbox");
+    seal.open_envelope(&mut wire).unwrap();
+    crate::personal::check_arrived_clear(&wire).unwrap();
+    wire.body.validate().unwrap();
+    let mut county = Office::new("530602", Some("5306"));
+    let county_seal = test_seal("530602");
+    county_seal.seal_envelope(&mut wire).unwrap();
+    assert_eq!(county.deliver("530602001", wire.body.clone()), None);
+    let stored = stored_values(&county);
+    for clear in [MEMBER_NAME, MEMBER_PASSPORT, "4479460123"] {
+        assert!(!spells(&stored, clear), "the county stores {clear}");
+    }
+    let mut held = county.case(&case.id).unwrap();
+    county_seal.open_case(&mut held).unwrap();
+    let group = held.group.expect("the group moved with the case");
+    assert_eq!(group.id_type, "passport");
+    assert_eq!(group.members.len(), 2);
+    assert_eq!(group.members[1].name, MEMBER_NAME);
+    assert_eq!(group.members[1].id_number, MEMBER_PASSPORT);
+    assert_eq!(group.members[1].phone, Some(MEMBER_PHONE.into()));
+    // The county's seal is its own: the township's key does not open it.
+    let mut sealed_at_county = county.case(&case.id).unwrap();
+    assert!(seal.open_case(&mut sealed_at_county).is_err());
 }

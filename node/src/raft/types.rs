@@ -130,6 +130,17 @@ pub enum Operation {
         ages_days: Option<Vec<u32>>,
         caller: String,
     },
+    /// Register a group petition, or a petition by someone identified by another document than
+    /// a resident ID ([`liandong_domain::group`]): [`Operation::FileSealed`] with the group, its
+    /// personal fields sealed by the proposing host like the registration's, and the petitioner
+    /// key of the representative's document.
+    FileGroup {
+        registration: Box<Registration>,
+        group: Box<liandong_domain::group::Group>,
+        petitioner_key: String,
+        request_id: Option<String>,
+        caller: String,
+    },
 }
 
 impl Operation {
@@ -174,6 +185,9 @@ impl fmt::Display for Request {
         match &self.op {
             Operation::File { .. } | Operation::FileSealed { .. } => {
                 write!(f, "file@{}", self.at)
+            }
+            Operation::FileGroup { group, .. } => {
+                write!(f, "file-group({})@{}", group.petitioners(), self.at)
             }
             Operation::Act { case_id, .. } => write!(f, "act({case_id})@{}", self.at),
             Operation::Tick => write!(f, "tick@{}", self.at),
