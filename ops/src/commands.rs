@@ -240,7 +240,24 @@ async fn up(layout: &Layout, args: &UpArgs) -> anyhow::Result<Report> {
 /// Offices whose leader does not commit (or that are flapping) when `limit` ran out, with why;
 /// empty when every office is healthy.
 pub async fn wait_for_health(federation: &Federation, limit: Duration) -> Vec<(String, String)> {
+    use std::io::{IsTerminal, Write};
     let start = Instant::now();
+    let offices = federation.manifest.offices.len();
+    // How far it is, on a terminal only: one line of stderr, rewritten each round.
+    let shown = std::io::stderr().is_terminal();
+    let progress = |unhealthy: usize, done: bool| {
+        if shown {
+            eprint!(
+                "\rup: {} of {offices} offices have a leader that commits ({} s)",
+                offices.saturating_sub(unhealthy),
+                start.elapsed().as_secs()
+            );
+            if done {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    };
     loop {
         let statuses = federation.statuses_checked().await;
         let status = view::status_json(federation, &statuses);
@@ -259,7 +276,9 @@ pub async fn wait_for_health(federation: &Federation, limit: Duration) -> Vec<(S
                 (office["code"].as_str().unwrap_or("").to_string(), why)
             })
             .collect();
-        if unhealthy.is_empty() || start.elapsed() >= limit {
+        let done = unhealthy.is_empty() || start.elapsed() >= limit;
+        progress(unhealthy.len(), done);
+        if done {
             return unhealthy;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
