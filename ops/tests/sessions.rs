@@ -23,6 +23,17 @@ fn now_ms() -> i64 {
     liandong_node::clock::wall_ms()
 }
 
+/// A session on `now`'s China date, from ten minutes before `now` (the day's start at the
+/// earliest) to `lasting_ms` after it (a second before the day ends at the latest): its date,
+/// start and end as `session schedule` takes them.
+fn window_around(now: i64, lasting_ms: i64) -> (String, String, String) {
+    let (date, _) = china(now);
+    let day_start = liandong_domain::parse_rfc3339(&format!("{date}T00:00:00+08:00")).unwrap();
+    let start = china((now - 600_000).max(day_start)).1;
+    let end = china((now + lasting_ms).min(day_start + 86_399_000)).1;
+    (date, start, end)
+}
+
 /// Polls `office`'s copy of `session` until `ready` holds (the message is delivered
 /// asynchronously by the outbox pump); the copy.
 fn wait_for(officer: &As<'_>, session: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
@@ -71,11 +82,7 @@ fn a_city_session_with_two_counties_and_a_township() {
 
     // The session runs now (China time): from a little before to an hour and a half on, the
     // same day.
-    let now = now_ms();
-    let (date, _) = china(now);
-    let day_start = liandong_domain::parse_rfc3339(&format!("{date}T00:00:00+08:00")).unwrap();
-    let start = china((now - 600_000).max(day_start)).1;
-    let end = china((now + 5_400_000).min(day_start + 86_399_000)).1;
+    let (date, start, end) = window_around(now_ms(), 5_400_000);
 
     // One county is cut off before the invitation is sent: it waits in the city's outbox.
     fed.ok(&["drill", "partition", "--office", "530621"]);
@@ -280,12 +287,8 @@ fn bad_session_input_is_one_clear_error_that_changes_nothing() {
     let fed = common::small_federation();
     let city = fed.at("5306");
     let county = fed.at("530602");
-    let now = now_ms();
-    let (date, _) = china(now);
     // A session that ends in a few seconds (a few seconds before the day ends at the latest).
-    let day_start = liandong_domain::parse_rfc3339(&format!("{date}T00:00:00+08:00")).unwrap();
-    let start = china((now - 600_000).max(day_start)).1;
-    let end = china((now + 6_000).min(day_start + 86_399_000)).1;
+    let (date, start, end) = window_around(now_ms(), 6_000);
     let short = city.json(&[
         "session",
         "schedule",

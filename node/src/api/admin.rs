@@ -69,6 +69,26 @@ fn section<T>(
         .collect())
 }
 
+type JsonObject = Map<String, Value>;
+
+/// The office's links, by the other office's code: those it sends on (`last_seq`, …) and
+/// those it receives on (`applied_through`, `applied`, …), as JSON.
+fn links(machine: &StateMachineStore) -> Result<(JsonObject, JsonObject), Status> {
+    let by_office = |prefix: &[u8], as_json: fn(&[u8]) -> Option<Value>| {
+        section(machine, prefix, |key, value| {
+            Some((String::from_utf8_lossy(key).to_string(), as_json(value)?))
+        })
+        .map(|links| links.into_iter().collect::<Map<String, Value>>())
+    };
+    let out = by_office(keys::LINK, |value| {
+        serde_json::to_value(decode::<LinkOut>(value).ok()?).ok()
+    })?;
+    let inbox = by_office(keys::INBOX, |value| {
+        serde_json::to_value(decode::<LinkIn>(value).ok()?).ok()
+    })?;
+    Ok((out, inbox))
+}
+
 /// Everything `liandong verify` needs of one replica's state machine, as one JSON document (the
 /// Dump RPC's reply; the deterministic simulator reads its replicas through it too).
 pub fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
@@ -86,21 +106,7 @@ pub fn dump(machine: &StateMachineStore) -> Result<Value, Status> {
             .ok()
             .and_then(|summary| serde_json::to_value(summary).ok())
     })?;
-    let links = |prefix: &[u8],
-                 as_json: fn(&[u8]) -> Option<Value>|
-     -> Result<Map<String, Value>, Status> {
-        Ok(section(machine, prefix, |key, value| {
-            Some((String::from_utf8_lossy(key).to_string(), as_json(value)?))
-        })?
-        .into_iter()
-        .collect())
-    };
-    let links_out = links(keys::LINK, |value| {
-        serde_json::to_value(decode::<LinkOut>(value).ok()?).ok()
-    })?;
-    let links_in = links(keys::INBOX, |value| {
-        serde_json::to_value(decode::<LinkIn>(value).ok()?).ok()
-    })?;
+    let (links_out, links_in) = links(machine)?;
     let orders = section(machine, keys::ORDER, |_, value| {
         serde_json::to_value(decode::<OrderRecord>(value).ok()?).ok()
     })?;
@@ -148,18 +154,7 @@ pub fn dump_page(
     };
     let prefix = match section {
         "head" => {
-            let links = |prefix: &[u8], as_json: fn(&[u8]) -> Option<Value>| {
-                self::section(machine, prefix, |key, value| {
-                    Some((String::from_utf8_lossy(key).to_string(), as_json(value)?))
-                })
-                .map(|links| links.into_iter().collect::<Map<String, Value>>())
-            };
-            let links_out = links(keys::LINK, |value| {
-                serde_json::to_value(decode::<LinkOut>(value).ok()?).ok()
-            })?;
-            let links_in = links(keys::INBOX, |value| {
-                serde_json::to_value(decode::<LinkIn>(value).ok()?).ok()
-            })?;
+            let (links_out, links_in) = links(machine)?;
             let head = json!({
                 "office": machine.office().to_string(),
                 "last_applied": last_applied,
