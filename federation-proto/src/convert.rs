@@ -99,6 +99,10 @@ impl TryFrom<v1::CaseCommand> for CaseCommand {
                 text: c.text,
                 officer: c.officer,
             },
+            Proto::FollowUp(c) => CaseCommand::FollowUp {
+                note: c.note,
+                officer: c.officer,
+            },
         })
     }
 }
@@ -172,6 +176,10 @@ pub fn command_to_proto(command: &CaseCommand) -> Option<v1::CaseCommand> {
                 officer: officer.clone(),
             })
         }
+        CaseCommand::FollowUp { note, officer } => Proto::FollowUp(v1::FollowUp {
+            note: note.clone(),
+            officer: officer.clone(),
+        }),
         _ => return None,
     };
     Some(v1::CaseCommand {
@@ -244,6 +252,10 @@ mod tests {
             CaseCommand::RequestReview,
             CaseCommand::AnswerSupervision {
                 text: "done".into(),
+                officer: "h".into(),
+            },
+            CaseCommand::FollowUp {
+                note: "called back".into(),
                 officer: "h".into(),
             },
             CaseCommand::SetGrade {

@@ -275,6 +275,17 @@ pub enum CaseCommand {
     Route(crate::desk_cmd::RouteArgs),
     /// A department's answer to its task on a case.
     TaskAnswer(crate::desk_cmd::TaskAnswerArgs),
+    /// Record the follow-up (回访) a dissatisfied evaluation opened: what the petitioner said,
+    /// what was done. Due within 5 working days of the evaluation.
+    FollowUp(FollowUpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FollowUpArgs {
+    pub case_id: String,
+    /// What the follow-up found (up to 2,000 characters).
+    #[arg(long)]
+    pub note: String,
 }
 
 #[derive(Args, Debug)]

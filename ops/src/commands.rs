@@ -576,6 +576,18 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
             )
             .await
         }
+        CaseCommand::FollowUp(args) => {
+            let command = v1::FollowUp {
+                note: args.note,
+                officer: String::new(),
+            };
+            act(
+                &federation,
+                &args.case_id,
+                case_command::Command::FollowUp(command),
+            )
+            .await
+        }
         CaseCommand::Grade(args) => {
             let deadline_ms = liandong_domain::parse_rfc3339(&args.deadline)
                 .map_err(|e| anyhow!("--deadline {:?}: {e}", args.deadline))?;

@@ -41,6 +41,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "case answer-supervision",
         "liandong case answer-supervision 5306-2026-000001 --text \"Site visit done; compensation paid\"",
     ),
+    (
+        "case follow-up",
+        "liandong case follow-up 530602-2026-000012 --note \"Called the petitioner; the repair is scheduled for Friday\"",
+    ),
     ("drill kill", "liandong drill kill --office 5306 --leader"),
     ("drill restart", "liandong drill restart --office 5306"),
     ("drill pause", "liandong drill pause --office 5306 --replica 2"),

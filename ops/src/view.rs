@@ -733,11 +733,36 @@ pub fn case_json(case: &Case) -> Value {
             "return_by": time(case.deadlines.return_by),
             "report_by": time(case.deadlines.report_by),
             "supervision_by": time(case.deadlines.supervision_by),
+            "grade_by": time(case.clock_due(liandong_domain::ClockKind::Grade)),
+            "follow_up_by": time(case.clock_due(liandong_domain::ClockKind::FollowUp)),
         },
+        "warnings": warnings(case),
+        "follow_up": case.extra.as_ref().and_then(|extra| extra.followed_up.as_ref()).map(|done| json!({
+            "at": format_rfc3339(done.at),
+            "officer": done.officer,
+            "note": done.note,
+        })),
         "overdue": case.overdue,
         "history_start": case.history_start.entries,
         "history": history,
     })
+}
+
+/// The highest warning each running clock has reached (50, 75, 100 %): what `case show` warns of.
+fn warnings(case: &Case) -> Value {
+    liandong_domain::ClockKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let run = case.clock_run(kind)?;
+            (run.reached_percent > 0).then(|| {
+                json!({
+                    "clock": kind.as_str(),
+                    "percent": run.reached_percent,
+                    "due": time(case.clock_due(kind)),
+                })
+            })
+        })
+        .collect()
 }
 
 /// ", GBR" for a petitioner with a nationality on record.
@@ -816,6 +841,35 @@ pub fn case_text(case: &Case) -> String {
                 ""
             },
             decision["text"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(grade) = &case.grade {
+        let reached = case
+            .clock_run(liandong_domain::ClockKind::Grade)
+            .map(|run| format!(", {} % of its time used", run.reached_percent))
+            .unwrap_or_default();
+        lines.push(format!(
+            "  grade {:?} deadline {}{reached}",
+            grade.grade,
+            format_rfc3339(grade.deadline)
+        ));
+    }
+    if let Some(due) = case.clock_due(liandong_domain::ClockKind::FollowUp) {
+        lines.push(format!(
+            "  follow-up (回访) of a dissatisfied petitioner due {}",
+            format_rfc3339(due)
+        ));
+    }
+    if let Some(done) = case
+        .extra
+        .as_ref()
+        .and_then(|extra| extra.followed_up.as_ref())
+    {
+        lines.push(format!(
+            "  followed up {} by {}: {}",
+            format_rfc3339(done.at),
+            done.officer,
+            done.note
         ));
     }
     if let Some(order) = &case.supervision {

@@ -12,8 +12,8 @@ use crate::event::{self, ChainHead, EntrySigner, Event, HistoryEntry, SealError}
 use crate::group::Group;
 use crate::ids::OfficeCode;
 use crate::model::{
-    Case, GradeInfo, HandoffKind, Receipt, Satisfaction, Status, Supervision, CASE_VERSION,
-    CASE_VERSION_MIN,
+    Case, CaseExtra, FollowUpRecord, GradeInfo, HandoffKind, Receipt, Satisfaction, Status,
+    Supervision, CASE_VERSION, CASE_VERSION_EXTRA, CASE_VERSION_GROUP, CASE_VERSION_MIN,
 };
 
 /// What [`Case::check_seals`] saw: entries signed, and entries written before
@@ -203,6 +203,7 @@ impl Case {
             overdue: false,
             history_start: Default::default(),
             history: Vec::new(),
+            extra: None,
             group: self.group.clone(),
         }
     }
@@ -255,6 +256,7 @@ impl Case {
                     ClockKind::Reply,
                     ClockKind::Return,
                     ClockKind::Report,
+                    ClockKind::Grade,
                 ] {
                     self.stop_clock(clock);
                 }
@@ -280,6 +282,8 @@ impl Case {
                 self.supervision = None;
                 self.deadlines = Default::default();
                 self.clocks = Default::default();
+                self.stop_clock(ClockKind::Grade);
+                self.stop_clock(ClockKind::FollowUp);
             }
             Event::HandoffReverted { .. } => {
                 // Handoffs start only from Registered; the clocks were frozen, not stopped.
@@ -334,6 +338,8 @@ impl Case {
                 self.replied_at = Some(*at);
                 self.stop_clock(ClockKind::Reply);
                 self.stop_clock(ClockKind::Report);
+                // The graded matter is answered: its deadline no longer runs.
+                self.stop_clock(ClockKind::Grade);
                 self.deadlines.review_by = *review_by;
                 self.deadlines.evaluate_by = Some(*evaluate_by);
             }
@@ -363,6 +369,11 @@ impl Case {
                     plan: plan.clone(),
                     deadline: *deadline,
                 });
+                // A new grade (or a re-grade) of a matter being handled warns again against its
+                // own deadline; a replied matter's has nothing left to warn of.
+                if matches!(self.status, Status::Registered | Status::Accepted) {
+                    self.start_clock(ClockKind::Grade, event.at(), *deadline);
+                }
             }
             Event::SupervisionOrdered {
                 at,
@@ -423,6 +434,19 @@ impl Case {
                     due_by: *due_by,
                 });
                 self.start_clock(ClockKind::Supervision, *ordered_at, *due_by);
+            }
+            Event::FollowUpOpened { at, due_by, .. } => {
+                self.start_clock(ClockKind::FollowUp, *at, *due_by);
+            }
+            Event::FollowedUp {
+                at, officer, note, ..
+            } => {
+                self.stop_clock(ClockKind::FollowUp);
+                self.extra_mut().followed_up = Some(FollowUpRecord {
+                    at: *at,
+                    officer: officer.clone(),
+                    note: note.clone(),
+                });
             }
         }
     }
@@ -504,8 +528,15 @@ impl Case {
                 }
                 _ => None,
             };
+            let extra = match value.get("extra") {
+                Some(extra) if !extra.is_null() => {
+                    Some(serde_json::from_value(extra.clone()).map_err(corrupt)?)
+                }
+                _ => None,
+            };
             let mut case: Case = serde_json::from_value(value).map_err(corrupt)?;
             case.group = group;
+            case.extra = extra;
             return Ok(case);
         }
         let (mut case, rest) = match bytes.split_first() {
@@ -523,7 +554,22 @@ impl Case {
                 })
             }
         };
-        if case.v >= 3 && !rest.is_empty() {
+        // Version 4's extension follows the history (always there at version 4), then the
+        // group as at version 3.
+        let rest = if case.v >= CASE_VERSION_EXTRA {
+            let (extra, rest) =
+                postcard::take_from_bytes::<Option<CaseExtra>>(rest).map_err(corrupt)?;
+            if extra.is_none() {
+                return Err(DomainError::Corrupt {
+                    reason: format!("case {}: version 4 without its extension", case.id),
+                });
+            }
+            case.extra = extra;
+            rest
+        } else {
+            rest
+        };
+        if case.v >= CASE_VERSION_GROUP && !rest.is_empty() {
             case.group = postcard::from_bytes::<Option<Group>>(rest).map_err(corrupt)?;
         }
         Ok(case)

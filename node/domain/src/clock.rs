@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Millis;
-use crate::model::{Case, CaseKind, Status};
+use crate::model::{Case, CaseExtra, CaseKind, Status};
 use crate::rules::WARNING_PERCENTS;
 
 /// The statutory clocks that warn.
@@ -23,15 +23,23 @@ pub enum ClockKind {
     Report,
     /// The answer deadline of a supervision order.
     Supervision,
+    /// The resolution deadline a leader set when grading a major case (四定's 定时限): it warns
+    /// at 50 %, 75 % and 100 % and is not a statutory limit, so reaching it is no breach.
+    Grade,
+    /// The follow-up (回访) a dissatisfied evaluation opens: the office contacts the petitioner
+    /// again within [`crate::rules::FOLLOW_UP_WORKING_DAYS`] working days.
+    FollowUp,
 }
 
 impl ClockKind {
-    pub const ALL: [ClockKind; 5] = [
+    pub const ALL: [ClockKind; 7] = [
         ClockKind::Accept,
         ClockKind::Reply,
         ClockKind::Return,
         ClockKind::Report,
         ClockKind::Supervision,
+        ClockKind::Grade,
+        ClockKind::FollowUp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,13 +49,16 @@ impl ClockKind {
             ClockKind::Return => "return",
             ClockKind::Report => "report",
             ClockKind::Supervision => "supervision",
+            ClockKind::Grade => "grade",
+            ClockKind::FollowUp => "follow_up",
         }
     }
 
-    /// Reaching the limit is a breach (the case is overdue) for every clock but the return window:
-    /// a receiver that does not return a case simply keeps it.
+    /// Reaching the limit is a breach (the case is overdue) for every clock but the return window
+    /// (a receiver that does not return a case simply keeps it) and a grade's deadline (a plan's
+    /// date, warned at 100 %, not a statutory limit).
     pub fn is_breach_at_limit(self) -> bool {
-        self != ClockKind::Return
+        !matches!(self, ClockKind::Return | ClockKind::Grade)
     }
 }
 
@@ -78,16 +89,19 @@ impl Clocks {
             ClockKind::Return => self.return_window.as_ref(),
             ClockKind::Report => self.report.as_ref(),
             ClockKind::Supervision => self.supervision.as_ref(),
+            // Kept in the case's extension ([`Case::clock_run`]).
+            ClockKind::Grade | ClockKind::FollowUp => None,
         }
     }
 
-    fn slot_mut(&mut self, kind: ClockKind) -> &mut Option<ClockRun> {
+    fn slot_mut(&mut self, kind: ClockKind) -> Option<&mut Option<ClockRun>> {
         match kind {
-            ClockKind::Accept => &mut self.accept,
-            ClockKind::Reply => &mut self.reply,
-            ClockKind::Return => &mut self.return_window,
-            ClockKind::Report => &mut self.report,
-            ClockKind::Supervision => &mut self.supervision,
+            ClockKind::Accept => Some(&mut self.accept),
+            ClockKind::Reply => Some(&mut self.reply),
+            ClockKind::Return => Some(&mut self.return_window),
+            ClockKind::Report => Some(&mut self.report),
+            ClockKind::Supervision => Some(&mut self.supervision),
+            ClockKind::Grade | ClockKind::FollowUp => None,
         }
     }
 }
@@ -121,16 +135,19 @@ impl Deadlines {
             ClockKind::Return => self.return_by,
             ClockKind::Report => self.report_by,
             ClockKind::Supervision => self.supervision_by,
+            // Kept in the case's extension ([`Case::clock_due`]).
+            ClockKind::Grade | ClockKind::FollowUp => None,
         }
     }
 
-    fn slot_mut(&mut self, kind: ClockKind) -> &mut Option<Millis> {
+    fn slot_mut(&mut self, kind: ClockKind) -> Option<&mut Option<Millis>> {
         match kind {
-            ClockKind::Accept => &mut self.accept_by,
-            ClockKind::Reply => &mut self.reply_by,
-            ClockKind::Return => &mut self.return_by,
-            ClockKind::Report => &mut self.report_by,
-            ClockKind::Supervision => &mut self.supervision_by,
+            ClockKind::Accept => Some(&mut self.accept_by),
+            ClockKind::Reply => Some(&mut self.reply_by),
+            ClockKind::Return => Some(&mut self.return_by),
+            ClockKind::Report => Some(&mut self.report_by),
+            ClockKind::Supervision => Some(&mut self.supervision_by),
+            ClockKind::Grade | ClockKind::FollowUp => None,
         }
     }
 }
@@ -149,29 +166,90 @@ pub fn threshold_at(started_at: Millis, due_at: Millis, percent: u8) -> Millis {
 }
 
 impl Case {
-    /// (Re)starts a clock: a new run announces every threshold again.
+    /// A clock's run, wherever this case keeps it (the five statutory clocks in `clocks`, the
+    /// grade and follow-up clocks in the version-4 extension).
+    pub fn clock_run(&self, kind: ClockKind) -> Option<&ClockRun> {
+        match kind {
+            ClockKind::Grade => self.extra.as_ref()?.grade.as_ref(),
+            ClockKind::FollowUp => self.extra.as_ref()?.follow_up.as_ref(),
+            _ => self.clocks.get(kind),
+        }
+    }
+
+    /// A running clock's due instant: the grade's own deadline for the grade clock.
+    pub fn clock_due(&self, kind: ClockKind) -> Option<Millis> {
+        match kind {
+            ClockKind::Grade => self
+                .clock_run(kind)
+                .and(self.grade.as_ref())
+                .map(|grade| grade.deadline),
+            ClockKind::FollowUp => self.extra.as_ref()?.follow_up_by,
+            _ => self.deadlines.of(kind),
+        }
+    }
+
+    /// The version-4 extension, made on first use: the case is stored at version 4 from then on.
+    pub(crate) fn extra_mut(&mut self) -> &mut CaseExtra {
+        self.v = self.v.max(crate::model::CASE_VERSION_EXTRA);
+        self.extra.get_or_insert_with(CaseExtra::default)
+    }
+
+    fn run_slot(&mut self, kind: ClockKind) -> &mut Option<ClockRun> {
+        match kind {
+            ClockKind::Grade => &mut self.extra_mut().grade,
+            ClockKind::FollowUp => &mut self.extra_mut().follow_up,
+            _ => self.clocks.slot_mut(kind).expect("a statutory clock"),
+        }
+    }
+
+    /// (Re)starts a clock: a new run announces every threshold again. The grade clock's due
+    /// instant is the grade's deadline.
     pub(crate) fn start_clock(&mut self, kind: ClockKind, started_at: Millis, due_at: Millis) {
-        *self.clocks.slot_mut(kind) = Some(ClockRun {
+        *self.run_slot(kind) = Some(ClockRun {
             started_at,
             reached_percent: 0,
         });
-        *self.deadlines.slot_mut(kind) = Some(due_at);
+        match kind {
+            ClockKind::Grade => {}
+            ClockKind::FollowUp => self.extra_mut().follow_up_by = Some(due_at),
+            _ => *self.deadlines.slot_mut(kind).expect("a statutory clock") = Some(due_at),
+        }
     }
 
     /// Moves a running clock's limit (an extension); thresholds already announced stay announced.
     pub(crate) fn move_clock(&mut self, kind: ClockKind, due_at: Millis) {
-        if self.clocks.get(kind).is_some() {
-            *self.deadlines.slot_mut(kind) = Some(due_at);
+        if let (Some(_), Some(slot)) = (self.clocks.get(kind), self.deadlines.slot_mut(kind)) {
+            *slot = Some(due_at);
         }
     }
 
     pub(crate) fn stop_clock(&mut self, kind: ClockKind) {
-        *self.clocks.slot_mut(kind) = None;
-        *self.deadlines.slot_mut(kind) = None;
+        match kind {
+            ClockKind::Grade | ClockKind::FollowUp => {
+                // Nothing to stop on a case without the extension (and none is made for it).
+                if let Some(extra) = &mut self.extra {
+                    match kind {
+                        ClockKind::Grade => extra.grade = None,
+                        _ => {
+                            extra.follow_up = None;
+                            extra.follow_up_by = None;
+                        }
+                    }
+                }
+            }
+            _ => {
+                *self.run_slot(kind) = None;
+                *self.deadlines.slot_mut(kind).expect("a statutory clock") = None;
+            }
+        }
     }
 
     pub(crate) fn mark_reached(&mut self, kind: ClockKind, percent: u8) {
-        if let Some(run) = self.clocks.slot_mut(kind) {
+        let run = match kind {
+            ClockKind::Grade | ClockKind::FollowUp if self.extra.is_none() => return,
+            _ => self.run_slot(kind),
+        };
+        if let Some(run) = run {
             run.reached_percent = run.reached_percent.max(percent);
         }
     }
@@ -212,7 +290,7 @@ pub(crate) fn alarms(case: &Case) -> Vec<Alarm> {
     }
     let mut alarms: Vec<(Millis, u32, Due)> = Vec::new();
     for (index, clock) in (0u32..).zip(ClockKind::ALL) {
-        let (Some(run), Some(due_at)) = (case.clocks.get(clock), case.deadlines.of(clock)) else {
+        let (Some(run), Some(due_at)) = (case.clock_run(clock), case.clock_due(clock)) else {
             continue;
         };
         for percent in WARNING_PERCENTS

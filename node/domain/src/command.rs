@@ -85,6 +85,8 @@ tagged_enum! {
             ordered_at: Millis,
             due_by: Millis,
         },
+        /// 回访: the office followed up with a dissatisfied petitioner; what was found.
+        FollowUp { note: String, officer: String },
     }
 }
 
@@ -109,6 +111,7 @@ impl CaseCommand {
             CaseCommand::ReviewOpened { .. } => "review_opened",
             CaseCommand::ReviewDecided { .. } => "review_decided",
             CaseCommand::FollowOrder { .. } => "follow_order",
+            CaseCommand::FollowUp { .. } => "follow_up",
         }
     }
 

@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::calendar::{Calendar, Millis};
-use crate::clock::{self, Alarm, Due};
+use crate::clock::{self, Alarm, ClockKind, Due};
 use crate::command::CaseCommand;
 use crate::error::DomainError;
 use crate::event::Event;
@@ -13,9 +13,9 @@ use crate::group::Group;
 use crate::ids::{CaseId, OfficeCode};
 use crate::model::{
     Case, CaseKind, DeclineRoute, Grade, HandoffKind, Opinion, Petitioner, Registration,
-    ReviewLevel, Satisfaction, Status, CASE_VERSION,
+    ReviewLevel, Satisfaction, Status,
 };
-use crate::model::{IdType, CASE_VERSION_SINGLE};
+use crate::model::{IdType, CASE_VERSION_GROUP, CASE_VERSION_SINGLE};
 use crate::rules::*;
 use crate::validate::{
     self, DEPARTMENT_CHARS_MAX, OFFICER_CHARS_MAX, REASON_CHARS_MAX, TEXT_CHARS_MAX,
@@ -59,7 +59,7 @@ pub fn register(
 
 /// [`register`] with the petitioners beyond one resident-ID petitioner (`group`, see
 /// [`crate::group`]): the registration's petitioner is the group's representative, identified
-/// by the group's document type. A case with a group is written at [`CASE_VERSION`].
+/// by the group's document type. A case with a group is written at [`CASE_VERSION_GROUP`].
 pub fn register_with_group(
     id: CaseId,
     registration: Registration,
@@ -116,7 +116,7 @@ pub fn register_with_group(
     } = registration;
     let mut case = Case {
         v: if group.is_some() {
-            CASE_VERSION
+            CASE_VERSION_GROUP
         } else {
             CASE_VERSION_SINGLE
         },
@@ -152,6 +152,7 @@ pub fn register_with_group(
         overdue: false,
         history_start: Default::default(),
         history: Vec::new(),
+        extra: None,
         group,
     };
     case.apply(&event);
@@ -174,6 +175,7 @@ pub fn decide(
         case,
         at: ctx.now,
         office: ctx.office.clone(),
+        calendar: ctx.calendar,
     };
     match command {
         CaseCommand::Accept { officer } => decision.accept(officer),
@@ -229,6 +231,7 @@ pub fn decide(
             ordered_at,
             due_by,
         } => decision.follow_order(from, text, *ordered_at, *due_by),
+        CaseCommand::FollowUp { note, officer } => decision.follow_up(note, officer),
     }
 }
 
@@ -255,6 +258,7 @@ struct Decision<'a> {
     case: &'a Case,
     at: Millis,
     office: OfficeCode,
+    calendar: &'a Calendar,
 }
 
 type Decided = Result<Vec<Event>, DomainError>;
@@ -465,6 +469,16 @@ impl Decision<'_> {
             office: self.office.clone(),
             satisfaction,
         }];
+        // 回访: the office goes back to a dissatisfied petitioner, on a clock of its own.
+        if satisfaction == Satisfaction::Dissatisfied {
+            events.push(Event::FollowUpOpened {
+                at: self.at,
+                office: self.office.clone(),
+                due_by: self
+                    .calendar
+                    .add_working_days(self.at, FOLLOW_UP_WORKING_DAYS),
+            });
+        }
         // A re-reviewed matter has no review window left: evaluating it closes it.
         if matches!(self.case.kind, CaseKind::ReReview { .. })
             && self.case.status == Status::Replied
@@ -728,6 +742,23 @@ impl Decision<'_> {
     }
 }
 
+impl Decision<'_> {
+    /// Records the follow-up (回访) of a dissatisfied evaluation: its clock stops.
+    fn follow_up(&self, note: &str, officer: &str) -> Decided {
+        validate::line("officer", officer, OFFICER_CHARS_MAX)?;
+        validate::text("note", note, TEXT_CHARS_MAX)?;
+        if self.case.clock_run(ClockKind::FollowUp).is_none() {
+            return Err(DomainError::NoFollowUp);
+        }
+        Ok(vec![Event::FollowedUp {
+            at: self.at,
+            office: self.office.clone(),
+            officer: officer.to_string(),
+            note: note.to_string(),
+        }])
+    }
+}
+
 fn in_range(field: &'static str, value: u32, min: u32, max: u32) -> Result<(), DomainError> {
     if (min..=max).contains(&value) {
         Ok(())
@@ -760,6 +791,18 @@ fn clock_event(
     let (at, office) = (ctx.now, ctx.office.clone());
     match due {
         Due::Threshold { clock, percent, .. } if percent < 100 => Event::Warned {
+            at,
+            office,
+            clock,
+            percent,
+            threshold_at,
+        },
+        // A grade's deadline is a plan's date: reaching it is the last warning, not a breach.
+        Due::Threshold {
+            clock: clock @ ClockKind::Grade,
+            percent,
+            ..
+        } => Event::Warned {
             at,
             office,
             clock,

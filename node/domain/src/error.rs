@@ -141,6 +141,8 @@ pub enum DomainError {
     GradeDeadlinePast,
     #[error("case has no open supervision order")]
     NoSupervisionOrder,
+    #[error("case has no open follow-up (only a dissatisfied evaluation opens one)")]
+    NoFollowUp,
     #[error("case history is full ({max} entries)")]
     HistoryFull { max: usize },
     #[error("{command} is not allowed on a case that is {status}")]
@@ -214,6 +216,7 @@ impl DomainError {
             Final => "final",
             GradeDeadlinePast => "grade_deadline_past",
             NoSupervisionOrder => "no_supervision_order",
+            NoFollowUp => "no_follow_up",
             HistoryFull { .. } => "history_full",
             InvalidTransition { .. } => "invalid_transition",
             UnsupportedVersion { .. } => "unsupported_version",

@@ -194,6 +194,19 @@ pub enum Event {
         ordered_at: Millis,
         due_by: Millis,
     },
+    /// A dissatisfied evaluation opened a follow-up (回访), due by `due_by`.
+    FollowUpOpened {
+        at: Millis,
+        office: OfficeCode,
+        due_by: Millis,
+    },
+    /// The office followed up with the petitioner: who did, what was found.
+    FollowedUp {
+        at: Millis,
+        office: OfficeCode,
+        officer: String,
+        note: String,
+    },
 }
 
 impl Event {
@@ -232,7 +245,9 @@ impl Event {
             | Finalised { at, office }
             | ReviewOpened { at, office, .. }
             | ReviewDecided { at, office, .. }
-            | SupervisionFollowed { at, office, .. } => (at, office),
+            | SupervisionFollowed { at, office, .. }
+            | FollowUpOpened { at, office, .. }
+            | FollowedUp { at, office, .. } => (at, office),
         }
     }
 
@@ -263,6 +278,8 @@ impl Event {
             ReviewOpened { .. } => "review_opened",
             ReviewDecided { .. } => "review_decided",
             SupervisionFollowed { .. } => "supervision_followed",
+            FollowUpOpened { .. } => "follow_up_opened",
+            FollowedUp { .. } => "followed_up",
         }
     }
 

@@ -60,7 +60,9 @@ pub use model::{
     Receipt, Registration, ReviewLevel, Satisfaction, Status, Supervision, CASE_VERSION,
     CASE_VERSION_MIN,
 };
-pub use model::{IdType, CASE_VERSION_SINGLE};
+pub use model::{
+    CaseExtra, FollowUpRecord, IdType, CASE_VERSION_EXTRA, CASE_VERSION_GROUP, CASE_VERSION_SINGLE,
+};
 pub use personal::{Personal, Sealed, SEALED_BYTES_MAX, SEALED_MARK};
 pub use validate::{document as validate_document, document_key};
 pub use validate::{

@@ -401,7 +401,12 @@ pub struct Supervision {
 /// Version 2 is the binary codec's, where a stored case is a header (this struct without its
 /// history entries) and each history entry is stored apart; version 1 was one JSON document with
 /// the whole history. Versions 1 and 2 read with no group.
-pub const CASE_VERSION: u16 = 3;
+pub const CASE_VERSION: u16 = 4;
+/// The version a case is written at once it has the extension ([`CaseExtra`]): version 3's
+/// layout with the extension between the history and the group.
+pub const CASE_VERSION_EXTRA: u16 = 4;
+/// The version a case with a group and no extension is written at.
+pub const CASE_VERSION_GROUP: u16 = 3;
 /// The version a case without a group is written at.
 pub const CASE_VERSION_SINGLE: u16 = 2;
 /// The oldest version `Case::from_bytes` reads; it refuses any other.
@@ -465,11 +470,42 @@ pub struct Case {
     pub history_start: ChainHead,
     /// Applied events, hash-chained, from `history_start` on.
     pub history: Vec<HistoryEntry>,
+    /// The version-4 extension ([`CaseExtra`]): written after the history, before the group,
+    /// only on cases of version 4 (a plain deserialise leaves it None; [`Case::from_bytes`]
+    /// reads it).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<CaseExtra>,
     /// The petitioners beyond one with a resident ID (personal data, None on a stub and on cases
-    /// of versions 1 and 2). Written last, after the history, and only when there is one: a
-    /// case without a group encodes exactly as version 2 did. Read by [`Case::from_bytes`] from
-    /// version 3 on (a plain deserialise leaves it None); a case is always the whole of its
-    /// encoded value, so what follows its history can only be its group.
+    /// of versions 1 and 2). Written last, after the history (and the extension), and only when
+    /// there is one: a case without a group encodes exactly as version 2 did. Read by
+    /// [`Case::from_bytes`] from version 3 on (a plain deserialise leaves it None); a case is
+    /// always the whole of its encoded value, so what follows its history can only be its
+    /// extension (version 4) and its group.
     #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub group: Option<Group>,
+}
+
+/// What a case carries from version 4 on: the clocks that are not statutory limits. Present
+/// (Some) exactly on cases of version 4: once made it stays, even with every clock stopped, so
+/// the stored form's layout follows from the version alone. A later addition comes with a new
+/// version that reads this shape first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseExtra {
+    /// The grade's deadline clock (its due instant is [`GradeInfo::deadline`]); None when the
+    /// case is not graded or the grade's matter is replied.
+    pub grade: Option<crate::clock::ClockRun>,
+    /// The follow-up (回访) a dissatisfied evaluation opened, until it is recorded.
+    pub follow_up: Option<crate::clock::ClockRun>,
+    /// When the open follow-up is due.
+    pub follow_up_by: Option<Millis>,
+    /// The last follow-up recorded: when, by whom, what the petitioner said.
+    pub followed_up: Option<FollowUpRecord>,
+}
+
+/// A recorded follow-up (回访) of a dissatisfied petitioner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpRecord {
+    pub at: Millis,
+    pub officer: String,
+    pub note: String,
 }

@@ -15,6 +15,8 @@ pub const RETURN_WORKING_DAYS: u32 = 5;
 pub const REPLY_DAYS: u32 = 60;
 /// The longest single extension of the reply limit; only one is allowed.
 pub const EXTENSION_DAYS_MAX: u32 = 30;
+/// Working days within which an office follows up (回访) a dissatisfied evaluation.
+pub const FOLLOW_UP_WORKING_DAYS: u32 = 5;
 /// Calendar days from the reply within which the petitioner may ask for review (or re-review).
 pub const REVIEW_REQUEST_DAYS: u32 = 30;
 /// Calendar days from registering a review (复查) or re-review (复核) case to its decision

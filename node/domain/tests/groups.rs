@@ -60,7 +60,7 @@ fn group_case(desk: &Desk, now: Millis) -> Case {
 fn a_group_case_is_registered_with_its_representative_first() {
     let desk = Desk::new(COUNTY);
     let case = group_case(&desk, t(MONDAY));
-    assert_eq!(case.v, CASE_VERSION);
+    assert_eq!(case.v, CASE_VERSION_GROUP);
     let petitioner = case.petitioner.as_ref().unwrap();
     assert_eq!(petitioner.name, "John Smith");
     assert_eq!(petitioner.id_number, "E12345678");

@@ -426,3 +426,42 @@ fn entries_round_trip_and_older_builds_binary_entries_still_decode() {
     let old_json = serde_json::to_value(&pair[0]).unwrap();
     assert!(old_json.get("signature").is_none());
 }
+
+/// The version-4 extension (a follow-up opened and recorded) is part of the signed state, and
+/// re-folding the events gives it back.
+#[test]
+fn a_follow_up_is_in_the_signed_state_and_refolds() {
+    let (mut case, county_key, township_key) = moved_case();
+    let township = Desk::new(TOWNSHIP);
+    township.ok(
+        &mut case,
+        t("2026-03-21T10:00:00+08:00"),
+        evaluate(Satisfaction::Dissatisfied),
+    );
+    township.ok(
+        &mut case,
+        t("2026-03-23T10:00:00+08:00"),
+        CaseCommand::FollowUp {
+            note: "Visited; a second inspection is booked".into(),
+            officer: "Officer Zhao".into(),
+        },
+    );
+    case.sign_new_entries(&township_key);
+    assert_eq!(case.v, CASE_VERSION_EXTRA);
+    let keys = Keys::of(&[&county_key, &township_key]);
+    assert_eq!(check(&case, &keys).map(|count| count.signed), Ok(8));
+
+    // The record changed outside the chain no longer matches the state the last entry signed.
+    let mut changed = case.clone();
+    if let Some(record) = changed
+        .extra
+        .as_mut()
+        .and_then(|extra| extra.followed_up.as_mut())
+    {
+        record.note = "Nothing found".into();
+    }
+    assert!(matches!(
+        check(&changed, &keys),
+        Err(SealError::StateMismatch { .. })
+    ));
+}

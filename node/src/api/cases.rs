@@ -108,6 +108,10 @@ fn as_officer(command: CaseCommand, user: &str) -> CaseCommand {
             text,
             officer: user,
         },
+        CaseCommand::FollowUp { note, .. } => CaseCommand::FollowUp {
+            note,
+            officer: user,
+        },
         other => other,
     }
 }

@@ -2290,7 +2290,7 @@ fn a_group_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
         assert!(!spells(&logged, clear), "the log entry spells {clear}");
     }
     let case = case_of(township.apply(op));
-    assert_eq!(case.v, liandong_domain::CASE_VERSION);
+    assert_eq!(case.v, liandong_domain::CASE_VERSION_GROUP);
     assert_eq!(
         case.petitioner_key,
         liandong_domain::document_key(
@@ -2341,4 +2341,91 @@ fn a_group_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
     // The county's seal is its own: the township's key does not open it.
     let mut sealed_at_county = county.case(&case.id).unwrap();
     assert!(seal.open_case(&mut sealed_at_county).is_err());
+}
+
+/// A dissatisfied evaluation opens a follow-up (回访) whose clock is stored with the case (case
+/// version 4), ticks like a statutory one (a missed follow-up is a breach on the office's record)
+/// and stops when the follow-up is recorded; a grade's deadline warns without a breach.
+#[test]
+fn a_follow_up_and_a_grade_clock_are_stored_ticked_and_recorded() {
+    use liandong_domain::{ClockKind, Opinion, Satisfaction, CASE_VERSION_EXTRA};
+    let mut county = Office::new("530602", Some("5306"));
+    let graded = county.file();
+    county.act(
+        &graded.id,
+        CaseCommand::Accept {
+            officer: "li".into(),
+        },
+    );
+    let deadline = county.at + 4 * liandong_domain::DAY_MS;
+    county.act(
+        &graded.id,
+        CaseCommand::SetGrade {
+            grade: liandong_domain::Grade::B,
+            leader: "Chen".into(),
+            department: "Land".into(),
+            plan: "Pay".into(),
+            deadline,
+        },
+    );
+    let stored = county.case(&graded.id).unwrap();
+    assert_eq!(stored.v, CASE_VERSION_EXTRA);
+    assert_eq!(stored.clock_due(ClockKind::Grade), Some(deadline));
+
+    let case = county.file();
+    for command in [
+        CaseCommand::Accept {
+            officer: "li".into(),
+        },
+        CaseCommand::Reply {
+            opinion: Opinion::NotSupport,
+            text: "no".into(),
+            officer: "li".into(),
+        },
+        CaseCommand::Evaluate {
+            satisfaction: Satisfaction::Dissatisfied,
+        },
+    ] {
+        county.act(&case.id, command);
+    }
+    let stored = county.case(&case.id).unwrap();
+    let due = stored
+        .clock_due(ClockKind::FollowUp)
+        .expect("a follow-up is due, read back from RocksDB");
+    assert_eq!(stored.v, CASE_VERSION_EXTRA);
+
+    county.advance_to(due.max(deadline) + liandong_domain::DAY_MS);
+    county.apply(Operation::Tick);
+    let graded = county.case(&graded.id).unwrap();
+    assert_eq!(
+        graded
+            .clock_run(ClockKind::Grade)
+            .map(|run| run.reached_percent),
+        Some(100)
+    );
+    assert!(!graded.overdue, "a grade's deadline is no breach");
+    let missed = county.case(&case.id).unwrap();
+    assert!(missed.overdue, "the follow-up was not made in time");
+    let row = stats::rows(&county.reader()).unwrap();
+    assert_eq!(
+        row.get("530602")
+            .and_then(|row| row.get(stats::BREACHED).copied()),
+        Some(1),
+        "one breach: the missed follow-up"
+    );
+
+    county.act(
+        &case.id,
+        CaseCommand::FollowUp {
+            note: "Reached by phone".into(),
+            officer: "zhao".into(),
+        },
+    );
+    let done = county.case(&case.id).unwrap();
+    assert_eq!(done.clock_run(ClockKind::FollowUp), None);
+    let record = done.extra.and_then(|extra| extra.followed_up).unwrap();
+    assert_eq!(
+        (record.officer.as_str(), record.note.as_str()),
+        ("zhao", "Reached by phone")
+    );
 }
