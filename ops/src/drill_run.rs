@@ -11,6 +11,8 @@
 //! catch up. The report adds each fault's timings and the recovery times.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,6 +80,65 @@ struct Drill {
     start: Instant,
     recorder: Arc<Mutex<Recorder>>,
     channels: Arc<Mutex<BTreeMap<String, Channel>>>,
+    /// Where the drill is, for the progress line: [`PHASE_LOAD`], [`PHASE_HEAL`] or
+    /// [`PHASE_CHECK`].
+    phase: AtomicU8,
+    /// Acknowledged cases looked up at their holder so far (the durability check).
+    located: AtomicU64,
+}
+
+const PHASE_LOAD: u8 = 0;
+const PHASE_HEAL: u8 = 1;
+const PHASE_CHECK: u8 = 2;
+
+/// One line on stderr, rewritten twice a second while the drill runs, when stderr is a
+/// terminal: the phase, the time, filings acknowledged and failed, the durability check's count.
+fn show_progress(drill: Arc<Drill>, scenario: String, seconds: u64) -> Option<ShownProgress> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let task = tokio::spawn(async move {
+        loop {
+            let (ok, failed, total) = match drill.recorder.lock() {
+                Ok(recorder) => {
+                    let ok = recorder.operations.iter().filter(|op| op.ok).count();
+                    (
+                        ok,
+                        recorder.operations.len() - ok,
+                        recorder.operations.len(),
+                    )
+                }
+                Err(_) => (0, 0, 0),
+            };
+            let elapsed = drill.start.elapsed().as_secs();
+            let line = match drill.phase.load(Ordering::Relaxed) {
+                PHASE_LOAD => format!(
+                    "{scenario}: {}/{seconds} s, {ok} filings acknowledged, {failed} failed",
+                    elapsed.min(seconds)
+                ),
+                PHASE_HEAL => {
+                    format!("{scenario}: healing ({elapsed} s), {ok} acknowledged, {failed} failed")
+                }
+                _ => format!(
+                    "{scenario}: checking: {} of {total} filings' cases looked up, then verify",
+                    drill.located.load(Ordering::Relaxed)
+                ),
+            };
+            eprint!("\r\x1b[2K{line}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    Some(ShownProgress(task))
+}
+
+/// The progress line's task: stopped, and the line ended, when dropped.
+struct ShownProgress(tokio::task::JoinHandle<()>);
+
+impl Drop for ShownProgress {
+    fn drop(&mut self) {
+        self.0.abort();
+        eprintln!();
+    }
 }
 
 impl Drill {
@@ -263,7 +324,10 @@ pub async fn run(
         start: Instant::now(),
         recorder: Arc::default(),
         channels: Arc::default(),
+        phase: AtomicU8::new(PHASE_LOAD),
+        located: AtomicU64::new(0),
     });
+    let shown = show_progress(drill.clone(), scenario.to_string(), seconds);
     let until = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..clients.max(1))
         .map(|id| tokio::spawn(drill.clone().client(id, until)))
@@ -272,8 +336,12 @@ pub async fn run(
     for worker in workers {
         let _ = worker.await;
     }
+    drill.phase.store(PHASE_HEAL, Ordering::Relaxed);
     let heal_ms = heal(&drill).await?;
-    report(&drill, scenario, seconds, faults, heal_ms).await
+    drill.phase.store(PHASE_CHECK, Ordering::Relaxed);
+    let report = report(&drill, scenario, seconds, faults, heal_ms).await;
+    drop(shown);
+    report
 }
 
 /// What the fault phase did.
@@ -656,6 +724,7 @@ async fn report(
         {
             lost.push(id.to_string());
         }
+        drill.located.fetch_add(1, Ordering::Relaxed);
     }
     let mut ids: Vec<&str> = acknowledged
         .iter()
