@@ -131,8 +131,8 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     // SAFETY: umask only sets the process's file mode mask; it cannot fail.
     unsafe { libc::umask(0o077) };
     // Relative paths are the config's folder's: a host's bundle is copied to its machine whole.
-    let config = HostConfig::load(config_path)?
-        .resolved(config_path.parent().unwrap_or(Path::new(".")));
+    let config =
+        HostConfig::load(config_path)?.resolved(config_path.parent().unwrap_or(Path::new(".")));
     let manifest = Manifest::load(&config.manifest)?;
     manifest.validate()?;
     let secrets = crate::secrets::Secrets::for_manifest(&config.manifest);

@@ -83,9 +83,8 @@ impl Sites for SitesService {
         current
             .check_successor(&next)
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        next.save(&self.path).map_err(|e| {
-            Status::internal(format!("writing {}: {e}", self.path.display()))
-        })?;
+        next.save(&self.path)
+            .map_err(|e| Status::internal(format!("writing {}: {e}", self.path.display())))?;
         self.directory.update(&next);
         tracing::info!(
             host = %self.host,
