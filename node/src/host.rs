@@ -140,6 +140,16 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         .host(&config.host)
         .ok_or_else(|| anyhow!("manifest names no host {}", config.host))?
         .clone();
+    // The certificate first: a bundle with a missing or foreign key stops the host before it
+    // makes or opens anything.
+    let pki_dir = pki_dir(&config.manifest);
+    let tls = TlsFiles::load(&pki_dir, &host.name).with_context(|| {
+        format!(
+            "loading host {}'s certificate from {}",
+            host.name,
+            pki_dir.display()
+        )
+    })?;
     crate::secrets::private_dir(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = HostDb::open(&config.data_dir.join("db")).context("opening RocksDB")?;
@@ -156,14 +166,6 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         manifest.time_scale,
         skew_ms,
     ));
-    let pki_dir = pki_dir(&config.manifest);
-    let tls = TlsFiles::load(&pki_dir, &host.name).with_context(|| {
-        format!(
-            "loading host {}'s certificate from {}",
-            host.name,
-            pki_dir.display()
-        )
-    })?;
     // Drill faults (DIR/run/faults.json): read now, polled while the host runs. The raft
     // transport applies this host's link faults; the clock takes its runtime skew.
     let faults = Faults::for_host(&host.name, clock.clone());
