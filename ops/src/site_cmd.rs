@@ -671,11 +671,12 @@ pub async fn add_office(layout: &Layout, args: &AddOfficeArgs) -> anyhow::Result
         .cloned()
         .zip(args.address.iter().cloned())
         .collect();
-    let site = args.site.clone().unwrap_or_else(|| args.office.clone());
+    let code = args.office.trim().to_string();
+    let site = args.site.clone().unwrap_or_else(|| code.clone());
     let (next, changed) = with_office(
         &Topology::load(),
         &manifest,
-        &args.office,
+        &code,
         &hosts,
         &site,
         &Ports::default(),
@@ -691,8 +692,9 @@ pub async fn add_office(layout: &Layout, args: &AddOfficeArgs) -> anyhow::Result
     if changed {
         // Secrets and bundles first, the manifest last: a failure before leaves the federation
         // as it was (a re-run makes them again).
-        layout.secrets().generate(&[args.office.clone()], "")?;
-        layout.publish_office_keys(&[args.office.clone()])?;
+        let codes = std::slice::from_ref(&code);
+        layout.secrets().generate(codes, "")?;
+        layout.publish_office_keys(codes)?;
         for (name, _) in &hosts {
             let dir = bundle_dir(layout, name);
             write_bundle(layout, &next, &pki, name, &dir)?;
@@ -756,7 +758,7 @@ pub async fn add_office(layout: &Layout, args: &AddOfficeArgs) -> anyhow::Result
         }
     }
     let json = json!({
-        "office": args.office,
+        "office": code,
         "generation": next.generation,
         "added": changed,
         "bundles": bundles,
@@ -765,7 +767,7 @@ pub async fn add_office(layout: &Layout, args: &AddOfficeArgs) -> anyhow::Result
     });
     let mut text = format!(
         "office {} {} at generation {}; {} of {} running hosts have it",
-        args.office,
+        code,
         if changed { "added" } else { "already added" },
         next.generation,
         reached.len(),
