@@ -273,6 +273,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             health: health.clone(),
             tls: live_tls.clone(),
             notify: notify_stats.clone(),
+            directory: directory.clone(),
         }))
         .add_service(BackupServer::new(BackupService {
             host: host.name.clone(),

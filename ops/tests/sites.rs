@@ -347,6 +347,26 @@ fn a_federation_of_sites_runs_from_per_host_bundles_and_takes_a_new_township_whi
     machines.wait("the new township has a leader that commits", || {
         healthy(&fed)
     });
+    // Status shows each host's site and the manifest generation it runs with.
+    let status = fed.json(&["status"]);
+    for host in status["hosts"].as_array().unwrap() {
+        assert_eq!(host["manifest_generation"], 1, "{host}");
+        let site = host["site"].as_str().unwrap();
+        let name = host["name"].as_str().unwrap();
+        let expected = match &name[..2] {
+            "ci" => "zhaotong-city",
+            "zy" => "zhaoyang",
+            "ld" => "ludian",
+            _ => "longquan",
+        };
+        assert_eq!(site, expected, "{host}");
+    }
+    let text = fed.ok(&["status"]);
+    assert!(
+        text.contains("longquan 3/3 hosts up")
+            && text.contains("manifest generation 1 on every host"),
+        "{text}"
+    );
 
     // Its county assigns it a case; it takes it; the city's query sees it.
     let county_case = file_case(&fed, ZHAOYANG, 2, "land");
