@@ -130,7 +130,9 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     // Every file the host makes (RocksDB's included) is its own: 0600 files, 0700 folders.
     // SAFETY: umask only sets the process's file mode mask; it cannot fail.
     unsafe { libc::umask(0o077) };
-    let config = HostConfig::load(config_path)?;
+    // Relative paths are the config's folder's: a host's bundle is copied to its machine whole.
+    let config =
+        HostConfig::load(config_path)?.resolved(config_path.parent().unwrap_or(Path::new(".")));
     let manifest = Manifest::load(&config.manifest)?;
     manifest.validate()?;
     let secrets = crate::secrets::Secrets::for_manifest(&config.manifest);
@@ -138,6 +140,16 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         .host(&config.host)
         .ok_or_else(|| anyhow!("manifest names no host {}", config.host))?
         .clone();
+    // The certificate first: a bundle with a missing or foreign key stops the host before it
+    // makes or opens anything.
+    let pki_dir = pki_dir(&config.manifest);
+    let tls = TlsFiles::load(&pki_dir, &host.name).with_context(|| {
+        format!(
+            "loading host {}'s certificate from {}",
+            host.name,
+            pki_dir.display()
+        )
+    })?;
     crate::secrets::private_dir(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = HostDb::open(&config.data_dir.join("db")).context("opening RocksDB")?;
@@ -154,14 +166,6 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         manifest.time_scale,
         skew_ms,
     ));
-    let pki_dir = pki_dir(&config.manifest);
-    let tls = TlsFiles::load(&pki_dir, &host.name).with_context(|| {
-        format!(
-            "loading host {}'s certificate from {}",
-            host.name,
-            pki_dir.display()
-        )
-    })?;
     // Drill faults (DIR/run/faults.json): read now, polled while the host runs. The raft
     // transport applies this host's link faults; the clock takes its runtime skew.
     let faults = Faults::for_host(&host.name, clock.clone());
@@ -227,6 +231,13 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             stopped(stop_rx.clone()),
         );
     let directory = Arc::new(Directory::new(&manifest));
+    let sites = crate::api::sites::SitesService {
+        host: host.name.clone(),
+        path: config.manifest.clone(),
+        current: Arc::new(std::sync::Mutex::new(manifest.clone())),
+        directory: directory.clone(),
+        trust: trust.clone(),
+    };
     // What this host's SMS sender did (failed attempts), for the Status RPC.
     let notify_stats = Arc::new(crate::notify::NotifyStats::default());
     let api_server = tonic::transport::Server::builder()
@@ -262,6 +273,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             health: health.clone(),
             tls: live_tls.clone(),
             notify: notify_stats.clone(),
+            directory: directory.clone(),
         }))
         .add_service(BackupServer::new(BackupService {
             host: host.name.clone(),
@@ -274,6 +286,10 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
             transport.clone(),
             trust.clone(),
         )))
+        .add_service(
+            federation_proto::v1::sites_server::SitesServer::new(sites)
+                .max_decoding_message_size(MESSAGE_BYTES_MAX),
+        )
         .add_service(
             FederationServer::new(FederationService {
                 replicas: replicas.clone(),
@@ -406,7 +422,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
         );
         workers.spawn(watch, stop());
     }
-    tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, "host serving");
+    tracing::info!(host = %host.name, offices = ?replicas.offices(), raft = %host.raft_addr, api = %host.api_addr, site = host.site.as_deref().unwrap_or("-"), manifest_generation = manifest.generation, "host serving");
 
     shutdown.await;
     tracing::info!(host = %host.name, "shutting down");

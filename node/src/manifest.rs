@@ -91,6 +91,15 @@ pub struct Manifest {
     /// Absent from older manifests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hotline_callback: Option<String>,
+    /// The manifest's generation: 0 for a federation made in one go; `liandong federation
+    /// add-office` writes each new manifest with a greater one, and a host takes a manifest only
+    /// from a greater generation ([`Manifest::check_successor`]). Absent (0) in older manifests.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One office (an administrative unit with its own Raft group).
@@ -134,6 +143,10 @@ pub struct HostEntry {
     pub http_addr: Option<String>,
     /// Codes of the offices this host carries a replica of.
     pub offices: Vec<String>,
+    /// The site (machine room, county data centre) the host runs at, from the inventory of a
+    /// federation made with `federation init --inventory`; None for one made on one machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 /// The per-host TOML file given to `liandong-node --config`.
@@ -484,6 +497,61 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// Whether `next` may replace this manifest on a running host (`liandong federation
+    /// add-office`): it is valid, of the same region, replicas, time scale and clock origin, of a
+    /// greater generation, and only adds: every office and host of this manifest is in `next`
+    /// unchanged (same parent, members, addresses and offices). New offices and new hosts are all
+    /// it may bring; an office carried by a host that already runs needs that host's restart and
+    /// is refused here. The first problem found is reported.
+    pub fn check_successor(&self, next: &Manifest) -> Result<(), ManifestError> {
+        fn bad(msg: String) -> Result<(), ManifestError> {
+            Err(ManifestError::Invalid(msg))
+        }
+        next.validate()?;
+        if next.region != self.region {
+            return bad(format!(
+                "the new manifest is of region {}, this federation is {}",
+                next.region, self.region
+            ));
+        }
+        if next.replicas != self.replicas
+            || next.time_scale != self.time_scale
+            || next.clock_origin_ms != self.clock_origin_ms
+        {
+            return bad("the new manifest changes replicas, time scale or clock origin".into());
+        }
+        if next.generation <= self.generation {
+            return bad(format!(
+                "the new manifest's generation {} is not greater than the current {}",
+                next.generation, self.generation
+            ));
+        }
+        for office in &self.offices {
+            match next.office(&office.code) {
+                None => return bad(format!("the new manifest removes office {}", office.code)),
+                Some(o) if o != office => {
+                    return bad(format!(
+                        "the new manifest moves or changes office {}",
+                        office.code
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for host in &self.hosts {
+            match next.host(&host.name) {
+                None => return bad(format!("the new manifest removes host {}", host.name)),
+                Some(h) if h != host => {
+                    return bad(format!("the new manifest changes host {}", host.name))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 impl HostConfig {
     /// Reads a host config (TOML). Paths are returned as written; see [`HostConfig::resolved`].
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
@@ -584,6 +652,7 @@ mod tests {
             metrics_addr: format!("127.0.0.1:{}", port + 2),
             http_addr: None,
             offices: offices.iter().map(|s| s.to_string()).collect(),
+            site: None,
         }
     }
 
@@ -614,6 +683,7 @@ mod tests {
             clock_origin_ms: 0,
             sms_gateway: None,
             hotline_callback: None,
+            generation: 0,
             secret_hex: "ab".repeat(32),
             offices: vec![
                 office("5306", "City", None, &["h5306-1"]),
@@ -766,5 +836,69 @@ mod tests {
         fs::write(&path, "host = 3").unwrap();
         let err = HostConfig::load(&path).unwrap_err();
         assert!(matches!(err, ManifestError::Parse { .. }), "{err}");
+    }
+
+    /// The sample with one more township (on a host of its own) at generation `generation`.
+    fn with_township(generation: u64) -> Manifest {
+        let mut m = sample();
+        m.generation = generation;
+        m.offices.push(office(
+            "530602002",
+            "Township",
+            Some("530602"),
+            &["h530602002-1"],
+        ));
+        m.hosts.push(host("h530602002-1", 7010, &["530602002"]));
+        m
+    }
+
+    #[test]
+    fn a_successor_manifest_only_adds_at_a_greater_generation() {
+        let old = sample();
+        let next = with_township(1);
+        old.check_successor(&next).unwrap();
+        // Not again, and not backwards.
+        let err = next.check_successor(&next).unwrap_err().to_string();
+        assert!(err.contains("not greater"), "{err}");
+        assert!(next.check_successor(&old).is_err());
+        assert!(old.check_successor(&with_township(0)).is_err());
+
+        let mut moved = with_township(2);
+        moved.offices[2].members[0].host = "h5306-1".into();
+        moved.hosts[0].offices.push("530602001".into());
+        moved.hosts[1].offices.retain(|c| c != "530602001");
+        let err = old.check_successor(&moved).unwrap_err().to_string();
+        assert!(err.contains("530602001"), "{err}");
+
+        let mut removed = with_township(2);
+        removed.offices.retain(|o| o.code != "530602001");
+        removed.hosts[1].offices.retain(|c| c != "530602001");
+        let err = old.check_successor(&removed).unwrap_err().to_string();
+        assert!(err.contains("removes office 530602001"), "{err}");
+
+        let mut readdressed = with_township(2);
+        readdressed.hosts[0].api_addr = "127.0.0.1:7099".into();
+        let err = old.check_successor(&readdressed).unwrap_err().to_string();
+        assert!(err.contains("changes host h5306-1"), "{err}");
+
+        let mut other_region = with_township(2);
+        other_region.region = "5307".into();
+        assert!(old.check_successor(&other_region).is_err());
+
+        let mut invalid = with_township(2);
+        invalid.offices[3].parent = Some("530699".into());
+        assert!(old.check_successor(&invalid).is_err());
+    }
+
+    #[test]
+    fn generation_and_site_are_optional_in_older_manifests() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        assert!(v.get("generation").is_none(), "generation 0 is not written");
+        assert!(v["hosts"][0].get("site").is_none());
+        v["generation"] = 4.into();
+        v["hosts"][0]["site"] = "city-dc".into();
+        let m: Manifest = serde_json::from_value(v).unwrap();
+        assert_eq!(m.generation, 4);
+        assert_eq!(m.hosts[0].site.as_deref(), Some("city-dc"));
     }
 }

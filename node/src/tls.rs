@@ -219,6 +219,32 @@ impl Pki {
         )
     }
 
+    /// A certificate for host `host` carrying `offices` that also names the IP `addresses` the
+    /// host listens on (a host of a federation spread over machines, `federation init
+    /// --inventory`), valid from now for `valid_days`.
+    pub fn issue_host_at(
+        &self,
+        host: &str,
+        offices: &[String],
+        valid_days: u32,
+        addresses: &[IpAddr],
+    ) -> Result<HostIdentity, TlsError> {
+        if valid_days == 0 || valid_days > HOST_VALIDITY_DAYS_MAX {
+            return Err(TlsError::BadValidity(format!(
+                "a host certificate is valid for 1 to {HOST_VALIDITY_DAYS_MAX} days, not {valid_days}"
+            )));
+        }
+        let (not_before, not_after) = validity_from_now(valid_days)?;
+        self.issue_naming(
+            host,
+            offices,
+            CertificateKind::Host,
+            not_before,
+            not_after,
+            addresses,
+        )
+    }
+
     /// A host certificate valid exactly from `not_before` to `not_after`: for tests and drills
     /// that need a certificate already expired or not yet valid.
     pub fn issue_host_with_validity(
@@ -254,6 +280,19 @@ impl Pki {
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
     ) -> Result<HostIdentity, TlsError> {
+        self.issue_naming(host, offices, kind, not_before, not_after, &[])
+    }
+
+    /// [`Pki::issue`], with IP SANs for `addresses` besides 127.0.0.1.
+    fn issue_naming(
+        &self,
+        host: &str,
+        offices: &[String],
+        kind: CertificateKind,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        addresses: &[IpAddr],
+    ) -> Result<HostIdentity, TlsError> {
         check_host_name(host)?;
         let offices = checked_offices(offices)?;
         let ca_key = parse_key(&self.ca_key_pem, CA_KEY_FILE)?;
@@ -282,6 +321,11 @@ impl Pki {
         ];
         if host != TLS_DOMAIN {
             sans.push(SanType::DnsName(ia5(host)?));
+        }
+        for address in addresses {
+            if *address != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+                sans.push(SanType::IpAddress(*address));
+            }
         }
         let (name_prefix, office_prefix) = match kind {
             CertificateKind::Host => (HOST_URI_PREFIX, OFFICE_URI_PREFIX),
@@ -592,7 +636,7 @@ pub fn peer_offices<T>(request: &Request<T>) -> Result<PeerIdentity, Status> {
 
 /// A host name is used as a DNS SAN and as a file name: DNS labels only, so neither a TLS
 /// library nor a path (`../`) can be surprised by it.
-fn check_host_name(host: &str) -> Result<(), TlsError> {
+pub fn check_host_name(host: &str) -> Result<(), TlsError> {
     let label_ok = |label: &str| {
         (1..=63).contains(&label.len())
             && label

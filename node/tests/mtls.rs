@@ -38,6 +38,7 @@ impl Admin for PeerEcho {
             certificate_serial: String::new(),
             certificate_not_after_ms: 0,
             revocation_list_number: 0,
+            manifest_generation: 0,
             host: peer.offices.join(","),
             pid: 0,
             replicas: vec![],

@@ -203,13 +203,45 @@ pub struct NodeArgs {
 pub enum FederationCommand {
     /// Build the manifest, host configs and ports for a region of the official division codes.
     Init(InitArgs),
+    /// Make one host's bundle again (a new key and certificate from the CA): the folder to copy
+    /// to its machine and run with `liandong-node --config BUNDLE/host.toml`.
+    Bundle(BundleArgs),
+    /// Add an office (on new hosts) to a running federation: issues the new hosts' bundles and
+    /// sends the new directory of offices to every running host.
+    AddOffice(AddOfficeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    /// The host, as the manifest names it.
+    #[arg(long)]
+    pub host: String,
+    /// Where to write the bundle (default: DIR/bundles/HOST).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AddOfficeArgs {
+    /// The new office's division code; its parent must be in the federation.
+    #[arg(long)]
+    pub office: String,
+    /// A new host carrying the office, once per replica (with its --address, in order).
+    #[arg(long, required = true)]
+    pub host: Vec<String>,
+    /// The IP address of each --host, in the same order.
+    #[arg(long, required = true)]
+    pub address: Vec<String>,
+    /// The site the new hosts run at (default: the office's code).
+    #[arg(long)]
+    pub site: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// A province (2 digits), city (4) or county (6) division code, e.g. 5306 (Zhaotong).
-    #[arg(long)]
-    pub region: String,
+    #[arg(long, required_unless_present = "inventory")]
+    pub region: Option<String>,
     /// Keep only the first N children of every office (a small federation for tests).
     #[arg(long)]
     pub max_children: Option<usize>,
@@ -233,6 +265,14 @@ pub struct InitArgs {
     /// platform: `file:PATH` or `webhook:http://HOST:PORT/PATH`. Without it, they wait unsent.
     #[arg(long, value_name = "file:PATH|webhook:URL")]
     pub hotline_callback: Option<String>,
+    /// Hosts, their sites, IP addresses and offices from an inventory (TOML, or JSON for a
+    /// `.json` file; docs/sites.md): the CA holder's folder plus one bundle per host in
+    /// `bundles/HOST/`, each to be copied to its machine.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<std::path::PathBuf>,
+    /// The folder to make (default: --dir).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

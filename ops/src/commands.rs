@@ -40,7 +40,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
     let layout = Layout::new(&cli.dir).with_token_file(cli.token_file.clone());
     let json = cli.json;
     match cli.command {
-        Command::Federation(FederationCommand::Init(args)) => init(&layout, &args),
+        Command::Federation(FederationCommand::Init(args)) => match &args.inventory {
+            Some(inventory) => crate::site_cmd::init(&layout, &args, inventory),
+            None => init(&layout, &args),
+        },
+        Command::Federation(FederationCommand::Bundle(args)) => {
+            crate::site_cmd::bundle(&layout, &args)
+        }
+        Command::Federation(FederationCommand::AddOffice(args)) => {
+            crate::site_cmd::add_office(&layout, &args).await
+        }
         Command::Up(args) => up(&layout, &args).await,
         Command::Down => down(&layout),
         Command::Status => status(&layout).await,
@@ -85,7 +94,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
         );
     }
     let options = InitOptions {
-        region: args.region.clone(),
+        region: args.region.clone().unwrap_or_default(),
         max_children: args.max_children,
         replicas: args.replicas,
         time_scale: args.time_scale,
@@ -163,7 +172,7 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
 
 /// A gateway flag (`--sms-gateway`, `--hotline-callback`) checked, a relative file path made
 /// absolute (the hosts run elsewhere).
-fn gateway(flag: &str, spec: &str) -> anyhow::Result<String> {
+pub fn gateway(flag: &str, spec: &str) -> anyhow::Result<String> {
     let spec = match spec.strip_prefix("file:") {
         Some(path) if !path.is_empty() && !std::path::Path::new(path).is_absolute() => {
             format!("file:{}", std::env::current_dir()?.join(path).display())

@@ -11,9 +11,17 @@ use crate::cli::Cli;
 pub const EXAMPLES: &[(&str, &str)] = &[
     (
         "federation init",
-        "liandong federation init --region 5306 --max-children 2 --replicas 3\nliandong federation init --region 5306 --max-children 2 --sms-gateway file:/var/lib/liandong/sms.jsonl\nliandong federation init --region 5306 --hotline-callback webhook:http://10.0.0.5:8080/liandong/result",
+        "liandong federation init --region 5306 --max-children 2 --replicas 3\nliandong federation init --region 5306 --max-children 2 --sms-gateway file:/var/lib/liandong/sms.jsonl\nliandong federation init --region 5306 --hotline-callback webhook:http://10.0.0.5:8080/liandong/result\nliandong federation init --inventory zhaotong.toml --out /srv/liandong-ca",
     ),
     ("up", "liandong up --timeout-seconds 120"),
+    (
+        "federation bundle",
+        "liandong federation bundle --host zhaoyang-2\nliandong federation bundle --host zhaoyang-2 --out /media/usb/zhaoyang-2",
+    ),
+    (
+        "federation add-office",
+        "liandong federation add-office --office 530602003 --site taiping --host taiping-1 --address 10.2.3.1 --host taiping-2 --address 10.2.3.2 --host taiping-3 --address 10.2.3.3",
+    ),
     ("down", "liandong down"),
     ("status", "liandong status\nliandong --json status"),
     (

@@ -17,6 +17,7 @@ pub mod rolling;
 pub mod sample;
 pub mod session;
 pub mod session_cmd;
+pub mod site_cmd;
 pub mod snapshot_cmd;
 pub mod topology;
 pub mod verify;

@@ -302,6 +302,7 @@ mod tests {
             metrics_addr: format!("127.0.0.1:{}", port + 2),
             http_addr: None,
             offices: offices.iter().map(|s| s.to_string()).collect(),
+            site: None,
         };
         let members = |hosts: &[&str]| {
             hosts
@@ -322,6 +323,7 @@ mod tests {
             secret_hex: "ab".repeat(32),
             sms_gateway: None,
             hotline_callback: None,
+            generation: 0,
             offices: vec![
                 OfficeEntry {
                     code: "5306".into(),

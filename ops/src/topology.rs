@@ -409,6 +409,7 @@ pub fn build_manifest(topology: &Topology, opts: &InitOptions) -> Result<Manifes
                     metrics_addr: String::new(),
                     http_addr: None,
                     offices: Vec::new(),
+                    site: None,
                 });
                 hosts.len() - 1
             });
@@ -462,6 +463,7 @@ pub fn build_manifest(topology: &Topology, opts: &InitOptions) -> Result<Manifes
         hotline_callback: None,
         offices,
         hosts,
+        generation: 0,
     };
     manifest.validate()?;
     Ok(manifest)

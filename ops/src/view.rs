@@ -260,6 +260,10 @@ pub fn status_json(
                 // of a manifest made before it existed, which serves none.
                 "http_url": host.http_addr.as_deref().map(liandong_node::public::url_of),
                 "api_addr": host.api_addr,
+                // Where it runs (a federation made from an inventory) and the generation of the
+                // manifest it runs with (null: it did not answer).
+                "site": host.site,
+                "manifest_generation": reply.as_ref().map(|r| r.manifest_generation),
                 "certificate": reply.as_ref().filter(|r| !r.certificate_serial.is_empty()).map(|r| {
                     let days = crate::cert_cmd::days_left(r.certificate_not_after_ms);
                     json!({
@@ -594,6 +598,9 @@ pub fn status_text(status: &Value) -> String {
                  public surface)"
             .to_string(),
     });
+    if let Some(line) = sites_line(status) {
+        lines.push(line);
+    }
     for host in status["hosts"].as_array().into_iter().flatten() {
         let certificate = &host["certificate"];
         if certificate["expires_soon"] == true {
@@ -607,6 +614,52 @@ pub fn status_text(status: &Value) -> String {
         }
     }
     lines.join("\n")
+}
+
+/// `sites: city 3/3 hosts up, zhaoyang 3/3 hosts up; manifest generation 1 on every host that
+/// answered` (or the hosts still on an older one), for a federation made from an inventory.
+fn sites_line(status: &Value) -> Option<String> {
+    let hosts = status["hosts"].as_array()?;
+    let mut sites: Vec<(String, usize, usize)> = Vec::new();
+    for host in hosts {
+        let site = host["site"].as_str()?.to_string();
+        let alive = usize::from(host["alive"] == true);
+        match sites.iter_mut().find(|(name, _, _)| *name == site) {
+            Some((_, up, all)) => {
+                *up += alive;
+                *all += 1;
+            }
+            None => sites.push((site, alive, 1)),
+        }
+    }
+    let generations: Vec<(String, u64)> = hosts
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h["name"].as_str()?.to_string(),
+                h["manifest_generation"].as_u64()?,
+            ))
+        })
+        .collect();
+    let newest = generations.iter().map(|(_, g)| *g).max().unwrap_or(0);
+    let behind: Vec<String> = generations
+        .iter()
+        .filter(|(_, g)| *g < newest)
+        .map(|(name, g)| format!("{name} ({g})"))
+        .collect();
+    let sites: Vec<String> = sites
+        .iter()
+        .map(|(name, up, all)| format!("{name} {up}/{all} hosts up"))
+        .collect();
+    let manifest = if behind.is_empty() {
+        format!("manifest generation {newest} on every host that answered")
+    } else {
+        format!(
+            "manifest generation {newest}; behind: {} (run `liandong federation add-office` again)",
+            behind.join(", ")
+        )
+    };
+    Some(format!("sites: {}; {manifest}", sites.join(", ")))
 }
 
 /// `sms: gateway …; N pending (oldest AGE), N sent, N failed attempts, N dropped`.

@@ -76,9 +76,10 @@ enum Rpc {
     Sessions,
     NoticePolicy,
     NoticeRead,
+    ApplyManifest,
 }
 
-const RPCS: [Rpc; 23] = [
+const RPCS: [Rpc; 24] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -102,6 +103,7 @@ const RPCS: [Rpc; 23] = [
     Rpc::Sessions,
     Rpc::NoticePolicy,
     Rpc::NoticeRead,
+    Rpc::ApplyManifest,
 ];
 
 impl Rpc {
@@ -133,6 +135,7 @@ impl Rpc {
             Rpc::Sessions => &["registrar", "handler", "leader", "supervisor", "auditor"],
             Rpc::NoticePolicy => &["admin"],
             Rpc::NoticeRead => &["handler", "leader", "supervisor", "auditor", "admin"],
+            Rpc::ApplyManifest => return None,
         })
     }
 }
@@ -150,6 +153,10 @@ enum Who {
 fn allowed(who: &Who, rpc: Rpc, scope: &str) -> bool {
     match who {
         Who::Nobody | Who::Host => false,
+        // A new manifest is the whole federation's: only an operator of the region's root office
+        // (the command line's certificate) may send one, never a county's (tests/sites.rs sends
+        // one with the command line's).
+        Who::Operator if rpc == Rpc::ApplyManifest => false,
         Who::Operator => rpc.roles().is_none() && matches!(scope, "own office" | "descendant"),
         Who::Officer(role) => {
             scope == "own office" && rpc.roles().is_some_and(|roles| roles.contains(role))
@@ -388,6 +395,18 @@ async fn call(
                     v1::SessionsRequest {
                         office: office.to_string(),
                         ..v1::SessionsRequest::default()
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        // Not a manifest at all: a caller past the check is told so, and nothing changes.
+        Rpc::ApplyManifest => code(
+            federation_proto::v1::sites_client::SitesClient::new(channel)
+                .apply_manifest(with_token(
+                    v1::ApplyManifestRequest {
+                        manifest: format!("{{\"office\": \"{office}\"}}").into_bytes(),
                     },
                     t,
                 ))

@@ -235,6 +235,8 @@ pub struct AdminService {
     pub tls: Arc<crate::live_tls::LiveTls>,
     /// What this host's SMS sender did.
     pub notify: Arc<crate::notify::NotifyStats>,
+    /// Where each office's hosts answer: the manifest generation the host runs with.
+    pub directory: Arc<crate::federation::directory::Directory>,
 }
 
 /// A dump as an operator gets it: every case's personal data (name, ID number, phone) left out,
@@ -387,6 +389,7 @@ impl Admin for AdminService {
             certificate_serial: self.tls.serial(),
             certificate_not_after_ms: self.tls.not_after_ms(),
             revocation_list_number: self.tls.revocation_list_number(),
+            manifest_generation: self.directory.generation(),
         }))
     }
 

@@ -198,6 +198,9 @@ pub enum Action<'a> {
     NoticePolicy,
     /// Notices.Policy showing the ages, Notices.Read: received notices, red cards.
     NoticeRead,
+    /// Sites.ApplyManifest: a new directory of offices for the whole federation (operators of
+    /// the region's root office).
+    Sites,
 }
 
 impl Action<'_> {
@@ -222,6 +225,7 @@ impl Action<'_> {
             Action::Sessions => "Cases.Sessions",
             Action::NoticePolicy => "Notices.Policy",
             Action::NoticeRead => "Notices.Read",
+            Action::Sites => "Sites.ApplyManifest",
         }
     }
 
@@ -270,6 +274,7 @@ impl Action<'_> {
             Action::Sessions => &[Registrar, Handler, Leader, Supervisor, Auditor],
             Action::NoticePolicy => &[Admin],
             Action::NoticeRead => &[Handler, Leader, Supervisor, Auditor, Admin],
+            Action::Sites => return None,
         })
     }
 }

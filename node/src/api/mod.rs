@@ -13,6 +13,7 @@ pub mod officers;
 pub mod propose;
 pub mod quiesce;
 pub mod raft;
+pub mod sites;
 
 use crate::raft::types::{RejectKind, Response};
 use federation_proto::v1::CaseReply;

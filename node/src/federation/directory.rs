@@ -1,21 +1,28 @@
 //! Where each office's hosts answer (from the manifest), and which of them led last time: the
 //! pump sends to the last known leader first.
+//!
+//! The directory follows the manifest while the host runs: `liandong federation add-office`
+//! sends every host the new manifest (the `Sites.ApplyManifest` RPC) and [`Directory::update`]
+//! takes its offices and hosts, so the pump reaches a new office, the federation service accepts
+//! its batches and queries ask it, without a restart.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use crate::manifest::Manifest;
 
-/// Where each office's hosts answer, and which of them led last time.
-pub struct Directory {
+/// The offices' hosts and the hosts' names, as one manifest gives them.
+#[derive(Default)]
+struct Places {
     hosts: HashMap<String, Vec<String>>,
     /// The host name behind each API address (link faults are named by host).
     host_names: HashMap<String, String>,
-    leaders: Mutex<HashMap<String, String>>,
+    /// The manifest's generation these places come from.
+    generation: u64,
 }
 
-impl Directory {
-    pub fn new(manifest: &Manifest) -> Directory {
+impl Places {
+    fn of(manifest: &Manifest) -> Places {
         let hosts = manifest
             .offices
             .iter()
@@ -37,27 +44,62 @@ impl Directory {
             .iter()
             .map(|host| (host.api_addr.clone(), host.name.clone()))
             .collect();
-        Directory {
+        Places {
             hosts,
             host_names,
+            generation: manifest.generation,
+        }
+    }
+}
+
+/// Where each office's hosts answer, and which of them led last time.
+pub struct Directory {
+    places: RwLock<Places>,
+    leaders: Mutex<HashMap<String, String>>,
+}
+
+impl Directory {
+    pub fn new(manifest: &Manifest) -> Directory {
+        Directory {
+            places: RwLock::new(Places::of(manifest)),
             leaders: Mutex::new(HashMap::new()),
         }
     }
 
+    fn places(&self) -> std::sync::RwLockReadGuard<'_, Places> {
+        self.places.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the offices and hosts of `manifest` (a successor of the one it was made from,
+    /// checked by the caller). The leaders remembered stay: no office moved.
+    pub fn update(&self, manifest: &Manifest) {
+        let places = Places::of(manifest);
+        *self.places.write().unwrap_or_else(|p| p.into_inner()) = places;
+    }
+
+    /// The generation of the manifest the directory follows.
+    pub fn generation(&self) -> u64 {
+        self.places().generation
+    }
+
     /// The name of the host answering at `addr` (a leader hint may name an address the
     /// manifest does not know: no host link fault applies to it).
-    pub fn host_name(&self, addr: &str) -> &str {
-        self.host_names.get(addr).map(String::as_str).unwrap_or("")
+    pub fn host_name(&self, addr: &str) -> String {
+        self.places()
+            .host_names
+            .get(addr)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether `office` is in this federation.
     pub fn knows(&self, office: &str) -> bool {
-        self.hosts.contains_key(office)
+        self.places().hosts.contains_key(office)
     }
 
     /// The office's hosts, the last known leader first.
     pub fn candidates(&self, office: &str) -> Vec<String> {
-        let mut addrs = self.hosts.get(office).cloned().unwrap_or_default();
+        let mut addrs = self.places().hosts.get(office).cloned().unwrap_or_default();
         let leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(leader) = leaders.get(office) {
             addrs.retain(|addr| addr != leader);
@@ -72,6 +114,7 @@ impl Directory {
         office: &liandong_domain::OfficeCode,
     ) -> Vec<liandong_domain::OfficeCode> {
         let mut children: Vec<liandong_domain::OfficeCode> = self
+            .places()
             .hosts
             .keys()
             .filter_map(|code| code.parse::<liandong_domain::OfficeCode>().ok())

@@ -327,8 +327,8 @@ impl Faults {
     }
 
     /// What to do with one request this host is about to send to host `to_host`.
-    pub fn link_action(&self, to_host: &str) -> LinkAction {
-        crate::raft::network::LinkFaults::link_action(self, to_host)
+    pub fn link_action(&self, to_host: impl AsRef<str>) -> LinkAction {
+        crate::raft::network::LinkFaults::link_action(self, to_host.as_ref())
     }
 
     /// Applies the faults in `spec` from now on.

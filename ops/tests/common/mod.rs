@@ -34,6 +34,17 @@ pub fn free_base_port(count: u16) -> u16 {
 }
 
 impl Fed {
+    /// A federation folder not made yet (`DIR` of a temporary folder): for `federation init`
+    /// with flags of the test's own (`--inventory`).
+    pub fn empty() -> Fed {
+        let temp = tempfile::Builder::new()
+            .prefix("liandong-test-")
+            .tempdir()
+            .unwrap();
+        let dir = temp.path().join("federation");
+        Fed { dir, _temp: temp }
+    }
+
     /// `liandong federation init` with these flags (plus a free base port), not started.
     pub fn init(flags: &[&str], hosts: u16) -> Fed {
         let temp = tempfile::Builder::new()
