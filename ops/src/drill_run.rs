@@ -90,6 +90,8 @@ struct Drill {
 const PHASE_LOAD: u8 = 0;
 const PHASE_HEAL: u8 = 1;
 const PHASE_CHECK: u8 = 2;
+/// `verify` runs and shows its own progress line.
+const PHASE_VERIFY: u8 = 3;
 
 /// One line on stderr, rewritten twice a second while the drill runs, when stderr is a
 /// terminal: the phase, the time, filings acknowledged and failed, the durability check's count.
@@ -111,7 +113,12 @@ fn show_progress(drill: Arc<Drill>, scenario: String, seconds: u64) -> Option<Sh
                 Err(_) => (0, 0, 0),
             };
             let elapsed = drill.start.elapsed().as_secs();
-            let line = match drill.phase.load(Ordering::Relaxed) {
+            let phase = drill.phase.load(Ordering::Relaxed);
+            if phase == PHASE_VERIFY {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let line = match phase {
                 PHASE_LOAD => format!(
                     "{scenario}: {}/{seconds} s, {ok} filings acknowledged, {failed} failed",
                     elapsed.min(seconds)
@@ -754,6 +761,7 @@ async fn report(
     }
     let mut failovers = faults.failover_ms.clone();
     failovers.sort_unstable();
+    drill.phase.store(PHASE_VERIFY, Ordering::Relaxed);
     let verify = crate::verify::verify(&drill.federation, &Default::default()).await?;
     let mut invariants: Vec<Value> = verify.json["invariants"]
         .as_array()
