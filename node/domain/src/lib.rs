@@ -39,6 +39,7 @@ pub mod proxy;
 pub mod rules;
 pub mod session;
 mod validate;
+pub mod figures;
 
 pub use calendar::{
     china_day, format_rfc3339, parse_rfc3339, Calendar, Date, DayKind, Millis, CALENDAR_HEADER,
