@@ -1209,9 +1209,8 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
     let span = match &args.trend {
         Some(word) => {
             let period = Period::parse(word).map_err(|e| anyhow!(e))?;
-            let day = |flag: &str, text: &String| {
-                parse_day(text).map_err(|e| anyhow!("{flag}: {e}"))
-            };
+            let day =
+                |flag: &str, text: &String| parse_day(text).map_err(|e| anyhow!("{flag}: {e}"));
             let to = match &args.to {
                 Some(text) => day("--to", text)?,
                 None => liandong_domain::Date::from_millis(federation_now(&federation)),
@@ -1268,7 +1267,12 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
     let rate = |name: &str| {
         let rate = &json["rates"][name];
         match rate["rate"].as_f64() {
-            Some(value) => format!("{name} {:.1}% ({}/{})", value * 100.0, rate["part"], rate["whole"]),
+            Some(value) => format!(
+                "{name} {:.1}% ({}/{})",
+                value * 100.0,
+                rate["part"],
+                rate["whole"]
+            ),
             None => format!("{name} -"),
         }
     };

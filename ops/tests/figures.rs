@@ -135,11 +135,7 @@ fn filters_stats_scorecard_and_trend_tell_the_same_story() {
         let all = query(&fed, &city, &[]);
         all.len() == 4
             && all.iter().all(|c| c["summary_version"] == 2)
-            && all
-                .iter()
-                .filter(|c| c["status"] == "replied")
-                .count()
-                == 3
+            && all.iter().filter(|c| c["status"] == "replied").count() == 3
     });
 
     // The summaries' facts.
@@ -173,15 +169,25 @@ fn filters_stats_scorecard_and_trend_tell_the_same_story() {
             "{channel}"
         );
     }
-    assert_eq!(ids(&query(&fed, &city, &["--skip-level"])), vec![skip.clone()]);
-    assert_eq!(ids(&query(&fed, &city, &["--warned"])), vec![waiting.clone()]);
+    assert_eq!(
+        ids(&query(&fed, &city, &["--skip-level"])),
+        vec![skip.clone()]
+    );
+    assert_eq!(
+        ids(&query(&fed, &city, &["--warned"])),
+        vec![waiting.clone()]
+    );
     assert_eq!(
         ids(&query(&fed, &city, &["--status", "warned"])),
         vec![waiting.clone()]
     );
     let due_day = day(&by_id[&waiting]["due_at"]);
     assert_eq!(
-        ids(&query(&fed, &city, &["--due-from", &due_day, "--due-to", &due_day])),
+        ids(&query(
+            &fed,
+            &city,
+            &["--due-from", &due_day, "--due-to", &due_day]
+        )),
         vec![waiting.clone()]
     );
     assert!(
@@ -193,7 +199,12 @@ fn filters_stats_scorecard_and_trend_tell_the_same_story() {
         ids(&query(
             &fed,
             &city,
-            &["--replied-from", &late_replied, "--replied-to", &late_replied]
+            &[
+                "--replied-from",
+                &late_replied,
+                "--replied-to",
+                &late_replied
+            ]
         )),
         vec![late.clone()]
     );
@@ -205,9 +216,15 @@ fn filters_stats_scorecard_and_trend_tell_the_same_story() {
     );
 
     // Sorted by registration, two a page: the cursor carries the sort and the next page follows.
-    let first = fed
-        .at(&city)
-        .json(&["query", "--as", &city, "--sort", "registered", "--limit", "2"]);
+    let first = fed.at(&city).json(&[
+        "query",
+        "--as",
+        &city,
+        "--sort",
+        "registered",
+        "--limit",
+        "2",
+    ]);
     let order: Vec<&str> = first["cases"]
         .as_array()
         .unwrap()
@@ -228,7 +245,11 @@ fn filters_stats_scorecard_and_trend_tell_the_same_story() {
         .collect();
     assert_eq!(order, [skip.as_str(), waiting.as_str()]);
     let by_due = query(&fed, &city, &["--sort", "due"]);
-    assert_eq!(by_due[0]["case_id"], waiting.as_str(), "the one running limit first");
+    assert_eq!(
+        by_due[0]["case_id"],
+        waiting.as_str(),
+        "the one running limit first"
+    );
 
     // The figures: totals are the sums of the offices' rows and match what query lists.
     let stats = fed.at(&city).json(&["stats", "--as", &city]);
@@ -236,7 +257,11 @@ fn filters_stats_scorecard_and_trend_tell_the_same_story() {
     let rows = stats["offices"].as_array().unwrap();
     let sum = |figure: &str| -> u64 { rows.iter().map(|r| r[figure].as_u64().unwrap()).sum() };
     for figure in ["total", "overdue", "warned", "skip_level", "backlog"] {
-        assert_eq!(stats[figure].as_u64().unwrap(), sum(figure), "{figure}: {stats}");
+        assert_eq!(
+            stats[figure].as_u64().unwrap(),
+            sum(figure),
+            "{figure}: {stats}"
+        );
     }
     for row in rows {
         let code = row["code"].as_str().unwrap();
@@ -325,7 +350,10 @@ fn filters_stats_scorecard_and_trend_tell_the_same_story() {
         for measure in ["registered", "replied", "overdue"] {
             let count = bucket[measure].as_u64().unwrap();
             if count > 0 {
-                seen.insert((bucket["bucket"].as_str().unwrap().to_string(), measure), count);
+                seen.insert(
+                    (bucket["bucket"].as_str().unwrap().to_string(), measure),
+                    count,
+                );
             }
         }
     }
@@ -359,28 +387,62 @@ fn filters_stats_scorecard_and_trend_tell_the_same_story() {
     // Bad input: one clear line each, and the figures unchanged.
     let city_officer = fed.at(&city);
     for (args, says) in [
-        (vec!["query", "--as", &city, "--channel", "pigeon"], "unknown channel"),
-        (vec!["query", "--as", &city, "--due-from", "2026-13-01"], "--due-from"),
-        (vec!["query", "--as", &city, "--sort", "size"], "unknown sort"),
+        (
+            vec!["query", "--as", &city, "--channel", "pigeon"],
+            "unknown channel",
+        ),
+        (
+            vec!["query", "--as", &city, "--due-from", "2026-13-01"],
+            "--due-from",
+        ),
+        (
+            vec!["query", "--as", &city, "--sort", "size"],
+            "unknown sort",
+        ),
         (
             vec!["query", "--as", &city, "--sort", "due", "--cursor", &cursor],
             "registered sort",
         ),
         (
-            vec!["query", "--as", &city, "--sort", "registered", "--cursor", &late],
+            vec![
+                "query",
+                "--as",
+                &city,
+                "--sort",
+                "registered",
+                "--cursor",
+                &late,
+            ],
             "case id cursor",
         ),
-        (vec!["stats", "--as", &city, "--trend", "year"], "unknown trend period"),
+        (
+            vec!["stats", "--as", &city, "--trend", "year"],
+            "unknown trend period",
+        ),
         (
             vec![
-                "stats", "--as", &city, "--trend", "day", "--from", "2026-01-02", "--to",
+                "stats",
+                "--as",
+                &city,
+                "--trend",
+                "day",
+                "--from",
+                "2026-01-02",
+                "--to",
                 "2026-01-01",
             ],
             "empty",
         ),
         (
             vec![
-                "stats", "--as", &city, "--trend", "day", "--from", "2020-01-01", "--to",
+                "stats",
+                "--as",
+                &city,
+                "--trend",
+                "day",
+                "--from",
+                "2020-01-01",
+                "--to",
                 "2026-01-01",
             ],
             "more than 400",

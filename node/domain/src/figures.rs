@@ -399,7 +399,10 @@ mod tests {
         };
         assert!(skip("5306", Some("530602001")));
         assert!(skip("53", Some("530602")));
-        assert!(!skip("5306", Some("530602")), "one level up is not skip-level");
+        assert!(
+            !skip("5306", Some("530602")),
+            "one level up is not skip-level"
+        );
         assert!(!skip("530602", Some("530602001")));
         assert!(!skip("530602", Some("530602")));
         assert!(!skip("5306", Some("530703001")), "outside the subtree");
@@ -507,7 +510,13 @@ mod tests {
         let names: Vec<&str> = weeks.iter().map(|b| b.0.as_str()).collect();
         assert_eq!(
             names,
-            ["2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26"]
+            [
+                "2025-12-29",
+                "2026-01-05",
+                "2026-01-12",
+                "2026-01-19",
+                "2026-01-26"
+            ]
         );
         assert_eq!(weeks[0].1["registered"], 2);
         assert_eq!(weeks[1].1["registered"], 3);

@@ -28,6 +28,7 @@ pub mod department;
 mod engine;
 mod error;
 mod event;
+pub mod figures;
 pub mod group;
 mod ids;
 pub mod message;
@@ -39,7 +40,6 @@ pub mod proxy;
 pub mod rules;
 pub mod session;
 mod validate;
-pub mod figures;
 
 pub use calendar::{
     china_day, format_rfc3339, parse_rfc3339, Calendar, Date, DayKind, Millis, CALENDAR_HEADER,

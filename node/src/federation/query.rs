@@ -188,12 +188,7 @@ impl Sort {
 
     /// The key a cursor names, or why it is not a cursor of this sort.
     pub fn parse_cursor(self, cursor: &str) -> Result<SortKey, String> {
-        let bad = |why: &str| {
-            format!(
-                "bad cursor {:?}: {why}",
-                liandong_domain::echo(cursor)
-            )
-        };
+        let bad = |why: &str| format!("bad cursor {:?}: {why}", liandong_domain::echo(cursor));
         let case_id = |text: &str| {
             text.parse::<liandong_domain::CaseId>()
                 .map(|_| text.to_string())
@@ -319,8 +314,8 @@ impl Filter {
     }
 
     pub fn wants(&self, summary: &SummaryV2) -> bool {
-        self.wants_facts(summary) &&
-        summary.is_owner_copy()
+        self.wants_facts(summary)
+            && summary.is_owner_copy()
             && self
                 .case_id
                 .as_ref()
@@ -447,9 +442,7 @@ pub fn merge(parts: Vec<Part>, limit: usize, sort: Sort) -> Part {
 
 /// Every case summary `machine`'s office knows, by case id: the index, then this office's own
 /// cases (its own copy is the truth when both know a case, one transferred up from below, say).
-pub fn local_summaries(
-    machine: &StateMachineStore,
-) -> Result<BTreeMap<String, SummaryV2>, String> {
+pub fn local_summaries(machine: &StateMachineStore) -> Result<BTreeMap<String, SummaryV2>, String> {
     let read = |prefix: &[u8]| {
         machine
             .scan_prefix(prefix, usize::MAX)

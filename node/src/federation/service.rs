@@ -458,11 +458,12 @@ impl Federation for FederationService {
         let rows =
             crate::machine::stats::rows(machine).map_err(|e| Status::internal(e.to_string()))?;
         // The per-day counters only when the trend is asked, and only of its days.
-        let wanted = |figure: &str| match (&days, liandong_domain::figures::parse_day_figure(figure)) {
-            (_, None) => !crate::machine::stats::is_day_figure(figure),
-            (Some((from, to)), Some((day, _))) => *from <= day && day <= *to,
-            (None, Some(_)) => false,
-        };
+        let wanted =
+            |figure: &str| match (&days, liandong_domain::figures::parse_day_figure(figure)) {
+                (_, None) => !crate::machine::stats::is_day_figure(figure),
+                (Some((from, to)), Some((day, _))) => *from <= day && day <= *to,
+                (None, Some(_)) => false,
+            };
         Ok(Response::new(StatsReply {
             offices: rows
                 .into_iter()
