@@ -47,7 +47,7 @@ pub enum Command {
     /// The supervision orders an office has issued, with answers and overdue flags.
     Orders(OrdersArgs),
     /// Cases in a supervising office's subtree, from its index.
-    Query(QueryArgs),
+    Query(Box<QueryArgs>),
     /// Figures for a supervising office's subtree: totals, by status, level and category,
     /// overdue, backlog, satisfaction, per office.
     Stats(StatsArgs),
