@@ -1059,7 +1059,7 @@ fn check_query_args(args: &QueryArgs) -> anyhow::Result<()> {
     let sort = Sort::parse(args.sort.as_deref()).map_err(|e| anyhow!(e))?;
     if let Some(cursor) = &args.cursor {
         sort.parse_cursor(cursor)
-            .map_err(|e| anyhow!("--cursor: {e}"))?;
+            .map_err(|e| anyhow!(e.replacen("bad cursor", "bad --cursor", 1)))?;
     }
     if let Some(status) = &args.status {
         let known = liandong_domain::Status::WORDS.contains(&status.as_str())
