@@ -1,6 +1,6 @@
 //! Conversions between federation envelopes and their protobuf form, with round-trip tests.
 
-use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
+use liandong_domain::message::{Body, CaseDocument, Envelope, Facts, Summary, SummaryV2};
 use liandong_domain::{codec, ClockKind, DomainError, ReviewLevel};
 
 use crate::v1::{self, envelope::Body as Proto};
@@ -58,7 +58,54 @@ impl From<&Summary> for v1::IndexUpdate {
             repeat_of: None,
             satisfaction: summary.satisfaction.clone(),
             stale: false,
+            skip_level: summary.is_skip_level(),
+            ..v1::IndexUpdate::default()
         }
+    }
+}
+
+impl From<&SummaryV2> for v1::IndexUpdate {
+    fn from(summary: &SummaryV2) -> v1::IndexUpdate {
+        let facts = &summary.facts;
+        v1::IndexUpdate {
+            summary_version: 2,
+            channel: facts.channel.clone(),
+            due_ms: facts.due_at,
+            accepted_ms: facts.accepted_at,
+            replied_ms: facts.replied_at,
+            accepted_in_time: facts.accepted_in_time,
+            replied_on_time: facts.replied_on_time,
+            warned: u32::from(facts.warned),
+            overdue_ms: facts.overdue_at,
+            opinion: facts.opinion.clone(),
+            skip_level: summary.is_skip_level(),
+            ..v1::IndexUpdate::from(&summary.summary)
+        }
+    }
+}
+
+impl TryFrom<v1::IndexUpdate> for SummaryV2 {
+    type Error = DomainError;
+
+    fn try_from(proto: v1::IndexUpdate) -> Result<SummaryV2, DomainError> {
+        let facts = Facts {
+            channel: proto.channel.clone(),
+            due_at: proto.due_ms,
+            accepted_at: proto.accepted_ms,
+            replied_at: proto.replied_ms,
+            accepted_in_time: proto.accepted_in_time,
+            replied_on_time: proto.replied_on_time,
+            warned: u8::try_from(proto.warned).map_err(|_| DomainError::FieldInvalid {
+                field: "warned",
+                reason: "a percentage of a limit, at most 100",
+            })?,
+            overdue_at: proto.overdue_ms,
+            opinion: proto.opinion.clone(),
+        };
+        Ok(SummaryV2 {
+            summary: proto.try_into()?,
+            facts,
+        })
     }
 }
 
@@ -117,6 +164,7 @@ impl From<&Envelope> for v1::Envelope {
                 officer: officer.clone(),
             }),
             Body::IndexUpdate { summary } => Proto::IndexUpdate(summary.into()),
+            Body::IndexUpdateV2 { summary } => Proto::IndexUpdate(summary.into()),
             Body::ReviewOpened {
                 case_id,
                 review_id,
@@ -218,6 +266,11 @@ impl TryFrom<v1::Envelope> for Envelope {
                 order_id: answer.order_id,
                 text: answer.text,
                 officer: answer.officer,
+            },
+            // A summary of version 2 carries its version; one without was made by an earlier
+            // build and is received as it was sent.
+            Proto::IndexUpdate(update) if update.summary_version >= 2 => Body::IndexUpdateV2 {
+                summary: update.try_into()?,
             },
             Proto::IndexUpdate(update) => Body::IndexUpdate {
                 summary: update.try_into()?,
@@ -332,6 +385,9 @@ mod tests {
             },
             Body::IndexUpdate {
                 summary: Summary::of(&case),
+            },
+            Body::IndexUpdateV2 {
+                summary: SummaryV2::of(&case),
             },
             Body::ReviewOpened {
                 case_id: case.id.clone(),

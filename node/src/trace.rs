@@ -36,6 +36,7 @@ pub fn of_envelope(envelope: &Envelope) -> (String, &'static str) {
         Body::SupervisionOrder { case_id, .. } => (case_id.to_string(), "supervision_order"),
         Body::SupervisionAnswer { case_id, .. } => (case_id.to_string(), "supervision_answer"),
         Body::IndexUpdate { summary } => (summary.case_id.to_string(), "index_update"),
+        Body::IndexUpdateV2 { summary } => (summary.case_id.to_string(), "index_update"),
         Body::ReviewOpened { case_id, .. }
         | Body::ReviewDecision { case_id, .. }
         | Body::SupervisionRelay { case_id, .. }

@@ -47,7 +47,7 @@ pub enum Command {
     /// The supervision orders an office has issued, with answers and overdue flags.
     Orders(OrdersArgs),
     /// Cases in a supervising office's subtree, from its index.
-    Query(QueryArgs),
+    Query(Box<QueryArgs>),
     /// Figures for a supervising office's subtree: totals, by status, level and category,
     /// overdue, backlog, satisfaction, per office.
     Stats(StatsArgs),
@@ -401,6 +401,19 @@ pub struct StatsArgs {
     /// The supervising office (default, and the only one allowed: the signed-in officer's).
     #[arg(long = "as")]
     pub as_office: Option<String>,
+    /// Rank the offices of the subtree by the scorecard (考核) formula, each term shown.
+    #[arg(long, conflicts_with = "trend")]
+    pub scorecard: bool,
+    /// Counts per day, week or month (registered, replied, became overdue).
+    #[arg(long, value_name = "day|week|month")]
+    pub trend: Option<String>,
+    /// The trend's first day (YYYY-MM-DD, China time; default: 29 days, 11 weeks or 11 months
+    /// before --to).
+    #[arg(long, requires = "trend")]
+    pub from: Option<String>,
+    /// The trend's last day (YYYY-MM-DD, China time; default: today).
+    #[arg(long, requires = "trend")]
+    pub to: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -452,6 +465,34 @@ pub struct QueryArgs {
     /// progress (the same as `intake-point cases POINT`).
     #[arg(long)]
     pub intake_point: Option<String>,
+    /// Cases that came in by this channel: visit, letter, phone, online, video.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Cases whose running limit falls on or after this day (YYYY-MM-DD, China time).
+    #[arg(long)]
+    pub due_from: Option<String>,
+    /// Cases whose running limit falls on or before this day (YYYY-MM-DD, China time).
+    #[arg(long)]
+    pub due_to: Option<String>,
+    /// Cases whose running limit falls within the next N days (from now).
+    #[arg(long, value_name = "N", conflicts_with_all = ["due_from", "due_to"])]
+    pub due_within: Option<u32>,
+    /// Cases replied on or after this day (YYYY-MM-DD, China time).
+    #[arg(long)]
+    pub replied_from: Option<String>,
+    /// Cases replied on or before this day (YYYY-MM-DD, China time).
+    #[arg(long)]
+    pub replied_to: Option<String>,
+    /// Cases whose running limit reached a warning (50 % or more, overdue included).
+    #[arg(long)]
+    pub warned: bool,
+    /// Skip-level (越级) cases: filed two or more levels above the office of the place.
+    #[arg(long)]
+    pub skip_level: bool,
+    /// The answer's order: registered, due or changed (default: case id). A cursor is good only
+    /// for the sort that gave it.
+    #[arg(long)]
+    pub sort: Option<String>,
 }
 
 #[derive(Args, Debug)]

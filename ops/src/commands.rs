@@ -1058,9 +1058,30 @@ fn day_start_ms(flag: &str, text: &str, after: bool) -> anyhow::Result<i64> {
     Ok(date.start_millis())
 }
 
+/// The federation's time now (its clock may run faster than the wall's).
+fn federation_now(federation: &Federation) -> i64 {
+    let manifest = &federation.manifest;
+    liandong_node::clock::Clock::new(manifest.clock_origin_ms, manifest.time_scale, 0).now()
+}
+
+/// A day flag's start (`after`: the next day's start), when given.
+fn day_flag(flag: &str, text: Option<&String>, after: bool) -> anyhow::Result<Option<i64>> {
+    text.map(|day| day_start_ms(flag, day, after)).transpose()
+}
+
 /// The checks the CLI makes before it asks (the office checks them again).
 fn check_query_args(args: &QueryArgs) -> anyhow::Result<()> {
-    use liandong_node::federation::query::{parse_level, GRADES, QUERY_LIMIT_MAX, STATUS_GROUPS};
+    use liandong_node::federation::query::{
+        check_channel, parse_level, Sort, GRADES, QUERY_LIMIT_MAX, STATUS_GROUPS,
+    };
+    if let Some(channel) = &args.channel {
+        check_channel(channel).map_err(|e| anyhow!(e))?;
+    }
+    let sort = Sort::parse(args.sort.as_deref()).map_err(|e| anyhow!(e))?;
+    if let Some(cursor) = &args.cursor {
+        sort.parse_cursor(cursor)
+            .map_err(|e| anyhow!(e.replacen("bad cursor", "bad --cursor", 1)))?;
+    }
     if let Some(status) = &args.status {
         let known = liandong_domain::Status::WORDS.contains(&status.as_str())
             || STATUS_GROUPS.contains(&status.as_str());
@@ -1085,11 +1106,6 @@ fn check_query_args(args: &QueryArgs) -> anyhow::Result<()> {
             "--limit {} is over the maximum {QUERY_LIMIT_MAX}: page with --cursor",
             args.limit
         );
-    }
-    if let Some(cursor) = &args.cursor {
-        cursor
-            .parse::<liandong_domain::CaseId>()
-            .map_err(|e| anyhow!("bad --cursor {cursor:?}: not a case id ({e})"))?;
     }
     Ok(())
 }
@@ -1122,6 +1138,21 @@ async fn query_reply(
         Some(day) => Some(day_start_ms("--registered-to", day, true)?),
         None => None,
     };
+    let (due_from_ms, due_to_ms) = match args.due_within {
+        Some(days) => {
+            let now = federation_now(federation);
+            (
+                Some(now),
+                Some(now.saturating_add(i64::from(days) * liandong_domain::DAY_MS)),
+            )
+        }
+        None => (
+            day_flag("--due-from", args.due_from.as_ref(), false)?,
+            day_flag("--due-to", args.due_to.as_ref(), true)?,
+        ),
+    };
+    let replied_from_ms = day_flag("--replied-from", args.replied_from.as_ref(), false)?;
+    let replied_to_ms = day_flag("--replied-to", args.replied_to.as_ref(), true)?;
     query_index(federation, as_office, |request| {
         request.office = args.office.clone();
         request.status = args.status.clone();
@@ -1136,6 +1167,14 @@ async fn query_reply(
         request.registered_from_ms = registered_from_ms;
         request.registered_to_ms = registered_to_ms;
         request.petitioner_key = args.petitioner_key.clone();
+        request.channel = args.channel.clone();
+        request.due_from_ms = due_from_ms;
+        request.due_to_ms = due_to_ms;
+        request.replied_from_ms = replied_from_ms;
+        request.replied_to_ms = replied_to_ms;
+        request.warned_only = args.warned;
+        request.skip_level_only = args.skip_level;
+        request.sort = args.sort.clone();
     })
     .await
 }
@@ -1185,10 +1224,40 @@ async fn query(layout: &Layout, args: &QueryArgs) -> anyhow::Result<Report> {
 }
 
 async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
+    use liandong_domain::figures::{day_name, parse_day, trend, Period};
     let federation = Federation::open(layout.clone())?;
     let as_office = acting_office(&federation, args.as_office.as_deref())?;
+    let span = match &args.trend {
+        Some(word) => {
+            let period = Period::parse(word).map_err(|e| anyhow!(e))?;
+            let day =
+                |flag: &str, text: &String| parse_day(text).map_err(|e| anyhow!("{flag}: {e}"));
+            let to = match &args.to {
+                Some(text) => day("--to", text)?,
+                None => liandong_domain::Date::from_millis(federation_now(&federation)),
+            };
+            let from = match &args.from {
+                Some(text) => day("--from", text)?,
+                None => {
+                    let back = match period {
+                        Period::Day => 29,
+                        Period::Week => 7 * 11,
+                        Period::Month => 31 * 11,
+                    };
+                    liandong_domain::Date::from_days(to.days() - back)
+                }
+            };
+            // Checked before asking: the span and the number of buckets.
+            trend(&[], period, from, to).map_err(|e| anyhow!(e))?;
+            Some((period, from, to))
+        }
+        None => None,
+    };
     let request = v1::StatsRequest {
         as_office: as_office.clone(),
+        trend: span.is_some(),
+        from_day: span.map(|(_, from, _)| day_name(from)),
+        to_day: span.map(|(_, _, to)| day_name(to)),
     };
     let reply = federation
         .office_channel_call(&as_office, |channel| {
@@ -1201,6 +1270,12 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
         })
         .await
         .map_err(|s| status_error(&s))?;
+    if let Some((period, from, to)) = span {
+        return view::trend_report(&as_office, &reply, period, from, to);
+    }
+    if args.scorecard {
+        return Ok(view::scorecard_report(&as_office, &reply));
+    }
     let json = view::stats_json(&as_office, &reply);
     let text = format!(
         "{} cases under {as_office}: {} overdue, {} in backlog, {} breached on record; by status {}",
@@ -1209,6 +1284,36 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
         json["backlog"],
         json["breached"],
         serde_json::to_string(&json["by_status"]).unwrap_or_default()
+    );
+    let rate = |name: &str| {
+        let rate = &json["rates"][name];
+        match rate["rate"].as_f64() {
+            Some(value) => format!(
+                "{name} {:.1}% ({}/{})",
+                value * 100.0,
+                rate["part"],
+                rate["whole"]
+            ),
+            None => format!("{name} -"),
+        }
+    };
+    let rates: Vec<String> = [
+        "acceptance_in_time",
+        "reply_on_time",
+        "satisfaction",
+        "skip_level",
+        "review",
+        "re_review",
+    ]
+    .iter()
+    .map(|name| rate(name))
+    .collect();
+    let text = format!(
+        "{text}\n{} warned, {} skip-level; by channel {}\nrates: {}",
+        json["warned"],
+        json["skip_level"],
+        serde_json::to_string(&json["by_channel"]).unwrap_or_default(),
+        rates.join(", ")
     );
     Ok(Report::new(json, text))
 }

@@ -1,6 +1,8 @@
 //! How the command line shows things: the JSON documents of docs/commands.md and their
 //! readable text.
 
+use std::collections::BTreeMap;
+
 use federation_proto::v1::{ReplicaStatus, StatusReply};
 use liandong_domain::{format_rfc3339, Case, CaseKind, Millis};
 use liandong_node::health::FLAPPING_LEADER_CHANGES;
@@ -969,6 +971,11 @@ pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> 
                         "kind" => "by_kind",
                         "grade" => "by_grade",
                         "satisfaction" => "satisfaction",
+                        "channel" => "by_channel",
+                        "resolution" => "resolution",
+                        "accepted" => "accepted",
+                        "replied" => "replied",
+                        "answered" => "answered",
                         _ => continue,
                     };
                     *by.entry(table)
@@ -980,9 +987,10 @@ pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> 
             }
         }
         let mut office = json!({"code": row.office});
-        for figure in ["total", "overdue", "backlog", "breached"] {
+        for figure in ROW_FIGURES {
             office[figure] = json!(count(figure));
         }
+        office["rates"] = rates_json(&row_counts(row));
         offices.push(office);
     }
     let as_of: BTreeMap<&String, String> = reply
@@ -996,6 +1004,8 @@ pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> 
         "overdue": totals.get("overdue").copied().unwrap_or(0),
         "backlog": totals.get("backlog").copied().unwrap_or(0),
         "breached": totals.get("breached").copied().unwrap_or(0),
+        "warned": totals.get("warned").copied().unwrap_or(0),
+        "skip_level": totals.get("skip_level").copied().unwrap_or(0),
         "offices": offices,
         "as_of": as_of,
     });
@@ -1006,10 +1016,180 @@ pub fn stats_json(as_office: &str, reply: &federation_proto::v1::StatsReply) -> 
         "by_kind",
         "by_grade",
         "satisfaction",
+        "by_channel",
+        "resolution",
+        "accepted",
+        "replied",
+        "answered",
     ] {
         json[table] = json!(by.get(table).cloned().unwrap_or_default());
     }
+    json["rates"] = rates_json(&subtree_counts(reply));
     json
+}
+
+/// The figures each office's row shows besides its rates.
+const ROW_FIGURES: [&str; 6] = [
+    "total",
+    "overdue",
+    "backlog",
+    "breached",
+    "warned",
+    "skip_level",
+];
+
+/// One office's counters as a map.
+fn row_counts(row: &federation_proto::v1::OfficeFigures) -> BTreeMap<String, u64> {
+    row.counts
+        .iter()
+        .map(|(figure, count)| (figure.clone(), *count))
+        .collect()
+}
+
+/// The sum of every office's counters: the subtree's row.
+fn subtree_counts(reply: &federation_proto::v1::StatsReply) -> BTreeMap<String, u64> {
+    let mut sum: BTreeMap<String, u64> = BTreeMap::new();
+    for row in &reply.offices {
+        for (figure, count) in &row.counts {
+            *sum.entry(figure.clone()).or_default() += count;
+        }
+    }
+    sum
+}
+
+/// A rate as JSON: its parts and its value (null when there is nothing to divide by).
+fn rate_json(rate: liandong_domain::figures::Rate) -> Value {
+    json!({"part": rate.part, "whole": rate.whole, "rate": rate.value()})
+}
+
+/// Every rate of a row of counters, with its formula's parts.
+pub fn rates_json(counts: &BTreeMap<String, u64>) -> Value {
+    let rates = liandong_domain::figures::Rates::of(counts);
+    json!({
+        "acceptance_in_time": rate_json(rates.acceptance_in_time),
+        "reply_on_time": rate_json(rates.reply_on_time),
+        "skip_level": rate_json(rates.skip_level),
+        "review": rate_json(rates.review),
+        "re_review": rate_json(rates.re_review),
+        "satisfaction": rate_json(rates.satisfaction),
+        "overdue": rate_json(rates.overdue),
+    })
+}
+
+/// `stats --scorecard`: the subtree's offices ranked by the scorecard formula, best first (an
+/// office with no term to score last), each term with its weight and value.
+pub fn scorecard_report(
+    as_office: &str,
+    reply: &federation_proto::v1::StatsReply,
+) -> crate::commands::Report {
+    use liandong_domain::figures::{score, Rates, SCORE_FORMULA, SCORE_WEIGHTS};
+    let mut scored: Vec<(String, liandong_domain::figures::Score)> = reply
+        .offices
+        .iter()
+        .filter(|row| row.counts.get("total").copied().unwrap_or(0) > 0)
+        .map(|row| (row.office.clone(), score(&Rates::of(&row_counts(row)))))
+        .collect();
+    scored.sort_by(|a, b| {
+        let key = |s: &Option<f64>| s.unwrap_or(f64::NEG_INFINITY);
+        key(&b.1.score)
+            .total_cmp(&key(&a.1.score))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    let mut lines = vec![format!("scorecard of {as_office}: {SCORE_FORMULA}")];
+    let mut offices = Vec::new();
+    for (rank, (office, card)) in (1..).zip(&scored) {
+        let terms: serde_json::Map<String, Value> = card
+            .terms
+            .iter()
+            .map(|(name, weight, value)| {
+                (name.to_string(), json!({"weight": weight, "value": value}))
+            })
+            .collect();
+        let shown: Vec<String> = card
+            .terms
+            .iter()
+            .map(|(name, weight, value)| match value {
+                Some(value) => format!("{name} {value:.3}×{weight}"),
+                None => format!("{name} -"),
+            })
+            .collect();
+        lines.push(format!(
+            "{rank}. {office}: {} ({})",
+            card.score
+                .map_or_else(|| "no score".to_string(), |s| format!("{s:.1}")),
+            shown.join(", ")
+        ));
+        offices.push(json!({
+            "rank": rank,
+            "office": office,
+            "score": card.score,
+            "terms": terms,
+        }));
+    }
+    let weights: serde_json::Map<String, Value> = SCORE_WEIGHTS
+        .iter()
+        .map(|(name, weight)| (name.to_string(), json!(weight)))
+        .collect();
+    let json = json!({
+        "as": as_office,
+        "formula": SCORE_FORMULA,
+        "weights": weights,
+        "offices": offices,
+    });
+    crate::commands::Report::new(json, lines.join("\n"))
+}
+
+/// `stats --trend`: the subtree's per-day counters summed into buckets of the period.
+pub fn trend_report(
+    as_office: &str,
+    reply: &federation_proto::v1::StatsReply,
+    period: liandong_domain::figures::Period,
+    from: liandong_domain::Date,
+    to: liandong_domain::Date,
+) -> anyhow::Result<crate::commands::Report> {
+    use liandong_domain::figures::{day_name, parse_day_figure, trend, TREND_MEASURES};
+    let mut by_day = Vec::new();
+    for row in &reply.offices {
+        for (figure, count) in &row.counts {
+            if let Some((day, measure)) = parse_day_figure(figure) {
+                by_day.push((day, measure.to_string(), *count));
+            }
+        }
+    }
+    let buckets = trend(&by_day, period, from, to).map_err(|e| anyhow::anyhow!(e))?;
+    let mut lines = vec![format!(
+        "trend of {as_office} from {} to {}: bucket {}",
+        day_name(from),
+        day_name(to),
+        TREND_MEASURES.join(" ")
+    )];
+    let rows: Vec<Value> = buckets
+        .iter()
+        .map(|(name, counts)| {
+            let count = |m: &str| counts.get(m).copied().unwrap_or(0);
+            lines.push(format!(
+                "{name} {}",
+                TREND_MEASURES
+                    .iter()
+                    .map(|m| count(m).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+            let mut row = json!({"bucket": name});
+            for measure in TREND_MEASURES {
+                row[measure] = json!(count(measure));
+            }
+            row
+        })
+        .collect();
+    let json = json!({
+        "as": as_office,
+        "period": format!("{period:?}").to_lowercase(),
+        "from": day_name(from),
+        "to": day_name(to),
+        "buckets": rows,
+    });
+    Ok(crate::commands::Report::new(json, lines.join("\n")))
 }
 
 /// A case summary from an office's index, as `query` prints it.
@@ -1029,6 +1209,17 @@ pub fn summary_json(summary: &federation_proto::v1::IndexUpdate) -> Value {
         "registered_at": format_rfc3339(summary.registered_ms),
         "changed_at": format_rfc3339(summary.changed_ms),
         "stale": summary.stale,
+        "summary_version": summary.summary_version.max(1),
+        "channel": summary.channel,
+        "due_at": summary.due_ms.map(format_rfc3339),
+        "accepted_at": summary.accepted_ms.map(format_rfc3339),
+        "replied_at": summary.replied_ms.map(format_rfc3339),
+        "accepted_in_time": summary.accepted_in_time,
+        "replied_on_time": summary.replied_on_time,
+        "warned": summary.warned,
+        "overdue_at": summary.overdue_ms.map(format_rfc3339),
+        "opinion": summary.opinion,
+        "skip_level": summary.skip_level,
     })
 }
 

@@ -28,6 +28,7 @@ pub mod department;
 mod engine;
 mod error;
 mod event;
+pub mod figures;
 pub mod group;
 mod ids;
 pub mod message;

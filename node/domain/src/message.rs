@@ -189,6 +189,9 @@ tagged_enum! {
         /// A red card (红牌) the sender earned by missing a supervision order's due date, to
         /// the order's issuer.
         RedCard { card: RedCard },
+        /// A case changed somewhere below: its summary with the facts supervisors' filters and
+        /// rates need (summary version 2). `IndexUpdate` stays for messages made before it.
+        IndexUpdateV2 { summary: SummaryV2 },
     }
 }
 
@@ -284,6 +287,7 @@ impl Body {
             }
             Body::Notice { notice } => notice.validate(),
             Body::RedCard { card } => card.validate(),
+            Body::IndexUpdateV2 { summary } => summary.validate(),
         }
     }
 
@@ -302,6 +306,7 @@ impl Body {
             Body::SessionReport { .. } => "session_report",
             Body::Notice { .. } => "notice",
             Body::RedCard { .. } => "red_card",
+            Body::IndexUpdateV2 { .. } => "index_update",
         }
     }
 
@@ -410,6 +415,153 @@ impl Summary {
     /// A forwarding stub or a copy in transit is not the owner's truth.
     pub fn is_owner_copy(&self) -> bool {
         self.status != "forwarded"
+    }
+}
+
+impl Summary {
+    /// Skip-level (越级): an original petition registered at an office two or more levels above
+    /// the office competent for the place it concerns (the office of its `location`), e.g. a
+    /// township's matter filed at the city, or a county's at the province. The registering
+    /// office is the one in the case id; a case without a location, a location outside the
+    /// registering office's subtree, and reviews are never skip-level.
+    pub fn is_skip_level(&self) -> bool {
+        let Some(location) = &self.location else {
+            return false;
+        };
+        let filed = &self.case_id.office;
+        self.kind == "original"
+            && filed.is_ancestor_of(location)
+            && location.as_str().len() > filed.as_str().len()
+            && depth(location) >= depth(filed) + 2
+    }
+}
+
+/// How far below the province an office sits (province 0, city 1, county 2, township 3).
+fn depth(office: &OfficeCode) -> u8 {
+    match office.level() {
+        crate::Level::Province => 0,
+        crate::Level::City => 1,
+        crate::Level::County => 2,
+        crate::Level::Township => 3,
+    }
+}
+
+/// What a summary of version 2 knows of a case besides version 1's fields: what supervisors'
+/// filters, rates and trend need, and nothing personal. A field is None where the case does not
+/// have it yet, and in a summary read from version 1 (made before these facts were kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    /// How the petition came in (visit, letter, phone, online, video).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// The running limit that matters: the earliest of the decision (accept) and reply limits
+    /// still running.
+    #[serde(default)]
+    pub due_at: Option<Millis>,
+    #[serde(default)]
+    pub accepted_at: Option<Millis>,
+    #[serde(default)]
+    pub replied_at: Option<Millis>,
+    /// Accepted within the decision limit (15 days from registration or receipt).
+    #[serde(default)]
+    pub accepted_in_time: Option<bool>,
+    /// Replied within the reply limit (see [`crate::figures::reply_limit`]).
+    #[serde(default)]
+    pub replied_on_time: Option<bool>,
+    /// The highest warning a running limit reached: 0, 50, 75 or 100 (100: past it). A case
+    /// whose limits stopped (accepted, replied) has none, even when it is still overdue.
+    #[serde(default)]
+    pub warned: u8,
+    /// When the first limit passed, for an overdue case (the day it became overdue).
+    #[serde(default)]
+    pub overdue_at: Option<Millis>,
+    /// The reply's opinion (support, explain, not-support): the resolution.
+    #[serde(default)]
+    pub opinion: Option<String>,
+}
+
+/// The newest summary a case sends up (version 2): version 1's fields, then the [`Facts`].
+/// Stored in the index and carried by [`Body::IndexUpdateV2`]; a version-1 value (a stored index
+/// entry or a message made by an earlier build) reads with [`SummaryV2::decode_stored`] or
+/// [`SummaryV2::from_v1`], its facts unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryV2 {
+    pub summary: Summary,
+    pub facts: Facts,
+}
+
+impl std::ops::Deref for SummaryV2 {
+    type Target = Summary;
+    fn deref(&self) -> &Summary {
+        &self.summary
+    }
+}
+
+/// Words a summary's channel may be.
+fn channel_words() -> impl Iterator<Item = &'static str> {
+    crate::Channel::ALL.iter().map(|channel| channel.as_str())
+}
+
+impl SummaryV2 {
+    pub fn of(case: &Case) -> SummaryV2 {
+        SummaryV2 {
+            summary: Summary::of(case),
+            facts: crate::figures::facts(case),
+        }
+    }
+
+    /// A version-1 summary: its facts unknown (warned only as far as `overdue` tells of a case
+    /// still open).
+    pub fn from_v1(summary: Summary) -> SummaryV2 {
+        let open = ["registered", "accepted", "in_transit"].contains(&summary.status.as_str());
+        let facts = Facts {
+            warned: if summary.overdue && open { 100 } else { 0 },
+            ..Facts::default()
+        };
+        SummaryV2 { summary, facts }
+    }
+
+    /// A stored summary of either version: version 2, else version 1 (a value whose bytes end
+    /// where version 1's fields do cannot be read as version 2).
+    pub fn decode_stored(bytes: &[u8]) -> Result<SummaryV2, crate::codec::CodecError> {
+        match crate::codec::decode::<SummaryV2>(bytes) {
+            Ok(summary) => Ok(summary),
+            Err(error) => match crate::codec::decode::<Summary>(bytes) {
+                Ok(summary) => Ok(SummaryV2::from_v1(summary)),
+                Err(_) => Err(error),
+            },
+        }
+    }
+
+    /// Version 1's checks and the facts' words.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        self.summary.validate()?;
+        if let Some(channel) = &self.facts.channel {
+            if !channel_words().any(|word| word == channel) {
+                return Err(DomainError::InvalidChannel {
+                    input: crate::error::echo(channel),
+                });
+            }
+        }
+        if let Some(opinion) = &self.facts.opinion {
+            if !Opinion::ALL.iter().any(|word| word.as_str() == opinion) {
+                return Err(DomainError::InvalidOpinion {
+                    input: crate::error::echo(opinion),
+                });
+            }
+        }
+        if self.facts.warned > 100 {
+            return Err(DomainError::FieldInvalid {
+                field: "warned",
+                reason: "a percentage of a limit, at most 100",
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a running limit reached a warning (50 % or more), overdue included.
+    pub fn is_warned(&self) -> bool {
+        self.facts.warned >= 50
     }
 }
 

@@ -8,9 +8,15 @@
 //!   slow) is served from this office's index: its cases are marked `stale`, it is listed in
 //!   `unreachable` and the answer is `partial`. No subtree is ever left out silently.
 //!
-//! Both paths page in case id order: an answer that stops at `limit` (or whose subtree's page
-//! stopped) carries `next_cursor`, the last case id it holds; the next page starts after it.
-//! The paging and merging rules are pure ([`page`], [`merge`]); the IO is [`Asker`].
+//! Both paths page in the order of the request's [`Sort`] (case id by default; registered, due or
+//! changed time, then case id): an answer that stops at `limit` (or whose subtree's page stopped)
+//! carries `next_cursor`, naming the sort and the last case it holds; the next page starts after
+//! it. The paging and merging rules are pure ([`page`], [`merge`]); the IO is [`Asker`].
+//!
+//! Every filter is applied to the office's index read whole (one scan of its summaries, in case
+//! id order): the keys are by case id, so no filter but the case id narrows the scan itself;
+//! `--limit` bounds what is sent, not what is read. The figures `stats` shows are counters, not
+//! scans.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use std::time::Duration;
 
 use federation_proto::v1::federation_client::FederationClient;
 use federation_proto::v1::{self, QueryReply, QueryRequest};
-use liandong_domain::message::Summary;
+use liandong_domain::message::SummaryV2;
 use liandong_domain::OfficeCode;
 use tokio::time::Instant;
 
@@ -51,8 +57,11 @@ pub const CLOSED_STATUSES: [&str; 6] = [
     "reviewed",
     "final",
 ];
-/// The status groups a query accepts besides the status words.
-pub const STATUS_GROUPS: [&str; 3] = ["open", "closed", "overdue"];
+/// The status groups a query accepts besides the status words (`warned`: a running limit reached
+/// a warning, 50 % or more, overdue included).
+pub const STATUS_GROUPS: [&str; 4] = ["open", "closed", "overdue", "warned"];
+/// The orders a query answers in (besides the default, case id).
+pub const SORTS: [&str; 3] = ["registered", "due", "changed"];
 /// The grades of major cases.
 pub const GRADES: [&str; 3] = ["A", "B", "C"];
 
@@ -71,6 +80,142 @@ pub struct Filter {
     pub registered_from_ms: Option<i64>,
     pub registered_to_ms: Option<i64>,
     pub petitioner_key: Option<String>,
+    pub channel: Option<String>,
+    pub due_from_ms: Option<i64>,
+    pub due_to_ms: Option<i64>,
+    pub replied_from_ms: Option<i64>,
+    pub replied_to_ms: Option<i64>,
+    pub warned_only: bool,
+    pub skip_level_only: bool,
+}
+
+/// A time range `[from, to)` of a filter: at least one end, and not empty.
+fn check_range(name: &str, from: Option<i64>, to: Option<i64>) -> Result<(), String> {
+    if let (Some(from), Some(to)) = (from, to) {
+        if from >= to {
+            return Err(format!(
+                "the {name} date range is empty (from is not before to)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn in_range(at: Option<i64>, from: Option<i64>, to: Option<i64>) -> bool {
+    if from.is_none() && to.is_none() {
+        return true;
+    }
+    at.is_some_and(|at| from.is_none_or(|from| at >= from) && to.is_none_or(|to| at < to))
+}
+
+/// The channels a query names: how petitions come in.
+pub fn channel_words() -> Vec<&'static str> {
+    liandong_domain::Channel::ALL
+        .iter()
+        .map(|channel| channel.as_str())
+        .collect()
+}
+
+/// A channel word, or why it is not one.
+pub fn check_channel(channel: &str) -> Result<(), String> {
+    if channel_words().contains(&channel) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown channel {:?}: one of {}",
+            liandong_domain::echo(channel),
+            channel_words().join(", ")
+        ))
+    }
+}
+
+/// The order of a query's answer, and of its cursors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    CaseId,
+    Registered,
+    /// By the running limit (cases without one last).
+    Due,
+    Changed,
+}
+
+/// Where a case stands in a sort: the time sorted on (0 for case id order), then its case id.
+pub type SortKey = (i64, String);
+
+impl Sort {
+    /// The sort a request names (none: case id), or why it is not one.
+    pub fn parse(word: Option<&str>) -> Result<Sort, String> {
+        match word {
+            None | Some("") | Some("case_id") | Some("id") => Ok(Sort::CaseId),
+            Some("registered") => Ok(Sort::Registered),
+            Some("due") => Ok(Sort::Due),
+            Some("changed") => Ok(Sort::Changed),
+            Some(other) => Err(format!(
+                "unknown sort {:?}: one of {}",
+                liandong_domain::echo(other),
+                SORTS.join(", ")
+            )),
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Sort::CaseId => "case_id",
+            Sort::Registered => "registered",
+            Sort::Due => "due",
+            Sort::Changed => "changed",
+        }
+    }
+
+    pub fn key(self, case: &v1::IndexUpdate) -> SortKey {
+        let at = match self {
+            Sort::CaseId => 0,
+            Sort::Registered => case.registered_ms,
+            Sort::Due => case.due_ms.unwrap_or(i64::MAX),
+            Sort::Changed => case.changed_ms,
+        };
+        (at, case.case_id.clone())
+    }
+
+    /// The cursor after `key`: the case id alone in case id order, else `<sort>:<ms>:<case id>`.
+    pub fn cursor(self, key: &SortKey) -> String {
+        match self {
+            Sort::CaseId => key.1.clone(),
+            sort => format!("{}:{}:{}", sort.word(), key.0, key.1),
+        }
+    }
+
+    /// The key a cursor names, or why it is not a cursor of this sort.
+    pub fn parse_cursor(self, cursor: &str) -> Result<SortKey, String> {
+        let bad = |why: &str| format!("bad cursor {:?}: {why}", liandong_domain::echo(cursor));
+        let case_id = |text: &str| {
+            text.parse::<liandong_domain::CaseId>()
+                .map(|_| text.to_string())
+                .map_err(|e| bad(&format!("not a case id ({e})")))
+        };
+        match (self, cursor.split_once(':')) {
+            (Sort::CaseId, None) => Ok((0, case_id(cursor)?)),
+            (Sort::CaseId, Some((word, _))) => Err(bad(&format!(
+                "a cursor of the {word} sort: ask with that --sort"
+            ))),
+            (sort, Some((word, rest))) if word == sort.word() => {
+                let (ms, id) = rest
+                    .split_once(':')
+                    .ok_or_else(|| bad("expected <sort>:<ms>:<case id>"))?;
+                let ms = ms.parse::<i64>().map_err(|_| bad("not a time"))?;
+                Ok((ms, case_id(id)?))
+            }
+            (sort, Some((word, _))) => Err(bad(&format!(
+                "a cursor of the {word} sort, not of {}",
+                sort.word()
+            ))),
+            (sort, None) => Err(bad(&format!(
+                "a case id cursor, not one of the {} sort",
+                sort.word()
+            ))),
+        }
+    }
 }
 
 /// The longest petitioner key a query takes (a key is 64 hex digits).
@@ -114,10 +259,15 @@ impl Filter {
                 ));
             }
         }
-        if let (Some(from), Some(to)) = (request.registered_from_ms, request.registered_to_ms) {
-            if from >= to {
-                return Err("the registered date range is empty (from is not before to)".into());
-            }
+        check_range(
+            "registered",
+            request.registered_from_ms,
+            request.registered_to_ms,
+        )?;
+        check_range("due", request.due_from_ms, request.due_to_ms)?;
+        check_range("replied", request.replied_from_ms, request.replied_to_ms)?;
+        if let Some(channel) = &request.channel {
+            check_channel(channel)?;
         }
         Ok(Filter {
             case_id: request.case_id.clone(),
@@ -130,21 +280,42 @@ impl Filter {
             registered_from_ms: request.registered_from_ms,
             registered_to_ms: request.registered_to_ms,
             petitioner_key: request.petitioner_key.clone(),
+            channel: request.channel.clone(),
+            due_from_ms: request.due_from_ms,
+            due_to_ms: request.due_to_ms,
+            replied_from_ms: request.replied_from_ms,
+            replied_to_ms: request.replied_to_ms,
+            warned_only: request.warned_only,
+            skip_level_only: request.skip_level_only,
         })
     }
 
-    fn wants_status(&self, summary: &Summary) -> bool {
+    fn wants_status(&self, summary: &SummaryV2) -> bool {
         match self.status.as_deref() {
             None => true,
             Some("open") => OPEN_STATUSES.contains(&summary.status.as_str()),
             Some("closed") => CLOSED_STATUSES.contains(&summary.status.as_str()),
             Some("overdue") => summary.overdue,
+            Some("warned") => summary.is_warned(),
             Some(word) => summary.status == word,
         }
     }
 
-    pub fn wants(&self, summary: &Summary) -> bool {
-        summary.is_owner_copy()
+    /// The filters of summary version 2's facts.
+    fn wants_facts(&self, summary: &SummaryV2) -> bool {
+        let facts = &summary.facts;
+        self.channel
+            .as_ref()
+            .is_none_or(|channel| facts.channel.as_ref() == Some(channel))
+            && in_range(facts.due_at, self.due_from_ms, self.due_to_ms)
+            && in_range(facts.replied_at, self.replied_from_ms, self.replied_to_ms)
+            && (!self.warned_only || summary.is_warned())
+            && (!self.skip_level_only || summary.is_skip_level())
+    }
+
+    pub fn wants(&self, summary: &SummaryV2) -> bool {
+        self.wants_facts(summary)
+            && summary.is_owner_copy()
             && self
                 .case_id
                 .as_ref()
@@ -196,46 +367,54 @@ pub struct Part {
     pub next_cursor: Option<String>,
 }
 
-/// The page of `summaries` (in case id order) after `cursor`: at most `limit`, marked `stale`
+/// The page of `summaries` in `sort`'s order after `cursor`: at most `limit`, marked `stale`
 /// when they come from an index standing in for a subtree that did not answer.
 pub fn page<'a>(
-    summaries: impl Iterator<Item = &'a Summary>,
-    cursor: Option<&str>,
+    summaries: impl Iterator<Item = &'a SummaryV2>,
+    cursor: Option<&SortKey>,
     limit: usize,
     stale: bool,
+    sort: Sort,
 ) -> Part {
-    let mut cases = Vec::new();
-    let mut more = false;
-    for summary in summaries {
-        if cursor.is_some_and(|cursor| summary.case_id.to_string().as_str() <= cursor) {
-            continue;
-        }
-        if cases.len() == limit {
-            more = true;
-            break;
-        }
-        let mut proto: v1::IndexUpdate = summary.into();
-        proto.stale = stale;
-        cases.push(proto);
-    }
+    let mut keyed: Vec<(SortKey, v1::IndexUpdate)> = summaries
+        .map(|summary| {
+            let mut proto: v1::IndexUpdate = summary.into();
+            proto.stale = stale;
+            (sort.key(&proto), proto)
+        })
+        .filter(|(key, _)| cursor.is_none_or(|cursor| key > cursor))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let more = keyed.len() > limit;
+    keyed.truncate(limit);
     let next_cursor = more
-        .then(|| cases.last().map(|c| c.case_id.clone()))
+        .then(|| keyed.last().map(|(key, _)| sort.cursor(key)))
         .flatten();
-    Part { cases, next_cursor }
+    Part {
+        cases: keyed.into_iter().map(|(_, case)| case).collect(),
+        next_cursor,
+    }
 }
 
-/// The parts merged into one page in case id order, at most `limit`. A case two parts hold
+/// The parts merged into one page in `sort`'s order, at most `limit`. A case two parts hold
 /// (it moved between subtrees) is taken fresh before stale, then the newer version. A part
 /// that stopped early stops the merged page at its cursor too (cases after it may be missing
 /// from it), so that the next page, asked with the merged cursor, misses nothing.
-pub fn merge(parts: Vec<Part>, limit: usize) -> Part {
+pub fn merge(parts: Vec<Part>, limit: usize, sort: Sort) -> Part {
     let cut = parts
         .iter()
-        .filter_map(|part| part.next_cursor.clone())
+        .filter_map(|part| part.next_cursor.as_deref())
+        .map(|cursor| match sort {
+            Sort::CaseId => (0, cursor.to_string()),
+            // A part's cursor is this build's own; one that does not parse cuts everything.
+            sort => sort
+                .parse_cursor(cursor)
+                .unwrap_or((i64::MIN, String::new())),
+        })
         .min();
     let mut by_case: BTreeMap<String, v1::IndexUpdate> = BTreeMap::new();
     for case in parts.into_iter().flat_map(|part| part.cases) {
-        if cut.as_ref().is_some_and(|cut| case.case_id > *cut) {
+        if cut.as_ref().is_some_and(|cut| sort.key(&case) > *cut) {
             continue;
         }
         let better = by_case
@@ -246,16 +425,24 @@ pub fn merge(parts: Vec<Part>, limit: usize) -> Part {
         }
     }
     let more_than_limit = by_case.len() > limit;
-    let cases: Vec<v1::IndexUpdate> = by_case.into_values().take(limit).collect();
+    let mut keyed: Vec<(SortKey, v1::IndexUpdate)> = by_case
+        .into_values()
+        .map(|case| (sort.key(&case), case))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.truncate(limit);
     let next_cursor = (more_than_limit || cut.is_some())
-        .then(|| cases.last().map(|c| c.case_id.clone()))
+        .then(|| keyed.last().map(|(key, _)| sort.cursor(key)))
         .flatten();
-    Part { cases, next_cursor }
+    Part {
+        cases: keyed.into_iter().map(|(_, case)| case).collect(),
+        next_cursor,
+    }
 }
 
 /// Every case summary `machine`'s office knows, by case id: the index, then this office's own
 /// cases (its own copy is the truth when both know a case, one transferred up from below, say).
-pub fn local_summaries(machine: &StateMachineStore) -> Result<BTreeMap<String, Summary>, String> {
+pub fn local_summaries(machine: &StateMachineStore) -> Result<BTreeMap<String, SummaryV2>, String> {
     let read = |prefix: &[u8]| {
         machine
             .scan_prefix(prefix, usize::MAX)
@@ -263,13 +450,13 @@ pub fn local_summaries(machine: &StateMachineStore) -> Result<BTreeMap<String, S
     };
     let mut by_case = BTreeMap::new();
     for (_, value) in read(keys::INDEX)? {
-        if let Ok(summary) = decode::<Summary>(&value) {
+        if let Ok(summary) = SummaryV2::decode_stored(&value) {
             by_case.insert(summary.case_id.to_string(), summary);
         }
     }
     for (_, value) in read(keys::CASE)? {
         if let Ok(case) = liandong_domain::Case::from_bytes(&value) {
-            let summary = Summary::of(&case);
+            let summary = SummaryV2::of(&case);
             if summary.is_owner_copy() || !by_case.contains_key(&summary.case_id.to_string()) {
                 by_case.insert(summary.case_id.to_string(), summary);
             }
@@ -456,7 +643,7 @@ mod tests {
                 next_cursor: None,
             },
         ];
-        let merged = merge(parts, 3);
+        let merged = merge(parts, 3, Sort::CaseId);
         assert_eq!(ids(&merged), ["a", "b", "c"]);
         assert_eq!(merged.next_cursor.as_deref(), Some("c"));
     }
@@ -475,7 +662,7 @@ mod tests {
                 next_cursor: None,
             },
         ];
-        let merged = merge(parts, 10);
+        let merged = merge(parts, 10, Sort::CaseId);
         assert_eq!(ids(&merged), ["a", "b"]);
         assert_eq!(merged.next_cursor.as_deref(), Some("b"));
     }
@@ -489,6 +676,7 @@ mod tests {
                 next_cursor: None,
             }],
             1,
+            Sort::CaseId,
         );
         assert_eq!(merged.next_cursor, None);
     }
@@ -506,7 +694,7 @@ mod tests {
                 next_cursor: None,
             },
         ];
-        let merged = merge(parts, 10);
+        let merged = merge(parts, 10, Sort::CaseId);
         assert_eq!(merged.cases.len(), 1);
         assert!(!merged.cases[0].stale);
     }

@@ -16,7 +16,7 @@ use federation_proto::v1::federation_server::Federation;
 use federation_proto::v1::{
     self, DeliverReply, DeliverRequest, QueryReply, QueryRequest, StatsReply, StatsRequest,
 };
-use liandong_domain::message::{Envelope, Summary};
+use liandong_domain::message::{Envelope, Summary, SummaryV2};
 use liandong_domain::{CaseId, OfficeCode};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -344,11 +344,14 @@ impl Federation for FederationService {
             }
             limit => limit,
         } as usize;
-        if let Some(cursor) = &request.cursor {
-            cursor.parse::<CaseId>().map_err(|e| {
-                Status::invalid_argument(format!("bad cursor {cursor:?}: not a case id ({e})"))
-            })?;
-        }
+        let sort = query::Sort::parse(request.sort.as_deref()).map_err(Status::invalid_argument)?;
+        let cursor = match &request.cursor {
+            Some(cursor) => Some(
+                sort.parse_cursor(cursor)
+                    .map_err(Status::invalid_argument)?,
+            ),
+            None => None,
+        };
         let filter =
             query::Filter::of(&request, narrow.clone()).map_err(Status::invalid_argument)?;
         // Checked before anything is asked of the children.
@@ -365,9 +368,14 @@ impl Federation for FederationService {
         let machine = &replica.state_machine;
         let summaries = query::local_summaries(machine).map_err(Status::internal)?;
         let as_of_ms = query::as_of_ms(machine).map_err(Status::internal)?;
-        let primaries = repeat_primaries(&summaries.values().cloned().collect::<Vec<_>>());
-        let wanted: Vec<&Summary> = summaries.values().filter(|s| filter.wants(s)).collect();
-        let cursor = request.cursor.as_deref();
+        let primaries = repeat_primaries(
+            &summaries
+                .values()
+                .map(|s| s.summary.clone())
+                .collect::<Vec<_>>(),
+        );
+        let wanted: Vec<&SummaryV2> = summaries.values().filter(|s| filter.wants(s)).collect();
+        let cursor = cursor.as_ref();
         let mut reply = QueryReply {
             as_of_ms,
             ..QueryReply::default()
@@ -390,9 +398,9 @@ impl Federation for FederationService {
                 self.ask_child(&as_office, child, asked, deadline)
             }))
             .await;
-            let in_child = |s: &&Summary| children.iter().any(|child| child.covers(&s.owner));
+            let in_child = |s: &&SummaryV2| children.iter().any(|child| child.covers(&s.owner));
             let own = wanted.iter().copied().filter(|s| !in_child(s));
-            let mut parts = vec![query::page(own, cursor, limit, false)];
+            let mut parts = vec![query::page(own, cursor, limit, false, sort)];
             for (child, answer) in children.iter().zip(answers) {
                 match answer {
                     Ok(answer) => {
@@ -409,13 +417,13 @@ impl Federation for FederationService {
                         tracing::info!(%as_office, %child, %error, "fresh query: served from the index");
                         reply.unreachable.push(child.to_string());
                         let held = wanted.iter().copied().filter(|s| child.covers(&s.owner));
-                        parts.push(query::page(held, cursor, limit, true));
+                        parts.push(query::page(held, cursor, limit, true, sort));
                     }
                 }
             }
-            query::merge(parts, limit)
+            query::merge(parts, limit, sort)
         } else {
-            query::page(wanted.into_iter(), cursor, limit, false)
+            query::page(wanted.into_iter(), cursor, limit, false, sort)
         };
         reply.partial = !reply.unreachable.is_empty();
         reply.next_cursor = merged.next_cursor;
@@ -437,6 +445,8 @@ impl Federation for FederationService {
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
         let as_office = office(&request.get_ref().as_office, "supervising")?;
         self.authorize_query(&request, &as_office, false)?;
+        let days = crate::machine::stats::trend_days(request.get_ref())
+            .map_err(Status::invalid_argument)?;
         let replica = self.replicas.get(&as_office).ok_or_else(|| {
             Status::not_found(format!("office {as_office} is not carried by this host"))
         })?;
@@ -447,12 +457,22 @@ impl Federation for FederationService {
         let machine = &replica.state_machine;
         let rows =
             crate::machine::stats::rows(machine).map_err(|e| Status::internal(e.to_string()))?;
+        // The per-day counters only when the trend is asked, and only of its days.
+        let wanted =
+            |figure: &str| match (&days, liandong_domain::figures::parse_day_figure(figure)) {
+                (_, None) => !crate::machine::stats::is_day_figure(figure),
+                (Some((from, to)), Some((day, _))) => *from <= day && day <= *to,
+                (None, Some(_)) => false,
+            };
         Ok(Response::new(StatsReply {
             offices: rows
                 .into_iter()
                 .map(|(office, counts)| v1::OfficeFigures {
                     office,
-                    counts: counts.into_iter().collect(),
+                    counts: counts
+                        .into_iter()
+                        .filter(|(figure, _)| wanted(figure))
+                        .collect(),
                 })
                 .collect(),
             as_of_ms: query::as_of_ms(machine).map_err(Status::internal)?,

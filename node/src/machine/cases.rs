@@ -9,7 +9,7 @@
 //! needs the whole history reads it: a handoff (ownership moves with the record) and reads of a
 //! whole case.
 
-use liandong_domain::message::Summary;
+use liandong_domain::message::SummaryV2;
 use liandong_domain::{
     self as domain, Case, CaseCommand, CaseId, CaseKind, Context, Date, DomainError, Event,
     HistoryEntry, Millis, Registration,
@@ -105,8 +105,8 @@ pub(super) fn commit(
     let indexed = super::stats::indexed_summary(apply.txn, &change.after.id)?;
     super::stats::count_change(
         apply.txn,
-        super::stats::effective(change.before.map(Summary::of), indexed.clone()).as_ref(),
-        super::stats::effective(Some(Summary::of(&change.after)), indexed).as_ref(),
+        super::stats::effective(change.before.map(SummaryV2::of), indexed.clone()).as_ref(),
+        super::stats::effective(Some(SummaryV2::of(&change.after)), indexed).as_ref(),
     )?;
     if outbox::breach(change).is_some() {
         super::stats::count_breach(apply.txn, &apply.context.office)?;

@@ -8,7 +8,7 @@
 //! arrives where the case was handed on is passed on to the office it went to: the stub (or the
 //! copy in transit) knows where, and the message follows the case as the case went.
 
-use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
+use liandong_domain::message::{Body, CaseDocument, Envelope, SummaryV2};
 use liandong_domain::{
     self as domain, Case, CaseCommand, CaseKind, HandoffKind, OfficeCode, Registration, Status,
 };
@@ -130,7 +130,7 @@ fn check_direction(here: &OfficeCode, from: &OfficeCode, body: &Body) -> Result<
             "breach_not_upward",
             format!("{from} reports only its own subtree's breaches to its ancestors"),
         ),
-        Body::IndexUpdate { .. } => (
+        Body::IndexUpdate { .. } | Body::IndexUpdateV2 { .. } => (
             from_below,
             "index_not_upward",
             format!("{from} is not below {here}"),
@@ -194,7 +194,10 @@ fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOu
             officer,
             ..
         } => orders::record_answer(apply, case_id, text, officer)?,
-        Body::IndexUpdate { summary } => index_summary(apply, from, summary)?,
+        Body::IndexUpdate { summary } => {
+            index_summary(apply, from, &SummaryV2::from_v1(summary.clone()))?
+        }
+        Body::IndexUpdateV2 { summary } => index_summary(apply, from, summary)?,
         Body::ReviewOpened {
             case_id,
             review_id,
@@ -474,11 +477,11 @@ fn receive_escalation(
 fn index_summary(
     apply: &mut Applying<'_, '_>,
     from: &OfficeCode,
-    summary: &Summary,
+    summary: &SummaryV2,
 ) -> Result<Result<(), Refused>, ApplyError> {
     let up = apply.context.parent.iter().map(|parent| {
         let summary = summary.clone();
-        (parent.clone(), Body::IndexUpdate { summary })
+        (parent.clone(), Body::IndexUpdateV2 { summary })
     });
     let outgoing = Outgoing::prepare(apply, up.collect())?;
     if let Err(refusal) = outgoing.check() {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
+use liandong_domain::message::{Body, CaseDocument, Envelope, SummaryV2};
 use liandong_domain::{Case, CaseCommand, CaseKind, Event, OfficeCode, ReviewLevel, Status};
 use prost::Message as _;
 
@@ -150,8 +150,8 @@ pub(super) fn messages_for(
         messages.push((of.office.clone(), body));
     }
     if let Some(parent) = &apply.context.parent {
-        let summary = Summary::of(after);
-        messages.push((parent.clone(), Body::IndexUpdate { summary }));
+        let summary = SummaryV2::of(after);
+        messages.push((parent.clone(), Body::IndexUpdateV2 { summary }));
         if let Some(clock) = breach(change) {
             let body = Body::Breach {
                 case_id: after.id.clone(),

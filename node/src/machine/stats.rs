@@ -8,7 +8,11 @@
 //! forwarded on ([`effective`]).
 //!
 //! Figures: `total`, `status:<word>`, `category:<name>`, `kind:<kind>`, `grade:<A|B|C>`,
-//! `satisfaction:<word>`, `overdue`, `backlog` (overdue and still open). The counters are state
+//! `satisfaction:<word>`, `overdue`, `backlog` (overdue and still open); from format 2 (summary
+//! version 2's facts) also `level:<level>`, `channel:<word>`, `warned`, `accepted:<in_time|late>`,
+//! `replied:<on_time|late>`, `answered:<kind>`, `skip_level`, `resolution:<opinion>`, and the
+//! trend's per-day counters `day:<YYYY-MM-DD>:<registered|replied|overdue>` (China time; see
+//! [`liandong_domain::figures`] for what each means and the rates made of them). The counters are state
 //! machine data (the snapshot carries them); a state written before they existed is counted
 //! once when the replica opens or installs a snapshot without them ([`rebuild_if_missing`]).
 //!
@@ -21,8 +25,9 @@
 
 use std::collections::BTreeMap;
 
-use liandong_domain::message::Summary;
-use liandong_domain::{Case, OfficeCode};
+use liandong_domain::figures::day_figure;
+use liandong_domain::message::SummaryV2;
+use liandong_domain::{Case, Date, OfficeCode};
 
 use super::{keys, ApplyError, Read};
 use crate::raft::types::StorageError;
@@ -31,7 +36,11 @@ use crate::store::keys::prefix_end;
 use crate::store::{read_err, HostDb, Txn};
 
 /// The counters' format, stored under [`keys::STATS_FORMAT`] once they are complete.
-pub const STATS_FORMAT: u8 = 1;
+///
+/// Format 2 added the figures of summary version 2 (level, channel, warned, the in-time and
+/// on-time counts, skip-level, resolution, the per-day trend): a state of format 1 is counted
+/// again once.
+pub const STATS_FORMAT: u8 = 2;
 /// The figure of breaches on an office's record (see the module documentation).
 pub const BREACHED: &str = "breached";
 
@@ -40,15 +49,15 @@ pub const OPEN_STATUSES: [&str; 3] = ["registered", "accepted", "in_transit"];
 
 /// What this office counts for one case: its own copy if it holds the case, else the summary
 /// from below; nothing for a copy forwarded on.
-pub fn effective(own: Option<Summary>, indexed: Option<Summary>) -> Option<Summary> {
+pub fn effective(own: Option<SummaryV2>, indexed: Option<SummaryV2>) -> Option<SummaryV2> {
     match own {
         Some(own) if own.is_owner_copy() => Some(own),
-        _ => indexed.filter(Summary::is_owner_copy),
+        _ => indexed.filter(|summary| summary.is_owner_copy()),
     }
 }
 
 /// The figures one case adds to its holder's row.
-pub fn figures(summary: &Summary) -> Vec<String> {
+pub fn figures(summary: &SummaryV2) -> Vec<String> {
     let mut figures = vec![
         "total".to_string(),
         format!("status:{}", summary.status),
@@ -67,7 +76,73 @@ pub fn figures(summary: &Summary) -> Vec<String> {
             figures.push("backlog".to_string());
         }
     }
+    let facts = &summary.facts;
+    figures.push(format!("level:{}", summary.owner.level().as_str()));
+    if let Some(channel) = &facts.channel {
+        figures.push(format!("channel:{channel}"));
+    }
+    if summary.is_warned() {
+        figures.push("warned".to_string());
+    }
+    match facts.accepted_in_time {
+        Some(true) => figures.push("accepted:in_time".to_string()),
+        Some(false) => figures.push("accepted:late".to_string()),
+        None => {}
+    }
+    match facts.replied_on_time {
+        Some(true) => figures.push("replied:on_time".to_string()),
+        Some(false) => figures.push("replied:late".to_string()),
+        None => {}
+    }
+    if facts.replied_at.is_some() {
+        figures.push(format!("answered:{}", summary.kind));
+    }
+    if summary.is_skip_level() {
+        figures.push("skip_level".to_string());
+    }
+    if let Some(opinion) = &facts.opinion {
+        figures.push(format!("resolution:{opinion}"));
+    }
+    let day = |ms| Date::from_millis(ms);
+    figures.push(day_figure(day(summary.registered_at), "registered"));
+    if let Some(at) = facts.replied_at {
+        figures.push(day_figure(day(at), "replied"));
+    }
+    if let Some(at) = facts.overdue_at {
+        figures.push(day_figure(day(at), "overdue"));
+    }
     figures
+}
+
+/// Whether a figure is a trend's per-day counter (left out of `stats` unless the trend is asked).
+pub fn is_day_figure(figure: &str) -> bool {
+    figure.starts_with("day:")
+}
+
+/// The longest span of days one trend request reads (400 months).
+pub const TREND_DAYS_MAX: i64 = 12_400;
+
+/// The days a stats request asks the per-day counters of (None: no trend), or why not.
+pub fn trend_days(
+    request: &federation_proto::v1::StatsRequest,
+) -> Result<Option<(Date, Date)>, String> {
+    use liandong_domain::figures::parse_day;
+    if !request.trend {
+        return Ok(None);
+    }
+    let (Some(from), Some(to)) = (&request.from_day, &request.to_day) else {
+        return Err("a trend names its first and last day (from_day, to_day)".into());
+    };
+    let (from, to) = (parse_day(from)?, parse_day(to)?);
+    if from > to {
+        return Err("the trend's span is empty: from_day is after to_day".into());
+    }
+    if to.days() - from.days() >= TREND_DAYS_MAX {
+        return Err(format!(
+            "the trend spans more than {TREND_DAYS_MAX} days: narrow it"
+        ));
+    }
+    Ok(Some((from, to)))
 }
 
 fn add(txn: &mut Txn<'_>, office: &OfficeCode, figure: &str, by: i64) -> Result<(), ApplyError> {
@@ -93,10 +168,10 @@ pub(crate) fn count_breach(txn: &mut Txn<'_>, office: &OfficeCode) -> Result<(),
 /// Moves the counters from what this office counted for a case (`before`) to what it counts now.
 pub(crate) fn count_change(
     txn: &mut Txn<'_>,
-    before: Option<&Summary>,
-    after: Option<&Summary>,
+    before: Option<&SummaryV2>,
+    after: Option<&SummaryV2>,
 ) -> Result<(), ApplyError> {
-    let row = |summary: Option<&Summary>| summary.map(|s| (s.owner.clone(), figures(s)));
+    let row = |summary: Option<&SummaryV2>| summary.map(|s| (s.owner.clone(), figures(s)));
     let (before, after) = (row(before), row(after));
     if before == after {
         return Ok(());
@@ -118,17 +193,17 @@ pub(crate) fn count_change(
 pub(crate) fn own_summary(
     reader: &impl Read,
     case_id: &liandong_domain::CaseId,
-) -> Result<Option<Summary>, ApplyError> {
-    Ok(super::cases::load_header(reader, case_id)?.map(|case| Summary::of(&case)))
+) -> Result<Option<SummaryV2>, ApplyError> {
+    Ok(super::cases::load_header(reader, case_id)?.map(|case| SummaryV2::of(&case)))
 }
 
 /// The summary this office's index holds for the case, if any.
 pub(crate) fn indexed_summary(
     reader: &impl Read,
     case_id: &liandong_domain::CaseId,
-) -> Result<Option<Summary>, ApplyError> {
+) -> Result<Option<SummaryV2>, ApplyError> {
     match reader.get(&keys::index(case_id))? {
-        Some(bytes) => Ok(Some(decode(&bytes)?)),
+        Some(bytes) => Ok(Some(SummaryV2::decode_stored(&bytes)?)),
         None => Ok(None),
     }
 }
@@ -170,9 +245,9 @@ pub fn rebuild_if_missing(db: &HostDb, office: &str) -> Result<bool, StorageErro
 /// Replaces every counter with a count of the stored cases and index entries.
 fn count_all(txn: &mut Txn<'_>) -> Result<(), ApplyError> {
     let all = |txn: &Txn<'_>, prefix: &[u8]| txn.scan(prefix, &prefix_end(prefix), usize::MAX);
-    let mut by_case: BTreeMap<String, (Option<Summary>, Option<Summary>)> = BTreeMap::new();
+    let mut by_case: BTreeMap<String, (Option<SummaryV2>, Option<SummaryV2>)> = BTreeMap::new();
     for (_, value) in all(txn, keys::INDEX)? {
-        let summary: Summary = decode(&value)?;
+        let summary = SummaryV2::decode_stored(&value)?;
         let case_id = summary.case_id.to_string();
         by_case.entry(case_id).or_default().1 = Some(summary);
     }
@@ -181,7 +256,7 @@ fn count_all(txn: &mut Txn<'_>) -> Result<(), ApplyError> {
             key: String::from_utf8_lossy(&key).to_string(),
             source,
         })?;
-        by_case.entry(case.id.to_string()).or_default().0 = Some(Summary::of(&case));
+        by_case.entry(case.id.to_string()).or_default().0 = Some(SummaryV2::of(&case));
     }
     for (key, _) in all(txn, keys::STAT)? {
         // A record of breaches is not a count of cases held: it cannot be recounted, and stays.

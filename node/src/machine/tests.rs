@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use liandong_domain::message::{Body, CaseDocument, Envelope, Summary};
+use liandong_domain::message::{Body, CaseDocument, Envelope, Summary, SummaryV2};
 use liandong_domain::{
     Calendar, Case, CaseCommand, CaseId, Channel, HandoffKind, Millis, OfficeCode, Opinion,
     Registration, ReviewLevel, Status,
@@ -1128,7 +1128,16 @@ fn every_stored_type_round_trips_in_both_formats() {
         Body::RedCard {
             card: crate::machine::notices::tests::sample_card(&case.id),
         },
+        Body::IndexUpdateV2 {
+            summary: SummaryV2::of(&whole),
+        },
     ];
+    // An index entry of summary version 2 (the index's values), and one of version 1 read back.
+    round_trips("an index summary (version 2)", &SummaryV2::of(&whole));
+    assert_eq!(
+        SummaryV2::decode_stored(&encode(&Summary::of(&whole))).unwrap(),
+        SummaryV2::from_v1(Summary::of(&whole))
+    );
     // A joint reception session's record, and a booking with its personal fields sealed.
     round_trips("a session", &sample_session());
     let mut booked = registration();
@@ -2428,4 +2437,65 @@ fn a_follow_up_and_a_grade_clock_are_stored_ticked_and_recorded() {
         (record.officer.as_str(), record.note.as_str()),
         ("zhao", "Reached by phone")
     );
+}
+
+/// Summary version 2's figures move with the case in the same transaction: acceptance in time
+/// and late, an on-time reply with its resolution, the channel, the level and the trend's days;
+/// each dimension sums to the total, and a recount of the stored state gives the same rows
+/// (fails without the counters moved on each change, or with a figure counted twice).
+#[test]
+fn version_2_figures_move_with_the_case_and_add_up() {
+    use liandong_domain::figures::{day_figure, Rates};
+    use liandong_domain::Date;
+    let mut county = Office::new("530602", Some("5306"));
+    let prompt = county.file();
+    let slow = county.file();
+    let accept = || CaseCommand::Accept {
+        officer: "li".into(),
+    };
+    county.act(&prompt.id, accept());
+    let rows = stat_rows(&county);
+    assert_eq!(rows["530602"]["accepted:in_time"], 1);
+    assert!(!rows["530602"].contains_key("accepted:late"));
+    county.advance_to(START_MS + 16 * liandong_domain::DAY_MS);
+    county.act(&slow.id, accept());
+    county.act(
+        &prompt.id,
+        CaseCommand::Reply {
+            opinion: Opinion::Explain,
+            text: "Explained.".into(),
+            officer: "li".into(),
+        },
+    );
+    let rows = stat_rows(&county);
+    let row = &rows["530602"];
+    assert_eq!(row["total"], 2);
+    assert_eq!(row["accepted:in_time"], 1);
+    assert_eq!(row["accepted:late"], 1);
+    assert_eq!(row["replied:on_time"], 1);
+    assert_eq!(row["answered:original"], 1);
+    assert_eq!(row["resolution:explain"], 1);
+    assert_eq!(row["channel:visit"], 2);
+    assert_eq!(row["level:county"], 2);
+    let day = Date::from_millis(START_MS);
+    assert_eq!(row[&day_figure(day, "registered")], 2);
+    let replied_day = Date::from_millis(START_MS + 16 * liandong_domain::DAY_MS);
+    assert_eq!(row[&day_figure(replied_day, "replied")], 1);
+    for dimension in ["level:", "channel:", "status:", "kind:"] {
+        let sum: u64 = row
+            .iter()
+            .filter(|(figure, _)| figure.starts_with(dimension))
+            .map(|(_, count)| count)
+            .sum();
+        assert_eq!(sum, row["total"], "{dimension}");
+    }
+    let rates = Rates::of(row);
+    assert_eq!(rates.acceptance_in_time.value(), Some(0.5));
+    assert_eq!(rates.reply_on_time.value(), Some(1.0));
+
+    let mut txn = county.reader();
+    txn.delete(keys::STATS_FORMAT.to_vec());
+    county.db.write(txn.into_batch(), true).unwrap();
+    assert!(stats::rebuild_if_missing(&county.db, "530602").unwrap());
+    assert_eq!(stat_rows(&county), rows);
 }
