@@ -150,20 +150,34 @@ pub async fn notices(layout: &Layout, args: ListArgs) -> anyhow::Result<Report> 
     let (list, now) = read(&federation, &office, "notices", args.limit).await?;
     let rows = list["notices"].as_array().cloned().unwrap_or_default();
     let mut lines = vec![format!(
-        "{:<22} {:<10} {:>5} {:>5} {:<12} {:<10} received",
-        "case", "origin", "level", "age", "status", "category"
+        "{:<22} {:<10} {:>5} {:>5} {:<12} {:<10} {:<25} now",
+        "case", "origin", "level", "age", "status", "category", "received"
     )];
+    let mut resolved = 0;
     for row in &rows {
         let notice = &row["notice"];
+        let now = &row["now"];
+        resolved += usize::from(now["resolved"] == true);
         lines.push(format!(
-            "{:<22} {:<10} {:>5} {:>5} {:<12} {:<10} {}",
+            "{:<22} {:<10} {:>5} {:>5} {:<12} {:<10} {:<25} {}",
             s(&notice["case_id"]),
             s(&notice["origin"]),
             notice["level"],
             format!("{}d", notice["age_days"]),
             s(&notice["status"]),
             s(&notice["category"]),
-            time(&row["received_at"])
+            time(&row["received_at"]),
+            match (now["status"].as_str(), now["resolved"] == true) {
+                (Some(status), true) => format!("resolved ({status} at {})", s(&now["holder"])),
+                (Some(status), false) => format!("{status} at {}", s(&now["holder"])),
+                (None, _) => "not yet in the index".to_string(),
+            }
+        ));
+    }
+    if !rows.is_empty() {
+        lines.push(format!(
+            "{} notices, {resolved} resolved since (their matter answered)",
+            rows.len()
         ));
     }
     if rows.is_empty() {

@@ -174,6 +174,33 @@ fn notices_climb_three_levels_through_a_partition_and_a_missed_order_earns_one_r
     let text = fed.at(&city).ok(&["notices", "--office", &city]);
     assert!(text.contains(&case) && text.contains(&township), "{text}");
 
+    // Each notice says where its case stands now: open until the township answers it, then
+    // resolved at every level (the reply reaches them through the index).
+    let now = |office: &str| worklist(&fed, office)["notices"][0]["now"].clone();
+    assert_ne!(now(&county)["resolved"], true, "{}", now(&county));
+    let officer = fed.at(&township);
+    officer.ok(&["case", "accept", &case]);
+    officer.ok(&[
+        "case",
+        "reply",
+        &case,
+        "--opinion",
+        "explain",
+        "--text",
+        "the policy applies",
+    ]);
+    for office in [&county, &city, &province] {
+        let list = wait_for(
+            &format!("the notice resolved at {office}"),
+            || worklist(&fed, office),
+            |list| list["notices"][0]["now"]["resolved"] == true,
+        );
+        assert_eq!(list["notices"][0]["now"]["status"], "replied", "{list}");
+        assert_eq!(list["notices"][0]["now"]["holder"], township.as_str());
+    }
+    let text = fed.at(&county).ok(&["notices", "--office", &county]);
+    assert!(text.contains("resolved (replied at"), "{text}");
+
     // A supervision order from the city on a case the county holds, with its lead department,
     // left unanswered past its due date: one red card, at the county and at the city.
     let out = as_admin(

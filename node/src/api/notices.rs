@@ -69,6 +69,18 @@ impl NoticeService {
             "policy" => json!(stored::policy(store).map_err(internal)?),
             "notices" => {
                 let (notices, more) = stored::received(store, limit).map_err(internal)?;
+                // Each with where its case stands now: a notice of a matter since answered is
+                // resolved.
+                let notices = notices
+                    .into_iter()
+                    .map(|notice| {
+                        let now =
+                            stored::now_of(store, &notice.notice.case_id).map_err(internal)?;
+                        let mut value = json!(notice);
+                        value["now"] = json!(now);
+                        Ok(value)
+                    })
+                    .collect::<Result<Vec<Value>, Status>>()?;
                 json!({ "notices": notices, "more": more })
             }
             "red-cards" => {

@@ -186,6 +186,38 @@ pub(crate) fn received(
     newest(reader, NOTICE_IN_BOUNDS, NOTICE_IN, limit)
 }
 
+/// Where a noticed case stands now, as this office knows it: its own copy when it holds the
+/// case, else the summary its subtree sent up (as `query` answers it). None when it knows
+/// nothing of it (a summary not yet arrived).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NoticeNow {
+    pub status: String,
+    pub holder: OfficeCode,
+    /// The office has answered the matter (replied, declined, reviewed or final): the notice is
+    /// resolved.
+    pub resolved: bool,
+}
+
+/// [`NoticeNow`] of one case.
+pub(crate) fn now_of(
+    reader: &impl Read,
+    case_id: &liandong_domain::CaseId,
+) -> Result<Option<NoticeNow>, ApplyError> {
+    use super::stats;
+    let effective = stats::effective(
+        stats::own_summary(reader, case_id)?,
+        stats::indexed_summary(reader, case_id)?,
+    );
+    Ok(effective.map(|summary| {
+        let summary = summary.summary;
+        NoticeNow {
+            resolved: crate::federation::query::CLOSED_STATUSES.contains(&summary.status.as_str()),
+            status: summary.status,
+            holder: summary.owner,
+        }
+    }))
+}
+
 /// Red cards earned here and received from the subtree, newest first, at most `limit`; true
 /// when there are more.
 pub(crate) fn cards(
