@@ -141,6 +141,20 @@ impl std::fmt::Debug for Pki {
     }
 }
 
+/// The validity of a certificate of `what` ("a host", "an operator") valid from now for
+/// `valid_days`: refused outside 1 to [`HOST_VALIDITY_DAYS_MAX`].
+fn checked_validity(
+    what: &str,
+    valid_days: u32,
+) -> Result<(OffsetDateTime, OffsetDateTime), TlsError> {
+    if valid_days == 0 || valid_days > HOST_VALIDITY_DAYS_MAX {
+        return Err(TlsError::BadValidity(format!(
+            "{what} certificate is valid for 1 to {HOST_VALIDITY_DAYS_MAX} days, not {valid_days}"
+        )));
+    }
+    validity_from_now(valid_days)
+}
+
 impl Pki {
     /// A new federation CA named after the federation (its subject's organisation), valid for
     /// [`CA_VALIDITY_DAYS`]. It may sign host certificates only (path length 0), so a stolen host
@@ -186,12 +200,7 @@ impl Pki {
         offices: &[String],
         valid_days: u32,
     ) -> Result<HostIdentity, TlsError> {
-        if valid_days == 0 || valid_days > HOST_VALIDITY_DAYS_MAX {
-            return Err(TlsError::BadValidity(format!(
-                "a host certificate is valid for 1 to {HOST_VALIDITY_DAYS_MAX} days, not {valid_days}"
-            )));
-        }
-        let (not_before, not_after) = validity_from_now(valid_days)?;
+        let (not_before, not_after) = checked_validity("a host", valid_days)?;
         self.issue(host, offices, CertificateKind::Host, not_before, not_after)
     }
 
@@ -204,12 +213,7 @@ impl Pki {
         offices: &[String],
         valid_days: u32,
     ) -> Result<HostIdentity, TlsError> {
-        if valid_days == 0 || valid_days > HOST_VALIDITY_DAYS_MAX {
-            return Err(TlsError::BadValidity(format!(
-                "an operator certificate is valid for 1 to {HOST_VALIDITY_DAYS_MAX} days, not {valid_days}"
-            )));
-        }
-        let (not_before, not_after) = validity_from_now(valid_days)?;
+        let (not_before, not_after) = checked_validity("an operator", valid_days)?;
         self.issue(
             name,
             offices,
@@ -229,12 +233,7 @@ impl Pki {
         valid_days: u32,
         addresses: &[IpAddr],
     ) -> Result<HostIdentity, TlsError> {
-        if valid_days == 0 || valid_days > HOST_VALIDITY_DAYS_MAX {
-            return Err(TlsError::BadValidity(format!(
-                "a host certificate is valid for 1 to {HOST_VALIDITY_DAYS_MAX} days, not {valid_days}"
-            )));
-        }
-        let (not_before, not_after) = validity_from_now(valid_days)?;
+        let (not_before, not_after) = checked_validity("a host", valid_days)?;
         self.issue_naming(
             host,
             offices,

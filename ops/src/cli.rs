@@ -414,6 +414,14 @@ pub struct StatsArgs {
     /// The trend's last day (YYYY-MM-DD, China time; default: today).
     #[arg(long, requires = "trend")]
     pub to: Option<String>,
+    /// Ask the subtree itself (scatter-gather down the tree) instead of the office's counters;
+    /// subtrees that do not answer within the deadline are counted from the index, listed in
+    /// `unreachable`, and the answer is `partial`.
+    #[arg(long)]
+    pub fresh: bool,
+    /// The fresh answer's deadline (default 1,000 ms, at most 2,000 ms).
+    #[arg(long, requires = "fresh")]
+    pub deadline_ms: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -1258,6 +1258,8 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
         trend: span.is_some(),
         from_day: span.map(|(_, from, _)| day_name(from)),
         to_day: span.map(|(_, _, to)| day_name(to)),
+        fresh: args.fresh,
+        deadline_ms: args.deadline_ms.unwrap_or(0),
     };
     let reply = federation
         .office_channel_call(&as_office, |channel| {
@@ -1271,10 +1273,18 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
         .await
         .map_err(|s| status_error(&s))?;
     if let Some((period, from, to)) = span {
-        return view::trend_report(&as_office, &reply, period, from, to);
+        return Ok(with_freshness(
+            view::trend_report(&as_office, &reply, period, from, to)?,
+            args.fresh,
+            &reply,
+        ));
     }
     if args.scorecard {
-        return Ok(view::scorecard_report(&as_office, &reply));
+        return Ok(with_freshness(
+            view::scorecard_report(&as_office, &reply),
+            args.fresh,
+            &reply,
+        ));
     }
     let json = view::stats_json(&as_office, &reply);
     let text = format!(
@@ -1315,7 +1325,28 @@ async fn stats(layout: &Layout, args: &StatsArgs) -> anyhow::Result<Report> {
         serde_json::to_string(&json["by_channel"]).unwrap_or_default(),
         rates.join(", ")
     );
-    Ok(Report::new(json, text))
+    Ok(with_freshness(Report::new(json, text), args.fresh, &reply))
+}
+
+/// A `stats` answer says whether it is fresh, and a fresh one which subtrees it could not ask:
+/// JSON `fresh`, `partial`, `unreachable`, `answered` (per child, when it answered itself), and
+/// a `PARTIAL` line.
+fn with_freshness(mut report: Report, fresh: bool, reply: &v1::StatsReply) -> Report {
+    report.json["fresh"] = json!(fresh);
+    report.json["partial"] = json!(reply.partial);
+    report.json["unreachable"] = json!(reply.unreachable);
+    report.json["answered"] = json!(reply
+        .answered_ms
+        .iter()
+        .map(|(child, ms)| (child.clone(), liandong_domain::format_rfc3339(*ms)))
+        .collect::<std::collections::BTreeMap<_, _>>());
+    if reply.partial {
+        report.text.push_str(&format!(
+            "\nPARTIAL: counted from the index for {} (no answer within the deadline; see as_of)",
+            reply.unreachable.join(", ")
+        ));
+    }
+    report
 }
 
 fn partition(layout: &Layout, office: Option<&str>) -> anyhow::Result<Report> {

@@ -65,7 +65,7 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ("supervise", "liandong supervise 5306-2026-000001 --due-days 10 --text \"Report what was paid\""),
     ("orders", "liandong orders --office 5306"),
     ("query", "liandong query --as 5306 --status overdue --fresh\nliandong --json query --as 5306 --level township --limit 100\nliandong query --as 530602 --intake-point mishixiang\nliandong query --as 5306 --channel visit --warned --sort due\nliandong query --as 5306 --due-within 7\nliandong query --as 5306 --skip-level --replied-from 2026-11-01 --replied-to 2026-11-30"),
-    ("stats", "liandong stats --as 5306\nliandong stats --as 5306 --scorecard\nliandong stats --as 5306 --trend week --from 2026-09-07 --to 2026-11-29"),
+    ("stats", "liandong stats --as 5306\nliandong stats --as 5306 --scorecard\nliandong stats --as 5306 --trend week --from 2026-09-07 --to 2026-11-29\nliandong stats --as 5306 --fresh --deadline-ms 1500"),
     ("replica add", "liandong replica add --office 530602 --timeout-seconds 60"),
     ("replica remove", "liandong replica remove --office 530602 --replica 4"),
     ("snapshot save", "liandong snapshot save --office 5306 --out 5306-2026-12-06.backup"),

@@ -373,19 +373,7 @@ fn a_lead_department_answers_before_the_reply_and_a_proxy_filing_is_seen_up_its_
 /// department's figures count it.
 #[test]
 fn a_task_past_its_clock_shows_overdue_and_counts_for_its_department() {
-    let fed = Fed::init(
-        &[
-            "--region",
-            OFFICE,
-            "--max-children",
-            "0",
-            "--replicas",
-            "3",
-            "--time-scale",
-            "100000",
-        ],
-        3,
-    );
+    let fed = common::fast_federation(OFFICE, "0", "3", 3);
     fed.ok(&["up"]);
     let officer = fed.at(OFFICE);
     let admin = admin(&fed);

@@ -14,29 +14,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{id_number, wait_until, Fed};
-use liandong_node::manifest::Manifest;
 use serde_json::Value;
 
 /// The city, its county and its township, one replica each, the clock 100,000 times the wall's.
 fn three_levels() -> (Fed, [String; 3]) {
-    let fed = Fed::init(
-        &[
-            "--region",
-            "5306",
-            "--max-children",
-            "1",
-            "--replicas",
-            "1",
-            "--time-scale",
-            "100000",
-        ],
-        3,
-    );
-    let manifest = Manifest::load(&fed.dir().join("manifest.json")).unwrap();
-    let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
-    assert_eq!(codes.len(), 3, "{codes:?}");
-    fed.ok(&["up"]);
-    (fed, codes.try_into().unwrap())
+    common::fast_chain("5306")
 }
 
 /// Files petition `n` at `office` by `channel` (about `location`, if given); its case id.

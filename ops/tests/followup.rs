@@ -13,19 +13,7 @@ use serde_json::Value;
 const OFFICE: &str = "530602";
 
 fn county() -> Fed {
-    let fed = Fed::init(
-        &[
-            "--region",
-            OFFICE,
-            "--max-children",
-            "0",
-            "--replicas",
-            "3",
-            "--time-scale",
-            "100000",
-        ],
-        3,
-    );
+    let fed = common::fast_federation(OFFICE, "0", "3", 3);
     fed.ok(&["up"]);
     fed
 }

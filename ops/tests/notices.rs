@@ -12,32 +12,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{file_case, Fed};
-use liandong_node::manifest::Manifest;
 use serde_json::Value;
 
 /// The federation's offices from the root down one branch: province, city, county, township.
 fn four_levels() -> (Fed, [String; 4]) {
-    let fed = Fed::init(
-        &[
-            "--region",
-            "53",
-            "--max-children",
-            "1",
-            "--replicas",
-            "1",
-            "--time-scale",
-            "100000",
-        ],
-        4,
-    );
-    let manifest = Manifest::load(&fed.dir().join("manifest.json")).unwrap();
-    let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
-    assert_eq!(codes.len(), 4, "{codes:?}");
+    let (fed, codes) = common::fast_chain::<4>("53");
     for (n, len) in [2, 4, 6, 9].into_iter().enumerate() {
         assert_eq!(codes[n].len(), len, "one office per level: {codes:?}");
     }
-    fed.ok(&["up"]);
-    (fed, codes.try_into().unwrap())
+    (fed, codes)
 }
 
 /// `args` as the admin of `office` (signed in by the harness when it made the office's officer).

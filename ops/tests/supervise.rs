@@ -92,6 +92,32 @@ fn a_fresh_query_names_the_partitioned_county_and_agrees_with_the_index_after_he
         as_of_before,
         "the index holds the county as of before the cut: {index}"
     );
+    // The figures too: the county's rows are counted from the index, and the answer says so.
+    let stats = city.json(&["stats", "--as", "5306", "--fresh"]);
+    assert_eq!(
+        (&stats["fresh"], &stats["partial"]),
+        (&serde_json::json!(true), &serde_json::json!(true)),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["unreachable"],
+        serde_json::json!(["530602"]),
+        "{stats}"
+    );
+    assert!(stats["answered"]["530621"].is_string(), "{stats}");
+    let cut_total = stats["total"].as_u64().unwrap();
+    assert_eq!(
+        cut_total,
+        city.json(&["stats", "--as", "5306"])["total"]
+            .as_u64()
+            .unwrap(),
+        "the county's newest case is in neither answer"
+    );
+    let text = city.ok(&["stats", "--as", "5306", "--fresh"]);
+    assert!(
+        text.contains("PARTIAL: counted from the index for 530602"),
+        "{text}"
+    );
 
     fed.ok(&["drill", "heal"]);
     verified(&fed);
@@ -100,6 +126,15 @@ fn a_fresh_query_names_the_partitioned_county_and_agrees_with_the_index_after_he
     assert_eq!(fresh["partial"], false, "{fresh}");
     assert_eq!(by_id(&fresh), by_id(&index), "fresh {fresh}\nindex {index}");
     assert!(by_id(&index).contains_key(&hidden));
+    let stats = city.json(&["stats", "--as", "5306", "--fresh"]);
+    let index_stats = city.json(&["stats", "--as", "5306"]);
+    assert_eq!(stats["partial"], false, "{stats}");
+    assert_eq!(stats["unreachable"], serde_json::json!([]), "{stats}");
+    assert_eq!(stats["total"].as_u64().unwrap(), cut_total + 1, "{stats}");
+    assert_eq!(
+        stats["offices"], index_stats["offices"],
+        "fresh and index figures agree office by office after the heal"
+    );
     assert!(
         index["as_of"]["530602"].as_str().unwrap() > as_of_before.as_str(),
         "{index}"

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use federation_proto::v1::federation_client::FederationClient;
-use federation_proto::v1::{self, QueryReply, QueryRequest};
+use federation_proto::v1::{self, QueryReply, QueryRequest, StatsReply, StatsRequest};
 use liandong_domain::message::SummaryV2;
 use liandong_domain::OfficeCode;
 use tokio::time::Instant;
@@ -517,6 +517,49 @@ impl Asker {
         request: QueryRequest,
         deadline: Instant,
     ) -> Result<QueryReply, String> {
+        self.ask_with(
+            from,
+            child,
+            request,
+            deadline,
+            |mut client, call| async move { client.query(call).await },
+        )
+        .await
+    }
+
+    /// `request` (already addressed to `child`) asked of `child`'s leader before `deadline`, as
+    /// [`Asker::ask`] does for a query: the fresh figures of `stats --fresh`.
+    pub async fn ask_stats(
+        &self,
+        from: &OfficeCode,
+        child: &OfficeCode,
+        request: StatsRequest,
+        deadline: Instant,
+    ) -> Result<StatsReply, String> {
+        self.ask_with(
+            from,
+            child,
+            request,
+            deadline,
+            |mut client, call| async move { client.stats(call).await },
+        )
+        .await
+    }
+
+    /// [`Asker::ask`] for any of the federation service's reads: `rpc` makes the call.
+    async fn ask_with<Req, Rep, F, Fut>(
+        &self,
+        from: &OfficeCode,
+        child: &OfficeCode,
+        request: Req,
+        deadline: Instant,
+        rpc: F,
+    ) -> Result<Rep, String>
+    where
+        Req: Clone,
+        F: Fn(FederationClient<tonic::transport::Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Rep>, tonic::Status>>,
+    {
         if self.faults.cut(from.as_str(), child.as_str())
             || self.faults.cut(child.as_str(), from.as_str())
         {
@@ -530,7 +573,10 @@ impl Asker {
                     "no answer from {child} within the deadline ({last_error})"
                 ));
             }
-            match self.call(&addr, request.clone(), left, deadline).await {
+            match self
+                .call(&addr, request.clone(), left, deadline, &rpc)
+                .await
+            {
                 Ok(reply) => {
                     self.directory.remember_leader(child.as_str(), &addr);
                     return Ok(reply);
@@ -541,21 +587,26 @@ impl Asker {
         Err(last_error)
     }
 
-    async fn call(
+    async fn call<Req, Rep, F, Fut>(
         &self,
         addr: &str,
-        request: QueryRequest,
+        request: Req,
         timeout: Duration,
         deadline: Instant,
-    ) -> Result<QueryReply, String> {
+        rpc: &F,
+    ) -> Result<Rep, String>
+    where
+        F: Fn(FederationClient<tonic::transport::Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Rep>, tonic::Status>>,
+    {
         let channel = self.transport.channel(addr).map_err(|e| e.to_string())?;
-        let mut client = FederationClient::new(channel)
+        let client = FederationClient::new(channel)
             .max_decoding_message_size(federation_proto::MESSAGE_BYTES_MAX)
             .max_encoding_message_size(federation_proto::MESSAGE_BYTES_MAX);
         let mut call = tonic::Request::new(request);
         call.set_timeout(timeout);
         let action = self.faults.link_action(self.directory.host_name(addr));
-        match through_link_fault(action, deadline, client.query(call)).await {
+        match through_link_fault(action, deadline, rpc(client, call)).await {
             Ok(Ok(reply)) => Ok(reply.into_inner()),
             Ok(Err(status)) => Err(status.message().to_string()),
             Err(lost) => Err(lost.describe().to_string()),

@@ -188,6 +188,20 @@ impl FederationService {
         }
     }
 
+    async fn ask_child_stats(
+        &self,
+        as_office: &OfficeCode,
+        child: &OfficeCode,
+        request: StatsRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<StatsReply, String> {
+        match &self.asker {
+            _ if request.deadline_ms == 0 => Err("no time left within the deadline".to_string()),
+            Some(asker) => asker.ask_stats(as_office, child, request, deadline).await,
+            None => Err("this host asks no other office".to_string()),
+        }
+    }
+
     fn authorize<T>(&self, request: &Request<T>, from: &str) -> Result<(), Status> {
         if !self.check_peer {
             return Ok(());
@@ -444,9 +458,17 @@ impl Federation for FederationService {
 
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
         let as_office = office(&request.get_ref().as_office, "supervising")?;
-        self.authorize_query(&request, &as_office, false)?;
-        let days = crate::machine::stats::trend_days(request.get_ref())
-            .map_err(Status::invalid_argument)?;
+        let fresh = request.get_ref().fresh;
+        self.authorize_query(&request, &as_office, fresh)?;
+        let request = request.into_inner();
+        let days = crate::machine::stats::trend_days(&request).map_err(Status::invalid_argument)?;
+        // Checked before anything is asked of the children.
+        let deadline_ms = if fresh {
+            query::fresh_deadline_ms(request.deadline_ms).map_err(Status::invalid_argument)?
+        } else {
+            0
+        };
+        let started = tokio::time::Instant::now();
         let replica = self.replicas.get(&as_office).ok_or_else(|| {
             Status::not_found(format!("office {as_office} is not carried by this host"))
         })?;
@@ -464,18 +486,64 @@ impl Federation for FederationService {
                 (Some((from, to)), Some((day, _))) => *from <= day && day <= *to,
                 (None, Some(_)) => false,
             };
-        Ok(Response::new(StatsReply {
-            offices: rows
-                .into_iter()
-                .map(|(office, counts)| v1::OfficeFigures {
-                    office,
-                    counts: counts
-                        .into_iter()
-                        .filter(|(figure, _)| wanted(figure))
-                        .collect(),
-                })
-                .collect(),
+        let mut offices: Vec<v1::OfficeFigures> = rows
+            .into_iter()
+            .map(|(office, counts)| v1::OfficeFigures {
+                office,
+                counts: counts
+                    .into_iter()
+                    .filter(|(figure, _)| wanted(figure))
+                    .collect(),
+            })
+            .collect();
+        let mut reply = StatsReply {
             as_of_ms: query::as_of_ms(machine).map_err(Status::internal)?,
-        }))
+            ..StatsReply::default()
+        };
+        if fresh {
+            // Each child's rows from its own fresh answer; the index's rows for a child that
+            // does not answer in time, which is named.
+            let deadline = started + std::time::Duration::from_millis(u64::from(deadline_ms));
+            let children = self.children_asked(&as_office, None);
+            let answers = futures::future::join_all(children.iter().map(|child| {
+                let left_ms = deadline_ms.saturating_sub(
+                    u32::try_from(started.elapsed().as_millis())
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(query::QUERY_FRESH_HOP_MARGIN_MS),
+                );
+                let asked = StatsRequest {
+                    as_office: child.to_string(),
+                    deadline_ms: left_ms,
+                    ..request.clone()
+                };
+                self.ask_child_stats(&as_office, child, asked, deadline)
+            }))
+            .await;
+            let covered = |row: &v1::OfficeFigures, child: &OfficeCode| {
+                row.office
+                    .parse::<OfficeCode>()
+                    .is_ok_and(|code| child.covers(&code))
+            };
+            for (child, answer) in children.iter().zip(answers) {
+                match answer {
+                    Ok(answer) => {
+                        offices.retain(|row| !covered(row, child));
+                        offices.extend(answer.offices);
+                        reply.unreachable.extend(answer.unreachable);
+                        reply
+                            .answered_ms
+                            .insert(child.to_string(), crate::clock::wall_ms());
+                    }
+                    Err(error) => {
+                        tracing::info!(%as_office, %child, %error, "fresh stats: served from the index");
+                        reply.unreachable.push(child.to_string());
+                    }
+                }
+            }
+            offices.sort_by(|a, b| a.office.cmp(&b.office));
+            reply.partial = !reply.unreachable.is_empty();
+        }
+        reply.offices = offices;
+        Ok(Response::new(reply))
     }
 }

@@ -300,6 +300,36 @@ pub async fn connect(
 }
 
 /// A city, one county and one township (three replicas each, on six hosts), up.
+/// `federation init` of `region` (not started) with its clock 100,000 times the wall clock's, so
+/// limits of days pass in seconds.
+pub fn fast_federation(region: &str, max_children: &str, replicas: &str, hosts: u16) -> Fed {
+    Fed::init(
+        &[
+            "--region",
+            region,
+            "--max-children",
+            max_children,
+            "--replicas",
+            replicas,
+            "--time-scale",
+            "100000",
+        ],
+        hosts,
+    )
+}
+
+/// A fast federation of one office per level from `region` down to a township, one replica
+/// each, up: its office codes, root first.
+pub fn fast_chain<const N: usize>(region: &str) -> (Fed, [String; N]) {
+    let fed = fast_federation(region, "1", "1", N as u16);
+    let manifest =
+        liandong_node::manifest::Manifest::load(&fed.dir().join("manifest.json")).unwrap();
+    let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
+    assert_eq!(codes.len(), N, "{codes:?}");
+    fed.ok(&["up"]);
+    (fed, codes.try_into().unwrap())
+}
+
 pub fn small_federation() -> Fed {
     let fed = Fed::init(
         &["--region", "5306", "--max-children", "1", "--replicas", "3"],
