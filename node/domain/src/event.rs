@@ -684,41 +684,50 @@ pub(crate) fn verify(start: &ChainHead, history: &[HistoryEntry]) -> Result<(), 
 /// JSON with object keys sorted and no whitespace, whatever serde_json's map ordering feature is:
 /// the same value always hashes the same on every build.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(1_024);
     write_canonical(value, &mut out);
-    out
+    // Only JSON text (UTF-8 by construction) was written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes `value` into `out` with no allocation of its own: keys and scalars are written by
+/// serde_json's compact writer, exactly as `Value`'s `Display` writes them.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (index, item) in items.iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(fields) => {
             let mut keys: Vec<&String> = fields.keys().collect();
-            keys.sort();
-            out.push('{');
+            keys.sort_unstable();
+            out.push(b'{');
             for (index, key) in keys.into_iter().enumerate() {
                 if index > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::from(key.as_str()).to_string());
-                out.push(':');
+                write_json(key.as_str(), out);
+                out.push(b':');
                 if let Some(item) = fields.get(key) {
                     write_canonical(item, out);
                 }
             }
-            out.push('}');
+            out.push(b'}');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
+}
+
+/// serde_json's compact form of `value` (a string or a scalar), appended to `out`.
+fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing a string or a scalar into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 #[cfg(test)]

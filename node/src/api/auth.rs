@@ -91,13 +91,19 @@ pub fn verify_token(public_key: &[u8], token: &str, now_ms: Millis) -> Result<Cl
         .verify(signed.as_bytes(), &signature)
         .map_err(|_| "the token's signature does not verify".to_string())?;
     let claims = read_claims(token)?;
+    check_token_times(&claims, now_ms)?;
+    Ok(claims)
+}
+
+/// A token is taken from its issue time (less the clock allowance) until its expiry.
+fn check_token_times(claims: &Claims, now_ms: Millis) -> Result<(), String> {
     if now_ms >= claims.expires_ms {
         return Err("the token has expired: log in again".to_string());
     }
     if claims.issued_ms > now_ms + TOKEN_CLOCK_ALLOWANCE_MS {
         return Err("the token is issued in the future".to_string());
     }
-    Ok(claims)
+    Ok(())
 }
 
 /// An officer signed in, as its office's replicated account says now.
@@ -442,6 +448,62 @@ pub struct Trust {
     replicas: Replicas,
     pub secrets: Secrets,
     pub audit: AuditLog,
+    verified: VerifiedTokens,
+}
+
+/// Tokens whose signature this host has already checked: an officer's every call carries the
+/// same token for hours, and an Ed25519 verification costs more than the rest of the check. A
+/// token is found by the SHA-256 of the office's public key and the token, so a token signed by
+/// another key is checked afresh; its expiry and issue time are checked at every call, and the
+/// account (enabled, sessions not ended) is read at every call, as before. Bounded: at most
+/// [`VERIFIED_TOKENS_MAX`] entries, the expired ones dropped when it is full, all of them when
+/// that frees nothing.
+#[derive(Default)]
+struct VerifiedTokens {
+    tokens: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
+}
+
+/// Tokens a host remembers as verified at most.
+pub const VERIFIED_TOKENS_MAX: usize = 4_096;
+
+impl VerifiedTokens {
+    fn fingerprint(public_key: &[u8], token: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update((public_key.len() as u64).to_le_bytes());
+        hasher.update(public_key);
+        hasher.update(token.as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// [`verify_token`], with the signature checked once per token and key.
+    fn verify(&self, public_key: &[u8], token: &str, now_ms: Millis) -> Result<Claims, String> {
+        let fingerprint = Self::fingerprint(public_key, token);
+        let known = self.lock().get(&fingerprint).cloned();
+        let claims = match known {
+            Some(claims) => claims,
+            None => {
+                let claims = verify_token(public_key, token, now_ms)?;
+                let mut tokens = self.lock();
+                if tokens.len() >= VERIFIED_TOKENS_MAX {
+                    tokens.retain(|_, claims| claims.expires_ms > now_ms);
+                    if tokens.len() >= VERIFIED_TOKENS_MAX {
+                        tokens.clear();
+                    }
+                }
+                tokens.insert(fingerprint, claims.clone());
+                return Ok(claims);
+            }
+        };
+        check_token_times(&claims, now_ms)?;
+        Ok(claims)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], Claims>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Trust {
@@ -459,6 +521,7 @@ impl Trust {
             replicas,
             secrets,
             audit: AuditLog::default(),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -517,7 +580,9 @@ impl Trust {
                  only for its own office"
             ))
         })?;
-        let claims = verify_token(&crate::secrets::public_key(key), token, wall_ms())
+        let claims = self
+            .verified
+            .verify(&crate::secrets::public_key(key), token, wall_ms())
             .map_err(unauthenticated)?;
         let replica = self
             .replicas
@@ -650,6 +715,53 @@ mod tests {
         assert!(verify_token(&public, &spliced, 2_000).is_err());
         assert!(verify_token(&public, "garbage", 2_000).is_err());
         assert!(verify_token(&public, &"x".repeat(TOKEN_BYTES_MAX + 1), 2_000).is_err());
+    }
+
+    /// A token verified once is taken again without its signature checked, but only under the
+    /// same key, and never past its expiry; the remembered set stays bounded.
+    #[test]
+    fn verified_tokens_are_remembered_per_key_until_they_expire() {
+        let rng = ring::rand::SystemRandom::new();
+        let key_of = || {
+            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
+                .unwrap()
+        };
+        let (key, other) = (key_of(), key_of());
+        let claims = Claims {
+            office: "530602".into(),
+            user: "clerk".into(),
+            roles: BTreeSet::from([Role::Registrar]),
+            issued_ms: 1_000,
+            expires_ms: 1_000 + TOKEN_LIFETIME_MS,
+        };
+        let token = sign_token(&key, &claims);
+        let (public, other_public) = (
+            crate::secrets::public_key(&key),
+            crate::secrets::public_key(&other),
+        );
+        let verified = VerifiedTokens::default();
+        assert_eq!(verified.verify(&public, &token, 2_000), Ok(claims.clone()));
+        assert_eq!(verified.lock().len(), 1);
+        assert_eq!(verified.verify(&public, &token, 3_000), Ok(claims.clone()));
+        // Remembered under the signing key only: another office's key checks it afresh.
+        assert!(verified.verify(&other_public, &token, 3_000).is_err());
+        // Remembered, yet refused once expired.
+        assert!(verified
+            .verify(&public, &token, 1_000 + TOKEN_LIFETIME_MS)
+            .is_err());
+        // A bad token is refused and not remembered.
+        assert!(verified.verify(&public, "v1.garbage.x", 2_000).is_err());
+        assert_eq!(verified.lock().len(), 1);
+        // Full: the expired ones go first, then all.
+        for user in 0..VERIFIED_TOKENS_MAX + 10 {
+            let claims = Claims {
+                user: format!("u{user}"),
+                ..claims.clone()
+            };
+            let token = sign_token(&key, &claims);
+            assert!(verified.verify(&public, &token, 2_000).is_ok());
+            assert!(verified.lock().len() <= VERIFIED_TOKENS_MAX);
+        }
     }
 
     /// Every action × principal kind × role × scope: the allowed pairs and only those.
