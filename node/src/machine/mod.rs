@@ -22,7 +22,10 @@
 //! - `notices`: escalating notices (三级抄告) and red cards (红牌).
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
+//! - `anchors`: the office's case heads anchored at its parent (a Merkle root), and its
+//!   children's anchors kept.
 
+pub mod anchors;
 mod apply;
 pub mod audit;
 pub mod backup;
