@@ -24,6 +24,7 @@
 //! - `records`: the link and order records; [`keys`]: every key.
 //! - `anchors`: the office's case heads anchored at its parent (a Merkle root), and its
 //!   children's anchors kept.
+//! - `reseal`: personal data an earlier build stored in clear, sealed where it lies at open.
 
 pub mod anchors;
 mod apply;
@@ -41,6 +42,7 @@ mod orders;
 mod outbox;
 mod records;
 mod requests;
+pub mod reseal;
 pub mod seal;
 pub mod sessions;
 pub mod snapshot;
