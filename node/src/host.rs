@@ -512,7 +512,7 @@ async fn start_replicas(
             .with_context(|| format!("office {code}'s data key"))?;
         let seal = crate::personal::OfficeSeal::new(office.clone(), &data_key, secret.to_vec());
         // Before Raft starts, so that nothing applies meanwhile.
-        crate::machine::reseal::run(&db, code, &seal)
+        crate::machine::reseal::run(db, code, &seal)
             .map_err(|e| anyhow!("sealing office {code}'s personal data stored in clear: {e}"))?;
         let network = OfficeNetwork {
             office: code.clone(),
