@@ -22,7 +22,11 @@
 //! - `notices`: escalating notices (三级抄告) and red cards (红牌).
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
+//! - `anchors`: the office's case heads anchored at its parent (a Merkle root), and its
+//!   children's anchors kept.
+//! - `reseal`: personal data an earlier build stored in clear, sealed where it lies at open.
 
+pub mod anchors;
 mod apply;
 pub mod audit;
 pub mod backup;
@@ -38,6 +42,7 @@ mod orders;
 mod outbox;
 mod records;
 mod requests;
+pub mod reseal;
 pub mod seal;
 pub mod sessions;
 pub mod snapshot;
