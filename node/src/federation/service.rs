@@ -492,8 +492,12 @@ impl Federation for FederationService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let machine = &replica.state_machine;
-        let rows =
-            crate::machine::stats::rows(machine).map_err(|e| Status::internal(e.to_string()))?;
+        // Without a trend the per-day counters are skipped, not read.
+        let rows = match days {
+            Some(_) => crate::machine::stats::office_rows(machine),
+            None => crate::machine::stats::office_rows_without_days(machine),
+        }
+        .map_err(|e| Status::internal(e.to_string()))?;
         // The per-day counters only when the trend is asked, and only of its days.
         let wanted =
             |figure: &str| match (&days, liandong_domain::figures::parse_day_figure(figure)) {

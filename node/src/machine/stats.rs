@@ -236,6 +236,45 @@ pub fn office_rows(
     rows(machine)
 }
 
+/// Every office's row without the trend's per-day counters, which it skips rather than reads:
+/// an office's day counters (three per day it saw cases) outnumber its other figures by far.
+pub fn office_rows_without_days(
+    reader: &super::StateMachineStore,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+    rows_without_days(reader)
+}
+
+pub(crate) fn rows_without_days(
+    reader: &impl Read,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+    let mut rows: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let end = prefix_end(keys::STAT);
+    let mut start = keys::STAT.to_vec();
+    while let Some((key, _)) = reader.scan(&start, &end, 1)?.into_iter().next() {
+        let rest = &key[keys::STAT.len()..];
+        let Some(slash) = rest.iter().position(|b| *b == b'/') else {
+            start = [key.as_slice(), b"\0"].concat();
+            continue;
+        };
+        let office_prefix = [keys::STAT, &rest[..=slash]].concat();
+        let office = String::from_utf8_lossy(&rest[..slash]).to_string();
+        // The office's figures before `day:` and after it (`day;` sorts just past every day).
+        let days = [office_prefix.as_slice(), b"day:"].concat();
+        let after_days = [office_prefix.as_slice(), b"day;"].concat();
+        let office_end = prefix_end(&office_prefix);
+        for (from, to) in [(&office_prefix, &days), (&after_days, &office_end)] {
+            for (key, value) in reader.scan(from, to, usize::MAX)? {
+                let figure = String::from_utf8_lossy(&key[office_prefix.len()..]).to_string();
+                rows.entry(office.clone())
+                    .or_default()
+                    .insert(figure, decode(&value)?);
+            }
+        }
+        start = office_end;
+    }
+    Ok(rows)
+}
+
 /// Counts every case of the office's state once, when its counters are missing (a state written
 /// before they existed, or a snapshot from such a build), and writes the query's secondary keys
 /// ([`super::query_keys`]) when they are missing. A function of the stored state alone, so every

@@ -2694,3 +2694,32 @@ fn a_query_page_reads_about_a_page_and_answers_as_a_full_scan_does() {
     check_all(&county);
     assert!(!stats::rebuild_if_missing(&county.db, "530602").unwrap());
 }
+
+/// Without skipping the per-day counters `stats` would read three keys per office and day; with
+/// a skip that missed a figure its rows would differ from the full read's.
+#[test]
+fn rows_without_days_are_the_rows_less_the_day_counters() {
+    let mut township = Office::new("530602001", Some("530602"));
+    let base = SummaryV2::of(&township.file());
+    let mut county = Office::new("530602", None);
+    for seq in 1..=200u32 {
+        let mut summary = base.clone();
+        summary.summary.case_id = CaseId::new(code("530602001"), 2026, seq);
+        summary.summary.registered_at = START_MS - i64::from(seq) * 86_400_000;
+        summary.summary.overdue = seq.is_multiple_of(4);
+        assert!(county
+            .deliver("530602001", Body::IndexUpdateV2 { summary })
+            .is_none());
+    }
+    county.file();
+    let mut full = stats::rows(&county.reader()).unwrap();
+    let days: usize = full
+        .values()
+        .map(|row| row.keys().filter(|f| stats::is_day_figure(f)).count())
+        .sum();
+    assert!(days >= 200, "{days} day counters");
+    for row in full.values_mut() {
+        row.retain(|figure, _| !stats::is_day_figure(figure));
+    }
+    assert_eq!(stats::rows_without_days(&county.reader()).unwrap(), full);
+}
