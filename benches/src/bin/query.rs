@@ -101,7 +101,7 @@ fn summary(n: u64, owner: &OfficeCode, seq: u32) -> SummaryV2 {
     let registered_at = START_MS - (n as i64 % 365) * DAY_MS - (n as i64 % 86_400) * 1_000;
     let status = STATUSES[(n % STATUSES.len() as u64) as usize];
     let open = matches!(status, "registered" | "accepted");
-    let overdue = n % 10 == 0;
+    let overdue = n.is_multiple_of(10);
     let mixed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (n >> 3);
     SummaryV2 {
         summary: Summary {
