@@ -7,6 +7,7 @@
 #   scripts/bench.sh                      # 20 s per run, 64 clients for the loaded runs
 #   BENCH_SECONDS=5 scripts/bench.sh      # a quick pass
 #   BENCH_RESULTS=DIR scripts/bench.sh    # where the run reports and report.html go
+#   BENCH_QUERY_CASES=N scripts/bench.sh  # cases in the query benchmark's provincial index
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,6 +79,7 @@ for clients in 1 "$LOADED_CLIENTS"; do
 done
 run update intake --workload update --clients 1 --seconds "$SECONDS_PER_RUN"
 run handoff federation --workload handoff --clients "$HANDOFF_CLIENTS" --seconds "$SECONDS_PER_RUN"
+run query query --cases "${BENCH_QUERY_CASES:-1000000}"
 
 echo
 "$BIN/bench-report" --results "$RESULTS" \

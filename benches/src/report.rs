@@ -50,6 +50,8 @@ pub enum Workload {
     Handoff,
     /// Review escalations up the levels, then a partition's drain.
     Escalation,
+    /// A supervisor's index queries and `stats` over a province's index.
+    Query,
 }
 
 /// Latency quantiles in milliseconds.
@@ -427,6 +429,7 @@ pub fn comparison(reports: &[RunReport]) -> Vec<Row> {
     update_rows(reports, &mut rows);
     handoff_rows(reports, &mut rows);
     failover_rows(reports, &mut rows);
+    query_rows(reports, &mut rows);
     rows
 }
 
@@ -606,6 +609,33 @@ fn failover_rows(reports: &[RunReport], rows: &mut Vec<Row>) {
         ));
     }
 }
+
+fn query_rows(reports: &[RunReport], rows: &mut Vec<Row>) {
+    let Some(report) = latest(reports, Workload::Query) else {
+        return;
+    };
+    let cases = report.extra["cases"].as_u64().unwrap_or_default();
+    let p99 = |name: &str| report.series(name).map(|series| series.latency.p99_ms);
+    rows.push(liandong_row(
+        &format!("index query, {} cases: p99", thousands(cases)),
+        p99(QUERY_FIRST),
+        Unit::Milliseconds,
+        Some(Target::AtMost(QUERY_P99_TARGET_MS)),
+    ));
+    rows.push(liandong_row(
+        &format!("stats, {} cases: p99", thousands(cases)),
+        p99(STATS),
+        Unit::Milliseconds,
+        Some(Target::AtMost(STATS_P99_TARGET_MS)),
+    ));
+}
+
+/// Series names the query workload records.
+pub const QUERY_FIRST: &str = "index query, first page";
+pub const QUERY_NEXT: &str = "index query, page after the cursor";
+pub const STATS: &str = "stats";
+const QUERY_P99_TARGET_MS: f64 = 10.0;
+const STATS_P99_TARGET_MS: f64 = 50.0;
 
 /// Series names the update workload records.
 pub const UPDATE_FRESH: &str = "fresh case";
@@ -806,6 +836,7 @@ fn plots(reports: &[RunReport]) -> Vec<Plot> {
     for (workload, title) in [
         (Workload::Update, "Updating a case: fresh vs long history"),
         (Workload::Handoff, "Handoff between two offices"),
+        (Workload::Query, "A supervisor's index: queries and stats"),
     ] {
         if let Some(report) = latest(reports, workload) {
             let curves = report

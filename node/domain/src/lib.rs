@@ -38,6 +38,7 @@ pub mod notice;
 pub mod notify;
 mod personal;
 pub mod proxy;
+pub mod reports;
 pub mod rules;
 pub mod session;
 mod validate;

@@ -13,10 +13,11 @@
 //! carries `next_cursor`, naming the sort and the last case it holds; the next page starts after
 //! it. The paging and merging rules are pure ([`page`], [`merge`]); the IO is [`Asker`].
 //!
-//! Every filter is applied to the office's index read whole (one scan of its summaries, in case
-//! id order): the keys are by case id, so no filter but the case id narrows the scan itself;
-//! `--limit` bounds what is sent, not what is read. The figures `stats` shows are counters, not
-//! scans.
+//! The index answer reads a page of secondary keys ([`index_page`], over
+//! [`crate::machine::query_keys`]): the narrowest scope the filter names, in the sort's order,
+//! from the cursor, until the page is full; filters without keys of their own are checked on each
+//! case read. The fresh answer reads the office's summaries whole ([`local_summaries`]). The
+//! figures `stats` shows are counters, not scans.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -438,6 +439,147 @@ pub fn merge(parts: Vec<Part>, limit: usize, sort: Sort) -> Part {
         cases: keyed.into_iter().map(|(_, case)| case).collect(),
         next_cursor,
     }
+}
+
+/// How many secondary keys one read of [`index_page`] takes at a time, at most.
+const SCAN_CHUNK_MAX: usize = 512;
+
+impl Filter {
+    /// The scope of secondary keys ([`crate::machine::query_keys`]) whose cases include every
+    /// case this filter wants, the narrowest of those the filter names.
+    fn scope(&self) -> String {
+        if let Some(office) = &self.office {
+            return format!("o:{office}");
+        }
+        match self.status.as_deref() {
+            Some(group @ ("open" | "closed" | "overdue" | "warned")) => format!("g:{group}"),
+            Some(word) => format!("s:{word}"),
+            None if self.overdue_only => "g:overdue".to_string(),
+            None if self.warned_only => "g:warned".to_string(),
+            None => "all".to_string(),
+        }
+    }
+
+    /// The range `[from, to)` of times in `sort`'s order that can hold a wanted case.
+    fn time_range(&self, sort: Sort) -> (Option<i64>, Option<i64>) {
+        match sort {
+            Sort::Registered => (self.registered_from_ms, self.registered_to_ms),
+            Sort::Due => (self.due_from_ms, self.due_to_ms),
+            Sort::CaseId | Sort::Changed => (None, None),
+        }
+    }
+}
+
+impl Sort {
+    /// The order's byte in the secondary keys.
+    fn key_byte(self) -> u8 {
+        match self {
+            Sort::CaseId => b'i',
+            Sort::Registered => b'r',
+            Sort::Due => b'd',
+            Sort::Changed => b'c',
+        }
+    }
+}
+
+/// One page of the office's index answer: the cases `filter` wants in `sort`'s order after
+/// `cursor`, at most `limit` (with the cursor when there are more), each with the case it
+/// repeats, if any. Read through the secondary keys of the filter's narrowest scope (office,
+/// status or group, overdue, warned; else every case), from the cursor or the start of the
+/// filter's registered or due range in those orders, until the page is full: about a page of
+/// keys when the scope's cases are the filter's. Filters without a scope of their own
+/// (category, channel, grade, level, petitioner key, skip-level, replied days, and the
+/// registered or due days in another order) are checked on each case read.
+pub fn index_page(
+    machine: &StateMachineStore,
+    filter: &Filter,
+    cursor: Option<&SortKey>,
+    limit: usize,
+    sort: Sort,
+) -> Result<(Part, BTreeMap<String, String>), String> {
+    index_page_in(machine, filter, cursor, limit, sort)
+}
+
+/// [`index_page`] over any reader of the office's state (a test counts what it reads).
+pub(crate) fn index_page_in(
+    machine: &impl crate::machine::Read,
+    filter: &Filter,
+    cursor: Option<&SortKey>,
+    limit: usize,
+    sort: Sort,
+) -> Result<(Part, BTreeMap<String, String>), String> {
+    use crate::machine::query_keys;
+    let err = |e: crate::machine::ApplyError| e.to_string();
+    let mut wanted: Vec<SummaryV2> = Vec::new();
+    if let Some(id) = &filter.case_id {
+        // One case asked by id: read it alone.
+        if let Ok(case_id) = id.parse::<liandong_domain::CaseId>() {
+            if let Some(summary) = query_keys::effective_summary(machine, &case_id).map_err(err)? {
+                if filter.wants(&summary) {
+                    wanted.push(summary);
+                }
+            }
+        }
+    } else {
+        let prefix = query_keys::scope_prefix(&filter.scope(), sort.key_byte());
+        let (from, to) = filter.time_range(sort);
+        let mut start = match from {
+            Some(from) => [prefix.as_slice(), &query_keys::time_bytes(from)].concat(),
+            None => prefix.clone(),
+        };
+        if let Some((at, id)) = cursor {
+            // Strictly after the cursor's case.
+            let after = [
+                prefix.as_slice(),
+                &query_keys::time_bytes(*at),
+                id.as_bytes(),
+                b"\0",
+            ]
+            .concat();
+            start = start.max(after);
+        }
+        let end = match to {
+            Some(to) => [prefix.as_slice(), &query_keys::time_bytes(to)].concat(),
+            None => crate::store::keys::prefix_end(&prefix),
+        };
+        // About a page at a time: a filter checked on each case may need more.
+        let chunk = (limit + 1).clamp(16, SCAN_CHUNK_MAX);
+        'scan: while start < end {
+            let keys = crate::machine::Read::scan(machine, &start, &end, chunk)
+                .map_err(|e| e.to_string())?;
+            for (key, _) in &keys {
+                let Some(case_id) = query_keys::key_case(prefix.len(), key)
+                    .and_then(|id| id.parse::<liandong_domain::CaseId>().ok())
+                else {
+                    continue;
+                };
+                if let Some(summary) =
+                    query_keys::effective_summary(machine, &case_id).map_err(err)?
+                {
+                    if filter.wants(&summary) {
+                        wanted.push(summary);
+                        if wanted.len() > limit {
+                            break 'scan;
+                        }
+                    }
+                }
+            }
+            match keys.last() {
+                Some((last, _)) if keys.len() == chunk => {
+                    start = [last.as_slice(), b"\0"].concat();
+                }
+                _ => break,
+            }
+        }
+    }
+    let part = page(wanted.iter(), cursor, limit, false, sort);
+    let mut repeats = BTreeMap::new();
+    for summary in wanted.iter().take(limit) {
+        if let Some(primary) = query_keys::repeat_of(machine, summary).map_err(err)? {
+            repeats.insert(summary.case_id.to_string(), primary);
+        }
+    }
+    Ok((part, repeats))
 }
 
 /// Every case summary `machine`'s office knows, by case id: the index, then this office's own

@@ -380,8 +380,28 @@ impl Federation for FederationService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let machine = &replica.state_machine;
-        let summaries = query::local_summaries(machine).map_err(Status::internal)?;
         let as_of_ms = query::as_of_ms(machine).map_err(Status::internal)?;
+        let cursor = cursor.as_ref();
+        let mut reply = QueryReply {
+            as_of_ms,
+            ..QueryReply::default()
+        };
+        if !request.fresh {
+            // The index answer reads a page of the secondary keys, not the whole index.
+            let (page, repeats) = query::index_page(machine, &filter, cursor, limit, sort)
+                .map_err(Status::internal)?;
+            reply.next_cursor = page.next_cursor;
+            reply.cases = page
+                .cases
+                .into_iter()
+                .map(|mut case| {
+                    case.repeat_of = repeats.get(&case.case_id).cloned();
+                    case
+                })
+                .collect();
+            return Ok(Response::new(reply));
+        }
+        let summaries = query::local_summaries(machine).map_err(Status::internal)?;
         let primaries = repeat_primaries(
             &summaries
                 .values()
@@ -389,11 +409,6 @@ impl Federation for FederationService {
                 .collect::<Vec<_>>(),
         );
         let wanted: Vec<&SummaryV2> = summaries.values().filter(|s| filter.wants(s)).collect();
-        let cursor = cursor.as_ref();
-        let mut reply = QueryReply {
-            as_of_ms,
-            ..QueryReply::default()
-        };
         let merged = if request.fresh {
             let deadline = started + std::time::Duration::from_millis(u64::from(deadline_ms));
             let children = self.children_asked(&as_office, narrow.as_ref());
@@ -477,8 +492,12 @@ impl Federation for FederationService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let machine = &replica.state_machine;
-        let rows =
-            crate::machine::stats::rows(machine).map_err(|e| Status::internal(e.to_string()))?;
+        // Without a trend the per-day counters are skipped, not read.
+        let rows = match days {
+            Some(_) => crate::machine::stats::office_rows(machine),
+            None => crate::machine::stats::office_rows_without_days(machine),
+        }
+        .map_err(|e| Status::internal(e.to_string()))?;
         // The per-day counters only when the trend is asked, and only of its days.
         let wanted =
             |figure: &str| match (&days, liandong_domain::figures::parse_day_figure(figure)) {

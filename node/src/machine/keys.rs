@@ -95,6 +95,15 @@ pub fn anchored(case_id: &CaseId) -> Vec<u8> {
     [ANCHORED, case_id.to_string().as_bytes()].concat()
 }
 
+/// `query-key/`: the secondary keys of the supervisor's index ([`super::query_keys`]).
+pub const QUERY_KEY: &[u8] = b"query-key/";
+/// `query-key/s/<scope>\0<sort><time><case id>`: a case in one scope and order of `query`.
+pub const QUERY_KEY_SCOPE: &[u8] = b"query-key/s/";
+/// `query-key/r/<repeat key><registered><case id>`: an original in its repeat key's group.
+pub const QUERY_KEY_REPEAT: &[u8] = b"query-key/r/";
+/// The format of the `query-key/` keys, present once they are complete.
+pub const QUERY_KEYS_FORMAT: &[u8] = b"query-keys-format";
+
 /// Notices sort by the order they were made.
 pub fn notify(number: u64) -> Vec<u8> {
     [NOTIFY, &number.to_be_bytes()].concat()

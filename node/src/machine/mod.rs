@@ -40,6 +40,7 @@ pub mod notify;
 pub mod officers;
 mod orders;
 mod outbox;
+pub mod query_keys;
 mod records;
 mod requests;
 pub mod reseal;

@@ -171,6 +171,9 @@ pub(crate) fn count_change(
     before: Option<&SummaryV2>,
     after: Option<&SummaryV2>,
 ) -> Result<(), ApplyError> {
+    // The query's secondary keys move with the same summaries (their own diff: a change
+    // of time alone moves keys but no counter).
+    super::query_keys::change(txn, before, after);
     let row = |summary: Option<&SummaryV2>| summary.map(|s| (s.owner.clone(), figures(s)));
     let (before, after) = (row(before), row(after));
     if before == after {
@@ -226,24 +229,82 @@ pub(crate) fn rows(
     Ok(rows)
 }
 
+/// Every office's row as the Stats RPC reads it, for readers outside the state machine.
+pub fn office_rows(
+    machine: &super::StateMachineStore,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+    rows(machine)
+}
+
+/// Every office's row without the trend's per-day counters, which it skips rather than reads:
+/// an office's day counters (three per day it saw cases) outnumber its other figures by far.
+pub fn office_rows_without_days(
+    reader: &super::StateMachineStore,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+    rows_without_days(reader)
+}
+
+pub(crate) fn rows_without_days(
+    reader: &impl Read,
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+    let mut rows: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let end = prefix_end(keys::STAT);
+    let mut start = keys::STAT.to_vec();
+    while let Some((key, _)) = reader.scan(&start, &end, 1)?.into_iter().next() {
+        let rest = &key[keys::STAT.len()..];
+        let Some(slash) = rest.iter().position(|b| *b == b'/') else {
+            start = [key.as_slice(), b"\0"].concat();
+            continue;
+        };
+        let office_prefix = [keys::STAT, &rest[..=slash]].concat();
+        let office = String::from_utf8_lossy(&rest[..slash]).to_string();
+        // The office's figures before `day:` and after it (`day;` sorts just past every day).
+        let days = [office_prefix.as_slice(), b"day:"].concat();
+        let after_days = [office_prefix.as_slice(), b"day;"].concat();
+        let office_end = prefix_end(&office_prefix);
+        for (from, to) in [(&office_prefix, &days), (&after_days, &office_end)] {
+            for (key, value) in reader.scan(from, to, usize::MAX)? {
+                let figure = String::from_utf8_lossy(&key[office_prefix.len()..]).to_string();
+                rows.entry(office.clone())
+                    .or_default()
+                    .insert(figure, decode(&value)?);
+            }
+        }
+        start = office_end;
+    }
+    Ok(rows)
+}
+
 /// Counts every case of the office's state once, when its counters are missing (a state written
-/// before they existed, or a snapshot from such a build). A function of the stored state alone,
-/// so every replica counts the same.
+/// before they existed, or a snapshot from such a build), and writes the query's secondary keys
+/// ([`super::query_keys`]) when they are missing. A function of the stored state alone, so every
+/// replica counts the same. Whether anything was written.
 // openraft's `StorageError` (large) is what a replica's open returns.
 #[allow(clippy::result_large_err)]
 pub fn rebuild_if_missing(db: &HostDb, office: &str) -> Result<bool, StorageError> {
     let mut txn = Txn::new(db, office);
-    if txn.get(keys::STATS_FORMAT).map_err(read_err)?.as_deref() == Some(&[STATS_FORMAT][..]) {
+    let counted =
+        txn.get(keys::STATS_FORMAT).map_err(read_err)?.as_deref() == Some(&[STATS_FORMAT][..]);
+    let keyed = txn
+        .get(keys::QUERY_KEYS_FORMAT)
+        .map_err(read_err)?
+        .as_deref()
+        == Some(&[super::query_keys::QUERY_KEYS_FORMAT][..]);
+    if counted && keyed {
         return Ok(false);
     }
-    count_all(&mut txn).map_err(read_err)?;
-    txn.put(keys::STATS_FORMAT.to_vec(), vec![STATS_FORMAT]);
+    let summaries = effective_all(&txn).map_err(read_err)?;
+    if !counted {
+        count_all(&mut txn, &summaries).map_err(read_err)?;
+        txn.put(keys::STATS_FORMAT.to_vec(), vec![STATS_FORMAT]);
+    }
+    super::query_keys::rebuild_if_missing(&mut txn, &summaries).map_err(read_err)?;
     db.write(txn.into_batch(), true)?;
     Ok(true)
 }
 
-/// Replaces every counter with a count of the stored cases and index entries.
-fn count_all(txn: &mut Txn<'_>) -> Result<(), ApplyError> {
+/// What this office counts, per case of its stored cases and index entries ([`effective`]).
+fn effective_all(txn: &Txn<'_>) -> Result<Vec<SummaryV2>, ApplyError> {
     let all = |txn: &Txn<'_>, prefix: &[u8]| txn.scan(prefix, &prefix_end(prefix), usize::MAX);
     let mut by_case: BTreeMap<String, (Option<SummaryV2>, Option<SummaryV2>)> = BTreeMap::new();
     for (_, value) in all(txn, keys::INDEX)? {
@@ -258,18 +319,24 @@ fn count_all(txn: &mut Txn<'_>) -> Result<(), ApplyError> {
         })?;
         by_case.entry(case.id.to_string()).or_default().0 = Some(SummaryV2::of(&case));
     }
-    for (key, _) in all(txn, keys::STAT)? {
+    Ok(by_case
+        .into_values()
+        .filter_map(|(own, indexed)| effective(own, indexed))
+        .collect())
+}
+
+/// Replaces every counter with a count of the effective summaries.
+fn count_all(txn: &mut Txn<'_>, summaries: &[SummaryV2]) -> Result<(), ApplyError> {
+    for (key, _) in txn.scan(keys::STAT, &prefix_end(keys::STAT), usize::MAX)? {
         // A record of breaches is not a count of cases held: it cannot be recounted, and stays.
         if !key.ends_with(format!("/{BREACHED}").as_bytes()) {
             txn.delete(key);
         }
     }
     let mut counts: BTreeMap<(OfficeCode, String), u64> = BTreeMap::new();
-    for (own, indexed) in by_case.into_values() {
-        if let Some(summary) = effective(own, indexed) {
-            for figure in figures(&summary) {
-                *counts.entry((summary.owner.clone(), figure)).or_default() += 1;
-            }
+    for summary in summaries {
+        for figure in figures(summary) {
+            *counts.entry((summary.owner.clone(), figure)).or_default() += 1;
         }
     }
     for ((office, figure), count) in counts {

@@ -2559,3 +2559,227 @@ fn version_2_figures_move_with_the_case_and_add_up() {
     assert!(stats::rebuild_if_missing(&county.db, "530602").unwrap());
     assert_eq!(stat_rows(&county), rows);
 }
+
+/// A reader of an office's state that counts the keys it reads (scanned or got).
+struct Counting<'a> {
+    inner: Txn<'a>,
+    read: std::cell::Cell<usize>,
+}
+
+impl Read for Counting<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        self.read.set(self.read.get() + 1);
+        self.inner.get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<crate::store::keys::KeyValues, rocksdb::Error> {
+        let found = self.inner.scan(start, end, limit)?;
+        self.read.set(self.read.get() + found.len());
+        Ok(found)
+    }
+}
+
+/// Without the secondary keys a page of the index answer would read the whole index (3,000
+/// summaries here) for every filter; with keys out of step with the summaries (a change that
+/// left its old keys, a rebuild that missed some) its pages would differ from a full scan's.
+/// Every page of every filter and order, followed by its cursor to the end, equals the full
+/// scan's page (cases, cursor, repeats), and a first page reads a few hundred keys.
+#[test]
+fn a_query_page_reads_about_a_page_and_answers_as_a_full_scan_does() {
+    use crate::federation::query::{self, Filter, Sort};
+    const CASES: u32 = 3_000;
+    let mut township = Office::new("530602001", Some("530602"));
+    let base = SummaryV2::of(&township.file());
+    let mut county = Office::new("530602", None);
+    let statuses = ["registered", "accepted", "replied", "final"];
+    let summary_of = |seq: u32, version: u32| {
+        let mut s = base.clone();
+        s.summary.case_id = CaseId::new(code("530602001"), 2026, seq);
+        s.summary.status = statuses[seq as usize % 4].into();
+        s.summary.overdue = seq.is_multiple_of(7);
+        s.summary.registered_at = START_MS - i64::from(seq % 97) * 3_600_000;
+        s.summary.changed_at = START_MS + i64::from(seq % 13) * 1_000;
+        s.summary.version = version;
+        // Every third petitioner petitions again: repeat groups.
+        s.summary.petitioner_key = format!("{:064x}", seq / 3);
+        s.facts.due_at =
+            (!seq.is_multiple_of(3)).then_some(START_MS + i64::from(seq % 89) * 86_400_000);
+        s
+    };
+    for seq in 1..=CASES {
+        let summary = summary_of(seq, base.version);
+        assert!(county
+            .deliver("530602001", Body::IndexUpdateV2 { summary })
+            .is_none());
+    }
+    // Changes: their old keys must go.
+    for seq in (1..=CASES).step_by(50) {
+        let mut summary = summary_of(seq, base.version + 1);
+        summary.summary.status = "evaluated".into();
+        summary.summary.overdue = true;
+        summary.summary.changed_at += 86_400_000;
+        summary.facts.due_at = None;
+        assert!(county
+            .deliver("530602001", Body::IndexUpdateV2 { summary })
+            .is_none());
+    }
+    let township_code = code("530602001");
+    let filters: Vec<(Filter, Sort)> = vec![
+        (Filter::default(), Sort::CaseId),
+        (
+            Filter {
+                status: Some("open".into()),
+                ..Filter::default()
+            },
+            Sort::Registered,
+        ),
+        (
+            Filter {
+                overdue_only: true,
+                ..Filter::default()
+            },
+            Sort::Due,
+        ),
+        (
+            Filter {
+                status: Some("evaluated".into()),
+                ..Filter::default()
+            },
+            Sort::Changed,
+        ),
+        (
+            Filter {
+                office: Some(township_code.clone()),
+                status: Some("closed".into()),
+                ..Filter::default()
+            },
+            Sort::CaseId,
+        ),
+        (
+            Filter {
+                registered_from_ms: Some(START_MS - 40 * 3_600_000),
+                registered_to_ms: Some(START_MS - 20 * 3_600_000),
+                ..Filter::default()
+            },
+            Sort::Registered,
+        ),
+        (
+            Filter {
+                due_from_ms: Some(START_MS + 10 * 86_400_000),
+                due_to_ms: Some(START_MS + 30 * 86_400_000),
+                ..Filter::default()
+            },
+            Sort::Due,
+        ),
+        (
+            Filter {
+                category: Some(base.category.clone()),
+                warned_only: false,
+                ..Filter::default()
+            },
+            Sort::Changed,
+        ),
+    ];
+    let check_all = |county: &Office| {
+        let all: Vec<SummaryV2> = county
+            .reader()
+            .scan(
+                keys::INDEX,
+                &crate::store::keys::prefix_end(keys::INDEX),
+                usize::MAX,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|(_, value)| SummaryV2::decode_stored(&value).unwrap())
+            .collect();
+        let primaries = crate::federation::service::repeat_primaries(
+            &all.iter().map(|s| s.summary.clone()).collect::<Vec<_>>(),
+        );
+        for (filter, sort) in &filters {
+            let wanted: Vec<&SummaryV2> = all.iter().filter(|s| filter.wants(s)).collect();
+            assert!(!wanted.is_empty(), "{filter:?}");
+            let mut cursor = None;
+            let mut pages = 0;
+            loop {
+                let expected =
+                    query::page(wanted.iter().copied(), cursor.as_ref(), 50, false, *sort);
+                let reader = Counting {
+                    inner: county.reader(),
+                    read: std::cell::Cell::new(0),
+                };
+                let (got, repeats) =
+                    query::index_page_in(&reader, filter, cursor.as_ref(), 50, *sort).unwrap();
+                assert_eq!(got, expected, "{filter:?} {sort:?} page {pages}");
+                for case in &got.cases {
+                    let id: CaseId = case.case_id.parse().unwrap();
+                    assert_eq!(
+                        repeats.get(&case.case_id),
+                        primaries.get(&id).map(ToString::to_string).as_ref(),
+                        "{}",
+                        case.case_id
+                    );
+                }
+                if pages == 0 && filter.category.is_none() {
+                    assert!(
+                        reader.read.get() < 600,
+                        "{filter:?} {sort:?}: a page read {} keys",
+                        reader.read.get()
+                    );
+                }
+                pages += 1;
+                match &got.next_cursor {
+                    Some(next) => cursor = Some(sort.parse_cursor(next).unwrap()),
+                    None => break,
+                }
+            }
+            assert_eq!(pages, wanted.len().div_ceil(50).max(1), "{filter:?}");
+        }
+    };
+    check_all(&county);
+
+    // A state without the keys (an earlier build's) gets them when it opens, the same.
+    let mut txn = county.reader();
+    let end = crate::store::keys::prefix_end(keys::QUERY_KEY);
+    for (key, _) in txn.scan(keys::QUERY_KEY, &end, usize::MAX).unwrap() {
+        txn.delete(key);
+    }
+    txn.delete(keys::QUERY_KEYS_FORMAT.to_vec());
+    county.db.write(txn.into_batch(), true).unwrap();
+    assert!(stats::rebuild_if_missing(&county.db, "530602").unwrap());
+    check_all(&county);
+    assert!(!stats::rebuild_if_missing(&county.db, "530602").unwrap());
+}
+
+/// Without skipping the per-day counters `stats` would read three keys per office and day; with
+/// a skip that missed a figure its rows would differ from the full read's.
+#[test]
+fn rows_without_days_are_the_rows_less_the_day_counters() {
+    let mut township = Office::new("530602001", Some("530602"));
+    let base = SummaryV2::of(&township.file());
+    let mut county = Office::new("530602", None);
+    for seq in 1..=200u32 {
+        let mut summary = base.clone();
+        summary.summary.case_id = CaseId::new(code("530602001"), 2026, seq);
+        summary.summary.registered_at = START_MS - i64::from(seq) * 86_400_000;
+        summary.summary.overdue = seq.is_multiple_of(4);
+        assert!(county
+            .deliver("530602001", Body::IndexUpdateV2 { summary })
+            .is_none());
+    }
+    county.file();
+    let mut full = stats::rows(&county.reader()).unwrap();
+    let days: usize = full
+        .values()
+        .map(|row| row.keys().filter(|f| stats::is_day_figure(f)).count())
+        .sum();
+    assert!(days >= 200, "{days} day counters");
+    for row in full.values_mut() {
+        row.retain(|figure, _| !stats::is_day_figure(figure));
+    }
+    assert_eq!(stats::rows_without_days(&county.reader()).unwrap(), full);
+}
