@@ -7,17 +7,10 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{fast_federation, file_case, wait_until, Fed};
-use liandong_domain::codec::{decode, encode};
-use liandong_domain::{Case, ChainHead, HistoryEntry};
-use liandong_node::machine::keys;
+use common::{fast_federation, file_case, rewrite_history, wait_until, Fed};
 use liandong_node::machine::seal::OfficeSigner;
 use liandong_node::manifest::Manifest;
 use liandong_node::secrets::Secrets;
-use liandong_node::store::keys::{office_prefix, CF_SM};
-use liandong_node::store::HostDb;
 use serde_json::Value;
 
 fn invariant(report: &Value, name: &str) -> Value {
@@ -26,60 +19,6 @@ fn invariant(report: &Value, name: &str) -> Value {
         .and_then(|all| all.iter().find(|i| i["name"] == name))
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-/// Rewrites the officer of history entry `seq` of `case_id` at `office` in the host database
-/// `db`, recomputes every later hash and the header's chain head, and signs every entry the
-/// office applied again with the office's own key (`signer`): the chain and the signatures
-/// verify.
-fn rewrite_and_resign(
-    db: &Path,
-    office: &str,
-    case_id: &str,
-    seq: u32,
-    officer: &str,
-    signer: &OfficeSigner,
-) {
-    let db = HostDb::open(db).unwrap();
-    let raw = db.raw();
-    let cf = raw.cf_handle(CF_SM).unwrap();
-    let key = |relative: Vec<u8>| [office_prefix(office), relative].concat();
-    let header_key = key(keys::case(case_id));
-    let mut header = Case::from_bytes(&raw.get_cf(cf, &header_key).unwrap().unwrap()).unwrap();
-    let len = header.history_start.entries;
-    let mut entries: Vec<HistoryEntry> = (1..=len)
-        .map(|n| {
-            decode(
-                &raw.get_cf(cf, key(keys::history(case_id, n)))
-                    .unwrap()
-                    .unwrap(),
-            )
-            .unwrap()
-        })
-        .collect();
-    let index = (seq - 1) as usize;
-    assert!(
-        entries[index].detail.get("officer").is_some(),
-        "{:?}",
-        entries[index]
-    );
-    entries[index].detail["officer"] = officer.into();
-    for i in index..entries.len() {
-        if i > 0 {
-            entries[i].prev_hash = entries[i - 1].hash.clone();
-        }
-        entries[i].hash = entries[i].compute_hash();
-        if entries[i].signature.is_some() {
-            entries[i].sign(signer);
-        }
-    }
-    for entry in &entries {
-        raw.put_cf(cf, key(keys::history(case_id, entry.seq)), encode(entry))
-            .unwrap();
-    }
-    header.history_start = ChainHead::after(entries.last().unwrap());
-    raw.put_cf(cf, &header_key, encode(&header)).unwrap();
-    raw.flush_cf(cf).unwrap();
 }
 
 /// `verify --json` once every office answers.
@@ -150,7 +89,7 @@ fn a_history_rewritten_and_resigned_on_every_replica_disagrees_with_the_parents_
     assert_eq!(hosts.len(), 3);
     for host in &hosts {
         let db = fed.dir.join("data").join(host).join("db");
-        rewrite_and_resign(&db, &county, &target, 1, "Nobody At All", &signer);
+        rewrite_history(&db, &county, &target, 1, "Nobody At All", Some(&signer));
     }
     fed.ok(&["up"]);
 

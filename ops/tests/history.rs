@@ -7,15 +7,8 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{file_case, verified, Fed};
-use liandong_domain::codec::{decode, encode};
-use liandong_domain::{Case, ChainHead, HistoryEntry};
-use liandong_node::machine::keys;
+use common::{file_case, rewrite_history, verified, Fed};
 use liandong_node::manifest::Manifest;
-use liandong_node::store::keys::{office_prefix, CF_SM};
-use liandong_node::store::HostDb;
 use serde_json::Value;
 
 const COUNTY: &str = "530602";
@@ -37,49 +30,6 @@ fn invariant<'a>(report: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|i| i["name"] == name)
         .unwrap_or_else(|| panic!("no invariant {name}: {report}"))
-}
-
-/// Rewrites the stored history of `case_id` at `office` in the host database `db`: `officer`
-/// in entry `seq`, every hash from there on recomputed and the header's chain head with them,
-/// the signatures left as they were (the attacker has the disk, not the office's key).
-fn rewrite_history(db: &Path, office: &str, case_id: &str, seq: u32, officer: &str) {
-    let db = HostDb::open(db).unwrap();
-    let raw = db.raw();
-    let cf = raw.cf_handle(CF_SM).unwrap();
-    let key = |relative: Vec<u8>| [office_prefix(office), relative].concat();
-    let header_key = key(keys::case(case_id));
-    let mut header = Case::from_bytes(&raw.get_cf(cf, &header_key).unwrap().unwrap()).unwrap();
-    let len = header.history_start.entries;
-    let mut entries: Vec<HistoryEntry> = (1..=len)
-        .map(|n| {
-            decode(
-                &raw.get_cf(cf, key(keys::history(case_id, n)))
-                    .unwrap()
-                    .unwrap(),
-            )
-            .unwrap()
-        })
-        .collect();
-    let index = (seq - 1) as usize;
-    assert!(
-        entries[index].detail.get("officer").is_some(),
-        "{:?}",
-        entries[index]
-    );
-    entries[index].detail["officer"] = officer.into();
-    for i in index..entries.len() {
-        if i > 0 {
-            entries[i].prev_hash = entries[i - 1].hash.clone();
-        }
-        entries[i].hash = entries[i].compute_hash();
-    }
-    for entry in &entries {
-        raw.put_cf(cf, key(keys::history(case_id, entry.seq)), encode(entry))
-            .unwrap();
-    }
-    header.history_start = ChainHead::after(entries.last().unwrap());
-    raw.put_cf(cf, &header_key, encode(&header)).unwrap();
-    raw.flush_cf(cf).unwrap();
 }
 
 #[test]
@@ -129,7 +79,7 @@ fn a_history_rewritten_on_every_replica_with_recomputed_hashes_fails_verify_nami
     assert_eq!(hosts.len(), 3);
     for host in &hosts {
         let db = fed.dir.join("data").join(host).join("db");
-        rewrite_history(&db, COUNTY, &target, 2, "Nobody At All");
+        rewrite_history(&db, COUNTY, &target, 2, "Nobody At All", None);
     }
     fed.ok(&["up"]);
 

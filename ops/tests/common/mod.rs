@@ -459,3 +459,63 @@ pub fn wait_until(fed: &Fed, what: &str, done: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Rewrites the stored history of `case_id` at `office` in the host database `db` (its hosts
+/// stopped): `officer` in entry `seq`, every hash from there on recomputed and the header's
+/// chain head with them. With `resign`, every entry that carried a signature is signed again
+/// with that key (an insider holding the office's own key); without, the signatures stay as they
+/// were (an attacker with the disk, not the key).
+pub fn rewrite_history(
+    db: &Path,
+    office: &str,
+    case_id: &str,
+    seq: u32,
+    officer: &str,
+    resign: Option<&liandong_node::machine::seal::OfficeSigner>,
+) {
+    use liandong_domain::codec::{decode, encode};
+    use liandong_domain::{Case, ChainHead, HistoryEntry};
+    use liandong_node::machine::keys;
+    use liandong_node::store::keys::{office_prefix, CF_SM};
+
+    let db = liandong_node::store::HostDb::open(db).unwrap();
+    let raw = db.raw();
+    let cf = raw.cf_handle(CF_SM).unwrap();
+    let key = |relative: Vec<u8>| [office_prefix(office), relative].concat();
+    let header_key = key(keys::case(case_id));
+    let mut header = Case::from_bytes(&raw.get_cf(cf, &header_key).unwrap().unwrap()).unwrap();
+    let len = header.history_start.entries;
+    let mut entries: Vec<HistoryEntry> = (1..=len)
+        .map(|n| {
+            decode(
+                &raw.get_cf(cf, key(keys::history(case_id, n)))
+                    .unwrap()
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let index = (seq - 1) as usize;
+    assert!(
+        entries[index].detail.get("officer").is_some(),
+        "{:?}",
+        entries[index]
+    );
+    entries[index].detail["officer"] = officer.into();
+    for i in index..entries.len() {
+        if i > 0 {
+            entries[i].prev_hash = entries[i - 1].hash.clone();
+        }
+        entries[i].hash = entries[i].compute_hash();
+        if let Some(signer) = resign.filter(|_| entries[i].signature.is_some()) {
+            entries[i].sign(signer);
+        }
+    }
+    for entry in &entries {
+        raw.put_cf(cf, key(keys::history(case_id, entry.seq)), encode(entry))
+            .unwrap();
+    }
+    header.history_start = ChainHead::after(entries.last().unwrap());
+    raw.put_cf(cf, &header_key, encode(&header)).unwrap();
+    raw.flush_cf(cf).unwrap();
+}
