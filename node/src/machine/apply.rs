@@ -257,7 +257,6 @@ fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
     let events = cases::tick(apply)?;
     departments::tick(apply)?;
     let notices = notices::tick(apply)?;
-    super::anchors::tick(apply)?;
     requests::prune(apply.txn, apply.now)?;
     Ok(Response::Ticked {
         events: events.saturating_add(notices),

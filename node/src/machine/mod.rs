@@ -22,11 +22,7 @@
 //! - `notices`: escalating notices (三级抄告) and red cards (红牌).
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
-//! - `anchors`: the office's case heads anchored at its parent (a Merkle root), and its
-//!   children's anchors kept.
-//! - `reseal`: personal data an earlier build stored in clear, sealed where it lies at open.
 
-pub mod anchors;
 mod apply;
 pub mod audit;
 pub mod backup;
@@ -43,7 +39,6 @@ mod outbox;
 pub mod query_keys;
 mod records;
 mod requests;
-pub mod reseal;
 pub mod seal;
 pub mod sessions;
 pub mod snapshot;

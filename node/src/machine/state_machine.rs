@@ -251,14 +251,11 @@ impl StateMachineStore {
         let expiry = requests::first_expiry(self).map_err(|e| e.to_string())?;
         let task = super::departments::next_task_due(self).map_err(|e| e.to_string())?;
         let notices = super::notices::next_at(self).map_err(|e| e.to_string())?;
-        let anchors = super::anchors::next_at(self, self.context.parent.as_ref())
-            .map_err(|e| e.to_string())?;
         Ok(alarm
             .into_iter()
             .chain(expiry)
             .chain(task)
             .chain(notices)
-            .chain(anchors)
             .min())
     }
 
