@@ -5,7 +5,8 @@ use federation_proto::v1;
 
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const CHECK: &[u8; 11] = b"10X98765432";
-const CATEGORIES: [&str; 6] = [
+/// The categories sample petitions are spread over.
+pub const CATEGORIES: [&str; 6] = [
     "land",
     "labour",
     "housing",
@@ -13,7 +14,8 @@ const CATEGORIES: [&str; 6] = [
     "social-security",
     "law-enforcement",
 ];
-const CHANNELS: [&str; 5] = ["visit", "letter", "phone", "online", "video"];
+/// The channels sample petitions arrive through.
+pub const CHANNELS: [&str; 5] = ["visit", "letter", "phone", "online", "video"];
 
 /// The `n`-th sample ID number: area 530602, a birth date in 1950..=1999, a sequence number.
 pub fn id_number(n: u64) -> String {

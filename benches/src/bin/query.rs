@@ -63,15 +63,7 @@ struct Args {
 /// 2026-01-05 09:00 Beijing time.
 const START_MS: i64 = 1_767_574_800_000;
 const DAY_MS: i64 = 86_400_000;
-const CATEGORIES: [&str; 6] = [
-    "land",
-    "labour",
-    "housing",
-    "environment",
-    "social-security",
-    "law-enforcement",
-];
-const CHANNELS: [&str; 5] = ["visit", "letter", "phone", "online", "video"];
+use liandong_ops::sample::{CATEGORIES, CHANNELS};
 const STATUSES: [&str; 6] = [
     "registered",
     "accepted",
@@ -109,7 +101,7 @@ fn summary(n: u64, owner: &OfficeCode, seq: u32) -> SummaryV2 {
             owner: owner.clone(),
             status: status.to_string(),
             kind: "original".to_string(),
-            category: CATEGORIES[(n % 6) as usize].to_string(),
+            category: CATEGORIES[n as usize % CATEGORIES.len()].to_string(),
             // One petitioner in three petitions twice: repeat groups.
             petitioner_key: format!("{:016x}", mixed / 2).repeat(4),
             location: None,
@@ -121,7 +113,7 @@ fn summary(n: u64, owner: &OfficeCode, seq: u32) -> SummaryV2 {
             satisfaction: None,
         },
         facts: Facts {
-            channel: Some(CHANNELS[(n % 5) as usize].to_string()),
+            channel: Some(CHANNELS[n as usize % CHANNELS.len()].to_string()),
             due_at: open.then_some(registered_at + 15 * DAY_MS),
             accepted_at: (status != "registered").then_some(registered_at + DAY_MS),
             replied_at: None,

@@ -684,22 +684,27 @@ mod tests {
         })
     }
 
-    /// A token verifies with its office's key only, and not once changed or expired.
-    #[test]
-    fn tokens_verify_only_untouched_and_in_time() {
+    fn new_key() -> Ed25519KeyPair {
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let other =
-            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
-                .unwrap();
-        let claims = Claims {
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap()
+    }
+
+    /// A registrar's claims at 530602, issued at 1,000 ms for a token's lifetime.
+    fn clerk_claims() -> Claims {
+        Claims {
             office: "530602".into(),
             user: "clerk".into(),
             roles: BTreeSet::from([Role::Registrar]),
             issued_ms: 1_000,
             expires_ms: 1_000 + TOKEN_LIFETIME_MS,
-        };
+        }
+    }
+
+    /// A token verifies with its office's key only, and not once changed or expired.
+    #[test]
+    fn tokens_verify_only_untouched_and_in_time() {
+        let (key, other) = (new_key(), new_key());
+        let claims = clerk_claims();
         let token = sign_token(&key, &claims);
         let public = crate::secrets::public_key(&key);
         assert_eq!(verify_token(&public, &token, 2_000), Ok(claims.clone()));
@@ -721,19 +726,8 @@ mod tests {
     /// same key, and never past its expiry; the remembered set stays bounded.
     #[test]
     fn verified_tokens_are_remembered_per_key_until_they_expire() {
-        let rng = ring::rand::SystemRandom::new();
-        let key_of = || {
-            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
-                .unwrap()
-        };
-        let (key, other) = (key_of(), key_of());
-        let claims = Claims {
-            office: "530602".into(),
-            user: "clerk".into(),
-            roles: BTreeSet::from([Role::Registrar]),
-            issued_ms: 1_000,
-            expires_ms: 1_000 + TOKEN_LIFETIME_MS,
-        };
+        let (key, other) = (new_key(), new_key());
+        let claims = clerk_claims();
         let token = sign_token(&key, &claims);
         let (public, other_public) = (
             crate::secrets::public_key(&key),
