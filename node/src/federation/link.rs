@@ -19,8 +19,10 @@
 //! link, its sequence numbers are consecutive and continue the inbox watermark, it fits the item
 //! and byte budgets, and every field passes the case engine's validation. A batch wholly at or below the watermark is
 //! a replay, answered from the watermark without touching the log; a batch that starts past the
-//! watermark leaves a gap and is refused, also without touching the log; otherwise only the
-//! messages after the watermark are proposed. [`answer_replay`] and [`answer_applied`] turn
+//! watermark leaves a gap and is refused, also without touching the log; otherwise the batch is
+//! proposed whole: the state machine skips the messages it applied before, and learns from the
+//! batch's first message where the sender's outbox begins (it forgets the refusals before it,
+//! never one the sender may still ask about). [`answer_replay`] and [`answer_applied`] turn
 //! the outcome into the reply; [`receive`] runs the whole of it over an office given as the
 //! [`Receiving`] trait (its reads and its log), so the handler and the simulation share even the
 //! order of the steps.
@@ -315,12 +317,9 @@ pub enum Admit {
         applied_through: u64,
         refusals_of: RangeInclusive<u64>,
     },
-    /// Propose the messages from `first_seq` on ([`proposal`]); those before it (`refusals_of`,
-    /// if any) were applied before.
-    Propose {
-        first_seq: u64,
-        refusals_of: Option<RangeInclusive<u64>>,
-    },
+    /// Propose the batch ([`proposal`]): its messages from `first_new` on are new, those before
+    /// it were applied before (the state machine skips them and answers their refusals).
+    Propose { first_new: u64 },
 }
 
 /// The budgets alone, which a handler checks before it decodes a single envelope.
@@ -389,21 +388,20 @@ pub fn check_batch(batch: &Inbound, sender_known: bool, inbox: &LinkIn) -> Resul
         });
     }
     Ok(Admit::Propose {
-        first_seq: watermark + 1,
-        refusals_of: (first <= watermark).then_some(first..=watermark),
+        first_new: watermark + 1,
     })
 }
 
-/// The operation that commits an admitted batch's messages from `first_seq` on.
-pub fn proposal(batch: Inbound, first_seq: u64) -> Operation {
-    let envelopes = batch
-        .envelopes
-        .into_iter()
-        .filter(|envelope| envelope.seq >= first_seq)
-        .collect();
+/// The operation that commits an admitted batch: the whole batch, also the messages it applied
+/// before. The state machine skips those, but the batch's first message tells it where the
+/// sender's outbox begins: the sender committed the acknowledgement of every message before it,
+/// so their refusals can go, and only theirs. (Trimming the batch to its new messages made the
+/// receiver forget the refusals of the overlap while the sender still waited for them: a lost
+/// reply, a retry, and a refused handoff read as accepted, its case held by no office.)
+pub fn proposal(batch: Inbound) -> Operation {
     Operation::Receive {
         from: batch.from,
-        envelopes,
+        envelopes: batch.envelopes,
     }
 }
 
@@ -458,7 +456,7 @@ pub async fn receive<O: Receiving + Send>(
         }
         checked => checked,
     };
-    let (first_seq, earlier) = match admitted.map_err(NotReceived::Refused)? {
+    let first_new = match admitted.map_err(NotReceived::Refused)? {
         Admit::Replay {
             applied_through,
             refusals_of,
@@ -468,20 +466,13 @@ pub async fn receive<O: Receiving + Send>(
                 .map_err(NotReceived::Broken)?;
             return Ok(answer_replay(applied_through, earlier));
         }
-        Admit::Propose {
-            first_seq,
-            refusals_of: Some(seqs),
-        } => {
-            let earlier = office.refusals(&batch.from, seqs);
-            (first_seq, earlier.map_err(NotReceived::Broken)?)
-        }
-        Admit::Propose { first_seq, .. } => (first_seq, Vec::new()),
+        Admit::Propose { first_new } => first_new,
     };
     let response = office
-        .propose(proposal(batch, first_seq))
+        .propose(proposal(batch))
         .await
         .map_err(NotReceived::Office)?;
-    answer_applied(first_seq, earlier, response).map_err(NotReceived::Broken)
+    answer_applied(first_new, response).map_err(NotReceived::Broken)
 }
 
 /// The reply to a replayed batch: the watermark, and the refusals read from the state machine.
@@ -492,27 +483,22 @@ pub fn answer_replay(applied_through: u64, refused: Vec<Refusal>) -> Delivered {
     }
 }
 
-/// The reply to a proposed batch, from what applying it answered (`response`) and the refusals
-/// of the messages before it (`earlier`).
-pub fn answer_applied(
-    first_seq: u64,
-    mut earlier: Vec<Refusal>,
-    response: Response,
-) -> Result<Delivered, String> {
+/// The reply to a proposed batch, from what applying it answered (`response`: the watermark,
+/// and the refusals of the whole batch, also of its messages applied before).
+pub fn answer_applied(first_new: u64, response: Response) -> Result<Delivered, String> {
     match response {
         Response::Delivered {
             applied_through,
             refused,
         } => {
-            if applied_through.saturating_add(1) < first_seq {
+            if applied_through.saturating_add(1) < first_new {
                 return Err(format!(
-                    "the receiver's watermark {applied_through} fell behind message {first_seq}"
+                    "the receiver's watermark {applied_through} fell behind message {first_new}"
                 ));
             }
-            earlier.extend(refused);
             Ok(Delivered {
                 applied_through,
-                refused: earlier,
+                refused,
             })
         }
         other => Err(format!("unexpected state machine reply {other:?}")),

@@ -852,6 +852,75 @@ fn a_refusal_is_forgotten_once_the_sender_moves_past_it() {
     assert_eq!(remaining[0].0, keys::refused(&code("5306"), 2));
 }
 
+/// A sender that lost the reply to a refused message sends it again with newer ones behind it:
+/// the receiver proposes that batch whole, and answers the refusal again when the same batch
+/// comes a third time (fails if the overlap is trimmed before proposing: the receiver then forgot
+/// the refusal while the sender still waited for it, and a refused handoff read as accepted left
+/// its case held by no office).
+#[test]
+fn a_refusal_outlives_a_retried_batch_that_overlaps_the_watermark() {
+    use crate::federation::link::{check_batch, proposal, Admit, Inbound};
+    let mut county = Office::new("530602", Some("5306"));
+    let at = county.at;
+    let order = |seq: u64| Envelope {
+        from: code("5306"),
+        to: code("530602"),
+        seq,
+        sent_at: at,
+        body: Body::SupervisionOrder {
+            case_id: "530602-2026-000099".parse().unwrap(),
+            order_id: format!("5306-{seq}"),
+            text: "Report.".into(),
+            due_days: 5,
+        },
+    };
+    let batch = |seqs: std::ops::RangeInclusive<u64>| {
+        let envelopes: Vec<Envelope> = seqs.map(order).collect();
+        Inbound {
+            from: code("5306"),
+            to: code("530602"),
+            bytes: envelopes.iter().map(wire_bytes).sum(),
+            envelopes,
+        }
+    };
+    let link_in = |county: &Office| -> LinkIn {
+        get_or_default(&county.reader(), &keys::inbox(&code("5306"))).unwrap()
+    };
+    // Message 1 is refused; its reply is lost.
+    assert!(county.receive(&code("5306"), order(1)).is_some());
+    // The sender sends 1 again, with 2 behind it; the reply is lost again.
+    let admitted = check_batch(&batch(1..=2), true, &link_in(&county)).unwrap();
+    assert_eq!(admitted, Admit::Propose { first_new: 2 });
+    let Response::Delivered { refused, .. } = county.apply(proposal(batch(1..=2))) else {
+        panic!("a delivery");
+    };
+    let seqs: Vec<u64> = refused.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2],
+        "the reply names the overlap's refusal too"
+    );
+    // The same batch a third time: a replay, answered from the refusals kept.
+    let Admit::Replay { refusals_of, .. } =
+        check_batch(&batch(1..=2), true, &link_in(&county)).unwrap()
+    else {
+        panic!("a replay");
+    };
+    let kept = refusals(
+        &county.reader(),
+        &code("5306"),
+        *refusals_of.start(),
+        *refusals_of.end(),
+    )
+    .unwrap();
+    let seqs: Vec<u64> = kept.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2],
+        "message 1's refusal is still there to answer"
+    );
+}
+
 // ---- stored formats, migration and snapshots ------------------------------------------------
 
 use crate::raft::people::{OfficerChange, OfficerRecord, Role};

@@ -124,19 +124,12 @@ fn the_receiver_checks_a_batch_before_proposing_anything() {
     // Fresh: everything is proposed.
     assert_eq!(
         check_batch(&inbound(envelopes(11..=20)), true, &here),
-        Ok(Admit::Propose {
-            first_seq: 11,
-            refusals_of: None
-        })
+        Ok(Admit::Propose { first_new: 11 })
     );
-    // Overlapping the watermark: only the new suffix is proposed; the sender learns the
-    // refusals of the rest from the watermark's records.
+    // Overlapping the watermark: proposed whole, the new messages from the watermark on.
     assert_eq!(
         check_batch(&inbound(envelopes(8..=20)), true, &here),
-        Ok(Admit::Propose {
-            first_seq: 11,
-            refusals_of: Some(8..=10)
-        })
+        Ok(Admit::Propose { first_new: 11 })
     );
     // A replay: answered from the watermark (which may lie past the batch).
     assert_eq!(
@@ -196,15 +189,17 @@ fn the_receiver_checks_a_batch_before_proposing_anything() {
     );
 }
 
-/// What is proposed is the batch from the watermark on, on the batch's link.
+/// What is proposed is the whole batch, on the batch's link: its first message tells the state
+/// machine where the sender's outbox begins (fails if the batch is trimmed to its new messages,
+/// which made the receiver forget refusals the sender still waited for).
 #[test]
-fn the_proposal_carries_only_the_new_messages() {
-    let Operation::Receive { from, envelopes } = proposal(inbound(envelopes(8..=20)), 11) else {
+fn the_proposal_carries_the_whole_batch() {
+    let Operation::Receive { from, envelopes } = proposal(inbound(envelopes(8..=20))) else {
         panic!("a Receive");
     };
     assert_eq!(from, code("530602001"));
-    assert_eq!(envelopes.first().map(|e| e.seq), Some(11));
-    assert_eq!(envelopes.len(), 10);
+    assert_eq!(envelopes.first().map(|e| e.seq), Some(8));
+    assert_eq!(envelopes.len(), 13);
 }
 
 /// Backoff doubles from the base to the cap, each pause shortened by at most half (fails if it
@@ -307,10 +302,10 @@ fn replies_are_interpreted_into_acks_or_backoff() {
     assert!(!sender.is_in_flight());
 }
 
-/// The receiver's reply joins the refusals of the messages before the watermark with those the
-/// state machine just committed; anything but a delivery is an error.
+/// The receiver's reply is what the state machine answered (the refusals of the whole batch);
+/// anything but a delivery, or a watermark behind the batch's new messages, is an error.
 #[test]
-fn the_reply_joins_earlier_refusals_with_the_applied_ones() {
+fn the_reply_is_the_applied_answer() {
     let refusal = |seq: u64| Refusal {
         seq,
         code: "no_order".into(),
@@ -318,17 +313,17 @@ fn the_reply_joins_earlier_refusals_with_the_applied_ones() {
     };
     let applied = Response::Delivered {
         applied_through: 20,
-        refused: vec![refusal(15)],
+        refused: vec![refusal(9), refusal(15)],
     };
-    let delivered = answer_applied(11, vec![refusal(9)], applied).unwrap();
+    let delivered = answer_applied(11, applied).unwrap();
     assert_eq!(delivered.applied_through, 20);
     assert_eq!(delivered.refused, vec![refusal(9), refusal(15)]);
-    assert!(answer_applied(11, Vec::new(), Response::Nothing).is_err());
+    assert!(answer_applied(11, Response::Nothing).is_err());
     let behind = Response::Delivered {
         applied_through: 5,
         refused: Vec::new(),
     };
-    assert!(answer_applied(11, Vec::new(), behind).is_err());
+    assert!(answer_applied(11, behind).is_err());
     assert_eq!(
         answer_replay(10, vec![refusal(9)]),
         Delivered {
@@ -374,11 +369,14 @@ impl Receiving for Office {
         let Operation::Receive { envelopes, .. } = &operation else {
             return Err("not a delivery".into());
         };
+        // As the state machine answers: the watermark, and the refusals of the whole batch.
+        let first = envelopes.first().map_or(0, |e| e.seq);
         let applied_through = envelopes.last().map_or(0, |e| e.seq);
+        let refused = self.refusals(&code("530602001"), first..=applied_through)?;
         self.proposed.push(operation);
         Ok(Response::Delivered {
             applied_through,
-            refused: Vec::new(),
+            refused,
         })
     }
 }
@@ -397,11 +395,11 @@ fn office(applied_through: u64) -> Office {
 }
 
 /// The receiver's flow: a replay proposes nothing and is answered from the watermark with its
-/// refusals; an overlap proposes only the new messages; a gap seen by a lagging leader is
-/// checked again after catching up; a real gap proposes nothing (fails if any step touches the
-/// log where it must not).
+/// refusals; an overlap is proposed whole (the state machine skips what it applied and tells
+/// the overlap's refusals); a gap seen by a lagging leader is checked again after catching up; a
+/// real gap proposes nothing (fails if any step touches the log where it must not).
 #[test]
-fn receive_proposes_only_what_is_new() {
+fn receive_proposes_a_batch_whole_and_a_replay_not_at_all() {
     let run = |office: &mut Office, seqs| {
         futures::executor::block_on(receive(office, inbound(envelopes(seqs)), true))
     };
@@ -421,7 +419,7 @@ fn receive_proposes_only_what_is_new() {
     let [Operation::Receive { envelopes, .. }] = overlapping.proposed.as_slice() else {
         panic!("one proposal");
     };
-    assert_eq!(envelopes.first().map(|e| e.seq), Some(11));
+    assert_eq!(envelopes.first().map(|e| e.seq), Some(8));
 
     let mut lagging = office(5);
     lagging.caught_up = Some(watermark(10));
