@@ -44,6 +44,15 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // `RUST_LOG=liandong_node=debug` shows the node's own logs (refused messages, finished
+    // handoffs) on stderr; a replay then tells what happened to a case.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
     let args = Args::parse();
     let mut failed = Vec::new();
     for seed in args.seed..args.seed.saturating_add(args.seeds) {

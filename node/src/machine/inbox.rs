@@ -68,6 +68,11 @@ pub(super) fn receive(
             apply_message(apply, envelope)?
         };
         if let Err(refused) = outcome {
+            tracing::debug!(
+                office = %apply.context.office, %from, seq = envelope.seq,
+                kind = envelope.body.kind(), code = %refused.code, reason = %refused.reason,
+                "message refused"
+            );
             apply
                 .txn
                 .put(keys::refused(from, envelope.seq), encode(&refused));

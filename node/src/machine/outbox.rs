@@ -334,6 +334,7 @@ fn finish_handoff(
         source,
     })?;
     let case_id = &case_id;
+    tracing::debug!(office = %apply.context.office, %case_id, command = command.name(), "handoff finished");
     if let Err(refused) = cases::command(apply, case_id, command)? {
         tracing::error!(%case_id, code = %refused.code, reason = %refused.message, "handoff could not be finished");
     }
