@@ -322,6 +322,7 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
                 &host.name,
                 replicas.clone(),
                 proposer.clone(),
+                directory.clone(),
             );
             Some(tokio::spawn(crate::public::serve(
                 listener,

@@ -131,10 +131,26 @@ fn init(layout: &Layout, args: &InitArgs) -> anyhow::Result<Report> {
     let root = std::fs::canonicalize(layout.root())?;
     let layout = Layout::new(&root);
     manifest.save(&layout.manifest())?;
+    // A province takes a while: how far it is, on stderr (stdout stays the report).
+    let started = std::time::Instant::now();
     issue_certificates(&layout, &manifest)?;
     let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
-    layout.secrets().generate(&codes, &previous_secret)?;
+    let mut progress = crate::progress::Progress::new(
+        "federation init: offices' keys and admin passwords".to_string(),
+        codes.len() as u64,
+        false,
+    );
+    layout
+        .secrets()
+        .generate_with(&codes, &previous_secret, |done| progress.at(done as u64))?;
+    progress.done();
     layout.publish_office_keys(&codes)?;
+    progress.summary(&format!(
+        "federation init: {} offices' keys and admin passwords, {} certificates in {:.1} s",
+        codes.len(),
+        manifest.hosts.len() + 1,
+        started.elapsed().as_secs_f64()
+    ));
     liandong_node::secrets::private_dir(&layout.root().join("data"))?;
     for host in &manifest.hosts {
         let config = HostConfig {
@@ -192,10 +208,17 @@ fn issue_certificates(layout: &Layout, manifest: &Manifest) -> anyhow::Result<()
     let pki = Pki::generate(&format!("liandong-{}", manifest.region))?;
     pki.write(&dir)?;
     let days = crate::client::CERT_VALIDITY_DAYS;
-    for host in &manifest.hosts {
+    let mut progress = crate::progress::Progress::new(
+        "federation init: host certificates".to_string(),
+        manifest.hosts.len() as u64,
+        false,
+    );
+    for (n, host) in manifest.hosts.iter().enumerate() {
         pki.issue_host(&host.name, &host.offices, days)?
             .write(&dir, &host.name)?;
+        progress.at(n as u64 + 1);
     }
+    progress.done();
     let root: Vec<String> = manifest
         .root()
         .map(|o| o.code.clone())

@@ -12,6 +12,7 @@ pub mod logs_cmd;
 pub mod notice_cmd;
 pub mod people;
 pub mod process;
+pub mod progress;
 pub mod replica_cmd;
 pub mod rolling;
 pub mod sample;

@@ -24,6 +24,7 @@ use serde_json::json;
 use crate::cli::{AddOfficeArgs, BundleArgs, InitArgs};
 use crate::commands::Report;
 use crate::layout::Layout;
+use crate::progress::Progress;
 use crate::topology::{Level, Topology};
 
 /// The ports a host listens on when the inventory gives none: the same on every machine.
@@ -398,17 +399,41 @@ pub fn init(layout: &Layout, args: &InitArgs, inventory_path: &Path) -> anyhow::
         crate::client::CERT_VALIDITY_DAYS,
     )?
     .write(&pki_dir, crate::client::CLI_IDENTITY)?;
+    // A province takes a while: how far it is, on stderr (stdout stays the report).
+    let started = std::time::Instant::now();
     let codes: Vec<String> = manifest.offices.iter().map(|o| o.code.clone()).collect();
-    layout.secrets().generate(&codes, "")?;
+    let mut progress = Progress::new(
+        "federation init: offices' keys and admin passwords".to_string(),
+        codes.len() as u64,
+        false,
+    );
+    layout
+        .secrets()
+        .generate_with(&codes, "", |done| progress.at(done as u64))?;
+    progress.done();
     layout.publish_office_keys(&codes)?;
     let mut bundles = Vec::new();
-    for host in &manifest.hosts {
+    let mut progress = Progress::new(
+        "federation init: host certificates and bundles".to_string(),
+        manifest.hosts.len() as u64,
+        false,
+    );
+    for (n, host) in manifest.hosts.iter().enumerate() {
         let dir = bundle_dir(&layout, &host.name);
         write_bundle(&layout, &manifest, &pki, &host.name, &dir)?;
         bundles.push(
             json!({"host": host.name, "site": host.site, "bundle": dir.display().to_string()}),
         );
+        progress.at(n as u64 + 1);
     }
+    progress.done();
+    progress.summary(&format!(
+        "federation init: {} offices' keys and admin passwords, {} host certificates and bundles \
+         in {:.1} s",
+        codes.len(),
+        manifest.hosts.len(),
+        started.elapsed().as_secs_f64()
+    ));
     let sites: BTreeSet<&str> = manifest
         .hosts
         .iter()

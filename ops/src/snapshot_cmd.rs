@@ -7,25 +7,27 @@
 //! writes them to `FILE.partial` as they come, checks the digest the replica sent against its
 //! own, and only then names the file `FILE`. Nothing holds the office whole in memory.
 //!
-//! Restore works on stopped hosts, on this machine's data folders: it checks the file whole,
-//! refuses a foreign office, a running host or a replica that still holds the office; reads
-//! from every other office's data (read only, so they may run) its side of the links with the
-//! restored office, and puts into the snapshot what those peers applied or had acknowledged
-//! after the backup was taken (see `liandong_node::machine::backup`); then installs it into
-//! every replica of the backup's membership.
+//! Restore works on the restored office's stopped hosts, on this machine's data folders: it
+//! checks the file whole, refuses a foreign office, a running host or a replica that still
+//! holds the office; learns every other office's side of its links with the restored office,
+//! and puts into the snapshot what those peers applied or had acknowledged after the backup was
+//! taken (see `liandong_node::machine::backup`); then installs it into every replica of the
+//! backup's membership. The peers' side comes from their running hosts over the network
+//! (`Backup.PeerLinks`, wherever they run), else from a stopped host's data folder on this
+//! machine (read only); a host that answered neither way is named.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use federation_proto::v1::backup_client::BackupClient;
 use federation_proto::v1::save_piece::Piece;
-use federation_proto::v1::SaveRequest;
+use federation_proto::v1::{PeerLinksRequest, SaveRequest};
 use liandong_domain::OfficeCode;
 use liandong_node::machine::backup::{self, BackupFile, BackupHeader, PeerLinks};
-use liandong_node::manifest::{HostConfig, Manifest, OfficeEntry};
+use liandong_node::manifest::{HostConfig, HostEntry, Manifest, OfficeEntry};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tonic::Status;
@@ -33,6 +35,7 @@ use tonic::Status;
 use crate::client::{channel, retryable, status_error, Federation};
 use crate::commands::Report;
 use crate::layout::Layout;
+use crate::progress::Progress;
 
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCommand {
@@ -68,7 +71,7 @@ pub struct RestoreArgs {
 pub async fn run(layout: &Layout, command: SnapshotCommand) -> anyhow::Result<Report> {
     match command {
         SnapshotCommand::Save(args) => save(layout, &args).await,
-        SnapshotCommand::Restore(args) => restore(layout, &args),
+        SnapshotCommand::Restore(args) => restore(layout, &args).await,
     }
 }
 
@@ -91,59 +94,6 @@ fn partial_of(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_owned();
     name.push(".partial");
     PathBuf::from(name)
-}
-
-/// Shows how far a long copy is, on a terminal only (stderr): one line, rewritten.
-struct Progress {
-    shown: bool,
-    what: String,
-    total: u64,
-    last_percent: Option<u64>,
-    /// Counts bytes (shown in MiB), else items.
-    bytes: bool,
-}
-
-impl Progress {
-    fn new(what: String, total: u64, bytes: bool) -> Progress {
-        Progress {
-            shown: std::io::stderr().is_terminal(),
-            what,
-            total,
-            last_percent: None,
-            bytes,
-        }
-    }
-
-    fn at(&mut self, done: u64) {
-        if !self.shown {
-            return;
-        }
-        let percent = (done.saturating_mul(100))
-            .checked_div(self.total)
-            .unwrap_or(100);
-        if self.last_percent == Some(percent) {
-            return;
-        }
-        self.last_percent = Some(percent);
-        if self.bytes {
-            let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-            eprint!(
-                "\r{}: {:.1} of {:.1} MiB ({percent}%)",
-                self.what,
-                mib(done),
-                mib(self.total)
-            );
-        } else {
-            eprint!("\r{}: {done} of {} ({percent}%)", self.what, self.total);
-        }
-        let _ = std::io::stderr().flush();
-    }
-
-    fn done(&self) {
-        if self.shown && self.last_percent.is_some() {
-            eprintln!();
-        }
-    }
 }
 
 /// The office's api addresses, its leader's first.
@@ -369,7 +319,131 @@ fn db_path(layout: &Layout, host: &str) -> PathBuf {
     data_dir.join("db")
 }
 
-fn restore(layout: &Layout, args: &RestoreArgs) -> anyhow::Result<Report> {
+/// How long one host may take to tell its offices' side of their links with the restored one.
+pub const PEER_LINKS_TIMEOUT_MS: u64 = 5_000;
+
+/// How a host told its offices' side of the links (or did not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    Network,
+    Folder,
+    Neither,
+}
+
+/// The offices' side of their links with `office` from the running host at `addr`: each office
+/// it carries, what it applied from `office`, what `office` acknowledged, the case numbers its
+/// index holds.
+async fn ask_peer_links(
+    addr: &str,
+    office: &OfficeCode,
+) -> Result<Vec<(OfficeCode, PeerLinks)>, String> {
+    let attempt = async {
+        let mut client = BackupClient::new(channel(addr).await?);
+        client
+            .peer_links(PeerLinksRequest {
+                office: office.to_string(),
+            })
+            .await
+    };
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_millis(PEER_LINKS_TIMEOUT_MS),
+        attempt,
+    )
+    .await
+    .map_err(|_| format!("no answer within {PEER_LINKS_TIMEOUT_MS} ms"))?
+    .map_err(|status| status.message().to_string())?
+    .into_inner();
+    let mut found = Vec::new();
+    for state in reply.peers {
+        let peer: OfficeCode = state
+            .peer
+            .parse()
+            .map_err(|e| format!("answered for office {:?}: {e}", state.peer))?;
+        let mut case_seqs = BTreeMap::new();
+        for (year, seq) in state.case_seqs {
+            let year = u16::try_from(year)
+                .map_err(|_| format!("answered year {year} for office {peer}"))?;
+            case_seqs.insert(year, seq);
+        }
+        found.push((
+            peer,
+            PeerLinks {
+                applied_from: state.applied_from,
+                acked_by: state.acked_by,
+                case_seqs,
+            },
+        ));
+    }
+    Ok(found)
+}
+
+/// Every other office's side of its links with `office`, from every host carrying one: over the
+/// network from the hosts that run (asked at once), else from a stopped host's data folder on
+/// this machine. Also how each host told it.
+async fn peers_side(
+    layout: &Layout,
+    manifest: &Manifest,
+    office: &OfficeCode,
+) -> anyhow::Result<(
+    BTreeMap<OfficeCode, PeerLinks>,
+    BTreeMap<String, Told>,
+    BTreeMap<String, String>,
+)> {
+    let peers: Vec<OfficeCode> = manifest
+        .offices
+        .iter()
+        .filter(|other| other.code != office.as_str())
+        .filter_map(|other| other.code.parse().ok())
+        .collect();
+    let asked: Vec<(&HostEntry, Vec<OfficeCode>)> = manifest
+        .hosts
+        .iter()
+        .map(|host| {
+            let carried: Vec<OfficeCode> = peers
+                .iter()
+                .filter(|peer| host.offices.iter().any(|code| code == peer.as_str()))
+                .cloned()
+                .collect();
+            (host, carried)
+        })
+        .filter(|(_, carried)| !carried.is_empty())
+        .collect();
+    let answers = futures::future::join_all(
+        asked
+            .iter()
+            .map(|(host, _)| ask_peer_links(&host.api_addr, office)),
+    )
+    .await;
+    let mut seen: BTreeMap<OfficeCode, PeerLinks> = BTreeMap::new();
+    let mut told = BTreeMap::new();
+    let mut why = BTreeMap::new();
+    for ((host, carried), answer) in asked.iter().zip(answers) {
+        let how = match answer {
+            Ok(found) => {
+                for (peer, links) in found.iter().filter(|(peer, _)| carried.contains(peer)) {
+                    seen.entry(peer.clone()).or_default().merge(links);
+                }
+                Told::Network
+            }
+            Err(_) if db_path(layout, &host.name).join("CURRENT").exists() => {
+                let found = backup::read_peer_links(&db_path(layout, &host.name), carried, office)
+                    .map_err(|e| anyhow!("host {}: {e}", host.name))?;
+                for (peer, links) in found {
+                    seen.entry(peer).or_default().merge(&links);
+                }
+                Told::Folder
+            }
+            Err(error) => {
+                why.insert(host.name.clone(), error);
+                Told::Neither
+            }
+        };
+        told.insert(host.name.clone(), how);
+    }
+    Ok((seen, told, why))
+}
+
+async fn restore(layout: &Layout, args: &RestoreArgs) -> anyhow::Result<Report> {
     // What it writes into the hosts' data folders is theirs: 0600 files, 0700 folders, as the
     // hosts make them.
     // SAFETY: umask only sets the process's file mode mask; it cannot fail.
@@ -415,29 +489,10 @@ fn restore(layout: &Layout, args: &RestoreArgs) -> anyhow::Result<Report> {
             );
         }
     }
-    // Every other office's side of its links with this one, from every replica found here.
-    let peers: Vec<OfficeCode> = manifest
-        .offices
-        .iter()
-        .filter(|other| other.code != office.as_str())
-        .filter_map(|other| other.code.parse().ok())
-        .collect();
-    let mut seen: BTreeMap<OfficeCode, PeerLinks> = BTreeMap::new();
-    for host in &manifest.hosts {
-        let carried: Vec<OfficeCode> = peers
-            .iter()
-            .filter(|peer| host.offices.iter().any(|code| code == peer.as_str()))
-            .cloned()
-            .collect();
-        if carried.is_empty() {
-            continue;
-        }
-        let found = backup::read_peer_links(&db_path(layout, &host.name), &carried, &office)
-            .map_err(|e| anyhow!("host {}: {e}", host.name))?;
-        for (peer, links) in found {
-            seen.entry(peer).or_default().merge(&links);
-        }
-    }
+    // Every other office's side of its links with this one: from its running hosts over the
+    // network, else from a stopped host's data folder here.
+    crate::client::use_federation_tls(layout)?;
+    let (seen, told, why) = peers_side(layout, &manifest, &office).await?;
     let (links_out, links_in) = backup.links().map_err(|e| anyhow!("{e}"))?;
     let unsynced: Vec<String> = links_out
         .keys()
@@ -491,7 +546,7 @@ fn restore(layout: &Layout, args: &RestoreArgs) -> anyhow::Result<Report> {
     progress.done();
     let _ = std::fs::remove_file(&body);
     Ok(restored_report(
-        &header, &restored, &repairs, &numbers, &unsynced,
+        &header, &restored, &repairs, &numbers, &unsynced, &told, &why,
     ))
 }
 
@@ -501,7 +556,20 @@ fn restored_report(
     repairs: &[backup::LinkRepair],
     numbers: &[backup::NumbersGiven],
     unsynced: &[String],
+    told: &BTreeMap<String, Told>,
+    why: &BTreeMap<String, String>,
 ) -> Report {
+    let hosts = |how: Told| -> Vec<&str> {
+        told.iter()
+            .filter(|(_, t)| **t == how)
+            .map(|(host, _)| host.as_str())
+            .collect()
+    };
+    let (network, folders, neither) = (
+        hosts(Told::Network),
+        hosts(Told::Folder),
+        hosts(Told::Neither),
+    );
     let range = |r: Option<(u64, u64)>| r.map(|(a, b)| json!({"first": a, "last": b}));
     let links: Vec<Value> = repairs
         .iter()
@@ -523,6 +591,8 @@ fn restored_report(
         "links": links,
         "case_numbers_given_after_backup": numbers,
         "unsynced_peers": unsynced,
+        "peers_told_by": {"network": network, "data_folder": folders},
+        "hosts_unanswered": neither,
     });
     let mut text = format!(
         "office {} restored at applied index {} (term {}), {} cases, into replicas {}",
@@ -557,10 +627,29 @@ fn restored_report(
             given.year, given.first, given.last
         ));
     }
+    text.push_str(&format!(
+        "\nthe other offices' side of the links: {} hosts answered over the network, {} data \
+         folders read here",
+        network.len(),
+        folders.len()
+    ));
+    if !neither.is_empty() {
+        let named: Vec<String> = neither
+            .iter()
+            .map(|host| match why.get(*host) {
+                Some(error) => format!("{host} ({})", error.chars().take(120).collect::<String>()),
+                None => host.to_string(),
+            })
+            .collect();
+        text.push_str(&format!(
+            "\nno answer from hosts {}, and no data folder of theirs here",
+            named.join(", ")
+        ));
+    }
     if !unsynced.is_empty() {
         text.push_str(&format!(
-            "\nnot synced (no data of theirs on this machine): {}; restore them too, or check \
-             their links with `liandong status` once up",
+            "\nnot synced (none of their hosts answered, no data folder of theirs here): {}; \
+             restore them too, or check their links with `liandong status` once up",
             unsynced.join(", ")
         ));
     }

@@ -118,7 +118,22 @@ impl Machines {
     fn install_and_start(&mut self, fed: &Fed, name: &str) {
         let machine = self.root.path().join(name);
         copy_dir(&fed.dir.join("bundles").join(name), &machine);
-        let log = std::fs::File::create(machine.join("run").join("host.log")).unwrap();
+        self.start(name);
+    }
+
+    /// The folder of host `name`'s machine.
+    fn machine(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// Starts host `name` again from its folder (installed before).
+    fn start(&mut self, name: &str) {
+        let machine = self.machine(name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(machine.join("run").join("host.log"))
+            .unwrap();
         let child = Command::new(node_bin())
             .arg("--config")
             .arg(machine.join("host.toml"))
@@ -127,6 +142,22 @@ impl Machines {
             .spawn()
             .unwrap();
         self.running.insert(name.to_string(), child);
+    }
+
+    /// Stops host `name` (SIGTERM), and waits until its process is gone.
+    fn stop(&mut self, name: &str) {
+        let mut child = self.running.remove(name).expect("a running host");
+        // SAFETY: kill only signals the child we started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     fn logs(&self) -> String {
@@ -341,6 +372,66 @@ fn a_federation_of_sites_runs_from_per_host_bundles_and_takes_a_new_township_whi
     let written: Value = serde_json::from_str(&std::fs::read_to_string(copy).unwrap()).unwrap();
     assert_eq!(written["generation"], 1);
 
+    // The public surface of the hosts that already ran knows the new township at once: a
+    // filing for it and a hotline ticket from it are sent to its hosts' public address (before,
+    // the filing was refused as of no office and the ticket went to its county).
+    let new_public: Vec<String> = (1..=3)
+        .map(|i| format!("https://{block}.{}:7103", 10 + i))
+        .collect();
+    let ca = fed.dir.join("pki").join("ca.pem");
+    let county_url = format!("https://{block}.5:7103");
+    let filing = [
+        format!("jurisdiction_id={LONGQUAN}"),
+        "service_code=housing".to_string(),
+        "description=the+roof+leaks".to_string(),
+        "first_name=%E4%B8%89".to_string(),
+        "last_name=%E5%BC%A0".to_string(),
+        format!("attribute%5Bid_number%5D={}", common::id_number(77_001)),
+    ]
+    .join("&");
+    let (code, location) = public_post(
+        &ca,
+        &format!("{county_url}/open311/v2/requests.json"),
+        "application/x-www-form-urlencoded",
+        &filing,
+    );
+    assert_eq!(
+        code, 307,
+        "an Open311 filing for the new township at {county_url}"
+    );
+    assert!(
+        new_public
+            .iter()
+            .any(|url| location == format!("{url}/open311/v2/requests.json")),
+        "sent to {location:?}, not to the new township's hosts {new_public:?}"
+    );
+    let ticket = serde_json::json!({
+        "ticket_id": "HL-LQ-1",
+        "location": LONGQUAN,
+        "category": "labour",
+        "summary": "wages unpaid",
+        "name": "赵六",
+        "id_number": common::id_number(77_002),
+        "phone": "13800000000",
+    });
+    let city_url = format!("https://{block}.2:7103");
+    let (code, location) = public_post(
+        &ca,
+        &format!("{city_url}/hotline/12345"),
+        "application/json",
+        &ticket.to_string(),
+    );
+    assert_eq!(
+        code, 307,
+        "a hotline ticket from the new township at {city_url}"
+    );
+    assert!(
+        new_public
+            .iter()
+            .any(|url| location == format!("{url}/hotline/12345")),
+        "sent to {location:?}, not to the new township's hosts {new_public:?}"
+    );
+
     for i in 1..=3 {
         machines.install_and_start(&fed, &format!("lq-{i}"));
     }
@@ -391,6 +482,14 @@ fn a_federation_of_sites_runs_from_per_host_bundles_and_takes_a_new_township_whi
             && String::from_utf8_lossy(&out.stdout).contains(&county_case)
             && String::from_utf8_lossy(&out.stdout).contains(LONGQUAN)
     });
+    // A fresh query of the county asks the new township itself.
+    machines.wait("the county's fresh query asks the new township", || {
+        let out = fed
+            .at(ZHAOYANG)
+            .run(&["--json", "query", "--as", ZHAOYANG, "--fresh"]);
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        out.status.success() && !answer["answered"][LONGQUAN].is_null()
+    });
     // And a case flows back up from the new township to its county.
     let township_case = file_case(&fed, LONGQUAN, 3, "housing");
     fed.at(LONGQUAN)
@@ -398,6 +497,311 @@ fn a_federation_of_sites_runs_from_per_host_bundles_and_takes_a_new_township_whi
     machines.wait("the county owns the new township's case", || {
         owned_at(&fed, ZHAOYANG, &township_case)
     });
+}
+
+/// The supervision orders in the history of `case_id` at `office`.
+fn orders_in(fed: &Fed, office: &str, case_id: &str) -> usize {
+    let out = fed.at(office).run(&["--json", "case", "show", case_id]);
+    let case: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    case["history"]
+        .as_array()
+        .map(|history| {
+            history
+                .iter()
+                .filter(|entry| entry["kind"] == "supervision_ordered")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// How often `case_id` is in the city's index.
+fn in_city_index(fed: &Fed, case_id: &str) -> usize {
+    let out = fed.at(CITY).run(&["--json", "query", "--as", CITY]);
+    let index: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    index["cases"]
+        .as_array()
+        .map(|cases| cases.iter().filter(|c| c["case_id"] == case_id).count())
+        .unwrap_or(0)
+}
+
+/// The city is restored at its own site: the CA holder's folder there names where the city's
+/// hosts keep their data (`hosts/<host>.toml`) and holds nothing of the counties' hosts, which
+/// run from their own folders. The restore learns the counties' side of their links with the
+/// city from their running hosts, names the one county host that is down, and afterwards a new
+/// message on each link (an order down, a summary up) is applied exactly once.
+#[test]
+fn an_office_restored_away_from_its_peers_asks_them_over_the_network() {
+    let block = block();
+    let fed = Fed::empty();
+    let inventory_path = fed.dir.with_file_name("zhaotong.toml");
+    std::fs::write(&inventory_path, inventory(&block)).unwrap();
+    let made = fed.json(&[
+        "federation",
+        "init",
+        "--inventory",
+        inventory_path.to_str().unwrap(),
+    ]);
+    let hosts: Vec<String> = made["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["host"].as_str().unwrap().to_string())
+        .collect();
+    let mut machines = Machines::new();
+    for host in &hosts {
+        machines.install_and_start(&fed, host);
+    }
+    machines.wait("every office has a leader that commits", || healthy(&fed));
+
+    // Before the backup: a case at the city, one at each county (its summary goes up).
+    file_case(&fed, CITY, 1, "housing");
+    let zy_case = file_case(&fed, ZHAOYANG, 2, "land");
+    let ld_case = file_case(&fed, LUDIAN, 3, "land");
+    machines.wait("the city's index has both counties' cases", || {
+        in_city_index(&fed, &zy_case) == 1 && in_city_index(&fed, &ld_case) == 1
+    });
+    let backup = fed.dir.with_file_name("city.backup");
+    let saved = fed.json(&[
+        "snapshot",
+        "save",
+        "--office",
+        CITY,
+        "--out",
+        backup.to_str().unwrap(),
+    ]);
+    assert_eq!(saved["office"], CITY, "{saved}");
+
+    // After it: the city orders each county (messages the restored city will not have sent).
+    for case in [&zy_case, &ld_case] {
+        fed.at(CITY).ok(&[
+            "supervise",
+            case,
+            "--due-days",
+            "5",
+            "--text",
+            "report by Friday",
+        ]);
+    }
+    machines.wait("both orders arrived", || {
+        orders_in(&fed, ZHAOYANG, &zy_case) == 1 && orders_in(&fed, LUDIAN, &ld_case) == 1
+    });
+
+    // The city's hosts lose their data; one county host is down too.
+    for i in 1..=3 {
+        let name = format!("city-{i}");
+        machines.stop(&name);
+        std::fs::remove_dir_all(machines.machine(&name).join("data")).unwrap();
+        // The CA holder's folder on this machine names where the city's hosts keep their data.
+        let machine = machines.machine(&name);
+        let config = format!(
+            "host = \"{name}\"\nmanifest = \"{}\"\ndata_dir = \"{}\"\nlog_dir = \"{}\"\nlog_level = \"info\"\n",
+            machine.join("manifest.json").display(),
+            machine.join("data").display(),
+            machine.join("run").display()
+        );
+        std::fs::create_dir_all(fed.dir.join("hosts")).unwrap();
+        std::fs::write(fed.dir.join("hosts").join(format!("{name}.toml")), config).unwrap();
+    }
+    machines.stop("ld-3");
+    for host in &hosts {
+        assert!(
+            !fed.dir.join("data").join(host).exists(),
+            "{host}'s data is readable from the CA holder's folder"
+        );
+    }
+
+    let restored = fed.json(&[
+        "snapshot",
+        "restore",
+        "--office",
+        CITY,
+        "--from",
+        backup.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        restored["unsynced_peers"].as_array().unwrap().len(),
+        0,
+        "{restored}"
+    );
+    assert_eq!(
+        restored["hosts_unanswered"],
+        serde_json::json!(["ld-3"]),
+        "{restored}"
+    );
+    let told = restored["peers_told_by"]["network"].as_array().unwrap();
+    assert_eq!(told.len(), 5, "the counties' running hosts: {restored}");
+    for county in [ZHAOYANG, LUDIAN] {
+        let link = restored["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|link| link["peer"] == county)
+            .cloned()
+            .unwrap_or_else(|| panic!("no repair of the link with {county}: {restored}"));
+        assert!(
+            link["sent_after_backup"]["last"].as_u64().is_some(),
+            "the order to {county} after the backup: {restored}"
+        );
+    }
+
+    for i in 1..=3 {
+        machines.start(&format!("city-{i}"));
+    }
+    machines.start("ld-3");
+    machines.wait("every office has a leader that commits again", || {
+        healthy(&fed)
+    });
+
+    // A new message on each link, applied exactly once: a case summary up from each county,
+    // then an order down to each on that case.
+    let zy_new = file_case(&fed, ZHAOYANG, 4, "water");
+    let ld_new = file_case(&fed, LUDIAN, 5, "water");
+    machines.wait("the new summaries reached the city", || {
+        in_city_index(&fed, &zy_new) == 1 && in_city_index(&fed, &ld_new) == 1
+    });
+    for (county, case) in [(ZHAOYANG, &zy_new), (LUDIAN, &ld_new)] {
+        fed.at(CITY)
+            .ok(&["supervise", case, "--due-days", "5", "--text", "again"]);
+        machines.wait("the new order arrived", || {
+            orders_in(&fed, county, case) == 1
+        });
+    }
+    // The summaries of the orders' effect went up after the backup and are lost at the city
+    // (the restore said so): the city's index catches up as those cases change again.
+    fed.at(ZHAOYANG).ok(&["case", "accept", &zy_case]);
+    fed.at(LUDIAN).ok(&["case", "accept", &ld_case]);
+    let report = common::verified(&fed);
+    assert_eq!(report["ok"], true, "{report}");
+    for (county, case) in [
+        (ZHAOYANG, &zy_case),
+        (LUDIAN, &ld_case),
+        (ZHAOYANG, &zy_new),
+        (LUDIAN, &ld_new),
+    ] {
+        assert_eq!(orders_in(&fed, county, case), 1, "{case}");
+    }
+}
+
+/// A POST to a host's public surface, redirects not followed: the status and the `Location`.
+fn public_post(ca: &Path, url: &str, content_type: &str, body: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
+        .arg(ca)
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .args(["-H", &format!("content-type: {content_type}")])
+        .args(["--data-binary", body, url])
+        .output()
+        .expect("curl is needed to reach the public surface");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "curl {url}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, location) = text.split_once(' ').unwrap_or((&text, ""));
+    (code.parse().unwrap_or(0), location.trim().to_string())
+}
+
+/// `federation init`'s report is stdout alone, `--json` as before; where stderr is not a
+/// terminal (here, a pipe) its progress is one summary line there.
+#[test]
+fn init_reports_on_stdout_alone_and_sums_its_progress_up_in_one_line_on_stderr() {
+    let fed = Fed::empty();
+    let port = common::free_base_port(36).to_string();
+    let out = fed.run(&[
+        "federation",
+        "init",
+        "--region",
+        CITY,
+        "--max-children",
+        "2",
+        "--base-port",
+        &port,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let mut keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "dir",
+            "hosts",
+            "hotline_callback",
+            "offices",
+            "region",
+            "replicas",
+            "sms_gateway"
+        ],
+        "{report}"
+    );
+    assert_eq!(
+        (report["offices"].as_u64(), report["hosts"].as_u64()),
+        (Some(7), Some(9))
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("federation init: 7 offices' keys and admin passwords, 10 certificates"),
+        "{stderr}"
+    );
+
+    let fed = Fed::empty();
+    let inventory_path = fed.dir.with_file_name("zhaotong.toml");
+    std::fs::write(&inventory_path, inventory(&block())).unwrap();
+    let out = fed.run(&[
+        "federation",
+        "init",
+        "--inventory",
+        inventory_path.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<&str> = report
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "bundles",
+            "dir",
+            "generation",
+            "hosts",
+            "offices",
+            "region",
+            "replicas",
+            "sites"
+        ],
+        "{report}"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "federation init: 5 offices' keys and admin passwords, 9 host certificates and bundles"
+        ),
+        "{stderr}"
+    );
 }
 
 /// The CA holder's folder of a federation of three hosts (not started).

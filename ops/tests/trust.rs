@@ -77,9 +77,10 @@ enum Rpc {
     NoticePolicy,
     NoticeRead,
     ApplyManifest,
+    PeerLinks,
 }
 
-const RPCS: [Rpc; 24] = [
+const RPCS: [Rpc; 25] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -104,6 +105,7 @@ const RPCS: [Rpc; 24] = [
     Rpc::NoticePolicy,
     Rpc::NoticeRead,
     Rpc::ApplyManifest,
+    Rpc::PeerLinks,
 ];
 
 impl Rpc {
@@ -135,7 +137,7 @@ impl Rpc {
             Rpc::Sessions => &["registrar", "handler", "leader", "supervisor", "auditor"],
             Rpc::NoticePolicy => &["admin"],
             Rpc::NoticeRead => &["handler", "leader", "supervisor", "auditor", "admin"],
-            Rpc::ApplyManifest => return None,
+            Rpc::ApplyManifest | Rpc::PeerLinks => return None,
         })
     }
 }
@@ -395,6 +397,19 @@ async fn call(
                     v1::SessionsRequest {
                         office: office.to_string(),
                         ..v1::SessionsRequest::default()
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        // A read of the links of the host's other offices with `office` (a restore's): operators
+        // of `office` only.
+        Rpc::PeerLinks => code(
+            BackupClient::new(channel)
+                .peer_links(with_token(
+                    v1::PeerLinksRequest {
+                        office: office.to_string(),
                     },
                     t,
                 ))

@@ -15,8 +15,8 @@ use federation_proto::v1::membership_client::MembershipClient;
 use federation_proto::v1::membership_server::Membership;
 use federation_proto::v1::{
     AddReplicaRequest, CampaignReply, CampaignRequest, DumpReply, DumpRequest, DumpedCase,
-    MembershipReply, RemoveReplicaRequest, ReplicaStatus, SavePiece, SaveRequest, StatusReply,
-    StatusRequest,
+    MembershipReply, PeerLinkState, PeerLinksReply, PeerLinksRequest, RemoveReplicaRequest,
+    ReplicaStatus, SavePiece, SaveRequest, StatusReply, StatusRequest,
 };
 use liandong_domain::message::Summary;
 use liandong_domain::OfficeCode;
@@ -551,6 +551,63 @@ impl Backup for BackupService {
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             receiver,
         )))
+    }
+
+    async fn peer_links(
+        &self,
+        request: Request<PeerLinksRequest>,
+    ) -> Result<Response<PeerLinksReply>, Status> {
+        let office: OfficeCode = request
+            .get_ref()
+            .office
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("bad office code: {e}")))?;
+        let principal = self
+            .trust
+            .check(&request, Action::PeerLinks, &office, "", "")?;
+        let replicas: Vec<Replica> = self
+            .replicas
+            .iter()
+            .filter(|replica| replica.office != office)
+            .cloned()
+            .collect();
+        let wanted = office.clone();
+        let mut peers = tokio::task::spawn_blocking(move || {
+            let mut peers = Vec::new();
+            for replica in replicas {
+                let links = replica
+                    .state_machine
+                    .peer_links(&wanted)
+                    .map_err(|e| Status::internal(format!("office {}: {e}", replica.office)))?;
+                if let Some(links) = links {
+                    peers.push(PeerLinkState {
+                        peer: replica.office.to_string(),
+                        applied_from: links.applied_from,
+                        acked_by: links.acked_by,
+                        case_seqs: links
+                            .case_seqs
+                            .iter()
+                            .map(|(year, seq)| (u32::from(*year), *seq))
+                            .collect(),
+                    });
+                }
+            }
+            Ok::<_, Status>(peers)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        // Each office that told its side is the one whose log records the read.
+        for peer in &peers {
+            if let Ok(code) = peer.peer.parse::<OfficeCode>() {
+                let record = Trust::record_of(&principal, Action::PeerLinks, &code, "", "");
+                self.trust.record_observation(&code, record)?;
+            }
+        }
+        peers.sort_by(|a, b| a.peer.cmp(&b.peer));
+        Ok(Response::new(PeerLinksReply {
+            host: self.host.clone(),
+            peers,
+        }))
     }
 }
 

@@ -207,6 +207,9 @@ pub enum Action<'a> {
     /// Sites.ApplyManifest: a new directory of offices for the whole federation (operators of
     /// the region's root office).
     Sites,
+    /// Backup.PeerLinks: the other offices' side of their links with an office being restored
+    /// (operators of that office only).
+    PeerLinks,
 }
 
 impl Action<'_> {
@@ -232,6 +235,7 @@ impl Action<'_> {
             Action::NoticePolicy => "Notices.Policy",
             Action::NoticeRead => "Notices.Read",
             Action::Sites => "Sites.ApplyManifest",
+            Action::PeerLinks => "Backup.PeerLinks",
         }
     }
 
@@ -280,7 +284,7 @@ impl Action<'_> {
             Action::Sessions => &[Registrar, Handler, Leader, Supervisor, Auditor],
             Action::NoticePolicy => &[Admin],
             Action::NoticeRead => &[Handler, Leader, Supervisor, Auditor, Admin],
-            Action::Sites => return None,
+            Action::Sites | Action::PeerLinks => return None,
         })
     }
 }

@@ -4,9 +4,12 @@
 //! The directory follows the manifest while the host runs: `liandong federation add-office`
 //! sends every host the new manifest (the `Sites.ApplyManifest` RPC) and [`Directory::update`]
 //! takes its offices and hosts, so the pump reaches a new office, the federation service accepts
-//! its batches and queries ask it, without a restart.
+//! its batches, queries ask it and the public surface names it and sends its petitioners to it,
+//! without a restart. Nothing else on a host keeps its own copy of the federation's offices: the
+//! office API's membership slots are only of the offices the host carries, which a new manifest
+//! never changes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, RwLock};
 
 use crate::manifest::Manifest;
@@ -17,6 +20,11 @@ struct Places {
     hosts: HashMap<String, Vec<String>>,
     /// The host name behind each API address (link faults are named by host).
     host_names: HashMap<String, String>,
+    /// Office code → its name, for every office.
+    names: BTreeMap<String, String>,
+    /// Office code → the public address of a host carrying it (the first of its hosts that has
+    /// one), where the public surface sends a petitioner of an office it does not carry.
+    public_urls: BTreeMap<String, String>,
     /// The manifest's generation these places come from.
     generation: u64,
 }
@@ -44,9 +52,28 @@ impl Places {
             .iter()
             .map(|host| (host.api_addr.clone(), host.name.clone()))
             .collect();
+        let names = manifest
+            .offices
+            .iter()
+            .map(|office| (office.code.clone(), office.name.clone()))
+            .collect();
+        let public_urls = manifest
+            .offices
+            .iter()
+            .filter_map(|office| {
+                office.members.iter().find_map(|member| {
+                    manifest
+                        .host(&member.host)
+                        .and_then(|host| host.http_addr.as_deref())
+                        .map(|addr| (office.code.clone(), crate::public::url_of(addr)))
+                })
+            })
+            .collect();
         Places {
             hosts,
             host_names,
+            names,
+            public_urls,
             generation: manifest.generation,
         }
     }
@@ -95,6 +122,21 @@ impl Directory {
     /// Whether `office` is in this federation.
     pub fn knows(&self, office: &str) -> bool {
         self.places().hosts.contains_key(office)
+    }
+
+    /// The office's name; empty for an office not in this federation.
+    pub fn name(&self, office: &str) -> String {
+        self.places().names.get(office).cloned().unwrap_or_default()
+    }
+
+    /// Every office of this federation, in code order.
+    pub fn offices(&self) -> Vec<String> {
+        self.places().names.keys().cloned().collect()
+    }
+
+    /// The public address of a host carrying `office`, if any of its hosts has one.
+    pub fn public_url(&self, office: &str) -> Option<String> {
+        self.places().public_urls.get(office).cloned()
     }
 
     /// The office's hosts, the last known leader first.

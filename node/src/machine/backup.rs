@@ -316,53 +316,66 @@ pub fn read_peer_links(
         return Ok(found);
     };
     for peer in peers {
-        let prefix = office_prefix(peer.as_str());
-        let get = |key: &[u8]| db.get_cf(cf, [prefix.as_slice(), key].concat());
-        if get(keys::APPLIED).map_err(storage)?.is_none() {
-            continue;
+        if let Some(links) = peer_links_in(&db, cf, peer, office)? {
+            found.insert(peer.clone(), links);
         }
-        let inbox: LinkIn = match get(&keys::inbox(office)).map_err(storage)? {
-            Some(bytes) => codec::decode(&bytes).map_err(storage)?,
-            None => LinkIn::default(),
-        };
-        let outbox: LinkOut = match get(&keys::link(office)).map_err(storage)? {
-            Some(bytes) => codec::decode(&bytes).map_err(storage)?,
-            None => LinkOut::default(),
-        };
-        let mut case_seqs: BTreeMap<u16, u32> = BTreeMap::new();
-        let start = [
-            prefix.as_slice(),
-            keys::INDEX,
-            office.as_str().as_bytes(),
-            b"-",
-        ]
-        .concat();
-        let mut options = rocksdb::ReadOptions::default();
-        options.set_iterate_upper_bound(prefix_end(&start));
-        options.fill_cache(false);
-        let entries = db
-            .iterator_cf_opt(cf, options, IteratorMode::From(&start, Direction::Forward))
-            .take(INDEX_SCAN_MAX);
-        for item in entries {
-            let (key, _) = item.map_err(storage)?;
-            let id = std::str::from_utf8(&key[prefix.len() + keys::INDEX.len()..])
-                .ok()
-                .and_then(|id| id.parse::<liandong_domain::CaseId>().ok());
-            if let Some(id) = id.filter(|id| id.office == *office) {
-                let best = case_seqs.entry(id.year).or_default();
-                *best = (*best).max(id.seq);
-            }
-        }
-        found.insert(
-            peer.clone(),
-            PeerLinks {
-                applied_from: inbox.applied_through,
-                acked_by: outbox.acked_through,
-                case_seqs,
-            },
-        );
     }
     Ok(found)
+}
+
+/// `peer`'s side of its links with `office` in a host's database (the state machine's column
+/// family `cf`), from one consistent view; None when the host holds no state of `peer`. Read
+/// from a stopped host's folder ([`read_peer_links`]) or by a running host for the Backup
+/// service's `PeerLinks`.
+pub fn peer_links_in(
+    db: &DB,
+    cf: &rocksdb::ColumnFamily,
+    peer: &OfficeCode,
+    office: &OfficeCode,
+) -> Result<Option<PeerLinks>, BackupError> {
+    let view = db.snapshot();
+    let prefix = office_prefix(peer.as_str());
+    let get = |key: &[u8]| view.get_cf(cf, [prefix.as_slice(), key].concat());
+    if get(keys::APPLIED).map_err(storage)?.is_none() {
+        return Ok(None);
+    }
+    let inbox: LinkIn = match get(&keys::inbox(office)).map_err(storage)? {
+        Some(bytes) => codec::decode(&bytes).map_err(storage)?,
+        None => LinkIn::default(),
+    };
+    let outbox: LinkOut = match get(&keys::link(office)).map_err(storage)? {
+        Some(bytes) => codec::decode(&bytes).map_err(storage)?,
+        None => LinkOut::default(),
+    };
+    let mut case_seqs: BTreeMap<u16, u32> = BTreeMap::new();
+    let start = [
+        prefix.as_slice(),
+        keys::INDEX,
+        office.as_str().as_bytes(),
+        b"-",
+    ]
+    .concat();
+    let mut options = rocksdb::ReadOptions::default();
+    options.set_iterate_upper_bound(prefix_end(&start));
+    options.fill_cache(false);
+    let entries = view
+        .iterator_cf_opt(cf, options, IteratorMode::From(&start, Direction::Forward))
+        .take(INDEX_SCAN_MAX);
+    for item in entries {
+        let (key, _) = item.map_err(storage)?;
+        let id = std::str::from_utf8(&key[prefix.len() + keys::INDEX.len()..])
+            .ok()
+            .and_then(|id| id.parse::<liandong_domain::CaseId>().ok());
+        if let Some(id) = id.filter(|id| id.office == *office) {
+            let best = case_seqs.entry(id.year).or_default();
+            *best = (*best).max(id.seq);
+        }
+    }
+    Ok(Some(PeerLinks {
+        applied_from: inbox.applied_through,
+        acked_by: outbox.acked_through,
+        case_seqs,
+    }))
 }
 
 /// What a restore does to one link pair of the office, and what it reports lost.

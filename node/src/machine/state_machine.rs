@@ -277,6 +277,16 @@ impl StateMachineStore {
         Ok(links)
     }
 
+    /// This office's side of its links with `office`, as applied here (what a restore of
+    /// `office` needs from it); None before this replica applied anything.
+    pub fn peer_links(
+        &self,
+        office: &OfficeCode,
+    ) -> Result<Option<super::backup::PeerLinks>, String> {
+        super::backup::peer_links_in(self.db.raw(), self.db.cf(CF_SM), &self.office, office)
+            .map_err(|e| e.to_string())
+    }
+
     /// The sending side of the link to `to`.
     pub fn link_out(&self, to: &OfficeCode) -> Result<LinkOut, String> {
         get_or_default(self, &keys::link(to)).map_err(|e| e.to_string())

@@ -25,7 +25,6 @@ pub mod hotline;
 pub mod limiter;
 pub mod open311;
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +45,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::propose::Proposer;
+use crate::federation::directory::Directory;
 use crate::manifest::Manifest;
 use crate::raft::types::{Operation, Response as Applied, PUBLIC_CALLER};
 use crate::replica::Replicas;
@@ -96,10 +96,10 @@ pub struct Public {
     pub url: String,
     pub replicas: Replicas,
     pub proposer: Proposer,
-    /// Office code → its name, for every office of the federation.
-    pub names: BTreeMap<String, String>,
-    /// Office code → the public address of a host carrying it (where a moved case is followed).
-    pub urls: BTreeMap<String, String>,
+    /// The federation's offices, their names and public addresses (where a moved case is
+    /// followed), as the manifest the host follows now gives them: an office added while the
+    /// host runs is named and reached at once.
+    pub directory: Arc<Directory>,
     failures: Mutex<Limiter>,
     filings: Mutex<Limiter>,
     epoch: std::time::Instant,
@@ -111,7 +111,13 @@ pub fn url_of(http_addr: &str) -> String {
 }
 
 impl Public {
-    pub fn new(manifest: &Manifest, host: &str, replicas: Replicas, proposer: Proposer) -> Public {
+    pub fn new(
+        manifest: &Manifest,
+        host: &str,
+        replicas: Replicas,
+        proposer: Proposer,
+        directory: Arc<Directory>,
+    ) -> Public {
         let offices = manifest
             .host(host)
             .map(|h| h.offices.clone())
@@ -121,30 +127,12 @@ impl Public {
             .and_then(|h| h.http_addr.as_deref())
             .map(url_of)
             .unwrap_or_default();
-        let names = manifest
-            .offices
-            .iter()
-            .map(|o| (o.code.clone(), o.name.clone()))
-            .collect();
-        let mut urls = BTreeMap::new();
-        for office in &manifest.offices {
-            let url = office.members.iter().find_map(|member| {
-                manifest
-                    .host(&member.host)
-                    .and_then(|h| h.http_addr.as_deref())
-                    .map(url_of)
-            });
-            if let Some(url) = url {
-                urls.insert(office.code.clone(), url);
-            }
-        }
         Public {
             offices,
             url,
             replicas,
             proposer,
-            names,
-            urls,
+            directory,
             failures: Mutex::new(Limiter::new(FAILURES)),
             filings: Mutex::new(Limiter::new(FILINGS)),
             epoch: std::time::Instant::now(),
@@ -156,7 +144,7 @@ impl Public {
     }
 
     fn name_of(&self, office: &str) -> String {
-        self.names.get(office).cloned().unwrap_or_default()
+        self.directory.name(office)
     }
 
     fn code_matches(&self, case_id: &str, code: &str) -> bool {
@@ -227,7 +215,7 @@ impl Public {
             }
         }
         let office = office.to_string();
-        let url = self.urls.get(&office).cloned();
+        let url = self.directory.public_url(&office);
         if hops == 0 {
             Lookup::Elsewhere { office, url }
         } else {
@@ -489,7 +477,7 @@ async fn file(
     };
     if public.replicas.get(&office).is_none() {
         // An office of the federation that other hosts carry: the client posts there.
-        if let Some(url) = public.urls.get(office.as_str()) {
+        if let Some(url) = public.directory.public_url(office.as_str()) {
             return (
                 StatusCode::TEMPORARY_REDIRECT,
                 [(header::LOCATION, format!("{url}/open311/v2/requests.json"))],
@@ -858,7 +846,7 @@ async fn hotline_ticket(
         Ok(ticket) => ticket,
         Err(errors) => return hotline_error(StatusCode::BAD_REQUEST, errors),
     };
-    let offices: Vec<String> = public.names.keys().cloned().collect();
+    let offices: Vec<String> = public.directory.offices();
     let Some(competent) = hotline::competent_office(&offices, ticket.location.as_str()) else {
         return hotline_error(
             StatusCode::BAD_REQUEST,
@@ -873,7 +861,7 @@ async fn hotline_ticket(
         Err(_) => return hotline_error(StatusCode::INTERNAL_SERVER_ERROR, vec![]),
     };
     if public.replicas.get(&office).is_none() {
-        return match public.urls.get(competent) {
+        return match public.directory.public_url(competent) {
             Some(url) => (
                 StatusCode::TEMPORARY_REDIRECT,
                 [(header::LOCATION, format!("{url}/hotline/12345"))],
