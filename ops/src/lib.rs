@@ -13,6 +13,7 @@ pub mod notice_cmd;
 pub mod people;
 pub mod process;
 pub mod replica_cmd;
+pub mod report_cmd;
 pub mod rolling;
 pub mod sample;
 pub mod session;

@@ -77,9 +77,11 @@ enum Rpc {
     NoticePolicy,
     NoticeRead,
     ApplyManifest,
+    Reports,
+    Report,
 }
 
-const RPCS: [Rpc; 24] = [
+const RPCS: [Rpc; 26] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -104,6 +106,8 @@ const RPCS: [Rpc; 24] = [
     Rpc::NoticePolicy,
     Rpc::NoticeRead,
     Rpc::ApplyManifest,
+    Rpc::Reports,
+    Rpc::Report,
 ];
 
 impl Rpc {
@@ -115,7 +119,9 @@ impl Rpc {
             Rpc::Grade => &["leader"],
             Rpc::Show => &["registrar", "handler", "leader", "supervisor", "auditor"],
             Rpc::Supervise => &["supervisor"],
-            Rpc::Orders | Rpc::Query => &["supervisor", "leader", "auditor"],
+            Rpc::Orders | Rpc::Query | Rpc::Reports | Rpc::Report => {
+                &["supervisor", "leader", "auditor"]
+            }
             Rpc::AddOfficer | Rpc::ListOfficers => &["admin"],
             Rpc::ReadAudit => &["auditor"],
             Rpc::Dump | Rpc::RemoveReplica | Rpc::Campaign | Rpc::BackupSave => return None,
@@ -499,6 +505,32 @@ async fn call(
                         office: office.to_string(),
                         what: "notices".into(),
                         limit: 10,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::Reports => code(
+            FederationClient::new(channel)
+                .reports(with_token(
+                    v1::ReportsRequest {
+                        office: office.to_string(),
+                        kind: String::new(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::Report => code(
+            FederationClient::new(channel)
+                .report(with_token(
+                    v1::ReportRequest {
+                        office: office.to_string(),
+                        kind: "daily".into(),
+                        period: String::new(),
+                        format: "html".into(),
                     },
                     t,
                 ))

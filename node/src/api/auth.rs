@@ -207,6 +207,9 @@ pub enum Action<'a> {
     /// Sites.ApplyManifest: a new directory of offices for the whole federation (operators of
     /// the region's root office).
     Sites,
+    /// Federation.Reports and Federation.Report: the scheduled supervision reports an office
+    /// keeps (who may: as for Query).
+    Reports,
 }
 
 impl Action<'_> {
@@ -232,6 +235,7 @@ impl Action<'_> {
             Action::NoticePolicy => "Notices.Policy",
             Action::NoticeRead => "Notices.Read",
             Action::Sites => "Sites.ApplyManifest",
+            Action::Reports => "Federation.Reports",
         }
     }
 
@@ -249,7 +253,7 @@ impl Action<'_> {
             },
             Action::Show => &[Registrar, Handler, Leader, Supervisor, Auditor],
             Action::Supervise => &[Supervisor],
-            Action::Orders | Action::Query => &[Supervisor, Leader, Auditor],
+            Action::Orders | Action::Query | Action::Reports => &[Supervisor, Leader, Auditor],
             Action::ManageOfficers => &[Admin],
             Action::ReadAudit => &[Auditor],
             Action::Status | Action::Dump | Action::Membership { .. } | Action::Backup => {
