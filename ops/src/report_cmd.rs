@@ -14,7 +14,7 @@ use liandong_domain::format_rfc3339;
 use liandong_domain::reports::ReportKind;
 use serde_json::{json, Value};
 
-use crate::client::{status_error, Federation};
+use crate::client::{status_error, Bearer, Federation};
 use crate::commands::Report;
 use crate::layout::Layout;
 
@@ -57,13 +57,12 @@ pub struct ShowArgs {
     pub out: Option<PathBuf>,
 }
 
-/// The office asked about: `--office`, else the signed-in officer's (the office itself decides
-/// whether the officer may read it).
-fn office_of(federation: &Federation, given: Option<String>) -> anyhow::Result<String> {
-    match given {
-        Some(code) => Ok(code),
-        None => Ok(federation.officer()?.claims.office.clone()),
-    }
+/// The office asked about (`--office`, else the signed-in officer's) and the signed-in officer's
+/// token, sent whatever the office: the office itself decides whether the officer may read it.
+fn office_of(federation: &Federation, given: Option<String>) -> anyhow::Result<(String, Bearer)> {
+    let session = federation.officer()?;
+    let office = given.unwrap_or_else(|| session.claims.office.clone());
+    Ok((office, Bearer::new(Some(&session.token))))
 }
 
 /// A period name of `kind`, checked before anything is asked.
@@ -108,7 +107,7 @@ pub async fn list(layout: &Layout, args: ListArgs) -> anyhow::Result<Report> {
         None => ReportKind::Daily,
     };
     let federation = Federation::open(layout.clone())?;
-    let office = office_of(&federation, args.office)?;
+    let (office, bearer) = office_of(&federation, args.office)?;
     let request = ReportsRequest {
         office: office.clone(),
         kind: args
@@ -118,7 +117,7 @@ pub async fn list(layout: &Layout, args: ListArgs) -> anyhow::Result<Report> {
             .unwrap_or_default(),
     };
     let reply = federation
-        .office_channel_call(&office, |channel| {
+        .office_call_as(&office, bearer, |channel| {
             let request = request.clone();
             async move {
                 FederationClient::new(channel)
@@ -173,7 +172,7 @@ pub async fn show(layout: &Layout, args: ShowArgs) -> anyhow::Result<Report> {
         check_period(kind, period)?;
     }
     let federation = Federation::open(layout.clone())?;
-    let office = office_of(&federation, args.office)?;
+    let (office, bearer) = office_of(&federation, args.office)?;
     let request = ReportRequest {
         office: office.clone(),
         kind: kind.as_str().to_string(),
@@ -181,7 +180,7 @@ pub async fn show(layout: &Layout, args: ShowArgs) -> anyhow::Result<Report> {
         format: args.format.clone(),
     };
     let reply = federation
-        .office_channel_call(&office, |channel| {
+        .office_call_as(&office, bearer, |channel| {
             let request = request.clone();
             async move {
                 FederationClient::new(channel)
