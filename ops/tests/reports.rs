@@ -77,7 +77,7 @@ fn parse_page(html: &str) -> Vec<String> {
             .collect();
         assert!(!name.is_empty(), "a tag without a name: <{tag}>");
         assert!(
-            tag.matches('"').count() % 2 == 0,
+            tag.matches('"').count().is_multiple_of(2),
             "unbalanced quotes: <{tag}>"
         );
         if stack.is_empty() {
