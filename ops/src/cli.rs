@@ -106,6 +106,10 @@ pub enum Command {
     /// Red cards (红牌): those this office earned and those its subtree earned on its orders,
     /// with counts per office and department.
     RedCards(crate::notice_cmd::ListArgs),
+    /// Scheduled supervision reports (日监测、周调度、月通报) the office made of its subtree: list
+    /// them, show one as JSON, CSV or HTML.
+    #[command(subcommand)]
+    Report(crate::report_cmd::ReportCommand),
 }
 
 #[derive(Args, Debug)]

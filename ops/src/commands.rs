@@ -79,6 +79,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Command::Notice(command) => crate::notice_cmd::policy(&layout, command).await,
         Command::Notices(args) => crate::notice_cmd::notices(&layout, args).await,
         Command::RedCards(args) => crate::notice_cmd::red_cards(&layout, args).await,
+        Command::Report(crate::report_cmd::ReportCommand::List(args)) => {
+            crate::report_cmd::list(&layout, args).await
+        }
+        Command::Report(crate::report_cmd::ReportCommand::Show(args)) => {
+            crate::report_cmd::show(&layout, args).await
+        }
         Command::Node(args) => {
             liandong_node::host::run(&args.config, liandong_node::host::terminated()).await?;
             Ok(Report::new(json!({"stopped": true}), "host stopped"))

@@ -129,6 +129,14 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("notices", "liandong notices --office 5306\nliandong --json notices --office 5306 --limit 200"),
     ("red-cards", "liandong red-cards --office 5306"),
+    (
+        "report list",
+        "liandong report list --office 5306\nliandong --json report list --office 5306 --kind weekly",
+    ),
+    (
+        "report show",
+        "liandong report show --office 5306 --kind daily --format csv\nliandong report show --office 5306 --kind monthly --period 2026-11 --format html --out 5306-2026-11.html",
+    ),
 ];
 
 /// The command line's definition with each command's example at the end of its help.

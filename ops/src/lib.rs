@@ -14,6 +14,7 @@ pub mod people;
 pub mod process;
 pub mod progress;
 pub mod replica_cmd;
+pub mod report_cmd;
 pub mod rolling;
 pub mod sample;
 pub mod session;

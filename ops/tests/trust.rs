@@ -78,9 +78,11 @@ enum Rpc {
     NoticeRead,
     ApplyManifest,
     PeerLinks,
+    Reports,
+    Report,
 }
 
-const RPCS: [Rpc; 25] = [
+const RPCS: [Rpc; 27] = [
     Rpc::File,
     Rpc::Accept,
     Rpc::Grade,
@@ -106,6 +108,8 @@ const RPCS: [Rpc; 25] = [
     Rpc::NoticeRead,
     Rpc::ApplyManifest,
     Rpc::PeerLinks,
+    Rpc::Reports,
+    Rpc::Report,
 ];
 
 impl Rpc {
@@ -117,7 +121,9 @@ impl Rpc {
             Rpc::Grade => &["leader"],
             Rpc::Show => &["registrar", "handler", "leader", "supervisor", "auditor"],
             Rpc::Supervise => &["supervisor"],
-            Rpc::Orders | Rpc::Query => &["supervisor", "leader", "auditor"],
+            Rpc::Orders | Rpc::Query | Rpc::Reports | Rpc::Report => {
+                &["supervisor", "leader", "auditor"]
+            }
             Rpc::AddOfficer | Rpc::ListOfficers => &["admin"],
             Rpc::ReadAudit => &["auditor"],
             Rpc::Dump | Rpc::RemoveReplica | Rpc::Campaign | Rpc::BackupSave => return None,
@@ -514,6 +520,32 @@ async fn call(
                         office: office.to_string(),
                         what: "notices".into(),
                         limit: 10,
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::Reports => code(
+            FederationClient::new(channel)
+                .reports(with_token(
+                    v1::ReportsRequest {
+                        office: office.to_string(),
+                        kind: String::new(),
+                    },
+                    t,
+                ))
+                .await
+                .map(drop),
+        ),
+        Rpc::Report => code(
+            FederationClient::new(channel)
+                .report(with_token(
+                    v1::ReportRequest {
+                        office: office.to_string(),
+                        kind: "daily".into(),
+                        period: String::new(),
+                        format: "html".into(),
                     },
                     t,
                 ))

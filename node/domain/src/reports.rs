@@ -109,6 +109,32 @@ impl ReportKind {
     }
 }
 
+/// The reports due at `now`: per kind, the last whole period ended by `now` when it is newer
+/// than the latest report of that kind made (`latest`: kind to period name). An office that has
+/// made none (its first start, mid-month or not) makes the last period of each kind only, never
+/// the periods before it; a period is never due twice (period names sort as their periods do).
+pub fn reports_due(
+    now: Millis,
+    latest: &BTreeMap<ReportKind, String>,
+) -> Vec<(ReportKind, String)> {
+    ReportKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let (period, _, _) = kind.last_period(now);
+            match latest.get(&kind) {
+                Some(made) if *made >= period => None,
+                _ => Some((kind, period)),
+            }
+        })
+        .collect()
+}
+
+/// When the next report can fall due after `now`: the next midnight in China time (every
+/// period, day, week or month, ends at one).
+pub fn next_report_at(now: Millis) -> Millis {
+    Date::from_days(Date::from_millis(now).days() + 1).start_millis()
+}
+
 /// One office's row in a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportOffice {
@@ -451,6 +477,89 @@ mod tests {
             "{trend}"
         );
         assert_eq!(trend.lines().count(), 1 + 7);
+    }
+
+    fn latest(made: &[(ReportKind, String)]) -> BTreeMap<ReportKind, String> {
+        made.iter().cloned().collect()
+    }
+
+    /// Beijing midnight starting `day` (YYYY-MM-DD), in ms.
+    fn midnight(day: &str) -> Millis {
+        crate::figures::parse_day(day).unwrap().start_millis()
+    }
+
+    /// The first start, mid-month: the last period of each kind, not the months before.
+    #[test]
+    fn a_first_start_mid_month_makes_one_report_of_each_kind() {
+        let due = reports_due(WEDNESDAY, &BTreeMap::new());
+        assert_eq!(
+            due,
+            vec![
+                (ReportKind::Daily, "2026-03-03".to_string()),
+                (ReportKind::Weekly, "2026-02-23".to_string()),
+                (ReportKind::Monthly, "2026-02".to_string()),
+            ]
+        );
+    }
+
+    /// Once made, nothing is due again until the next day ends in China time: not later the same
+    /// day, not at 23:59:59.999, and once at midnight.
+    #[test]
+    fn a_day_boundary_makes_the_daily_report_once() {
+        let made = latest(&reports_due(WEDNESDAY, &BTreeMap::new()));
+        assert!(reports_due(WEDNESDAY, &made).is_empty());
+        let thursday = midnight("2026-03-05");
+        assert_eq!(next_report_at(WEDNESDAY), thursday);
+        assert!(reports_due(thursday - 1, &made).is_empty());
+        let due = reports_due(thursday, &made);
+        assert_eq!(due, vec![(ReportKind::Daily, "2026-03-04".to_string())]);
+        let made = latest(&[
+            due[0].clone(),
+            (ReportKind::Weekly, made[&ReportKind::Weekly].clone()),
+            (ReportKind::Monthly, made[&ReportKind::Monthly].clone()),
+        ]);
+        assert!(reports_due(thursday + 3_600_000, &made).is_empty());
+        // A clock that steps back (the state machine's never does) makes nothing either.
+        assert!(reports_due(WEDNESDAY, &made).is_empty());
+    }
+
+    /// Monday 00:00 China time (Sunday 16:00 UTC) ends the week: the daily and the weekly.
+    #[test]
+    fn a_week_boundary_makes_the_weekly_report() {
+        let sunday = midnight("2026-03-08") + 12 * 3_600_000;
+        let made = latest(&reports_due(sunday, &BTreeMap::new()));
+        assert_eq!(made[&ReportKind::Weekly], "2026-02-23");
+        let monday = midnight("2026-03-09");
+        assert_eq!(next_report_at(sunday), monday);
+        assert_eq!(
+            reports_due(monday, &made),
+            vec![
+                (ReportKind::Daily, "2026-03-08".to_string()),
+                (ReportKind::Weekly, "2026-03-02".to_string()),
+            ]
+        );
+    }
+
+    /// The 1st at 00:00 China time ends the month: the daily and the monthly (and the weekly
+    /// when the 1st is a Monday, as 2026-06-01 is).
+    #[test]
+    fn a_month_boundary_makes_the_monthly_report() {
+        let last_day = midnight("2026-03-31") + 3_600_000;
+        let made = latest(&reports_due(last_day, &BTreeMap::new()));
+        let april = midnight("2026-04-01");
+        assert_eq!(
+            reports_due(april, &made),
+            vec![
+                (ReportKind::Daily, "2026-03-31".to_string()),
+                (ReportKind::Monthly, "2026-03".to_string()),
+            ]
+        );
+        let made = latest(&reports_due(midnight("2026-05-31"), &BTreeMap::new()));
+        let kinds: Vec<ReportKind> = reports_due(midnight("2026-06-01"), &made)
+            .into_iter()
+            .map(|(kind, _)| kind)
+            .collect();
+        assert_eq!(kinds, ReportKind::ALL.to_vec());
     }
 
     #[test]

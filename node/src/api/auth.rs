@@ -210,6 +210,9 @@ pub enum Action<'a> {
     /// Backup.PeerLinks: the other offices' side of their links with an office being restored
     /// (operators of that office only).
     PeerLinks,
+    /// Federation.Reports and Federation.Report: the scheduled supervision reports an office
+    /// keeps (who may: as for Query).
+    Reports,
 }
 
 impl Action<'_> {
@@ -236,6 +239,7 @@ impl Action<'_> {
             Action::NoticeRead => "Notices.Read",
             Action::Sites => "Sites.ApplyManifest",
             Action::PeerLinks => "Backup.PeerLinks",
+            Action::Reports => "Federation.Reports",
         }
     }
 
@@ -253,7 +257,7 @@ impl Action<'_> {
             },
             Action::Show => &[Registrar, Handler, Leader, Supervisor, Auditor],
             Action::Supervise => &[Supervisor],
-            Action::Orders | Action::Query => &[Supervisor, Leader, Auditor],
+            Action::Orders | Action::Query | Action::Reports => &[Supervisor, Leader, Auditor],
             Action::ManageOfficers => &[Admin],
             Action::ReadAudit => &[Auditor],
             Action::Status | Action::Dump | Action::Membership { .. } | Action::Backup => {

@@ -17,6 +17,7 @@ use federation_proto::v1::{
     self, DeliverReply, DeliverRequest, QueryReply, QueryRequest, StatsReply, StatsRequest,
 };
 use liandong_domain::message::{Envelope, Summary, SummaryV2};
+use liandong_domain::reports::ReportKind;
 use liandong_domain::{CaseId, OfficeCode};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -564,5 +565,143 @@ impl Federation for FederationService {
         }
         reply.offices = offices;
         Ok(Response::new(reply))
+    }
+
+    async fn reports(
+        &self,
+        request: Request<v1::ReportsRequest>,
+    ) -> Result<Response<v1::ReportsReply>, Status> {
+        let office = office(&request.get_ref().office, "reporting")?;
+        let kinds = match request.get_ref().kind.as_str() {
+            "" => ReportKind::ALL.to_vec(),
+            word => vec![ReportKind::parse(word).map_err(Status::invalid_argument)?],
+        };
+        self.authorize_reports(&request, &office)?;
+        let replica = self.reports_replica(&office).await?;
+        let machine = &replica.state_machine;
+        let internal = |e: crate::machine::ApplyError| Status::internal(e.to_string());
+        let mut reply = v1::ReportsReply::default();
+        for kind in kinds {
+            let periods = crate::machine::reports::periods(machine, kind).map_err(internal)?;
+            for period in periods.iter().rev() {
+                if let Some(report) =
+                    crate::machine::reports::get(machine, kind, period).map_err(internal)?
+                {
+                    reply.reports.push(report_entry(&report));
+                }
+            }
+        }
+        Ok(Response::new(reply))
+    }
+
+    async fn report(
+        &self,
+        request: Request<v1::ReportRequest>,
+    ) -> Result<Response<v1::ReportReply>, Status> {
+        let office = office(&request.get_ref().office, "reporting")?;
+        let kind = ReportKind::parse(&request.get_ref().kind).map_err(Status::invalid_argument)?;
+        let format = match request.get_ref().format.as_str() {
+            "" | "json" => "json",
+            "csv" => "csv",
+            "html" => "html",
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown report format {:?}: one of json, csv, html",
+                    liandong_domain::echo(other)
+                )))
+            }
+        };
+        let period = request.get_ref().period.clone();
+        if period.len() > REPORT_PERIOD_BYTES_MAX {
+            return Err(Status::invalid_argument(
+                "a report period is YYYY-MM-DD or YYYY-MM",
+            ));
+        }
+        self.authorize_reports(&request, &office)?;
+        let replica = self.reports_replica(&office).await?;
+        let machine = &replica.state_machine;
+        let internal = |e: crate::machine::ApplyError| Status::internal(e.to_string());
+        let period = if period.is_empty() {
+            crate::machine::reports::periods(machine, kind)
+                .map_err(internal)?
+                .pop()
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "office {office} has made no {} report yet",
+                        kind.as_str()
+                    ))
+                })?
+        } else {
+            period
+        };
+        let report = crate::machine::reports::get(machine, kind, &period)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "office {office} keeps no {} report of period {:?} (`liandong report list` \
+                     shows those it keeps)",
+                    kind.as_str(),
+                    liandong_domain::echo(&period)
+                ))
+            })?;
+        let body = match format {
+            "csv" => report.to_csv(),
+            "html" => report.to_html(),
+            _ => serde_json::to_string(&report).map_err(|e| Status::internal(e.to_string()))?,
+        };
+        Ok(Response::new(v1::ReportReply {
+            report: Some(report_entry(&report)),
+            format: format.to_string(),
+            body,
+        }))
+    }
+}
+
+/// The longest period name a report request may carry (`YYYY-MM-DD` is 10 bytes).
+const REPORT_PERIOD_BYTES_MAX: usize = 16;
+
+fn report_entry(report: &liandong_domain::reports::Report) -> v1::ReportEntry {
+    v1::ReportEntry {
+        kind: report.kind.as_str().to_string(),
+        period: report.period.clone(),
+        from_day: report.from.clone(),
+        to_day: report.to.clone(),
+        made_ms: report.made_at,
+        total: report.total,
+        backlog: report.backlog,
+        overdue: report.overdue,
+        warned: report.warned,
+    }
+}
+
+impl FederationService {
+    /// Who may read an office's reports: its own supervisors, leaders and auditors (an
+    /// officer's token of that office), as for Query; the read is recorded in its audit log.
+    fn authorize_reports<T>(
+        &self,
+        request: &Request<T>,
+        office: &OfficeCode,
+    ) -> Result<(), Status> {
+        use crate::api::auth::{Action, Trust};
+        let Some(trust) = &self.trust else {
+            return Ok(());
+        };
+        let principal = trust.check(request, Action::Reports, office, "", "")?;
+        trust.record(
+            office,
+            Trust::record_of(&principal, Action::Reports, office, "", ""),
+        )
+    }
+
+    /// The office's replica on this host, caught up with its leader.
+    async fn reports_replica(&self, office: &OfficeCode) -> Result<&Replica, Status> {
+        let replica = self.replicas.get(office).ok_or_else(|| {
+            Status::not_found(format!("office {office} is not carried by this host"))
+        })?;
+        replica
+            .read_barrier()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(replica)
     }
 }

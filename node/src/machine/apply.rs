@@ -8,7 +8,7 @@ use liandong_domain::codec::FORMAT_BINARY;
 use liandong_domain::{Calendar, Context, DomainError, Millis, OfficeCode};
 
 use super::{
-    audit, cases, departments, inbox, notices, notify, officers, orders, outbox, requests,
+    audit, cases, departments, inbox, notices, notify, officers, orders, outbox, reports, requests,
     sessions, AppliedState,
 };
 use crate::raft::types::{AuditRecord, Operation, RejectKind, Request, Response};
@@ -246,7 +246,8 @@ fn apply_batch(
     Ok(Response::Batch { responses })
 }
 
-/// A deadline tick: the alarms due, then the request records past the retry horizon. The first
+/// A deadline tick: the alarms due, the scheduled reports due, then the request records past the
+/// retry horizon. The first
 /// tick after an upgrade from format 1 also restarts the state hash chain, at the same entry on
 /// every replica ([`AppliedState::hash_format`]).
 fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
@@ -257,6 +258,7 @@ fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
     let events = cases::tick(apply)?;
     departments::tick(apply)?;
     let notices = notices::tick(apply)?;
+    reports::tick(apply)?;
     requests::prune(apply.txn, apply.now)?;
     Ok(Response::Ticked {
         events: events.saturating_add(notices),

@@ -2,6 +2,11 @@
 //! [`crate::store::keys::office_prefix`]), in the column family [`crate::store::keys::CF_SM`].
 //! Nothing else writes these keys; readers (the APIs, the pump, the Deliver handler) name them
 //! through this module.
+//!
+//! Some modules keep their own keys beside their code: [`super::departments`] (`department/`,
+//! `tasks/`, …), [`super::sessions`] (`session/`, …), [`super::notices`] (`notice-…`,
+//! `red-card-…`) and [`super::reports`] (`report/1/<kind>/<period>`: a scheduled report, format
+//! version 1; `report-next`: when the next can fall due).
 
 use liandong_domain::{CaseId, OfficeCode};
 

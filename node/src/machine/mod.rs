@@ -20,6 +20,7 @@
 //! - `departments`: departments, their tasks on cases, joint meetings, intake points, proxies.
 //! - `sessions`: joint video reception sessions, their bookings and linked cases.
 //! - `notices`: escalating notices (三级抄告) and red cards (红牌).
+//! - `reports`: scheduled supervision reports (日监测、周调度、月通报), made by the tick.
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
 
@@ -38,6 +39,7 @@ mod orders;
 mod outbox;
 pub mod query_keys;
 mod records;
+pub mod reports;
 mod requests;
 pub mod seal;
 pub mod sessions;

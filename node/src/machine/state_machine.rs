@@ -251,11 +251,13 @@ impl StateMachineStore {
         let expiry = requests::first_expiry(self).map_err(|e| e.to_string())?;
         let task = super::departments::next_task_due(self).map_err(|e| e.to_string())?;
         let notices = super::notices::next_at(self).map_err(|e| e.to_string())?;
+        let report = super::reports::next_at(self).map_err(|e| e.to_string())?;
         Ok(alarm
             .into_iter()
             .chain(expiry)
             .chain(task)
             .chain(notices)
+            .chain(Some(report))
             .min())
     }
 

@@ -1207,6 +1207,19 @@ fn every_stored_type_round_trips_in_both_formats() {
         SummaryV2::decode_stored(&encode(&Summary::of(&whole))).unwrap(),
         SummaryV2::from_v1(Summary::of(&whole))
     );
+    // A scheduled report (`machine::reports`), made by the tick from the county's counters.
+    county.apply(Operation::Tick);
+    let report = crate::machine::reports::get(
+        &county.reader(),
+        liandong_domain::reports::ReportKind::Daily,
+        &liandong_domain::reports::ReportKind::Daily
+            .last_period(county.at)
+            .0,
+    )
+    .unwrap()
+    .expect("the tick made the daily report");
+    assert!(report.total > 0 && !report.ranking.is_empty(), "{report:?}");
+    round_trips("a scheduled report", &report);
     // A joint reception session's record, and a booking with its personal fields sealed.
     round_trips("a session", &sample_session());
     let mut booked = registration();
