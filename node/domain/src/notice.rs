@@ -255,11 +255,13 @@ fn check_version(v: u16) -> Result<(), DomainError> {
 }
 
 /// Whether a supervision order due at `due_by` earns its holder a red card at `now`: not
-/// answered by then (an answer after the due date earns one too).
+/// answered by then (an answer after the due date earns one too). Unanswered at the due instant
+/// itself is missed, as the case engine marks a clock overdue at its limit: the card a tick made
+/// at that instant must pass its receiver's check, or the link it travels on stops for good.
 pub fn red_card(due_by: Millis, answered_at: Option<Millis>, now: Millis) -> bool {
     match answered_at {
         Some(at) => at > due_by,
-        None => now > due_by,
+        None => now >= due_by,
     }
 }
 
@@ -359,8 +361,15 @@ mod tests {
         assert!(card.check_route(&code("530602"), &code("5306")).is_ok());
         assert!(card.check_route(&code("530621"), &code("5306")).is_err());
         assert!(card.check_route(&code("530602"), &code("53")).is_err());
-        let early = RedCard {
+        // Made by the tick at the due instant, when the engine marks the order overdue: it
+        // passes (it was refused once, and stopped its link for good).
+        let at_the_limit = RedCard {
             at: 10,
+            ..card.clone()
+        };
+        assert!(at_the_limit.validate().is_ok());
+        let early = RedCard {
+            at: 9,
             ..card.clone()
         };
         assert!(early.validate().is_err());
@@ -370,8 +379,10 @@ mod tests {
 
     #[test]
     fn a_red_card_for_an_order_not_answered_in_time() {
-        assert!(!red_card(100, None, 100));
+        assert!(!red_card(100, None, 99));
+        assert!(red_card(100, None, 100));
         assert!(red_card(100, None, 101));
+        assert!(!red_card(100, Some(100), 500));
         assert!(!red_card(100, Some(99), 500));
         assert!(red_card(100, Some(101), 500));
     }
