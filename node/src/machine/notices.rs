@@ -1050,7 +1050,7 @@ pub(crate) mod tests {
             Some("field_invalid")
         );
         let mut early = card.clone();
-        early.at = early.due_by;
+        early.at = early.due_by - 1;
         assert!(Body::RedCard { card: early }.validate().is_err());
         assert_eq!(footprint(&city), before);
         assert_eq!(
