@@ -36,6 +36,13 @@ fn block() -> String {
 
 /// The inventory: three city hosts, three per county (each carrying its county and one
 /// township), every host on its own address.
+/// Writes the inventory of `block`'s addresses beside the federation folder; its path.
+fn inventory_file(fed: &Fed, block: &str) -> String {
+    let path = fed.dir.with_file_name("zhaotong.toml");
+    std::fs::write(&path, inventory(block)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 fn inventory(block: &str) -> String {
     let mut text = String::from("region = \"5306\"\nreplicas = 3\n");
     let groups = [
@@ -227,13 +234,11 @@ fn owned_at(fed: &Fed, office: &str, case_id: &str) -> bool {
 fn a_federation_of_sites_runs_from_per_host_bundles_and_takes_a_new_township_while_it_runs() {
     let block = block();
     let fed = Fed::empty();
-    let inventory_path = fed.dir.with_file_name("zhaotong.toml");
-    std::fs::write(&inventory_path, inventory(&block)).unwrap();
     let made = fed.json(&[
         "federation",
         "init",
         "--inventory",
-        inventory_path.to_str().unwrap(),
+        &inventory_file(&fed, &block),
     ]);
     assert_eq!(made["hosts"], 9, "{made}");
     assert_eq!(made["sites"], 3, "{made}");
@@ -533,13 +538,11 @@ fn in_city_index(fed: &Fed, case_id: &str) -> usize {
 fn an_office_restored_away_from_its_peers_asks_them_over_the_network() {
     let block = block();
     let fed = Fed::empty();
-    let inventory_path = fed.dir.with_file_name("zhaotong.toml");
-    std::fs::write(&inventory_path, inventory(&block)).unwrap();
     let made = fed.json(&[
         "federation",
         "init",
         "--inventory",
-        inventory_path.to_str().unwrap(),
+        &inventory_file(&fed, &block),
     ]);
     let hosts: Vec<String> = made["bundles"]
         .as_array()
@@ -758,13 +761,12 @@ fn init_reports_on_stdout_alone_and_sums_its_progress_up_in_one_line_on_stderr()
     );
 
     let fed = Fed::empty();
-    let inventory_path = fed.dir.with_file_name("zhaotong.toml");
-    std::fs::write(&inventory_path, inventory(&block())).unwrap();
+    let inventory_path = inventory_file(&fed, &block());
     let out = fed.run(&[
         "federation",
         "init",
         "--inventory",
-        inventory_path.to_str().unwrap(),
+        &inventory_path,
         "--json",
     ]);
     assert!(
