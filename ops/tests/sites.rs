@@ -154,17 +154,8 @@ impl Machines {
     /// Stops host `name` (SIGTERM), and waits until its process is gone.
     fn stop(&mut self, name: &str) {
         let mut child = self.running.remove(name).expect("a running host");
-        // SAFETY: kill only signals the child we started.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        terminate(&child);
+        reap(&mut child, Duration::from_secs(20));
     }
 
     fn logs(&self) -> String {
@@ -198,22 +189,32 @@ impl Machines {
 
 impl Drop for Machines {
     fn drop(&mut self) {
-        for child in self.running.values_mut() {
-            // SAFETY: kill only signals the child we started.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        for child in self.running.values() {
+            terminate(child);
         }
         for child in self.running.values_mut() {
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            reap(child, Duration::from_secs(10));
         }
     }
+}
+
+/// Asks a host we started to stop (SIGTERM).
+fn terminate(child: &std::process::Child) {
+    // SAFETY: kill only signals the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// Waits up to `limit` for a host to exit, then kills it.
+fn reap(child: &mut std::process::Child, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `liandong status` says every office has a leader that commits.
