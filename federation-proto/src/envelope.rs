@@ -464,6 +464,11 @@ mod tests {
                         entries: 2,
                         hash: liandong_domain::anchor::EMPTY_ROOT.into(),
                     }],
+                    priors: vec![liandong_domain::anchor::Leaf {
+                        case_id: case.id.clone(),
+                        entries: 1,
+                        hash: liandong_domain::anchor::EMPTY_ROOT.into(),
+                    }],
                     removed: vec![],
                     end: Some(liandong_domain::anchor::AnchorEnd {
                         root: liandong_domain::anchor::EMPTY_ROOT.into(),

@@ -472,6 +472,21 @@ impl<'m> Checker<'m> {
                 .filter(|case_id| !seen.is_some_and(|seen| seen.contains(*case_id)))
                 .collect();
             lacking.sort();
+            let mut disputed: Vec<&AnchoredLeaf> = leaves
+                .values()
+                .filter(|leaf| leaf.disputed.is_some())
+                .collect();
+            disputed.sort_by(|a, b| a.leaf.case_id.cmp(&b.leaf.case_id));
+            for kept in disputed {
+                let sent = kept.disputed.as_ref().map_or(0, |leaf| leaf.entries);
+                check.checked += 1;
+                check.problem(format!(
+                    "case {} at office {office}: anchor at {parent} disagrees: the office sent \
+                     a head of {sent} history entries that does not extend the one anchored \
+                     ({} entries, anchor {}): the history below was rewritten or lost",
+                    kept.leaf.case_id, kept.leaf.entries, kept.seq
+                ));
+            }
             for case_id in lacking {
                 check.checked += 1;
                 check.problem(format!(

@@ -8,6 +8,13 @@
 //! as `SHA-256(0x01 ‖ left ‖ right)`, the two tags keeping a leaf from passing for a node. A
 //! level with an odd node out promotes it unchanged. The empty set's root is
 //! [`EMPTY_ROOT`].
+//!
+//! A history only grows, so a head the parent holds may be replaced only by one that extends
+//! it: a part names, for each case anchored before, its *prior* — the entry at the length last
+//! anchored, as the sender's stored history has it now — and the parent takes the new head only
+//! when that prior is the head it holds ([`extends`]). A history rewritten on every replica of
+//! the office (hashes recomputed, even re-signed) is therefore never re-anchored: the parent
+//! keeps the old head and records the dispute.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,9 +44,10 @@ pub struct AnchorEnd {
     pub count: u64,
 }
 
-/// One message of an anchor: the heads that changed since the last anchor (`leaves`), the
-/// cases that left the office's set (handed on: their head is the new holder's to anchor), and,
-/// on the anchor's last message, its root. Every message of one anchor carries its `seq`.
+/// One message of an anchor: the heads that changed since the last anchor (`leaves`), for those
+/// anchored before their priors, the cases that left the office's set (handed on: their head is
+/// the new holder's to anchor), and, on the anchor's last message, its root. Every message of
+/// one anchor carries its `seq`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnchorPart {
     /// The office whose heads these are: the sender.
@@ -49,6 +57,10 @@ pub struct AnchorPart {
     /// The sender's stamped time when the part was made.
     pub at: Millis,
     pub leaves: Vec<Leaf>,
+    /// For a case in `leaves` that this office anchored before: the entry of its history at the
+    /// length last anchored (`entries` that length, `hash` that entry's hash as stored now).
+    /// At most one per case, each naming a case of `leaves`.
+    pub priors: Vec<Leaf>,
     pub removed: Vec<CaseId>,
     pub end: Option<AnchorEnd>,
 }
@@ -90,6 +102,33 @@ impl AnchorPart {
                 });
             }
         }
+        let mut prior_seen = std::collections::BTreeSet::new();
+        for prior in &self.priors {
+            let id = prior.case_id.to_string();
+            let Some(leaf) = self
+                .leaves
+                .iter()
+                .find(|leaf| leaf.case_id == prior.case_id)
+            else {
+                return Err(DomainError::FieldInvalid {
+                    field: "priors",
+                    reason: "a prior names a case whose head the message does not carry",
+                });
+            };
+            if prior.entries == 0 || prior.entries > leaf.entries {
+                return Err(DomainError::FieldInvalid {
+                    field: "priors",
+                    reason: "a prior lies within its head's history (1 to its length)",
+                });
+            }
+            check_hash("hash", &prior.hash)?;
+            if !prior_seen.insert(id) {
+                return Err(DomainError::FieldInvalid {
+                    field: "priors",
+                    reason: "a case has two priors",
+                });
+            }
+        }
         for case_id in &self.removed {
             if !seen.insert(case_id.to_string()) {
                 return Err(DomainError::FieldInvalid {
@@ -103,6 +142,18 @@ impl AnchorPart {
         }
         Ok(())
     }
+}
+
+/// Whether `new` may replace `kept`, the head the parent holds for a case: the same head, or
+/// a history at least as long whose entry at `kept`'s length (`prior`, as the sender's stored
+/// history has it) is `kept` itself.
+pub fn extends(kept: &Leaf, new: &Leaf, prior: Option<&Leaf>) -> bool {
+    if kept == new {
+        return true;
+    }
+    new.case_id == kept.case_id
+        && new.entries >= kept.entries
+        && prior.is_some_and(|prior| prior == kept)
 }
 
 /// A SHA-256 in lowercase hex.
@@ -281,12 +332,34 @@ mod tests {
     }
 
     #[test]
+    fn a_head_is_replaced_only_by_one_that_extends_it() {
+        let kept = leaf(1, 3);
+        let grown = leaf(1, 5);
+        // The same head, or a longer history whose entry 3 is the kept head.
+        assert!(extends(&kept, &kept, None));
+        assert!(extends(&kept, &grown, Some(&kept)));
+        // A rewritten history: entry 3 now hashes otherwise, at the same or a greater length.
+        let rewritten = Leaf {
+            hash: leaf(2, 3).hash,
+            ..kept.clone()
+        };
+        assert!(!extends(&kept, &rewritten, Some(&rewritten)));
+        assert!(!extends(&kept, &grown, Some(&rewritten)));
+        // No prior, a shorter history, another case's prior.
+        assert!(!extends(&kept, &grown, None));
+        assert!(!extends(&kept, &leaf(1, 2), Some(&kept)));
+        let other = leaf(2, 3);
+        assert!(!extends(&kept, &grown, Some(&other)));
+    }
+
+    #[test]
     fn parts_are_bounded_and_well_formed() {
         let part = AnchorPart {
             office: "530602".parse().unwrap(),
             seq: 1,
             at: 0,
-            leaves: (1..=3).map(|n| leaf(n, 1)).collect(),
+            leaves: (1..=3).map(|n| leaf(n, 2)).collect(),
+            priors: vec![leaf(1, 1)],
             removed: vec![leaf(9, 1).case_id],
             end: Some(AnchorEnd {
                 root: EMPTY_ROOT.into(),
@@ -308,6 +381,18 @@ mod tests {
         assert!(bad.validate().is_err());
         let mut bad = part.clone();
         bad.removed.push(bad.leaves[0].case_id.clone());
+        assert!(bad.validate().is_err());
+        let mut bad = part.clone();
+        bad.priors.push(leaf(1, 1));
+        assert!(bad.validate().is_err(), "two priors for one case");
+        let mut bad = part.clone();
+        bad.priors = vec![leaf(7, 1)];
+        assert!(bad.validate().is_err(), "a prior without its head");
+        let mut bad = part.clone();
+        bad.priors = vec![leaf(1, 3)];
+        assert!(bad.validate().is_err(), "a prior beyond its head");
+        let mut bad = part.clone();
+        bad.priors = vec![leaf(1, 0)];
         assert!(bad.validate().is_err());
         let mut bad = part;
         bad.end = Some(AnchorEnd {

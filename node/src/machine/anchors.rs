@@ -10,8 +10,13 @@
 //!   forwarding stub is not a head: the case's new holder anchors it) in one message per
 //!   slice. The pass's last message carries the Merkle root over every head sent so far and
 //!   their count ([`liandong_domain::anchor`]).
+//!   A head that changed since it was last sent goes with its *prior*: the entry of its
+//!   stored history at the length last sent.
 //! - The parent keeps each child's leaves (`anchor-leaf/<child>/<case id>`, with the anchor
-//!   number that last set them) and, on an anchor's last message, the anchor itself
+//!   number that last set them). A history only grows: a new head replaces the one kept only
+//!   when its prior is that head ([`anchor::extends`]); otherwise the parent keeps the old head
+//!   and records the refused one beside it as a dispute, which `liandong verify` reports. On
+//!   an anchor's last message it keeps the anchor itself
 //!   (`anchor/<child>`: the child's root and count, and the root and count of the leaves the
 //!   parent holds, which agree unless a message was lost or forged). A message from another
 //!   office than the one it names, or numbered at or below the last whole anchor, is refused
@@ -22,7 +27,7 @@ use std::collections::BTreeMap;
 
 use liandong_domain::anchor::{self, AnchorEnd, AnchorPart, Leaf};
 use liandong_domain::message::Body;
-use liandong_domain::{Case, CaseId, Millis, OfficeCode, Status, MINUTE_MS};
+use liandong_domain::{Case, CaseId, HistoryEntry, Millis, OfficeCode, Status, MINUTE_MS};
 use serde::{Deserialize, Serialize};
 
 use super::apply::{refused, ApplyError, Applying, Refused};
@@ -69,6 +74,9 @@ pub struct AnchoredLeaf {
     pub office: OfficeCode,
     pub seq: u64,
     pub leaf: Leaf,
+    /// At the parent: the last head the child sent for this case that does not extend `leaf`
+    /// (its history was rewritten below the length anchored, or lost). None at the sender.
+    pub disputed: Option<Leaf>,
 }
 
 /// A child's last whole anchor, as its parent keeps it.
@@ -168,6 +176,7 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
         .scan(&start, &prefix_end(keys::CASE), TICK_ANCHOR_CASES_MAX)?;
     let finished = slice.len() < TICK_ANCHOR_CASES_MAX;
     let mut leaves = Vec::new();
+    let mut priors = Vec::new();
     let mut removed = Vec::new();
     for (key, value) in &slice {
         let case = Case::from_bytes(value).map_err(|source| ApplyError::Case {
@@ -180,7 +189,13 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
         };
         match (head_of(&case), sent) {
             (Some(head), Some(sent)) if sent.leaf == head => {}
-            (Some(head), _) => leaves.push(head),
+            (Some(head), Some(sent)) => {
+                if let Some(prior) = prior_of(apply.txn, &case, sent.leaf.entries)? {
+                    priors.push(prior);
+                }
+                leaves.push(head);
+            }
+            (Some(head), None) => leaves.push(head),
             (None, Some(_)) => removed.push(case.id.clone()),
             (None, None) => {}
         }
@@ -201,6 +216,7 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
             seq,
             at: now,
             leaves: leaves.clone(),
+            priors,
             removed: removed.clone(),
             end,
         };
@@ -217,6 +233,7 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
                 office: apply.context.office.clone(),
                 seq,
                 leaf,
+                disputed: None,
             };
             apply
                 .txn
@@ -237,6 +254,31 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
         apply.txn.put(keys::ANCHOR_SCAN.to_vec(), encode(&scan));
     }
     Ok(made)
+}
+
+/// The entry at `entries` of `case`'s history as stored here (its header's start when the
+/// history begins there), as a leaf: a changed head's prior. None when this copy holds no such
+/// entry (its history begins later): the parent then keeps the head it has.
+fn prior_of(reader: &impl Read, case: &Case, entries: u32) -> Result<Option<Leaf>, ApplyError> {
+    let leaf = |hash: String| Leaf {
+        case_id: case.id.clone(),
+        entries,
+        hash,
+    };
+    if entries == 0 || entries > case.history_len() {
+        return Ok(None);
+    }
+    if entries == case.history_start.entries {
+        return Ok(Some(leaf(case.history_start.hash.clone())));
+    }
+    let key = keys::history(&case.id.to_string(), entries);
+    Ok(match reader.get(&key)? {
+        Some(bytes) => {
+            let entry: HistoryEntry = decode(&bytes)?;
+            Some(leaf(entry.hash))
+        }
+        None => None,
+    })
 }
 
 fn end_pass(apply: &mut Applying<'_, '_>, mut scan: AnchorScan, now: Millis) {
@@ -303,15 +345,38 @@ pub(super) fn receive(
         }
     }
     for leaf in &part.leaves {
-        let kept = AnchoredLeaf {
-            v: ANCHOR_VERSION,
-            office: from.clone(),
-            seq: part.seq,
-            leaf: leaf.clone(),
+        let key = keys::anchor_leaf(from, &leaf.case_id);
+        let held: Option<AnchoredLeaf> = match apply.txn.get(&key)? {
+            Some(bytes) => Some(decode(&bytes)?),
+            None => None,
         };
-        apply
-            .txn
-            .put(keys::anchor_leaf(from, &leaf.case_id), encode(&kept));
+        let prior = part
+            .priors
+            .iter()
+            .find(|prior| prior.case_id == leaf.case_id);
+        let kept = match held {
+            Some(held) if !anchor::extends(&held.leaf, leaf, prior) => {
+                tracing::warn!(
+                    child = %from,
+                    case = %leaf.case_id,
+                    anchored = held.leaf.entries,
+                    sent = leaf.entries,
+                    "a child sent a case head that does not extend the one anchored: kept the anchored head"
+                );
+                AnchoredLeaf {
+                    disputed: Some(leaf.clone()),
+                    ..held
+                }
+            }
+            _ => AnchoredLeaf {
+                v: ANCHOR_VERSION,
+                office: from.clone(),
+                seq: part.seq,
+                leaf: leaf.clone(),
+                disputed: None,
+            },
+        };
+        apply.txn.put(key, encode(&kept));
     }
     for case_id in &part.removed {
         apply.txn.delete(keys::anchor_leaf(from, case_id));
@@ -541,5 +606,154 @@ mod tests {
         .unwrap();
         assert!(record.agrees(), "{record:?}");
         assert_eq!((record.seq, record.held_count), (3, 1));
+    }
+
+    /// Rewrites history entry `seq` of `case_id` on `office`'s stored state (the officer of its
+    /// event), recomputing the later hashes and the header's head: what an insider with disk
+    /// access does.
+    fn rewrite(office: &Office, case_id: &CaseId, seq: u32) {
+        use crate::store::keys::{office_prefix, CF_SM};
+        let raw = office.db.raw();
+        let cf = raw.cf_handle(CF_SM).unwrap();
+        let code = office.context.office.as_str();
+        let key = |relative: Vec<u8>| [office_prefix(code), relative].concat();
+        let id = case_id.to_string();
+        let header_key = key(keys::case(&id));
+        let mut header = Case::from_bytes(&raw.get_cf(cf, &header_key).unwrap().unwrap()).unwrap();
+        let mut entries: Vec<HistoryEntry> = (1..=header.history_start.entries)
+            .map(|n| decode(&raw.get_cf(cf, key(keys::history(&id, n))).unwrap().unwrap()).unwrap())
+            .collect();
+        let index = (seq - 1) as usize;
+        entries[index].detail["officer"] = "Nobody At All".into();
+        for i in index..entries.len() {
+            if i > 0 {
+                entries[i].prev_hash = entries[i - 1].hash.clone();
+            }
+            entries[i].hash = entries[i].compute_hash();
+        }
+        for entry in &entries {
+            raw.put_cf(cf, key(keys::history(&id, entry.seq)), encode(entry))
+                .unwrap();
+        }
+        header.history_start = liandong_domain::ChainHead::after(entries.last().unwrap());
+        raw.put_cf(cf, &header_key, encode(&header)).unwrap();
+    }
+
+    fn kept_leaf(city: &Office, child: &str, case_id: &CaseId) -> AnchoredLeaf {
+        let key = keys::anchor_leaf(&child.parse().unwrap(), case_id);
+        decode(&reader(city).get(&key).unwrap().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_rewritten_history_is_not_re_anchored_and_a_grown_one_is() {
+        let mut county = Office::new("530602", Some("5306"));
+        let mut city = Office::new("5306", None);
+        let case = file(&mut county);
+        county.apply(Operation::Tick);
+        let first = parts(&county).pop().unwrap();
+        assert!(
+            first.priors.is_empty(),
+            "nothing anchored before: {first:?}"
+        );
+        assert_eq!(
+            deliver(
+                &mut city,
+                "530602",
+                Body::Anchor {
+                    part: first.clone()
+                }
+            ),
+            None
+        );
+        let anchored = kept_leaf(&city, "530602", &case.id);
+        assert_eq!(anchored.disputed, None);
+
+        // An honest change: the history grows, the prior is the anchored head, the parent
+        // takes the new head.
+        county.apply(Operation::Act {
+            case_id: case.id.clone(),
+            command: liandong_domain::CaseCommand::Accept {
+                officer: "li".into(),
+            },
+            request_id: None,
+            caller: String::new(),
+        });
+        county.advance_to(START_MS + 2 * ANCHOR_EVERY_MS);
+        county.apply(Operation::Tick);
+        let grown = parts(&county).pop().unwrap();
+        assert_eq!(grown.seq, 2);
+        assert_eq!(grown.priors, vec![anchored.leaf.clone()]);
+        assert_eq!(
+            deliver(
+                &mut city,
+                "530602",
+                Body::Anchor {
+                    part: grown.clone()
+                }
+            ),
+            None
+        );
+        let kept = kept_leaf(&city, "530602", &case.id);
+        assert_eq!(
+            (kept.leaf.clone(), kept.disputed.clone()),
+            (grown.leaves[0].clone(), None)
+        );
+        let record: AnchorRecord = decode(
+            &reader(&city)
+                .get(&keys::anchor(&"530602".parse().unwrap()))
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(record.agrees(), "{record:?}");
+
+        // Entry 1 rewritten on the office's disk, later hashes recomputed: the office's next
+        // anchor sends the rewritten head with its (rewritten) prior, and the parent keeps the
+        // head it holds, the sent one recorded as disputed.
+        rewrite(&county, &case.id, 1);
+        county.apply(Operation::Act {
+            case_id: case.id.clone(),
+            command: liandong_domain::CaseCommand::Reply {
+                opinion: liandong_domain::Opinion::Support,
+                text: "Repaired.".into(),
+                officer: "li".into(),
+            },
+            request_id: None,
+            caller: String::new(),
+        });
+        county.advance_to(START_MS + 4 * ANCHOR_EVERY_MS);
+        county.apply(Operation::Tick);
+        let rewritten = parts(&county).pop().unwrap();
+        assert_eq!(rewritten.seq, 3);
+        assert_eq!(rewritten.priors.len(), 1);
+        assert_ne!(
+            rewritten.priors[0], kept.leaf,
+            "the prior is the rewritten entry"
+        );
+        assert_eq!(
+            deliver(
+                &mut city,
+                "530602",
+                Body::Anchor {
+                    part: rewritten.clone()
+                }
+            ),
+            None
+        );
+        let after = kept_leaf(&city, "530602", &case.id);
+        assert_eq!(after.leaf, kept.leaf, "the anchored head stays");
+        assert_eq!(after.seq, kept.seq);
+        assert_eq!(after.disputed.as_ref(), Some(&rewritten.leaves[0]));
+        let record: AnchorRecord = decode(
+            &reader(&city)
+                .get(&keys::anchor(&"530602".parse().unwrap()))
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            !record.agrees(),
+            "the child's root covers the rewritten head: {record:?}"
+        );
     }
 }

@@ -936,7 +936,6 @@ fn format_1<T: serde::Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
-/// Encodes `value` in both formats and decodes each back.
 /// An anchor part naming `case`'s head.
 fn sample_anchor_part(case: &Case) -> liandong_domain::anchor::AnchorPart {
     let head = case.chain_head();
@@ -947,6 +946,11 @@ fn sample_anchor_part(case: &Case) -> liandong_domain::anchor::AnchorPart {
         leaves: vec![liandong_domain::anchor::Leaf {
             case_id: case.id.clone(),
             entries: head.entries,
+            hash: head.hash.clone(),
+        }],
+        priors: vec![liandong_domain::anchor::Leaf {
+            case_id: case.id.clone(),
+            entries: 1,
             hash: head.hash,
         }],
         removed: vec!["5306-2026-000009".parse().unwrap()],
@@ -957,6 +961,7 @@ fn sample_anchor_part(case: &Case) -> liandong_domain::anchor::AnchorPart {
     }
 }
 
+/// Encodes `value` in both formats and decodes each back.
 fn round_trips<T>(what: &str, value: &T)
 where
     T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
@@ -1245,6 +1250,7 @@ fn every_stored_type_round_trips_in_both_formats() {
             office: code("530602"),
             seq: 4,
             leaf: part.leaves[0].clone(),
+            disputed: Some(part.priors[0].clone()),
         },
     );
     round_trips(
