@@ -228,6 +228,9 @@ impl From<&Envelope> for v1::Envelope {
             Body::RedCard { card } => Proto::RedCard(v1::RedCard {
                 card_document: codec::encode(card),
             }),
+            Body::Anchor { part } => Proto::Anchor(v1::Anchor {
+                anchor_document: codec::encode(part),
+            }),
         };
         v1::Envelope {
             from: envelope.from.to_string(),
@@ -314,6 +317,9 @@ impl TryFrom<v1::Envelope> for Envelope {
             },
             Proto::RedCard(card) => Body::RedCard {
                 card: codec::decode(&card.card_document).map_err(corrupt)?,
+            },
+            Proto::Anchor(anchor) => Body::Anchor {
+                part: codec::decode(&anchor.anchor_document).map_err(corrupt)?,
             },
         };
         Ok(Envelope {
@@ -446,6 +452,28 @@ mod tests {
                     ordered_at: 5,
                     due_by: 9,
                     at: 10,
+                },
+            },
+            Body::Anchor {
+                part: liandong_domain::anchor::AnchorPart {
+                    office: "530602".parse().unwrap(),
+                    seq: 3,
+                    at: 11,
+                    leaves: vec![liandong_domain::anchor::Leaf {
+                        case_id: case.id.clone(),
+                        entries: 2,
+                        hash: liandong_domain::anchor::EMPTY_ROOT.into(),
+                    }],
+                    priors: vec![liandong_domain::anchor::Leaf {
+                        case_id: case.id.clone(),
+                        entries: 1,
+                        hash: liandong_domain::anchor::EMPTY_ROOT.into(),
+                    }],
+                    removed: vec![],
+                    end: Some(liandong_domain::anchor::AnchorEnd {
+                        root: liandong_domain::anchor::EMPTY_ROOT.into(),
+                        count: 1,
+                    }),
                 },
             },
         ];

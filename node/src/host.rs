@@ -508,6 +508,13 @@ async fn start_replicas(
                 .office_key(code)
                 .with_context(|| format!("reading office {code}'s signing key"))?,
         ));
+        let data_key = secrets
+            .data_key(code)
+            .with_context(|| format!("office {code}'s data key"))?;
+        let seal = crate::personal::OfficeSeal::new(office.clone(), &data_key, secret.to_vec());
+        // Before Raft starts, so that nothing applies meanwhile.
+        crate::machine::reseal::run(db, code, &seal)
+            .map_err(|e| anyhow!("sealing office {code}'s personal data stored in clear: {e}"))?;
         let network = OfficeNetwork {
             office: code.clone(),
             transport: transport.clone(),
@@ -522,10 +529,6 @@ async fn start_replicas(
         .await
         .with_context(|| format!("starting raft of office {code}"))?;
         let quiet = Quiet::start(raft.clone(), quiesce_notify.clone(), quiesce);
-        let data_key = secrets
-            .data_key(code)
-            .with_context(|| format!("office {code}'s data key"))?;
-        let seal = crate::personal::OfficeSeal::new(office.clone(), &data_key, secret.to_vec());
         replicas.push(Replica::new(
             office,
             member.id,

@@ -98,6 +98,8 @@ pub struct OfficeSeal {
     key_id: u32,
     cipher: XChaCha20Poly1305,
     petitioner_secret: Vec<u8>,
+    /// Derives the nonces of values sealed where they lie ([`OfficeSeal::reseal_case`]).
+    nonce_key: ring::hmac::Key,
 }
 
 impl std::fmt::Debug for OfficeSeal {
@@ -132,6 +134,7 @@ impl OfficeSeal {
         OfficeSeal {
             key_id: key_id(data_key),
             cipher: XChaCha20Poly1305::new(data_key.into()),
+            nonce_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, data_key),
             office,
             petitioner_secret,
         }
@@ -162,7 +165,35 @@ impl OfficeSeal {
 
     /// [`OfficeSeal::seal`] for a field named by its label (a group member's, [`member_label`]).
     fn seal_labelled(&self, petitioner_key: &str, field: &str, clear: &str) -> Sealed {
-        let nonce: [u8; NONCE_BYTES] = rand::random();
+        // Clear values are bounded (64 characters at most), so their seal is too.
+        self.seal_with_nonce(petitioner_key, field, clear, rand::random())
+            .expect("a bounded clear value seals within the sealed bound")
+    }
+
+    /// The nonce a value stored in clear by an earlier build is sealed with where it lies
+    /// ([`OfficeSeal::reseal_case`]): every replica seals it on its own, so the nonce is derived
+    /// (an HMAC under the data key of the case, the field and the clear value) for all of them
+    /// to write the same bytes. Distinct values or fields never share a nonce.
+    fn derived_nonce(&self, case_id: &str, label: &str, clear: &str) -> [u8; NONCE_BYTES] {
+        let mut message = b"liandong reseal v1\0".to_vec();
+        for part in [case_id, label, clear] {
+            message.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            message.extend_from_slice(part.as_bytes());
+        }
+        let tag = ring::hmac::sign(&self.nonce_key, &message);
+        let mut nonce = [0u8; NONCE_BYTES];
+        nonce.copy_from_slice(&tag.as_ref()[..NONCE_BYTES]);
+        nonce
+    }
+
+    /// `clear` sealed with `nonce`; None when it is too long to seal.
+    fn seal_with_nonce(
+        &self,
+        petitioner_key: &str,
+        field: &str,
+        clear: &str,
+        nonce: [u8; NONCE_BYTES],
+    ) -> Option<Sealed> {
         let ad = associated_data(&self.office, petitioner_key, field);
         let ciphertext = self
             .cipher
@@ -180,8 +211,75 @@ impl OfficeSeal {
         bytes.extend_from_slice(&self.key_id.to_be_bytes());
         bytes.extend_from_slice(&nonce);
         bytes.extend_from_slice(&ciphertext);
-        // Clear values are bounded (64 characters at most), so their seal is too.
-        Sealed::from_bytes(bytes).expect("a bounded clear value seals within the sealed bound")
+        Sealed::from_bytes(bytes).ok()
+    }
+
+    /// Seals, where it lies, one clear value of `case_id`'s petitioner an earlier build stored
+    /// outside the case (an SMS notice's phone), as [`OfficeSeal::reseal_case`] does; whether it
+    /// sealed it (an empty or too long value stays as it is).
+    pub fn reseal_value(
+        &self,
+        case_id: &str,
+        petitioner_key: &str,
+        field: Field,
+        value: &mut Personal,
+    ) -> bool {
+        let Personal::Clear(text) = value else {
+            return false;
+        };
+        if text.is_empty() {
+            return false;
+        }
+        let nonce = self.derived_nonce(case_id, field.as_str(), text);
+        match self.seal_with_nonce(petitioner_key, field.as_str(), text, nonce) {
+            Some(sealed) => {
+                *value = Personal::Sealed(sealed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Seals, where it lies, every personal field of `case` an earlier build stored in clear
+    /// (a sealed one stays as it is), with derived nonces ([`OfficeSeal::derived_nonce`]):
+    /// replicas that do it on their own write the same bytes. Returns how many fields it sealed;
+    /// a value too long to seal stays clear (returned apart, by its field).
+    pub fn reseal_case(&self, case: &mut Case) -> (usize, Vec<String>) {
+        let key = case.petitioner_key.clone();
+        let id = case.id.to_string();
+        let mut sealed = 0;
+        let mut left = Vec::new();
+        let mut one = |label: &str, value: &mut Personal| {
+            if let Personal::Clear(text) = value {
+                let nonce = self.derived_nonce(&id, label, text);
+                match self.seal_with_nonce(&key, label, text, nonce) {
+                    Some(seal) => {
+                        *value = Personal::Sealed(seal);
+                        sealed += 1;
+                    }
+                    None => left.push(label.to_string()),
+                }
+            }
+        };
+        if let Some(petitioner) = &mut case.petitioner {
+            one(Field::Name.as_str(), &mut petitioner.name);
+            one(Field::IdNumber.as_str(), &mut petitioner.id_number);
+            if let Some(phone) = &mut petitioner.phone {
+                one(Field::Phone.as_str(), phone);
+            }
+        }
+        if let Some(group) = &mut case.group {
+            one(Field::IdType.as_str(), &mut group.id_type);
+            if let Some(nationality) = &mut group.nationality {
+                one(Field::Nationality.as_str(), nationality);
+            }
+            for (index, member) in group.members.iter_mut().enumerate() {
+                for (field, value) in member_fields(member) {
+                    one(&member_label(index, field), value);
+                }
+            }
+        }
+        (sealed, left)
     }
 
     /// The clear text of `sealed`, which must be `field` of `petitioner_key`'s case sealed here.

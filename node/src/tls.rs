@@ -200,8 +200,7 @@ impl Pki {
         offices: &[String],
         valid_days: u32,
     ) -> Result<HostIdentity, TlsError> {
-        let (not_before, not_after) = checked_validity("a host", valid_days)?;
-        self.issue(host, offices, CertificateKind::Host, not_before, not_after)
+        self.issue_host_at(host, offices, valid_days, &[])
     }
 
     /// An operator certificate for `name`, operating `offices` (each with its subtree), valid

@@ -45,6 +45,7 @@ pub fn of_envelope(envelope: &Envelope) -> (String, &'static str) {
         Body::SessionReport { session_id, .. } => (session_id.clone(), envelope.body.kind()),
         Body::Notice { notice } => (notice.case_id.to_string(), envelope.body.kind()),
         Body::RedCard { card } => (card.case_id.to_string(), envelope.body.kind()),
+        Body::Anchor { part } => (format!("anchor {}", part.seq), envelope.body.kind()),
     }
 }
 

@@ -22,6 +22,7 @@ use liandong_domain::message::Summary;
 use liandong_domain::{Case, CaseId, OfficeCode, SealCount, Status};
 use serde_json::{json, Value};
 
+use liandong_node::machine::anchors::{AnchorRecord, AnchoredLeaf};
 use liandong_node::manifest::Manifest;
 
 use crate::client::{channel, Federation};
@@ -149,6 +150,10 @@ struct Truth {
 struct Tally {
     integrity: Check,
     seals: Check,
+    /// Each copy's head against its parent's anchor.
+    anchors: Check,
+    /// The anchored cases the most advanced replica holds.
+    anchored_seen: Vec<CaseId>,
     seal_count: (u64, u64),
     /// Filled for the most advanced replica of its office only.
     copies: Vec<(CaseId, Copy, Option<Truth>)>,
@@ -160,6 +165,8 @@ impl Tally {
         Tally {
             integrity: Check::new("integrity"),
             seals: Check::new("seals"),
+            anchors: Check::new("anchors"),
+            anchored_seen: Vec::new(),
             seal_count: (0, 0),
             copies: Vec::new(),
             cases: 0,
@@ -168,6 +175,8 @@ impl Tally {
 
     /// Checks one case copy of `office`'s `replica`: its chain, its seals (when the offices'
     /// keys are given) and, from the most advanced replica, where it is and what its owner says.
+    // What it checks against (keys, anchors) is given apart: the simulator's dumps have neither.
+    #[allow(clippy::too_many_arguments)]
     fn case(
         &mut self,
         office: &OfficeCode,
@@ -175,9 +184,18 @@ impl Tally {
         case: Case,
         digest: Option<&str>,
         keys: Option<&OfficeKeys>,
+        anchors: Option<&Anchors>,
         best: bool,
     ) {
         self.cases += 1;
+        if let Some((parent, leaves)) = anchors.and_then(|anchors| anchors.leaves.get(office)) {
+            if let Some(leaf) = leaves.get(&case.id) {
+                self.anchored(office, replica, &case, parent, leaf);
+                if best {
+                    self.anchored_seen.push(case.id.clone());
+                }
+            }
+        }
         self.integrity.checked += 1;
         if let Err(error) = case.verify_chain() {
             self.integrity.problem(format!(
@@ -220,6 +238,55 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// A copy's history against the head its parent's anchor holds for it: the history only
+    /// grows, so the entry the anchor named must still be there with the same hash.
+    fn anchored(
+        &mut self,
+        office: &OfficeCode,
+        replica: u64,
+        case: &Case,
+        parent: &OfficeCode,
+        leaf: &AnchoredLeaf,
+    ) {
+        self.anchors.checked += 1;
+        let entries = leaf.leaf.entries;
+        let len = case.history_len();
+        let hash = if case.history_start.entries == entries {
+            Some(&case.history_start.hash)
+        } else {
+            case.history
+                .iter()
+                .find(|entry| entry.seq == entries)
+                .map(|entry| &entry.hash)
+        };
+        if len < entries {
+            self.anchors.problem(format!(
+                "case {} at office {office} replica {replica}: anchor at {parent} disagrees: \
+                 its anchor {} covered {entries} history entries, this copy has {len}",
+                case.id, leaf.seq
+            ));
+        } else if hash.is_some_and(|hash| *hash != leaf.leaf.hash) {
+            self.anchors.problem(format!(
+                "case {} at office {office} replica {replica}: anchor at {parent} disagrees: \
+                 history entry {entries} differs from the head its anchor {} holds",
+                case.id, leaf.seq
+            ));
+        }
+    }
+}
+
+/// What each office's parent holds of its case heads, read before the cases.
+#[derive(Default)]
+pub struct Anchors {
+    /// Per office: its parent, and the head kept there for each case.
+    leaves: HashMap<OfficeCode, (OfficeCode, HashMap<CaseId, AnchoredLeaf>)>,
+    /// Per office: its parent, and the last whole anchor kept there.
+    records: BTreeMap<OfficeCode, (OfficeCode, AnchorRecord)>,
+    /// Parents whose anchors could not be read, with the reason.
+    unread: Vec<String>,
+}
+
 /// Each office's public signing key.
 pub type OfficeKeys = BTreeMap<OfficeCode, Vec<u8>>;
 
@@ -236,6 +303,11 @@ struct Checker<'m> {
     copies: HashMap<CaseId, Vec<Copy>>,
     truth: BTreeMap<CaseId, Truth>,
     convergence: Check,
+    /// Read from the parents when `verify` checks anchors (not over simulator dumps).
+    anchors: Option<Arc<Anchors>>,
+    anchor_check: Check,
+    /// Per office, the anchored cases its most advanced replica holds.
+    anchored_seen: HashMap<String, HashSet<CaseId>>,
     /// Replicas that could not be read whole, with the reason.
     unread: Vec<String>,
     /// Offices whose most advanced replica could not be read whole: their cases and index are
@@ -256,6 +328,9 @@ impl<'m> Checker<'m> {
             copies: HashMap::new(),
             truth: BTreeMap::new(),
             convergence: Check::new("convergence"),
+            anchors: None,
+            anchor_check: Check::new("anchors"),
+            anchored_seen: HashMap::new(),
             unread: Vec::new(),
             incomplete: Vec::new(),
         }
@@ -282,6 +357,13 @@ impl<'m> Checker<'m> {
         self.heads[n] = head;
         self.integrity.absorb(tally.integrity);
         self.seals.absorb(tally.seals);
+        self.anchor_check.absorb(tally.anchors);
+        if self.is_best(n) {
+            self.anchored_seen
+                .entry(self.heads[n].office.clone())
+                .or_default()
+                .extend(tally.anchored_seen);
+        }
         self.seal_count.0 += tally.seal_count.0;
         self.seal_count.1 += tally.seal_count.1;
         for (case_id, copy, truth) in tally.copies {
@@ -367,6 +449,108 @@ impl<'m> Checker<'m> {
         }
     }
 
+    /// Every office's heads against its parent's anchors: each copy's history (checked as it
+    /// was read), the anchored cases an office no longer has, and the parents' own sums.
+    fn anchors_json(&self) -> Option<Value> {
+        let anchors = self.anchors.as_ref()?;
+        let mut check = Check::new("anchors");
+        check.absorb(Check {
+            name: "anchors",
+            problems: self.anchor_check.problems.clone(),
+            failed: self.anchor_check.failed,
+            checked: self.anchor_check.checked,
+        });
+        for (office, (parent, leaves)) in &anchors.leaves {
+            if self.incomplete.contains(&office.to_string())
+                || !self.best.contains_key(office.as_str())
+            {
+                continue;
+            }
+            let seen = self.anchored_seen.get(office.as_str());
+            let mut lacking: Vec<&CaseId> = leaves
+                .keys()
+                .filter(|case_id| !seen.is_some_and(|seen| seen.contains(*case_id)))
+                .collect();
+            lacking.sort();
+            let mut disputed: Vec<&AnchoredLeaf> = leaves
+                .values()
+                .filter(|leaf| leaf.disputed.is_some())
+                .collect();
+            disputed.sort_by(|a, b| a.leaf.case_id.cmp(&b.leaf.case_id));
+            for kept in disputed {
+                let sent = kept.disputed.as_ref().map_or(0, |leaf| leaf.entries);
+                check.checked += 1;
+                check.problem(format!(
+                    "case {} at office {office}: anchor at {parent} disagrees: the office sent \
+                     a head of {sent} history entries that does not extend the one anchored \
+                     ({} entries, anchor {}): the history below was rewritten or lost",
+                    kept.leaf.case_id, kept.leaf.entries, kept.seq
+                ));
+            }
+            for case_id in lacking {
+                check.checked += 1;
+                check.problem(format!(
+                    "case {case_id} at office {office}: anchor at {parent} disagrees: \
+                     the office holds no copy of it"
+                ));
+            }
+        }
+        for (office, (parent, record)) in &anchors.records {
+            check.checked += 1;
+            if !record.agrees() {
+                check.problem(format!(
+                    "anchor at {parent} disagrees with itself for office {office}: anchor {} \
+                     says {} heads with root {}, {parent} holds {} with root {}",
+                    record.seq, record.count, record.root, record.held_count, record.held_root
+                ));
+            }
+        }
+        let mut value = check.json();
+        value["heads_checked"] = Value::from(self.anchor_check.checked);
+        value["anchored"] = Value::from(
+            anchors
+                .records
+                .keys()
+                .map(|office| office.to_string())
+                .collect::<Vec<_>>(),
+        );
+        let mut notes = Vec::new();
+        let roots: Vec<&str> = self
+            .manifest
+            .offices
+            .iter()
+            .filter(|office| office.parent.is_none())
+            .map(|office| office.code.as_str())
+            .collect();
+        if !roots.is_empty() {
+            notes.push(format!("unanchored (no parent): {}", roots.join(", ")));
+        }
+        let waiting: Vec<&str> = self
+            .manifest
+            .offices
+            .iter()
+            .filter(|office| office.parent.is_some())
+            .filter(|office| {
+                office
+                    .code
+                    .parse::<OfficeCode>()
+                    .is_ok_and(|code| !anchors.records.contains_key(&code))
+            })
+            .map(|office| office.code.as_str())
+            .collect();
+        if !waiting.is_empty() {
+            notes.push(format!("no anchor yet: {}", waiting.join(", ")));
+        }
+        if !anchors.unread.is_empty() {
+            notes.push(format!("not read: {}", anchors.unread.join("; ")));
+        }
+        if !notes.is_empty() {
+            let detail = value["detail"].as_str().unwrap_or("").to_string();
+            value["detail"] = Value::from(format!("{detail}; {}", notes.join("; ")));
+        }
+        Some(value)
+    }
+
     /// The invariants' results.
     fn finish(self) -> Vec<Value> {
         let best: BTreeMap<&str, &Head> = self
@@ -374,6 +558,7 @@ impl<'m> Checker<'m> {
             .iter()
             .map(|(office, n)| (office.as_str(), &self.heads[*n]))
             .collect();
+        let anchors = self.anchors_json();
         let mut integrity = self.integrity;
         state_hashes(&self.heads, &mut integrity);
         let mut invariants = vec![
@@ -395,6 +580,9 @@ impl<'m> Checker<'m> {
             value["entries_signed"] = Value::from(signed);
             value["entries_unsigned"] = Value::from(unsigned);
             invariants.push(value);
+        }
+        if let Some(anchors) = anchors {
+            invariants.push(anchors);
         }
         let missing: Vec<&str> = self
             .manifest
@@ -651,6 +839,7 @@ async fn read_cases(
     source: &Source,
     head: &Head,
     keys: Option<Arc<OfficeKeys>>,
+    anchors: Option<Arc<Anchors>>,
     best: bool,
     progress: &Progress,
 ) -> Result<Tally, Unread> {
@@ -669,6 +858,7 @@ async fn read_cases(
         }
         let next = reply.next;
         let keys = keys.clone();
+        let anchors = anchors.clone();
         let office = office.clone();
         let replica = source.replica;
         let count = reply.cases.len() as u64;
@@ -677,7 +867,15 @@ async fn read_cases(
                 let digest = (!dumped.petitioner_sha256.is_empty())
                     .then_some(dumped.petitioner_sha256.as_str());
                 match Case::from_bytes(&dumped.case) {
-                    Ok(case) => tally.case(&office, replica, case, digest, keys.as_deref(), best),
+                    Ok(case) => tally.case(
+                        &office,
+                        replica,
+                        case,
+                        digest,
+                        keys.as_deref(),
+                        anchors.as_deref(),
+                        best,
+                    ),
                     Err(error) => {
                         tally.integrity.checked += 1;
                         tally.integrity.problem(format!(
@@ -704,6 +902,7 @@ async fn read_replica(
     source: Source,
     first: Head,
     keys: Option<Arc<OfficeKeys>>,
+    anchors: Option<Arc<Anchors>>,
     best: bool,
     progress: Arc<Progress>,
 ) -> Result<(Head, Tally), String> {
@@ -712,7 +911,16 @@ async fn read_replica(
         if read > 1 {
             head = self::head(&source).await?;
         }
-        match read_cases(&source, &head, keys.clone(), best, &progress).await {
+        match read_cases(
+            &source,
+            &head,
+            keys.clone(),
+            anchors.clone(),
+            best,
+            &progress,
+        )
+        .await
+        {
             Ok(tally) => return Ok((head, tally)),
             Err(Unread::Failed(reason)) => return Err(reason),
             Err(Unread::Moved(from, to)) if read == READS_MAX => {
@@ -725,6 +933,69 @@ async fn read_replica(
         }
     }
     unreachable!("the last read returns")
+}
+
+/// Every page of `section` of `source`, decoded as `T`.
+async fn read_section<T: serde::de::DeserializeOwned>(
+    source: &Source,
+    section: &str,
+) -> Result<Vec<T>, String> {
+    let mut all = Vec::new();
+    let mut after = Vec::new();
+    loop {
+        let reply = page(source, section, &after).await?;
+        for value in &reply.index {
+            all.push(
+                liandong_node::store::codec::decode::<T>(value)
+                    .map_err(|e| format!("a stored {section} value does not decode: {e}"))?,
+            );
+        }
+        if reply.next.is_empty() {
+            return Ok(all);
+        }
+        after = reply.next;
+    }
+}
+
+/// What every office with children holds of its children's heads, from its most advanced
+/// replica (`read[n]` is the source of `checker.heads[n]`).
+async fn read_anchors(checker: &Checker<'_>, read: &[Source]) -> Anchors {
+    let mut anchors = Anchors::default();
+    for office in &checker.manifest.offices {
+        if checker.manifest.children(&office.code).next().is_none() {
+            continue;
+        }
+        let (Ok(parent), Some(&n)) = (
+            office.code.parse::<OfficeCode>(),
+            checker.best.get(&office.code),
+        ) else {
+            continue;
+        };
+        let source = &read[n];
+        let records = read_section::<AnchorRecord>(source, "anchors").await;
+        let leaves = read_section::<AnchoredLeaf>(source, "anchor-leaves").await;
+        match (records, leaves) {
+            (Ok(records), Ok(leaves)) => {
+                for record in records {
+                    anchors
+                        .records
+                        .insert(record.office.clone(), (parent.clone(), record));
+                }
+                for leaf in leaves {
+                    anchors
+                        .leaves
+                        .entry(leaf.office.clone())
+                        .or_insert_with(|| (parent.clone(), HashMap::new()))
+                        .1
+                        .insert(leaf.leaf.case_id.clone(), leaf);
+                }
+            }
+            (Err(reason), _) | (_, Err(reason)) => anchors
+                .unread
+                .push(format!("{}'s anchors: {reason}", office.code)),
+        }
+    }
+    anchors
 }
 
 /// Checks an office's index against the owners' truth, reading it from `source` in pages.
@@ -825,11 +1096,14 @@ pub async fn verify(federation: &Federation, args: &VerifyArgs) -> anyhow::Resul
         })
         .collect();
     let keys = checker.keys.clone();
+    let anchors = Arc::new(read_anchors(&checker, &read).await);
+    checker.anchors = Some(anchors.clone());
     let reads = asks.into_iter().map(|(n, source, head, best)| {
         let keys = keys.clone();
+        let anchors = Some(anchors.clone());
         let progress = progress.clone();
         async move {
-            let result = read_replica(source, head, keys, best, progress.clone()).await;
+            let result = read_replica(source, head, keys, anchors, best, progress.clone()).await;
             progress.replicas_read.fetch_add(1, Ordering::Relaxed);
             (n, result)
         }
@@ -900,7 +1174,7 @@ pub fn check_documents(manifest: &Manifest, documents: &[(String, u64, Value)]) 
                 Some(digest) => digest.as_str().map(str::to_string),
                 None => case.petitioner_sha256(),
             };
-            tally.case(&code, *replica, case, digest.as_deref(), None, best);
+            tally.case(&code, *replica, case, digest.as_deref(), None, None, best);
         }
         let head = checker.heads[n].clone();
         checker.merge(n, head, tally);

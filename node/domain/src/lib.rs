@@ -19,6 +19,7 @@
 //! - `notice`: escalating notices (三级抄告) and red cards: the rules only, not wired in yet
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 mod calendar;
 mod case;
 mod clock;

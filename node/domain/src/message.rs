@@ -192,6 +192,9 @@ tagged_enum! {
         /// A case changed somewhere below: its summary with the facts supervisors' filters and
         /// rates need (summary version 2). `IndexUpdate` stays for messages made before it.
         IndexUpdateV2 { summary: SummaryV2 },
+        /// An office's case heads for its parent to keep: part of an anchor (the heads that
+        /// changed since the last one, the cases that left), the last part with the root.
+        Anchor { part: crate::anchor::AnchorPart },
     }
 }
 
@@ -288,6 +291,7 @@ impl Body {
             Body::Notice { notice } => notice.validate(),
             Body::RedCard { card } => card.validate(),
             Body::IndexUpdateV2 { summary } => summary.validate(),
+            Body::Anchor { part } => part.validate(),
         }
     }
 
@@ -307,6 +311,7 @@ impl Body {
             Body::Notice { .. } => "notice",
             Body::RedCard { .. } => "red_card",
             Body::IndexUpdateV2 { .. } => "index_update",
+            Body::Anchor { .. } => "anchor",
         }
     }
 

@@ -130,7 +130,7 @@ pub const DUMP_PAGE_ITEMS_MAX: usize = 1_000;
 pub const DUMP_PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// The sections a paged dump reads.
-pub const DUMP_SECTIONS: [&str; 3] = ["head", "cases", "index"];
+pub const DUMP_SECTIONS: [&str; 5] = ["head", "cases", "index", "anchors", "anchor-leaves"];
 
 /// One page of one section of a replica's state (the Dump RPC with a section): `after` is the
 /// last key of the previous page (a case id), `limit` items at most (0: the cap). The reply's
@@ -168,6 +168,9 @@ pub fn dump_page(
         }
         "cases" => keys::CASE,
         "index" => keys::INDEX,
+        // The children's anchors kept here, and their leaves (raw stored values, like the index).
+        "anchors" => keys::ANCHOR,
+        "anchor-leaves" => keys::ANCHOR_LEAF,
         other => {
             return Err(Status::invalid_argument(format!(
                 "unknown dump section {other:?} (one of {})",

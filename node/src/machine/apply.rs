@@ -259,6 +259,7 @@ fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
     departments::tick(apply)?;
     let notices = notices::tick(apply)?;
     reports::tick(apply)?;
+    super::anchors::tick(apply)?;
     requests::prune(apply.txn, apply.now)?;
     Ok(Response::Ticked {
         events: events.saturating_add(notices),

@@ -160,6 +160,11 @@ fn check_direction(here: &OfficeCode, from: &OfficeCode, body: &Body) -> Result<
             "red_card_not_upward",
             format!("{from} reports its red cards only to its ancestors, not {here}"),
         ),
+        Body::Anchor { .. } => (
+            from_below,
+            "anchor_not_upward",
+            format!("{from} anchors its case heads only at its parent, not {here}"),
+        ),
     };
     if allowed {
         Ok(())
@@ -248,6 +253,7 @@ fn apply_message(apply: &mut Applying<'_, '_>, envelope: &Envelope) -> MessageOu
         }
         Body::Notice { notice } => super::notices::receive_notice(apply, from, notice)?,
         Body::RedCard { card } => super::notices::receive_card(apply, from, card)?,
+        Body::Anchor { part } => super::anchors::receive(apply, from, part)?,
     };
     Ok(outcome.map_err(|refused| refused.of_message(seq)))
 }

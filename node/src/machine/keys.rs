@@ -72,6 +72,33 @@ pub const NOTIFY: &[u8] = b"notify/";
 pub const NOTIFIED: &[u8] = b"notified/";
 /// The notification outbox's counters ([`super::notify::NotifyState`]).
 pub const NOTIFY_STATE: &[u8] = b"notify-state";
+/// `anchor/<child>`: the latest whole anchor a child sent ([`super::anchors::AnchorRecord`]).
+pub const ANCHOR: &[u8] = b"anchor/";
+/// `anchor-leaf/<child>/<case id>`: a child's case head as its anchors say it
+/// ([`super::anchors::AnchoredLeaf`]).
+pub const ANCHOR_LEAF: &[u8] = b"anchor-leaf/";
+/// `anchored/<case id>`: a case head of this office as this office last sent it to its parent
+/// ([`super::anchors::AnchoredLeaf`]).
+pub const ANCHORED: &[u8] = b"anchored/";
+/// Where the tick's walk making the next anchor stands ([`super::anchors::AnchorScan`]).
+pub const ANCHOR_SCAN: &[u8] = b"anchor-scan";
+
+pub fn anchor(child: &OfficeCode) -> Vec<u8> {
+    [ANCHOR, child.as_str().as_bytes()].concat()
+}
+
+/// The prefix of every leaf kept for `child`: sorted by case id.
+pub fn anchor_leaves(child: &OfficeCode) -> Vec<u8> {
+    [ANCHOR_LEAF, child.as_str().as_bytes(), b"/"].concat()
+}
+
+pub fn anchor_leaf(child: &OfficeCode, case_id: &CaseId) -> Vec<u8> {
+    [anchor_leaves(child), case_id.to_string().into_bytes()].concat()
+}
+
+pub fn anchored(case_id: &CaseId) -> Vec<u8> {
+    [ANCHORED, case_id.to_string().as_bytes()].concat()
+}
 
 /// `query-key/`: the secondary keys of the supervisor's index ([`super::query_keys`]).
 pub const QUERY_KEY: &[u8] = b"query-key/";

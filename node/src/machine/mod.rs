@@ -23,7 +23,11 @@
 //! - `reports`: scheduled supervision reports (日监测、周调度、月通报), made by the tick.
 //! - `officers`: officer accounts; `audit`: the hash-chained audit log.
 //! - `records`: the link and order records; [`keys`]: every key.
+//! - `anchors`: the office's case heads anchored at its parent (a Merkle root), and its
+//!   children's anchors kept.
+//! - `reseal`: personal data an earlier build stored in clear, sealed where it lies at open.
 
+pub mod anchors;
 mod apply;
 pub mod audit;
 pub mod backup;
@@ -41,6 +45,7 @@ pub mod query_keys;
 mod records;
 pub mod reports;
 mod requests;
+pub mod reseal;
 pub mod seal;
 pub mod sessions;
 pub mod snapshot;

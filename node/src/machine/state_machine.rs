@@ -252,12 +252,15 @@ impl StateMachineStore {
         let task = super::departments::next_task_due(self).map_err(|e| e.to_string())?;
         let notices = super::notices::next_at(self).map_err(|e| e.to_string())?;
         let report = super::reports::next_at(self).map_err(|e| e.to_string())?;
+        let anchors = super::anchors::next_at(self, self.context.parent.as_ref())
+            .map_err(|e| e.to_string())?;
         Ok(alarm
             .into_iter()
             .chain(expiry)
             .chain(task)
             .chain(notices)
             .chain(Some(report))
+            .chain(anchors)
             .min())
     }
 

@@ -936,6 +936,31 @@ fn format_1<T: serde::Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
+/// An anchor part naming `case`'s head.
+fn sample_anchor_part(case: &Case) -> liandong_domain::anchor::AnchorPart {
+    let head = case.chain_head();
+    liandong_domain::anchor::AnchorPart {
+        office: code("530602"),
+        seq: 4,
+        at: START_MS,
+        leaves: vec![liandong_domain::anchor::Leaf {
+            case_id: case.id.clone(),
+            entries: head.entries,
+            hash: head.hash.clone(),
+        }],
+        priors: vec![liandong_domain::anchor::Leaf {
+            case_id: case.id.clone(),
+            entries: 1,
+            hash: head.hash,
+        }],
+        removed: vec!["5306-2026-000009".parse().unwrap()],
+        end: Some(liandong_domain::anchor::AnchorEnd {
+            root: liandong_domain::anchor::EMPTY_ROOT.into(),
+            count: 1,
+        }),
+    }
+}
+
 /// Encodes `value` in both formats and decodes each back.
 fn round_trips<T>(what: &str, value: &T)
 where
@@ -1200,7 +1225,48 @@ fn every_stored_type_round_trips_in_both_formats() {
         Body::IndexUpdateV2 {
             summary: SummaryV2::of(&whole),
         },
+        Body::Anchor {
+            part: sample_anchor_part(&whole),
+        },
     ];
+    // Anchors: the sender's walk and heads sent, the parent's leaves and anchor kept.
+    let part = sample_anchor_part(&whole);
+    round_trips(
+        "an anchor walk",
+        &crate::machine::anchors::AnchorScan {
+            v: 1,
+            cursor: Some(b"case/5306-2026-000001".to_vec()),
+            in_pass: true,
+            seq: 3,
+            sent_in_pass: true,
+            finished_at: START_MS,
+            seen_link: 7,
+        },
+    );
+    round_trips(
+        "an anchored leaf",
+        &crate::machine::anchors::AnchoredLeaf {
+            v: 1,
+            office: code("530602"),
+            seq: 4,
+            leaf: part.leaves[0].clone(),
+            disputed: Some(part.priors[0].clone()),
+        },
+    );
+    round_trips(
+        "an anchor kept",
+        &crate::machine::anchors::AnchorRecord {
+            v: 1,
+            office: code("530602"),
+            seq: 4,
+            root: liandong_domain::anchor::EMPTY_ROOT.into(),
+            count: 1,
+            at: START_MS,
+            applied_at: START_MS + 1,
+            held_root: liandong_domain::anchor::EMPTY_ROOT.into(),
+            held_count: 1,
+        },
+    );
     // An index entry of summary version 2 (the index's values), and one of version 1 read back.
     round_trips("an index summary (version 2)", &SummaryV2::of(&whole));
     assert_eq!(
