@@ -1417,9 +1417,19 @@ fn every_stored_type_round_trips_in_both_formats() {
     ];
     operations.extend(
         session_commands
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|command| Operation::Session {
                 command,
+                caller: "li".into(),
+            }),
+    );
+    operations.extend(
+        session_commands
+            .into_iter()
+            .map(|command| Operation::SessionOnce {
+                command,
+                request_id: "s1".into(),
                 caller: "li".into(),
             }),
     );
@@ -1667,6 +1677,16 @@ fn every_stored_type_round_trips_in_both_formats() {
             case_id: case.id.clone(),
             at: START_MS,
             reply: whole.to_bytes(),
+        },
+    );
+    round_trips(
+        "a session request record",
+        &crate::machine::requests::SessionRequestRecord {
+            v: crate::machine::requests::SESSION_REQUEST_VERSION,
+            operation: "book".into(),
+            session: "5306-S1".into(),
+            at: START_MS,
+            reply: b"{}".to_vec(),
         },
     );
     round_trips(
