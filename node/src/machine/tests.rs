@@ -1534,6 +1534,16 @@ fn every_stored_type_round_trips_in_both_formats() {
     let desk = crate::machine::departments::tests::sample();
     round_trips("a department", &desk.department);
     round_trips("a case's department tasks", &desk.tasks);
+    round_trips(
+        "a case's tasks closed when it was handed on",
+        &liandong_domain::department::close_handed_on(
+            None,
+            &desk.tasks,
+            &code("530621"),
+            "transfer",
+            START_MS,
+        ),
+    );
     round_trips("a joint meeting", &desk.meeting);
     round_trips("an intake point", &desk.point);
     round_trips("a proxy agent", &desk.agent);
