@@ -321,13 +321,28 @@ pub async fn with_tasks(federation: &Federation, mut report: Report) -> Report {
     };
     let office = session.claims.office.clone();
     let case_id = s(&report.json["case_id"]).to_string();
-    if case_id.is_empty() || s(&report.json["office"]) != office {
+    // The owner's tasks, or the tasks this office closed when it handed the case on.
+    let handed_on_here =
+        report.json["status"] == "forwarded" || report.json["status"] == "in_transit";
+    if case_id.is_empty() || (s(&report.json["office"]) != office && !handed_on_here) {
         return report;
     }
     let Ok((desk, _)) = read(federation, &office, "case", &case_id).await else {
         return report;
     };
-    let lines = task_lines(&desk["tasks"]);
+    let mut lines = task_lines(&desk["tasks"]);
+    for closing in desk["closed"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "  tasks closed {}: {}",
+            time(&closing["at"]),
+            s(&closing["reason"])
+        ));
+        lines.extend(
+            task_lines(&closing["tasks"])
+                .into_iter()
+                .map(|line| line.replacen(": open", ": closed unanswered", 1)),
+        );
+    }
     if !lines.is_empty() {
         report.text.push('\n');
         report.text.push_str(&lines.join("\n"));
@@ -349,6 +364,7 @@ pub async fn with_tasks(federation: &Federation, mut report: Report) -> Report {
         ));
     }
     report.json["tasks"] = desk["tasks"].clone();
+    report.json["closed_tasks"] = desk["closed"].clone();
     report.json["proxy"] = desk["proxy"].clone();
     report
 }
@@ -411,7 +427,7 @@ pub async fn department(layout: &Layout, command: DepartmentCommand) -> anyhow::
                 .await
                 .map_err(|s| status_error(&s))?;
             let mut lines = vec![format!(
-                "{:<16} {:>6} {:>9} {:>8} {:>5} {:>10} {:>8} {:>9}",
+                "{:<16} {:>6} {:>9} {:>8} {:>5} {:>10} {:>8} {:>9} {:>10}",
                 "department",
                 "open",
                 "answered",
@@ -419,11 +435,12 @@ pub async fn department(layout: &Layout, command: DepartmentCommand) -> anyhow::
                 "lead",
                 "cooperate",
                 "meeting",
-                "red-cards"
+                "red-cards",
+                "handed-on"
             )];
             for f in figures.as_array().into_iter().flatten() {
                 lines.push(format!(
-                    "{:<16} {:>6} {:>9} {:>8} {:>5} {:>10} {:>8} {:>9}",
+                    "{:<16} {:>6} {:>9} {:>8} {:>5} {:>10} {:>8} {:>9} {:>10}",
                     s(&f["department"]),
                     f["open"],
                     f["answered"],
@@ -431,7 +448,8 @@ pub async fn department(layout: &Layout, command: DepartmentCommand) -> anyhow::
                     f["lead"],
                     f["cooperate"],
                     f["meeting"],
-                    f["red_cards"]
+                    f["red_cards"],
+                    f["handed_on"]
                 ));
             }
             Ok(Report::new(

@@ -55,6 +55,10 @@ pub struct ScheduleArgs {
     /// Booking slots each participating office offers.
     #[arg(long, default_value_t = 20)]
     pub slots: u32,
+    /// This request's id: a retry with the same id (after a lost answer) is answered again and
+    /// applied once. Generated when absent.
+    #[arg(long)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +73,10 @@ pub struct AnswerArgs {
     /// The leader who receives at this office (or who declines).
     #[arg(long)]
     pub leader: String,
+    /// This request's id: a retry with the same id (after a lost answer) is answered again and
+    /// applied once. Generated when absent.
+    #[arg(long)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +89,10 @@ pub struct BookArgs {
     pub petitioner_id: String,
     #[arg(long)]
     pub name: String,
+    /// This request's id: a retry with the same id (after a lost answer) is answered again and
+    /// applied once. Generated when absent.
+    #[arg(long)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +106,10 @@ pub struct RecordingArgs {
     /// How the office finds the file again (default: its absolute path).
     #[arg(long)]
     pub reference: Option<String>,
+    /// This request's id: a retry with the same id (after a lost answer) is answered again and
+    /// applied once. Generated when absent.
+    #[arg(long)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -111,7 +127,7 @@ pub struct ListArgs {
 
 pub async fn run(layout: &Layout, command: SessionCommand) -> anyhow::Result<Report> {
     let federation = Federation::open(layout.clone())?;
-    let (office, session_id, command) = match command {
+    let (office, session_id, command, request_id) = match command {
         SessionCommand::Show(args) => {
             return show(&federation, args.office, &args.session_id).await
         }
@@ -127,7 +143,7 @@ pub async fn run(layout: &Layout, command: SessionCommand) -> anyhow::Result<Rep
                 leader: args.leader,
                 slots: args.slots,
             });
-            (office, String::new(), command)
+            (office, String::new(), command, args.request_id)
         }
         SessionCommand::Answer(args) => {
             let office = acting_office(&federation, args.office.as_deref())?;
@@ -135,7 +151,7 @@ pub async fn run(layout: &Layout, command: SessionCommand) -> anyhow::Result<Rep
                 accept: args.accept && !args.decline,
                 leader: args.leader,
             });
-            (office, args.session_id, command)
+            (office, args.session_id, command, args.request_id)
         }
         SessionCommand::Book(args) => {
             let office = acting_office(&federation, args.office.as_deref())?;
@@ -143,7 +159,7 @@ pub async fn run(layout: &Layout, command: SessionCommand) -> anyhow::Result<Rep
                 petitioner_id: args.petitioner_id,
                 name: args.name,
             });
-            (office, args.session_id, command)
+            (office, args.session_id, command, args.request_id)
         }
         SessionCommand::Recording(args) => {
             let office = acting_office(&federation, args.office.as_deref())?;
@@ -160,7 +176,7 @@ pub async fn run(layout: &Layout, command: SessionCommand) -> anyhow::Result<Rep
                 sha256,
                 bytes,
             });
-            (office, args.session_id, command)
+            (office, args.session_id, command, args.request_id)
         }
     };
     let request = v1::SessionRequest {
@@ -168,6 +184,7 @@ pub async fn run(layout: &Layout, command: SessionCommand) -> anyhow::Result<Rep
         session_id,
         command: Some(command),
         hops: 0,
+        request_id: request_id.unwrap_or_else(new_request_id),
     };
     let reply = federation
         .office_call(&office, |mut client| {
@@ -180,6 +197,12 @@ pub async fn run(layout: &Layout, command: SessionCommand) -> anyhow::Result<Rep
         .context("the office answered with an unreadable session record")?;
     let text = session_text(&session, &office);
     Ok(Report::new(session, text))
+}
+
+/// A fresh request id: a retry of this very command (by the client, across the office's hosts)
+/// carries the same one.
+fn new_request_id() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
 }
 
 /// `date` (YYYY-MM-DD) at `time` (HH:MM), China time, as Unix ms.

@@ -409,3 +409,100 @@ fn bad_session_input_is_one_clear_error_that_changes_nothing() {
     };
     assert_eq!(cases(&before), cases(&fed.json(&["status"])));
 }
+
+/// A session write sent again with its request id (a client retrying after a lost answer) is
+/// answered as the first time and applied once: one session scheduled, one slot booked; the id
+/// for another command, or an over-long one, is refused.
+#[test]
+fn a_session_write_retried_with_its_request_id_is_applied_once() {
+    let fed = common::small_federation();
+    let city = fed.at("5306");
+    let county = fed.at("530602");
+    let (date, start, end) = window_around(now_ms(), 5_400_000);
+    let schedule = |request_id: &str| {
+        city.json(&[
+            "session",
+            "schedule",
+            "--date",
+            &date,
+            "--start",
+            &start,
+            "--end",
+            &end,
+            "--invite",
+            "530602",
+            "--leader",
+            "王市长",
+            "--slots",
+            "5",
+            "--request-id",
+            request_id,
+        ])
+    };
+    let first = schedule("rid-schedule");
+    let again = schedule("rid-schedule");
+    assert_eq!(first, again, "the first answer, again");
+    let listed = city.json(&["session", "list"]);
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "{listed}");
+    let session = first["id"].as_str().unwrap().to_string();
+    wait_for(&county, &session, "the county's invitation", |_| true);
+    county.ok(&[
+        "session",
+        "answer",
+        &session,
+        "--accept",
+        "--leader",
+        "张县长",
+    ]);
+
+    let book = |n: u64, request_id: &str| {
+        county.json(&[
+            "session",
+            "book",
+            &session,
+            "--petitioner-id",
+            &common::id_number(n),
+            "--name",
+            "陈七",
+            "--request-id",
+            request_id,
+        ])
+    };
+    let booked = book(1, "rid-book");
+    assert_eq!(part(&booked, "530602")["booked"], 1);
+    book(2, "rid-book-2");
+    // The first booking retried: its first answer (one booked then), no third slot taken.
+    let retried = book(1, "rid-book");
+    assert_eq!(retried, booked, "the first answer, again");
+    let shown = county.json(&["session", "show", &session]);
+    assert_eq!(part(&shown, "530602")["booked"], 2, "{shown}");
+
+    // The id for another command, an over-long id: refused, nothing changed.
+    let reused = county.fails(&[
+        "session",
+        "answer",
+        &session,
+        "--decline",
+        "--leader",
+        "张县长",
+        "--request-id",
+        "rid-book",
+    ]);
+    assert!(reused.contains("request_id_reused"), "{reused}");
+    let long = "x".repeat(65);
+    let refused = county.fails(&[
+        "session",
+        "book",
+        &session,
+        "--petitioner-id",
+        &common::id_number(3),
+        "--name",
+        "王五",
+        "--request-id",
+        &long,
+    ]);
+    assert!(refused.contains("request id"), "{refused}");
+    let shown = county.json(&["session", "show", &session]);
+    assert_eq!(part(&shown, "530602")["booked"], 2, "{shown}");
+    assert_eq!(part(&shown, "530602")["answer"]["accept"], true, "{shown}");
+}

@@ -391,6 +391,7 @@ async fn call(
                             name: "张三".into(),
                         })),
                         hops: 0,
+                        request_id: String::new(),
                     },
                     t,
                 ))

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{Calendar, Millis};
-use crate::ids::CaseId;
+use crate::ids::{CaseId, OfficeCode};
 use crate::validate;
 
 /// The version of the stored department records this build writes (every record carries it).
@@ -30,6 +30,8 @@ pub const TASKS_PER_CASE_MAX: usize = 16;
 pub const COOPERATE_MAX: usize = 8;
 /// A task's clock: 1 to this many working days.
 pub const TASK_DUE_DAYS_MAX: u32 = 90;
+/// Hand-offs of one case whose closed tasks an office keeps (the oldest goes beyond).
+pub const CLOSINGS_PER_CASE_MAX: usize = 16;
 /// Longest instruction or answer of a task.
 pub const TASK_TEXT_CHARS_MAX: usize = 2_000;
 /// Cases one joint meeting decides at most.
@@ -473,6 +475,57 @@ pub fn mark_overdue(tasks: &mut CaseTasks, now: Millis) -> bool {
     changed
 }
 
+/// A case's tasks as they stood when the office handed the case on: closed, their clocks
+/// stopped (an unanswered one is never marked overdue afterwards; one marked before stays so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closing {
+    /// Why they were closed, for people: "handed on to <office> (<handoff>)".
+    pub reason: String,
+    /// The office the case was handed on to.
+    pub to: OfficeCode,
+    /// `transfer`, `assign` or `return`.
+    pub handoff: String,
+    pub at: Millis,
+    /// The tasks, answered or not, as they stood.
+    pub tasks: Vec<Task>,
+}
+
+/// Every closing of one case's tasks at this office, oldest first (`tasks-closed/<case id>`):
+/// kept in the office's records after the case left; at most [`CLOSINGS_PER_CASE_MAX`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedTasks {
+    pub v: u16,
+    pub case_id: CaseId,
+    pub closings: Vec<Closing>,
+}
+
+/// The case's tasks closed because the office handed the case on to `to` at `at`: `closed`
+/// with one more closing. The office then holds no tasks on the case (a case that comes back
+/// is routed anew).
+pub fn close_handed_on(
+    closed: Option<&ClosedTasks>,
+    tasks: &CaseTasks,
+    to: &OfficeCode,
+    handoff: &str,
+    at: Millis,
+) -> ClosedTasks {
+    let mut next = closed.cloned().unwrap_or_else(|| ClosedTasks {
+        v: DESK_VERSION,
+        case_id: tasks.case_id.clone(),
+        closings: Vec::new(),
+    });
+    next.closings.push(Closing {
+        reason: format!("handed on to {to} ({handoff})"),
+        to: to.clone(),
+        handoff: handoff.to_string(),
+        at,
+        tasks: tasks.tasks.clone(),
+    });
+    let beyond = next.closings.len().saturating_sub(CLOSINGS_PER_CASE_MAX);
+    next.closings.drain(..beyond);
+    next
+}
+
 /// One department's figures: the feed of a scorecard.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepartmentFigures {
@@ -484,6 +537,9 @@ pub struct DepartmentFigures {
     pub lead: u64,
     pub cooperate: u64,
     pub meeting: u64,
+    /// Unanswered when the office handed the case on: closed, counted neither open nor overdue
+    /// (unless marked overdue before it left).
+    pub handed_on: u64,
 }
 
 /// Figures per department over `all` tasks at `now`, for every department in `departments`
@@ -530,6 +586,46 @@ pub fn figures<'a>(
         }
     }
     by.into_values().collect()
+}
+
+/// `figures` with the tasks the office closed when it handed cases on: an answered one counts
+/// as answered, an unanswered one as handed on; overdue only when it was answered late or
+/// marked overdue before the case left.
+pub fn count_closed<'a>(
+    figures: &mut Vec<DepartmentFigures>,
+    closed: impl IntoIterator<Item = &'a ClosedTasks>,
+) {
+    let mut by: std::collections::BTreeMap<String, DepartmentFigures> = figures
+        .drain(..)
+        .map(|f| (f.department.clone(), f))
+        .collect();
+    for task in closed
+        .into_iter()
+        .flat_map(|c| c.closings.iter())
+        .flat_map(|c| c.tasks.iter())
+    {
+        let f = by
+            .entry(task.department.clone())
+            .or_insert_with(|| DepartmentFigures {
+                department: task.department.clone(),
+                ..Default::default()
+            });
+        if task.is_open() {
+            f.handed_on += 1;
+        } else {
+            f.answered += 1;
+        }
+        let late_answer = task.answer.as_ref().is_some_and(|a| a.at > task.due_by);
+        if task.overdue || late_answer {
+            f.overdue += 1;
+        }
+        match task.role {
+            TaskRole::Lead => f.lead += 1,
+            TaskRole::Cooperate => f.cooperate += 1,
+            TaskRole::Meeting => f.meeting += 1,
+        }
+    }
+    figures.extend(by.into_values());
 }
 
 /// A decision of a joint meeting on one case: which department does what within how many

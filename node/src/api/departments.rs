@@ -146,9 +146,31 @@ impl DeskService {
                     .map_err(|e| Status::invalid_argument(format!("bad case id: {e}")))?;
                 let tasks = desk::tasks(store, &case_id).map_err(internal)?;
                 let filing = desk::filing(store, &case_id).map_err(internal)?;
+                // The tasks closed when the case was handed on: their clocks stopped.
+                let closed = desk::closed(store, &case_id).map_err(internal)?;
+                let closings = closed
+                    .iter()
+                    .flat_map(|c| c.closings.iter())
+                    .map(|closing| {
+                        let mut value = json!(closing);
+                        value["tasks"] = Value::Array(
+                            closing
+                                .tasks
+                                .iter()
+                                .map(|task| {
+                                    let mut task_value = task_view(task, now);
+                                    task_value["overdue"] = Value::Bool(task.overdue);
+                                    task_value
+                                })
+                                .collect(),
+                        );
+                        value
+                    })
+                    .collect::<Vec<_>>();
                 json!({
                     "case_id": case_id.to_string(),
                     "tasks": tasks_view(tasks.as_ref(), now),
+                    "closed": closings,
                     "proxy": filing,
                 })
             }
@@ -165,13 +187,16 @@ impl DeskService {
             "stats" => {
                 let departments = desk::departments(store).map_err(internal)?;
                 let all = desk::all_tasks(store).map_err(internal)?;
+                let closed = desk::all_closed(store).map_err(internal)?;
                 let cards: std::collections::BTreeMap<String, u64> =
                     crate::machine::notices::department_counts(store)
                         .map_err(internal)?
                         .into_iter()
                         .collect();
                 // With each department's red cards (missed supervision orders as the lead).
-                let figures = department::figures(&departments, &all, now)
+                let mut figures = department::figures(&departments, &all, now);
+                department::count_closed(&mut figures, &closed);
+                let figures = figures
                     .into_iter()
                     .map(|figures| {
                         let mut value = json!(figures);

@@ -66,6 +66,20 @@ fn command_of(request: &SessionRequest) -> Result<SessionCommand, Status> {
     }
 }
 
+/// The request id a client sent (None when empty); an over-long one, or one with control
+/// characters, is refused.
+fn request_id(id: &str, caller: &str) -> Result<Option<String>, Status> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    match crate::machine::check_request_id(id, caller) {
+        None => Ok(Some(id.to_string())),
+        Some(reason) => Err(Status::invalid_argument(format!(
+            "bad request id: {reason}"
+        ))),
+    }
+}
+
 /// A booking's personal fields checked and sealed under the office's data key, with the
 /// petitioner key, as a filing's.
 fn sealed(
@@ -116,22 +130,31 @@ pub(super) async fn session(
     let office = parse_office(&request.get_ref().office)?;
     let command = command_of(request.get_ref())?;
     let id = request.get_ref().session_id.clone();
+    let rid = request.get_ref().request_id.clone();
     let action = Action::Session(&command);
-    let principal = service.trust.check(&request, action, &office, "", "")?;
+    let principal = service.trust.check(&request, action, &office, "", &rid)?;
     let officer = officer_of(&principal)?.user.clone();
-    let mut record = Trust::record_of(&principal, action, &office, "", "");
+    let mut record = Trust::record_of(&principal, action, &office, "", &rid);
     record.detail = format!("session {} {}", command.name(), id)
         .chars()
         .take(200)
         .collect();
-    let refused = |status| service.refused(&principal, action, &office, "", "", status);
+    let refused = |status| service.refused(&principal, action, &office, "", &rid, status);
     let command = sealed(service, &office, command.clone(), &officer).map_err(refused)?;
-    let op = Operation::Audited {
-        record,
-        op: Box::new(Operation::Session {
+    let op = match request_id(&rid, &officer).map_err(refused)? {
+        Some(request_id) => Operation::SessionOnce {
+            command,
+            request_id,
+            caller: officer,
+        },
+        None => Operation::Session {
             command,
             caller: officer,
-        }),
+        },
+    };
+    let op = Operation::Audited {
+        record,
+        op: Box::new(op),
     };
     let request = request.into_inner();
     let hops = request.hops;

@@ -192,6 +192,28 @@ pub(super) fn apply_operation(
         Operation::Session { command, caller } => {
             return Ok(sessions::apply(&mut apply, command, caller)?.unwrap_or_else(Response::from))
         }
+        Operation::SessionOnce {
+            command,
+            request_id,
+            caller,
+        } => {
+            let scope = requests::SessionScope {
+                caller,
+                request_id,
+                operation: command.name(),
+                session: command.session(),
+            };
+            if let Some(answered) = requests::replay_session(apply.txn, &scope)? {
+                return Ok(answered.unwrap_or_else(Response::from));
+            }
+            let response =
+                sessions::apply(&mut apply, command, caller)?.unwrap_or_else(Response::from);
+            if let Response::Session { document } = &response {
+                let session = sessions::id_of(document).unwrap_or_default();
+                requests::remember_session(apply.txn, &scope, &session, apply.now, document);
+            }
+            return Ok(response);
+        }
         Operation::NoticePolicy { ages_days, caller } => {
             return Ok(
                 notices::set_policy(&mut apply, ages_days, caller)?.unwrap_or_else(Response::from)

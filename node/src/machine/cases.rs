@@ -12,7 +12,7 @@
 use liandong_domain::message::SummaryV2;
 use liandong_domain::{
     self as domain, Case, CaseCommand, CaseId, CaseKind, Context, Date, DomainError, Event,
-    HistoryEntry, Millis, Registration,
+    HistoryEntry, Millis, Registration, Status,
 };
 
 use super::apply::{refused, ApplyError, Applying, Outcome, Refused};
@@ -113,6 +113,18 @@ pub(super) fn commit(
     }
     store_case(apply.txn, alarm_before, change);
     outgoing.put(apply);
+    // The case leaves this office: its department tasks here are closed with it.
+    if let Status::InTransit { to, kind } = &change.after.status {
+        let held_before = change.before.is_some_and(|before| {
+            !matches!(
+                before.status,
+                Status::InTransit { .. } | Status::Forwarded { .. }
+            )
+        });
+        if held_before {
+            super::departments::hand_on(apply, &change.after.id, to, kind.as_str())?;
+        }
+    }
     if let Some(card) = &card {
         super::notices::record_earned(apply, card)?;
     }

@@ -10,6 +10,7 @@
 //! | `department/<code>` | [`Department`] |
 //! | `tasks/<case id>` | [`CaseTasks`]: every department task of the case |
 //! | `task-due/<due ms, u64 BE><case id>` | empty: a case with an open task whose clock ends then |
+//! | `tasks-closed/<case id>` | [`ClosedTasks`]: the tasks closed when the case was handed on |
 //! | `meeting/<id>` | [`Meeting`]; `meeting-seq`: the last meeting number given |
 //! | `intake-point/<code>` | [`IntakePoint`] |
 //! | `proxy/<code>` | [`ProxyAgent`] |
@@ -17,13 +18,14 @@
 //! | `point-case/<point>/<case id>` | empty: a case filed at or below that intake point |
 
 use liandong_domain::department::{
-    self, CaseTasks, Department, DeskChange, DeskError, Meeting, DEPARTMENTS_PER_OFFICE_MAX,
+    self, CaseTasks, ClosedTasks, Department, DeskChange, DeskError, Meeting,
+    DEPARTMENTS_PER_OFFICE_MAX,
 };
 use liandong_domain::proxy::{
     self, IntakePoint, ProxyAgent, ProxyFiling, INTAKE_POINTS_PER_OFFICE_MAX,
     PROXIES_PER_OFFICE_MAX,
 };
-use liandong_domain::{CaseCommand, CaseId, Millis, Status};
+use liandong_domain::{CaseCommand, CaseId, Millis, OfficeCode, Status};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -36,6 +38,7 @@ use crate::store::keys::prefix_end;
 pub const DEPARTMENT: &[u8] = b"department/";
 pub const TASKS: &[u8] = b"tasks/";
 pub const TASK_DUE: &[u8] = b"task-due/";
+pub const TASKS_CLOSED: &[u8] = b"tasks-closed/";
 pub const MEETING: &[u8] = b"meeting/";
 pub const MEETING_SEQ: &[u8] = b"meeting-seq";
 pub const INTAKE_POINT: &[u8] = b"intake-point/";
@@ -92,6 +95,42 @@ pub(crate) fn tasks(reader: &impl Read, case_id: &CaseId) -> Result<Option<CaseT
 
 pub(crate) fn all_tasks(reader: &impl Read) -> Result<Vec<CaseTasks>, ApplyError> {
     all(reader, TASKS, TASKS_SCANNED_MAX)
+}
+
+/// The tasks this office closed on `case_id` when it handed the case on, if any.
+pub(crate) fn closed(
+    reader: &impl Read,
+    case_id: &CaseId,
+) -> Result<Option<ClosedTasks>, ApplyError> {
+    load(reader, &key(TASKS_CLOSED, &case_id.to_string()))
+}
+
+pub(crate) fn all_closed(reader: &impl Read) -> Result<Vec<ClosedTasks>, ApplyError> {
+    all(reader, TASKS_CLOSED, TASKS_SCANNED_MAX)
+}
+
+/// The case left this office for `to` (`handoff`: transfer, assign, return): its department
+/// tasks are closed ("handed on to <office>"), their clocks stopped, and kept in the office's
+/// records under `tasks-closed/`; the office holds no tasks on the case afterwards. Nothing to
+/// do for a case without tasks.
+pub(super) fn hand_on(
+    apply: &mut Applying<'_, '_>,
+    case_id: &CaseId,
+    to: &OfficeCode,
+    handoff: &str,
+) -> Result<(), ApplyError> {
+    let Some(held) = tasks(apply.txn, case_id)? else {
+        return Ok(());
+    };
+    let id = case_id.to_string();
+    for task in &held.tasks {
+        apply.txn.delete(task_due(task.due_by, &id));
+    }
+    apply.txn.delete(key(TASKS, &id));
+    let before = closed(apply.txn, case_id)?;
+    let after = department::close_handed_on(before.as_ref(), &held, to, handoff, apply.now);
+    apply.txn.put(key(TASKS_CLOSED, &id), encode(&after));
+    Ok(())
 }
 
 pub(crate) fn meetings(reader: &impl Read) -> Result<Vec<Meeting>, ApplyError> {
@@ -488,6 +527,18 @@ pub(super) fn tick(apply: &mut Applying<'_, '_>) -> Result<u32, ApplyError> {
         let Some(before) = tasks(apply.txn, &case_id)? else {
             continue;
         };
+        // A case handed on before its tasks were closed with it (by an earlier build): closed
+        // now, not marked overdue at an office that no longer holds it.
+        if let Some(case) = cases::load_header(apply.txn, &case_id)? {
+            if let Status::InTransit { to, kind } = &case.status {
+                hand_on(apply, &case_id, to, kind.as_str())?;
+                continue;
+            }
+            if let Status::Forwarded { to } = &case.status {
+                hand_on(apply, &case_id, to, "handoff")?;
+                continue;
+            }
+        }
         let mut after = before.clone();
         if department::mark_overdue(&mut after, apply.now) {
             store_tasks(apply, Some(&before), &after);
@@ -724,6 +775,176 @@ pub(crate) mod tests {
         office.advance_to(due + 1);
         office.apply(Operation::Tick);
         assert!(stored(&office).tasks.iter().all(|t| t.overdue));
+    }
+
+    fn code(text: &str) -> liandong_domain::OfficeCode {
+        text.parse().unwrap()
+    }
+
+    /// Every message waiting in `office`'s outbox for `to`, delivered to `receiver`; then the
+    /// sender acknowledges them (a handoff leaves a stub).
+    fn exchange(sender: &mut Office, receiver: &mut Office) {
+        let to = receiver.context.office.clone();
+        let start = crate::machine::keys::outbox_link(&to);
+        let envelopes: Vec<liandong_domain::message::Envelope> = {
+            let txn = crate::store::Txn::new(&sender.db, sender.context.office.as_str());
+            txn.scan(&start, &prefix_end(&start), usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|(_, value)| decode(&value).unwrap())
+                .collect()
+        };
+        let through = envelopes.last().map(|e| e.seq).unwrap_or(0);
+        match receiver.apply(Operation::Receive {
+            from: sender.context.office.clone(),
+            envelopes,
+        }) {
+            Response::Delivered { refused, .. } => assert!(refused.is_empty(), "{refused:?}"),
+            other => panic!("Receive answered {other:?}"),
+        }
+        sender.apply(Operation::Acked {
+            to,
+            through,
+            refused: Vec::new(),
+        });
+    }
+
+    fn act(office: &mut Office, case_id: &CaseId, command: CaseCommand) -> Response {
+        office.apply(Operation::Act {
+            case_id: case_id.clone(),
+            command,
+            request_id: None,
+            caller: "li".into(),
+        })
+    }
+
+    /// A case handed on (a transfer, then a return) takes none of its department tasks along:
+    /// the office it leaves closes them ("handed on to ..."), stops their clocks (no overdue
+    /// mark later), keeps them in its records and counts them as handed on; the receiving
+    /// office starts with none and routes its own; when the case comes back, the first office
+    /// routes it again, to a new lead.
+    #[test]
+    fn a_handed_on_case_closes_its_tasks_at_the_office_it_leaves() {
+        let mut county = Office::new("530602", Some("5306"));
+        let mut sibling = Office::new("530621", Some("5306"));
+        for office in [&mut county, &mut sibling] {
+            add(office, "housing");
+            add(office, "land");
+        }
+        let case = case_of(county.apply(Operation::File {
+            registration: registration(),
+            request_id: None,
+            caller: "li".into(),
+        }));
+        let case_id = case.id.clone();
+        ok(desk(&mut county, route_change(&case_id)));
+        ok(desk(
+            &mut county,
+            DeskChange::AnswerTask {
+                case_id: case_id.clone(),
+                department: "land".into(),
+                text: "boundary confirmed".into(),
+                officer: "wang".into(),
+            },
+        ));
+        let reader = |office: &Office| {
+            crate::store::Txn::new(&office.db, office.context.office.as_str())
+                .scan(b"", b"\xff", usize::MAX)
+                .unwrap()
+        };
+        let due = |office: &Office| {
+            reader(office)
+                .into_iter()
+                .filter(|(key, _)| key.starts_with(TASK_DUE))
+                .count()
+        };
+        assert_eq!(due(&county), 1, "the open lead task's clock runs");
+        let routed = tasks(&crate::store::Txn::new(&county.db, "530602"), &case_id)
+            .unwrap()
+            .unwrap();
+
+        act(
+            &mut county,
+            &case_id,
+            CaseCommand::Transfer {
+                to: code("530621"),
+                officer: "li".into(),
+            },
+        );
+        let held = |office: &Office| {
+            let txn = crate::store::Txn::new(&office.db, office.context.office.as_str());
+            (
+                tasks(&txn, &case_id).unwrap(),
+                closed(&txn, &case_id).unwrap(),
+            )
+        };
+        let (open, record) = held(&county);
+        assert_eq!(
+            open, None,
+            "the office holds no tasks on a case it handed on"
+        );
+        let record = record.expect("the closed tasks are kept");
+        assert_eq!(record.closings.len(), 1);
+        assert_eq!(record.closings[0].reason, "handed on to 530621 (transfer)");
+        assert_eq!(record.closings[0].tasks, routed.tasks, "kept as they stood");
+        assert_eq!(due(&county), 0, "their clocks stopped");
+        assert_eq!(
+            refusal(desk(&mut county, route_change(&case_id))),
+            "case_handed_on"
+        );
+
+        // Long past the tasks' clocks: nothing marked overdue at the office that handed it on.
+        county.advance_to(routed.tasks[0].due_by + 1);
+        county.apply(Operation::Tick);
+        let (_, record) = held(&county);
+        assert!(record.unwrap().closings[0].tasks.iter().all(|t| !t.overdue));
+        let departments_here = departments(&crate::store::Txn::new(&county.db, "530602")).unwrap();
+        let all = all_tasks(&crate::store::Txn::new(&county.db, "530602")).unwrap();
+        let all_closed = all_closed(&crate::store::Txn::new(&county.db, "530602")).unwrap();
+        let mut figures = department::figures(&departments_here, &all, routed.tasks[0].due_by + 1);
+        department::count_closed(&mut figures, &all_closed);
+        let row = |code: &str| {
+            figures
+                .iter()
+                .find(|f| f.department == code)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(
+            (
+                row("housing").open,
+                row("housing").handed_on,
+                row("housing").overdue
+            ),
+            (0, 1, 0)
+        );
+        assert_eq!((row("land").answered, row("land").handed_on), (1, 0));
+
+        // The receiving office starts with no tasks and routes its own departments.
+        exchange(&mut county, &mut sibling);
+        assert_eq!(held(&sibling), (None, None));
+        ok(desk(&mut sibling, route_change(&case_id)));
+
+        // It hands the case back: its own tasks close; the first office routes it again.
+        act(
+            &mut sibling,
+            &case_id,
+            CaseCommand::Return {
+                reason: "not ours".into(),
+                officer: "li".into(),
+            },
+        );
+        let (open, record) = held(&sibling);
+        assert_eq!(open, None);
+        assert_eq!(
+            record.unwrap().closings[0].reason,
+            "handed on to 530602 (return)"
+        );
+        exchange(&mut sibling, &mut county);
+        let again = ok(desk(&mut county, route_change(&case_id)));
+        assert_eq!(again["tasks"].as_array().unwrap().len(), 2, "a new lead");
+        let (_, record) = held(&county);
+        assert_eq!(record.unwrap().closings.len(), 1, "the old tasks kept");
     }
 
     /// One of every stored department record, and the operations that made them: for

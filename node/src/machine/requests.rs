@@ -7,6 +7,11 @@
 //! is refused (`ALREADY_EXISTS`), never answered with someone else's case. The reply is kept
 //! compactly: the document the first answer carried (the case's header and the history entries
 //! the request added), not a copy of the case with its history.
+//!
+//! A session command's request (`Cases.Session`) is kept the same way under its own key
+//! ([`SessionRequestRecord`]): the session it named or made, and the session's record the first
+//! answer carried. A caller's request id serves one request of either kind: an id used for a case
+//! is refused for a session command, and the other way round.
 
 use liandong_domain::{echo, CaseId, Millis, HOUR_MS};
 use serde::{Deserialize, Serialize};
@@ -42,6 +47,108 @@ pub struct RequestRecord {
     /// The case document the first answer carried.
     #[serde(with = "serde_bytes")]
     pub reply: Vec<u8>,
+}
+
+/// The version of [`SessionRequestRecord`] this build writes.
+pub const SESSION_REQUEST_VERSION: u16 = 1;
+
+/// What one session request did (`session-retry/<caller>\0<request id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRequestRecord {
+    /// [`SESSION_REQUEST_VERSION`].
+    pub v: u16,
+    /// The session command's name (`schedule`, `answer`, `book`, `recording`).
+    pub operation: String,
+    /// The session the request named, or made (`schedule`).
+    pub session: String,
+    /// When it was applied (stamped time); the record expires [`RETRY_HORIZON_MS`] later.
+    pub at: Millis,
+    /// The session's record the first answer carried.
+    #[serde(with = "serde_bytes")]
+    pub reply: Vec<u8>,
+}
+
+/// A session command's request as deduplication sees it.
+pub(super) struct SessionScope<'a> {
+    pub caller: &'a str,
+    pub request_id: &'a str,
+    /// The session command's name.
+    pub operation: &'static str,
+    /// The session the command names (None for `schedule`, which makes one).
+    pub session: Option<&'a str>,
+}
+
+fn reused(request_id: &str, used_for: &str, on: &str) -> Refused {
+    refused(
+        RejectKind::AlreadyExists,
+        "request_id_reused",
+        format!(
+            "request id {:?} was used for {used_for} on {on}: a new request needs a new id",
+            echo(request_id)
+        ),
+    )
+}
+
+/// The answer a session request already got, or the refusal of an id used for something else
+/// (another session command, another session, a case); None for a request not seen within the
+/// retry horizon.
+pub(super) fn replay_session(
+    reader: &impl Read,
+    scope: &SessionScope<'_>,
+) -> Result<Option<Result<Response, Refused>>, ApplyError> {
+    if let Some(reason) = check_request_id(scope.request_id, scope.caller) {
+        return Ok(Some(Err(refused(
+            RejectKind::Invalid,
+            "bad_request_id",
+            reason,
+        ))));
+    }
+    if let Some(bytes) = reader.get(&keys::retry(scope.caller, scope.request_id))? {
+        let record: RequestRecord = decode(&bytes)?;
+        let used_for = match record.operation.as_str() {
+            "" => "another request",
+            operation => operation,
+        };
+        let on = format!("case {}", record.case_id);
+        return Ok(Some(Err(reused(scope.request_id, used_for, &on))));
+    }
+    let key = keys::session_retry(scope.caller, scope.request_id);
+    let Some(bytes) = reader.get(&key)? else {
+        return Ok(None);
+    };
+    let record: SessionRequestRecord = decode(&bytes)?;
+    let same = record.operation == scope.operation
+        && scope
+            .session
+            .is_none_or(|session| session == record.session);
+    if !same {
+        let used_for = format!("session {}", record.operation);
+        let on = format!("session {}", record.session);
+        return Ok(Some(Err(reused(scope.request_id, &used_for, &on))));
+    }
+    Ok(Some(Ok(Response::Session {
+        document: record.reply,
+    })))
+}
+
+/// Keeps what a session request did, and when its record expires.
+pub(super) fn remember_session(
+    txn: &mut Txn<'_>,
+    scope: &SessionScope<'_>,
+    session: &str,
+    at: Millis,
+    reply: &[u8],
+) {
+    let record = SessionRequestRecord {
+        v: SESSION_REQUEST_VERSION,
+        operation: scope.operation.to_string(),
+        session: session.to_string(),
+        at,
+        reply: reply.to_vec(),
+    };
+    let key = keys::session_retry(scope.caller, scope.request_id);
+    txn.put(keys::expiry(record.at, &key), Vec::new());
+    txn.put(key, encode(&record));
 }
 
 /// A request as deduplication sees it.
@@ -107,23 +214,24 @@ pub(super) fn replay(
         ))));
     }
     let Some(bytes) = reader.get(&scope.key())? else {
+        // An id a session command used is not this request's either.
+        let session_key = keys::session_retry(scope.caller, scope.request_id);
+        if let Some(bytes) = reader.get(&session_key)? {
+            let record: SessionRequestRecord = decode(&bytes)?;
+            let used_for = format!("session {}", record.operation);
+            let on = format!("session {}", record.session);
+            return Ok(Some(Err(reused(scope.request_id, &used_for, &on))));
+        }
         return Ok(None);
     };
     let record: RequestRecord = decode(&bytes)?;
     if !scope.matches(&record) {
         let used_for = match record.operation.as_str() {
-            "" => "another request".to_string(),
-            operation => operation.to_string(),
+            "" => "another request",
+            operation => operation,
         };
-        return Ok(Some(Err(refused(
-            RejectKind::AlreadyExists,
-            "request_id_reused",
-            format!(
-                "request id {:?} was used for {used_for} on case {}: a new request needs a new id",
-                echo(scope.request_id),
-                record.case_id
-            ),
-        ))));
+        let on = format!("case {}", record.case_id);
+        return Ok(Some(Err(reused(scope.request_id, used_for, &on))));
     }
     Ok(Some(Ok(Response::Case {
         document: record.reply,

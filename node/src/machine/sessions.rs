@@ -83,6 +83,17 @@ pub(crate) fn of_case(reader: &impl Read, case_id: &CaseId) -> Result<Option<Str
     }
 }
 
+/// The id of the session a session answer's document (JSON) holds.
+pub(crate) fn id_of(document: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        id: String,
+    }
+    serde_json::from_slice::<Named>(document)
+        .ok()
+        .map(|named| named.id)
+}
+
 fn refusal(error: SessionError) -> Refused {
     let kind = if error.invalid {
         RejectKind::Invalid
@@ -626,6 +637,166 @@ mod tests {
         }));
         let txn = Txn::new(&late.db, "530602");
         assert_eq!(of_case(&txn, &after.id).unwrap(), None);
+    }
+
+    fn once(office: &mut Office, command: SessionCommand, request_id: &str) -> Response {
+        office.apply(Operation::SessionOnce {
+            command,
+            request_id: request_id.into(),
+            caller: "li".into(),
+        })
+    }
+
+    /// A session write retried with its request id (after a lost answer) is answered with the
+    /// first answer and applied once: one session scheduled, one slot booked, even when the
+    /// session changed in between. The id for another command or session, or for a case, is
+    /// refused; an over-long one too; each refusal changes nothing.
+    #[test]
+    fn a_session_write_retried_with_its_request_id_is_applied_once() {
+        let mut city = Office::new("5306", None);
+        let mut county = Office::new("530602", Some("5306"));
+        let schedule = SessionCommand::Schedule(Schedule {
+            starts_at: crate::machine::tests::START_MS,
+            ends_at: crate::machine::tests::START_MS + 20 * HOUR,
+            invite: vec![code("530602")],
+            leader: "王市长".into(),
+            slots: 3,
+        });
+        let first = session_of(once(&mut city, schedule.clone(), "r-schedule"));
+        let again = session_of(once(&mut city, schedule.clone(), "r-schedule"));
+        assert_eq!(first, again, "the first answer, again");
+        assert_eq!(outbox(&city, "530602").len(), 1, "one invitation sent");
+        assert!(stored(&city, "5306-S2").is_none(), "no second session");
+        let count: u64 = get_or_default(&Txn::new(&city.db, "5306"), SESSION_COUNT).unwrap();
+        assert_eq!(count, 1);
+
+        assert!(deliver(&mut county, "5306", outbox(&city, "530602")).is_empty());
+        let answer = SessionCommand::Answer {
+            session: first.id.clone(),
+            accept: true,
+            leader: "张县长".into(),
+        };
+        session_of(once(&mut county, answer, "r-answer"));
+        let book = |key: &str| SessionCommand::Book {
+            session: first.id.clone(),
+            petitioner_key: key.into(),
+            petitioner_id: "530602198001010012".into(),
+            name: "Zhang".into(),
+        };
+        let booked = session_of(once(&mut county, book("key-1"), "r-book"));
+        assert_eq!(booked.part(&code("530602")).unwrap().booked, 1);
+        // Another petitioner books in between; the retry still gets the first answer.
+        session_of(once(&mut county, book("key-2"), "r-book-2"));
+        let retried = session_of(once(&mut county, book("key-1"), "r-book"));
+        assert_eq!(retried, booked, "the first answer, again");
+        let held = stored(&county, &first.id).unwrap();
+        assert_eq!(held.part(&code("530602")).unwrap().booked, 2);
+        let reports = outbox(&county, "5306");
+        assert_eq!(reports.len(), 3, "the answer and two bookings, each once");
+
+        // Refusals: the id for another command, another session, a case; an over-long id.
+        let before = stored(&county, &first.id).unwrap();
+        let recording = SessionCommand::Recording {
+            session: first.id.clone(),
+            reference: "a.mp4".into(),
+            sha256: "ab".repeat(32),
+            bytes: 1,
+        };
+        let reused = once(&mut county, recording, "r-book");
+        match &reused {
+            Response::Rejected { kind, code, .. } => {
+                assert_eq!(code, "request_id_reused");
+                assert_eq!(*kind, RejectKind::AlreadyExists);
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let elsewhere = SessionCommand::Book {
+            session: "5306-S7".into(),
+            petitioner_key: "key-1".into(),
+            petitioner_id: "530602198001010012".into(),
+            name: "Zhang".into(),
+        };
+        assert_eq!(
+            refusal_of(once(&mut county, elsewhere, "r-book")),
+            "request_id_reused"
+        );
+        assert_eq!(
+            refusal_of(once(&mut county, book("key-3"), &"x".repeat(65))),
+            "bad_request_id"
+        );
+        let filing = county.apply(Operation::File {
+            registration: crate::machine::tests::registration(),
+            request_id: Some("r-book".into()),
+            caller: "li".into(),
+        });
+        assert_eq!(refusal_of(filing), "request_id_reused");
+        assert_eq!(stored(&county, &first.id).unwrap(), before);
+        assert_eq!(outbox(&county, "5306").len(), 3, "nothing more sent");
+        let filed = case_of(county.apply(Operation::File {
+            registration: crate::machine::tests::registration(),
+            request_id: Some("r-file".into()),
+            caller: "li".into(),
+        }));
+        assert_eq!(
+            refusal_of(once(&mut county, book("key-3"), "r-file")),
+            "request_id_reused"
+        );
+        let after = stored(&county, &first.id).unwrap();
+        assert_eq!(after.part(&code("530602")).unwrap().booked, 2);
+        let txn = Txn::new(&county.db, "530602");
+        assert_eq!(
+            of_case(&txn, &filed.id).unwrap().as_deref(),
+            Some("5306-S1")
+        );
+    }
+
+    /// A case registered in a session and then handed on (transferred to a sibling county):
+    /// the registering office keeps its link, the host's record keeps listing the case under
+    /// the office that registered it, and the receiving office's copy names no session.
+    #[test]
+    fn a_handed_on_case_stays_in_the_session_record_where_it_was_registered() {
+        let mut city = Office::new("5306", None);
+        let mut county = Office::new("530602", Some("5306"));
+        let mut sibling = Office::new("530621", Some("5306"));
+        let schedule = Schedule {
+            starts_at: crate::machine::tests::START_MS,
+            ends_at: crate::machine::tests::START_MS + 20 * HOUR,
+            invite: vec![code("530602")],
+            leader: "王市长".into(),
+            slots: 1,
+        };
+        let session = session_of(command(&mut city, SessionCommand::Schedule(schedule)));
+        assert!(deliver(&mut county, "5306", outbox(&city, "530602")).is_empty());
+        let case = case_of(county.apply(Operation::File {
+            registration: crate::machine::tests::registration(),
+            request_id: None,
+            caller: "li".into(),
+        }));
+        let transfer = county.apply(Operation::Act {
+            case_id: case.id.clone(),
+            command: liandong_domain::CaseCommand::Transfer {
+                to: code("530621"),
+                officer: "li".into(),
+            },
+            request_id: None,
+            caller: "li".into(),
+        });
+        assert!(matches!(transfer, Response::Case { .. }), "{transfer:?}");
+        assert!(deliver(&mut sibling, "530602", outbox(&county, "530621")).is_empty());
+        assert!(deliver(&mut city, "530602", outbox(&county, "5306")).is_empty());
+
+        let at = |office: &Office| {
+            let txn = Txn::new(&office.db, office.context.office.as_str());
+            of_case(&txn, &case.id).unwrap()
+        };
+        assert_eq!(at(&county).as_deref(), Some(session.id.as_str()));
+        assert_eq!(
+            at(&sibling),
+            None,
+            "the link stays where the case was registered"
+        );
+        let record = stored(&city, &session.id).unwrap();
+        assert_eq!(record.part(&code("530602")).unwrap().cases, vec![case.id]);
     }
 
     /// Records only from the host to an office it invited, parts only from their own office to

@@ -1483,9 +1483,19 @@ fn every_stored_type_round_trips_in_both_formats() {
     ];
     operations.extend(
         session_commands
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|command| Operation::Session {
                 command,
+                caller: "li".into(),
+            }),
+    );
+    operations.extend(
+        session_commands
+            .into_iter()
+            .map(|command| Operation::SessionOnce {
+                command,
+                request_id: "s1".into(),
                 caller: "li".into(),
             }),
     );
@@ -1590,6 +1600,16 @@ fn every_stored_type_round_trips_in_both_formats() {
     let desk = crate::machine::departments::tests::sample();
     round_trips("a department", &desk.department);
     round_trips("a case's department tasks", &desk.tasks);
+    round_trips(
+        "a case's tasks closed when it was handed on",
+        &liandong_domain::department::close_handed_on(
+            None,
+            &desk.tasks,
+            &code("530621"),
+            "transfer",
+            START_MS,
+        ),
+    );
     round_trips("a joint meeting", &desk.meeting);
     round_trips("an intake point", &desk.point);
     round_trips("a proxy agent", &desk.agent);
@@ -1733,6 +1753,16 @@ fn every_stored_type_round_trips_in_both_formats() {
             case_id: case.id.clone(),
             at: START_MS,
             reply: whole.to_bytes(),
+        },
+    );
+    round_trips(
+        "a session request record",
+        &crate::machine::requests::SessionRequestRecord {
+            v: crate::machine::requests::SESSION_REQUEST_VERSION,
+            operation: "book".into(),
+            session: "5306-S1".into(),
+            at: START_MS,
+            reply: b"{}".to_vec(),
         },
     );
     round_trips(

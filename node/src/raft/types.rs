@@ -141,6 +141,13 @@ pub enum Operation {
         request_id: Option<String>,
         caller: String,
     },
+    /// [`Operation::Session`] with the client's request id: applied once; a retry within the
+    /// retry horizon is answered with the first answer (`machine::requests`).
+    SessionOnce {
+        command: liandong_domain::session::SessionCommand,
+        request_id: String,
+        caller: String,
+    },
 }
 
 impl Operation {
@@ -208,7 +215,7 @@ impl fmt::Display for Request {
             Operation::Audit { records } => write!(f, "audit({})@{}", records.len(), self.at),
             Operation::NotificationSent { .. } => write!(f, "notification-sent@{}", self.at),
             Operation::Desk { change, .. } => write!(f, "desk({})@{}", change.name(), self.at),
-            Operation::Session { command, .. } => {
+            Operation::Session { command, .. } | Operation::SessionOnce { command, .. } => {
                 write!(f, "session-{}@{}", command.name(), self.at)
             }
             Operation::SessionFile { session, .. } => {
