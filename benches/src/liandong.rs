@@ -62,29 +62,43 @@ impl LocalFederation {
         replicas: u8,
         base_port: u16,
     ) -> anyhow::Result<LocalFederation> {
+        LocalFederation::start_with(region, Some(max_children), replicas, base_port, 60).await
+    }
+
+    /// As [`LocalFederation::start`]; `None` keeps every child (the region's whole tree), and
+    /// `up` waits for leaders at most `up_timeout_seconds`.
+    pub async fn start_with(
+        region: &str,
+        max_children: Option<usize>,
+        replicas: u8,
+        base_port: u16,
+        up_timeout_seconds: u64,
+    ) -> anyhow::Result<LocalFederation> {
         let temp = tempfile::Builder::new()
             .prefix("liandong-bench-")
             .tempdir()?;
         let dir = temp.path().join("federation");
-        let max = max_children.to_string();
+        let max = max_children.map(|max| max.to_string());
         let replicas = replicas.to_string();
         let port = base_port.to_string();
-        let init = [
+        let mut init = vec![
             "federation",
             "init",
             "--region",
             region,
-            "--max-children",
-            &max,
             "--replicas",
             &replicas,
             "--base-port",
             &port,
         ];
+        if let Some(max) = &max {
+            init.extend(["--max-children", max]);
+        }
         liandong(&dir, &init).await?;
         // From here on the drop stops whatever `up` started, also when `up` fails half-way.
         let federation = LocalFederation { dir, _temp: temp };
-        liandong(&federation.dir, &["up"]).await?;
+        let timeout = up_timeout_seconds.to_string();
+        liandong(&federation.dir, &["up", "--timeout-seconds", &timeout]).await?;
         // The benchmark's officer at every office (every role but admin), made with each
         // office's initial admin password: its calls carry that office's token.
         let opened = liandong_ops::client::Federation::open(liandong_ops::layout::Layout::new(
