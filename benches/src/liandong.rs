@@ -62,17 +62,20 @@ impl LocalFederation {
         replicas: u8,
         base_port: u16,
     ) -> anyhow::Result<LocalFederation> {
-        LocalFederation::start_with(region, Some(max_children), replicas, base_port, 60).await
+        LocalFederation::start_with(region, Some(max_children), replicas, base_port, 60, None).await
     }
 
-    /// As [`LocalFederation::start`]; `None` keeps every child (the region's whole tree), and
-    /// `up` waits for leaders at most `up_timeout_seconds`.
+    /// As [`LocalFederation::start`]; `None` keeps every child (the region's whole tree), `up`
+    /// waits for leaders at most `up_timeout_seconds`, and with `sign_in` the benchmark's
+    /// officer is signed in at those offices only, one after the other (a whole region's
+    /// offices at once overload one machine's hosts right after `up`).
     pub async fn start_with(
         region: &str,
         max_children: Option<usize>,
         replicas: u8,
         base_port: u16,
         up_timeout_seconds: u64,
+        sign_in: Option<&[String]>,
     ) -> anyhow::Result<LocalFederation> {
         let temp = tempfile::Builder::new()
             .prefix("liandong-bench-")
@@ -106,7 +109,20 @@ impl LocalFederation {
         ))?;
         let roles = liandong_ops::session::WORKING_ROLES;
         let tokens = federation.dir.join("tokens");
-        liandong_ops::session::sign_in_everywhere(&opened, "bench", &roles, Some(&tokens)).await?;
+        match sign_in {
+            None => {
+                liandong_ops::session::sign_in_everywhere(&opened, "bench", &roles, Some(&tokens))
+                    .await?
+            }
+            Some(offices) => {
+                for office in offices {
+                    liandong_ops::session::officer_session(&opened, office, "bench", &roles)
+                        .await
+                        .with_context(|| format!("signing in at {office}"))?
+                        .save(&tokens.join(format!("{office}.token")))?;
+                }
+            }
+        }
         Ok(federation)
     }
 

@@ -46,21 +46,11 @@ async fn counted(channel: &OfficerChannel, region: &str) -> anyhow::Result<u64> 
 }
 
 pub async fn run(args: &Args, region: &str) -> anyhow::Result<()> {
-    let began = Instant::now();
-    let federation =
-        LocalFederation::start_with(region, None, 3, args.base_port, args.up_timeout_seconds)
-            .await?;
-    let manifest = federation.manifest()?;
-    let up_seconds = began.elapsed().as_secs_f64();
-    println!(
-        "{} offices up on {} hosts in {up_seconds:.0} s",
-        manifest.offices.len(),
-        manifest.hosts.len()
-    );
-    let townships: Vec<String> = manifest
-        .offices
-        .iter()
-        .filter_map(|office| office.code.parse::<OfficeCode>().ok())
+    // The offices come from the region's topology, before anything starts.
+    let topology = liandong_ops::topology::load();
+    let townships: Vec<String> = crate::subtree(&topology, region)
+        .into_iter()
+        .filter_map(|code| code.parse::<OfficeCode>().ok())
         .filter(|code| code.level() == Level::Township)
         .map(|code| code.to_string())
         .collect();
@@ -68,6 +58,25 @@ pub async fn run(args: &Args, region: &str) -> anyhow::Result<()> {
         .iter()
         .step_by(args.fresh_townships_every.max(1))
         .collect();
+    let mut signed: Vec<String> = vec![region.to_string()];
+    signed.extend(chosen.iter().map(|code| code.to_string()));
+    let began = Instant::now();
+    let federation = LocalFederation::start_with(
+        region,
+        None,
+        3,
+        args.base_port,
+        args.up_timeout_seconds,
+        Some(&signed),
+    )
+    .await?;
+    let manifest = federation.manifest()?;
+    let up_seconds = began.elapsed().as_secs_f64();
+    println!(
+        "{} offices up on {} hosts in {up_seconds:.0} s",
+        manifest.offices.len(),
+        manifest.hosts.len()
+    );
     let mut filed = 0u64;
     for (n, township) in chosen.iter().enumerate() {
         let mut client =

@@ -71,7 +71,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     fresh_cases_per_office: u64,
     /// Fresh mode: cases are filed at every Nth township.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     fresh_townships_every: usize,
     /// Fresh mode: the federation's first port.
     #[arg(long, default_value_t = 42_000)]
