@@ -112,6 +112,8 @@ pub async fn run(args: &Args, region: &str) -> anyhow::Result<()> {
     }
     let settle_seconds = settling.elapsed().as_secs_f64();
     println!("the index counts every case after {settle_seconds:.1} s");
+    // The hosts started moments ago: let elections, feeds and quiescence settle first.
+    tokio::time::sleep(Duration::from_secs(args.fresh_settle_seconds)).await;
 
     let request = |fresh: bool| QueryRequest {
         as_office: region.to_string(),
@@ -178,6 +180,7 @@ pub async fn run(args: &Args, region: &str) -> anyhow::Result<()> {
         "cases_on_last_page": {"fresh": fresh_cases, "index": index_cases},
         "up_seconds": up_seconds,
         "index_settled_seconds": settle_seconds,
+        "settled_seconds_before_timing": args.fresh_settle_seconds,
     });
     println!("mode: {}", report.setup);
     report.publish(args.json_out.as_deref())?;

@@ -73,6 +73,9 @@ struct Args {
     /// Fresh mode: cases are filed at every Nth township.
     #[arg(long, default_value_t = 5)]
     fresh_townships_every: usize,
+    /// Fresh mode: seconds the federation settles (its offices quiesce) before timing.
+    #[arg(long, default_value_t = 30)]
+    fresh_settle_seconds: u64,
     /// Fresh mode: the federation's first port.
     #[arg(long, default_value_t = 42_000)]
     base_port: u16,
