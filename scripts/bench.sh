@@ -8,6 +8,7 @@
 #   BENCH_SECONDS=5 scripts/bench.sh      # a quick pass
 #   BENCH_RESULTS=DIR scripts/bench.sh    # where the run reports and report.html go
 #   BENCH_QUERY_CASES=N scripts/bench.sh  # cases in the query benchmark's provincial index
+#                                         # (its fresh mode brings up Zhaotong, 162 offices)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,6 +81,9 @@ done
 run update intake --workload update --clients 1 --seconds "$SECONDS_PER_RUN"
 run handoff federation --workload handoff --clients "$HANDOFF_CLIENTS" --seconds "$SECONDS_PER_RUN"
 run query query --cases "${BENCH_QUERY_CASES:-1000000}"
+# The query benchmark's other mode: fresh (scatter-gather) queries beside index queries on
+# Zhaotong's 162 offices brought up as a real federation.
+run query-fresh query --fresh-region 5306
 
 echo
 "$BIN/bench-report" --results "$RESULTS" \

@@ -62,29 +62,46 @@ impl LocalFederation {
         replicas: u8,
         base_port: u16,
     ) -> anyhow::Result<LocalFederation> {
+        LocalFederation::start_with(region, Some(max_children), replicas, base_port, 60, None).await
+    }
+
+    /// As [`LocalFederation::start`]; `None` keeps every child (the region's whole tree), `up`
+    /// waits for leaders at most `up_timeout_seconds`, and with `sign_in` the benchmark's
+    /// officer is signed in at those offices only, one after the other (a whole region's
+    /// offices at once overload one machine's hosts right after `up`).
+    pub async fn start_with(
+        region: &str,
+        max_children: Option<usize>,
+        replicas: u8,
+        base_port: u16,
+        up_timeout_seconds: u64,
+        sign_in: Option<&[String]>,
+    ) -> anyhow::Result<LocalFederation> {
         let temp = tempfile::Builder::new()
             .prefix("liandong-bench-")
             .tempdir()?;
         let dir = temp.path().join("federation");
-        let max = max_children.to_string();
+        let max = max_children.map(|max| max.to_string());
         let replicas = replicas.to_string();
         let port = base_port.to_string();
-        let init = [
+        let mut init = vec![
             "federation",
             "init",
             "--region",
             region,
-            "--max-children",
-            &max,
             "--replicas",
             &replicas,
             "--base-port",
             &port,
         ];
+        if let Some(max) = &max {
+            init.extend(["--max-children", max]);
+        }
         liandong(&dir, &init).await?;
         // From here on the drop stops whatever `up` started, also when `up` fails half-way.
         let federation = LocalFederation { dir, _temp: temp };
-        liandong(&federation.dir, &["up"]).await?;
+        let timeout = up_timeout_seconds.to_string();
+        liandong(&federation.dir, &["up", "--timeout-seconds", &timeout]).await?;
         // The benchmark's officer at every office (every role but admin), made with each
         // office's initial admin password: its calls carry that office's token.
         let opened = liandong_ops::client::Federation::open(liandong_ops::layout::Layout::new(
@@ -92,7 +109,20 @@ impl LocalFederation {
         ))?;
         let roles = liandong_ops::session::WORKING_ROLES;
         let tokens = federation.dir.join("tokens");
-        liandong_ops::session::sign_in_everywhere(&opened, "bench", &roles, Some(&tokens)).await?;
+        match sign_in {
+            None => {
+                liandong_ops::session::sign_in_everywhere(&opened, "bench", &roles, Some(&tokens))
+                    .await?
+            }
+            Some(offices) => {
+                for office in offices {
+                    liandong_ops::session::officer_session(&opened, office, "bench", &roles)
+                        .await
+                        .with_context(|| format!("signing in at {office}"))?
+                        .save(&tokens.join(format!("{office}.token")))?;
+                }
+            }
+        }
         Ok(federation)
     }
 

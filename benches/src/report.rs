@@ -610,8 +610,34 @@ fn failover_rows(reports: &[RunReport], rows: &mut Vec<Row>) {
     }
 }
 
+/// The latest query run that recorded `series` (the provincial index in process, or fresh
+/// queries on a real federation: the query benchmark's two modes).
+fn latest_query_with<'a>(reports: &'a [RunReport], series: &str) -> Option<&'a RunReport> {
+    reports.iter().rev().find(|report| {
+        report.system == System::Liandong
+            && report.workload == Workload::Query
+            && report.series(series).is_some()
+    })
+}
+
 fn query_rows(reports: &[RunReport], rows: &mut Vec<Row>) {
-    let Some(report) = latest(reports, Workload::Query) else {
+    if let Some(report) = latest_query_with(reports, FRESH_QUERY) {
+        let offices = report.extra["offices"].as_u64().unwrap_or_default();
+        let p99 = |name: &str| report.series(name).map(|series| series.latency.p99_ms);
+        rows.push(liandong_row(
+            &format!("fresh query, {offices} offices as a real federation: p99"),
+            p99(FRESH_QUERY),
+            Unit::Milliseconds,
+            Some(Target::AtMost(FRESH_P99_TARGET_MS)),
+        ));
+        rows.push(liandong_row(
+            &format!("the same query from the index, {offices} offices: p99"),
+            p99(FRESH_INDEX_QUERY),
+            Unit::Milliseconds,
+            None,
+        ));
+    }
+    let Some(report) = latest_query_with(reports, QUERY_FIRST) else {
         return;
     };
     let cases = report.extra["cases"].as_u64().unwrap_or_default();
@@ -636,6 +662,10 @@ pub const QUERY_NEXT: &str = "index query, page after the cursor";
 pub const STATS: &str = "stats";
 const QUERY_P99_TARGET_MS: f64 = 10.0;
 const STATS_P99_TARGET_MS: f64 = 50.0;
+/// Series names of the query benchmark's fresh mode (`query --fresh-region`).
+pub const FRESH_QUERY: &str = "fresh query (scatter-gather down the tree), first page";
+pub const FRESH_INDEX_QUERY: &str = "the same query from the index, first page";
+const FRESH_P99_TARGET_MS: f64 = 300.0;
 
 /// Series names the update workload records.
 pub const UPDATE_FRESH: &str = "fresh case";
@@ -833,12 +863,25 @@ fn plots(reports: &[RunReport]) -> Vec<Plot> {
             curves,
         });
     }
-    for (workload, title) in [
-        (Workload::Update, "Updating a case: fresh vs long history"),
-        (Workload::Handoff, "Handoff between two offices"),
-        (Workload::Query, "A supervisor's index: queries and stats"),
+    for (report, title) in [
+        (
+            latest(reports, Workload::Update),
+            "Updating a case: fresh vs long history",
+        ),
+        (
+            latest(reports, Workload::Handoff),
+            "Handoff between two offices",
+        ),
+        (
+            latest_query_with(reports, QUERY_FIRST),
+            "A supervisor's index: queries and stats",
+        ),
+        (
+            latest_query_with(reports, FRESH_QUERY),
+            "Fresh queries on a real federation, beside the index",
+        ),
     ] {
-        if let Some(report) = latest(reports, workload) {
+        if let Some(report) = report {
             let curves = report
                 .series
                 .iter()

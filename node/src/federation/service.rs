@@ -495,7 +495,11 @@ impl Federation for FederationService {
         let machine = &replica.state_machine;
         // Without a trend the per-day counters are skipped, not read.
         let rows = match days {
-            Some(_) => crate::machine::stats::office_rows(machine),
+            Some((from, to)) => crate::machine::stats::office_rows_with_days(
+                machine,
+                &liandong_domain::figures::day_name(from),
+                &liandong_domain::figures::day_name(to),
+            ),
             None => crate::machine::stats::office_rows_without_days(machine),
         }
         .map_err(|e| Status::internal(e.to_string()))?;

@@ -52,9 +52,13 @@ pub const WATERMARK: &[u8] = b"watermark/";
 /// `index-applied/<child>`: when (the applying entry's stamped time) this office last applied a
 /// summary from that child: the `as_of` of the child's subtree in index answers.
 pub const INDEX_APPLIED: &[u8] = b"index-applied/";
-/// `stat/<office>/<figure>`: how many cases of the subtree held by that office this office
-/// counts under that figure ([`super::stats`]).
+/// `stat/<office>/day:<YYYY-MM-DD>:<measure>`: one of the trend's per-day counters of the cases
+/// of the subtree held by that office ([`super::stats`]; until stats format 3, every figure had
+/// a counter here).
 pub const STAT: &[u8] = b"stat/";
+/// `stat-row/1/<office>`: every other figure of the cases of the subtree held by that office,
+/// packed in one value ([`super::stats::StatRow`], layout version 1 in the prefix).
+pub const STAT_ROW: &[u8] = b"stat-row/1/";
 /// The format of the `stat/` counters, present once they are complete.
 pub const STATS_FORMAT: &[u8] = b"stats-format";
 /// `order/<order id>`: a supervision order this office issued.
@@ -255,8 +259,12 @@ pub fn index_applied(child: &OfficeCode) -> Vec<u8> {
     [INDEX_APPLIED, child.as_str().as_bytes()].concat()
 }
 
-pub fn stat(office: &OfficeCode, figure: &str) -> Vec<u8> {
-    [STAT, office.as_str().as_bytes(), b"/", figure.as_bytes()].concat()
+pub fn stat(office: &str, figure: &str) -> Vec<u8> {
+    [STAT, office.as_bytes(), b"/", figure.as_bytes()].concat()
+}
+
+pub fn stat_row(office: &str) -> Vec<u8> {
+    [STAT_ROW, office.as_bytes()].concat()
 }
 
 pub fn order(order_id: &str) -> Vec<u8> {

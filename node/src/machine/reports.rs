@@ -21,7 +21,7 @@ use liandong_domain::reports::{next_report_at, reports_due, Report, ReportKind};
 use liandong_domain::Millis;
 
 use super::apply::Applying;
-use super::{keys, ApplyError, Read};
+use super::{ApplyError, Read};
 use crate::store::codec::{decode, encode};
 use crate::store::keys::prefix_end;
 
@@ -90,18 +90,7 @@ fn rows(
     from: &str,
     to: &str,
 ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
-    let mut rows = super::stats::rows_without_days(reader)?;
-    for (office, row) in rows.iter_mut() {
-        let office_prefix = [keys::STAT, office.as_bytes(), b"/"].concat();
-        let start = [office_prefix.as_slice(), b"day:", from.as_bytes()].concat();
-        // `;` sorts just after `:`: every measure of the last day.
-        let end = [office_prefix.as_slice(), b"day:", to.as_bytes(), b";"].concat();
-        for (key, value) in reader.scan(&start, &end, usize::MAX)? {
-            let figure = String::from_utf8_lossy(&key[office_prefix.len()..]).into_owned();
-            row.insert(figure, decode(&value)?);
-        }
-    }
-    Ok(rows)
+    super::stats::rows_with_days(reader, from, to)
 }
 
 /// The reports due at the tick's time, made and kept; the oldest past each kind's count

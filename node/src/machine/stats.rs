@@ -1,7 +1,10 @@
-//! A supervisor's figures kept as aggregates: per holding office, one counter per figure
-//! (`stat/<office>/<figure>`), moved in the same transaction as the case or index entry whose
-//! change moves it. `stats` then reads a few counters per office instead of listing cases, and
-//! is exact at any volume: every total is the sum of its offices' rows by construction.
+//! A supervisor's figures kept as aggregates: per holding office, one packed row of counts
+//! (`stat-row/1/<office>`, [`StatRow`]) and the trend's per-day counters
+//! (`stat/<office>/day:…`), moved in the same transaction as the case or index entry whose
+//! change moves them. `stats` then reads one value per office instead of listing cases (a
+//! province's 1,607 offices in one scan), and is exact at any volume: every total is the sum of
+//! its offices' rows by construction. The per-day counters are read only by a trend, and only
+//! for its days.
 //!
 //! What is counted is exactly what `query` lists: per case id, this office's own copy when it
 //! holds the case, else the summary its children sent up, and nothing for a copy that was
@@ -25,6 +28,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use liandong_domain::figures::day_figure;
 use liandong_domain::message::SummaryV2;
 use liandong_domain::{Case, Date, OfficeCode};
@@ -39,8 +44,10 @@ use crate::store::{read_err, HostDb, Txn};
 ///
 /// Format 2 added the figures of summary version 2 (level, channel, warned, the in-time and
 /// on-time counts, skip-level, resolution, the per-day trend): a state of format 1 is counted
-/// again once.
-pub const STATS_FORMAT: u8 = 2;
+/// again once. Format 3 packs an office's figures other than the trend's into one value
+/// ([`StatRow`]) instead of one counter each: a state of format 2 is packed as it is (see
+/// [`rebuild_if_missing`]).
+pub const STATS_FORMAT: u8 = 3;
 /// The figure of breaches on an office's record (see the module documentation).
 pub const BREACHED: &str = "breached";
 
@@ -145,7 +152,47 @@ pub fn trend_days(
     Ok(Some((from, to)))
 }
 
-fn add(txn: &mut Txn<'_>, office: &OfficeCode, figure: &str, by: i64) -> Result<(), ApplyError> {
+/// One office's figures other than the trend's, packed in one value under
+/// [`keys::stat_row`] (`stat-row/1/<office>`: version 1 of the layout is in the key, a later
+/// layout takes `stat-row/2/`): figure to count, no zero counts. `stats` reads one of these per
+/// office instead of one key per figure.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatRow {
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl StatRow {
+    /// Moves one figure by `by` (never below zero); a count of zero is dropped.
+    fn add(&mut self, figure: &str, by: i64) {
+        let count = self.counts.get(figure).copied().unwrap_or(0);
+        let count = count.saturating_add_signed(by);
+        if count == 0 {
+            self.counts.remove(figure);
+        } else {
+            self.counts.insert(figure.to_string(), count);
+        }
+    }
+}
+
+/// The office's packed row (empty when it has none).
+fn load_row(reader: &impl Read, office: &str) -> Result<StatRow, ApplyError> {
+    match reader.get(&keys::stat_row(office))? {
+        Some(bytes) => Ok(decode(&bytes)?),
+        None => Ok(StatRow::default()),
+    }
+}
+
+fn store_row(txn: &mut Txn<'_>, office: &str, row: &StatRow) {
+    let key = keys::stat_row(office);
+    if row.counts.is_empty() {
+        txn.delete(key);
+    } else {
+        txn.put(key, encode(row));
+    }
+}
+
+/// Moves one per-day trend counter (`stat/<office>/day:…`) by `by`.
+fn add_day(txn: &mut Txn<'_>, office: &str, figure: &str, by: i64) -> Result<(), ApplyError> {
     let key = keys::stat(office, figure);
     let count: u64 = match txn.get(&key)? {
         Some(bytes) => decode(&bytes)?,
@@ -160,9 +207,42 @@ fn add(txn: &mut Txn<'_>, office: &OfficeCode, figure: &str, by: i64) -> Result<
     Ok(())
 }
 
+/// Moves figures by their net change, per office: one read and one write of each office's
+/// packed row, and one of each trend counter that moved.
+fn move_figures(
+    txn: &mut Txn<'_>,
+    changes: BTreeMap<&OfficeCode, BTreeMap<&str, i64>>,
+) -> Result<(), ApplyError> {
+    for (office, figures) in changes {
+        let mut row: Option<StatRow> = None;
+        for (figure, by) in figures {
+            if by == 0 {
+                continue;
+            }
+            if is_day_figure(figure) {
+                add_day(txn, office.as_str(), figure, by)?;
+                continue;
+            }
+            if row.is_none() {
+                row = Some(load_row(txn, office.as_str())?);
+            }
+            if let Some(row) = row.as_mut() {
+                row.add(figure, by);
+            }
+        }
+        if let Some(row) = row {
+            store_row(txn, office.as_str(), &row);
+        }
+    }
+    Ok(())
+}
+
 /// One more case on `office`'s record of breaches.
 pub(crate) fn count_breach(txn: &mut Txn<'_>, office: &OfficeCode) -> Result<(), ApplyError> {
-    add(txn, office, BREACHED, 1)
+    let mut row = load_row(txn, office.as_str())?;
+    row.add(BREACHED, 1);
+    store_row(txn, office.as_str(), &row);
+    Ok(())
 }
 
 /// Moves the counters from what this office counted for a case (`before`) to what it counts now.
@@ -179,17 +259,16 @@ pub(crate) fn count_change(
     if before == after {
         return Ok(());
     }
-    if let Some((office, figures)) = &before {
-        for figure in figures {
-            add(txn, office, figure, -1)?;
+    let mut changes: BTreeMap<&OfficeCode, BTreeMap<&str, i64>> = BTreeMap::new();
+    for (side, by) in [(&before, -1), (&after, 1)] {
+        if let Some((office, figures)) = side {
+            let moved = changes.entry(office).or_default();
+            for figure in figures {
+                *moved.entry(figure.as_str()).or_default() += by;
+            }
         }
     }
-    if let Some((office, figures)) = &after {
-        for figure in figures {
-            add(txn, office, figure, 1)?;
-        }
-    }
-    Ok(())
+    move_figures(txn, changes)
 }
 
 /// The summary of the case's own copy here, if this office keeps one.
@@ -211,11 +290,9 @@ pub(crate) fn indexed_summary(
     }
 }
 
-/// Every office's row: figure to count, by office code.
-pub(crate) fn rows(
-    reader: &impl Read,
-) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
-    let mut rows: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+/// Every office's row with every per-day counter: figure to count, by office code.
+pub(crate) fn rows(reader: &impl Read) -> Result<Rows, ApplyError> {
+    let mut rows = rows_without_days(reader)?;
     let end = prefix_end(keys::STAT);
     for (key, value) in reader.scan(keys::STAT, &end, usize::MAX)? {
         let rest = String::from_utf8_lossy(&key[keys::STAT.len()..]).to_string();
@@ -229,78 +306,129 @@ pub(crate) fn rows(
     Ok(rows)
 }
 
+/// Figure to count, by office code.
+pub type Rows = BTreeMap<String, BTreeMap<String, u64>>;
+
 /// Every office's row as the Stats RPC reads it, for readers outside the state machine.
-pub fn office_rows(
-    machine: &super::StateMachineStore,
-) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+pub fn office_rows(machine: &super::StateMachineStore) -> Result<Rows, ApplyError> {
     rows(machine)
 }
 
-/// Every office's row without the trend's per-day counters, which it skips rather than reads:
-/// an office's day counters (three per day it saw cases) outnumber its other figures by far.
-pub fn office_rows_without_days(
-    reader: &super::StateMachineStore,
-) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
+/// Every office's row without the trend's per-day counters: one packed value per office, read
+/// in one scan (the day counters, three per day an office saw cases, are not touched).
+pub fn office_rows_without_days(reader: &super::StateMachineStore) -> Result<Rows, ApplyError> {
     rows_without_days(reader)
 }
 
-pub(crate) fn rows_without_days(
-    reader: &impl Read,
-) -> Result<BTreeMap<String, BTreeMap<String, u64>>, ApplyError> {
-    let mut rows: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let end = prefix_end(keys::STAT);
-    let mut start = keys::STAT.to_vec();
-    while let Some((key, _)) = reader.scan(&start, &end, 1)?.into_iter().next() {
-        let rest = &key[keys::STAT.len()..];
-        let Some(slash) = rest.iter().position(|b| *b == b'/') else {
-            start = [key.as_slice(), b"\0"].concat();
-            continue;
-        };
-        let office_prefix = [keys::STAT, &rest[..=slash]].concat();
-        let office = String::from_utf8_lossy(&rest[..slash]).to_string();
-        // The office's figures before `day:` and after it (`day;` sorts just past every day).
-        let days = [office_prefix.as_slice(), b"day:"].concat();
-        let after_days = [office_prefix.as_slice(), b"day;"].concat();
-        let office_end = prefix_end(&office_prefix);
-        for (from, to) in [(&office_prefix, &days), (&after_days, &office_end)] {
-            for (key, value) in reader.scan(from, to, usize::MAX)? {
-                let figure = String::from_utf8_lossy(&key[office_prefix.len()..]).to_string();
-                rows.entry(office.clone())
-                    .or_default()
-                    .insert(figure, decode(&value)?);
-            }
-        }
-        start = office_end;
+/// Every office's row and its per-day counters of the days `from..=to` (`YYYY-MM-DD`) only.
+pub fn office_rows_with_days(
+    reader: &super::StateMachineStore,
+    from: &str,
+    to: &str,
+) -> Result<Rows, ApplyError> {
+    rows_with_days(reader, from, to)
+}
+
+pub(crate) fn rows_without_days(reader: &impl Read) -> Result<Rows, ApplyError> {
+    let end = prefix_end(keys::STAT_ROW);
+    let mut rows = Rows::new();
+    for (key, value) in reader.scan(keys::STAT_ROW, &end, usize::MAX)? {
+        let office = String::from_utf8_lossy(&key[keys::STAT_ROW.len()..]).into_owned();
+        let row: StatRow = decode(&value)?;
+        rows.insert(office, row.counts);
     }
     Ok(rows)
 }
 
-/// Counts every case of the office's state once, when its counters are missing (a state written
-/// before they existed, or a snapshot from such a build), and writes the query's secondary keys
-/// ([`super::query_keys`]) when they are missing. A function of the stored state alone, so every
-/// replica counts the same. Whether anything was written.
+/// The rows, and each office's per-day counters of `from..=to` (`YYYY-MM-DD`): one range per
+/// office with a row (an office counts days only for cases in its row).
+pub(crate) fn rows_with_days(reader: &impl Read, from: &str, to: &str) -> Result<Rows, ApplyError> {
+    let mut rows = rows_without_days(reader)?;
+    for (office, row) in rows.iter_mut() {
+        let office_prefix = [keys::STAT, office.as_bytes(), b"/"].concat();
+        let start = [office_prefix.as_slice(), b"day:", from.as_bytes()].concat();
+        // `;` sorts just after `:`: every measure of the last day.
+        let end = [office_prefix.as_slice(), b"day:", to.as_bytes(), b";"].concat();
+        for (key, value) in reader.scan(&start, &end, usize::MAX)? {
+            let figure = String::from_utf8_lossy(&key[office_prefix.len()..]).into_owned();
+            row.insert(figure, decode(&value)?);
+        }
+    }
+    Ok(rows)
+}
+
+/// Brings the office's counters to [`STATS_FORMAT`] when the replica opens or installs a
+/// snapshot, and writes the query's secondary keys ([`super::query_keys`]) when they are
+/// missing. Format 2's per-figure counters (`stat/<office>/<figure>`) are packed into one row
+/// per office as they are; a state without counters or of format 1 (an earlier build's, or a
+/// snapshot from one) is counted from its cases, keeping the record of breaches, which cannot be
+/// recounted. A function of the stored state alone, so every replica writes the same. Whether
+/// anything was written.
 // openraft's `StorageError` (large) is what a replica's open returns.
 #[allow(clippy::result_large_err)]
 pub fn rebuild_if_missing(db: &HostDb, office: &str) -> Result<bool, StorageError> {
     let mut txn = Txn::new(db, office);
-    let counted =
-        txn.get(keys::STATS_FORMAT).map_err(read_err)?.as_deref() == Some(&[STATS_FORMAT][..]);
+    let format = txn
+        .get(keys::STATS_FORMAT)
+        .map_err(read_err)?
+        .and_then(|bytes| bytes.first().copied());
     let keyed = txn
         .get(keys::QUERY_KEYS_FORMAT)
         .map_err(read_err)?
         .as_deref()
         == Some(&[super::query_keys::QUERY_KEYS_FORMAT][..]);
-    if counted && keyed {
+    let packable = format == Some(2);
+    if format == Some(STATS_FORMAT) && keyed {
         return Ok(false);
     }
-    let summaries = effective_all(&txn).map_err(read_err)?;
-    if !counted {
-        count_all(&mut txn, &summaries).map_err(read_err)?;
+    // The cases are read only when something must be counted or keyed from them.
+    let summaries = if keyed && (packable || format == Some(STATS_FORMAT)) {
+        Vec::new()
+    } else {
+        effective_all(&txn).map_err(read_err)?
+    };
+    if format != Some(STATS_FORMAT) {
+        if packable {
+            pack_format_2(&mut txn).map_err(read_err)?;
+        } else {
+            count_all(&mut txn, &summaries).map_err(read_err)?;
+        }
         txn.put(keys::STATS_FORMAT.to_vec(), vec![STATS_FORMAT]);
     }
-    super::query_keys::rebuild_if_missing(&mut txn, &summaries).map_err(read_err)?;
+    if !keyed {
+        super::query_keys::rebuild_if_missing(&mut txn, &summaries).map_err(read_err)?;
+    }
     db.write(txn.into_batch(), true)?;
     Ok(true)
+}
+
+/// Format 2 to 3: every figure but the trend's moves from its own counter
+/// (`stat/<office>/<figure>`) into its office's packed row, `breached` with the rest; the
+/// per-day counters stay where they are.
+fn pack_format_2(txn: &mut Txn<'_>) -> Result<(), ApplyError> {
+    let mut rows: BTreeMap<String, StatRow> = BTreeMap::new();
+    for (key, value) in txn.scan(keys::STAT, &prefix_end(keys::STAT), usize::MAX)? {
+        let rest = String::from_utf8_lossy(&key[keys::STAT.len()..]).into_owned();
+        let Some((office, figure)) = rest.split_once('/') else {
+            continue;
+        };
+        if is_day_figure(figure) {
+            continue;
+        }
+        let count: u64 = decode(&value)?;
+        let row = match rows.entry(office.to_string()) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                entry.insert(load_row(txn, office)?)
+            }
+        };
+        row.add(figure, i64::try_from(count).unwrap_or(i64::MAX));
+        txn.delete(key);
+    }
+    for (office, row) in &rows {
+        store_row(txn, office, row);
+    }
+    Ok(())
 }
 
 /// What this office counts, per case of its stored cases and index entries ([`effective`]).
@@ -325,21 +453,51 @@ fn effective_all(txn: &Txn<'_>) -> Result<Vec<SummaryV2>, ApplyError> {
         .collect())
 }
 
-/// Replaces every counter with a count of the effective summaries.
+/// Replaces every counter with a count of the effective summaries; the record of breaches (a
+/// format-2 counter or a packed row's) is kept.
 fn count_all(txn: &mut Txn<'_>, summaries: &[SummaryV2]) -> Result<(), ApplyError> {
-    for (key, _) in txn.scan(keys::STAT, &prefix_end(keys::STAT), usize::MAX)? {
+    let mut rows: BTreeMap<String, StatRow> = BTreeMap::new();
+    let breached = format!("/{BREACHED}");
+    for (key, value) in txn.scan(keys::STAT, &prefix_end(keys::STAT), usize::MAX)? {
         // A record of breaches is not a count of cases held: it cannot be recounted, and stays.
-        if !key.ends_with(format!("/{BREACHED}").as_bytes()) {
-            txn.delete(key);
+        if let Some(office) = key
+            .strip_suffix(breached.as_bytes())
+            .and_then(|rest| rest.strip_prefix(keys::STAT))
+        {
+            let office = String::from_utf8_lossy(office).into_owned();
+            let count: u64 = decode(&value)?;
+            rows.entry(office)
+                .or_default()
+                .add(BREACHED, i64::try_from(count).unwrap_or(i64::MAX));
         }
+        txn.delete(key);
     }
-    let mut counts: BTreeMap<(OfficeCode, String), u64> = BTreeMap::new();
+    let end = prefix_end(keys::STAT_ROW);
+    for (key, value) in txn.scan(keys::STAT_ROW, &end, usize::MAX)? {
+        let office = String::from_utf8_lossy(&key[keys::STAT_ROW.len()..]).into_owned();
+        let row: StatRow = decode(&value)?;
+        if let Some(count) = row.counts.get(BREACHED) {
+            rows.entry(office)
+                .or_default()
+                .add(BREACHED, i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        txn.delete(key);
+    }
+    let mut days: BTreeMap<(String, String), u64> = BTreeMap::new();
     for summary in summaries {
+        let office = summary.owner.as_str();
         for figure in figures(summary) {
-            *counts.entry((summary.owner.clone(), figure)).or_default() += 1;
+            if is_day_figure(&figure) {
+                *days.entry((office.to_string(), figure)).or_default() += 1;
+            } else {
+                rows.entry(office.to_string()).or_default().add(&figure, 1);
+            }
         }
     }
-    for ((office, figure), count) in counts {
+    for (office, row) in &rows {
+        store_row(txn, office, row);
+    }
+    for ((office, figure), count) in days {
         txn.put(keys::stat(&office, &figure), encode(&count));
     }
     Ok(())
