@@ -465,6 +465,12 @@ mod tests {
         }
     }
 
+    /// The last whole anchor `city` keeps for `child`.
+    fn anchor_record(city: &Office, child: &str) -> AnchorRecord {
+        let key = keys::anchor(&child.parse().unwrap());
+        decode(&reader(city).get(&key).unwrap().unwrap()).unwrap()
+    }
+
     /// The parent's anchor keys and leaves.
     fn kept(office: &Office) -> Vec<(Vec<u8>, Vec<u8>)> {
         reader(office)
@@ -504,13 +510,7 @@ mod tests {
         let mut city = Office::new("5306", None);
         let anchor = Body::Anchor { part: part.clone() };
         assert_eq!(deliver(&mut city, "530602", anchor.clone()), None);
-        let record: AnchorRecord = decode(
-            &reader(&city)
-                .get(&keys::anchor(&"530602".parse().unwrap()))
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let record = anchor_record(&city, "530602");
         assert!(record.agrees(), "{record:?}");
         assert_eq!((record.seq, record.count), (1, 2));
         let before = kept(&city);
@@ -569,13 +569,7 @@ mod tests {
             deliver(&mut city, "530602", Body::Anchor { part: part.clone() }),
             None
         );
-        let record: AnchorRecord = decode(
-            &reader(&city)
-                .get(&keys::anchor(&"530602".parse().unwrap()))
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let record = anchor_record(&city, "530602");
         assert!(record.agrees(), "{record:?}");
         assert_eq!(record.seq, 2);
 
@@ -597,13 +591,7 @@ mod tests {
             deliver(&mut city, "530602", Body::Anchor { part: part.clone() }),
             None
         );
-        let record: AnchorRecord = decode(
-            &reader(&city)
-                .get(&keys::anchor(&"530602".parse().unwrap()))
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let record = anchor_record(&city, "530602");
         assert!(record.agrees(), "{record:?}");
         assert_eq!((record.seq, record.held_count), (3, 1));
     }
@@ -698,13 +686,7 @@ mod tests {
             (kept.leaf.clone(), kept.disputed.clone()),
             (grown.leaves[0].clone(), None)
         );
-        let record: AnchorRecord = decode(
-            &reader(&city)
-                .get(&keys::anchor(&"530602".parse().unwrap()))
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let record = anchor_record(&city, "530602");
         assert!(record.agrees(), "{record:?}");
 
         // Entry 1 rewritten on the office's disk, later hashes recomputed: the office's next
@@ -744,13 +726,7 @@ mod tests {
         assert_eq!(after.leaf, kept.leaf, "the anchored head stays");
         assert_eq!(after.seq, kept.seq);
         assert_eq!(after.disputed.as_ref(), Some(&rewritten.leaves[0]));
-        let record: AnchorRecord = decode(
-            &reader(&city)
-                .get(&keys::anchor(&"530602".parse().unwrap()))
-                .unwrap()
-                .unwrap(),
-        )
-        .unwrap();
+        let record = anchor_record(&city, "530602");
         assert!(
             !record.agrees(),
             "the child's root covers the rewritten head: {record:?}"
