@@ -469,10 +469,12 @@ async fn a_federation_stored_by_the_json_build_opens_and_works() {
         .into_inner();
     let accepted = Case::from_bytes(&accepted.case_document).unwrap();
     assert_eq!(accepted.status, Status::Accepted);
-    assert_eq!(
-        accepted.history_start.entries, 1,
-        "the reply carries what it added"
-    );
+    // The reply carries what the accept added, after the entries the case had (its
+    // registration, and any clock mark a tick of the reopened office made first: the fixture's
+    // clocks are long past, and when that tick runs is the hosts' business).
+    assert!(accepted.history_start.entries >= 1, "{accepted:?}");
+    let added: Vec<&str> = accepted.history.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(added, ["accepted"], "the reply carries what it added");
     let accepted = township
         .act(authed(
             accept(cases[5], "530602001", "fixture-accept-6"),
