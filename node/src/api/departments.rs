@@ -84,7 +84,9 @@ fn as_officer(change: DeskChange, user: &str) -> DeskChange {
     }
 }
 
-fn request_id(id: &str, caller: &str) -> Result<Option<String>, Status> {
+/// The request id a client sent (None when empty); an over-long one, or one with control
+/// characters, is refused. Session writes take theirs the same way.
+pub(crate) fn request_id(id: &str, caller: &str) -> Result<Option<String>, Status> {
     if id.is_empty() {
         return Ok(None);
     }

@@ -66,20 +66,6 @@ fn command_of(request: &SessionRequest) -> Result<SessionCommand, Status> {
     }
 }
 
-/// The request id a client sent (None when empty); an over-long one, or one with control
-/// characters, is refused.
-fn request_id(id: &str, caller: &str) -> Result<Option<String>, Status> {
-    if id.is_empty() {
-        return Ok(None);
-    }
-    match crate::machine::check_request_id(id, caller) {
-        None => Ok(Some(id.to_string())),
-        Some(reason) => Err(Status::invalid_argument(format!(
-            "bad request id: {reason}"
-        ))),
-    }
-}
-
 /// A booking's personal fields checked and sealed under the office's data key, with the
 /// petitioner key, as a filing's.
 fn sealed(
@@ -141,7 +127,7 @@ pub(super) async fn session(
         .collect();
     let refused = |status| service.refused(&principal, action, &office, "", &rid, status);
     let command = sealed(service, &office, command.clone(), &officer).map_err(refused)?;
-    let op = match request_id(&rid, &officer).map_err(refused)? {
+    let op = match crate::api::departments::request_id(&rid, &officer).map_err(refused)? {
         Some(request_id) => Operation::SessionOnce {
             command,
             request_id,
