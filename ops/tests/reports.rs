@@ -241,10 +241,21 @@ fn the_county_makes_its_daily_report_at_midnight_and_serves_it_to_its_own_office
         fed.at(office)
             .fails(&["report", "list", "--office", COUNTY]);
     }
-    // The sibling's own report has its own case only.
-    let sibling = fed
-        .at(SIBLING)
-        .json(&["report", "show", "--office", SIBLING, "--kind", "daily"]);
+    // The sibling's own report has its own case only. Its leader makes today's report on its
+    // own tick, which may come after the county's: wait for it (until then, the latest is
+    // yesterday's, made at start, which has no case).
+    let sibling_listed = || {
+        periods(
+            &fed.at(SIBLING)
+                .json(&["report", "list", "--office", SIBLING, "--kind", "daily"]),
+        )
+    };
+    wait_until(&fed, "the sibling makes today's daily report", || {
+        sibling_listed().first() == Some(&today)
+    });
+    let sibling = fed.at(SIBLING).json(&[
+        "report", "show", "--office", SIBLING, "--kind", "daily", "--period", &today,
+    ]);
     let body: Value = serde_json::from_str(sibling["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["total"], 1, "{body}");
 
