@@ -641,6 +641,11 @@ pub fn fresh_deadline_ms(requested: u32) -> Result<u32, String> {
     }
 }
 
+/// How many rounds over a child's hosts a fresh read makes at most (within its deadline).
+pub const ASK_ROUNDS_MAX: u32 = 4;
+/// The pause after a round in which no host of the child answered, times the rounds so far.
+pub const ASK_ROUND_PAUSE_MS: u64 = 40;
+
 /// How the federation service asks child offices for their fresh answers.
 #[derive(Clone)]
 pub struct Asker {
@@ -707,26 +712,50 @@ impl Asker {
         {
             return Err(format!("link {from} - {child} is cut (drill partition)"));
         }
+        // Rounds over the child's hosts, the last known leader first, until one answers or the
+        // deadline comes: a leader that could not confirm its leadership in time, or an
+        // election under way, is over within a round or two, and a supervisor is better served
+        // by the answer than by "partial". The error kept is the most telling one: a follower's
+        // "not the leader" says less than the leader's own reason.
+        let mut telling: Option<String> = None;
         let mut last_error = format!("office {child} has no hosts");
-        for addr in self.directory.candidates(child.as_str()) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "no answer from {child} within the deadline ({last_error})"
-                ));
+        for round in 1..=ASK_ROUNDS_MAX {
+            let candidates = self.directory.candidates(child.as_str());
+            if candidates.is_empty() {
+                break;
             }
-            match self
-                .call(&addr, request.clone(), left, deadline, &rpc)
-                .await
-            {
-                Ok(reply) => {
-                    self.directory.remember_leader(child.as_str(), &addr);
-                    return Ok(reply);
+            for addr in candidates {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let error = telling.unwrap_or(last_error);
+                    return Err(format!(
+                        "no answer from {child} within the deadline ({error})"
+                    ));
                 }
-                Err(error) => last_error = format!("{addr}: {error}"),
+                match self
+                    .call(&addr, request.clone(), left, deadline, &rpc)
+                    .await
+                {
+                    Ok(reply) => {
+                        self.directory.remember_leader(child.as_str(), &addr);
+                        return Ok(reply);
+                    }
+                    Err(error) => {
+                        let error = format!("{addr}: {error}");
+                        if !error.contains("not the leader") {
+                            telling = Some(error.clone());
+                        }
+                        last_error = error;
+                    }
+                }
             }
+            let pause = Duration::from_millis(ASK_ROUND_PAUSE_MS * round as u64);
+            if Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
         }
-        Err(last_error)
+        Err(telling.unwrap_or(last_error))
     }
 
     async fn call<Req, Rep, F, Fut>(
@@ -898,5 +927,176 @@ mod tests {
         assert_eq!(fresh_deadline_ms(0), Ok(QUERY_FRESH_DEADLINE_MS));
         assert_eq!(fresh_deadline_ms(500), Ok(500));
         assert!(fresh_deadline_ms(QUERY_FRESH_DEADLINE_MS_MAX + 1).is_err());
+    }
+}
+
+/// [`Asker`] against real tonic servers standing in for a child office's three hosts (plain
+/// HTTP/2 on loopback: the asker's rounds are under test, not TLS or the office behind them).
+#[cfg(test)]
+mod asking {
+    use super::*;
+    use crate::manifest::{HostEntry, Manifest, Member, OfficeEntry, MANIFEST_VERSION};
+    use federation_proto::v1::federation_server::{Federation, FederationServer};
+    use federation_proto::v1::{
+        DeliverReply, DeliverRequest, ReportReply, ReportRequest, ReportsReply, ReportsRequest,
+    };
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tonic::{Request, Response, Status};
+
+    const CHILD: &str = "530602001";
+
+    /// One host of the child: a follower always says "not the leader"; the leader fails to
+    /// confirm its leadership `unconfirmed` times, then answers.
+    struct Host {
+        leader: bool,
+        unconfirmed: u32,
+        calls: Arc<AtomicU32>,
+    }
+
+    #[tonic::async_trait]
+    impl Federation for Host {
+        async fn deliver(
+            &self,
+            _: Request<DeliverRequest>,
+        ) -> Result<Response<DeliverReply>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn query(&self, _: Request<QueryRequest>) -> Result<Response<QueryReply>, Status> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if !self.leader {
+                return Err(Status::unavailable(format!(
+                    "not the leader of office {CHILD}"
+                )));
+            }
+            if call < self.unconfirmed {
+                return Err(Status::unavailable(format!(
+                    "office {CHILD} cannot serve now: leadership not confirmed (heartbeat timed out)"
+                )));
+            }
+            Ok(Response::new(QueryReply {
+                as_of_ms: [(CHILD.to_string(), 42)].into(),
+                ..QueryReply::default()
+            }))
+        }
+        async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsReply>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn reports(
+            &self,
+            _: Request<ReportsRequest>,
+        ) -> Result<Response<ReportsReply>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn report(&self, _: Request<ReportRequest>) -> Result<Response<ReportReply>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// Serves three hosts of CHILD, the leader `leader_at`th (1-3) in the directory's order
+    /// (no leader is remembered yet, as after a restart); returns the asker and the leader's
+    /// call count.
+    async fn child_office(unconfirmed: u32, leader_at: u32) -> (Asker, Arc<AtomicU32>) {
+        let mut hosts = Vec::new();
+        let leader_calls = Arc::new(AtomicU32::new(0));
+        for n in 1..=3 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let leader = n == leader_at;
+            let host = Host {
+                leader,
+                unconfirmed,
+                calls: if leader {
+                    leader_calls.clone()
+                } else {
+                    Arc::default()
+                },
+            };
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(FederationServer::new(host))
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+            hosts.push(HostEntry {
+                name: format!("h{CHILD}-{n}"),
+                raft_addr: "127.0.0.1:1".to_string(),
+                api_addr: addr,
+                metrics_addr: "127.0.0.1:1".to_string(),
+                http_addr: None,
+                offices: vec![CHILD.to_string()],
+                site: None,
+            });
+        }
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            region: "530602".to_string(),
+            replicas: 3,
+            time_scale: 1.0,
+            clock_origin_ms: 0,
+            secret_hex: String::new(),
+            offices: vec![OfficeEntry {
+                code: CHILD.to_string(),
+                name: "a township".to_string(),
+                level: "Township".to_string(),
+                parent: Some("530602".to_string()),
+                members: hosts
+                    .iter()
+                    .zip(1..)
+                    .map(|(host, id)| Member {
+                        id,
+                        host: host.name.clone(),
+                    })
+                    .collect(),
+            }],
+            hosts,
+            sms_gateway: None,
+            hotline_callback: None,
+            generation: 0,
+        };
+        let asker = Asker {
+            directory: Arc::new(Directory::new(&manifest)),
+            transport: Transport::default(),
+            faults: Faults::default(),
+        };
+        (asker, leader_calls)
+    }
+
+    async fn ask(asker: &Asker, deadline_ms: u64) -> Result<QueryReply, String> {
+        let deadline = Instant::now() + Duration::from_millis(deadline_ms);
+        asker
+            .ask(
+                &"530602".parse().unwrap(),
+                &CHILD.parse().unwrap(),
+                QueryRequest::default(),
+                deadline,
+            )
+            .await
+    }
+
+    /// A leader that misses confirming its leadership once or twice (a loaded host) still
+    /// answers within the deadline: the asker goes round the hosts again. With one pass over
+    /// the hosts (the old asker) this answer was "not the leader", and the supervisor's answer
+    /// partial, on a federation where every office was up.
+    #[tokio::test]
+    async fn a_leader_that_could_not_confirm_at_first_is_asked_again_within_the_deadline() {
+        let (asker, leader_calls) = child_office(2, 3).await;
+        let reply = ask(&asker, 2_000).await.expect("answered");
+        assert_eq!(reply.as_of_ms[CHILD], 42);
+        assert_eq!(leader_calls.load(Ordering::SeqCst), 3);
+        // The leader is remembered: the next question goes to it first, and only to it.
+        let reply = ask(&asker, 2_000).await.expect("answered");
+        assert_eq!(reply.as_of_ms[CHILD], 42);
+        assert_eq!(leader_calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// A leader that never confirms: the asker gives up by the deadline, and says why in the
+    /// leader's words, not the last follower's "not the leader" (all the old asker said).
+    #[tokio::test]
+    async fn a_child_that_never_answers_is_given_up_by_the_deadline_with_the_leaders_reason() {
+        let (asker, leader_calls) = child_office(u32::MAX, 1).await;
+        let started = Instant::now();
+        let error = ask(&asker, 300).await.expect_err("never answers");
+        assert!(error.contains("leadership not confirmed"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{error}");
+        assert!(leader_calls.load(Ordering::SeqCst) >= 2, "{error}");
     }
 }
