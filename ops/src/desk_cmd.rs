@@ -74,6 +74,10 @@ pub struct DepartmentAddArgs {
     pub code: String,
     #[arg(long)]
     pub name: String,
+    /// Retrying with the same id (within 24 hours) answers as the first time; generated when
+    /// absent.
+    #[arg(long)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -82,6 +86,10 @@ pub struct DepartmentCodeArgs {
     pub office: Option<String>,
     #[arg(long)]
     pub code: String,
+    /// Retrying with the same id (within 24 hours) answers as the first time; generated when
+    /// absent.
+    #[arg(long)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +164,10 @@ pub struct PointAddArgs {
     /// The point above: a community point's street station, a station's centre.
     #[arg(long)]
     pub parent: Option<String>,
+    /// Retrying with the same id (within 24 hours) answers as the first time; generated when
+    /// absent.
+    #[arg(long)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +191,10 @@ pub struct ProxyAddArgs {
     /// The officer account the agent signs in with (registrar role), if any.
     #[arg(long)]
     pub officer: Option<String>,
+    /// Retrying with the same id (within 24 hours) answers as the first time; generated when
+    /// absent.
+    #[arg(long)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -378,7 +394,13 @@ pub async fn department(layout: &Layout, command: DepartmentCommand) -> anyhow::
                 code: args.code,
                 name: args.name,
             };
-            let (record, _) = change(&federation, &office, &change_, None).await?;
+            let (record, _) = change(
+                &federation,
+                &office,
+                &change_,
+                Some(args.request_id.clone().unwrap_or_else(new_request_id)),
+            )
+            .await?;
             let text = format!(
                 "department {} {} at {office}",
                 s(&record["code"]),
@@ -389,7 +411,13 @@ pub async fn department(layout: &Layout, command: DepartmentCommand) -> anyhow::
         DepartmentCommand::Disable(args) => {
             let office = own_office(&federation, args.office.as_deref())?;
             let change_ = DeskChange::DisableDepartment { code: args.code };
-            let (record, _) = change(&federation, &office, &change_, None).await?;
+            let (record, _) = change(
+                &federation,
+                &office,
+                &change_,
+                Some(args.request_id.clone().unwrap_or_else(new_request_id)),
+            )
+            .await?;
             let text = format!("department {} disabled", s(&record["code"]));
             Ok(Report::new(record, text))
         }
@@ -687,7 +715,13 @@ pub async fn intake_point(layout: &Layout, command: IntakePointCommand) -> anyho
                 kind,
                 parent: args.parent,
             };
-            let (point, _) = change(&federation, &office, &change_, None).await?;
+            let (point, _) = change(
+                &federation,
+                &office,
+                &change_,
+                Some(args.request_id.clone().unwrap_or_else(new_request_id)),
+            )
+            .await?;
             let text = format!(
                 "intake point {} {} ({}{})",
                 s(&point["code"]),
@@ -746,7 +780,13 @@ pub async fn proxy(layout: &Layout, command: ProxyCommand) -> anyhow::Result<Rep
                 point: args.point,
                 officer: args.officer,
             };
-            let (agent, _) = change(&federation, &office, &change_, None).await?;
+            let (agent, _) = change(
+                &federation,
+                &office,
+                &change_,
+                Some(args.request_id.clone().unwrap_or_else(new_request_id)),
+            )
+            .await?;
             let text = format!(
                 "proxy agent {} {} at {}",
                 s(&agent["code"]),

@@ -845,6 +845,21 @@ impl DeskChange {
         }
     }
 
+    /// What a change about no case names (a department's, intake point's or proxy agent's
+    /// code), for request records; None for a change about a case.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            DeskChange::AddDepartment { code, .. }
+            | DeskChange::DisableDepartment { code }
+            | DeskChange::AddIntakePoint { code, .. }
+            | DeskChange::AddProxy { code, .. } => Some(code),
+            DeskChange::Route { .. }
+            | DeskChange::AnswerTask { .. }
+            | DeskChange::HoldMeeting { .. }
+            | DeskChange::ProxyFile { .. } => None,
+        }
+    }
+
     /// The case a change is about (a meeting: its first case), for request records.
     pub fn case_id(&self) -> Option<&CaseId> {
         match self {

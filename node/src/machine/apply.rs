@@ -186,6 +186,31 @@ pub(super) fn apply_operation(
             notify::sent(&mut apply, id)?;
             return Ok(Response::Nothing);
         }
+        Operation::Desk {
+            change,
+            request_id: Some(request_id),
+            caller,
+        } if scope.is_none() => {
+            // A change about no case (a department, intake point or proxy added, a department
+            // disabled): deduplicated by its own record, so a retried `department add` answers
+            // as the first time instead of "exists".
+            let named = requests::NamedScope {
+                family: requests::Family::Desk,
+                caller,
+                request_id,
+                operation: change.name(),
+                target: change.target(),
+            };
+            if let Some(answered) = requests::replay_named(apply.txn, &named)? {
+                return Ok(answered.unwrap_or_else(Response::from));
+            }
+            let response = departments::apply_change(&mut apply, change, None)?;
+            if let Response::Desk { document } = &response {
+                let target = change.target().unwrap_or_default();
+                requests::remember_named(apply.txn, &named, target, apply.now, document);
+            }
+            return Ok(response);
+        }
         Operation::Desk { change, .. } => {
             return departments::apply_change(&mut apply, change, scope.as_ref())
         }
@@ -197,20 +222,21 @@ pub(super) fn apply_operation(
             request_id,
             caller,
         } => {
-            let scope = requests::SessionScope {
+            let scope = requests::NamedScope {
+                family: requests::Family::Session,
                 caller,
                 request_id,
                 operation: command.name(),
-                session: command.session(),
+                target: command.session(),
             };
-            if let Some(answered) = requests::replay_session(apply.txn, &scope)? {
+            if let Some(answered) = requests::replay_named(apply.txn, &scope)? {
                 return Ok(answered.unwrap_or_else(Response::from));
             }
             let response =
                 sessions::apply(&mut apply, command, caller)?.unwrap_or_else(Response::from);
             if let Response::Session { document } = &response {
                 let session = sessions::id_of(document).unwrap_or_default();
-                requests::remember_session(apply.txn, &scope, &session, apply.now, document);
+                requests::remember_named(apply.txn, &scope, &session, apply.now, document);
             }
             return Ok(response);
         }

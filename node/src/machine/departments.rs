@@ -1059,6 +1059,58 @@ pub(crate) mod tests {
         }
     }
 
+    fn desk_once(office: &mut Office, change: DeskChange, request_id: &str) -> Response {
+        office.apply(Operation::Desk {
+            change,
+            request_id: Some(request_id.into()),
+            caller: "li".into(),
+        })
+    }
+
+    /// A desk change about no case (here `department add`) retried with its request id after
+    /// a lost reply is answered as the first time and changes nothing, even when the department
+    /// was disabled in between: without a record the retry was applied again and refused
+    /// "department_exists", an admin told that what succeeded failed. The same id for another
+    /// department, or for a change about a case, is refused as reused.
+    #[test]
+    fn a_desk_change_about_no_case_retried_with_its_request_id_is_applied_once() {
+        let mut office = Office::new("530602", Some("5306"));
+        let housing = DeskChange::AddDepartment {
+            code: "housing".into(),
+            name: "住建局".into(),
+        };
+        let first = ok(desk_once(&mut office, housing.clone(), "add-1"));
+        assert_eq!(first["disabled"], false);
+        let disabled = ok(desk_once(
+            &mut office,
+            DeskChange::DisableDepartment {
+                code: "housing".into(),
+            },
+            "disable-1",
+        ));
+        assert_eq!(disabled["disabled"], true);
+        let after_disable = footprint(&office);
+        let again = ok(desk_once(&mut office, housing.clone(), "add-1"));
+        assert_eq!(again, first, "the first answer, again");
+        assert_eq!(footprint(&office), after_disable, "a retry changes nothing");
+        // Without its id, the same add is a new request, refused.
+        assert_eq!(refusal(desk(&mut office, housing)), "department_exists");
+        let land = DeskChange::AddDepartment {
+            code: "land".into(),
+            name: "自然资源局".into(),
+        };
+        assert_eq!(
+            refusal(desk_once(&mut office, land, "add-1")),
+            "request_id_reused"
+        );
+        add(&mut office, "land");
+        let case_id = filed_and_accepted(&mut office);
+        assert_eq!(
+            refusal(desk_once(&mut office, route_change(&case_id), "add-1")),
+            "request_id_reused"
+        );
+    }
+
     #[test]
     fn a_proxy_filing_is_seen_along_its_chain_of_intake_points() {
         let sample = sample();

@@ -26,8 +26,12 @@ pub const ALARM: &[u8] = b"alarm/";
 /// so that a retry is answered again rather than applied again ([`super::RequestRecord`]).
 pub const RETRY: &[u8] = b"retry/";
 /// `session-retry/<caller>\0<request id>`: what a client's session request did (operation,
-/// session, the reply it got) ([`super::requests::SessionRequestRecord`]).
+/// session, the reply it got) ([`super::requests::NamedRequestRecord`]).
 pub const SESSION_RETRY: &[u8] = b"session-retry/";
+/// `desk-retry/<caller>\0<request id>`: what a client's desk change about no case did
+/// (operation, the department, point, proxy or meeting, the reply it got)
+/// ([`super::requests::NamedRequestRecord`]).
+pub const DESK_RETRY: &[u8] = b"desk-retry/";
 /// `expiry/<at ms, u64 big-endian><key>`: the per-request record under `key`, made at `at`; the
 /// tick deletes both once the clients' retry horizon has passed.
 pub const EXPIRY: &[u8] = b"expiry/";
@@ -138,6 +142,10 @@ pub fn audit(seq: u64) -> Vec<u8> {
 /// caller is the API before sign-in). Callers and request ids hold no NUL.
 pub fn retry(caller: &str, request_id: &str) -> Vec<u8> {
     [RETRY, caller.as_bytes(), b"\0", request_id.as_bytes()].concat()
+}
+
+pub fn desk_retry(caller: &str, request_id: &str) -> Vec<u8> {
+    [DESK_RETRY, caller.as_bytes(), b"\0", request_id.as_bytes()].concat()
 }
 
 pub fn session_retry(caller: &str, request_id: &str) -> Vec<u8> {
@@ -310,6 +318,7 @@ mod tests {
         assert_eq!(retry("li", "r1"), b"retry/li\0r1");
         assert_eq!(retry("", "r1"), b"retry/\0r1");
         assert_eq!(session_retry("li", "r1"), b"session-retry/li\0r1");
+        assert_eq!(desk_retry("li", "r1"), b"desk-retry/li\0r1");
         assert_eq!(
             history("5306-2026-000001", 2),
             [b"history/5306-2026-000001/".as_slice(), &[0, 0, 0, 2]].concat()

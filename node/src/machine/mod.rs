@@ -62,7 +62,7 @@ pub use cases::TICK_CASES_MAX;
 pub use outbox::{wire_bytes, ENVELOPE_BYTES_MAX, OUTBOX_LEN_MAX};
 pub use records::{LinkIn, LinkOut, OrderAnswer, OrderRecord};
 pub use requests::{
-    check_request_id, RequestRecord, SessionRequestRecord, CALLER_BYTES_MAX, PRUNE_RECORDS_MAX,
+    check_request_id, NamedRequestRecord, RequestRecord, CALLER_BYTES_MAX, PRUNE_RECORDS_MAX,
     REQUEST_ID_BYTES_MAX, RETRY_HORIZON_MS,
 };
 pub use state_machine::{AppliedState, StateMachineStore};

@@ -8,10 +8,13 @@
 //! compactly: the document the first answer carried (the case's header and the history entries
 //! the request added), not a copy of the case with its history.
 //!
-//! A session command's request (`Cases.Session`) is kept the same way under its own key
-//! ([`SessionRequestRecord`]): the session it named or made, and the session's record the first
-//! answer carried. A caller's request id serves one request of either kind: an id used for a case
-//! is refused for a session command, and the other way round.
+//! A request that names no case is kept the same way under its family's own key
+//! ([`NamedRequestRecord`]): a session command (`Cases.Session`, `session-retry/`) with the
+//! session it named or made, a desk change without a case (`Desks.Change`: a department, intake
+//! point or proxy added, a department disabled, a meeting about no case; `desk-retry/`) with the
+//! department, point, proxy or meeting it named or made; and the record the first answer carried.
+//! A caller's request id serves one request of one kind: an id used for a case is refused for a
+//! session command or a desk change, and every other way round.
 
 use liandong_domain::{echo, CaseId, Millis, HOUR_MS};
 use serde::{Deserialize, Serialize};
@@ -49,33 +52,75 @@ pub struct RequestRecord {
     pub reply: Vec<u8>,
 }
 
-/// The version of [`SessionRequestRecord`] this build writes.
-pub const SESSION_REQUEST_VERSION: u16 = 1;
+/// The version of [`NamedRequestRecord`] this build writes.
+pub const NAMED_REQUEST_VERSION: u16 = 1;
 
-/// What one session request did (`session-retry/<caller>\0<request id>`).
+/// What one request that names no case did (`session-retry/<caller>\0<request id>` for a
+/// session command, `desk-retry/<caller>\0<request id>` for a desk change). Its first version
+/// kept session commands only, with the same fields in the same order (the target was called
+/// `session`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRequestRecord {
-    /// [`SESSION_REQUEST_VERSION`].
+pub struct NamedRequestRecord {
+    /// [`NAMED_REQUEST_VERSION`].
     pub v: u16,
-    /// The session command's name (`schedule`, `answer`, `book`, `recording`).
+    /// The command's name (`schedule`, `answer`, `book`, `recording`; `add_department`,
+    /// `hold_meeting`, ...).
     pub operation: String,
-    /// The session the request named, or made (`schedule`).
-    pub session: String,
+    /// What the request named, or made: a session; a department, intake point, proxy agent or
+    /// meeting.
+    #[serde(alias = "session")]
+    pub target: String,
     /// When it was applied (stamped time); the record expires [`RETRY_HORIZON_MS`] later.
     pub at: Millis,
-    /// The session's record the first answer carried.
+    /// The record the first answer carried (the session's; the desk's document).
     #[serde(with = "serde_bytes")]
     pub reply: Vec<u8>,
 }
 
-/// A session command's request as deduplication sees it.
-pub(super) struct SessionScope<'a> {
+/// The kinds of request that name no case, each with its own records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Family {
+    /// `Cases.Session`.
+    Session,
+    /// `Desks.Change` of a change about no case.
+    Desk,
+}
+
+impl Family {
+    const ALL: [Family; 2] = [Family::Session, Family::Desk];
+
+    fn key(self, caller: &str, request_id: &str) -> Vec<u8> {
+        match self {
+            Family::Session => keys::session_retry(caller, request_id),
+            Family::Desk => keys::desk_retry(caller, request_id),
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Family::Session => "session",
+            Family::Desk => "desk",
+        }
+    }
+
+    fn response(self, document: Vec<u8>) -> Response {
+        match self {
+            Family::Session => Response::Session { document },
+            Family::Desk => Response::Desk { document },
+        }
+    }
+}
+
+/// A request that names no case as deduplication sees it.
+pub(super) struct NamedScope<'a> {
+    pub family: Family,
     pub caller: &'a str,
     pub request_id: &'a str,
-    /// The session command's name.
+    /// The command's name.
     pub operation: &'static str,
-    /// The session the command names (None for `schedule`, which makes one).
-    pub session: Option<&'a str>,
+    /// What the command names (None for one that makes it: a session scheduled, a department
+    /// added, ...: then the operation alone must match).
+    pub target: Option<&'a str>,
 }
 
 fn reused(request_id: &str, used_for: &str, on: &str) -> Refused {
@@ -89,12 +134,12 @@ fn reused(request_id: &str, used_for: &str, on: &str) -> Refused {
     )
 }
 
-/// The answer a session request already got, or the refusal of an id used for something else
-/// (another session command, another session, a case); None for a request not seen within the
-/// retry horizon.
-pub(super) fn replay_session(
+/// The answer a request that names no case already got, or the refusal of an id used for
+/// something else (another command or target, a case, the other family); None for a request
+/// not seen within the retry horizon.
+pub(super) fn replay_named(
     reader: &impl Read,
-    scope: &SessionScope<'_>,
+    scope: &NamedScope<'_>,
 ) -> Result<Option<Result<Response, Refused>>, ApplyError> {
     if let Some(reason) = check_request_id(scope.request_id, scope.caller) {
         return Ok(Some(Err(refused(
@@ -112,41 +157,40 @@ pub(super) fn replay_session(
         let on = format!("case {}", record.case_id);
         return Ok(Some(Err(reused(scope.request_id, used_for, &on))));
     }
-    let key = keys::session_retry(scope.caller, scope.request_id);
-    let Some(bytes) = reader.get(&key)? else {
-        return Ok(None);
-    };
-    let record: SessionRequestRecord = decode(&bytes)?;
-    let same = record.operation == scope.operation
-        && scope
-            .session
-            .is_none_or(|session| session == record.session);
-    if !same {
-        let used_for = format!("session {}", record.operation);
-        let on = format!("session {}", record.session);
-        return Ok(Some(Err(reused(scope.request_id, &used_for, &on))));
+    for family in Family::ALL {
+        let Some(bytes) = reader.get(&family.key(scope.caller, scope.request_id))? else {
+            continue;
+        };
+        let record: NamedRequestRecord = decode(&bytes)?;
+        let same = family == scope.family
+            && record.operation == scope.operation
+            && scope.target.is_none_or(|target| target == record.target);
+        if !same {
+            let used_for = format!("{} {}", family.word(), record.operation);
+            let on = format!("{} {}", family.word(), record.target);
+            return Ok(Some(Err(reused(scope.request_id, &used_for, &on))));
+        }
+        return Ok(Some(Ok(family.response(record.reply))));
     }
-    Ok(Some(Ok(Response::Session {
-        document: record.reply,
-    })))
+    Ok(None)
 }
 
-/// Keeps what a session request did, and when its record expires.
-pub(super) fn remember_session(
+/// Keeps what a request that names no case did, and when its record expires.
+pub(super) fn remember_named(
     txn: &mut Txn<'_>,
-    scope: &SessionScope<'_>,
-    session: &str,
+    scope: &NamedScope<'_>,
+    target: &str,
     at: Millis,
     reply: &[u8],
 ) {
-    let record = SessionRequestRecord {
-        v: SESSION_REQUEST_VERSION,
+    let record = NamedRequestRecord {
+        v: NAMED_REQUEST_VERSION,
         operation: scope.operation.to_string(),
-        session: session.to_string(),
+        target: target.to_string(),
         at,
         reply: reply.to_vec(),
     };
-    let key = keys::session_retry(scope.caller, scope.request_id);
+    let key = scope.family.key(scope.caller, scope.request_id);
     txn.put(keys::expiry(record.at, &key), Vec::new());
     txn.put(key, encode(&record));
 }
@@ -214,13 +258,14 @@ pub(super) fn replay(
         ))));
     }
     let Some(bytes) = reader.get(&scope.key())? else {
-        // An id a session command used is not this request's either.
-        let session_key = keys::session_retry(scope.caller, scope.request_id);
-        if let Some(bytes) = reader.get(&session_key)? {
-            let record: SessionRequestRecord = decode(&bytes)?;
-            let used_for = format!("session {}", record.operation);
-            let on = format!("session {}", record.session);
-            return Ok(Some(Err(reused(scope.request_id, &used_for, &on))));
+        // An id a session command or a desk change used is not this request's either.
+        for family in Family::ALL {
+            if let Some(bytes) = reader.get(&family.key(scope.caller, scope.request_id))? {
+                let record: NamedRequestRecord = decode(&bytes)?;
+                let used_for = format!("{} {}", family.word(), record.operation);
+                let on = format!("{} {}", family.word(), record.target);
+                return Ok(Some(Err(reused(scope.request_id, &used_for, &on))));
+            }
         }
         return Ok(None);
     };

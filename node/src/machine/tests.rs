@@ -1762,10 +1762,10 @@ fn every_stored_type_round_trips_in_both_formats() {
     );
     round_trips(
         "a session request record",
-        &crate::machine::requests::SessionRequestRecord {
-            v: crate::machine::requests::SESSION_REQUEST_VERSION,
+        &crate::machine::requests::NamedRequestRecord {
+            v: crate::machine::requests::NAMED_REQUEST_VERSION,
             operation: "book".into(),
-            session: "5306-S1".into(),
+            target: "5306-S1".into(),
             at: START_MS,
             reply: b"{}".to_vec(),
         },
