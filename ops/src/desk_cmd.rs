@@ -219,6 +219,8 @@ fn new_request_id() -> String {
     hex::encode(rand::random::<[u8; 12]>())
 }
 
+/// Sends one desk change with the officer's request id, or a new one: a retry of the same
+/// command line with `--request-id` is answered as the first time.
 async fn change(
     federation: &Federation,
     office: &str,
@@ -228,7 +230,7 @@ async fn change(
     let request = DeskChangeRequest {
         office: office.to_string(),
         change: serde_json::to_vec(change)?,
-        request_id: request_id.unwrap_or_default(),
+        request_id: request_id.unwrap_or_else(new_request_id),
     };
     let reply = federation
         .office_channel_call(office, |channel| {
@@ -394,13 +396,7 @@ pub async fn department(layout: &Layout, command: DepartmentCommand) -> anyhow::
                 code: args.code,
                 name: args.name,
             };
-            let (record, _) = change(
-                &federation,
-                &office,
-                &change_,
-                Some(args.request_id.clone().unwrap_or_else(new_request_id)),
-            )
-            .await?;
+            let (record, _) = change(&federation, &office, &change_, args.request_id).await?;
             let text = format!(
                 "department {} {} at {office}",
                 s(&record["code"]),
@@ -411,13 +407,7 @@ pub async fn department(layout: &Layout, command: DepartmentCommand) -> anyhow::
         DepartmentCommand::Disable(args) => {
             let office = own_office(&federation, args.office.as_deref())?;
             let change_ = DeskChange::DisableDepartment { code: args.code };
-            let (record, _) = change(
-                &federation,
-                &office,
-                &change_,
-                Some(args.request_id.clone().unwrap_or_else(new_request_id)),
-            )
-            .await?;
+            let (record, _) = change(&federation, &office, &change_, args.request_id).await?;
             let text = format!("department {} disabled", s(&record["code"]));
             Ok(Report::new(record, text))
         }
@@ -508,8 +498,7 @@ pub async fn route(layout: &Layout, args: RouteArgs) -> anyhow::Result<Report> {
         },
         officer: String::new(),
     };
-    let request_id = Some(args.request_id.unwrap_or_else(new_request_id));
-    let (tasks, _) = change(&federation, &office, &change_, request_id).await?;
+    let (tasks, _) = change(&federation, &office, &change_, args.request_id).await?;
     let mut lines = vec![format!("case {} routed", args.case_id)];
     lines.extend(task_lines(&tasks["tasks"]));
     Ok(Report::new(tasks, lines.join("\n")))
@@ -524,8 +513,7 @@ pub async fn task_answer(layout: &Layout, args: TaskAnswerArgs) -> anyhow::Resul
         text: args.text,
         officer: String::new(),
     };
-    let request_id = Some(args.request_id.unwrap_or_else(new_request_id));
-    let (tasks, _) = change(&federation, &office, &change_, request_id).await?;
+    let (tasks, _) = change(&federation, &office, &change_, args.request_id).await?;
     let mut lines = vec![format!(
         "case {}: department {} answered",
         args.case_id, args.department
@@ -596,8 +584,7 @@ pub async fn meeting(layout: &Layout, command: MeetingCommand) -> anyhow::Result
                 },
                 officer: String::new(),
             };
-            let request_id = Some(args.request_id.unwrap_or_else(new_request_id));
-            let (meeting, _) = change(&federation, &office, &change_, request_id).await?;
+            let (meeting, _) = change(&federation, &office, &change_, args.request_id).await?;
             Ok(Report::new(meeting.clone(), meeting_text(&meeting)))
         }
         MeetingCommand::List(args) => {
@@ -715,13 +702,7 @@ pub async fn intake_point(layout: &Layout, command: IntakePointCommand) -> anyho
                 kind,
                 parent: args.parent,
             };
-            let (point, _) = change(
-                &federation,
-                &office,
-                &change_,
-                Some(args.request_id.clone().unwrap_or_else(new_request_id)),
-            )
-            .await?;
+            let (point, _) = change(&federation, &office, &change_, args.request_id).await?;
             let text = format!(
                 "intake point {} {} ({}{})",
                 s(&point["code"]),
@@ -780,13 +761,7 @@ pub async fn proxy(layout: &Layout, command: ProxyCommand) -> anyhow::Result<Rep
                 point: args.point,
                 officer: args.officer,
             };
-            let (agent, _) = change(
-                &federation,
-                &office,
-                &change_,
-                Some(args.request_id.clone().unwrap_or_else(new_request_id)),
-            )
-            .await?;
+            let (agent, _) = change(&federation, &office, &change_, args.request_id).await?;
             let text = format!(
                 "proxy agent {} {} at {}",
                 s(&agent["code"]),

@@ -201,15 +201,11 @@ pub(super) fn apply_operation(
                 operation: change.name(),
                 target: change.target(),
             };
-            if let Some(answered) = requests::replay_named(apply.txn, &named)? {
-                return Ok(answered.unwrap_or_else(Response::from));
-            }
-            let response = departments::apply_change(&mut apply, change, None)?;
-            if let Response::Desk { document } = &response {
-                let target = change.target().unwrap_or_default();
-                requests::remember_named(apply.txn, &named, target, apply.now, document);
-            }
-            return Ok(response);
+            return once_named(&mut apply, &named, |apply| {
+                let response = departments::apply_change(apply, change, None)?;
+                let target = change.target().unwrap_or_default().to_string();
+                Ok((response, target))
+            });
         }
         Operation::Desk { change, .. } => {
             return departments::apply_change(&mut apply, change, scope.as_ref())
@@ -229,16 +225,15 @@ pub(super) fn apply_operation(
                 operation: command.name(),
                 target: command.session(),
             };
-            if let Some(answered) = requests::replay_named(apply.txn, &scope)? {
-                return Ok(answered.unwrap_or_else(Response::from));
-            }
-            let response =
-                sessions::apply(&mut apply, command, caller)?.unwrap_or_else(Response::from);
-            if let Response::Session { document } = &response {
-                let session = sessions::id_of(document).unwrap_or_default();
-                requests::remember_named(apply.txn, &scope, &session, apply.now, document);
-            }
-            return Ok(response);
+            return once_named(&mut apply, &scope, |apply| {
+                let response =
+                    sessions::apply(apply, command, caller)?.unwrap_or_else(Response::from);
+                let session = match &response {
+                    Response::Session { document } => sessions::id_of(document),
+                    _ => None,
+                };
+                Ok((response, session.unwrap_or_default()))
+            });
         }
         Operation::NoticePolicy { ages_days, caller } => {
             return Ok(
@@ -312,6 +307,25 @@ fn tick(apply: &mut Applying<'_, '_>) -> Result<Response, ApplyError> {
     Ok(Response::Ticked {
         events: events.saturating_add(notices),
     })
+}
+
+/// A request that names no case, applied once by `run` (which answers with what it named or
+/// made): a retry within the horizon is answered from its record instead, an id used for
+/// anything else refused. Only an applied request is kept (a refusal changed nothing, and
+/// its retry is judged afresh).
+fn once_named(
+    apply: &mut Applying<'_, '_>,
+    scope: &requests::NamedScope<'_>,
+    run: impl FnOnce(&mut Applying<'_, '_>) -> Result<(Response, String), ApplyError>,
+) -> Result<Response, ApplyError> {
+    if let Some(answered) = requests::replay_named(apply.txn, scope)? {
+        return Ok(answered.unwrap_or_else(Response::from));
+    }
+    let (response, target) = run(apply)?;
+    if let Response::Session { document } | Response::Desk { document } = &response {
+        requests::remember_named(apply.txn, scope, &target, apply.now, document);
+    }
+    Ok(response)
 }
 
 /// The request an officer's operation deduplicates by, if it carries an id.
