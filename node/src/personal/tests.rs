@@ -25,6 +25,7 @@ fn registration() -> Registration {
         summary: "The roof leaks.".into(),
         location: None,
         officer: "li".into(),
+        address: None,
     }
 }
 

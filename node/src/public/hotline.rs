@@ -29,7 +29,8 @@ fn text<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 /// Reads a ticket: `ticket_id`, `location` (a division code), `category` (a service code of
-/// `services.json`), `summary`, `name`, `id_number` (PRC resident ID), `phone` (optional).
+/// `services.json`), `summary`, `name`, `id_number` (PRC resident ID), `phone` and `address`
+/// (the petitioner's, sealed like the name; both optional).
 /// Every problem is reported; nothing is filed.
 pub fn ticket(body: &Value) -> Result<Ticket, Vec<String>> {
     let mut errors = Vec::new();
@@ -90,6 +91,7 @@ pub fn ticket(body: &Value) -> Result<Ticket, Vec<String>> {
         summary: text(body, "summary").unwrap_or_default().to_string(),
         location: Some(location.clone()),
         officer: hotline_officer(ticket_id),
+        address: text(body, "address").map(Personal::from),
     };
     registration
         .validate()
