@@ -343,6 +343,22 @@ mod tests {
         assert_eq!(r.officer, PUBLIC_OFFICER);
     }
 
+    /// An address beyond its bound files nothing, and the error does not repeat it.
+    #[test]
+    fn a_long_address_is_refused() {
+        let long = "路".repeat(86);
+        let errors = filing(&form(&[
+            ("service_code", "housing"),
+            ("description", "roof leaks"),
+            ("first_name", "三"),
+            ("attribute[id_number]", ID),
+            ("address_string", &long),
+        ]))
+        .unwrap_err();
+        assert!(errors[0].description.starts_with("address"), "{errors:?}");
+        assert!(!errors[0].description.contains("路路"), "{errors:?}");
+    }
+
     #[test]
     fn names_follow_their_script() {
         assert_eq!(name_of(Some("Li"), Some("Wei")).unwrap(), "Li Wei");
