@@ -366,6 +366,7 @@ mod tests {
             summary: "s".to_string(),
             location: None,
             officer: "registrar".to_string(),
+            address: None,
         };
         let id = CaseId {
             office: office.clone(),

@@ -19,6 +19,7 @@ impl TryFrom<v1::Registration> for Registration {
             summary: proto.summary,
             location: proto.location.map(|code| code.parse()).transpose()?,
             officer: proto.officer,
+            address: None,
         })
     }
 }
@@ -202,6 +203,7 @@ mod tests {
             category: "housing".to_string(),
             summary: "漏水".to_string(),
             location: Some("530602".parse().unwrap()),
+            address: None,
             officer: "registrar".to_string(),
         }
     }

@@ -357,6 +357,7 @@ mod tests {
             summary: "boundary".into(),
             location: None,
             officer: "o".into(),
+            address: None,
         };
         let id = CaseId {
             office: office.clone(),

@@ -1,6 +1,6 @@
 //! Personal data sealed at rest, field by field, at the boundary of an office.
 //!
-//! A petitioner's name, ID number and phone never reach an office's Raft log or RocksDB in
+//! A petitioner's name, ID number, phone and address never reach an office's Raft log or RocksDB in
 //! clear: the host that proposes them seals each field first, and the state machine and the
 //! case engine keep the sealed bytes as they are ([`liandong_domain::Personal`]).
 //!
@@ -49,6 +49,8 @@ pub enum Field {
     /// member, see [`member_label`]).
     IdType,
     Nationality,
+    /// The petitioner's address (a case's [`liandong_domain::PetitionerExtra`]).
+    Address,
 }
 
 impl Field {
@@ -59,6 +61,7 @@ impl Field {
             Field::Phone => "phone",
             Field::IdType => "id_type",
             Field::Nationality => "nationality",
+            Field::Address => "address",
         }
     }
 }
@@ -268,6 +271,9 @@ impl OfficeSeal {
                 one(Field::Phone.as_str(), phone);
             }
         }
+        if let Some(address) = case.address_mut() {
+            one(Field::Address.as_str(), address);
+        }
         if let Some(group) = &mut case.group {
             one(Field::IdType.as_str(), &mut group.id_type);
             if let Some(nationality) = &mut group.nationality {
@@ -466,6 +472,9 @@ impl OfficeSeal {
         if let Some(phone) = &mut registration.phone {
             self.seal_value(&key, Field::Phone, phone, true)?;
         }
+        if let Some(address) = &mut registration.address {
+            self.seal_value(&key, Field::Address, address, true)?;
+        }
         self.seal_group(&key, group, true)?;
         Ok(key)
     }
@@ -484,6 +493,9 @@ impl OfficeSeal {
         if let Some(phone) = &mut registration.phone {
             self.seal_value(&key, Field::Phone, phone, true)?;
         }
+        if let Some(address) = &mut registration.address {
+            self.seal_value(&key, Field::Address, address, true)?;
+        }
         Ok(key)
     }
 
@@ -497,6 +509,9 @@ impl OfficeSeal {
             if let Some(phone) = &mut petitioner.phone {
                 self.seal_value(&key, Field::Phone, phone, true)?;
             }
+        }
+        if let Some(address) = case.address_mut() {
+            self.seal_value(&key, Field::Address, address, true)?;
         }
         if let Some(group) = &mut case.group {
             self.seal_group(&key, group, true)?;
@@ -513,6 +528,9 @@ impl OfficeSeal {
             if let Some(phone) = &mut petitioner.phone {
                 self.open_value(&key, Field::Phone, phone)?;
             }
+        }
+        if let Some(address) = case.address_mut() {
+            self.open_value(&key, Field::Address, address)?;
         }
         if let Some(group) = &mut case.group {
             self.open_group(&key, group)?;
@@ -598,7 +616,8 @@ pub fn has_sealed(case: &Case) -> bool {
         p.name.is_sealed()
             || p.id_number.is_sealed()
             || p.phone.as_ref().is_some_and(Personal::is_sealed)
-    }) || case.group.as_ref().is_some_and(group_has_sealed)
+    }) || case.address().is_some_and(Personal::is_sealed)
+        || case.group.as_ref().is_some_and(group_has_sealed)
 }
 
 fn group_has_sealed(group: &Group) -> bool {

@@ -526,6 +526,10 @@ pub struct FileArgs {
     pub summary: String,
     #[arg(long)]
     pub phone: Option<String>,
+    /// The petitioner's address (住址), one line of at most 256 bytes, e.g. "昭通市昭阳区…":
+    /// personal data, sealed at rest like the name and the phone.
+    #[arg(long)]
+    pub address: Option<String>,
     /// Division code of the place the matter concerns.
     #[arg(long)]
     pub location: Option<String>,

@@ -459,6 +459,7 @@ async fn case(layout: &Layout, command: CaseCommand) -> anyhow::Result<Report> {
                 nationality: args.nationality,
                 co_petitioners: co_petitioners(&args.co_petitioners)?,
                 representative: args.representative.unwrap_or(0),
+                address: args.address,
             };
             if args.proxy.is_some() || args.consent.is_some() {
                 let Some(agent) = args.proxy else {

@@ -766,6 +766,7 @@ pub fn case_json(case: &Case) -> Value {
             "id_number": p.id_number.to_string(),
             "phone": p.phone.as_ref().map(ToString::to_string),
             "nationality": case.group.as_ref().and_then(|g| g.nationality.as_ref()).map(ToString::to_string),
+            "address": case.address().map(ToString::to_string),
         })),
         "petitioners": case.petitioner.as_ref().map(|_| case.group.as_ref().map_or(1, |g| g.petitioners())),
         "co_petitioners": case.group.as_ref().map(|g| g.members.iter().map(|m| json!({
@@ -876,6 +877,9 @@ pub fn case_text(case: &Case) -> String {
                     ));
                 }
             }
+        }
+        if let Some(address) = case.address() {
+            lines.push(format!("  address {address}"));
         }
     }
     if let CaseKind::Review { of } | CaseKind::ReReview { of } = &case.kind {

@@ -38,6 +38,7 @@ fn case_at(office: &str, seq: u32) -> Case {
         summary: "forged".into(),
         location: None,
         officer: "o".into(),
+        address: None,
     };
     let id = CaseId {
         office: office.clone(),

@@ -1,4 +1,4 @@
-//! Personal data at rest, from the outside: a petitioner's phone, ID number and name, filed at a
+//! Personal data at rest, from the outside: a petitioner's phone, ID number, name and address, filed at a
 //! township, transferred to its county and escalated to the city, are shown to the officers who
 //! hold the case and found nowhere on disk: not in any host's RocksDB (WAL, SST files, the Raft
 //! log, snapshots, outboxes), not in any log or file under the federation folder.
@@ -12,6 +12,7 @@ use common::{id_number, verified, Fed};
 /// Digits no other value in a federation spells.
 const PHONE: &str = "+8613987650123";
 const NAME: &str = "欧阳明月";
+const ADDRESS: &str = "昭通市昭阳区望海路 17 号 2 栋";
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -31,8 +32,9 @@ fn holds(bytes: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-/// The phone and the ID number an officer filed are shown to the offices that hold the case,
-/// and `grep -a` finds neither anywhere under the federation folder once its hosts stopped.
+/// The phone, the ID number and the address an officer filed are shown to the offices that hold
+/// the case (and to no query of the index), and `grep -a` finds none of them anywhere under the
+/// federation folder once its hosts stopped.
 #[test]
 fn personal_data_is_shown_to_officers_and_found_nowhere_on_disk() {
     let fed = Fed::init(
@@ -55,6 +57,8 @@ fn personal_data_is_shown_to_officers_and_found_nowhere_on_disk() {
         NAME,
         "--phone",
         PHONE,
+        "--address",
+        ADDRESS,
         "--category",
         "housing",
         "--summary",
@@ -62,6 +66,7 @@ fn personal_data_is_shown_to_officers_and_found_nowhere_on_disk() {
     ]);
     // The filing's own reply shows what was typed (sealed at rest, opened for the officer).
     assert_eq!(filed["petitioner"]["phone"], PHONE, "{filed}");
+    assert_eq!(filed["petitioner"]["address"], ADDRESS, "{filed}");
     let case_id = filed["case_id"].as_str().unwrap().to_string();
 
     // Ownership moves: the county receives the petitioner with the case.
@@ -73,10 +78,12 @@ fn personal_data_is_shown_to_officers_and_found_nowhere_on_disk() {
     assert_eq!(shown["petitioner"]["phone"], PHONE, "{shown}");
     assert_eq!(shown["petitioner"]["id_number"], id.as_str());
     assert_eq!(shown["petitioner"]["name"], NAME);
+    assert_eq!(shown["petitioner"]["address"], ADDRESS, "{shown}");
     // Every replica of the county opens it (each reads the office's data key).
     for replica in ["1", "2", "3"] {
         let local = county.json(&["case", "show", &case_id, "--replica", replica]);
         assert_eq!(local["petitioner"]["phone"], PHONE, "replica {replica}");
+        assert_eq!(local["petitioner"]["address"], ADDRESS, "replica {replica}");
     }
 
     // An escalation carries the petitioner on up: the city's review case has it too.
@@ -106,6 +113,9 @@ fn personal_data_is_shown_to_officers_and_found_nowhere_on_disk() {
     let review = city.json(&["case", "show", &review_id]);
     assert_eq!(review["petitioner"]["phone"], PHONE, "{review}");
     assert_eq!(review["petitioner"]["id_number"], id.as_str());
+    assert_eq!(review["petitioner"]["address"], ADDRESS, "{review}");
+    // The index a supervisor queries holds none of it.
+    assert!(!reviews.to_string().contains(ADDRESS), "{reviews}");
 
     // Stopped, every host flushed its RocksDB; nothing on disk spells the personal data.
     fed.ok(&["down"]);
@@ -123,6 +133,7 @@ fn personal_data_is_shown_to_officers_and_found_nowhere_on_disk() {
             ("phone", PHONE.trim_start_matches('+')),
             ("ID number", id.as_str()),
             ("name", NAME),
+            ("address", ADDRESS),
         ] {
             if holds(&bytes, needle) {
                 found.push(format!("{what} in {}", path.display()));

@@ -203,6 +203,11 @@ fn an_open311_client_files_and_follows_a_petition_and_the_status_page_shows_the_
     assert_eq!(shown["category"], "housing");
     assert_eq!(shown["petitioner"]["name"], "张三");
     assert_eq!(shown["petitioner"]["id_number"], id.as_str());
+    // `address_string` is the petitioner's address, sealed like the name: shown to the office's
+    // officers, never in the summary, the Open311 answers or the petitioner's page.
+    assert_eq!(shown["petitioner"]["address"], "昭阳区 1 号", "{shown}");
+    assert_eq!(shown["summary"], "the roof leaks");
+    assert!(!out.to_string().contains("昭阳区"), "{out}");
 
     // The petitioner's page shows the same status, as plain text for an IVR and as HTML.
     let page = format!("{base}/status/{case_id}?code={code}");
@@ -219,6 +224,10 @@ fn an_open311_client_files_and_follows_a_petition_and_the_status_page_shows_the_
     let (status, html) = call(&fed, &py, "GET", &page, Value::Null);
     assert_eq!(status, 200);
     assert!(html.contains("<html"), "{html}");
+    assert!(
+        !text.contains("昭阳区") && !html.contains("昭阳区"),
+        "{text}"
+    );
 
     // A wrong code and an unknown case get the same answer.
     let wrong_code = if code.starts_with('0') { "1" } else { "0" };

@@ -1444,5 +1444,6 @@ fn unreachable_registration() -> Registration {
         summary: "A petition.".into(),
         location: None,
         officer: "registrar".into(),
+        address: None,
     }
 }

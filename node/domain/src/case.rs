@@ -12,8 +12,9 @@ use crate::event::{self, ChainHead, EntrySigner, Event, HistoryEntry, SealError}
 use crate::group::Group;
 use crate::ids::OfficeCode;
 use crate::model::{
-    Case, CaseExtra, FollowUpRecord, GradeInfo, HandoffKind, Receipt, Satisfaction, Status,
-    Supervision, CASE_VERSION, CASE_VERSION_EXTRA, CASE_VERSION_GROUP, CASE_VERSION_MIN,
+    Case, CaseExtra, FollowUpRecord, GradeInfo, HandoffKind, PetitionerExtra, Receipt,
+    Satisfaction, Status, Supervision, CASE_VERSION, CASE_VERSION_ADDRESS, CASE_VERSION_EXTRA,
+    CASE_VERSION_GROUP, CASE_VERSION_MIN,
 };
 
 /// What [`Case::check_seals`] saw: entries signed, and entries written before
@@ -51,6 +52,11 @@ impl Case {
         if let (Some(group), Value::Object(fields)) = (&self.group, &mut value) {
             fields.insert("group".into(), Value::from(group.petitioners()));
         }
+        // So does the address, by its presence (a case without one keeps the digest it had
+        // before addresses).
+        if let (Some(_), Value::Object(fields)) = (self.address(), &mut value) {
+            fields.insert("address".into(), Value::from("present"));
+        }
         personal_data_sha256(&value)
     }
 
@@ -63,8 +69,9 @@ impl Case {
         self.history_start = start;
         let mut value = value.unwrap_or(Value::Null);
         if let Value::Object(fields) = &mut value {
-            // The group is personal data: its digest is in the petitioner's.
-            for field in ["v", "history", "history_start", "group"] {
+            // The group and the petitioner's extension are personal data: their digest is in
+            // the petitioner's.
+            for field in ["v", "history", "history_start", "group", "petitioner_extra"] {
                 fields.remove(field);
             }
             fields.insert(
@@ -203,7 +210,9 @@ impl Case {
             overdue: false,
             history_start: Default::default(),
             history: Vec::new(),
-            extra: None,
+            // A case of version 5 has its extension from its registration on.
+            extra: (self.v >= CASE_VERSION_ADDRESS).then(CaseExtra::default),
+            petitioner_extra: self.petitioner_extra.clone(),
             group: self.group.clone(),
         }
     }
@@ -279,6 +288,9 @@ impl Case {
                 self.office = to.clone();
                 self.petitioner = None;
                 self.group = None;
+                if let Some(extra) = &mut self.petitioner_extra {
+                    extra.address = None;
+                }
                 self.supervision = None;
                 self.deadlines = Default::default();
                 self.clocks = Default::default();
@@ -534,9 +546,16 @@ impl Case {
                 }
                 _ => None,
             };
+            let petitioner_extra = match value.get("petitioner_extra") {
+                Some(extra) if !extra.is_null() => {
+                    Some(serde_json::from_value(extra.clone()).map_err(corrupt)?)
+                }
+                _ => None,
+            };
             let mut case: Case = serde_json::from_value(value).map_err(corrupt)?;
             case.group = group;
             case.extra = extra;
+            case.petitioner_extra = petitioner_extra;
             return Ok(case);
         }
         let (mut case, rest) = match bytes.split_first() {
@@ -561,10 +580,27 @@ impl Case {
                 postcard::take_from_bytes::<Option<CaseExtra>>(rest).map_err(corrupt)?;
             if extra.is_none() {
                 return Err(DomainError::Corrupt {
-                    reason: format!("case {}: version 4 without its extension", case.id),
+                    reason: format!("case {}: version {} without its extension", case.id, case.v),
                 });
             }
             case.extra = extra;
+            rest
+        } else {
+            rest
+        };
+        // Version 5's petitioner extension follows (always there at version 5).
+        let rest = if case.v >= CASE_VERSION_ADDRESS {
+            let (extra, rest) =
+                postcard::take_from_bytes::<Option<PetitionerExtra>>(rest).map_err(corrupt)?;
+            if extra.is_none() {
+                return Err(DomainError::Corrupt {
+                    reason: format!(
+                        "case {}: version 5 without its petitioner extension",
+                        case.id
+                    ),
+                });
+            }
+            case.petitioner_extra = extra;
             rest
         } else {
             rest

@@ -15,7 +15,10 @@ use crate::model::{
     Case, CaseKind, DeclineRoute, Grade, HandoffKind, Opinion, Petitioner, Registration,
     ReviewLevel, Satisfaction, Status,
 };
-use crate::model::{IdType, CASE_VERSION_GROUP, CASE_VERSION_SINGLE};
+use crate::model::{
+    CaseExtra, IdType, PetitionerExtra, CASE_VERSION_ADDRESS, CASE_VERSION_GROUP,
+    CASE_VERSION_SINGLE,
+};
 use crate::rules::*;
 use crate::validate::{
     self, DEPARTMENT_CHARS_MAX, OFFICER_CHARS_MAX, REASON_CHARS_MAX, TEXT_CHARS_MAX,
@@ -59,7 +62,8 @@ pub fn register(
 
 /// [`register`] with the petitioners beyond one resident-ID petitioner (`group`, see
 /// [`crate::group`]): the registration's petitioner is the group's representative, identified
-/// by the group's document type. A case with a group is written at [`CASE_VERSION_GROUP`].
+/// by the group's document type. A case with a group is written at [`CASE_VERSION_GROUP`], one
+/// with the petitioner's address at [`CASE_VERSION_ADDRESS`].
 pub fn register_with_group(
     id: CaseId,
     registration: Registration,
@@ -113,13 +117,23 @@ pub fn register_with_group(
         summary,
         location,
         officer,
+        address,
     } = registration;
+    // A case with an address is written at version 5, with both extensions from here on; one
+    // without is written as before.
+    let (v, extra, petitioner_extra) = match address {
+        Some(address) => (
+            CASE_VERSION_ADDRESS,
+            Some(CaseExtra::default()),
+            Some(PetitionerExtra {
+                address: Some(address),
+            }),
+        ),
+        None if group.is_some() => (CASE_VERSION_GROUP, None, None),
+        None => (CASE_VERSION_SINGLE, None, None),
+    };
     let mut case = Case {
-        v: if group.is_some() {
-            CASE_VERSION_GROUP
-        } else {
-            CASE_VERSION_SINGLE
-        },
+        v,
         id,
         kind,
         office: ctx.office.clone(),
@@ -152,7 +166,8 @@ pub fn register_with_group(
         overdue: false,
         history_start: Default::default(),
         history: Vec::new(),
-        extra: None,
+        extra,
+        petitioner_extra,
         group,
     };
     case.apply(&event);

@@ -339,6 +339,7 @@ mod tests {
             summary: "The roof leaks.".into(),
             location: location.map(|code| code.parse().unwrap()),
             officer: "registrar".into(),
+            address: None,
         };
         let id = CaseId::new(office.clone(), 2026, 1);
         let key = crate::petitioner_key(b"secret", registration.petitioner_id.clear().unwrap());

@@ -64,12 +64,13 @@ pub use model::{
     CASE_VERSION_MIN,
 };
 pub use model::{
-    CaseExtra, FollowUpRecord, IdType, CASE_VERSION_EXTRA, CASE_VERSION_GROUP, CASE_VERSION_SINGLE,
+    CaseExtra, FollowUpRecord, IdType, PetitionerExtra, CASE_VERSION_ADDRESS, CASE_VERSION_EXTRA,
+    CASE_VERSION_GROUP, CASE_VERSION_SINGLE, REGISTRATION_VERSION_ADDRESS,
 };
 pub use personal::{Personal, Sealed, SEALED_BYTES_MAX, SEALED_MARK};
 pub use validate::{document as validate_document, document_key};
 pub use validate::{
-    id_number as validate_id_number, normalise_id_number, petitioner_key, CATEGORY_CHARS_MAX,
-    DEPARTMENT_CHARS_MAX, ID_NUMBER_LEN, NAME_CHARS_MAX, OFFICER_CHARS_MAX, PHONE_DIGITS_MAX,
-    PHONE_DIGITS_MIN, REASON_CHARS_MAX, SUMMARY_CHARS_MAX, TEXT_CHARS_MAX,
+    id_number as validate_id_number, normalise_id_number, petitioner_key, ADDRESS_BYTES_MAX,
+    CATEGORY_CHARS_MAX, DEPARTMENT_CHARS_MAX, ID_NUMBER_LEN, NAME_CHARS_MAX, OFFICER_CHARS_MAX,
+    PHONE_DIGITS_MAX, PHONE_DIGITS_MIN, REASON_CHARS_MAX, SUMMARY_CHARS_MAX, TEXT_CHARS_MAX,
 };

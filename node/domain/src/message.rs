@@ -625,6 +625,7 @@ mod tests {
             summary: "The roof leaks.".into(),
             location: None,
             officer: "registrar".into(),
+            address: None,
         };
         let id = CaseId {
             office: office.clone(),

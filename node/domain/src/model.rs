@@ -283,7 +283,14 @@ impl fmt::Display for Status {
 }
 
 /// What an officer types at intake.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// **Stored form** (it is in every filing's log entry): a registration without an address is
+/// written exactly as before addresses existed, its fields in order. One with an address is
+/// written in the binary format as an empty string where the channel was (no channel word is
+/// empty, so a build that does not know addresses refuses it rather than misreads it), then
+/// [`REGISTRATION_VERSION_ADDRESS`], the same fields, and the address last. In JSON the address
+/// is one more optional field.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     pub channel: Channel,
     /// PRC resident ID number (18 characters, GB 11643 checksum). Personal fields are clear as
@@ -297,6 +304,148 @@ pub struct Registration {
     pub location: Option<OfficeCode>,
     /// The first-contact officer (首办责任人).
     pub officer: String,
+    /// Where the petitioner lives or can be reached (optional; personal, sealed like the name;
+    /// at most [`validate::ADDRESS_BYTES_MAX`] bytes, one line).
+    pub address: Option<Personal>,
+}
+
+/// The version a registration with an address is written at in the binary format (after its
+/// empty-channel mark); one without is written at version 1's layout, as before.
+pub const REGISTRATION_VERSION_ADDRESS: u16 = 2;
+
+/// [`Registration`]'s fields as the derived serde forms write them: the JSON form, and the
+/// binary form of a registration without an address (the address is skipped when None).
+#[derive(Serialize, Deserialize)]
+struct RegistrationForm {
+    channel: Channel,
+    petitioner_id: Personal,
+    name: Personal,
+    phone: Option<Personal>,
+    category: String,
+    summary: String,
+    location: Option<OfficeCode>,
+    officer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<Personal>,
+}
+
+impl From<RegistrationForm> for Registration {
+    fn from(form: RegistrationForm) -> Registration {
+        Registration {
+            channel: form.channel,
+            petitioner_id: form.petitioner_id,
+            name: form.name,
+            phone: form.phone,
+            category: form.category,
+            summary: form.summary,
+            location: form.location,
+            officer: form.officer,
+            address: form.address,
+        }
+    }
+}
+
+impl Serialize for Registration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let address = match &self.address {
+            Some(address) if !serializer.is_human_readable() => address,
+            _ => {
+                return RegistrationForm {
+                    channel: self.channel,
+                    petitioner_id: self.petitioner_id.clone(),
+                    name: self.name.clone(),
+                    phone: self.phone.clone(),
+                    category: self.category.clone(),
+                    summary: self.summary.clone(),
+                    location: self.location.clone(),
+                    officer: self.officer.clone(),
+                    address: self.address.clone(),
+                }
+                .serialize(serializer)
+            }
+        };
+        let mut tuple = serializer.serialize_tuple(REGISTRATION_BINARY_ITEMS)?;
+        tuple.serialize_element("")?;
+        tuple.serialize_element(&REGISTRATION_VERSION_ADDRESS)?;
+        tuple.serialize_element(&self.channel)?;
+        tuple.serialize_element(&self.petitioner_id)?;
+        tuple.serialize_element(&self.name)?;
+        tuple.serialize_element(&self.phone)?;
+        tuple.serialize_element(&self.category)?;
+        tuple.serialize_element(&self.summary)?;
+        tuple.serialize_element(&self.location)?;
+        tuple.serialize_element(&self.officer)?;
+        tuple.serialize_element(address)?;
+        tuple.end()
+    }
+}
+
+/// Items of a registration's binary form at most: mark, version, eight fields, address.
+const REGISTRATION_BINARY_ITEMS: usize = 11;
+
+impl<'de> Deserialize<'de> for Registration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Registration, D::Error> {
+        if deserializer.is_human_readable() {
+            return RegistrationForm::deserialize(deserializer).map(Registration::from);
+        }
+        deserializer.deserialize_tuple(REGISTRATION_BINARY_ITEMS, RegistrationVisitor)
+    }
+}
+
+/// Reads a registration's binary form (see [`Registration`]): version 1's fields, or the mark,
+/// the version, the fields and the address.
+struct RegistrationVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RegistrationVisitor {
+    type Value = Registration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a registration")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Registration, A::Error> {
+        use serde::de::Error;
+        fn next<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+            seq: &mut A,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| A::Error::custom("a registration ends early"))
+        }
+        let first: String = next(&mut seq)?;
+        let versioned = first.is_empty();
+        let channel = if versioned {
+            let version: u16 = next(&mut seq)?;
+            if version != REGISTRATION_VERSION_ADDRESS {
+                return Err(A::Error::custom(DomainError::UnsupportedVersion {
+                    found: u64::from(version),
+                    supported: REGISTRATION_VERSION_ADDRESS,
+                }));
+            }
+            next(&mut seq)?
+        } else {
+            Channel::from_word(&first).ok_or_else(|| {
+                A::Error::custom(DomainError::InvalidChannel {
+                    input: echo(&first),
+                })
+            })?
+        };
+        let mut registration = Registration {
+            channel,
+            petitioner_id: next(&mut seq)?,
+            name: next(&mut seq)?,
+            phone: next(&mut seq)?,
+            category: next(&mut seq)?,
+            summary: next(&mut seq)?,
+            location: next(&mut seq)?,
+            officer: next(&mut seq)?,
+            address: None,
+        };
+        if versioned {
+            registration.address = Some(next(&mut seq)?);
+        }
+        Ok(registration)
+    }
 }
 
 impl Registration {
@@ -313,6 +462,9 @@ impl Registration {
             &self.name,
             self.phone.as_ref(),
         )?;
+        if let Some(address) = &self.address {
+            address.check(validate::address)?;
+        }
         validate::line("category", &self.category, validate::CATEGORY_CHARS_MAX)?;
         validate::text("summary", &self.summary, validate::SUMMARY_CHARS_MAX)?;
         validate::line("officer", &self.officer, validate::OFFICER_CHARS_MAX)
@@ -353,7 +505,20 @@ impl Case {
                 petitioner.phone.as_ref(),
             )?;
         }
+        if let Some(address) = self.address() {
+            address.check(validate::address)?;
+        }
         Ok(())
+    }
+
+    /// The petitioner's address (None when none was filed, and on a stub).
+    pub fn address(&self) -> Option<&Personal> {
+        self.petitioner_extra.as_ref()?.address.as_ref()
+    }
+
+    /// The petitioner's address, to seal or open it where it lies.
+    pub fn address_mut(&mut self) -> Option<&mut Personal> {
+        self.petitioner_extra.as_mut()?.address.as_mut()
     }
 }
 
@@ -401,7 +566,11 @@ pub struct Supervision {
 /// Version 2 is the binary codec's, where a stored case is a header (this struct without its
 /// history entries) and each history entry is stored apart; version 1 was one JSON document with
 /// the whole history. Versions 1 and 2 read with no group.
-pub const CASE_VERSION: u16 = 4;
+pub const CASE_VERSION: u16 = 5;
+/// The version a case is written at once it has the petitioner's address
+/// ([`PetitionerExtra`]): version 4's layout (the extension always there) with the petitioner's
+/// extension between the extension and the group.
+pub const CASE_VERSION_ADDRESS: u16 = 5;
 /// The version a case is written at once it has the extension ([`CaseExtra`]): version 3's
 /// layout with the extension between the history and the group.
 pub const CASE_VERSION_EXTRA: u16 = 4;
@@ -475,6 +644,10 @@ pub struct Case {
     /// reads it).
     #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub extra: Option<CaseExtra>,
+    /// The version-5 extension ([`PetitionerExtra`], personal data): written after the
+    /// extension, before the group, only on cases of version 5 (read by [`Case::from_bytes`]).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub petitioner_extra: Option<PetitionerExtra>,
     /// The petitioners beyond one with a resident ID (personal data, None on a stub and on cases
     /// of versions 1 and 2). Written last, after the history (and the extension), and only when
     /// there is one: a case without a group encodes exactly as version 2 did. Read by
@@ -508,4 +681,17 @@ pub struct FollowUpRecord {
     pub at: Millis,
     pub officer: String,
     pub note: String,
+}
+
+/// What a case's petitioner carries from version 5 on: personal data beyond the fields of
+/// [`Petitioner`], sealed at rest like them, carried where ownership moves, withheld wherever
+/// they are. Present (Some) exactly on cases of version 5, whose extension ([`CaseExtra`]) is
+/// always there too: once made it stays (a stub keeps it, emptied), so the stored form's layout
+/// follows from the version alone. A case filed without an address has none and is written as
+/// before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PetitionerExtra {
+    /// Where the petitioner lives or can be reached: one line, at most
+    /// [`validate::ADDRESS_BYTES_MAX`] bytes when clear.
+    pub address: Option<Personal>,
 }

@@ -21,6 +21,9 @@ pub const DEPARTMENT_CHARS_MAX: usize = 128;
 pub const REASON_CHARS_MAX: usize = 1000;
 /// A reply's text, a grade's plan, a supervision order or its answer.
 pub const TEXT_CHARS_MAX: usize = 4000;
+/// Bytes of a petitioner's address at most (UTF-8: a Chinese character takes three, so about
+/// 85 of them; a full mainland address takes well under 60).
+pub const ADDRESS_BYTES_MAX: usize = 256;
 /// Digits in a phone number (leading '+' not counted).
 pub const PHONE_DIGITS_MIN: usize = 5;
 pub const PHONE_DIGITS_MAX: usize = 20;
@@ -34,6 +37,18 @@ pub const ID_BIRTH_YEAR_MIN: u16 = 1850;
 pub fn line(field: &'static str, value: &str, max: usize) -> Result<(), DomainError> {
     text_with(field, value, max, |c| c.is_control())?;
     no_display_spoofing(field, value)
+}
+
+/// A petitioner's address: one line ([`line`]: not blank, no control or display-spoofing
+/// characters) of at most [`ADDRESS_BYTES_MAX`] bytes. Never echoed: it is personal data.
+pub fn address(value: &str) -> Result<(), DomainError> {
+    if value.len() > ADDRESS_BYTES_MAX {
+        return Err(DomainError::FieldInvalid {
+            field: "address",
+            reason: "longer than 256 bytes (UTF-8: a Chinese character takes 3)",
+        });
+    }
+    line("address", value, ADDRESS_BYTES_MAX)
 }
 
 /// Free text (summaries, replies): 1..=max characters, not blank; newlines and tabs allowed, other

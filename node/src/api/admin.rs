@@ -205,6 +205,10 @@ pub fn dump_page(
                 case.petitioner = None;
                 // A group petition's other petitioners stay home too (the digest counts them).
                 case.group = None;
+                // So does the address (the extension stays: a version-5 case is read with it).
+                if let Some(extra) = &mut case.petitioner_extra {
+                    extra.address = None;
+                }
                 let case = case.to_bytes();
                 bytes += case.len();
                 reply.cases.push(DumpedCase {

@@ -434,6 +434,7 @@ impl Cases for CaseService {
         let mut registration =
             Registration::try_from(proto).map_err(|e| refused(domain_error(e)))?;
         registration.officer = officer.user.clone();
+        registration.address = request.address.as_deref().map(Into::into);
         // A group petition, or a petitioner with another document than a resident ID: its
         // petitioners checked and ordered (the representative first), or refused whole.
         let group = group_of(&request, &mut registration).map_err(|e| refused(domain_error(e)))?;

@@ -344,6 +344,7 @@ impl Desks for DeskService {
             .ok_or_else(|| Status::invalid_argument("registration is missing"))?;
         let mut registration = Registration::try_from(proto).map_err(domain_error)?;
         registration.officer = user.clone();
+        registration.address = file.address.as_deref().map(Into::into);
         registration.validate().map_err(domain_error)?;
         let seal = self.replica(&office)?.seal.clone();
         let petitioner_key = seal

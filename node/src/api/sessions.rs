@@ -92,6 +92,7 @@ fn sealed(
         summary: "booking".into(),
         location: None,
         officer: officer.to_string(),
+        address: None,
     };
     registration
         .validate()

@@ -457,6 +457,7 @@ fn receive_escalation(
         summary: original.summary.clone(),
         location: original.location.clone(),
         officer: format!("{} intake", level.as_str()),
+        address: original.address().cloned(),
     };
     let kind = match level {
         domain::ReviewLevel::Review => CaseKind::Review {

@@ -219,7 +219,7 @@ pub fn has_clear(case: &Case) -> bool {
                 .phone
                 .as_ref()
                 .is_some_and(|phone| !phone.is_sealed())
-    })
+    }) || case.address().is_some_and(|address| !address.is_sealed())
 }
 
 #[cfg(test)]

@@ -585,6 +585,7 @@ mod tests {
             summary: "s".into(),
             location: None,
             officer: "li".into(),
+            address: None,
         };
         let filing = Operation::SessionFile {
             session: "5306-S1".into(),

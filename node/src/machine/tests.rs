@@ -33,6 +33,7 @@ pub(crate) fn registration() -> Registration {
         summary: "The roof leaks.".into(),
         location: None,
         officer: "registrar".into(),
+        address: None,
     }
 }
 
@@ -1380,6 +1381,44 @@ fn every_stored_type_round_trips_in_both_formats() {
             case: CaseDocument::of(&group_case),
         },
     );
+    // A filing with the petitioner's address (a registration of version 2, sealed), and the
+    // version-5 case it makes, read whole by `Case::from_bytes` as the group case is.
+    let mut addressed = registration();
+    addressed.address = Some(ADDRESS.into());
+    let addressed_key = seal.seal_registration(&mut addressed).unwrap();
+    let file_addressed = Operation::FileSealed {
+        registration: Box::new(addressed),
+        petitioner_key: addressed_key,
+        request_id: Some("r4".into()),
+        caller: "li".into(),
+    };
+    let address_case = case_of(county.apply(file_addressed.clone()));
+    assert_eq!(address_case.v, liandong_domain::CASE_VERSION_ADDRESS);
+    assert!(address_case.address().is_some_and(|a| a.is_sealed()));
+    for (what, value) in [
+        ("a case with an address", address_case.clone()),
+        (
+            "a case with an address's header",
+            address_case.clone().into_header().0,
+        ),
+    ] {
+        assert_eq!(
+            Case::from_bytes(&encode(&value)).unwrap(),
+            value,
+            "{what}: binary"
+        );
+        assert_eq!(
+            Case::from_bytes(&serde_json::to_vec(&value).unwrap()).unwrap(),
+            value,
+            "{what}: JSON"
+        );
+    }
+    round_trips(
+        "a handoff of a case with an address",
+        &Body::Handoff {
+            case: CaseDocument::of(&address_case),
+        },
+    );
     let mut operations = vec![
         Operation::File {
             registration: registration(),
@@ -1388,6 +1427,7 @@ fn every_stored_type_round_trips_in_both_formats() {
         },
         file_sealed,
         file_group,
+        file_addressed,
         Operation::Tick,
         Operation::Supervise {
             case_id: case.id.clone(),
@@ -2533,6 +2573,75 @@ fn a_group_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
     // The county's seal is its own: the township's key does not open it.
     let mut sealed_at_county = county.case(&case.id).unwrap();
     assert!(seal.open_case(&mut sealed_at_county).is_err());
+}
+
+/// An address no other value in these tests spells.
+const ADDRESS: &str = "昭通市昭阳区海楼路 88 号";
+
+/// A petitioner's address is sealed in the filing's log entry and in every stored value, at the
+/// office that filed it and at the one it moved to; `case show` (the opened document) gives it
+/// to the office's officers, and the new owner opens it under its own key (the old one's stub
+/// keeps none: the domain's `address` tests).
+#[test]
+fn an_address_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
+    let mut township = Office::new("530602001", Some("530602"));
+    let seal = test_seal("530602001");
+    let mut registration = registration();
+    registration.address = Some(ADDRESS.into());
+    let key = seal.seal_registration(&mut registration).unwrap();
+    assert!(registration.address.as_ref().unwrap().is_sealed());
+    let op = Operation::FileSealed {
+        registration: Box::new(registration),
+        petitioner_key: key,
+        request_id: Some("r-address".into()),
+        caller: "li".into(),
+    };
+    let logged = encode(&Request {
+        at: START_MS,
+        op: op.clone(),
+    });
+    assert!(
+        !spells(&logged, "海楼路"),
+        "the log entry spells the address"
+    );
+    let case = case_of(township.apply(op));
+    assert_eq!(case.v, liandong_domain::CASE_VERSION_ADDRESS);
+    assert!(case.address().unwrap().is_sealed());
+    // `case show`: the stored document, opened for an officer of the office.
+    let stored = township.case(&case.id).unwrap();
+    let shown = Case::from_bytes(&seal.open_document(&stored.to_bytes()).unwrap()).unwrap();
+    assert_eq!(shown.address(), Some(&ADDRESS.into()));
+    township.act(
+        &case.id,
+        CaseCommand::Transfer {
+            to: code("530602"),
+            officer: "li".into(),
+        },
+    );
+    assert!(!spells(&stored_values(&township), "海楼路"));
+    let link = keys::outbox_link(&code("530602"));
+    let mut wire: Envelope = township
+        .reader()
+        .scan(&link, &crate::store::keys::prefix_end(&link), usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|(_, value)| decode::<Envelope>(value).unwrap())
+        .find(|envelope| matches!(envelope.body, Body::Handoff { .. }))
+        .expect("the handoff waits in the outbox");
+    seal.open_envelope(&mut wire).unwrap();
+    crate::personal::check_arrived_clear(&wire).unwrap();
+    wire.body.validate().unwrap();
+    let mut county = Office::new("530602", Some("5306"));
+    let county_seal = test_seal("530602");
+    county_seal.seal_envelope(&mut wire).unwrap();
+    assert_eq!(county.deliver("530602001", wire.body.clone()), None);
+    assert!(!spells(&stored_values(&county), "海楼路"));
+    let mut held = county.case(&case.id).unwrap();
+    assert!(held.address().unwrap().is_sealed());
+    // The township's key does not open the county's seal; the county's does.
+    assert!(seal.open_case(&mut held.clone()).is_err());
+    county_seal.open_case(&mut held).unwrap();
+    assert_eq!(held.address(), Some(&ADDRESS.into()));
 }
 
 /// A dissatisfied evaluation opens a follow-up (回访) whose clock is stored with the case (case

@@ -25,6 +25,7 @@ fn registration() -> Registration {
         summary: "The roof leaks.".into(),
         location: None,
         officer: "li".into(),
+        address: None,
     }
 }
 
@@ -175,4 +176,42 @@ fn a_handoff_is_opened_to_send_and_sealed_on_receipt() {
     // The sender's seal does not open at the receiver.
     let mut sent_sealed = stored.clone();
     assert!(receiver.open_envelope(&mut sent_sealed).is_err());
+}
+
+/// The address is a field of its own: sealed at filing (bound to its field: it does not open as
+/// another), sealed where it lies when a case holds it clear (the same bytes on every replica),
+/// and opened for a reader.
+#[test]
+fn an_address_is_sealed_as_its_own_field_filed_or_resealed() {
+    const ADDRESS: &str = "昭通市昭阳区海楼路 88 号";
+    let seal = seal_for("530602001", 7);
+    let mut filed = registration();
+    filed.address = Some(ADDRESS.into());
+    let key = seal.seal_registration(&mut filed).unwrap();
+    let Some(Personal::Sealed(sealed)) = &filed.address else {
+        panic!("the address is sealed: {filed:?}")
+    };
+    assert!(!contains(sealed.bytes(), ADDRESS));
+    assert_eq!(seal.open(&key, Field::Address, sealed).unwrap(), ADDRESS);
+    assert!(seal.open(&key, Field::Name, sealed).is_err());
+
+    // A case holding its address in clear (every field clear, as before sealing).
+    let mut clear = registration();
+    clear.address = Some(ADDRESS.into());
+    let calendar = Calendar::china();
+    let office = office("530602001");
+    let context = Context::new(&office, 1_767_225_600_000, &calendar);
+    let id: CaseId = "530602001-2026-000002".parse().unwrap();
+    let key = liandong_domain::petitioner_key(b"secret", ID_NUMBER);
+    let case = register(id, clear, key, CaseKind::Original, &context).unwrap();
+    assert!(crate::machine::reseal::has_clear(&case));
+    let (mut one, mut two) = (case.clone(), case.clone());
+    assert_eq!(seal.reseal_case(&mut one), (4, Vec::new()));
+    seal.reseal_case(&mut two);
+    assert_eq!(one.to_bytes(), two.to_bytes());
+    assert!(!contains(&one.to_bytes(), ADDRESS));
+    assert!(!crate::machine::reseal::has_clear(&one));
+    assert!(has_sealed(&one));
+    seal.open_case(&mut one).unwrap();
+    assert_eq!(one, case);
 }

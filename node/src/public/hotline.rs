@@ -29,7 +29,8 @@ fn text<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
 }
 
 /// Reads a ticket: `ticket_id`, `location` (a division code), `category` (a service code of
-/// `services.json`), `summary`, `name`, `id_number` (PRC resident ID), `phone` (optional).
+/// `services.json`), `summary`, `name`, `id_number` (PRC resident ID), `phone` and `address`
+/// (the petitioner's, sealed like the name; both optional).
 /// Every problem is reported; nothing is filed.
 pub fn ticket(body: &Value) -> Result<Ticket, Vec<String>> {
     let mut errors = Vec::new();
@@ -90,6 +91,7 @@ pub fn ticket(body: &Value) -> Result<Ticket, Vec<String>> {
         summary: text(body, "summary").unwrap_or_default().to_string(),
         location: Some(location.clone()),
         officer: hotline_officer(ticket_id),
+        address: text(body, "address").map(Personal::from),
     };
     registration
         .validate()
@@ -192,6 +194,18 @@ mod tests {
         assert_eq!(ticket.location.as_str(), "530602001");
         assert_eq!(ticket.registration.channel, Channel::Phone);
         assert_eq!(ticket.registration.officer, "hotline12345/HL-2026-000123");
+        assert_eq!(ticket.registration.address, None);
+        // The caller's address, when the platform has one, is the petitioner's (sealed later).
+        let mut addressed = good.clone();
+        addressed["address"] = json!("昭阳区海楼路 88 号");
+        let ticket = super::ticket(&addressed).unwrap();
+        assert_eq!(
+            ticket.registration.address,
+            Some(Personal::from("昭阳区海楼路 88 号"))
+        );
+        addressed["address"] = json!("x".repeat(257));
+        let errors = super::ticket(&addressed).unwrap_err();
+        assert!(errors[0].starts_with("address"), "{errors:?}");
         let errors =
             super::ticket(&json!({"ticket_id": "a b", "category": "potholes"})).unwrap_err();
         assert_eq!(errors.len(), 6, "{errors:?}");

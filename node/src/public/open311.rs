@@ -172,7 +172,8 @@ pub fn name_of(first: Option<&str>, last: Option<&str>) -> Option<String> {
 
 /// Maps a `POST requests.json` form. Required: a known `service_code`, a `description`, the
 /// petitioner's name (`first_name` and/or `last_name`) and PRC resident ID number
-/// (`attribute[id_number]`). Optional: `phone`, `address_string` (added to the summary),
+/// (`attribute[id_number]`). Optional: `phone`, `address_string` (the petitioner's address,
+/// sealed like the name),
 /// `attribute[location]` (the division code where the matter arose), `jurisdiction_id` (the
 /// office). Every problem is reported, and nothing is filed.
 pub fn filing(fields: &[(String, String)]) -> Result<Filing, Vec<Open311Error>> {
@@ -222,11 +223,7 @@ pub fn filing(fields: &[(String, String)]) -> Result<Filing, Vec<Open311Error>> 
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut summary = description.unwrap_or_default().to_string();
-    if let Some(address) = field(fields, "address_string") {
-        summary.push_str("\n地址 Address: ");
-        summary.push_str(address);
-    }
+    let summary = description.unwrap_or_default().to_string();
     let registration = Registration {
         channel: Channel::Online,
         petitioner_id: Personal::from(id_number.unwrap_or_default()),
@@ -236,6 +233,8 @@ pub fn filing(fields: &[(String, String)]) -> Result<Filing, Vec<Open311Error>> 
         summary,
         location,
         officer: PUBLIC_OFFICER.to_string(),
+        // The petitioner's address: personal data, sealed like the name (never in the summary).
+        address: field(fields, "address_string").map(Personal::from),
     };
     registration
         .validate()
@@ -338,8 +337,26 @@ mod tests {
         assert_eq!(r.petitioner_id, ID);
         assert_eq!(r.phone, Some(Personal::from("13800000000")));
         assert_eq!(r.category, "housing");
-        assert_eq!(r.summary, "roof leaks\n地址 Address: 昭阳区 1 号");
+        // The address is the petitioner's, sealed like the name: never in the summary.
+        assert_eq!(r.summary, "roof leaks");
+        assert_eq!(r.address, Some(Personal::from("昭阳区 1 号")));
         assert_eq!(r.officer, PUBLIC_OFFICER);
+    }
+
+    /// An address beyond its bound files nothing, and the error does not repeat it.
+    #[test]
+    fn a_long_address_is_refused() {
+        let long = "路".repeat(86);
+        let errors = filing(&form(&[
+            ("service_code", "housing"),
+            ("description", "roof leaks"),
+            ("first_name", "三"),
+            ("attribute[id_number]", ID),
+            ("address_string", &long),
+        ]))
+        .unwrap_err();
+        assert!(errors[0].description.starts_with("address"), "{errors:?}");
+        assert!(!errors[0].description.contains("路路"), "{errors:?}");
     }
 
     #[test]

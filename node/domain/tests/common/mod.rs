@@ -39,6 +39,7 @@ pub fn registration(channel: Channel) -> Registration {
         summary: "Compensation for requisitioned land not paid.".to_string(),
         location: Some(office(TOWNSHIP)),
         officer: "Officer Li".to_string(),
+        address: None,
     }
 }
 
