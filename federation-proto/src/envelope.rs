@@ -509,6 +509,28 @@ mod tests {
         .unwrap()
     }
 
+    /// A message kind added after this build (a `oneof` case it does not know) decodes as an
+    /// envelope whose link and number are read and whose body is empty: what the receiver
+    /// commits as refused (`unknown_message_kind`) instead of failing the whole batch.
+    #[test]
+    fn a_kind_this_build_does_not_know_decodes_without_a_body() {
+        use prost::Message;
+        let header = v1::Envelope {
+            from: "530602".into(),
+            to: "5306".into(),
+            seq: 7,
+            sent_ms: 9,
+            body: None,
+        };
+        let mut bytes = header.encode_to_vec();
+        // Field 99 of the `body` oneof, length-delimited: a kind from a newer build.
+        prost::encoding::encode_key(99, prost::encoding::WireType::LengthDelimited, &mut bytes);
+        prost::encoding::encode_varint(3, &mut bytes);
+        bytes.extend_from_slice(b"new");
+        let decoded = v1::Envelope::decode(bytes.as_slice()).expect("it decodes");
+        assert_eq!(decoded, header);
+    }
+
     #[test]
     fn an_envelope_without_a_body_or_with_a_bad_office_is_refused() {
         let empty = v1::Envelope {

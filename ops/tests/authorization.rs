@@ -325,3 +325,100 @@ async fn forbidden_messages_are_refused_and_change_nothing() {
         "no refused summary entered the index: {index}"
     );
 }
+
+/// A message the receiver cannot admit — a kind its build does not know, a field the case
+/// engine refuses — is committed as refused on its own, and the handoff behind it in the same
+/// batch is taken: one bad message does not wedge the link (fails if such a message refuses the
+/// whole batch: the sender then retries it forever and nothing behind it ever arrives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_cannot_be_admitted_does_not_hold_up_its_link() {
+    let fed = Fed::init(
+        &["--region", "5306", "--max-children", "1", "--replicas", "1"],
+        3,
+    );
+    fed.ok(&["up"]);
+    let manifest = Manifest::load(&fed.dir.join("manifest.json")).unwrap();
+    let county = manifest
+        .offices
+        .iter()
+        .map(|o| o.code.clone())
+        .find(|c| c.len() == 6)
+        .expect("a county");
+    let link = Link {
+        fed: &fed,
+        manifest,
+    };
+    // 1: a kind from a newer build. Protobuf leaves a `oneof` case it does not know empty,
+    // which is what this build makes of it (federation-proto's tests show it).
+    let newer = federation_proto::v1::Envelope {
+        from: "5306".into(),
+        to: county.clone(),
+        seq: 1,
+        sent_ms: 0,
+        body: None,
+    };
+    // 2: a supervision order without words.
+    let wordless = Envelope {
+        from: code("5306"),
+        to: code(&county),
+        seq: 2,
+        sent_at: 0,
+        body: Body::SupervisionOrder {
+            case_id: case_at(&county, 1).id,
+            order_id: "5306-1".into(),
+            text: "   ".into(),
+            due_days: 5,
+        },
+    };
+    // 3: a case the city transfers to the county, as the city's engine makes it.
+    let mut case = case_at("5306", 5);
+    let city = code("5306");
+    let calendar = Calendar::china();
+    let ctx = Context {
+        office: &city,
+        now: liandong_node::clock::wall_ms(),
+        calendar: &calendar,
+    };
+    let transfer = liandong_domain::CaseCommand::Transfer {
+        to: code(&county),
+        officer: "李".into(),
+    };
+    for event in liandong_domain::decide(&case, &transfer, &ctx).expect("a transfer") {
+        case.apply(&event);
+    }
+    let handoff = Envelope {
+        from: city.clone(),
+        to: code(&county),
+        seq: 3,
+        sent_at: 0,
+        body: Body::Handoff {
+            case: CaseDocument::of(&case),
+        },
+    };
+    let batch = DeliverRequest {
+        from: "5306".into(),
+        to: county.clone(),
+        envelopes: vec![newer, (&wordless).into(), (&handoff).into()],
+    };
+    let reply = link
+        .send(batch.clone(), &county, "5306")
+        .await
+        .expect("the batch is taken");
+    assert_eq!(reply.applied_through, 3, "{reply:?}");
+    assert_eq!(refusal_code(&reply, 1), "unknown_message_kind", "{reply:?}");
+    assert_eq!(refusal_code(&reply, 2), "invalid_message", "{reply:?}");
+    assert_eq!(
+        refusal_code(&reply, 3),
+        "",
+        "the handoff is taken: {reply:?}"
+    );
+    let shown = fed
+        .at(&county)
+        .json(&["case", "show", &case.id.to_string()]);
+    assert_eq!(shown["case_id"], case.id.to_string(), "{shown}");
+    // The sender, had it lost the reply, sends the batch again: the same answer, from the
+    // refusals kept.
+    let again = link.send(batch, &county, "5306").await.unwrap();
+    assert_eq!(again.applied_through, 3);
+    assert_eq!(again.refused, reply.refused);
+}

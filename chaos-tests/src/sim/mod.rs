@@ -40,7 +40,7 @@ use liandong_node::federation::link::{
 };
 use liandong_node::machine::{keys, LinkIn, LinkOut, StateMachineStore};
 use liandong_node::manifest::Manifest;
-use liandong_node::raft::types::{Operation, Response};
+use liandong_node::raft::types::{Operation, Received, Response};
 use liandong_node::store::HostDb;
 use liandong_ops::topology::{build_manifest, InitOptions, Topology};
 use rand::rngs::StdRng;
@@ -940,12 +940,12 @@ impl Sim {
         let Some(machine) = self.offices[to].leader_machine().cloned() else {
             return Ok(Err(format!("{to_code} is unavailable")));
         };
-        let inbound = Inbound {
-            from: self.offices[from].code.clone(),
-            to: to_code.clone(),
-            envelopes: batch.envelopes,
-            bytes: batch.bytes,
-        };
+        let inbound = Inbound::of(
+            self.offices[from].code.clone(),
+            to_code.clone(),
+            batch.envelopes,
+            batch.bytes,
+        );
         let sender_known = self.index_of.contains_key(inbound.from.as_str());
         let mut office = Receiver {
             sim: self,
@@ -1415,6 +1415,24 @@ impl link::Receiving for Receiver<'_> {
     }
 
     async fn propose(&mut self, operation: Operation) -> Result<Response, Self::Failure> {
+        // Every message the simulated offices send is one the receiver admits: a marker of one
+        // it could not ([`link::proposal`]) is a bug in the sender, not a refusal to count.
+        if let Operation::ReceiveMarked { from, messages } = &operation {
+            let unadmitted: Vec<String> = messages
+                .iter()
+                .filter_map(|message| match message {
+                    Received::Message(_) => None,
+                    Received::Unadmitted { seq, code, reason } => {
+                        Some(format!("#{seq} {code}: {reason}"))
+                    }
+                })
+                .collect();
+            return Err(Err(format!(
+                "{} could not admit messages from {from} of its own federation: {}",
+                self.sim.offices[self.office].code,
+                unadmitted.join("; ")
+            )));
+        }
         self.proposed = true;
         let now = self.sim.fed_now();
         let response = self.sim.offices[self.office]

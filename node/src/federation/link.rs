@@ -16,13 +16,18 @@
 //!
 //! **Receiver.** [`check_batch`] runs before anything is proposed to Raft (the handler has found
 //! the receiving office by the batch's address): the sender is known, every envelope is on this
-//! link, its sequence numbers are consecutive and continue the inbox watermark, it fits the item
-//! and byte budgets, and every field passes the case engine's validation. A batch wholly at or below the watermark is
-//! a replay, answered from the watermark without touching the log; a batch that starts past the
-//! watermark leaves a gap and is refused, also without touching the log; otherwise the batch is
-//! proposed whole: the state machine skips the messages it applied before, and learns from the
-//! batch's first message where the sender's outbox begins (it forgets the refusals before it,
-//! never one the sender may still ask about). [`answer_replay`] and [`answer_applied`] turn
+//! link, its sequence numbers are consecutive and continue the inbox watermark, and it fits the
+//! item and byte budgets. These are the link's faults: a batch that has one is refused whole and
+//! nothing is proposed. A batch wholly at or below the watermark is a replay, answered from the
+//! watermark without touching the log; a batch that starts past the watermark leaves a gap and is
+//! refused, also without touching the log; otherwise the batch is proposed whole: the state
+//! machine skips the messages it applied before, and learns from the batch's first message where
+//! the sender's outbox begins (it forgets the refusals before it, never one the sender may still
+//! ask about). What is wrong with one message and not with the link — a kind this build does not
+//! know, a body that does not decode, a field the case engine refuses — is that message's fault
+//! alone: [`proposal`] puts a marker in its place ([`Received::Unadmitted`]), committed as
+//! refused without its content, so the sender learns it with the ack and every message behind it
+//! still goes through (refusing the whole batch wedged the link: the sender retried it forever). [`answer_replay`] and [`answer_applied`] turn
 //! the outcome into the reply; [`receive`] runs the whole of it over an office given as the
 //! [`Receiving`] trait (its reads and its log), so the handler and the simulation share even the
 //! order of the steps.
@@ -31,11 +36,11 @@ use std::future::Future;
 use std::ops::RangeInclusive;
 
 use liandong_domain::message::Envelope;
-use liandong_domain::{DomainError, OfficeCode};
+use liandong_domain::OfficeCode;
 use rand::Rng;
 
 use crate::machine::{wire_bytes, LinkIn, LinkOut, ENVELOPE_BYTES_MAX};
-use crate::raft::types::{Operation, Refusal, Response};
+use crate::raft::types::{Operation, Received, Refusal, Response};
 
 /// Envelopes in one Deliver batch at most.
 pub const DELIVER_BATCH_ITEMS_MAX: usize = 256;
@@ -270,14 +275,69 @@ impl LinkSender {
 
 // ---- the receiver ------------------------------------------------------------------------------
 
+/// The refusal code of a message whose kind the receiving build does not know (a newer office
+/// sent it): it is committed as refused, not retried; upgrading the receiver lets the next one
+/// through.
+pub const UNKNOWN_MESSAGE_KIND: &str = "unknown_message_kind";
+/// The refusal code of a message whose body does not decode, or whose fields the case engine
+/// refuses.
+pub const INVALID_MESSAGE: &str = "invalid_message";
+/// The longest reason kept with a message refused on admission (characters): the reason may
+/// quote what arrived, and what arrived is bounded only by the batch's budget.
+pub const UNADMITTED_REASON_CHARS_MAX: usize = 200;
+
 /// A Deliver batch as it arrived.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inbound {
     pub from: OfficeCode,
     pub to: OfficeCode,
-    pub envelopes: Vec<Envelope>,
+    pub envelopes: Vec<Arrived>,
     /// The envelopes' size on the wire, as received.
     pub bytes: usize,
+}
+
+impl Inbound {
+    /// A batch of decoded envelopes (what a sender of this build makes).
+    pub fn of(from: OfficeCode, to: OfficeCode, envelopes: Vec<Envelope>, bytes: usize) -> Inbound {
+        Inbound {
+            from,
+            to,
+            envelopes: envelopes.into_iter().map(Arrived::Envelope).collect(),
+            bytes,
+        }
+    }
+}
+
+/// One envelope of a Deliver batch as it arrived.
+// Nearly every element of a batch is the large variant: boxing it would cost an allocation
+// per message to save room only in the rare marker.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arrived {
+    /// Decoded (its fields are validated by [`proposal`]).
+    Envelope(Envelope),
+    /// Its link and number decoded, its body did not: a kind this build does not know
+    /// ([`UNKNOWN_MESSAGE_KIND`]) or content it cannot read ([`INVALID_MESSAGE`]).
+    Unreadable {
+        from: OfficeCode,
+        to: OfficeCode,
+        seq: u64,
+        code: &'static str,
+        reason: String,
+    },
+}
+
+impl Arrived {
+    fn link(&self) -> (&OfficeCode, &OfficeCode, u64) {
+        match self {
+            Arrived::Envelope(envelope) => (&envelope.from, &envelope.to, envelope.seq),
+            Arrived::Unreadable { from, to, seq, .. } => (from, to, *seq),
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.link().2
+    }
 }
 
 /// Why a batch is refused before anything is proposed: it changes nothing.
@@ -304,8 +364,6 @@ pub enum Refuse {
         expected: u64,
         first: u64,
     },
-    #[error("envelope #{seq}: {error}")]
-    Invalid { seq: u64, error: DomainError },
 }
 
 /// What to do with a batch that passed [`check_batch`].
@@ -333,7 +391,8 @@ pub fn check_size(items: usize, bytes: usize) -> Result<(), Refuse> {
     Ok(())
 }
 
-/// The check a Deliver handler runs before proposing anything (see the module's doc).
+/// The check a Deliver handler runs before proposing anything (see the module's doc): the
+/// link's faults only; a message's own fault is [`proposal`]'s to mark.
 /// `sender_known`: the directory names the sender; `inbox`: this office's side of the link.
 pub fn check_batch(batch: &Inbound, sender_known: bool, inbox: &LinkIn) -> Result<Admit, Refuse> {
     let Inbound {
@@ -348,28 +407,22 @@ pub fn check_batch(batch: &Inbound, sender_known: bool, inbox: &LinkIn) -> Resul
     check_size(envelopes.len(), *bytes)?;
     let link = format!("{from}->{to}");
     let mut previous: Option<u64> = None;
-    for envelope in envelopes {
-        if envelope.from != *from || envelope.to != *to {
+    for arrived in envelopes {
+        let (sender, receiver, seq) = arrived.link();
+        if sender != from || receiver != to {
             return Err(Refuse::WrongLink {
-                from: envelope.from.clone(),
-                to: envelope.to.clone(),
-                seq: envelope.seq,
+                from: sender.clone(),
+                to: receiver.clone(),
+                seq,
                 link,
             });
         }
-        if let Some(previous) = previous.filter(|&p| envelope.seq != p.saturating_add(1)) {
-            return Err(Refuse::NotConsecutive {
-                previous,
-                seq: envelope.seq,
-            });
+        if let Some(previous) = previous.filter(|&p| seq != p.saturating_add(1)) {
+            return Err(Refuse::NotConsecutive { previous, seq });
         }
-        previous = Some(envelope.seq);
-        envelope.body.validate().map_err(|error| Refuse::Invalid {
-            seq: envelope.seq,
-            error,
-        })?;
+        previous = Some(seq);
     }
-    let first = envelopes[0].seq;
+    let first = envelopes[0].seq();
     let last = previous.unwrap_or(first);
     let watermark = inbox.applied_through;
     if first > watermark.saturating_add(1) {
@@ -398,10 +451,56 @@ pub fn check_batch(batch: &Inbound, sender_known: bool, inbox: &LinkIn) -> Resul
 /// so their refusals can go, and only theirs. (Trimming the batch to its new messages made the
 /// receiver forget the refusals of the overlap while the sender still waited for them: a lost
 /// reply, a retry, and a refused handoff read as accepted, its case held by no office.)
+///
+/// Each message is admitted here ([`admit`]); one that is not becomes a marker of its number,
+/// committed as refused, and the batch is then an [`Operation::ReceiveMarked`]. A batch of
+/// admitted messages only is an [`Operation::Receive`], as builds before markers propose it.
 pub fn proposal(batch: Inbound) -> Operation {
-    Operation::Receive {
+    let messages: Vec<Received> = batch.envelopes.into_iter().map(admit).collect();
+    if messages.iter().all(|m| matches!(m, Received::Message(_))) {
+        let envelopes = messages
+            .into_iter()
+            .filter_map(|message| match message {
+                Received::Message(envelope) => Some(envelope),
+                Received::Unadmitted { .. } => None,
+            })
+            .collect();
+        return Operation::Receive {
+            from: batch.from,
+            envelopes,
+        };
+    }
+    Operation::ReceiveMarked {
         from: batch.from,
-        envelopes: batch.envelopes,
+        messages,
+    }
+}
+
+/// One message as the receiver takes it into its log: a decoded envelope whose every field
+/// passes the case engine's validation, or a marker of its number with why it was not admitted
+/// (the reason bounded by [`UNADMITTED_REASON_CHARS_MAX`]).
+pub fn admit(arrived: Arrived) -> Received {
+    let bounded = |reason: String| reason.chars().take(UNADMITTED_REASON_CHARS_MAX).collect();
+    match arrived {
+        Arrived::Envelope(envelope) => match envelope.body.validate() {
+            Ok(()) => Received::Message(envelope),
+            Err(error) => Received::Unadmitted {
+                seq: envelope.seq,
+                code: INVALID_MESSAGE.to_string(),
+                reason: bounded(format!(
+                    "the {} is invalid: {}: {error}",
+                    envelope.body.kind(),
+                    error.code()
+                )),
+            },
+        },
+        Arrived::Unreadable {
+            seq, code, reason, ..
+        } => Received::Unadmitted {
+            seq,
+            code: code.to_string(),
+            reason: bounded(reason),
+        },
     }
 }
 

@@ -28,12 +28,12 @@ use tokio::time::Instant;
 use super::directory::Directory;
 use super::faults::Faults;
 use super::link::{
-    select_batch, Batch, Decision, Delivered, LinkSender, Ready, DELIVER_BATCH_ITEMS_MAX,
+    self, select_batch, Batch, Decision, Delivered, LinkSender, Ready, DELIVER_BATCH_ITEMS_MAX,
     DELIVER_TIMEOUT_MS,
 };
 use crate::machine::LinkOut;
 use crate::raft::network::{through_link_fault, Transport};
-use crate::raft::types::Refusal;
+use crate::raft::types::{Operation, Refusal};
 use crate::replica::{Replica, Replicas};
 use crate::worker::{self, Step, Worker, Workers};
 
@@ -295,6 +295,9 @@ impl LinkWorker {
                     &to,
                     &crate::trace::batch(&batch.envelopes),
                 );
+                if let Operation::Acked { refused, .. } = acked.as_ref() {
+                    warn_unadmitted(&from, &to, &batch, refused);
+                }
                 let written = self.replica.write(*acked).await;
                 let result = written.map(|_| ()).map_err(|e| e.to_string());
                 let now_ms = self.context.now_ms();
@@ -374,6 +377,26 @@ impl Worker for LinkWorker {
             }
             Wait::Cut => tokio::time::sleep(Duration::from_millis(LINK_CUT_POLL_MS)).await,
         }
+    }
+}
+
+/// Names in the log each message of `batch` the receiver could not admit (a kind its build does
+/// not know, content it refused): it is not retried, so an operator must learn of it here.
+fn warn_unadmitted(from: &OfficeCode, to: &OfficeCode, batch: &Batch, refused: &[Refusal]) {
+    let unadmitted = refused
+        .iter()
+        .filter(|r| r.code == link::UNKNOWN_MESSAGE_KIND || r.code == link::INVALID_MESSAGE);
+    for refusal in unadmitted {
+        let kind = batch
+            .envelopes
+            .iter()
+            .find(|envelope| envelope.seq == refusal.seq)
+            .map_or("message", |envelope| envelope.body.kind());
+        tracing::warn!(
+            %from, %to, seq = refusal.seq, kind, code = %refusal.code, reason = %refusal.reason,
+            "the receiver refused a message it could not admit; it is not sent again \
+             (an unknown_message_kind: upgrade the receiving office)"
+        );
     }
 }
 

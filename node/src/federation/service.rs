@@ -2,11 +2,14 @@
 //! proposed, the peer certificate must speak for the sender, the receiver must be carried here
 //! and led by this replica (else the sender gets a leader hint), the link must not be cut by a
 //! drill, and the batch must pass the link protocol's check ([`link::check_batch`]: known
-//! sender, this link, sequence continuity against the inbox watermark, budgets, every field as
-//! the case engine validates it). A replay is answered from the watermark and a gap refused, both
-//! without touching the log; the rest is committed through the receiver's Raft and only then
-//! acknowledged. Rules that depend on the message (assign only down, escalate only up, ...) are
-//! applied in the state machine, deterministically, as refusals. Personal data arrives clear
+//! sender, this link, sequence continuity against the inbox watermark, budgets). A replay is
+//! answered from the watermark and a gap refused, both without touching the log; the rest is
+//! committed through the receiver's Raft and only then acknowledged. A message this office
+//! cannot admit (a kind its build does not know, a body that does not decode, a field the case
+//! engine refuses) does not refuse the batch: it is committed as refused without its content
+//! ([`link::proposal`]), and the messages behind it go through. Rules that depend on the message
+//! (assign only down, escalate only up, ...) are applied in the state machine, deterministically,
+//! as refusals. Personal data arrives clear
 //! (a carried case's petitioner arriving sealed is refused) and is sealed under the receiving
 //! office's data key just before the batch is proposed ([`crate::personal`]).
 
@@ -24,11 +27,11 @@ use tonic::{Request, Response, Status};
 
 use super::directory::Directory;
 use super::faults::Faults;
-use super::link::{self, Inbound, NotReceived, Receiving, Refuse};
+use super::link::{self, Arrived, Inbound, NotReceived, Receiving, Refuse};
 pub use super::query::QUERY_LIMIT_MAX;
 use super::query::{self, Asker};
 use crate::machine::LinkIn;
-use crate::raft::types::{Operation, Refusal, Response as Applied};
+use crate::raft::types::{Operation, Received, Refusal, Response as Applied};
 use crate::replica::{MembershipError, Replica, ReplicaError, Replicas};
 
 pub struct FederationService {
@@ -68,20 +71,32 @@ impl Receiving for Leader<'_> {
 
     async fn propose(&mut self, operation: Operation) -> Result<Applied, ReplicaError> {
         // The batch was checked clear; what reaches the log is sealed under this office's key.
+        let seal = |envelope: &mut Envelope| {
+            self.0
+                .seal
+                .seal_envelope(envelope)
+                .map_err(|error| ReplicaError::Unavailable {
+                    office: self.0.office.clone(),
+                    reason: error.to_string(),
+                })
+        };
         let operation = match operation {
             Operation::Receive {
                 from,
                 mut envelopes,
             } => {
                 for envelope in &mut envelopes {
-                    self.0.seal.seal_envelope(envelope).map_err(|error| {
-                        ReplicaError::Unavailable {
-                            office: self.0.office.clone(),
-                            reason: error.to_string(),
-                        }
-                    })?;
+                    seal(envelope)?;
                 }
                 Operation::Receive { from, envelopes }
+            }
+            Operation::ReceiveMarked { from, mut messages } => {
+                for message in &mut messages {
+                    if let Received::Message(envelope) = message {
+                        seal(envelope)?;
+                    }
+                }
+                Operation::ReceiveMarked { from, messages }
             }
             other => other,
         };
@@ -101,9 +116,52 @@ fn refused(refuse: Refuse) -> Status {
         Refuse::Items { .. }
         | Refuse::Bytes { .. }
         | Refuse::WrongLink { .. }
-        | Refuse::NotConsecutive { .. }
-        | Refuse::Invalid { .. } => Status::invalid_argument(message),
+        | Refuse::NotConsecutive { .. } => Status::invalid_argument(message),
     }
+}
+
+/// One envelope of a Deliver request as it arrived. Its link and number must decode (else the
+/// request is refused whole: the envelope names no link); its body need not: a kind this build
+/// does not know (a newer office's: protobuf leaves an unknown `oneof` case empty), a body that
+/// does not decode, or personal data that arrived sealed is carried as [`Arrived::Unreadable`],
+/// to be committed as refused without its content.
+fn arrived(proto: v1::Envelope) -> Result<Arrived, Status> {
+    let header = |what: &str, code: &str| {
+        office(code, what).map_err(|status| {
+            Status::invalid_argument(format!("envelope #{}: {}", proto.seq, status.message()))
+        })
+    };
+    let (from, to, seq) = (
+        header("sender", &proto.from)?,
+        header("receiver", &proto.to)?,
+        proto.seq,
+    );
+    let unreadable = |code: &'static str, reason: String| Arrived::Unreadable {
+        from: from.clone(),
+        to: to.clone(),
+        seq,
+        code,
+        reason,
+    };
+    if proto.body.is_none() {
+        return Ok(unreadable(
+            link::UNKNOWN_MESSAGE_KIND,
+            "a message of a kind this office's build does not know (upgrade it)".to_string(),
+        ));
+    }
+    let envelope = match Envelope::try_from(proto) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            return Ok(unreadable(
+                link::INVALID_MESSAGE,
+                format!("the message does not decode: {}: {error}", error.code()),
+            ))
+        }
+    };
+    Ok(match crate::personal::check_arrived_clear(&envelope) {
+        Ok(()) => Arrived::Envelope(envelope),
+        Err(error) => unreadable(link::INVALID_MESSAGE, error.to_string()),
+    })
 }
 
 /// The reply of a replica that does not lead its office: where the leader is, if known.
@@ -283,15 +341,22 @@ impl Federation for FederationService {
         let bytes = request.envelopes.iter().map(Message::encoded_len).sum();
         link::check_size(request.envelopes.len(), bytes).map_err(refused)?;
         let mut envelopes = Vec::with_capacity(request.envelopes.len());
+        let mut traced = Vec::with_capacity(request.envelopes.len());
         for proto in request.envelopes {
-            let envelope = Envelope::try_from(proto)
-                .map_err(|e| Status::invalid_argument(format!("bad envelope: {e}")))?;
-            crate::personal::check_arrived_clear(&envelope).map_err(|e| {
-                Status::invalid_argument(format!("envelope #{}: {e}", envelope.seq))
-            })?;
-            envelopes.push(envelope);
+            let arrived = arrived(proto)?;
+            match &arrived {
+                Arrived::Envelope(envelope) => {
+                    traced.extend(crate::trace::batch(std::slice::from_ref(envelope)))
+                }
+                Arrived::Unreadable {
+                    seq, code, reason, ..
+                } => tracing::warn!(
+                    %from, %to, seq, code, reason = %liandong_domain::echo(reason),
+                    "a message not admitted: it is committed as refused"
+                ),
+            }
+            envelopes.push(arrived);
         }
-        let traced = crate::trace::batch(&envelopes);
         let (traced_from, traced_to) = (from.clone(), to.clone());
         let batch = Inbound {
             from,

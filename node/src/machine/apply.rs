@@ -167,6 +167,9 @@ pub(super) fn apply_operation(
         Operation::Receive { from, envelopes } => {
             return inbox::receive(&mut apply, from, envelopes)
         }
+        Operation::ReceiveMarked { from, messages } => {
+            return inbox::receive_marked(&mut apply, from, messages)
+        }
         Operation::Acked {
             to,
             through,

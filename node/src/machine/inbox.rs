@@ -18,7 +18,7 @@ use super::cases::{self, commit, load_header, Change};
 use super::outbox::Outgoing;
 use super::records::LinkIn;
 use super::{get_or_default, keys, orders, refusals, stats};
-use crate::raft::types::{Refusal, RejectKind, Response};
+use crate::raft::types::{Received, Refusal, RejectKind, Response};
 use crate::store::codec::encode;
 
 fn refusal(seq: u64, code: &str, reason: impl Into<String>) -> Refusal {
@@ -48,38 +48,79 @@ pub(super) fn receive(
     from: &OfficeCode,
     envelopes: &[Envelope],
 ) -> Result<Response, ApplyError> {
+    receive_items(apply, from, envelopes.iter().map(Item::Message))
+}
+
+/// [`receive`] of a batch holding messages the receiver could not admit: each marker is
+/// committed as refused, without content, and moves the watermark like any other message.
+pub(super) fn receive_marked(
+    apply: &mut Applying<'_, '_>,
+    from: &OfficeCode,
+    messages: &[Received],
+) -> Result<Response, ApplyError> {
+    let items = messages.iter().map(|message| match message {
+        Received::Message(envelope) => Item::Message(envelope),
+        Received::Unadmitted { seq, code, reason } => Item::Unadmitted(refusal(*seq, code, reason)),
+    });
+    receive_items(apply, from, items)
+}
+
+/// One message of a batch as the state machine takes it.
+enum Item<'a> {
+    Message(&'a Envelope),
+    /// Refused before it reached the log (`Received::Unadmitted`).
+    Unadmitted(Refusal),
+}
+
+impl Item<'_> {
+    fn seq(&self) -> u64 {
+        match self {
+            Item::Message(envelope) => envelope.seq,
+            Item::Unadmitted(refusal) => refusal.seq,
+        }
+    }
+}
+
+fn receive_items<'a>(
+    apply: &mut Applying<'_, '_>,
+    from: &OfficeCode,
+    items: impl Iterator<Item = Item<'a>>,
+) -> Result<Response, ApplyError> {
     let inbox_key = keys::inbox(from);
     let mut inbox: LinkIn = get_or_default(apply.txn, &inbox_key)?;
-    let first_seq = envelopes.first().map(|e| e.seq).unwrap_or(0);
-    for envelope in envelopes {
-        if envelope.seq <= inbox.applied_through {
+    let mut first_seq = None;
+    for item in items {
+        let seq = item.seq();
+        first_seq.get_or_insert(seq);
+        if seq <= inbox.applied_through {
             continue;
         }
-        if envelope.seq != inbox.applied_through + 1 {
+        if seq != inbox.applied_through + 1 {
             break;
         }
-        let outcome = if envelope.from != *from || envelope.to != apply.context.office {
-            Err(refusal(
-                envelope.seq,
-                "misaddressed",
-                "envelope names another link",
-            ))
-        } else {
-            apply_message(apply, envelope)?
+        let (kind, outcome) = match item {
+            Item::Unadmitted(refusal) => ("unadmitted", Err(refusal)),
+            Item::Message(envelope)
+                if envelope.from != *from || envelope.to != apply.context.office =>
+            {
+                (
+                    envelope.body.kind(),
+                    Err(refusal(seq, "misaddressed", "envelope names another link")),
+                )
+            }
+            Item::Message(envelope) => (envelope.body.kind(), apply_message(apply, envelope)?),
         };
         if let Err(refused) = outcome {
             tracing::debug!(
-                office = %apply.context.office, %from, seq = envelope.seq,
-                kind = envelope.body.kind(), code = %refused.code, reason = %refused.reason,
-                "message refused"
+                office = %apply.context.office, %from, seq, kind,
+                code = %refused.code, reason = %refused.reason, "message refused"
             );
-            apply
-                .txn
-                .put(keys::refused(from, envelope.seq), encode(&refused));
+            apply.txn.put(keys::refused(from, seq), encode(&refused));
         }
-        inbox.applied_through = envelope.seq;
+        inbox.applied_through = seq;
         inbox.applied += 1;
     }
+    let first_seq = first_seq.unwrap_or(0);
     apply.txn.put(inbox_key, encode(&inbox));
     forget_answered_refusals(apply, from, first_seq)?;
     let refused = refusals(apply.txn, from, first_seq.max(1), inbox.applied_through)?;

@@ -877,12 +877,8 @@ fn a_refusal_outlives_a_retried_batch_that_overlaps_the_watermark() {
     };
     let batch = |seqs: std::ops::RangeInclusive<u64>| {
         let envelopes: Vec<Envelope> = seqs.map(order).collect();
-        Inbound {
-            from: code("5306"),
-            to: code("530602"),
-            bytes: envelopes.iter().map(wire_bytes).sum(),
-            envelopes,
-        }
+        let bytes = envelopes.iter().map(wire_bytes).sum();
+        Inbound::of(code("5306"), code("530602"), envelopes, bytes)
     };
     let link_in = |county: &Office| -> LinkIn {
         get_or_default(&county.reader(), &keys::inbox(&code("5306"))).unwrap()
@@ -919,6 +915,105 @@ fn a_refusal_outlives_a_retried_batch_that_overlaps_the_watermark() {
         seqs,
         vec![1, 2],
         "message 1's refusal is still there to answer"
+    );
+}
+
+/// A message the receiver could not admit is committed as a marker: refused without its
+/// content, the watermark past it, the handoff behind it taken; the sender learns the refusal
+/// with its ack and, the refused message being a handoff, holds that case again (fails if a bad
+/// message refuses its batch, which wedged the link, or if the marker changes anything but the
+/// inbox and the refusals).
+#[test]
+fn a_message_not_admitted_is_refused_and_the_link_moves_on() {
+    use crate::federation::link::{check_batch, proposal, Admit, Arrived, Inbound};
+    use crate::raft::types::Received;
+    let mut county = Office::new("530602", Some("5306"));
+    let mut sibling = Office::new("530621", Some("5306"));
+    let (spoiled, taken) = (county.file(), county.file());
+    for case in [&spoiled, &taken] {
+        let transfer = CaseCommand::Transfer {
+            to: code("530621"),
+            officer: "li".into(),
+        };
+        county.act(&case.id, transfer);
+    }
+    let outbox = |seq: u64| -> Envelope {
+        let bytes = county.reader().get(&keys::outbox(&code("530621"), seq));
+        crate::store::codec::decode(&bytes.unwrap().expect("in the outbox")).unwrap()
+    };
+    // Message 1 arrives damaged (its case does not decode), then message 2 and 3 as sent, 3
+    // being of a kind the receiver's build does not know.
+    let mut damaged = outbox(1);
+    damaged.body = Body::Handoff {
+        case: CaseDocument::from_bytes(b"not a case".to_vec()),
+    };
+    let newer = Arrived::Unreadable {
+        from: code("530602"),
+        to: code("530621"),
+        seq: 3,
+        code: crate::federation::link::UNKNOWN_MESSAGE_KIND,
+        reason: "a kind this build does not know".into(),
+    };
+    let envelopes = vec![damaged.clone(), outbox(2)];
+    let bytes = envelopes.iter().map(wire_bytes).sum();
+    let mut batch = Inbound::of(code("530602"), code("530621"), envelopes, bytes);
+    batch.envelopes.push(newer);
+    let inbox: LinkIn = get_or_default(&sibling.reader(), &keys::inbox(&code("530602"))).unwrap();
+    assert_eq!(
+        check_batch(&batch, true, &inbox),
+        Ok(Admit::Propose { first_new: 1 })
+    );
+    let operation = proposal(batch);
+    let Operation::ReceiveMarked { messages, .. } = &operation else {
+        panic!("a marked batch: {operation:?}");
+    };
+    assert!(matches!(messages[0], Received::Unadmitted { seq: 1, .. }));
+    assert!(matches!(messages[1], Received::Message(_)));
+    let cases_before = sibling.state.cases;
+    let Response::Delivered {
+        applied_through,
+        refused,
+    } = sibling.apply(operation.clone())
+    else {
+        panic!("a delivery");
+    };
+    assert_eq!(applied_through, 3, "the watermark moved past every message");
+    let codes: Vec<(u64, &str)> = refused.iter().map(|r| (r.seq, r.code.as_str())).collect();
+    assert_eq!(
+        codes,
+        vec![(1, "invalid_message"), (3, "unknown_message_kind")]
+    );
+    assert!(
+        sibling.case(&spoiled.id).is_none(),
+        "the damaged handoff changed nothing"
+    );
+    assert!(
+        sibling.case(&taken.id).is_some(),
+        "the handoff behind it was taken"
+    );
+    assert_eq!(sibling.state.cases, cases_before + 1);
+    // Committed: a redelivery of the same batch is a replay, answered with the same refusals.
+    let inbox: LinkIn = get_or_default(&sibling.reader(), &keys::inbox(&code("530602"))).unwrap();
+    assert_eq!((inbox.applied_through, inbox.applied), (3, 3));
+    let kept = refusals(&sibling.reader(), &code("530602"), 1, 3).unwrap();
+    assert_eq!(kept, refused);
+    let footprint = sibling.footprint();
+    let Response::Delivered { refused: again, .. } = sibling.apply(operation) else {
+        panic!("a delivery");
+    };
+    assert_eq!(again, refused);
+    assert_eq!(sibling.footprint(), footprint, "applied once");
+
+    // The sender: the refused handoff is its case again, the other one went.
+    county.apply(Operation::Acked {
+        to: code("530621"),
+        through: 2,
+        refused: refused.into_iter().filter(|r| r.seq <= 2).collect(),
+    });
+    assert_eq!(county.case(&spoiled.id).unwrap().status, Status::Registered);
+    assert_eq!(
+        county.case(&taken.id).unwrap().status,
+        Status::Forwarded { to: code("530621") }
     );
 }
 
@@ -1447,6 +1542,17 @@ fn every_stored_type_round_trips_in_both_formats() {
                 code: "c".into(),
                 reason: "r".into(),
             }],
+        },
+        Operation::ReceiveMarked {
+            from: code("530602001"),
+            messages: vec![
+                crate::raft::types::Received::Message(envelopes[0].clone()),
+                crate::raft::types::Received::Unadmitted {
+                    seq: 2,
+                    code: "unknown_message_kind".into(),
+                    reason: "r".into(),
+                },
+            ],
         },
     ];
     let audit_record = crate::raft::types::AuditRecord {

@@ -148,6 +148,45 @@ pub enum Operation {
         request_id: String,
         caller: String,
     },
+    /// A delivered batch holding messages the receiver could not admit
+    /// ([`crate::federation::link::proposal`]): [`Operation::Receive`] where each such message is
+    /// a [`Received::Unadmitted`] marker, committed as refused without its content, so the link
+    /// moves on past it. A batch whose every message was admitted is still proposed as
+    /// [`Operation::Receive`], which builds before this one apply too.
+    ReceiveMarked {
+        from: OfficeCode,
+        messages: Vec<Received>,
+    },
+}
+
+/// One message of a delivered batch, as the receiver admitted it ([`Operation::ReceiveMarked`]).
+/// New variants go at the end.
+// Nearly every element of a batch is the large variant: boxing it would cost an allocation
+// per message to save room only in the rare marker.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Received {
+    /// Admitted: applied by the rules on receipt (which may still refuse it).
+    Message(Envelope),
+    /// On its link, in sequence and within the budgets, but not admissible: a message kind this
+    /// build does not know, a body that does not decode, or a field the case engine refuses.
+    /// Only its number, why (`code`: `unknown_message_kind` or `invalid_message`) and a bounded
+    /// reason are kept; it is committed as refused.
+    Unadmitted {
+        seq: u64,
+        code: String,
+        reason: String,
+    },
+}
+
+impl Received {
+    /// The message's number on its link.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Received::Message(envelope) => envelope.seq,
+            Received::Unadmitted { seq, .. } => *seq,
+        }
+    }
 }
 
 impl Operation {
@@ -201,6 +240,9 @@ impl fmt::Display for Request {
             Operation::Supervise { case_id, .. } => write!(f, "supervise({case_id})@{}", self.at),
             Operation::Receive { from, envelopes } => {
                 write!(f, "receive({from}, {})@{}", envelopes.len(), self.at)
+            }
+            Operation::ReceiveMarked { from, messages } => {
+                write!(f, "receive({from}, {}, marked)@{}", messages.len(), self.at)
             }
             Operation::Acked { to, through, .. } => write!(f, "acked({to}, {through})@{}", self.at),
             Operation::Officers { change } => {

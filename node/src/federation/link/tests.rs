@@ -1,6 +1,6 @@
 //! The link protocol's decisions, each alone: batch selection, the receiver's check (gap,
-//! replay, oversize, wrong link, invalid fields), backoff growth, cap and jitter, and how a reply
-//! is interpreted.
+//! replay, oversize, wrong link), the marking of messages it cannot admit (invalid fields, an
+//! unknown kind), backoff growth, cap and jitter, and how a reply is interpreted.
 
 use liandong_domain::message::{Body, Envelope, Summary};
 use liandong_domain::{Calendar, CaseId, CaseKind, Context};
@@ -46,12 +46,28 @@ fn envelopes(seqs: std::ops::RangeInclusive<u64>) -> Vec<Envelope> {
 
 fn inbound(envelopes: Vec<Envelope>) -> Inbound {
     let bytes = envelopes.iter().map(wire_bytes).sum();
-    Inbound {
+    Inbound::of(code("530602001"), code("530602"), envelopes, bytes)
+}
+
+/// Message `seq` of the link as a newer build sends a kind this one does not know: only its
+/// link and number decoded.
+fn unknown_kind(seq: u64) -> Arrived {
+    Arrived::Unreadable {
         from: code("530602001"),
         to: code("530602"),
-        envelopes,
-        bytes,
+        seq,
+        code: UNKNOWN_MESSAGE_KIND,
+        reason: "a kind this build does not know".into(),
     }
+}
+
+/// Message `seq` with a category the case engine refuses (too long).
+fn stretched(seq: u64) -> Envelope {
+    let mut envelope = envelope(seq);
+    if let Body::IndexUpdate { summary } = &mut envelope.body {
+        summary.category = "c".repeat(5_000);
+    }
+    envelope
 }
 
 fn watermark(applied_through: u64) -> LinkIn {
@@ -117,7 +133,8 @@ fn the_byte_budget_cuts_a_batch_but_the_first_message_always_goes() {
 }
 
 /// The receiver's check, row by row: what passes is proposed from the watermark on, a replay is
-/// answered without the log, and every malformed batch is refused before anything is proposed.
+/// answered without the log, and every fault of the link is refused before anything is proposed
+/// (also in a batch whose messages include ones that are not admitted: the link's fault wins).
 #[test]
 fn the_receiver_checks_a_batch_before_proposing_anything() {
     let here = watermark(10);
@@ -178,15 +195,115 @@ fn the_receiver_checks_a_batch_before_proposing_anything() {
             seq: 13
         }
     ));
-    let mut stretched = envelopes(11..=12);
-    if let Body::IndexUpdate { summary } = &mut stretched[1].body {
-        summary.category = "c".repeat(5_000);
-    }
-    let invalid = refused(inbound(stretched), true);
-    assert!(
-        matches!(&invalid, Refuse::Invalid { seq: 12, error } if error.code() == "field_too_long"),
-        "{invalid:?}"
+    // A message's own fault does not refuse the batch: it is admitted (and marked later).
+    let with_bad = |seqs: std::ops::RangeInclusive<u64>, bad: u64| {
+        let mut batch = inbound(envelopes(seqs));
+        let at = batch.envelopes.iter().position(|a| a.seq() == bad).unwrap();
+        batch.envelopes[at] = unknown_kind(bad);
+        batch
+    };
+    assert_eq!(
+        check_batch(&with_bad(11..=13, 12), true, &here),
+        Ok(Admit::Propose { first_new: 11 })
     );
+    let mut stretched = inbound(envelopes(11..=12));
+    stretched.envelopes[1] = Arrived::Envelope(self::stretched(12));
+    assert_eq!(
+        check_batch(&stretched, true, &here),
+        Ok(Admit::Propose { first_new: 11 })
+    );
+    // ...but a fault of the link still refuses the whole batch, an unreadable message or not.
+    let mut gap = with_bad(12..=14, 13);
+    assert!(matches!(
+        refused(gap.clone(), true),
+        Refuse::Gap { first: 12, .. }
+    ));
+    if let Arrived::Unreadable { to, .. } = &mut gap.envelopes[1] {
+        *to = code("5306");
+    }
+    gap.envelopes.remove(0);
+    assert!(matches!(
+        refused(gap, true),
+        Refuse::WrongLink { seq: 13, .. }
+    ));
+    let mut reversed = with_bad(11..=12, 11);
+    reversed.envelopes.reverse();
+    assert!(matches!(
+        refused(reversed, true),
+        Refuse::NotConsecutive {
+            previous: 12,
+            seq: 11
+        }
+    ));
+    assert!(matches!(
+        refused(with_bad(11..=12, 12), false),
+        Refuse::UnknownSender { .. }
+    ));
+    let mut oversize = with_bad(11..=12, 12);
+    oversize.bytes = DELIVER_BATCH_BYTES_MAX + 1;
+    assert!(matches!(refused(oversize, true), Refuse::Bytes { .. }));
+}
+
+/// What the receiver could not admit becomes a marker of its number, committed as refused
+/// without its content, and the rest of the batch is proposed as it came, row by row (fails if
+/// one bad message refuses its batch, which wedged the link: the sender retried it forever).
+#[test]
+fn a_message_that_is_not_admitted_is_marked_and_the_rest_proposed() {
+    let mut long_reason = unknown_kind(12);
+    if let Arrived::Unreadable { reason, .. } = &mut long_reason {
+        *reason = "r".repeat(10_000);
+    }
+    // (the batch 11..=13 with message 12 replaced, the marker's code and reason's start)
+    let rows: [(Arrived, &str, &str); 3] = [
+        (
+            Arrived::Envelope(stretched(12)),
+            INVALID_MESSAGE,
+            "the index_update is invalid: field_too_long",
+        ),
+        (unknown_kind(12), UNKNOWN_MESSAGE_KIND, "a kind this build"),
+        (long_reason, UNKNOWN_MESSAGE_KIND, "rrr"),
+    ];
+    for (bad, expected, reason_start) in rows {
+        let mut batch = inbound(envelopes(11..=13));
+        batch.envelopes[1] = bad;
+        let Operation::ReceiveMarked { from, messages } = proposal(batch) else {
+            panic!("a marked batch for {expected}");
+        };
+        assert_eq!(from, code("530602001"));
+        let seqs: Vec<u64> = messages.iter().map(Received::seq).collect();
+        assert_eq!(
+            seqs,
+            vec![11, 12, 13],
+            "{expected}: the whole batch, in order"
+        );
+        assert_eq!(messages[0], Received::Message(envelope(11)));
+        assert_eq!(messages[2], Received::Message(envelope(13)));
+        let Received::Unadmitted {
+            seq,
+            code: marked,
+            reason,
+        } = &messages[1]
+        else {
+            panic!("message 12 is a marker: {:?}", messages[1]);
+        };
+        assert_eq!((*seq, marked.as_str()), (12, expected));
+        assert!(reason.starts_with(reason_start), "{expected}: {reason}");
+        assert!(reason.chars().count() <= UNADMITTED_REASON_CHARS_MAX);
+    }
+    // Every message admitted: the operation builds before markers propose, and apply.
+    assert!(matches!(
+        proposal(inbound(envelopes(11..=13))),
+        Operation::Receive { .. }
+    ));
+    // A batch of nothing but a marker is still a batch: the link moves past it.
+    let lone = Inbound {
+        envelopes: vec![unknown_kind(11)],
+        ..inbound(Vec::new())
+    };
+    let Operation::ReceiveMarked { messages, .. } = proposal(lone) else {
+        panic!("a marked batch");
+    };
+    assert_eq!(messages.len(), 1);
 }
 
 /// What is proposed is the whole batch, on the batch's link: its first message tells the state
