@@ -2608,6 +2608,32 @@ fn group_filing(seal: &crate::personal::OfficeSeal) -> (Operation, liandong_doma
 /// A group petition's members are sealed in the log entry and in every stored value, at the
 /// office that filed it and at the one it moved to; the new owner opens them, the old one keeps
 /// a stub without them.
+/// The handoff waiting in township 530602001's outbox (sealed under `seal`), as it goes on the
+/// wire (opened, checked as every receiver checks it) and arrives at county 530602, sealed under
+/// the county's key: the county's office, with the case applied, and its seal.
+fn handed_to_county(
+    township: &Office,
+    seal: &crate::personal::OfficeSeal,
+) -> (Office, crate::personal::OfficeSeal) {
+    let link = keys::outbox_link(&code("530602"));
+    let mut wire: Envelope = township
+        .reader()
+        .scan(&link, &crate::store::keys::prefix_end(&link), usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|(_, value)| decode::<Envelope>(value).unwrap())
+        .find(|envelope| matches!(envelope.body, Body::Handoff { .. }))
+        .expect("the handoff waits in the outbox");
+    seal.open_envelope(&mut wire).unwrap();
+    crate::personal::check_arrived_clear(&wire).unwrap();
+    wire.body.validate().unwrap();
+    let mut county = Office::new("530602", Some("5306"));
+    let county_seal = test_seal("530602");
+    county_seal.seal_envelope(&mut wire).unwrap();
+    assert_eq!(county.deliver("530602001", wire.body.clone()), None);
+    (county, county_seal)
+}
+
 #[test]
 fn a_group_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
     let mut township = Office::new("530602001", Some("530602"));
@@ -2648,22 +2674,7 @@ fn a_group_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
     for clear in [MEMBER_NAME, MEMBER_PASSPORT, "4479460123"] {
         assert!(!spells(&stored, clear), "the township stores {clear}");
     }
-    let link = keys::outbox_link(&code("530602"));
-    let mut wire: Envelope = township
-        .reader()
-        .scan(&link, &crate::store::keys::prefix_end(&link), usize::MAX)
-        .unwrap()
-        .iter()
-        .map(|(_, value)| decode::<Envelope>(value).unwrap())
-        .find(|envelope| matches!(envelope.body, Body::Handoff { .. }))
-        .expect("the handoff waits in the outbox");
-    seal.open_envelope(&mut wire).unwrap();
-    crate::personal::check_arrived_clear(&wire).unwrap();
-    wire.body.validate().unwrap();
-    let mut county = Office::new("530602", Some("5306"));
-    let county_seal = test_seal("530602");
-    county_seal.seal_envelope(&mut wire).unwrap();
-    assert_eq!(county.deliver("530602001", wire.body.clone()), None);
+    let (county, county_seal) = handed_to_county(&township, &seal);
     let stored = stored_values(&county);
     for clear in [MEMBER_NAME, MEMBER_PASSPORT, "4479460123"] {
         assert!(!spells(&stored, clear), "the county stores {clear}");
@@ -2725,22 +2736,7 @@ fn an_address_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
         },
     );
     assert!(!spells(&stored_values(&township), "海楼路"));
-    let link = keys::outbox_link(&code("530602"));
-    let mut wire: Envelope = township
-        .reader()
-        .scan(&link, &crate::store::keys::prefix_end(&link), usize::MAX)
-        .unwrap()
-        .iter()
-        .map(|(_, value)| decode::<Envelope>(value).unwrap())
-        .find(|envelope| matches!(envelope.body, Body::Handoff { .. }))
-        .expect("the handoff waits in the outbox");
-    seal.open_envelope(&mut wire).unwrap();
-    crate::personal::check_arrived_clear(&wire).unwrap();
-    wire.body.validate().unwrap();
-    let mut county = Office::new("530602", Some("5306"));
-    let county_seal = test_seal("530602");
-    county_seal.seal_envelope(&mut wire).unwrap();
-    assert_eq!(county.deliver("530602001", wire.body.clone()), None);
+    let (county, county_seal) = handed_to_county(&township, &seal);
     assert!(!spells(&stored_values(&county), "海楼路"));
     let mut held = county.case(&case.id).unwrap();
     assert!(held.address().unwrap().is_sealed());
