@@ -9,7 +9,6 @@ use common::*;
 use liandong_domain::codec::{decode, encode};
 use liandong_domain::group::{arrange, Group, Party};
 use liandong_domain::*;
-use ring::signature::{Ed25519KeyPair, KeyPair};
 
 const ADDRESS: &str = "云南省昭通市昭阳区凤凰街道海楼路 88 号 3 单元 501 室";
 
@@ -253,31 +252,6 @@ fn a_case_with_an_address_is_version_5_and_one_without_is_unchanged() {
     ));
 }
 
-struct Key {
-    office: OfficeCode,
-    pair: Ed25519KeyPair,
-}
-
-impl Key {
-    fn new(code: &str) -> Key {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("a key");
-        Key {
-            office: office(code),
-            pair: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key"),
-        }
-    }
-}
-
-impl EntrySigner for Key {
-    fn office(&self) -> &OfficeCode {
-        &self.office
-    }
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.pair.sign(message).as_ref().to_vec()
-    }
-}
-
 /// The address moves with the case to the receiver; the sender's stub keeps none. Both
 /// copies' seals check (re-folding the whole history), a dump without personal data checks
 /// against the digest, and an address removed on disk shows.
@@ -291,7 +265,7 @@ fn the_address_moves_with_the_case_and_its_presence_is_signed() {
         [&county_key, &township_key]
             .into_iter()
             .find(|key| key.office == *office)
-            .map(|key| key.pair.public_key().as_ref().to_vec())
+            .map(|key| key.public())
     };
     let mut case = register_at(&county, with_address(ADDRESS)).unwrap();
     case.sign_new_entries(&county_key);

@@ -11,37 +11,6 @@ use std::collections::BTreeMap;
 use common::*;
 use liandong_domain::codec::{decode, encode};
 use liandong_domain::*;
-use ring::signature::{Ed25519KeyPair, KeyPair};
-
-/// An office's key, as the node holds it.
-struct Key {
-    office: OfficeCode,
-    pair: Ed25519KeyPair,
-}
-
-impl Key {
-    fn new(code: &str) -> Key {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("a key");
-        Key {
-            office: office(code),
-            pair: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key"),
-        }
-    }
-
-    fn public(&self) -> Vec<u8> {
-        self.pair.public_key().as_ref().to_vec()
-    }
-}
-
-impl EntrySigner for Key {
-    fn office(&self) -> &OfficeCode {
-        &self.office
-    }
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.pair.sign(message).as_ref().to_vec()
-    }
-}
 
 /// Public keys by office.
 struct Keys(BTreeMap<OfficeCode, Vec<u8>>);

@@ -184,3 +184,35 @@ pub fn code<T: std::fmt::Debug>(result: Result<T, DomainError>) -> &'static str 
 pub fn rfc(ms: Option<Millis>) -> Option<String> {
     ms.map(format_rfc3339)
 }
+
+/// An office's signing key, as the node holds it.
+pub struct Key {
+    pub office: OfficeCode,
+    pub pair: ring::signature::Ed25519KeyPair,
+}
+
+impl Key {
+    pub fn new(code: &str) -> Key {
+        use ring::signature::Ed25519KeyPair;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("a key");
+        Key {
+            office: office(code),
+            pair: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("a key"),
+        }
+    }
+
+    pub fn public(&self) -> Vec<u8> {
+        use ring::signature::KeyPair;
+        self.pair.public_key().as_ref().to_vec()
+    }
+}
+
+impl EntrySigner for Key {
+    fn office(&self) -> &OfficeCode {
+        &self.office
+    }
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair.sign(message).as_ref().to_vec()
+    }
+}
