@@ -691,10 +691,18 @@ impl Worker for ReplicaWatch {
             return Ok(Step::Idle);
         };
         if !matches!(fatal, openraft::error::Fatal::Stopped) && !*self.stop.borrow() {
+            // The storage's own words when a write failed: openraft's can be a consequence
+            // ("channel closed") rather than the cause.
+            let cause = self
+                .replica
+                .state_machine
+                .storage_failure()
+                .unwrap_or_else(|| fatal.to_string());
             tracing::error!(
                 office = %self.replica.office,
                 replica = self.replica.id,
-                cause = %fatal,
+                cause = %cause,
+                raft = %fatal,
                 "replica stopped: its storage failed; it acknowledges nothing until its host is restarted with the fault cleared"
             );
         }

@@ -163,6 +163,11 @@ impl StateMachineStore {
         self.last_at.load(Ordering::SeqCst)
     }
 
+    /// The first failed write of the host's database, in the storage's own words.
+    pub fn storage_failure(&self) -> Option<String> {
+        self.db.write_failure()
+    }
+
     pub fn office(&self) -> &OfficeCode {
         &self.office
     }

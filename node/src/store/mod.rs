@@ -34,6 +34,10 @@ pub struct HostDb {
     /// The host's storage failpoint (see [`failpoint`]): one flag for the whole database, as a
     /// full disk is one for every replica on it.
     fault: DiskFault,
+    /// The first write of this database that failed, in RocksDB's words. openraft may report a
+    /// replica's stop in words of its own ("channel closed" when its state-machine worker died
+    /// of the failure first); the operator is told this instead.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl HostDb {
@@ -54,6 +58,7 @@ impl HostDb {
             db: Arc::new(db),
             snapshot_root,
             fault: DiskFault::default(),
+            failure: Arc::default(),
         })
     }
 
@@ -79,10 +84,24 @@ impl HostDb {
     /// `sync` fsyncs the WAL before returning (raft log, vote); without it the batch rides the
     /// WAL and is recovered from the raft log after a crash (state machine, commit mark).
     pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
-        self.fault.check().map_err(write_io_err)?;
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        blocking(|| self.db.write_opt(batch, &options)).map_err(write_err)
+        let written = self.fault.check().map_err(write_io_err).and_then(|()| {
+            let mut options = WriteOptions::default();
+            options.set_sync(sync);
+            blocking(|| self.db.write_opt(batch, &options)).map_err(write_err)
+        });
+        if let Err(error) = &written {
+            let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            failure.get_or_insert_with(|| error.to_string());
+        }
+        written
+    }
+
+    /// The first write that failed since the database was opened, if one did.
+    pub fn write_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
