@@ -522,7 +522,7 @@ async fn start_replicas(
         let raft = Raft::new(
             member.id,
             config.clone(),
-            network,
+            network.clone(),
             log_store,
             state_machine.clone(),
         )
@@ -533,6 +533,7 @@ async fn start_replicas(
             office,
             member.id,
             raft,
+            network,
             state_machine,
             clock.clone(),
             quiet,

@@ -41,8 +41,9 @@
 //! majority of T can form any more (it would need a voter of F's majority), so L never commits or
 //! acknowledges it; the write fails on its deadline or is overwritten by F's log, and its client
 //! sees an error, never a success. Reads are the same: a linearizable read is a read index
-//! (`ensure_linearizable`), which confirms the leadership with a majority at read time; no read
-//! is served on a time lease, so a quiesced or deposed leader cannot serve a stale one.
+//! ([`crate::replica::read`]), which confirms the leadership with a majority after the read
+//! arrived (each voter accepts the leader's vote or answers with a higher one); no read is served
+//! on a time lease, so a quiesced or deposed leader cannot serve a stale one.
 //! Liveness, not safety, is what the grace protects: a follower woken while its leader lives does
 //! not campaign before the leader's append renews its lease (no needless leader change), and a
 //! restarted host does the same at start.

@@ -125,6 +125,8 @@ pub async fn run(args: &Args, region: &str) -> anyhow::Result<()> {
     let (mut fresh, mut index): (Histogram<u64>, Histogram<u64>) = (histogram(), histogram());
     let (mut partial, mut failed) = (0u64, 0u64);
     let (mut fresh_cases, mut index_cases) = (0usize, 0usize);
+    // Which offices the partial answers listed, and how often: the evidence of what failed.
+    let mut unreachable: std::collections::BTreeMap<String, u64> = Default::default();
     for _ in 0..args.fresh_queries {
         for (is_fresh, timed) in [(true, &mut fresh), (false, &mut index)] {
             let began = Instant::now();
@@ -134,6 +136,9 @@ pub async fn run(args: &Args, region: &str) -> anyhow::Result<()> {
                     let reply = reply.into_inner();
                     if is_fresh {
                         partial += u64::from(reply.partial);
+                        for office in &reply.unreachable {
+                            *unreachable.entry(office.clone()).or_default() += 1;
+                        }
                         fresh_cases = reply.cases.len();
                     } else {
                         index_cases = reply.cases.len();
@@ -177,6 +182,7 @@ pub async fn run(args: &Args, region: &str) -> anyhow::Result<()> {
         "queries_each": args.fresh_queries,
         "fresh_partial_answers": partial,
         "failed_calls": failed,
+        "unreachable_offices": unreachable,
         "cases_on_last_page": {"fresh": fresh_cases, "index": index_cases},
         "up_seconds": up_seconds,
         "index_settled_seconds": settle_seconds,
@@ -195,6 +201,23 @@ pub async fn run(args: &Args, region: &str) -> anyhow::Result<()> {
         "fresh answers partial: {partial} of {}; failed calls: {failed}",
         args.fresh_queries
     );
+    if !unreachable.is_empty() {
+        println!("offices listed unreachable (times): {unreachable:?}");
+    }
+    // The hosts' logs, to read why an office did not answer (`LIANDONG_BENCH_LOGS=<dir>`).
+    if let Some(logs) = std::env::var_os("LIANDONG_BENCH_LOGS") {
+        let logs = std::path::PathBuf::from(logs);
+        std::fs::create_dir_all(&logs)?;
+        for entry in std::fs::read_dir(federation.dir.join("run"))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|ext| ext == "log") {
+                if let Some(name) = path.file_name() {
+                    std::fs::copy(&path, logs.join(name))?;
+                }
+            }
+        }
+        println!("host logs copied to {}", logs.display());
+    }
     drop(federation);
     Ok(())
 }
