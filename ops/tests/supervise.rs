@@ -267,3 +267,51 @@ fn filters_pages_and_bad_input() {
     let refusal = city.fails(&["query", "--as", "5306", "--petitioner-key", "a b"]);
     assert!(refusal.contains("bad petitioner key"), "{refusal}");
 }
+
+/// A fresh query's hop at a child office reads index summaries only, like a status call: the
+/// child records it with its next append instead of appending (and waking) for it. Without that,
+/// the county would append the hop's record within a second of the query.
+#[test]
+fn a_fresh_querys_hop_is_recorded_at_the_child_with_its_next_append() {
+    let fed = seven_offices();
+    let county = fed.at("530621");
+    let city = fed.at("5306");
+    // At start each office makes its last whole period's reports: let that append come first.
+    common::wait_until(&fed, "the county's start-up reports", || {
+        county.json(&["report", "list", "--office", "530621"])["reports"]
+            .as_array()
+            .is_some_and(|reports| !reports.is_empty())
+    });
+    let hops = |audit: &Value| {
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["rpc"] == "Federation.Query"
+                    && e["user"].as_str().is_some_and(|u| u.starts_with("host:"))
+            })
+            .count()
+    };
+    // The logins' and the report list's own records are appended by now.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let before = hops(&county.json(&["audit"]));
+    // And that read's own record, so the hop cannot ride with it.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let fresh = city.json(&["query", "--as", "5306", "--fresh"]);
+    assert_eq!(fresh["partial"], false, "{fresh}");
+    assert!(fresh["answered"]["530621"].is_string(), "{fresh}");
+    // Past two audit flushes: a record that waited for nothing would be appended by now.
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    assert_eq!(
+        hops(&county.json(&["audit"])),
+        before,
+        "the hop was appended on its own"
+    );
+    // The audit read just now is the county's next append: the hop rides with it.
+    common::wait_until(
+        &fed,
+        "the hop recorded with the county's next append",
+        || hops(&county.json(&["audit"])) > before,
+    );
+}

@@ -6,7 +6,9 @@
 //! Operators' status calls read no case and no personal data; their records wait until the
 //! office has another record to append, or at most [`AUDIT_OBSERVATION_FLUSH_MS`]. Appending
 //! one is a Raft write, which wakes a quiesced office: a monitor polling `liandong status` must
-//! not keep every office of an idle federation awake.
+//! not keep every office of an idle federation awake. The hops of an ancestor office's fresh
+//! query are recorded the same way: they read only index summaries, and the supervisor who
+//! asked is recorded at once where they signed in.
 //!
 //! Bounded: at most [`AUDIT_PENDING_MAX`] records wait per office. Past that, an authenticated
 //! call is refused (UNAVAILABLE) rather than served unrecorded; calls without any credential

@@ -209,10 +209,16 @@ impl FederationService {
             Ok(principal) if ancestor_host => principal,
             _ => trust.check(request, Action::Query, as_office, "", "")?,
         };
-        trust.record(
-            as_office,
-            Trust::record_of(&principal, Action::Query, as_office, "", ""),
-        )
+        let record = Trust::record_of(&principal, Action::Query, as_office, "", "");
+        if ancestor_host {
+            // One hop of an ancestor's fresh query: it reads index summaries (no personal data),
+            // and the supervisor who asked is recorded where they signed in. Recorded like a
+            // status call, with this office's next append: a city's fresh query must not make
+            // each of its offices append (and wake) for its own audit log.
+            trust.record_observation(as_office, record)
+        } else {
+            trust.record(as_office, record)
+        }
     }
 
     /// The children a fresh query of `as_office` asks: all of them, or only the one whose
