@@ -109,6 +109,20 @@ pub(super) fn apply_operation(
     at: Millis,
     op: &Operation,
 ) -> Result<Response, ApplyError> {
+    apply_naming(txn, context, state, at, op, &mut None)
+}
+
+/// [`apply_operation`], which also names in `made` the case a registration or command of
+/// `op` itself made or changed (not one of a nested operation's, nor a replayed answer's): its
+/// audit record then names the case without decoding the case document again.
+fn apply_naming(
+    txn: &mut Txn<'_>,
+    context: &ApplyContext,
+    state: &mut AppliedState,
+    at: Millis,
+    op: &Operation,
+    made: &mut Option<liandong_domain::CaseId>,
+) -> Result<Response, ApplyError> {
     match op {
         Operation::Audited { record, op } => {
             return apply_audited(txn, context, state, at, record, op)
@@ -252,6 +266,7 @@ pub(super) fn apply_operation(
             if let Some(scope) = &scope {
                 requests::remember(apply.txn, scope, &case_id, apply.now, &document);
             }
+            *made = Some(case_id.clone());
             // Filed while a joint reception session runs here: linked to it.
             if matches!(
                 op,
@@ -396,16 +411,23 @@ fn apply_audited(
     record: &AuditRecord,
     op: &Operation,
 ) -> Result<Response, ApplyError> {
-    let response = apply_operation(txn, context, state, at, op)?;
+    let mut made = None;
+    let response = apply_naming(txn, context, state, at, op, &mut made)?;
     let mut record = record.clone();
     record.result = match &response {
         Response::Rejected { code, .. } => format!("refused: {code}"),
         _ => "ok".to_string(),
     };
     if let (true, Response::Case { document }) = (record.case_id.is_empty(), &response) {
-        // A registration's record names the case it made.
-        if let Ok(case) = liandong_domain::Case::from_bytes(document) {
-            record.case_id = case.id.to_string();
+        // A registration's record names the case it made: as applying named it, else (a
+        // replayed answer, a nested operation's) from the case document.
+        match made {
+            Some(case_id) => record.case_id = case_id.to_string(),
+            None => {
+                if let Ok(case) = liandong_domain::Case::from_bytes(document) {
+                    record.case_id = case.id.to_string();
+                }
+            }
         }
     }
     let now = state.last_at;

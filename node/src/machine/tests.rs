@@ -2371,6 +2371,37 @@ fn a_batch_applies_its_operations_as_separate_entries_would() {
     assert_eq!(records(&batched), records(&separate));
 }
 
+/// An audited registration's record names the case it made, as applying named it; its retry,
+/// answered from the request's record, names the same case, and a refused one names none
+/// (fails if a record loses the case a registration made, or names another).
+#[test]
+fn an_audited_registration_names_the_case_it_made() {
+    let mut office = Office::new("5306", None);
+    let first = case_of(office.apply(audited(with_id(filing(), "r1", "li"), "r1")));
+    let retried = case_of(office.apply(audited(with_id(filing(), "r1", "li"), "r1")));
+    assert_eq!(first.id, retried.id, "the retry answered from the record");
+    let second = case_of(office.apply(audited(filing(), "")));
+    assert_ne!(first.id, second.id);
+    let mut refused = filing();
+    if let Operation::File { registration, .. } = &mut refused {
+        registration.summary = "a bell \u{7}".to_string();
+    }
+    let refusal = office.apply(audited(refused, ""));
+    assert!(matches!(refusal, Response::Rejected { .. }), "{refusal:?}");
+    let txn = Txn::new(&office.db, office.context.office.as_str());
+    let named: Vec<(String, String)> = audit::entries(&txn, 1, 100)
+        .unwrap()
+        .into_iter()
+        .map(|entry| (entry.record.case_id, entry.record.result))
+        .collect();
+    assert_eq!(named.len(), 4, "{named:?}");
+    assert_eq!(named[0].0, first.id.to_string());
+    assert_eq!(named[1].0, first.id.to_string());
+    assert_eq!(named[2].0, second.id.to_string());
+    assert_eq!(named[3].0, "", "a refusal made no case");
+    assert!(named[3].1.starts_with("refused"), "{named:?}");
+}
+
 /// A case the county let pass its acceptance limit stays on the county's record of breaches
 /// after it is transferred away; the breach goes up to the city, which counts it for the county
 /// and passes it on; the receiver starts clean.
