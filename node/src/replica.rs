@@ -160,17 +160,29 @@ impl Replica {
                 }
                 Err(error) => error,
             };
-            self.quiet.wake(Cause::Client);
-            if attempt >= READ_CONFIRM_ATTEMPTS || !self.is_leader() {
-                return Err(self.unavailable(error));
-            }
-            tracing::info!(office = %self.office, attempt, %error, "read: leadership not confirmed, trying again");
-            tokio::time::sleep(Duration::from_millis(
-                READ_CONFIRM_PAUSE_MS * attempt as u64,
-            ))
-            .await;
-            attempt += 1;
+            self.confirm_failed(&mut attempt, error).await?;
         }
+    }
+
+    /// After a leadership confirmation that failed: gives up on the last attempt or once this
+    /// replica no longer leads ("unavailable": the client turns to another host), else pauses
+    /// before the next attempt.
+    async fn confirm_failed(
+        &self,
+        attempt: &mut u32,
+        error: impl std::fmt::Display,
+    ) -> Result<(), ReplicaError> {
+        self.quiet.wake(Cause::Client);
+        if *attempt >= READ_CONFIRM_ATTEMPTS || !self.is_leader() {
+            return Err(self.unavailable(error));
+        }
+        tracing::info!(office = %self.office, attempt = *attempt, %error, "read: leadership not confirmed, trying again");
+        tokio::time::sleep(Duration::from_millis(
+            READ_CONFIRM_PAUSE_MS * u64::from(*attempt),
+        ))
+        .await;
+        *attempt += 1;
+        Ok(())
     }
 
     /// The read barrier through openraft's `ensure_linearizable` (a just elected leader's: its
@@ -189,18 +201,7 @@ impl Replica {
                         leader: forward.leader_node,
                     });
                 }
-                Err(error) => {
-                    self.quiet.wake(Cause::Client);
-                    if attempt >= READ_CONFIRM_ATTEMPTS || !self.is_leader() {
-                        return Err(self.unavailable(error));
-                    }
-                    tracing::debug!(office = %self.office, attempt, %error, "read: leadership not confirmed, trying again");
-                    tokio::time::sleep(Duration::from_millis(
-                        READ_CONFIRM_PAUSE_MS * attempt as u64,
-                    ))
-                    .await;
-                    attempt += 1;
-                }
+                Err(error) => self.confirm_failed(&mut attempt, error).await?,
             }
         }
     }
