@@ -1081,6 +1081,25 @@ fn test_seal(office: &str) -> crate::personal::OfficeSeal {
     crate::personal::OfficeSeal::new(code(office), &[9; 32], vec![7; 32])
 }
 
+/// The sample registration, changed by `edit`, sealed by `seal` as a host seals a filing before
+/// proposing it: the filing (officer "li") and the petitioner key it carries.
+fn sealed_filing(
+    seal: &crate::personal::OfficeSeal,
+    request_id: &str,
+    edit: impl FnOnce(&mut Registration),
+) -> (Operation, String) {
+    let mut registration = registration();
+    edit(&mut registration);
+    let key = seal.seal_registration(&mut registration).unwrap();
+    let op = Operation::FileSealed {
+        registration: Box::new(registration),
+        petitioner_key: key.clone(),
+        request_id: Some(request_id.into()),
+        caller: "li".into(),
+    };
+    (op, key)
+}
+
 fn liandong_node_personal_has_sealed(case: &Case) -> bool {
     crate::personal::has_sealed(case)
 }
@@ -1108,15 +1127,8 @@ fn spells(haystack: &[u8], needle: &str) -> bool {
 fn sealed_personal_data_is_stored_sealed_and_clear_filings_still_apply() {
     let mut township = Office::new("530602001", Some("530602"));
     let seal = test_seal("530602001");
-    let mut sealed = registration();
-    sealed.phone = Some(PHONE.into());
-    let key = seal.seal_registration(&mut sealed).unwrap();
-    let case = case_of(township.apply(Operation::FileSealed {
-        registration: Box::new(sealed),
-        petitioner_key: key.clone(),
-        request_id: Some("r1".into()),
-        caller: "li".into(),
-    }));
+    let (filing, key) = sealed_filing(&seal, "r1", |r| r.phone = Some(PHONE.into()));
+    let case = case_of(township.apply(filing));
     assert_eq!(case.petitioner_key, key);
     township.act(
         &case.id,
@@ -1236,15 +1248,7 @@ fn every_stored_type_round_trips_in_both_formats() {
     // Personal data sealed by the office (field encryption): a sealed filing, the case it
     // makes, and that case carried by a handoff.
     let seal = test_seal("530602");
-    let mut sealed_registration = registration();
-    sealed_registration.phone = Some(PHONE.into());
-    let petitioner_key = seal.seal_registration(&mut sealed_registration).unwrap();
-    let file_sealed = Operation::FileSealed {
-        registration: Box::new(sealed_registration),
-        petitioner_key,
-        request_id: Some("r3".into()),
-        caller: "li".into(),
-    };
+    let (file_sealed, _) = sealed_filing(&seal, "r3", |r| r.phone = Some(PHONE.into()));
     let sealed_case = case_of(county.apply(file_sealed.clone()));
     assert!(liandong_node_personal_has_sealed(&sealed_case));
     round_trips("a case with sealed personal data", &sealed_case);
@@ -1482,15 +1486,7 @@ fn every_stored_type_round_trips_in_both_formats() {
     );
     // A filing with the petitioner's address (a registration of version 2, sealed), and the
     // version-5 case it makes, read whole by `Case::from_bytes` as the group case is.
-    let mut addressed = registration();
-    addressed.address = Some(ADDRESS.into());
-    let addressed_key = seal.seal_registration(&mut addressed).unwrap();
-    let file_addressed = Operation::FileSealed {
-        registration: Box::new(addressed),
-        petitioner_key: addressed_key,
-        request_id: Some("r4".into()),
-        caller: "li".into(),
-    };
+    let (file_addressed, _) = sealed_filing(&seal, "r4", |r| r.address = Some(ADDRESS.into()));
     let address_case = case_of(county.apply(file_addressed.clone()));
     assert_eq!(address_case.v, liandong_domain::CASE_VERSION_ADDRESS);
     assert!(address_case.address().is_some_and(|a| a.is_sealed()));
@@ -2721,16 +2717,11 @@ const ADDRESS: &str = "昭通市昭阳区海楼路 88 号";
 fn an_address_is_sealed_in_the_log_and_at_rest_and_moves_with_the_case() {
     let mut township = Office::new("530602001", Some("530602"));
     let seal = test_seal("530602001");
-    let mut registration = registration();
-    registration.address = Some(ADDRESS.into());
-    let key = seal.seal_registration(&mut registration).unwrap();
-    assert!(registration.address.as_ref().unwrap().is_sealed());
-    let op = Operation::FileSealed {
-        registration: Box::new(registration),
-        petitioner_key: key,
-        request_id: Some("r-address".into()),
-        caller: "li".into(),
+    let (op, _) = sealed_filing(&seal, "r-address", |r| r.address = Some(ADDRESS.into()));
+    let Operation::FileSealed { registration, .. } = &op else {
+        unreachable!("sealed_filing makes a FileSealed")
     };
+    assert!(registration.address.as_ref().unwrap().is_sealed());
     let logged = encode(&Request {
         at: START_MS,
         op: op.clone(),
