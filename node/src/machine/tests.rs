@@ -1140,31 +1140,9 @@ fn sealed_personal_data_is_stored_sealed_and_clear_filings_still_apply() {
     let stored = stored_values(&township);
     assert!(!spells(&stored, PHONE.trim_start_matches('+')));
     assert!(!spells(&stored, "530602198001010012"));
-    // The outbox holds the handoff sealed; the pump opens it for the wire.
-    let link = keys::outbox_link(&code("530602"));
-    let waiting = township
-        .reader()
-        .scan(&link, &crate::store::keys::prefix_end(&link), usize::MAX)
-        .unwrap();
-    let mut wire: Envelope = waiting
-        .iter()
-        .map(|(_, value)| decode::<Envelope>(value).unwrap())
-        .find(|envelope| matches!(envelope.body, Body::Handoff { .. }))
-        .expect("the handoff waits in the outbox");
-    seal.open_envelope(&mut wire).unwrap();
-    crate::personal::check_arrived_clear(&wire).unwrap();
-    // The county seals it under its own key before proposing; applied, it stays sealed.
-    let mut county = Office::new("530602", Some("5306"));
-    let county_seal = test_seal("530602");
-    let mut received = wire.clone();
-    county_seal.seal_envelope(&mut received).unwrap();
-    let Body::Handoff { case: document } = received.body.clone() else {
-        panic!("a handoff: {received:?}")
-    };
-    assert_eq!(
-        county.deliver("530602001", Body::Handoff { case: document }),
-        None
-    );
+    // The outbox holds the handoff sealed; the pump opens it for the wire, and the county seals
+    // it under its own key before proposing; applied, it stays sealed.
+    let (county, county_seal) = handed_to_county(&township, &seal);
     let mut held = county.case(&case.id).unwrap();
     assert!(crate::personal::has_sealed(&held));
     assert!(!spells(
