@@ -153,3 +153,30 @@ pub(crate) fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 pub(crate) fn write_io_err(e: std::io::Error) -> StorageError {
     StorageError::from_io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Write, e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// openraft may report a replica's stop in words of its own ("channel closed"); the host
+    /// names the storage's: the first failed write is kept, and later writes do not replace it.
+    #[test]
+    fn the_first_failed_write_is_kept_in_the_storages_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = HostDb::open(&dir.path().join("db")).unwrap();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(db.cf(keys::CF_META), b"k", b"v");
+        db.write(batch, true).unwrap();
+        assert_eq!(db.write_failure(), None);
+
+        db.disk_fault().set(true);
+        let error = db.write(WriteBatch::default(), true).unwrap_err();
+        let failure = db.write_failure().expect("the failed write is kept");
+        assert!(failure.contains(failpoint::INJECTED_MESSAGE), "{failure}");
+        assert_eq!(failure, error.to_string());
+
+        db.disk_fault().set(false);
+        db.write(WriteBatch::default(), true).unwrap();
+        assert_eq!(db.write_failure(), Some(failure));
+    }
+}
