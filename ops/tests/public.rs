@@ -1,7 +1,7 @@
 //! The public surface from outside: an unmodified Open311 GeoReport v2 client from PyPI
-//! (`georeport` 0.3.1, installed into a fresh virtual environment) lists the services and reads
-//! back a petition filed through `POST requests.json`; the petitioner's status page shows the
-//! same; a wrong code and an unknown case get one answer; bad filings are refused in Open311's
+//! (`three` 0.8.0, installed into a fresh virtual environment) lists the services, files a
+//! petition and reads it back, and a second one (`georeport` 0.3.1, which only reads) reads the
+//! same request; the petitioner's status page shows the same; a wrong code and an unknown case get one answer; bad filings are refused in Open311's
 //! error format and file nothing; a transferred case is followed; a 12345 hotline ticket is
 //! routed to the office of its location and filed once, and its result is posted back to the
 //! hotline platform once (the file callback; no SMS gateway, so the SMS wait). Real hosts, real HTTPS (the
@@ -17,9 +17,12 @@ use serde_json::Value;
 
 const TOWNSHIP: &str = "530602001";
 
-/// A virtual environment under `dir` with `georeport==0.3.1` (and its `requests`); fails with a
+/// The Open311 clients the tests run, as published on PyPI.
+const CLIENTS: [&str; 2] = ["three==0.8.0", "georeport==0.3.1"];
+
+/// A virtual environment under `dir` with the [`CLIENTS`] (and their `requests`); fails with a
 /// clear message when pip cannot reach the package index.
-fn venv_with_georeport(dir: &Path) -> PathBuf {
+fn venv_with_clients(dir: &Path) -> PathBuf {
     let venv = dir.join("venv");
     let made = Command::new("python3")
         .args(["-m", "venv"])
@@ -32,17 +35,13 @@ fn venv_with_georeport(dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&made.stderr)
     );
     let pip = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "georeport==0.3.1",
-        ])
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(CLIENTS)
         .output()
         .expect("running pip");
     assert!(
         pip.status.success(),
-        "pip could not install georeport==0.3.1 (this test needs the Python package index): {}",
+        "pip could not install {CLIENTS:?} (this test needs the Python package index): {}",
         String::from_utf8_lossy(&pip.stderr)
     );
     venv.join("bin/python")
@@ -71,33 +70,30 @@ fn python(fed: &Fed, python: &Path, script: &str, args: &[&str]) -> Value {
     })
 }
 
-/// The client's part: the service list and the request read back through `georeport`; the
-/// filing itself is the spec's form-encoded POST (georeport has no call for it: no Open311
-/// client on PyPI that runs on Python 3 files requests).
+/// The clients' part: `three` lists the services, files the petition (`POST requests.json`) and
+/// reads it back, by its id and in a list; `georeport` reads the same request. Both run as
+/// published. `three` 0.8 was written for Python 2: its import needs `itertools.ifilter`,
+/// which Python 3 calls `filter`, and nothing else of Python 2 on these calls; the script gives
+/// that one name back before importing it (no Python 2 runs on Debian 12).
 const CLIENT: &str = r#"
-import json, sys
-import requests
+import itertools, json, sys
+itertools.ifilter = filter
+import three
 from georeport import GeoReport
 
 root, jurisdiction, id_number = sys.argv[1], sys.argv[2], sys.argv[3]
-client = GeoReport(root, jurisdiction=jurisdiction)
-services = client.get_service_list()
-filed = requests.post(root + "/requests.json", data={
-    "jurisdiction_id": jurisdiction,
-    "api_key": "none",
-    "service_code": "housing",
-    "description": "the roof leaks",
-    "first_name": "三",
-    "last_name": "张",
-    "phone": "13800000000",
-    "attribute[id_number]": id_number,
-    "address_string": "昭阳区 1 号",
-})
-created = filed.json()[0]
-one = client.get_service_request(created["service_request_id"])
-listed = client.get_service_requests(service_request_id=created["service_request_id"])
-print(json.dumps({"services": services, "status": filed.status_code, "created": created,
-                  "one": one, "listed": listed}))
+client = three.Three(root, jurisdiction=jurisdiction)
+services = client.services()
+created = client.post("housing", name="三 张", phone="13800000000",
+                      description="the roof leaks", address="昭阳区 1 号",
+                      **{"attribute[id_number]": id_number})[0]
+status = client.post_response.status_code
+one = client.request(created["service_request_id"])[0]
+listed = client.requests(service_request_id=created["service_request_id"])
+read = GeoReport(root, jurisdiction=jurisdiction).get_service_request(
+    created["service_request_id"])
+print(json.dumps({"services": services, "status": status, "created": created,
+                  "one": one, "listed": listed, "read": read}))
 "#;
 
 /// One HTTP call: method, URL, form fields (JSON object); status and body.
@@ -160,7 +156,7 @@ fn township_url(fed: &Fed) -> String {
 #[test]
 fn an_open311_client_files_and_follows_a_petition_and_the_status_page_shows_the_same() {
     let temp = tempfile::tempdir().unwrap();
-    let py = venv_with_georeport(temp.path());
+    let py = venv_with_clients(temp.path());
     let fed = small_federation();
     let base = township_url(&fed);
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
@@ -181,8 +177,10 @@ fn an_open311_client_files_and_follows_a_petition_and_the_status_page_shows_the_
     assert!(case_id.starts_with("530602001-"), "{created}");
     assert_eq!(request_id, format!("{case_id}-{code}"));
     assert!(code.len() >= 6 && code.bytes().all(|b| b.is_ascii_digit()));
-    // Read back through the client: the same request, open, at the township.
+    // Read back through the client: the same request, open, at the township; the other client
+    // reads the same.
     let one = &out["one"];
+    assert_eq!(out["read"], *one, "{out}");
     assert_eq!(one["service_request_id"], request_id, "{one}");
     assert_eq!(one["status"], "open");
     assert_eq!(one["service_code"], "housing");
@@ -324,7 +322,7 @@ fn an_open311_client_files_and_follows_a_petition_and_the_status_page_shows_the_
 #[test]
 fn bad_filings_file_nothing_moved_cases_are_followed_and_hotline_tickets_route_once() {
     let temp = tempfile::tempdir().unwrap();
-    let py = venv_with_georeport(temp.path());
+    let py = venv_with_clients(temp.path());
     let callbacks = temp.path().join("hotline-callbacks.jsonl");
     let spec = format!("file:{}", callbacks.display());
     let fed = Fed::init(
