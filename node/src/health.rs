@@ -13,6 +13,7 @@ use liandong_domain::OfficeCode;
 use openraft::RaftMetrics;
 use tokio::time::Instant;
 
+use crate::machine::unadmitted::{self, Unadmitted};
 use crate::raft::types::{NodeId, NodeInfo};
 use crate::replica::Replica;
 
@@ -28,6 +29,9 @@ pub const COMMIT_CHECK_TIMEOUT_MS: u64 = 1_000;
 /// Links one status reply lists per office at most (an office has a link per neighbour office;
 /// a province has a few thousand).
 pub const LINKS_LISTED_MAX: usize = 4_096;
+/// How long a message refused on admission keeps its link in `status` (ms): a day, long enough
+/// for the next day's shift to see it, short enough that an upgrade's refusals leave the view.
+pub const UNADMITTED_SHOWN_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The leader changes one replica saw: a new term with a leader, or another leader.
 #[derive(Debug, Default)]
@@ -180,17 +184,25 @@ pub fn replication(metrics: &RaftMetrics<NodeId, NodeInfo>) -> Vec<ReplicaProgre
         .collect()
 }
 
-/// The replica's outgoing links with messages waiting: depth, oldest stamped time and its age
-/// on the federation clock, at most [`LINKS_LISTED_MAX`].
+/// The replica's outgoing links with messages waiting, or with a message refused on admission
+/// in the last [`UNADMITTED_SHOWN_MS`]: depth, oldest stamped time and its age on the
+/// federation clock, the refused messages; at most [`LINKS_LISTED_MAX`].
 pub fn links(replica: &Replica) -> Vec<LinkStatus> {
     let machine = &replica.state_machine;
     let Ok(links) = machine.links_out() else {
         return Vec::new();
     };
     let now = replica.clock.now();
+    let refused: BTreeMap<OfficeCode, Unadmitted> = machine
+        .scan_prefix(unadmitted::UNADMITTED, LINKS_LISTED_MAX)
+        .map(|items| unadmitted::of_links(&items))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, refused)| now.saturating_sub(refused.last_at) <= UNADMITTED_SHOWN_MS)
+        .collect();
     links
         .into_iter()
-        .filter(|(_, link)| link.pending() > 0)
+        .filter(|(to, link)| link.pending() > 0 || refused.contains_key(to))
         .take(LINKS_LISTED_MAX)
         .map(|(to, link)| {
             let oldest_ms = machine
@@ -203,11 +215,17 @@ pub fn links(replica: &Replica) -> Vec<LinkStatus> {
             } else {
                 0
             };
+            let refused = refused.get(&to).cloned().unwrap_or_default();
             LinkStatus {
                 to: to.to_string(),
                 pending: link.pending(),
                 oldest_ms,
                 oldest_age_ms,
+                unadmitted: refused.count,
+                last_unadmitted_seq: refused.last_seq,
+                last_unadmitted_kind: refused.last_kind,
+                last_unadmitted_code: refused.last_code,
+                last_unadmitted_ms: refused.last_at,
             }
         })
         .collect()

@@ -191,6 +191,13 @@ fn office_json(
                 "pending": link.pending,
                 "oldest": (link.oldest_ms > 0).then(|| format_rfc3339(link.oldest_ms)),
                 "oldest_age_ms": link.oldest_age_ms,
+                "unadmitted": link.unadmitted,
+                "last_unadmitted": (link.unadmitted > 0).then(|| json!({
+                    "seq": link.last_unadmitted_seq,
+                    "kind": link.last_unadmitted_kind,
+                    "code": link.last_unadmitted_code,
+                    "at": format_rfc3339(link.last_unadmitted_ms),
+                })),
             })
         })
         .collect();
@@ -484,22 +491,25 @@ fn replicas_cell(office: &Value) -> String {
         .join(" ")
 }
 
-/// The outbox cell: messages waiting, on how many links, and the oldest's age.
+/// The outbox cell: messages waiting, on how many links, and the oldest's age; then the messages
+/// a receiver refused on admission (not sent again: the receiver's build must be upgraded).
 fn outbox_cell(office: &Value) -> String {
     let links = office["links"].as_array().cloned().unwrap_or_default();
-    if links.is_empty() {
-        return "-".to_string();
-    }
-    let oldest = links
+    let waiting_links: Vec<&Value> = links
+        .iter()
+        .filter(|l| l["pending"].as_u64().unwrap_or(0) > 0)
+        .collect();
+    let oldest = waiting_links
         .iter()
         .filter_map(|l| l["oldest_age_ms"].as_u64())
         .max()
         .unwrap_or(0);
-    let waiting = links
+    let waiting = waiting_links
         .iter()
         .filter_map(|l| l["pending"].as_u64())
         .sum::<u64>();
-    match links.as_slice() {
+    let mut cell = match waiting_links.as_slice() {
+        [] => "-".to_string(),
         [one] => format!(
             "{waiting} to {} (oldest {})",
             one["to"].as_str().unwrap_or(""),
@@ -507,10 +517,24 @@ fn outbox_cell(office: &Value) -> String {
         ),
         _ => format!(
             "{waiting} on {} links (oldest {})",
-            links.len(),
+            waiting_links.len(),
             age_text(oldest)
         ),
+    };
+    for link in &links {
+        let refused = link["unadmitted"].as_u64().unwrap_or(0);
+        if refused == 0 {
+            continue;
+        }
+        let last = &link["last_unadmitted"];
+        cell.push_str(&format!(
+            "; {refused} REFUSED by {} ({} {})",
+            link["to"].as_str().unwrap_or(""),
+            last["kind"].as_str().unwrap_or(""),
+            last["code"].as_str().unwrap_or("")
+        ));
     }
+    cell
 }
 
 fn health_cell(office: &Value) -> String {
@@ -1243,4 +1267,30 @@ pub fn plain(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_cell_names_messages_refused_on_admission_beside_the_waiting_ones() {
+        let office = json!({"links": [
+            {"to": "5306", "pending": 3, "oldest_age_ms": 4_000, "unadmitted": 0},
+            {"to": "530602001", "pending": 0, "oldest_age_ms": 0, "unadmitted": 2,
+             "last_unadmitted": {"seq": 812, "kind": "anchor", "code": "unknown_message_kind"}},
+        ]});
+        let cell = outbox_cell(&office);
+        assert!(cell.starts_with("3 to 5306 (oldest "), "{cell}");
+        assert!(
+            cell.ends_with("; 2 REFUSED by 530602001 (anchor unknown_message_kind)"),
+            "{cell}"
+        );
+        let refused_only = json!({"links": [office["links"][1].clone()]});
+        assert_eq!(
+            outbox_cell(&refused_only),
+            "-; 2 REFUSED by 530602001 (anchor unknown_message_kind)"
+        );
+        assert_eq!(outbox_cell(&json!({"links": []})), "-");
+    }
 }

@@ -282,6 +282,12 @@ pub const UNKNOWN_MESSAGE_KIND: &str = "unknown_message_kind";
 /// The refusal code of a message whose body does not decode, or whose fields the case engine
 /// refuses.
 pub const INVALID_MESSAGE: &str = "invalid_message";
+/// Whether a refusal is one of a message the receiver could not admit ([`UNKNOWN_MESSAGE_KIND`],
+/// [`INVALID_MESSAGE`]) rather than one its rules made about what the message asked.
+pub fn is_unadmitted(code: &str) -> bool {
+    code == UNKNOWN_MESSAGE_KIND || code == INVALID_MESSAGE
+}
+
 /// The longest reason kept with a message refused on admission (characters): the reason may
 /// quote what arrived, and what arrived is bounded only by the batch's budget.
 pub const UNADMITTED_REASON_CHARS_MAX: usize = 200;

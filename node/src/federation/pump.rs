@@ -383,9 +383,7 @@ impl Worker for LinkWorker {
 /// Names in the log each message of `batch` the receiver could not admit (a kind its build does
 /// not know, content it refused): it is not retried, so an operator must learn of it here.
 fn warn_unadmitted(from: &OfficeCode, to: &OfficeCode, batch: &Batch, refused: &[Refusal]) {
-    let unadmitted = refused
-        .iter()
-        .filter(|r| r.code == link::UNKNOWN_MESSAGE_KIND || r.code == link::INVALID_MESSAGE);
+    let unadmitted = refused.iter().filter(|r| link::is_unadmitted(&r.code));
     for refusal in unadmitted {
         let kind = batch
             .envelopes

@@ -53,6 +53,7 @@ mod state_machine;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod unadmitted;
 
 use liandong_domain::OfficeCode;
 use serde::de::DeserializeOwned;

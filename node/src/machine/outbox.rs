@@ -10,7 +10,7 @@ use prost::Message as _;
 use super::apply::{refused, ApplyError, Applying, Refused};
 use super::cases::{self, Change};
 use super::records::{LinkOut, OrderRecord};
-use super::{get_or_default, keys, AppliedState};
+use super::{get_or_default, keys, unadmitted, AppliedState};
 use crate::raft::types::{Refusal, RejectKind};
 use crate::store::codec::{decode, encode};
 
@@ -271,6 +271,9 @@ pub(super) fn acked(
         apply.txn.delete(key);
         apply.state.outbox_pending = apply.state.outbox_pending.saturating_sub(1);
         let refusal = refused.iter().find(|r| r.seq == seq);
+        if let Some(r) = refusal.filter(|r| crate::federation::link::is_unadmitted(&r.code)) {
+            unadmitted::record(apply, to, seq, envelope.body.kind(), &r.code)?;
+        }
         match (&envelope.body, refusal) {
             (Body::Handoff { case }, None) => {
                 finish_handoff(apply, case, &CaseCommand::HandoffAcked)?

@@ -1015,6 +1015,21 @@ fn a_message_not_admitted_is_refused_and_the_link_moves_on() {
         county.case(&taken.id).unwrap().status,
         Status::Forwarded { to: code("530621") }
     );
+    // The link keeps the message the receiver could not admit, for `status` to show.
+    let unadmitted: crate::machine::unadmitted::Unadmitted = get_or_default(
+        &county.reader(),
+        &crate::machine::unadmitted::key(&code("530621")),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            unadmitted.count,
+            unadmitted.last_seq,
+            unadmitted.last_kind.as_str(),
+            unadmitted.last_code.as_str()
+        ),
+        (1, 1, "handoff", "invalid_message")
+    );
 }
 
 // ---- stored formats, migration and snapshots ------------------------------------------------
@@ -1213,6 +1228,16 @@ fn every_stored_type_round_trips_in_both_formats() {
     let (header, entries) = whole.clone().into_header();
     round_trips("a whole case", &whole);
     round_trips("a case header", &header);
+    round_trips(
+        "a link's messages refused on admission",
+        &crate::machine::unadmitted::Unadmitted {
+            count: 2,
+            last_seq: 812,
+            last_kind: "anchor".into(),
+            last_code: "unknown_message_kind".into(),
+            last_at: START_MS,
+        },
+    );
     round_trips("a history entry", &entries[1]);
     assert!(
         entries.iter().all(|entry| entry.signature.is_some()),
