@@ -185,16 +185,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 codec::encode(&entry),
             );
         }
-        // Readable when this returns, durable when the callback says so: the entries are written
-        // at once and the host's flusher syncs the WAL for every append waiting on the host, of
-        // whatever office, then calls back in order. A failed write (full disk) is reported
-        // both ways openraft listens: the callback and the returned error, which stops this
-        // replica before it could vote or acknowledge on a log it does not have; a failed sync
-        // reaches openraft through the callback, which stops the replica as well.
-        let synced: super::Synced = Box::new(move |result: Result<(), StorageError>| {
-            callback.log_io_completed(result.map_err(|e| std::io::Error::other(e.to_string())))
-        });
-        self.db.write_then_sync(batch, synced)
+        // Durable before acknowledged: the WAL is fsynced. Concurrent replicas' appends are
+        // group-committed by RocksDB's write thread into one sync. A failed append (full disk,
+        // failed fsync) is reported both ways openraft listens: the callback and the returned
+        // error, which stops this replica before it could vote or acknowledge on a log it does
+        // not have.
+        let result = self.write_synced(batch);
+        let io_result = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(io_result);
+        result
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
