@@ -17,6 +17,10 @@ use crate::model::{
     CASE_VERSION_GROUP, CASE_VERSION_MIN,
 };
 
+/// The case's fields its state hash leaves out: the stored form's version, the history, and the
+/// group and the petitioner's extension (personal data: their digest is in the petitioner's).
+const STATE_LEFT_OUT: [&str; 5] = ["v", "history", "history_start", "group", "petitioner_extra"];
+
 /// What [`Case::check_seals`] saw: entries signed, and entries written before
 /// [`crate::event::SEALED_ENTRY_VERSION`] (unsigned).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,7 +43,7 @@ impl Case {
     /// the digest of which fields it has ([`personal_data_sha256`]), so that the state can be checked by someone
     /// shown the digest instead of the data (an operator's dump). A sealed history entry records
     /// it as it was after the entry's event.
-    pub fn state_sha256(&mut self) -> String {
+    pub fn state_sha256(&self) -> String {
         let digest = self.petitioner_sha256();
         self.state_sha256_with(digest.as_deref())
     }
@@ -72,18 +76,39 @@ impl Case {
         Some(hex::encode(Sha256::digest(shape.as_bytes())))
     }
 
-    /// [`Case::state_sha256`] with `petitioner_sha256` standing for the personal data.
-    fn state_sha256_with(&mut self, petitioner_sha256: Option<&str>) -> String {
-        let history = std::mem::take(&mut self.history);
-        let start = std::mem::take(&mut self.history_start);
-        let value = serde_json::to_value(&*self);
-        self.history = history;
-        self.history_start = start;
-        let mut value = value.unwrap_or(Value::Null);
+    /// [`Case::state_sha256`] with `petitioner_sha256` standing for the personal data: the
+    /// canonical JSON written straight from the case ([`crate::canonical`]), the fields left out
+    /// never serialised.
+    fn state_sha256_with(&self, petitioner_sha256: Option<&str>) -> String {
+        let mut petitioner = Vec::with_capacity(70);
+        match petitioner_sha256 {
+            Some(digest) => event::write_json(digest, &mut petitioner),
+            None => petitioner.extend_from_slice(b"null"),
+        }
+        let top = crate::canonical::TopFields {
+            skip: &STATE_LEFT_OUT,
+            replace: ("petitioner", &petitioner),
+        };
+        let mut out = Vec::with_capacity(1_024);
+        match crate::canonical::write_struct(self, &top, &mut out) {
+            Ok(()) => hex::encode(Sha256::digest(&out)),
+            // Never expected (a case is a struct of strings, numbers and options): the same
+            // bytes the long way.
+            Err(_) => self.state_sha256_through_value(petitioner_sha256),
+        }
+    }
+
+    /// [`Case::state_sha256_with`] through a `serde_json::Value`, as builds before the direct
+    /// writer computed it.
+    fn state_sha256_through_value(&self, petitioner_sha256: Option<&str>) -> String {
+        let mut case = self.clone();
+        case.history.clear();
+        case.history_start = ChainHead::default();
+        let mut value = serde_json::to_value(&case).unwrap_or(Value::Null);
         if let Value::Object(fields) = &mut value {
             // The group and the petitioner's extension are personal data: their digest is in
             // the petitioner's.
-            for field in ["v", "history", "history_start", "group", "petitioner_extra"] {
+            for field in STATE_LEFT_OUT {
                 fields.remove(field);
             }
             fields.insert(
@@ -133,8 +158,7 @@ impl Case {
         let Some(last) = self.history.last().filter(|entry| entry.is_sealed()) else {
             return Ok(count);
         };
-        let mut header = self.clone();
-        if Some(header.state_sha256_with(petitioner_sha256)) != last.state_sha256 {
+        if Some(self.state_sha256_with(petitioner_sha256)) != last.state_sha256 {
             return Err(SealError::StateMismatch {
                 seq: last.seq,
                 reason: "the stored case differs from the state its last entry signed".into(),
@@ -936,7 +960,7 @@ mod tests {
         let mut compared = 0;
         let mut digests = std::collections::BTreeSet::new();
         for state in lifecycle() {
-            for mut case in shapes(&state) {
+            for case in shapes(&state) {
                 let digest = case.petitioner_sha256();
                 assert_eq!(digest, reference::petitioner_sha256(&case), "{case:?}");
                 digests.insert(digest.clone());
