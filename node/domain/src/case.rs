@@ -17,6 +17,10 @@ use crate::model::{
     CASE_VERSION_GROUP, CASE_VERSION_MIN,
 };
 
+/// The case's fields its state hash leaves out: the stored form's version, the history, and the
+/// group and the petitioner's extension (personal data: their digest is in the petitioner's).
+const STATE_LEFT_OUT: [&str; 5] = ["v", "history", "history_start", "group", "petitioner_extra"];
+
 /// What [`Case::check_seals`] saw: entries signed, and entries written before
 /// [`crate::event::SEALED_ENTRY_VERSION`] (unsigned).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,39 +43,72 @@ impl Case {
     /// the digest of which fields it has ([`personal_data_sha256`]), so that the state can be checked by someone
     /// shown the digest instead of the data (an operator's dump). A sealed history entry records
     /// it as it was after the entry's event.
-    pub fn state_sha256(&mut self) -> String {
+    pub fn state_sha256(&self) -> String {
         let digest = self.petitioner_sha256();
         self.state_sha256_with(digest.as_deref())
     }
 
     /// The digest of this copy's personal data (None on a stub, which holds none).
+    ///
+    /// [`personal_data_sha256`] of the petitioner with the group standing by its number and the
+    /// address by its presence (a case without them keeps the digest it had before groups and
+    /// addresses). Every personal field serialises to a string, so the digest depends only on
+    /// which fields are there: their shape is written straight as the canonical JSON
+    /// [`personal_data_sha256`] would hash, without building it as a JSON value.
     pub fn petitioner_sha256(&self) -> Option<String> {
-        let mut value = serde_json::to_value(&self.petitioner).unwrap_or(Value::Null);
-        // A group's members stand by their number: the digest says there is a group, and of
-        // how many (a case without one keeps the digest it had before groups).
-        if let (Some(group), Value::Object(fields)) = (&self.group, &mut value) {
-            fields.insert("group".into(), Value::from(group.petitioners()));
+        let petitioner = self.petitioner.as_ref()?;
+        // The canonical JSON's keys in their sorted order: address, group, id_number, name,
+        // phone; each present field as "present", an absent phone as null.
+        let mut shape = String::with_capacity(96);
+        shape.push('{');
+        if self.address().is_some() {
+            shape.push_str(r#""address":"present","#);
         }
-        // So does the address, by its presence (a case without one keeps the digest it had
-        // before addresses).
-        if let (Some(_), Value::Object(fields)) = (self.address(), &mut value) {
-            fields.insert("address".into(), Value::from("present"));
+        if self.group.is_some() {
+            shape.push_str(r#""group":"present","#);
         }
-        personal_data_sha256(&value)
+        shape.push_str(r#""id_number":"present","name":"present","phone":"#);
+        shape.push_str(if petitioner.phone.is_some() {
+            r#""present"}"#
+        } else {
+            "null}"
+        });
+        Some(hex::encode(Sha256::digest(shape.as_bytes())))
     }
 
-    /// [`Case::state_sha256`] with `petitioner_sha256` standing for the personal data.
-    fn state_sha256_with(&mut self, petitioner_sha256: Option<&str>) -> String {
-        let history = std::mem::take(&mut self.history);
-        let start = std::mem::take(&mut self.history_start);
-        let value = serde_json::to_value(&*self);
-        self.history = history;
-        self.history_start = start;
-        let mut value = value.unwrap_or(Value::Null);
+    /// [`Case::state_sha256`] with `petitioner_sha256` standing for the personal data: the
+    /// canonical JSON written straight from the case ([`crate::canonical`]), the fields left out
+    /// never serialised.
+    fn state_sha256_with(&self, petitioner_sha256: Option<&str>) -> String {
+        let mut petitioner = Vec::with_capacity(70);
+        match petitioner_sha256 {
+            Some(digest) => event::write_json(digest, &mut petitioner),
+            None => petitioner.extend_from_slice(b"null"),
+        }
+        let top = crate::canonical::TopFields {
+            skip: &STATE_LEFT_OUT,
+            replace: ("petitioner", &petitioner),
+        };
+        let mut out = Vec::with_capacity(1_024);
+        match crate::canonical::write_struct(self, &top, &mut out) {
+            Ok(()) => hex::encode(Sha256::digest(&out)),
+            // Never expected (a case is a struct of strings, numbers and options): the same
+            // bytes the long way.
+            Err(_) => self.state_sha256_through_value(petitioner_sha256),
+        }
+    }
+
+    /// [`Case::state_sha256_with`] through a `serde_json::Value`, as builds before the direct
+    /// writer computed it.
+    fn state_sha256_through_value(&self, petitioner_sha256: Option<&str>) -> String {
+        let mut case = self.clone();
+        case.history.clear();
+        case.history_start = ChainHead::default();
+        let mut value = serde_json::to_value(&case).unwrap_or(Value::Null);
         if let Value::Object(fields) = &mut value {
             // The group and the petitioner's extension are personal data: their digest is in
             // the petitioner's.
-            for field in ["v", "history", "history_start", "group", "petitioner_extra"] {
+            for field in STATE_LEFT_OUT {
                 fields.remove(field);
             }
             fields.insert(
@@ -121,8 +158,7 @@ impl Case {
         let Some(last) = self.history.last().filter(|entry| entry.is_sealed()) else {
             return Ok(count);
         };
-        let mut header = self.clone();
-        if Some(header.state_sha256_with(petitioner_sha256)) != last.state_sha256 {
+        if Some(self.state_sha256_with(petitioner_sha256)) != last.state_sha256 {
             return Err(SealError::StateMismatch {
                 seq: last.seq,
                 reason: "the stored case differs from the state its last entry signed".into(),
@@ -697,5 +733,255 @@ pub(crate) fn deserialize_case_version<'de, D: Deserializer<'de>>(
             found: u64::from(version),
             supported: CASE_VERSION,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::{Calendar, DAY_MS};
+    use crate::command::CaseCommand;
+    use crate::engine::{decide, register, tick, Context};
+    use crate::group::Member;
+    use crate::ids::CaseId;
+    use crate::model::{CaseKind, Channel, Grade, Opinion, Registration};
+    use crate::personal::{Personal, Sealed, SEALED_MARK};
+
+    /// The digests as builds before this one computed them, through JSON values: the reference
+    /// the faster ones must match byte for byte (stored entries carry their hashes).
+    mod reference {
+        use super::*;
+
+        pub fn petitioner_sha256(case: &Case) -> Option<String> {
+            let mut value = serde_json::to_value(&case.petitioner).unwrap_or(Value::Null);
+            if let (Some(group), Value::Object(fields)) = (&case.group, &mut value) {
+                fields.insert("group".into(), Value::from(group.petitioners()));
+            }
+            if let (Some(_), Value::Object(fields)) = (case.address(), &mut value) {
+                fields.insert("address".into(), Value::from("present"));
+            }
+            personal_data_sha256(&value)
+        }
+
+        pub fn state_sha256_with(case: &Case, petitioner_sha256: Option<&str>) -> String {
+            let mut case = case.clone();
+            case.history.clear();
+            case.history_start = ChainHead::default();
+            let mut value = serde_json::to_value(&case).unwrap_or(Value::Null);
+            if let Value::Object(fields) = &mut value {
+                for field in ["v", "history", "history_start", "group", "petitioner_extra"] {
+                    fields.remove(field);
+                }
+                fields.insert(
+                    "petitioner".to_string(),
+                    petitioner_sha256.map(Value::from).unwrap_or(Value::Null),
+                );
+            }
+            hex::encode(Sha256::digest(event::canonical_json(&value).as_bytes()))
+        }
+    }
+
+    const T0: Millis = 1_767_225_600_000;
+
+    fn office(code: &str) -> OfficeCode {
+        code.parse().unwrap_or_else(|_| unreachable!())
+    }
+
+    fn registered() -> Case {
+        let office = office("530602");
+        let registration = Registration {
+            channel: Channel::Visit,
+            petitioner_id: "530602198001010012".into(),
+            name: "张三".into(),
+            phone: Some("13800000000".into()),
+            category: "housing".into(),
+            summary: "The roof \"leaks\"\n\u{2028}.".into(),
+            location: Some(self::office("530602001")),
+            officer: "registrar".into(),
+            address: None,
+        };
+        let id = CaseId::new(office.clone(), 2026, 7);
+        let key = crate::petitioner_key(b"secret", "530602198001010012");
+        let calendar = Calendar::china();
+        let context = Context::new(&office, T0, &calendar);
+        register(id, registration, key, CaseKind::Original, &context)
+            .unwrap_or_else(|_| unreachable!())
+    }
+
+    /// The states a case passes through on its way (each command applied where allowed), with
+    /// the optional fields the engine leaves alone filled in by hand.
+    fn lifecycle() -> Vec<Case> {
+        let office = office("530602");
+        let calendar = Calendar::china();
+        let mut case = registered();
+        let mut states = vec![case.clone()];
+        let officer = || "Officer Wang".to_string();
+        let commands = [
+            CaseCommand::Supervise {
+                from: self::office("5306"),
+                due_days: 10,
+                text: "Report by Friday.".into(),
+            },
+            CaseCommand::Accept { officer: officer() },
+            CaseCommand::SetGrade {
+                grade: Grade::A,
+                leader: "Leader Zhou".into(),
+                department: "Housing bureau".into(),
+                plan: "Inspect and repair.".into(),
+                deadline: T0 + 40 * DAY_MS,
+            },
+            CaseCommand::Extend {
+                days: 10,
+                reason: "Survey needed.".into(),
+                officer: officer(),
+            },
+            CaseCommand::Reply {
+                opinion: Opinion::Support,
+                text: "The roof will be repaired.".into(),
+                officer: officer(),
+            },
+            CaseCommand::Evaluate {
+                satisfaction: Satisfaction::Dissatisfied,
+            },
+            CaseCommand::FollowUp {
+                note: "Still unhappy.".into(),
+                officer: officer(),
+            },
+            CaseCommand::RequestReview,
+        ];
+        let mut now = T0;
+        for command in commands {
+            now += DAY_MS;
+            let context = Context::new(&office, now, &calendar);
+            if let Ok(events) = decide(&case, &command, &context) {
+                for event in &events {
+                    case.apply(event);
+                }
+                states.push(case.clone());
+            }
+        }
+        // Ticks far ahead: warnings, overdue flags, lapses.
+        for days in [50, 90, 400] {
+            let context = Context::new(&office, T0 + days * DAY_MS, &calendar);
+            for event in tick(&case, &context) {
+                case.apply(&event);
+            }
+            states.push(case.clone());
+        }
+        // A copy in transit, and the stub it leaves (no personal data).
+        let mut moving = registered();
+        let context = Context::new(&office, T0 + DAY_MS, &calendar);
+        let transfer = CaseCommand::Transfer {
+            to: self::office("530621"),
+            officer: officer(),
+        };
+        if let Ok(events) = decide(&moving, &transfer, &context) {
+            for event in &events {
+                moving.apply(event);
+            }
+        }
+        states.push(moving.clone());
+        if let Ok(events) = decide(&moving, &CaseCommand::HandoffAcked, &context) {
+            for event in &events {
+                moving.apply(event);
+            }
+        }
+        moving.petitioner = None;
+        moving.group = None;
+        moving.petitioner_extra = None;
+        states.push(moving);
+        states
+    }
+
+    fn sealed(byte: u8) -> Personal {
+        Personal::Sealed(
+            Sealed::from_bytes(vec![SEALED_MARK, byte, 0xff, 0x00])
+                .unwrap_or_else(|_| unreachable!()),
+        )
+    }
+
+    /// Every shape of personal data on `case`: phone or not, address or not, group (of one or
+    /// of several) or not, clear or sealed, and none at all.
+    fn shapes(case: &Case) -> Vec<Case> {
+        let mut out = Vec::new();
+        for mask in 0..64u32 {
+            let mut shaped = case.clone();
+            let bit = |n: u32| mask & (1 << n) != 0;
+            let seal = bit(4);
+            let personal = |text: &str, byte: u8| {
+                if seal {
+                    sealed(byte)
+                } else {
+                    Personal::from(text)
+                }
+            };
+            if let Some(petitioner) = shaped.petitioner.as_mut() {
+                petitioner.name = personal("李四", 1);
+                petitioner.id_number = personal("53060219800101001X", 2);
+                petitioner.phone = bit(0).then(|| personal("13900000000", 3));
+            }
+            if bit(1) {
+                shaped.petitioner_extra = Some(PetitionerExtra {
+                    address: Some(personal("昭阳区 1 号", 4)),
+                });
+            } else if bit(5) {
+                // An extension without an address.
+                shaped.petitioner_extra = Some(PetitionerExtra { address: None });
+            }
+            if bit(2) || bit(3) {
+                let members = if bit(3) {
+                    vec![Member {
+                        id_type: personal("resident", 5),
+                        id_number: personal("530602199003071235", 6),
+                        name: personal("王五", 7),
+                        phone: None,
+                        nationality: None,
+                    }]
+                } else {
+                    Vec::new()
+                };
+                shaped.group = Some(Group {
+                    id_type: personal("passport", 8),
+                    nationality: Some(personal("FRA", 9)),
+                    members,
+                });
+            }
+            out.push(shaped.clone());
+            shaped.petitioner = None;
+            out.push(shaped);
+        }
+        out
+    }
+
+    /// The petitioner digest and the whole state hash give exactly the hex the JSON-valued
+    /// reference gives, for every state of a case's life and every shape of its personal data.
+    #[test]
+    fn digests_match_the_json_reference_for_every_shape() {
+        let mut compared = 0;
+        let mut digests = std::collections::BTreeSet::new();
+        for state in lifecycle() {
+            for case in shapes(&state) {
+                let digest = case.petitioner_sha256();
+                assert_eq!(digest, reference::petitioner_sha256(&case), "{case:?}");
+                digests.insert(digest.clone());
+                for stands_for in [digest.as_deref(), None, Some("ab")] {
+                    assert_eq!(
+                        case.state_sha256_with(stands_for),
+                        reference::state_sha256_with(&case, stands_for),
+                        "{case:?}"
+                    );
+                }
+                let history = case.history.clone();
+                assert_eq!(
+                    case.state_sha256(),
+                    reference::state_sha256_with(&case, digest.as_deref())
+                );
+                assert_eq!(case.history, history);
+                compared += 1;
+            }
+        }
+        // Every shape was met: none, and 2 (phone) × 2 (address) × 2 (group) of them.
+        assert_eq!(digests.len(), 9);
+        assert!(compared > 1_000, "{compared}");
     }
 }

@@ -725,7 +725,7 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 }
 
 /// serde_json's compact form of `value` (a string or a scalar), appended to `out`.
-fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+pub(crate) fn write_json<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     // Writing a string or a scalar into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
 }

@@ -7,7 +7,8 @@
 //! - `rules`: the statute's limits in numbers, and how a limit is counted
 //! - `model`: the case and its words; `command`: what may be asked of it
 //! - `engine`: `register`, `decide`, `tick`, `receive`
-//! - `case`: `Case::apply` and the stored form; `event`: events and the hash chain
+//! - `case`: `Case::apply` and the stored form; `event`: events and the hash chain;
+//!   `canonical`: the canonical JSON a state hash is taken of
 //! - `clock`: deadline clocks and their thresholds; `validate`: input limits, ID numbers, keys
 //! - `personal`: personal fields, clear or sealed by the office (opaque here)
 //! - `codec`: the versioned binary codec of every stored value and case document
@@ -21,6 +22,7 @@
 
 pub mod anchor;
 mod calendar;
+mod canonical;
 mod case;
 mod clock;
 pub mod codec;

@@ -292,7 +292,7 @@ fn re_folding_the_events_gives_the_recorded_state_hashes() {
             }
         }
     }
-    let mut last = case.clone();
+    let last = case.clone();
     assert_eq!(
         Some(last.state_sha256()),
         case.history.last().unwrap().state_sha256

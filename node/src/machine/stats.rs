@@ -36,8 +36,9 @@ use liandong_domain::{Case, Date, OfficeCode};
 
 use super::{keys, ApplyError, Read};
 use crate::raft::types::StorageError;
-use crate::store::codec::{decode, encode};
+use crate::store::codec::{decode, encode, encode_into};
 use crate::store::keys::prefix_end;
+use crate::store::txn::Kept;
 use crate::store::{read_err, HostDb, Txn};
 
 /// The counters' format, stored under [`keys::STATS_FORMAT`] once they are complete.
@@ -176,8 +177,13 @@ impl StatRow {
 
 /// The office's packed row (empty when it has none).
 fn load_row(reader: &impl Read, office: &str) -> Result<StatRow, ApplyError> {
-    match reader.get(&keys::stat_row(office))? {
-        Some(bytes) => Ok(decode(&bytes)?),
+    decode_row(reader.get(&keys::stat_row(office))?.as_deref())
+}
+
+/// A packed row from its stored bytes (None: the office has none, an empty row).
+fn decode_row(bytes: Option<&[u8]>) -> Result<StatRow, ApplyError> {
+    match bytes {
+        Some(bytes) => Ok(decode(bytes)?),
         None => Ok(StatRow::default()),
     }
 }
@@ -189,6 +195,28 @@ fn store_row(txn: &mut Txn<'_>, office: &str, row: &StatRow) {
     } else {
         txn.put(key, encode(row));
     }
+}
+
+/// An office's row is kept decoded in the transaction while its changes move it
+/// ([`Txn::change_kept`]): stored as [`store_row`] stores it, an empty row deleted.
+impl Kept for StatRow {
+    fn encode_into(&self, out: &mut Vec<u8>) -> bool {
+        if self.counts.is_empty() {
+            return false;
+        }
+        encode_into(self, out);
+        true
+    }
+}
+
+/// Moves `office`'s packed row by `change`: decoded once per transaction, hashed as storing it
+/// after each change would be, written once with the batch.
+fn change_row(
+    txn: &mut Txn<'_>,
+    office: &str,
+    change: impl FnOnce(&mut StatRow),
+) -> Result<(), ApplyError> {
+    txn.change_kept(&keys::stat_row(office), decode_row, change)
 }
 
 /// Moves one per-day trend counter (`stat/<office>/day:…`) by `by`.
@@ -207,14 +235,14 @@ fn add_day(txn: &mut Txn<'_>, office: &str, figure: &str, by: i64) -> Result<(),
     Ok(())
 }
 
-/// Moves figures by their net change, per office: one read and one write of each office's
-/// packed row, and one of each trend counter that moved.
+/// Moves figures by their net change, per office: each trend counter that moved, then the
+/// office's packed row once ([`change_row`]).
 fn move_figures(
     txn: &mut Txn<'_>,
     changes: BTreeMap<&OfficeCode, BTreeMap<&str, i64>>,
 ) -> Result<(), ApplyError> {
     for (office, figures) in changes {
-        let mut row: Option<StatRow> = None;
+        let mut row_moves: Vec<(&str, i64)> = Vec::new();
         for (figure, by) in figures {
             if by == 0 {
                 continue;
@@ -223,15 +251,14 @@ fn move_figures(
                 add_day(txn, office.as_str(), figure, by)?;
                 continue;
             }
-            if row.is_none() {
-                row = Some(load_row(txn, office.as_str())?);
-            }
-            if let Some(row) = row.as_mut() {
-                row.add(figure, by);
-            }
+            row_moves.push((figure, by));
         }
-        if let Some(row) = row {
-            store_row(txn, office.as_str(), &row);
+        if !row_moves.is_empty() {
+            change_row(txn, office.as_str(), |row| {
+                for (figure, by) in row_moves {
+                    row.add(figure, by);
+                }
+            })?;
         }
     }
     Ok(())
@@ -239,10 +266,7 @@ fn move_figures(
 
 /// One more case on `office`'s record of breaches.
 pub(crate) fn count_breach(txn: &mut Txn<'_>, office: &OfficeCode) -> Result<(), ApplyError> {
-    let mut row = load_row(txn, office.as_str())?;
-    row.add(BREACHED, 1);
-    store_row(txn, office.as_str(), &row);
-    Ok(())
+    change_row(txn, office.as_str(), |row| row.add(BREACHED, 1))
 }
 
 /// Moves the counters from what this office counted for a case (`before`) to what it counts now.
@@ -501,4 +525,65 @@ fn count_all(txn: &mut Txn<'_>, summaries: &[SummaryV2]) -> Result<(), ApplyErro
         txn.put(keys::stat(&office, &figure), encode(&count));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::keys::KeyValues;
+
+    /// A transaction's view of every statistics row and the hash of what it changed.
+    fn seen(txn: &Txn<'_>) -> (KeyValues, Option<Vec<u8>>) {
+        let rows = txn
+            .scan(keys::STAT_ROW, &prefix_end(keys::STAT_ROW), usize::MAX)
+            .expect("RocksDB reads");
+        let row = txn.get(&keys::stat_row("530602")).expect("RocksDB reads");
+        (rows, row)
+    }
+
+    /// A row moved many times in one transaction, several log entries of it, reads at every
+    /// step and hashes at every entry exactly as decoding it, moving it and storing it at each
+    /// change did (the state hash replicas compare), and the batch writes the same values.
+    #[test]
+    fn a_kept_row_reads_and_hashes_as_a_row_stored_at_each_change() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db = HostDb::open(&dir.path().join("db")).expect("RocksDB opens");
+        // A row already stored, which the first change reads.
+        let mut first = Txn::new(&db, "5306");
+        let mut row = StatRow::default();
+        row.add("total", 3);
+        store_row(&mut first, "530602", &row);
+        db.write(first.into_batch(), true).expect("written");
+
+        let mut stored = Txn::new(&db, "5306");
+        let mut kept = Txn::new(&db, "5306");
+        let (mut hash_stored, mut hash_kept) = (String::new(), String::new());
+        // Moves that grow, shrink, empty (a delete) and refill the rows of two offices.
+        let moves: [(&str, &str, i64); 9] = [
+            ("530602", "total", 1),
+            ("530602", "status:registered", 1),
+            ("530621", "total", 1),
+            ("530602", "total", -4),
+            ("530621", "total", -1),
+            ("530602", "status:registered", -1),
+            ("530621", BREACHED, 1),
+            ("530602", "total", 2),
+            ("530602", "kind:original", 1),
+        ];
+        for (index, (office, figure, by)) in moves.into_iter().enumerate() {
+            let mut row = load_row(&stored, office).expect("decodes");
+            row.add(figure, by);
+            store_row(&mut stored, office, &row);
+            change_row(&mut kept, office, |row| row.add(figure, by)).expect("decodes");
+            assert_eq!(seen(&kept), seen(&stored), "after move {index}");
+            if index % 3 == 2 {
+                let at = index as u64;
+                hash_stored = stored.chain_hash(&hash_stored, at);
+                hash_kept = kept.chain_hash(&hash_kept, at);
+                assert_eq!(hash_kept, hash_stored, "at entry {at}");
+            }
+        }
+        assert!(kept.wrote_under(keys::STAT_ROW));
+        assert_eq!(kept.into_batch().data(), stored.into_batch().data());
+    }
 }

@@ -1,7 +1,13 @@
 //! A write transaction over one office's state machine keys: reads see the transaction's own
 //! writes (several log entries apply in one RocksDB batch), and every change feeds the state
 //! hash, so replicas that applied the same entries agree on the same hash.
+//!
+//! A value that many changes move (an office's statistics row, moved by every case change) is
+//! kept decoded ([`Txn::change_kept`]): decoded once per transaction instead of once per change,
+//! and put once, when the transaction becomes its batch. Each change still hashes the value's
+//! bytes as a put of them would, so the state hash is what putting it at every change gives.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
@@ -15,7 +21,24 @@ pub struct Txn<'a> {
     prefix: Vec<u8>,
     /// Pending writes by relative key: `Some(value)` put, `None` delete.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Values kept decoded by relative key ([`Txn::change_kept`]); newer than the overlay's.
+    kept: BTreeMap<Vec<u8>, KeptValue>,
     hasher: Sha256,
+}
+
+/// A stored value a transaction keeps decoded while changes move it ([`Txn::change_kept`]).
+pub trait Kept: Any + Send {
+    /// Appends its stored bytes to `out`; false when its key is to be deleted instead (nothing
+    /// worth storing, as an empty row).
+    fn encode_into(&self, out: &mut Vec<u8>) -> bool;
+}
+
+struct KeptValue {
+    value: Box<dyn Kept>,
+    /// Its bytes as last changed (None: deleted); what the overlay holds when not `changed`.
+    bytes: Option<Vec<u8>>,
+    /// Changed since it was read: its bytes are not in the overlay yet.
+    changed: bool,
 }
 
 impl<'a> Txn<'a> {
@@ -24,6 +47,7 @@ impl<'a> Txn<'a> {
             db,
             prefix: keys::office_prefix(office),
             overlay: BTreeMap::new(),
+            kept: BTreeMap::new(),
             hasher: Sha256::new(),
         }
     }
@@ -33,6 +57,9 @@ impl<'a> Txn<'a> {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error> {
+        if let Some(kept) = self.kept.get(key).filter(|kept| kept.changed) {
+            return Ok(kept.bytes.clone());
+        }
         if let Some(pending) = self.overlay.get(key) {
             return Ok(pending.clone());
         }
@@ -40,16 +67,78 @@ impl<'a> Txn<'a> {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.hasher.update(b"P");
-        self.hash_bytes(&key);
-        self.hash_bytes(&value);
+        self.hash_put(&key, &value);
+        self.kept.remove(&key);
         self.overlay.insert(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.hasher.update(b"D");
-        self.hash_bytes(&key);
+        self.hash_delete(&key);
+        self.kept.remove(&key);
         self.overlay.insert(key, None);
+    }
+
+    fn hash_put(&mut self, key: &[u8], value: &[u8]) {
+        self.hasher.update(b"P");
+        self.hash_bytes(key);
+        self.hash_bytes(value);
+    }
+
+    fn hash_delete(&mut self, key: &[u8]) {
+        self.hasher.update(b"D");
+        self.hash_bytes(key);
+    }
+
+    /// Changes the value under `key` kept decoded in this transaction: `load` decodes it from
+    /// its stored bytes (None: absent) the first time, `change` moves it, and the change is
+    /// hashed as putting (or deleting) its new bytes would be. Reads see it at once; it is
+    /// written once, with the batch ([`Txn::into_batch`]). A plain put or delete of the key
+    /// replaces it.
+    pub fn change_kept<T: Kept, E: From<rocksdb::Error>>(
+        &mut self,
+        key: &[u8],
+        load: impl FnOnce(Option<&[u8]>) -> Result<T, E>,
+        change: impl FnOnce(&mut T),
+    ) -> Result<(), E> {
+        let is_kept = self
+            .kept
+            .get(key)
+            .is_some_and(|kept| (kept.value.as_ref() as &dyn Any).is::<T>());
+        if !is_kept {
+            // A value kept as another type (one key, one type: not expected) is written first.
+            if let Some(other) = self.kept.remove(key) {
+                if other.changed {
+                    self.overlay.insert(key.to_vec(), other.bytes);
+                }
+            }
+            let bytes = self.get(key)?;
+            let value = load(bytes.as_deref())?;
+            self.kept.insert(
+                key.to_vec(),
+                KeptValue {
+                    value: Box::new(value),
+                    bytes,
+                    changed: false,
+                },
+            );
+        }
+        let Some(kept) = self.kept.get_mut(key) else {
+            return Ok(());
+        };
+        if let Some(value) = (kept.value.as_mut() as &mut dyn Any).downcast_mut::<T>() {
+            change(value);
+        }
+        let mut bytes = kept.bytes.take().unwrap_or_default();
+        bytes.clear();
+        let stored = kept.value.encode_into(&mut bytes);
+        kept.bytes = stored.then_some(bytes);
+        kept.changed = true;
+        let bytes = kept.bytes.clone();
+        match bytes {
+            Some(bytes) => self.hash_put(key, &bytes),
+            None => self.hash_delete(key),
+        }
+        Ok(())
     }
 
     fn hash_bytes(&mut self, bytes: &[u8]) {
@@ -75,7 +164,9 @@ impl<'a> Txn<'a> {
             IteratorMode::From(&from, Direction::Forward),
         );
         // Read enough to survive the overlay's deletions.
-        let read_max = limit.saturating_add(self.overlay.len());
+        let read_max = limit
+            .saturating_add(self.overlay.len())
+            .saturating_add(self.kept.len());
         for item in iter.take(read_max) {
             let (key, value) = item?;
             found.insert(key[self.prefix.len()..].to_vec(), value.to_vec());
@@ -86,15 +177,29 @@ impl<'a> Txn<'a> {
                 None => found.remove(key),
             };
         }
+        for (key, kept) in self.kept.range(start.to_vec()..end.to_vec()) {
+            match (&kept.bytes, kept.changed) {
+                (_, false) => continue,
+                (Some(value), true) => found.insert(key.clone(), value.clone()),
+                (None, true) => found.remove(key),
+            };
+        }
         Ok(found.into_iter().take(limit).collect())
     }
 
     /// Whether this transaction put or deleted any key under the relative `prefix`.
     pub fn wrote_under(&self, prefix: &[u8]) -> bool {
-        self.overlay
+        let changed_kept = self
+            .kept
             .range(prefix.to_vec()..)
-            .next()
-            .is_some_and(|(key, _)| key.starts_with(prefix))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .any(|(_, kept)| kept.changed);
+        changed_kept
+            || self
+                .overlay
+                .range(prefix.to_vec()..)
+                .next()
+                .is_some_and(|(key, _)| key.starts_with(prefix))
     }
 
     /// Folds the changes made since the last call into the running state hash. Called once per
@@ -106,7 +211,12 @@ impl<'a> Txn<'a> {
         hex::encode(hasher.finalize())
     }
 
-    pub fn into_batch(self) -> WriteBatch {
+    pub fn into_batch(mut self) -> WriteBatch {
+        for (key, kept) in std::mem::take(&mut self.kept) {
+            if kept.changed {
+                self.overlay.insert(key, kept.bytes);
+            }
+        }
         let cf = self.db.cf(CF_SM);
         let mut batch = WriteBatch::default();
         for (key, pending) in self.overlay {
