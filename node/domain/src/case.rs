@@ -763,21 +763,10 @@ mod tests {
             personal_data_sha256(&value)
         }
 
+        /// The state hash through a JSON value: the path builds before the direct writer took,
+        /// kept in [`Case::state_sha256_through_value`].
         pub fn state_sha256_with(case: &Case, petitioner_sha256: Option<&str>) -> String {
-            let mut case = case.clone();
-            case.history.clear();
-            case.history_start = ChainHead::default();
-            let mut value = serde_json::to_value(&case).unwrap_or(Value::Null);
-            if let Value::Object(fields) = &mut value {
-                for field in ["v", "history", "history_start", "group", "petitioner_extra"] {
-                    fields.remove(field);
-                }
-                fields.insert(
-                    "petitioner".to_string(),
-                    petitioner_sha256.map(Value::from).unwrap_or(Value::Null),
-                );
-            }
-            hex::encode(Sha256::digest(event::canonical_json(&value).as_bytes()))
+            case.state_sha256_through_value(petitioner_sha256)
         }
     }
 

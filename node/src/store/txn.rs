@@ -67,26 +67,15 @@ impl<'a> Txn<'a> {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.hash_put(&key, &value);
+        hash_put(&mut self.hasher, &key, &value);
         self.kept.remove(&key);
         self.overlay.insert(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.hash_delete(&key);
+        hash_delete(&mut self.hasher, &key);
         self.kept.remove(&key);
         self.overlay.insert(key, None);
-    }
-
-    fn hash_put(&mut self, key: &[u8], value: &[u8]) {
-        self.hasher.update(b"P");
-        self.hash_bytes(key);
-        self.hash_bytes(value);
-    }
-
-    fn hash_delete(&mut self, key: &[u8]) {
-        self.hasher.update(b"D");
-        self.hash_bytes(key);
     }
 
     /// Changes the value under `key` kept decoded in this transaction: `load` decodes it from
@@ -122,7 +111,8 @@ impl<'a> Txn<'a> {
                 },
             );
         }
-        let Some(kept) = self.kept.get_mut(key) else {
+        let Txn { kept, hasher, .. } = self;
+        let Some(kept) = kept.get_mut(key) else {
             return Ok(());
         };
         if let Some(value) = (kept.value.as_mut() as &mut dyn Any).downcast_mut::<T>() {
@@ -133,17 +123,11 @@ impl<'a> Txn<'a> {
         let stored = kept.value.encode_into(&mut bytes);
         kept.bytes = stored.then_some(bytes);
         kept.changed = true;
-        let bytes = kept.bytes.clone();
-        match bytes {
-            Some(bytes) => self.hash_put(key, &bytes),
-            None => self.hash_delete(key),
+        match &kept.bytes {
+            Some(bytes) => hash_put(hasher, key, bytes),
+            None => hash_delete(hasher, key),
         }
         Ok(())
-    }
-
-    fn hash_bytes(&mut self, bytes: &[u8]) {
-        self.hasher.update((bytes.len() as u64).to_be_bytes());
-        self.hasher.update(bytes);
     }
 
     /// Keys under relative `start_prefix` (inclusive) up to relative `end` (exclusive), at most
@@ -228,4 +212,22 @@ impl<'a> Txn<'a> {
         }
         batch
     }
+}
+
+/// A put as the state hash sees it: its key and value, each with its length.
+fn hash_put(hasher: &mut Sha256, key: &[u8], value: &[u8]) {
+    hasher.update(b"P");
+    hash_bytes(hasher, key);
+    hash_bytes(hasher, value);
+}
+
+/// A delete as the state hash sees it: its key, with its length.
+fn hash_delete(hasher: &mut Sha256, key: &[u8]) {
+    hasher.update(b"D");
+    hash_bytes(hasher, key);
+}
+
+fn hash_bytes(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_be_bytes());
+    hasher.update(bytes);
 }
