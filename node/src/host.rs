@@ -152,7 +152,9 @@ pub async fn run(config_path: &Path, shutdown: impl Future<Output = ()>) -> anyh
     })?;
     crate::secrets::private_dir(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let db = HostDb::open(&config.data_dir.join("db")).context("opening RocksDB")?;
+    let db = open_db_waiting_for_lock(&config.data_dir.join("db"))
+        .await
+        .context("opening RocksDB")?;
     // The storage failpoint (store::failpoint): read once now, so a host restarted with the
     // marker in place fails its first write, then polled while the host runs.
     let disk_fault = db.disk_fault().clone();
@@ -715,5 +717,47 @@ impl Worker for ReplicaWatch {
             // Raft is gone: nothing will change again.
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// How long a starting host waits for RocksDB's lock held by a previous process of itself.
+const DB_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the host's RocksDB, waiting up to [`DB_LOCK_WAIT`] while its lock file is still held.
+/// A host restarted at once after a crash (by systemd, or a drill) can find its previous
+/// process's threads still exiting, holding the lock for a moment; anything else fails at once.
+async fn open_db_waiting_for_lock(path: &Path) -> Result<HostDb, rocksdb::Error> {
+    let start = std::time::Instant::now();
+    loop {
+        match HostDb::open(path) {
+            Err(error) if HostDb::is_lock_held(&error) && start.elapsed() < DB_LOCK_WAIT => {
+                tracing::warn!(%error, "RocksDB's lock is still held; waiting for the previous process to end");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host started while its previous process still holds RocksDB's lock waits for the
+    /// lock instead of failing; once the holder lets go, it opens.
+    #[tokio::test]
+    async fn a_starting_host_waits_for_the_lock_of_its_previous_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let holder = HostDb::open(&path).expect("RocksDB opens");
+        let error = HostDb::open(&path).err().expect("a second open is refused");
+        assert!(HostDb::is_lock_held(&error), "{error}");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            drop(holder);
+        });
+        let opened = open_db_waiting_for_lock(&path).await;
+        assert!(opened.is_ok(), "{:?}", opened.err());
+        release.await.unwrap();
     }
 }

@@ -60,13 +60,40 @@ pub fn is_alive(pid: i32) -> bool {
         .next()
         .and_then(|rest| rest.split_whitespace().next());
     if state == Some("Z") {
-        // SAFETY: waitpid with WNOHANG on a specific pid has no memory-safety preconditions.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-        return false;
+        return !zombie_is_done(pid);
     }
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|cmdline| String::from_utf8_lossy(&cmdline).contains("liandong"))
         .unwrap_or(false)
+}
+
+/// Whether a process whose main thread shows `Z` has wholly ended. A killed multi-threaded
+/// process shows its main thread as a zombie while its other threads are still exiting (one
+/// in the middle of an fsync finishes it first) and still hold its open files, RocksDB's
+/// lock among them: a restart in that window cannot open the store. So it has ended only
+/// when it is reaped (our child: `waitpid` returns it, which the kernel allows only after
+/// every thread has gone) or, not being our child, when no thread but the main one is left.
+fn zombie_is_done(pid: i32) -> bool {
+    // SAFETY: waitpid with WNOHANG on a specific pid has no memory-safety preconditions.
+    let reaped = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+    if reaped == pid {
+        return true;
+    }
+    if reaped == 0 {
+        // Our child, and the kernel is still waiting for its threads.
+        return false;
+    }
+    only_main_thread_left(pid)
+}
+
+/// True if `/proc/<pid>/task` lists no thread but `pid` itself (or the process is gone).
+fn only_main_thread_left(pid: i32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .all(|task| task.file_name().to_str() == Some(pid.to_string().as_str()))
 }
 
 /// Starts `host` in the background unless it is already running; returns its pid.
@@ -164,4 +191,71 @@ pub fn office_hosts(manifest: &Manifest, office: &str) -> anyhow::Result<Vec<(u6
         .iter()
         .map(|member| (member.id, member.host.clone()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process whose main thread has exited while another thread still runs shows `Z`
+    /// in `/proc/<pid>/stat`; it still holds its files, so it is not gone until that
+    /// thread ends too.
+    #[test]
+    fn a_zombie_main_thread_with_a_live_thread_is_still_alive() {
+        // bash's main thread cannot exit alone, so a tiny program does it: the main thread
+        // calls pthread_exit while a second thread sleeps, then exits the process.
+        let dir = std::env::temp_dir().join(format!("liandong-zombie-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let source = dir.join("leader_exits.c");
+        fs::write(
+            &source,
+            r#"#include <pthread.h>
+#include <unistd.h>
+#include <stdlib.h>
+static void *worker(void *arg) { (void)arg; usleep(800000); exit(0); }
+int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); pthread_exit(0); }
+"#,
+        )
+        .unwrap();
+        let binary = dir.join("liandong_leader_exits");
+        // A C compiler is there wherever this builds: RocksDB's C++ needs one.
+        let status = Command::new("cc")
+            .arg("-pthread")
+            .arg("-o")
+            .arg(&binary)
+            .arg(&source)
+            .status()
+            .expect("running cc");
+        assert!(status.success(), "compiling the helper program");
+        let mut child = Command::new(&binary).spawn().unwrap();
+        let pid = child.id() as i32;
+        // Wait until the main thread shows as a zombie.
+        let start = Instant::now();
+        loop {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let state = stat.rsplit(')').next().unwrap().split_whitespace().next();
+            if state == Some("Z") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "never became a zombie"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            !zombie_is_done(pid),
+            "a zombie main thread with a live thread counts as gone"
+        );
+        assert!(!only_main_thread_left(pid));
+        // Once the other thread exits, it is reaped and gone.
+        let start = Instant::now();
+        while !zombie_is_done(pid) {
+            assert!(start.elapsed() < Duration::from_secs(5), "never reaped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Reaped by `zombie_is_done`: nothing is left for the handle to wait for.
+        assert!(child.try_wait().is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

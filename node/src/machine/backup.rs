@@ -500,14 +500,13 @@ pub fn holds_office(db_path: &Path, office: &OfficeCode) -> Result<Option<u64>, 
 }
 
 fn in_use(db_path: &Path, error: rocksdb::Error) -> BackupError {
-    let text = error.to_string();
-    if text.contains("lock") || text.contains("Resource temporarily unavailable") {
+    if HostDb::is_lock_held(&error) {
         refused(format!(
             "the database {} is in use: its host is running; stop it first (`liandong down`)",
             db_path.display()
         ))
     } else {
-        storage(format!("opening {}: {text}", db_path.display()))
+        storage(format!("opening {}: {error}", db_path.display()))
     }
 }
 

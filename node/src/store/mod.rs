@@ -62,6 +62,13 @@ impl HostDb {
         })
     }
 
+    /// True if opening failed because another process (or a previous one, still exiting)
+    /// holds the database's lock file.
+    pub fn is_lock_held(error: &rocksdb::Error) -> bool {
+        let text = error.to_string();
+        text.contains("lock") || text.contains("Resource temporarily unavailable")
+    }
+
     /// The folder of one office's snapshot files (made by the caller when it writes one).
     pub fn snapshot_dir(&self, office: &str) -> PathBuf {
         self.snapshot_root.join(office)
