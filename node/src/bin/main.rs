@@ -4,6 +4,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// mimalloc: a host's apply path allocates small values at a high rate (keys, encoded values,
+/// summaries); glibc's malloc spent about a tenth of the CPU on them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "liandong-node",

@@ -134,7 +134,7 @@ pub(super) fn commit(
 }
 
 /// Writes the case's header and the entries it adds, and moves its alarm.
-fn store_case(txn: &mut Txn<'_>, alarm_before: Option<Millis>, change: &Change<'_>) {
+fn store_case(txn: &mut Txn<'_>, alarm_before: Option<Millis>, change: &mut Change<'_>) {
     let case = &change.after;
     let id = case.id.to_string();
     move_alarm(txn, &id, alarm_before, case.next_alarm());
@@ -149,8 +149,19 @@ fn store_case(txn: &mut Txn<'_>, alarm_before: Option<Millis>, change: &Change<'
             txn.delete(keys::history(&id, seq));
         }
     }
-    let (header, _) = case.clone().into_header();
-    txn.put(keys::case(&id), encode(&header));
+    txn.put(keys::case(&id), header_bytes(&mut change.after));
+}
+
+/// The stored bytes of `case`'s header: the case without its entries, its `history_start` the
+/// chain's head ([`Case::into_header`]), encoded in place instead of from a copy of the case.
+fn header_bytes(case: &mut Case) -> Vec<u8> {
+    let head = case.chain_head();
+    let start = std::mem::replace(&mut case.history_start, head);
+    let entries = std::mem::take(&mut case.history);
+    let bytes = encode(&*case);
+    case.history = entries;
+    case.history_start = start;
+    bytes
 }
 
 fn move_alarm(txn: &mut Txn<'_>, id: &str, before: Option<Millis>, after: Option<Millis>) {

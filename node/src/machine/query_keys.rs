@@ -78,7 +78,10 @@ pub fn scope_prefix(scope: &str, sort: u8) -> Vec<u8> {
 /// The key of `case_id` at `at` in a scope and order.
 pub fn scope_key(scope: &str, sort: u8, at: i64, case_id: &str) -> Vec<u8> {
     [
-        scope_prefix(scope, sort).as_slice(),
+        keys::QUERY_KEY_SCOPE,
+        scope.as_bytes(),
+        b"\0",
+        &[sort],
         &time_bytes(at),
         case_id.as_bytes(),
     ]
@@ -105,18 +108,23 @@ pub fn repeat_prefix(summary: &SummaryV2) -> Vec<u8> {
 
 /// Every key an effective summary has.
 pub fn keys_of(summary: &SummaryV2) -> BTreeSet<Vec<u8>> {
-    let mut all = BTreeSet::new();
+    sorted_keys(summary).into_iter().collect()
+}
+
+/// [`keys_of`] as a sorted list without repeats.
+fn sorted_keys(summary: &SummaryV2) -> Vec<Vec<u8>> {
+    let mut all = Vec::new();
     if !summary.is_owner_copy() {
         return all;
     }
     let id = summary.case_id.to_string();
     for scope in scopes(summary) {
         for sort in SORTS {
-            all.insert(scope_key(&scope, sort, sort_time(sort, summary), &id));
+            all.push(scope_key(&scope, sort, sort_time(sort, summary), &id));
         }
     }
     if summary.kind == "original" {
-        all.insert(
+        all.push(
             [
                 repeat_prefix(summary).as_slice(),
                 &time_bytes(summary.registered_at),
@@ -125,18 +133,34 @@ pub fn keys_of(summary: &SummaryV2) -> BTreeSet<Vec<u8>> {
             .concat(),
         );
     }
+    all.sort_unstable();
+    all.dedup();
     all
 }
 
-/// Moves a case's keys from its effective summary `before` to `after` (only those that differ).
+/// Moves a case's keys from its effective summary `before` to `after` (only those that differ):
+/// the keys gone are deleted, then the new ones put, each in key order.
 pub(crate) fn change(txn: &mut Txn<'_>, before: Option<&SummaryV2>, after: Option<&SummaryV2>) {
-    let before = before.map(keys_of).unwrap_or_default();
-    let after = after.map(keys_of).unwrap_or_default();
-    for gone in before.difference(&after) {
-        txn.delete(gone.clone());
+    let before = before.map(sorted_keys).unwrap_or_default();
+    let after = after.map(sorted_keys).unwrap_or_default();
+    let mut new_keys = Vec::new();
+    let (mut before, mut after) = (before.into_iter().peekable(), after.into_iter().peekable());
+    loop {
+        match (before.peek(), after.peek()) {
+            (Some(gone), Some(new)) if gone == new => {
+                before.next();
+                after.next();
+            }
+            (Some(gone), Some(new)) if gone < new => {
+                txn.delete(before.next().expect("peeked"));
+            }
+            (Some(_), None) => txn.delete(before.next().expect("peeked")),
+            (_, Some(_)) => new_keys.push(after.next().expect("peeked")),
+            (None, None) => break,
+        }
     }
-    for new in after.difference(&before) {
-        txn.put(new.clone(), Vec::new());
+    for new in new_keys {
+        txn.put(new, Vec::new());
     }
 }
 

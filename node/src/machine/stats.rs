@@ -277,22 +277,61 @@ pub(crate) fn count_change(
 ) -> Result<(), ApplyError> {
     // The query's secondary keys move with the same summaries (their own diff: a change
     // of time alone moves keys but no counter).
-    super::query_keys::change(txn, before, after);
-    let row = |summary: Option<&SummaryV2>| summary.map(|s| (s.owner.clone(), figures(s)));
-    let (before, after) = (row(before), row(after));
     if before == after {
         return Ok(());
     }
+    super::query_keys::change(txn, before, after);
+    let (before, after) = (sorted_figures(before), sorted_figures(after));
     let mut changes: BTreeMap<&OfficeCode, BTreeMap<&str, i64>> = BTreeMap::new();
-    for (side, by) in [(&before, -1), (&after, 1)] {
-        if let Some((office, figures)) = side {
+    match (&before, &after) {
+        // One office before and after: only the figures that differ move (a figure is named
+        // once per summary), as the net of taking the one and adding the other would.
+        (Some((office, gone)), Some((same, new))) if office == same => {
             let moved = changes.entry(office).or_default();
-            for figure in figures {
-                *moved.entry(figure.as_str()).or_default() += by;
+            let (mut gone, mut new) = (gone.iter().peekable(), new.iter().peekable());
+            loop {
+                match (gone.peek(), new.peek()) {
+                    (Some(g), Some(n)) if g == n => {
+                        gone.next();
+                        new.next();
+                    }
+                    (Some(g), Some(n)) if g < n => {
+                        *moved.entry(g.as_str()).or_default() -= 1;
+                        gone.next();
+                    }
+                    (_, Some(n)) => {
+                        *moved.entry(n.as_str()).or_default() += 1;
+                        new.next();
+                    }
+                    (Some(g), None) => {
+                        *moved.entry(g.as_str()).or_default() -= 1;
+                        gone.next();
+                    }
+                    (None, None) => break,
+                }
+            }
+        }
+        _ => {
+            for (side, by) in [(&before, -1), (&after, 1)] {
+                if let Some((office, figures)) = side {
+                    let moved = changes.entry(*office).or_default();
+                    for figure in figures {
+                        *moved.entry(figure.as_str()).or_default() += by;
+                    }
+                }
             }
         }
     }
     move_figures(txn, changes)
+}
+
+/// The office a summary counts for, and its figures in order.
+fn sorted_figures(summary: Option<&SummaryV2>) -> Option<(&OfficeCode, Vec<String>)> {
+    summary.map(|summary| {
+        let mut figures = figures(summary);
+        figures.sort_unstable();
+        (&summary.owner, figures)
+    })
 }
 
 /// The summary of the case's own copy here, if this office keeps one.

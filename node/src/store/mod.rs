@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use failpoint::DiskFault;
 pub use log::LogStore;
-use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB,
+};
 pub use txn::Txn;
 
 use crate::raft::types::StorageError;
@@ -49,9 +51,10 @@ impl HostDb {
         options.set_max_open_files(512);
         options.set_keep_log_file_num(4);
         options.set_max_background_jobs(2);
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let families = [keys::CF_LOG, keys::CF_META, keys::CF_SM]
             .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(name, family_options(name, &cache)));
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let snapshot_root = path.parent().unwrap_or(path).join("snapshots");
         Ok(HostDb {
@@ -126,6 +129,31 @@ impl HostDb {
         }
         Ok(())
     }
+}
+
+/// The block cache one host's families share (data, index and filter blocks): bounded, whatever
+/// the number of replicas and files.
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+
+/// A family's options: table files with a bloom filter per file (a point read of a key that is
+/// not there, as a new request id or case id, skips the file without reading its index), index
+/// and filter blocks in the shared cache (memory bounded by it, the newest files' pinned), and
+/// for the state machine's family a whole-key bloom filter in the memtable too. Options only:
+/// the files' format is the one every build reads, and files written without a filter are
+/// read as before.
+fn family_options(name: &str, cache: &Cache) -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    let mut options = Options::default();
+    options.set_block_based_table_factory(&table);
+    if name == keys::CF_SM {
+        options.set_memtable_whole_key_filtering(true);
+        options.set_memtable_prefix_bloom_ratio(0.05);
+    }
+    options
 }
 
 /// Runs blocking storage IO without stalling the async runtime's other tasks.
