@@ -134,3 +134,35 @@ fn refusals(
         .map(|(_, value)| Ok(decode::<Refusal>(value)?))
         .collect()
 }
+
+/// One side of a difference between two sorted lists ([`sorted_diff`]).
+pub(crate) enum Diff<T> {
+    /// In the list before, not after.
+    Gone(T),
+    /// In the list after, not before.
+    New(T),
+}
+
+/// Walks two ascending lists together and hands `each` what only one of them holds, in key
+/// order; what both hold is passed over.
+pub(crate) fn sorted_diff<T: Ord>(
+    before: impl IntoIterator<Item = T>,
+    after: impl IntoIterator<Item = T>,
+    mut each: impl FnMut(Diff<T>),
+) {
+    let (mut before, mut after) = (before.into_iter().peekable(), after.into_iter().peekable());
+    loop {
+        match (before.peek(), after.peek()) {
+            (Some(gone), Some(new)) if gone == new => {
+                before.next();
+                after.next();
+            }
+            (Some(gone), Some(new)) if gone < new => {
+                each(Diff::Gone(before.next().expect("peeked")))
+            }
+            (Some(_), None) => each(Diff::Gone(before.next().expect("peeked"))),
+            (_, Some(_)) => each(Diff::New(after.next().expect("peeked"))),
+            (None, None) => break,
+        }
+    }
+}

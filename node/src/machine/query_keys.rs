@@ -144,21 +144,10 @@ pub(crate) fn change(txn: &mut Txn<'_>, before: Option<&SummaryV2>, after: Optio
     let before = before.map(sorted_keys).unwrap_or_default();
     let after = after.map(sorted_keys).unwrap_or_default();
     let mut new_keys = Vec::new();
-    let (mut before, mut after) = (before.into_iter().peekable(), after.into_iter().peekable());
-    loop {
-        match (before.peek(), after.peek()) {
-            (Some(gone), Some(new)) if gone == new => {
-                before.next();
-                after.next();
-            }
-            (Some(gone), Some(new)) if gone < new => {
-                txn.delete(before.next().expect("peeked"));
-            }
-            (Some(_), None) => txn.delete(before.next().expect("peeked")),
-            (_, Some(_)) => new_keys.push(after.next().expect("peeked")),
-            (None, None) => break,
-        }
-    }
+    super::sorted_diff(before, after, |diff| match diff {
+        super::Diff::Gone(gone) => txn.delete(gone),
+        super::Diff::New(new) => new_keys.push(new),
+    });
     for new in new_keys {
         txn.put(new, Vec::new());
     }

@@ -288,28 +288,10 @@ pub(crate) fn count_change(
         // once per summary), as the net of taking the one and adding the other would.
         (Some((office, gone)), Some((same, new))) if office == same => {
             let moved = changes.entry(office).or_default();
-            let (mut gone, mut new) = (gone.iter().peekable(), new.iter().peekable());
-            loop {
-                match (gone.peek(), new.peek()) {
-                    (Some(g), Some(n)) if g == n => {
-                        gone.next();
-                        new.next();
-                    }
-                    (Some(g), Some(n)) if g < n => {
-                        *moved.entry(g.as_str()).or_default() -= 1;
-                        gone.next();
-                    }
-                    (_, Some(n)) => {
-                        *moved.entry(n.as_str()).or_default() += 1;
-                        new.next();
-                    }
-                    (Some(g), None) => {
-                        *moved.entry(g.as_str()).or_default() -= 1;
-                        gone.next();
-                    }
-                    (None, None) => break,
-                }
-            }
+            super::sorted_diff(gone, new, |diff| match diff {
+                super::Diff::Gone(figure) => *moved.entry(figure.as_str()).or_default() -= 1,
+                super::Diff::New(figure) => *moved.entry(figure.as_str()).or_default() += 1,
+            });
         }
         _ => {
             for (side, by) in [(&before, -1), (&after, 1)] {
