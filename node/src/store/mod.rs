@@ -68,8 +68,10 @@ impl HostDb {
     /// True if opening failed because another process (or a previous one, still exiting)
     /// holds the database's lock file.
     pub fn is_lock_held(error: &rocksdb::Error) -> bool {
-        let text = error.to_string();
-        text.contains("lock") || text.contains("Resource temporarily unavailable")
+        // RocksDB names the lock file in both cases ("While lock file: <db>/LOCK: Resource
+        // temporarily unavailable", "lock hold by current process ...: <db>/LOCK: ..."); a
+        // bare "lock" would also match other errors ("block checksum mismatch").
+        error.to_string().contains("LOCK:")
     }
 
     /// The folder of one office's snapshot files (made by the caller when it writes one).
