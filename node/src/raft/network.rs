@@ -172,6 +172,14 @@ impl Transport {
         }
     }
 
+    /// Drops the channel to `addr`: the next caller dials a fresh connection.
+    pub fn forget(&self, addr: &str) {
+        self.channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(addr);
+    }
+
     /// A lazily connecting channel to `addr`; the same one for every caller.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut channels = self
@@ -235,6 +243,7 @@ pub struct ReplicaClient {
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Rpc {
     Append,
     Vote,
@@ -287,7 +296,28 @@ impl ReplicaClient {
     {
         let deadline = tokio::time::Instant::now() + option.hard_ttl();
         let action = self.transport.link_action(&self.target_host);
-        match through_link_fault(action, deadline, self.send(rpc, payload, option)).await {
+        let send = async {
+            if rpc != Rpc::Vote {
+                return self.send(rpc, payload, option.hard_ttl()).await;
+            }
+            // A vote goes once more on a fresh connection when its connection failed: the
+            // peer's host restarted since this one last spoke to it, and the first request on
+            // the old connection meets a broken pipe or a reset. openraft sends each vote of an
+            // election once, so without this the election waits for the next timeout (the fast
+            // election of `failover` would lose to it). A vote is safe to repeat: the voter
+            // grants the same candidate the same term again.
+            let first = self.send(rpc, payload.clone(), option.hard_ttl()).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match first {
+                Err(RPCError::Unreachable(_) | RPCError::Network(_)) if !left.is_zero() => {
+                    tracing::debug!(office = %self.office, target = self.target, addr = %self.addr, "vote failed on its connection; sending it once more on a fresh one");
+                    self.transport.forget(&self.addr);
+                    self.send(rpc, payload, left).await
+                }
+                other => other,
+            }
+        };
+        match through_link_fault(action, deadline, send).await {
             Ok(result) => result,
             Err(lost) => Err(link_fault_error(lost.describe())),
         }
@@ -297,7 +327,7 @@ impl ReplicaClient {
         &self,
         rpc: Rpc,
         payload: Vec<u8>,
-        option: &RPCOption,
+        timeout: Duration,
     ) -> RpcResult<Resp, E>
     where
         Resp: DeserializeOwned,
@@ -315,7 +345,7 @@ impl ReplicaClient {
             target: self.target,
             payload,
         });
-        grpc.set_timeout(option.hard_ttl());
+        grpc.set_timeout(timeout);
         let reply = match rpc {
             Rpc::Append => client.append_entries(grpc).await,
             Rpc::Vote => client.vote(grpc).await,
@@ -388,6 +418,162 @@ mod tests {
 
     use super::*;
     use crate::raft::types::{Entry, Operation, Request};
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use federation_proto::v1::raft_transport_server::{RaftTransport, RaftTransportServer};
+    use federation_proto::v1::{ProposeReply, ProposeRequest};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tonic::{Response, Status};
+
+    /// A replica that grants every vote and counts them.
+    #[derive(Default)]
+    struct Voter {
+        votes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[tonic::async_trait]
+    impl RaftTransport for Voter {
+        async fn append_entries(
+            &self,
+            _: tonic::Request<RaftRequest>,
+        ) -> Result<Response<RaftReply>, Status> {
+            Err(Status::unimplemented("votes only"))
+        }
+
+        async fn vote(
+            &self,
+            request: tonic::Request<RaftRequest>,
+        ) -> Result<Response<RaftReply>, Status> {
+            let asked: VoteRequest<NodeId> =
+                decode_payload(&request.into_inner().payload).map_err(Status::invalid_argument)?;
+            self.votes.fetch_add(1, Ordering::SeqCst);
+            let granted = VoteResponse {
+                vote: asked.vote,
+                vote_granted: true,
+                last_log_id: None,
+            };
+            Ok(Response::new(RaftReply {
+                payload: encode_payload(&granted),
+                error: Vec::new(),
+            }))
+        }
+
+        async fn install_snapshot(
+            &self,
+            _: tonic::Request<RaftRequest>,
+        ) -> Result<Response<RaftReply>, Status> {
+            Err(Status::unimplemented("votes only"))
+        }
+
+        async fn propose(
+            &self,
+            _: tonic::Request<ProposeRequest>,
+        ) -> Result<Response<ProposeReply>, Status> {
+            Err(Status::unimplemented("votes only"))
+        }
+    }
+
+    /// A TCP proxy whose connections open before [`Severing::sever`] die, with a reset, at the
+    /// next bytes the client sends: what a client meets on its old connection to a host that
+    /// was killed and started again.
+    #[derive(Default, Clone)]
+    struct Severing {
+        doomed: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
+    }
+
+    impl Severing {
+        async fn start(self, upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let doomed = Arc::new(AtomicBool::new(false));
+                    self.doomed.lock().unwrap().push(doomed.clone());
+                    tokio::spawn(relay(client, upstream, doomed));
+                }
+            });
+            addr
+        }
+
+        fn sever(&self) {
+            for doomed in self.doomed.lock().unwrap().iter() {
+                doomed.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    async fn relay(client: TcpStream, upstream: std::net::SocketAddr, doomed: Arc<AtomicBool>) {
+        let Ok(server) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        let back = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+            to_client
+        });
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_client.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if doomed.load(Ordering::SeqCst) {
+                back.abort();
+                if let Ok(to_client) = back.await {
+                    let client = from_client.reunite(to_client).unwrap();
+                    // A zero linger closes with a reset at once: nothing blocks the drop.
+                    #[allow(deprecated)]
+                    client.set_linger(Some(Duration::ZERO)).unwrap();
+                }
+                return;
+            }
+            if to_server.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// A vote whose connection died since the last request (the voter's host restarted) goes
+    /// once more on a fresh connection and is granted (fails if the transport gives up after
+    /// the broken connection: the candidate would wait for its next election timeout).
+    #[tokio::test]
+    async fn a_vote_on_a_dead_connection_goes_again_on_a_fresh_one() {
+        let voter = Voter::default();
+        let votes = voter.votes.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftTransportServer::new(voter))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let proxy = Severing::default();
+        let addr = proxy.clone().start(upstream).await;
+        let mut client = ReplicaClient {
+            office: "510104".into(),
+            target: 2,
+            target_host: "host-2".into(),
+            addr: addr.to_string(),
+            transport: Transport::default(),
+        };
+        let ask = |term| VoteRequest {
+            vote: Vote::new(term, 1),
+            last_log_id: None,
+        };
+        let option = RPCOption::new(Duration::from_secs(5));
+        let first = client.vote(ask(1), option.clone()).await.unwrap();
+        assert!(first.vote_granted);
+        proxy.sever();
+        let second = client.vote(ask(2), option).await;
+        assert!(
+            matches!(&second, Ok(reply) if reply.vote_granted && reply.vote == Vote::new(2, 1)),
+            "{second:?}"
+        );
+        assert_eq!(votes.load(Ordering::SeqCst), 2);
+    }
 
     /// A batch over the AppendEntries budget is cut to what fits, never below one entry; one
     /// entry alone always goes (fails if an oversized batch would be sent whole).
