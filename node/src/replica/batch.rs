@@ -34,7 +34,9 @@ pub const BATCH_OPERATIONS_MAX: usize = 256;
 pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
 const _: () = assert!(BATCH_BYTES_MAX * 4 <= crate::raft::network::APPEND_ENTRIES_BYTES_MAX);
 /// Entries one office has on their way through Raft at once from this path; while they are,
-/// new writes gather for the next.
+/// new writes gather for the next. Measured (64 clients, dev profile, 2026-12-07): 1, 2 and 4
+/// give about the same throughput; 16 gives half, its entries being smaller and each entry
+/// costing every replica an append, a sync and a replication round of its own.
 pub const BATCHES_IN_FLIGHT_MAX: usize = 4;
 /// Writes that may wait for an entry, per office; more wait to be accepted.
 pub const WAITING_MAX: usize = 4_096;
