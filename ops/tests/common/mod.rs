@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,16 +18,33 @@ pub fn liandong_bin() -> &'static str {
     env!("CARGO_BIN_EXE_liandong")
 }
 
-/// A base port with `count` free consecutive ports after it.
+/// The port ranges this test process has handed out, `[start, end)`: two tests running at once
+/// (the test threads) never get overlapping ranges. The check that the ports are free cannot
+/// tell alone: the first test's hosts may not listen yet when the second test looks.
+static HANDED_OUT: Mutex<Vec<(u16, u16)>> = Mutex::new(Vec::new());
+
+/// A base port with `count` free consecutive ports after it, overlapping no range handed out
+/// before in this process.
 pub fn free_base_port(count: u16) -> u16 {
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for _ in 0..200 {
         // Below Linux's ephemeral range (32768-60999 by default): a host restarted by a test
         // gets its port back, never finding it taken by some outgoing connection meanwhile.
         let base: u16 = 20_000 + rand::random::<u16>() % 12_000;
+        let end = base + count;
+        if handed_out
+            .iter()
+            .any(|&(start, stop)| base < stop && start < end)
+        {
+            continue;
+        }
         let listeners: Vec<_> = (0..count)
             .map(|i| TcpListener::bind(("127.0.0.1", base + i)))
             .collect();
         if listeners.iter().all(Result::is_ok) {
+            handed_out.push((base, end));
             return base;
         }
     }
