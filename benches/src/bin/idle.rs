@@ -40,7 +40,9 @@ struct Args {
     /// How long the idle cost is measured.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    #[arg(long, default_value_t = 40_000)]
+    /// The federation's first port: below Linux's ephemeral range (32768-60999 by default),
+    /// where other processes' outgoing connections could hold a host's port.
+    #[arg(long, default_value_t = 14_000)]
     base_port: u16,
     #[arg(long)]
     json_out: Option<PathBuf>,

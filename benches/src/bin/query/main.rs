@@ -76,8 +76,10 @@ struct Args {
     /// Fresh mode: seconds the federation settles (its offices quiesce) before timing.
     #[arg(long, default_value_t = 30)]
     fresh_settle_seconds: u64,
-    /// Fresh mode: the federation's first port.
-    #[arg(long, default_value_t = 42_000)]
+    /// Fresh mode: the federation's first port. Below Linux's ephemeral range (32768-60999 by
+    /// default): in it, a host started after the others' outgoing connections took its port
+    /// from them cannot listen, and its offices never elect a leader.
+    #[arg(long, default_value_t = 11_000)]
     base_port: u16,
     /// Fresh mode: how long `up` may wait for leaders, and the index for the cases filed.
     #[arg(long, default_value_t = 600)]
